@@ -1,0 +1,1 @@
+"""Shared runtime plumbing: Kafka request/reply, idempotent command consumers, settings, logging, health"""

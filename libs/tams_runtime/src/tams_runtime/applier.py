@@ -1,0 +1,95 @@
+"""Applies commands to a store exactly once, recording each outcome with the change.
+
+A service supplies one function per command name, `apply(tx, command) -> Outcome`, that
+validates and writes inside the given transaction. The applier runs a whole batch in one
+transaction; a command already applied (a redelivery after a crash) is answered from its
+recorded outcome instead of being applied again.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
+
+log = logging.getLogger(__name__)
+
+Tx = TypeVar("Tx", bound="OutcomeLog")
+
+
+class OutcomeLog(Protocol):
+    def recorded_outcome(self, command_id: str) -> Outcome | None: ...
+
+    def record_outcome(self, command_id: str, outcome: Outcome) -> None: ...
+
+
+class TransactionalStore(Protocol[Tx]):
+    async def write(self, work: Callable[[Tx], Any]) -> Any: ...
+
+
+def error_outcome(status: int, type_: str, summary: str) -> Outcome:
+    return Outcome(status=status, body=ErrorBody(type=type_, summary=summary).model_dump(mode="json"))
+
+
+class CommandApplier:
+    """The `CommandHandler` of a service: dispatches by command name."""
+
+    def __init__(
+        self,
+        store: Any,
+        handlers: Mapping[str, Callable[[Any, CommandEnvelope], Outcome]],
+        *,
+        is_retryable: Callable[[BaseException], bool],
+    ) -> None:
+        self.store = store
+        self.handlers = handlers
+        self.is_retryable = is_retryable
+
+    def _apply_one(self, tx: OutcomeLog, command: CommandEnvelope) -> Outcome:
+        prior = tx.recorded_outcome(command.command_id)
+        if prior is not None:
+            return prior
+        handler = self.handlers.get(command.name)
+        if handler is None:
+            outcome = error_outcome(400, "UnknownCommand", f"unknown command {command.name!r}")
+        else:
+            outcome = handler(tx, command)
+        tx.record_outcome(command.command_id, outcome)
+        return outcome
+
+    async def __call__(self, commands: Sequence[CommandEnvelope]) -> list[Outcome]:
+        try:
+            result: list[Outcome] = await self.store.write(
+                lambda tx: [self._apply_one(tx, c) for c in commands]
+            )
+            return result
+        except Exception as exc:
+            if self.is_retryable(exc):
+                raise
+            log.warning("batch failed; applying its commands one by one", exc_info=True)
+        outcomes = []
+        for command in commands:
+            try:
+                outcomes.append(await self.store.write(lambda tx, c=command: self._apply_one(tx, c)))
+            except Exception as exc:
+                if self.is_retryable(exc):
+                    raise
+                # A bug, not a store outage: answer 500 and record it, so the partition is
+                # not blocked by a command that can never be applied.
+                log.exception("command failed", extra={"command": command.name})
+                failure = Outcome(
+                    status=500,
+                    body=ErrorBody(
+                        type="InternalError",
+                        summary=f"{command.name} failed: {type(exc).__name__}",
+                        traceback=traceback.format_exception_only(exc),
+                    ).model_dump(mode="json"),
+                )
+                await self.store.write(
+                    lambda tx, c=command, f=failure: tx.record_outcome(c.command_id, f)
+                )
+                outcomes.append(failure)
+        return outcomes

@@ -1,0 +1,175 @@
+"""Request/reply over Kafka for the gateway.
+
+FastStream's `broker.request()` only works with its test client, so the gateway does what
+it would do by hand: each gateway instance owns a reply topic (one partition, consumed
+without a group so it starts at once), publishes a command with its correlation id and
+`reply_to`, and resolves a waiting future when the reply with that id arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tams_runtime.settings import KafkaSettings
+from tams_runtime.tracing import inject_trace_context
+from tams_schema.envelopes import CommandEnvelope, Reply
+
+log = logging.getLogger(__name__)
+
+
+class CommandTimeout(Exception):
+    """No reply arrived before the deadline (the command may still be applied)."""
+
+
+class BusUnavailable(Exception):
+    """The broker could not take the command."""
+
+
+async def ensure_topics(settings: KafkaSettings, extra: dict[str, int] | None = None) -> None:
+    """Create the internal and public topics if missing (idempotent).
+
+    Run at every start: tansu's memory engine forgets topics on restart, and nothing the
+    stack has acknowledged depends on what was in them.
+    """
+    topics = settings.topics
+    wanted = {name: settings.command_partitions for name in topics.command_topics()}
+    wanted[topics.events] = settings.events_partitions
+    wanted.update(extra or {})
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(n, p, 1) for n, p in wanted.items() if n not in existing]
+        if missing:
+            # A concurrent creator makes this answer "already exists" (code 36): fine.
+            await admin.create_topics(missing)
+    finally:
+        await admin.close()
+
+
+class CommandBus:
+    """Publishes commands and awaits their replies on this instance's reply topic."""
+
+    def __init__(self, settings: KafkaSettings, instance_id: str | None = None) -> None:
+        self.settings = settings
+        self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self.reply_topic = settings.topics.replies(self.instance_id)
+        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await ensure_topics(self.settings, {self.reply_topic: 1})
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            acks="all",
+            linger_ms=0,
+            client_id=f"gateway-{self.instance_id}",
+        )
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+            client_id=f"gateway-{self.instance_id}-replies",
+        )
+        await self._consumer.start()
+        partition = TopicPartition(self.reply_topic, 0)
+        self._consumer.assign([partition])
+        await self._consumer.seek_to_end(partition)
+        self._reader = asyncio.create_task(self._read_replies(), name="reply-reader")
+
+    async def stop(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(BusUnavailable("gateway is stopping"))
+        if self._consumer:
+            await self._consumer.stop()
+        if self._producer:
+            await self._producer.stop()
+        if self._consumer:
+            # The reply topic belongs to this instance only; leave no clutter behind.
+            with contextlib.suppress(Exception):
+                admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+                await admin.start()
+                try:
+                    await admin.delete_topics([self.reply_topic])
+                finally:
+                    await admin.close()
+
+    async def _read_replies(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=1000, max_records=1000)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        reply = Reply.model_validate_json(record.value)
+                    except ValueError:
+                        log.warning("dropping malformed reply", extra={"offset": record.offset})
+                        continue
+                    fut = self._pending.pop(reply.correlation_id, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(reply)
+
+    async def request(
+        self,
+        topic: str,
+        name: str,
+        key: str,
+        payload: dict[str, Any],
+        *,
+        principal: str | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        """Send one command and wait for its reply."""
+        assert self._producer is not None, "CommandBus.start() was not awaited"
+        command = CommandEnvelope(
+            name=name,
+            key=key,
+            payload=payload,
+            reply_to=self.reply_topic,
+            principal=principal,
+            trace_context=inject_trace_context(),
+        )
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[command.correlation_id] = fut
+        try:
+            try:
+                await self._producer.send_and_wait(
+                    topic,
+                    command.model_dump_json().encode(),
+                    key=key.encode(),
+                    headers=[("command", name.encode())],
+                )
+            except Exception as exc:  # aiokafka raises many KafkaError kinds
+                raise BusUnavailable(f"could not publish command {name}: {exc}") from exc
+            try:
+                return await asyncio.wait_for(fut, timeout or self.settings.reply_timeout_s)
+            except TimeoutError as exc:
+                raise CommandTimeout(f"no reply to {name} within the deadline") from exc
+        finally:
+            self._pending.pop(command.correlation_id, None)
+
+    async def healthy(self) -> bool:
+        """True while the producer has broker metadata and the reply reader runs."""
+        if self._producer is None or self._reader is None or self._reader.done():
+            return False
+        try:
+            await asyncio.wait_for(self._producer.partitions_for(self.reply_topic), 2)
+        except Exception:
+            return False
+        return True

@@ -1,0 +1,130 @@
+"""What travels on the internal Kafka topics: commands, their replies, and TAMS events.
+
+A command is a request to change state, addressed to the service that owns it and keyed by
+the flow (or source) it touches, so one partition, and so one consumer, applies all commands
+for that flow in order. Its reply carries the HTTP outcome the owning service decided, so the
+gateway stays a thin edge. Events are the TAMS webhook payloads, each with an id so that
+consumers can drop a redelivered copy.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CommandEnvelope(BaseModel):
+    """One command for an owning service.
+
+    `command_id` identifies the command itself (a redelivery carries the same id and is
+    answered from the recorded outcome); `correlation_id` ties the reply to the waiting
+    request; `reply_to` is the requesting gateway instance's reply topic.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command_id: str = Field(default_factory=new_id)
+    correlation_id: str = Field(default_factory=new_id)
+    reply_to: str | None = None
+    name: str
+    key: str
+    issued_at: datetime = Field(default_factory=utc_now)
+    principal: str | None = None
+    trace_context: dict[str, str] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    """The TAMS error object (`schemas/error.json`), used for every 4xx/5xx body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    summary: str
+    time: datetime = Field(default_factory=utc_now)
+    traceback: list[str] | None = None
+
+
+class Reply(BaseModel):
+    """The owning service's answer: an HTTP status, optional headers and a JSON body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: str
+    correlation_id: str
+    status: int
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+
+
+class TamsEvent(BaseModel):
+    """A TAMS event exactly as the spec's webhook payload, plus its id and routing key.
+
+    On the public events topic the Kafka value is the payload (`event_timestamp`,
+    `event_type`, `event`); `event_id`, the schema version and the trace context travel in
+    headers so the value stays the spec's shape.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(default_factory=new_id)
+    key: str
+    event_type: str
+    event_timestamp: datetime = Field(default_factory=utc_now)
+    event: dict[str, Any]
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "event_timestamp": self.event_timestamp.isoformat().replace("+00:00", "Z"),
+            "event_type": self.event_type,
+            "event": self.event,
+        }
+
+
+class Outcome(BaseModel):
+    """What applying one command produced: the reply and the events to publish.
+
+    Stored with the command id in the same transaction as the change, so a redelivered
+    command is answered, and its events re-published, without being applied twice.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: int
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+    events: list[TamsEvent] = Field(default_factory=list)
+
+    def reply_for(self, command: CommandEnvelope) -> Reply:
+        return Reply(
+            command_id=command.command_id,
+            correlation_id=command.correlation_id,
+            status=self.status,
+            headers=self.headers,
+            body=self.body,
+        )
+
+
+EVENT_SCHEMA_VERSION = 1
+
+EVENT_TYPES = (
+    "flows/created",
+    "flows/updated",
+    "flows/deleted",
+    "flows/segments_added",
+    "flows/segments_deleted",
+    "sources/created",
+    "sources/updated",
+    "sources/deleted",
+)

@@ -1,0 +1,37 @@
+"""Kafka topic names shared by the gateway and the services.
+
+The command and reply topics are internal; the events topic is the public, documented
+interface (docs/events.md). Names can be prefixed per deployment (TAMS_TOPIC_PREFIX).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str = "tams"
+    events_name: str | None = None
+
+    @property
+    def catalog_commands(self) -> str:
+        return f"{self.prefix}.catalog.commands"
+
+    @property
+    def segments_commands(self) -> str:
+        return f"{self.prefix}.segments.commands"
+
+    @property
+    def webhooks_commands(self) -> str:
+        return f"{self.prefix}.webhooks.commands"
+
+    @property
+    def events(self) -> str:
+        return self.events_name or f"{self.prefix}.events"
+
+    def replies(self, instance_id: str) -> str:
+        return f"{self.prefix}.replies.{instance_id}"
+
+    def command_topics(self) -> list[str]:
+        return [self.catalog_commands, self.segments_commands, self.webhooks_commands]

@@ -1,0 +1,75 @@
+"""`tams`: run the whole TAMS stack on this machine.
+
+    tams up                  start tansu, SeaweedFS and the five services; Ctrl-C stops all
+    tams up --external       use the broker, S3 and store given by TAMS_* variables
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tams_stack.stack import Stack
+
+
+def _up(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    stack = Stack(Path(args.data_dir), gateway_port=args.port, external=args.external)
+    stop = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        stack.start_infrastructure()
+        asyncio.run(stack.start_services())
+        elapsed = time.monotonic() - started
+        print(f"TAMS is ready in {elapsed:.1f}s: {stack.gateway_url}", flush=True)
+        if stack.broker and stack.object_store:
+            print(f"  Kafka broker  {stack.broker.bootstrap}", flush=True)
+            print(f"  S3 endpoint   {stack.object_store.endpoint}", flush=True)
+        print(f"  data and logs {Path(args.data_dir).resolve()}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        while not stop:
+            for name, service in stack.services.items():
+                if not service.process.alive():
+                    print(f"service {name} exited; stopping the stack", file=sys.stderr)
+                    print(service.process.log_tail(), file=sys.stderr)
+                    return 1
+            time.sleep(0.2)
+        return 0
+    except RuntimeError as exc:
+        print(f"tams up failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("stopping...", flush=True)
+        stack.stop()
+        print("stopped.", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tams", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the stack and wait for Ctrl-C")
+    up.add_argument("--data-dir", default=".tams-data", help="data directory (default %(default)s)")
+    up.add_argument("--port", type=int, default=8000, help="gateway port (default %(default)s)")
+    up.add_argument(
+        "--external",
+        action="store_true",
+        help="use TAMS_KAFKA_BOOTSTRAP_SERVERS, TAMS_S3_* and TAMS_STORE from the environment",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return _up(args)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""The whole local stack: broker, S3 server and the five services, as processes.
+
+`tams up` and the test harness both use `Stack`, so the tests exercise exactly what a user
+runs. With `external=True` the broker and S3 come from the environment and only the
+services are started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from tams_runtime.bus import ensure_topics
+from tams_runtime.settings import KafkaSettings, S3Settings
+from tams_stack.broker import Broker, start_broker
+from tams_stack.objectstore import ObjectStore, start_object_store
+from tams_stack.ports import free_port
+from tams_stack.process import ManagedProcess, spawn
+
+SERVICES = ("catalog", "segments", "webhooks", "analytics", "gateway")
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    process: ManagedProcess
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    gateway_port: int | None = None
+    external: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
+    broker: Broker | None = None
+    object_store: ObjectStore | None = None
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return self.services["gateway"].url
+
+    def start_infrastructure(self) -> None:
+        """Start tansu and SeaweedFS (unless external) and work out the services' env."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_HTTP_")}
+        env.update(self.extra_env)
+        env.setdefault("TAMS_DATA_DIR", str(self.data_dir.resolve()))
+        if not self.external:
+            self.broker = start_broker(self.data_dir)
+            s3 = S3Settings()
+            self.object_store = start_object_store(self.data_dir, [s3.bucket])
+            env["TAMS_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap
+            env["TAMS_S3_ENDPOINT_URL"] = self.object_store.endpoint
+            env["TAMS_S3_ACCESS_KEY"] = self.object_store.access_key
+            env["TAMS_S3_SECRET_KEY"] = self.object_store.secret_key
+        self.env = env
+
+    def kafka_settings(self) -> KafkaSettings:
+        return KafkaSettings(bootstrap_servers=self.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"])
+
+    async def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
+        await ensure_topics(self.kafka_settings())
+        for name in names:
+            self.start_service(name)
+        await self.wait_ready(names)
+
+    def start_service(self, name: str) -> ServiceProcess:
+        env = dict(self.env)
+        if name == "gateway":
+            port = self.gateway_port or free_port()
+            env["TAMS_GATEWAY_PORT"] = str(port)
+        else:
+            port = free_port()
+            env["TAMS_HTTP_PORT"] = str(port)
+        process = spawn(
+            name,
+            [sys.executable, "-m", f"tams_{name}"],
+            env=env,
+            cwd=self.data_dir,
+            log_dir=self.data_dir / "logs",
+            stop_timeout=10.0,
+        )
+        service = ServiceProcess(name, port, process)
+        self.services[name] = service
+        return service
+
+    async def wait_ready(self, names: tuple[str, ...], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(names)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while pending:
+                for name in sorted(pending):
+                    service = self.services[name]
+                    if not service.process.alive():
+                        raise RuntimeError(
+                            f"service {name} exited:\n{service.process.log_tail()}"
+                        )
+                    try:
+                        async with http.get(f"{service.url}/ready") as resp:
+                            if resp.status == 200:
+                                pending.discard(name)
+                    except (aiohttp.ClientError, TimeoutError):
+                        pass
+                if pending and time.monotonic() > deadline:
+                    tails = "\n".join(
+                        f"--- {n}\n{self.services[n].process.log_tail()}" for n in pending
+                    )
+                    raise RuntimeError(f"not ready after {timeout:.0f}s: {sorted(pending)}\n{tails}")
+                if pending:
+                    await asyncio.sleep(0.05)
+
+    def stop_service(self, name: str) -> None:
+        service = self.services.pop(name, None)
+        if service is not None:
+            service.process.stop()
+
+    def stop(self) -> None:
+        """Services first (they drain and leave their groups), then the broker, then S3."""
+        for name in reversed(list(self.services)):
+            self.stop_service(name)
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        if self.object_store is not None:
+            self.object_store.stop()
+            self.object_store = None

@@ -1,0 +1,174 @@
+"""pytest plugin: the real stack, started once per test session.
+
+Fixtures:
+  tams_infra   broker + S3 server (tansu + SeaweedFS here; Apache Kafka + MinIO
+               containers when TAMS_TEST_INFRA=containers, or =auto and Docker answers)
+  tams_stack   tams_infra plus the five services as processes, exactly as `tams up` runs them
+  gateway_url  the gateway's base URL
+  http         an aiohttp client session for the test
+
+Children are started with PDEATHSIG, so they die with pytest even if it crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from tams_stack.stack import Stack
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return (
+            subprocess.run(["docker", "info"], capture_output=True, timeout=5, check=False)
+            .returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _infra_mode() -> str:
+    mode = os.environ.get("TAMS_TEST_INFRA", "auto")
+    if mode == "auto":
+        try:
+            import testcontainers  # noqa: F401
+        except ImportError:
+            return "local"
+        return "containers" if _docker_answers() else "local"
+    return mode
+
+
+def _start_containers(stack: Stack) -> list[object]:
+    """Apache Kafka and MinIO in containers; the stack then runs in external mode."""
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.minio import MinioContainer
+
+    from tams_runtime.settings import S3Settings
+
+    kafka = KafkaContainer("apache/kafka:3.9.0").with_kraft()
+    kafka.start()
+    minio = MinioContainer("minio/minio:latest")
+    minio.start()
+    cfg = minio.get_config()
+    stack.external = True
+    stack.extra_env.update(
+        {
+            "TAMS_KAFKA_BOOTSTRAP_SERVERS": kafka.get_bootstrap_server(),
+            "TAMS_S3_ENDPOINT_URL": f"http://{cfg['endpoint']}",
+            "TAMS_S3_ACCESS_KEY": cfg["access_key"],
+            "TAMS_S3_SECRET_KEY": cfg["secret_key"],
+        }
+    )
+    minio.get_client().make_bucket(S3Settings().bucket)
+    return [kafka, minio]
+
+
+@pytest.fixture(scope="session")
+def tams_infra() -> Iterator[Stack]:
+    data_dir = Path(tempfile.mkdtemp(prefix="tams-test-"))
+    stack = Stack(
+        data_dir,
+        extra_env={
+            # Short group sessions: tansu holds each join for half of it (INFRA-NOTES §1.5).
+            "TAMS_KAFKA_SESSION_TIMEOUT_MS": "2000",
+            "TAMS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+            "TAMS_LOG_LEVEL": "INFO",
+        },
+    )
+    containers: list[object] = []
+    try:
+        if _infra_mode() == "containers":
+            containers = _start_containers(stack)
+        stack.start_infrastructure()
+        yield stack
+    finally:
+        stack.stop()
+        for container in containers:
+            container.stop()  # type: ignore[attr-defined]
+        if os.environ.get("TAMS_KEEP_TEST_DATA") != "1":
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tams_stack(tams_infra: Stack) -> Iterator[Stack]:
+    asyncio.run(tams_infra.start_services())
+    yield tams_infra
+
+
+@pytest.fixture(scope="session")
+def gateway_url(tams_stack: Stack) -> str:
+    return tams_stack.gateway_url
+
+
+@pytest_asyncio.fixture
+async def http(gateway_url: str) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(
+        base_url=gateway_url, timeout=aiohttp.ClientTimeout(total=30)
+    ) as session:
+        yield session
+
+
+def find_tams_api_dir() -> Path:
+    """The official spec: $TAMS_API_DIR, else a `shared/tams-api` beside a parent directory."""
+    env = os.environ.get("TAMS_API_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in [Path.cwd(), *Path.cwd().parents, *here.parents]:
+        candidate = parent / "shared" / "tams-api"
+        if (candidate / "TimeAddressableMediaStore.yaml").exists():
+            return candidate
+        candidate = parent.parent / "shared" / "tams-api"
+        if (candidate / "TimeAddressableMediaStore.yaml").exists():
+            return candidate
+    raise FileNotFoundError("TAMS spec not found: set TAMS_API_DIR or put shared/tams-api beside")
+
+
+class SpecValidator:
+    """Validates response bodies against the official JSON schemas (never copied here)."""
+
+    def __init__(self, api_dir: Path) -> None:
+        import json
+
+        from referencing import Registry, Resource
+
+        self.api_dir = api_dir
+        resources = []
+        for path in sorted((api_dir / "schemas").glob("*.json")):
+            contents = json.loads(path.read_text())
+            resources.append((path.name, Resource.from_contents(contents, default_specification=_draft())))
+        self.registry: Registry = Registry().with_resources(resources)  # type: ignore[type-arg]
+
+    def validate(self, instance: object, schema_file: str) -> None:
+        from jsonschema import Draft202012Validator
+
+        schema = self.registry.contents(schema_file)
+        Draft202012Validator(schema, registry=self.registry).validate(instance)  # type: ignore[arg-type]
+
+    def validate_list(self, instances: list[object], schema_file: str) -> None:
+        for item in instances:
+            self.validate(item, schema_file)
+
+
+def _draft() -> object:
+    from referencing.jsonschema import DRAFT202012
+
+    return DRAFT202012
+
+
+@pytest.fixture(scope="session")
+def spec() -> SpecValidator:
+    return SpecValidator(find_tams_api_dir())

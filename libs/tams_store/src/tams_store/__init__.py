@@ -1,0 +1,28 @@
+"""The TAMS metadata store port and its adapters."""
+
+from tams_store.errors import StoreError, StoreUnavailable
+from tams_store.port import FlowQuery, Page, ReadTx, SourceQuery, Store, TagFilter, WriteTx
+
+__all__ = [
+    "FlowQuery",
+    "Page",
+    "ReadTx",
+    "SourceQuery",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "TagFilter",
+    "WriteTx",
+]
+
+
+def open_store_from_env() -> Store:
+    """The adapter selected by TAMS_STORE (`sqlite` default)."""
+    from tams_store.settings import StoreSettings
+
+    settings = StoreSettings()
+    if settings.store == "sqlite":
+        from tams_store.sqlite import SqliteStore
+
+        return SqliteStore(settings.sqlite_file, synchronous=settings.sqlite_synchronous)
+    raise ValueError(f"unknown TAMS_STORE {settings.store!r} (supported: sqlite)")

@@ -1,0 +1,175 @@
+"""The store port: what the services need from a metadata store, in TAMS terms.
+
+Adapters (SQLite embedded default, VAST Database) implement `Store`. Work is handed to the
+store as a synchronous function of a transaction object, and the adapter runs it off the
+event loop: `await store.write(lambda tx: ...)` runs in one transaction on the writer
+thread, `await store.read(lambda tx: ...)` on a reader. Domain logic therefore never awaits
+in the middle of a transaction, and a whole batch of commands can share one transaction.
+
+Documents are TAMS JSON objects (plain dicts, as the API shows them), not adapter rows.
+Server-managed fields computed from other records (`collected_by`, `source_collection`) are
+filled in by the adapter on read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar
+
+from tams_schema.envelopes import Outcome
+from tams_schema.timerange import TimeRange
+
+T = TypeVar("T")
+Doc = dict[str, Any]
+
+FlowSort = Literal["created", "metadata_updated", "label"]
+SourceSort = Literal["created", "updated", "label"]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing. `next_key` is the opaque cursor of the next page, if any."""
+
+    items: list[Doc]
+    limit: int
+    next_key: str | None = None
+
+
+@dataclass(frozen=True)
+class TagFilter:
+    """`tag.{name}=v1,v2` (any stored value, or array element, equal to any listed value)
+    and `tag_exists.{name}=true|false`."""
+
+    values: dict[str, list[str]] = field(default_factory=dict)
+    exists: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceQuery:
+    label: str | None = None
+    format: str | None = None
+    tags: TagFilter = field(default_factory=TagFilter)
+    # None: no filter. []: only sources collected by nothing. Otherwise: collected by any.
+    collected_by_ids: list[str] | None = None
+    sort_by: SourceSort = "created"
+    reverse_order: bool = False
+    page: str | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class FlowQuery:
+    source_id: str | None = None
+    format: str | None = None
+    codec: str | None = None
+    label: str | None = None
+    profile_id: str | None = None
+    status: str | None = None
+    frame_width: int | None = None
+    frame_height: int | None = None
+    init_segments: bool | None = None
+    tags: TagFilter = field(default_factory=TagFilter)
+    collected_by_ids: list[str] | None = None
+    # None: no filter. Empty range `()`: only flows without segments. Otherwise: flows whose
+    # covering timerange overlaps it.
+    timerange: TimeRange | None = None
+    sort_by: FlowSort = "created"
+    reverse_order: bool = False
+    page: str | None = None
+    limit: int = 100
+
+
+class InvalidPageKey(ValueError):
+    """A `page` cursor that this store did not issue."""
+
+
+class ReadTx(Protocol):
+    """Reads inside one consistent snapshot."""
+
+    def get_service_info(self) -> Doc:
+        """`{"name"?: str, "description"?: str}` as set through POST /service."""
+        ...
+
+    def get_source(self, source_id: str) -> Doc | None:
+        """The Source with `collected_by` and `source_collection` filled in."""
+        ...
+
+    def list_sources(self, query: SourceQuery) -> Page: ...
+
+    def get_flow(self, flow_id: str) -> Doc | None:
+        """The Flow as stored (with `collected_by`, `segments_updated`), without `timerange`."""
+        ...
+
+    def flow_timerange(self, flow_id: str, within: TimeRange | None = None) -> TimeRange:
+        """Covering range of the flow's segments (only those overlapping `within` if given);
+        `TimeRange.never()` when there are none."""
+        ...
+
+    def list_flows(self, query: FlowQuery) -> Page: ...
+
+    def get_profile(self, profile_id: str) -> Doc | None: ...
+
+    def list_profiles(
+        self,
+        *,
+        format: str | None,
+        codec: str | None,
+        label: str | None,
+        page: str | None,
+        limit: int,
+    ) -> Page: ...
+
+
+class WriteTx(ReadTx, Protocol):
+    """Reads and writes inside one transaction; nothing is visible to others until commit."""
+
+    def recorded_outcome(self, command_id: str) -> Outcome | None:
+        """The outcome recorded for an already applied command, if any."""
+        ...
+
+    def record_outcome(self, command_id: str, outcome: Outcome) -> None: ...
+
+    def set_service_info(self, info: Doc) -> None: ...
+
+    def put_source(self, source: Doc) -> None:
+        """Insert or replace a Source document (computed fields are ignored)."""
+        ...
+
+    def delete_source(self, source_id: str) -> None: ...
+
+    def count_flows_of_source(self, source_id: str) -> int: ...
+
+    def put_flow(self, flow: Doc) -> None:
+        """Insert or replace a Flow document, its tags and its `flow_collection` membership.
+
+        Segment-derived state (`segments_updated`, the covering timerange) is owned by the
+        segments service and is kept as it is.
+        """
+        ...
+
+    def delete_flow(self, flow_id: str) -> None:
+        """Remove the flow, its tags and collection links (segments are removed separately)."""
+        ...
+
+    def put_profile(self, profile: Doc) -> None: ...
+
+
+class Store(Protocol):
+    """A metadata store adapter."""
+
+    async def open(self) -> None:
+        """Connect and apply pending (additive, versioned) schema migrations."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool:
+        """True if the store answers a trivial query now."""
+        ...
+
+    async def read(self, work: Callable[[ReadTx], T]) -> T: ...
+
+    async def write(self, work: Callable[[WriteTx], T]) -> T:
+        """Run `work` in one transaction, committed if it returns, rolled back if it raises."""
+        ...

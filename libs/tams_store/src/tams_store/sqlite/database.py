@@ -1,0 +1,107 @@
+"""SQLite adapter of the store port.
+
+WAL mode lets the services and the gateway read while one process writes. Each process
+writes through one thread with `BEGIN IMMEDIATE`, so a transaction takes the write lock at
+its start and never fails half-way on a lock upgrade; `busy_timeout` queues writers from
+other processes. `synchronous=NORMAL` survives process crashes; set
+`TAMS_SQLITE_SYNCHRONOUS=FULL` to survive power loss too (docs/storage.md).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from tams_store.errors import StoreUnavailable
+from tams_store.executor import ThreadBoundExecutor
+from tams_store.port import ReadTx, WriteTx
+from tams_store.sqlite.migrations import migrate
+from tams_store.sqlite.transactions import SqliteReadTx, SqliteWriteTx
+
+T = TypeVar("T")
+
+
+class SqliteStore:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "NORMAL", readers: int = 4
+    ) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous.upper()
+        if self.synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"invalid SQLite synchronous mode {synchronous!r}")
+        self._readers_count = readers
+        self._writer: ThreadBoundExecutor[sqlite3.Connection] | None = None
+        self._readers: ThreadBoundExecutor[sqlite3.Connection] | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = ThreadBoundExecutor("sqlite-writer", 1, self._connect)
+        self._readers = ThreadBoundExecutor("sqlite-reader", self._readers_count, self._connect)
+        await self._writer.run(migrate)
+
+    async def close(self) -> None:
+        for executor in (self._writer, self._readers):
+            if executor is not None:
+                executor.shutdown(lambda conn: conn.close())
+        self._writer = self._readers = None
+
+    async def ping(self) -> bool:
+        if self._readers is None:
+            return False
+        try:
+            await self._readers.run(lambda conn: conn.execute("SELECT 1").fetchone())
+        except sqlite3.Error:
+            return False
+        return True
+
+    async def read(self, work: Callable[[ReadTx], T]) -> T:
+        if self._readers is None:
+            raise StoreUnavailable("store is not open")
+
+        def run(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN")
+            try:
+                return work(SqliteReadTx(conn))
+            finally:
+                conn.execute("COMMIT")
+
+        return await self._readers.run(_translated(run))
+
+    async def write(self, work: Callable[[WriteTx], T]) -> T:
+        if self._writer is None:
+            raise StoreUnavailable("store is not open")
+
+        def run(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(SqliteWriteTx(conn))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self._writer.run(_translated(run))
+
+
+def _translated(run: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    """Report lock and I/O trouble as `StoreUnavailable` (retryable), not as a crash."""
+
+    def wrapper(conn: sqlite3.Connection) -> T:
+        try:
+            return run(conn)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    return wrapper

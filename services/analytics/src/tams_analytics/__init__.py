@@ -1,0 +1,1 @@
+"""Analytics service: usage and time-range analytics"""

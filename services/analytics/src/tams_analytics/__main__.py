@@ -1,0 +1,3 @@
+from tams_analytics.app import entrypoint
+
+entrypoint()

@@ -1,0 +1,1 @@
+"""Catalog service: sources and flows"""

@@ -1,0 +1,3 @@
+from tams_catalog.app import entrypoint
+
+entrypoint()

@@ -1,0 +1,191 @@
+"""Catalog rules of TAMS 8.2, as pure functions over JSON documents.
+
+The gateway has already checked request bodies against the spec's models; what is left here
+are the rules that need the store's state: sources born and removed with their flows, profile
+links, collection membership, read-only protection, and the server-managed fields.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+Doc = dict[str, Any]
+
+# Fields the server owns: whatever a client sends for them is ignored (checklist §2.4).
+SERVER_FLOW_FIELDS = frozenset(
+    {"created", "metadata_updated", "segments_updated", "timerange", "collected_by"}
+)
+# What a Profile's flow_metadata may hold; a PUT that links a profile may not also set these.
+PROFILE_FIELDS = frozenset(
+    {
+        "format",
+        "codec",
+        "container",
+        "avg_bit_rate",
+        "segment_duration",
+        "essence_parameters",
+        "container_mapping",
+    }
+)
+# Flow properties editable through their own endpoints, and whether DELETE is allowed.
+FLOW_PROPERTIES: dict[str, bool] = {
+    "label": True,
+    "description": True,
+    "read_only": False,
+    "flow_collection": True,
+    "max_bit_rate": True,
+    "avg_bit_rate": True,
+}
+SOURCE_PROPERTIES = ("label", "description")
+
+
+class CatalogError(Exception):
+    """A rule violation, with the HTTP status and TAMS error type it is answered with."""
+
+    def __init__(self, status: int, type_: str, summary: str) -> None:
+        super().__init__(summary)
+        self.status = status
+        self.type = type_
+        self.summary = summary
+
+
+def bad_request(summary: str) -> CatalogError:
+    return CatalogError(400, "BadRequest", summary)
+
+
+def not_found(summary: str) -> CatalogError:
+    return CatalogError(404, "NotFound", summary)
+
+
+def read_only(flow_id: str) -> CatalogError:
+    return CatalogError(
+        403, "Forbidden", f"flow {flow_id} is read-only; set read_only to false first"
+    )
+
+
+def timestamp(now: datetime) -> str:
+    """RFC 3339 in UTC with microseconds, e.g. `2026-11-24T22:15:52.123456Z`."""
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_version() -> str:
+    return str(uuid.uuid4())
+
+
+def apply_profile(flow: Doc, profile: Doc | None) -> Doc:
+    """Copy a linked profile's technical metadata into the flow (ADR 0047)."""
+    profile_id = flow.get("profile_id")
+    if profile_id == "":
+        # `profile_id: ""` breaks the link (AppNote 0020).
+        return {k: v for k, v in flow.items() if k != "profile_id"}
+    if profile_id is None:
+        return flow
+    clash = sorted(PROFILE_FIELDS & set(flow))
+    if clash:
+        raise bad_request(
+            f"a flow linked to profile {profile_id} may not also set {', '.join(clash)}"
+        )
+    if profile is None:
+        raise bad_request(f"profile {profile_id} does not exist")
+    return {**flow, **profile["flow_metadata"]}
+
+
+def check_collection(flow_id: str, collection: list[Doc], existing_ids: set[str]) -> None:
+    """Members must exist, appear once, and not include the collecting flow itself."""
+    seen: set[str] = set()
+    for item in collection:
+        member = item["id"]
+        if member == flow_id:
+            raise bad_request(f"flow {flow_id} cannot collect itself")
+        if member in seen:
+            raise bad_request(f"flow {member} appears more than once in flow_collection")
+        seen.add(member)
+        if member not in existing_ids:
+            raise bad_request(f"flow_collection member {member} does not exist")
+
+
+def prepare_flow(
+    body: Doc, existing: Doc | None, profile: Doc | None, now: datetime
+) -> Doc:
+    """The document to store for a PUT /flows/{id}, given the stored flow if any."""
+    flow = {k: v for k, v in body.items() if k not in SERVER_FLOW_FIELDS}
+    flow = apply_profile(flow, profile)
+    flow.setdefault("tags", {})
+    stamp = timestamp(now)
+    flow["created"] = existing["created"] if existing else stamp
+    flow["metadata_updated"] = stamp
+    client_version = body.get("metadata_version")
+    if existing is None:
+        flow["metadata_version"] = client_version or new_version()
+    elif client_version and client_version != existing.get("metadata_version"):
+        flow["metadata_version"] = client_version
+    else:
+        flow["metadata_version"] = new_version()
+    return flow
+
+
+def new_source(flow: Doc, now: datetime) -> Doc:
+    """The minimal Source created implicitly for a flow naming an unknown source_id."""
+    stamp = timestamp(now)
+    return {
+        "id": flow["source_id"],
+        "format": flow["format"],
+        "created": stamp,
+        "updated": stamp,
+        "tags": {},
+    }
+
+
+def check_source_format(flow: Doc, source: Doc) -> None:
+    if source["format"] != flow["format"]:
+        raise bad_request(
+            f"flow format {flow['format']} does not match the format {source['format']} "
+            f"of its source {source['id']}"
+        )
+
+
+def touch_flow(flow: Doc, now: datetime) -> Doc:
+    """A metadata change: bump `metadata_updated` and `metadata_version`."""
+    return {**flow, "metadata_updated": timestamp(now), "metadata_version": new_version()}
+
+
+def set_flow_property(flow: Doc, name: str, value: Any, now: datetime) -> Doc:
+    if flow.get("read_only") and name != "read_only":
+        raise read_only(flow["id"])
+    if name == "avg_bit_rate" and flow.get("profile_id"):
+        raise bad_request(
+            f"avg_bit_rate of flow {flow['id']} comes from profile {flow['profile_id']}; "
+            "unlink the profile first"
+        )
+    return touch_flow({**flow, name: value}, now)
+
+
+def delete_flow_property(flow: Doc, name: str, now: datetime) -> Doc:
+    if flow.get("read_only"):
+        raise read_only(flow["id"])
+    if name == "avg_bit_rate" and flow.get("profile_id"):
+        raise bad_request(
+            f"avg_bit_rate of flow {flow['id']} comes from profile {flow['profile_id']}; "
+            "unlink the profile first"
+        )
+    if name not in flow:
+        raise not_found(f"flow {flow['id']} has no {name}")
+    return touch_flow({k: v for k, v in flow.items() if k != name}, now)
+
+
+def set_tag(doc: Doc, name: str, value: str | list[str]) -> Doc:
+    return {**doc, "tags": {**doc.get("tags", {}), name: value}}
+
+
+def delete_tag(doc: Doc, name: str, kind: str) -> Doc:
+    tags = dict(doc.get("tags", {}))
+    if name not in tags:
+        raise not_found(f"{kind} {doc['id']} has no tag {name!r}")
+    del tags[name]
+    return {**doc, "tags": tags}
+
+
+def touch_source(source: Doc, now: datetime) -> Doc:
+    return {**source, "updated": timestamp(now)}

@@ -1,0 +1,258 @@
+"""Catalog command handlers: one function per command, `(tx, command) -> Outcome`.
+
+Each handler reads what it needs, applies the rules in `domain`, writes, and returns the
+reply together with the TAMS events of the change. Everything happens in the transaction
+the applier opened, so a rule violation leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any
+
+from tams_catalog import domain
+from tams_catalog.domain import CatalogError, Doc
+from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome, TamsEvent
+from tams_store import WriteTx
+
+Handler = Callable[[WriteTx, CommandEnvelope], Outcome]
+
+
+def rules(handler: Handler) -> Handler:
+    """Answer a `CatalogError` with its status and a TAMS error body."""
+
+    @wraps(handler)
+    def wrapper(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+        try:
+            return handler(tx, command)
+        except CatalogError as exc:
+            body = ErrorBody(type=exc.type, summary=exc.summary)
+            return Outcome(status=exc.status, body=body.model_dump(mode="json", exclude_none=True))
+
+    return wrapper
+
+
+def now_of(command: CommandEnvelope) -> datetime:
+    # The time the gateway accepted the request, so a redelivery stamps the same time.
+    return command.issued_at.astimezone(UTC)
+
+
+def flow_event(kind: str, flow: Doc, now: datetime) -> TamsEvent:
+    return TamsEvent(
+        key=flow["id"], event_type=f"flows/{kind}", event_timestamp=now, event={"flow": flow}
+    )
+
+
+def source_event(kind: str, source: Doc, now: datetime) -> TamsEvent:
+    return TamsEvent(
+        key=source["id"], event_type=f"sources/{kind}", event_timestamp=now, event={"source": source}
+    )
+
+
+def require_flow(tx: WriteTx, flow_id: str) -> Doc:
+    flow = tx.get_flow(flow_id)
+    if flow is None:
+        raise domain.not_found(f"flow {flow_id} does not exist")
+    return flow
+
+
+def require_source(tx: WriteTx, source_id: str) -> Doc:
+    source = tx.get_source(source_id)
+    if source is None:
+        raise domain.not_found(f"source {source_id} does not exist")
+    return source
+
+
+def stored(doc: Doc) -> Doc:
+    """Drop computed keys before writing a document read back from the store."""
+    return {k: v for k, v in doc.items() if k not in ("collected_by", "source_collection")}
+
+
+@rules
+def update_service(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    """POST /service: set `name` and/or `description`."""
+    info = tx.get_service_info()
+    info.update({k: v for k, v in command.payload.items() if k in ("name", "description")})
+    tx.set_service_info(info)
+    return Outcome(status=200)
+
+
+@rules
+def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    """PUT /flows/{id}: create (201 + body) or replace (204)."""
+    body: Doc = command.payload["flow"]
+    now = now_of(command)
+    flow_id = body["id"]
+    existing = tx.get_flow(flow_id)
+    if existing is not None and existing.get("read_only"):
+        raise domain.read_only(flow_id)
+    profile_id = body.get("profile_id")
+    profile = tx.get_profile(profile_id) if profile_id else None
+    flow = domain.prepare_flow(body, existing, profile, now)
+    collection = flow.get("flow_collection") or []
+    domain.check_collection(
+        flow_id, collection, {m["id"] for m in collection if tx.get_flow(m["id"]) is not None}
+    )
+    events: list[TamsEvent] = []
+    source = tx.get_source(flow["source_id"])
+    if source is None:
+        source = domain.new_source(flow, now)
+        tx.put_source(source)
+        events.append(source_event("created", source, now))
+    else:
+        domain.check_source_format(flow, source)
+    tx.put_flow(flow)
+    if existing is not None and existing["source_id"] != flow["source_id"]:
+        events.extend(_drop_source_if_orphaned(tx, existing["source_id"], now))
+    stored_flow = require_flow(tx, flow_id)
+    events.append(flow_event("updated" if existing else "created", stored_flow, now))
+    if existing is None:
+        return Outcome(status=201, body=stored_flow, events=events)
+    return Outcome(status=204, events=events)
+
+
+def _drop_source_if_orphaned(tx: WriteTx, source_id: str, now: datetime) -> list[TamsEvent]:
+    """Sources die with their last flow (ADR 0018)."""
+    if tx.count_flows_of_source(source_id) > 0:
+        return []
+    tx.delete_source(source_id)
+    return [
+        TamsEvent(
+            key=source_id,
+            event_type="sources/deleted",
+            event_timestamp=now,
+            event={"source_id": source_id},
+        )
+    ]
+
+
+@rules
+def delete_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    """DELETE /flows/{id} for a flow without segments (the segments service takes the rest)."""
+    flow_id = command.payload["flow_id"]
+    now = now_of(command)
+    flow = require_flow(tx, flow_id)
+    if flow.get("read_only"):
+        raise domain.read_only(flow_id)
+    tx.delete_flow(flow_id)
+    events = [
+        TamsEvent(
+            key=flow_id,
+            event_type="flows/deleted",
+            event_timestamp=now,
+            event={"flow_id": flow_id},
+        )
+    ]
+    events.extend(_drop_source_if_orphaned(tx, flow["source_id"], now))
+    return Outcome(status=204, events=events)
+
+
+def _flow_change(tx: WriteTx, command: CommandEnvelope, updated: Doc) -> Outcome:
+    now = now_of(command)
+    tx.put_flow(stored(updated))
+    return Outcome(status=204, events=[flow_event("updated", require_flow(tx, updated["id"]), now)])
+
+
+@rules
+def set_flow_property(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    flow = require_flow(tx, command.payload["flow_id"])
+    name, value = command.payload["name"], command.payload["value"]
+    if name == "flow_collection":
+        domain.check_collection(
+            flow["id"], value, {m["id"] for m in value if tx.get_flow(m["id"]) is not None}
+        )
+    updated = domain.set_flow_property(flow, name, value, now_of(command))
+    return _flow_change(tx, command, updated)
+
+
+@rules
+def delete_flow_property(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    flow = require_flow(tx, command.payload["flow_id"])
+    updated = domain.delete_flow_property(flow, command.payload["name"], now_of(command))
+    return _flow_change(tx, command, updated)
+
+
+@rules
+def set_flow_tag(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    flow = require_flow(tx, command.payload["flow_id"])
+    if flow.get("read_only"):
+        raise domain.read_only(flow["id"])
+    tagged = domain.set_tag(flow, command.payload["name"], command.payload["value"])
+    return _flow_change(tx, command, domain.touch_flow(tagged, now_of(command)))
+
+
+@rules
+def delete_flow_tag(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    flow = require_flow(tx, command.payload["flow_id"])
+    if flow.get("read_only"):
+        raise domain.read_only(flow["id"])
+    untagged = domain.delete_tag(flow, command.payload["name"], "flow")
+    return _flow_change(tx, command, domain.touch_flow(untagged, now_of(command)))
+
+
+def _source_change(tx: WriteTx, command: CommandEnvelope, updated: Doc) -> Outcome:
+    now = now_of(command)
+    tx.put_source(stored(domain.touch_source(updated, now)))
+    source = require_source(tx, updated["id"])
+    return Outcome(status=204, events=[source_event("updated", source, now)])
+
+
+@rules
+def set_source_property(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    source = require_source(tx, command.payload["source_id"])
+    return _source_change(
+        tx, command, {**source, command.payload["name"]: command.payload["value"]}
+    )
+
+
+@rules
+def delete_source_property(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    source = require_source(tx, command.payload["source_id"])
+    name = command.payload["name"]
+    if name not in source:
+        raise domain.not_found(f"source {source['id']} has no {name}")
+    return _source_change(tx, command, {k: v for k, v in source.items() if k != name})
+
+
+@rules
+def set_source_tag(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    source = require_source(tx, command.payload["source_id"])
+    tagged = domain.set_tag(source, command.payload["name"], command.payload["value"])
+    return _source_change(tx, command, tagged)
+
+
+@rules
+def delete_source_tag(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    source = require_source(tx, command.payload["source_id"])
+    return _source_change(tx, command, domain.delete_tag(source, command.payload["name"], "source"))
+
+
+@rules
+def create_profile(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    """POST /service/profiles/{id}: profiles are immutable, so an existing id is a 400."""
+    profile: Doc = dict(command.payload["profile"])
+    if tx.get_profile(profile["id"]) is not None:
+        raise domain.bad_request(f"profile {profile['id']} already exists; profiles are immutable")
+    profile["created"] = domain.timestamp(now_of(command))
+    if command.principal:
+        profile.setdefault("created_by", command.principal)
+    tx.put_profile(profile)
+    return Outcome(status=201, body=tx.get_profile(profile["id"]))
+
+
+HANDLERS: dict[str, Handler] = {
+    "service.update": update_service,
+    "flows.put": put_flow,
+    "flows.delete": delete_flow,
+    "flows.property.set": set_flow_property,
+    "flows.property.delete": delete_flow_property,
+    "flows.tag.set": set_flow_tag,
+    "flows.tag.delete": delete_flow_tag,
+    "sources.property.set": set_source_property,
+    "sources.property.delete": delete_source_property,
+    "sources.tag.set": set_source_tag,
+    "sources.tag.delete": delete_source_tag,
+    "profiles.create": create_profile,
+}

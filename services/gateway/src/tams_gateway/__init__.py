@@ -1,0 +1,1 @@
+"""TAMS HTTP API gateway"""

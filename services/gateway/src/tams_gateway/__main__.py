@@ -1,0 +1,3 @@
+from tams_gateway.app import entrypoint
+
+entrypoint()

@@ -1,0 +1,51 @@
+"""Gateway wiring: the TAMS HTTP API.
+
+Reads are answered from the store (read-only transactions); writes become commands on the
+owning service's topic, keyed by flow or source id, and the gateway answers with the reply.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tams_gateway.commands import BUS
+from tams_gateway.context import GATEWAY, Gateway
+from tams_gateway.errors import error_middleware
+from tams_gateway.routes import service
+from tams_gateway.settings import GatewaySettings
+from tams_runtime.bus import CommandBus
+from tams_runtime.components import StoreComponent
+from tams_runtime.service import run, serve
+from tams_runtime.settings import HttpSettings, KafkaSettings, S3Settings
+from tams_store import open_store_from_env
+
+SERVICE = "gateway"
+
+
+def build_app(gateway: Gateway) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=gateway.settings.max_body_bytes
+    )
+    app[GATEWAY] = gateway
+    app[BUS] = gateway.bus
+    app.add_routes(service.routes)
+    return app
+
+
+async def main() -> None:
+    settings = GatewaySettings()
+    kafka = KafkaSettings()
+    store = open_store_from_env()
+    bus = CommandBus(kafka)
+    gateway = Gateway(settings=settings, kafka=kafka, s3=S3Settings(), store=store, bus=bus)
+    await serve(
+        SERVICE,
+        [StoreComponent(store), bus],
+        {"store": store.ping, "broker": bus.healthy},
+        app=build_app(gateway),
+        http=HttpSettings(host=settings.host, port=settings.port),
+    )
+
+
+def entrypoint() -> None:
+    run(SERVICE, main)

@@ -1,0 +1,30 @@
+"""Sending a command to its owning service and turning the reply into an HTTP response."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from tams_runtime.bus import CommandBus
+from tams_schema.envelopes import Reply
+
+
+def reply_response(reply: Reply, request: web.Request) -> web.Response:
+    headers = dict(reply.headers)
+    if reply.body is None or reply.status == 204:
+        return web.Response(status=reply.status, headers=headers)
+    headers["Content-Type"] = "application/json"
+    return web.Response(status=reply.status, headers=headers, body=json.dumps(reply.body))
+
+
+async def send(
+    request: web.Request, topic: str, name: str, key: str, payload: dict[str, Any]
+) -> web.Response:
+    bus: CommandBus = request.app[BUS]
+    reply = await bus.request(topic, name, key, payload, principal=request.get("principal"))
+    return reply_response(reply, request)
+
+
+BUS = web.AppKey("bus", CommandBus)

@@ -1,0 +1,62 @@
+"""What every gateway handler can reach: settings, store (reads), command bus, topics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from tams_runtime.bus import CommandBus
+from tams_runtime.settings import KafkaSettings, S3Settings
+from tams_gateway.settings import GatewaySettings
+from tams_schema.topics import Topics
+from tams_gateway.errors import bad_request
+from tams_store import Page, ReadTx, Store
+from tams_store.port import InvalidPageKey
+
+
+@dataclass
+class Gateway:
+    settings: GatewaySettings
+    kafka: KafkaSettings
+    s3: S3Settings
+    store: Store
+    bus: CommandBus
+
+    @property
+    def topics(self) -> Topics:
+        return self.kafka.topics
+
+    async def read_page(self, work: Callable[[ReadTx], Page]) -> Page:
+        """Run a listing; a `page` cursor this store did not issue is the client's error."""
+        try:
+            return await self.store.read(work)
+        except InvalidPageKey as exc:
+            raise bad_request(f"invalid page key: {exc}") from exc
+
+    def storage_backends(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": self.s3.storage_id,
+                "label": self.s3.storage_label,
+                "store_type": "http_object_store",
+                "provider": self.s3.provider,
+                "store_product": self.s3.store_product,
+                "region": self.s3.region,
+                "default_storage": True,
+            }
+        ]
+
+    def event_stream_mechanisms(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": "kafka",
+                "docs": "docs/events.md",
+                "config": {"topic": self.topics.events},
+            }
+        ]
+
+
+GATEWAY = web.AppKey("gateway", Gateway)

@@ -1,0 +1,59 @@
+"""The TAMS paging contract: `limit`, `page`, `Link` and the `X-Paging-*` headers.
+
+`Link` carries every original query parameter plus `page`, so a client (or a URL token
+carried in `access_token`) keeps its filters on the next page. Headers are the same on HEAD.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tams_gateway.errors import bad_request
+from tams_gateway.settings import GatewaySettings
+
+
+def page_limit(request: web.Request, settings: GatewaySettings) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return settings.default_page_limit
+    try:
+        limit = int(raw)
+    except ValueError as exc:
+        raise bad_request(f"query parameter limit={raw!r} is not an integer") from exc
+    if limit < 1:
+        raise bad_request(f"query parameter limit={raw!r} must be at least 1")
+    return min(limit, settings.max_page_limit)
+
+
+def next_page_url(request: web.Request, settings: GatewaySettings, next_key: str) -> str:
+    query = request.query.copy()
+    query["page"] = next_key
+    base = settings.public_url.rstrip("/") if settings.public_url else None
+    url = request.url.with_query(query)
+    if base:
+        return f"{base}{url.path_qs}"
+    return str(url)
+
+
+def paging_headers(
+    request: web.Request,
+    settings: GatewaySettings,
+    *,
+    limit: int,
+    count: int | None,
+    next_key: str | None,
+    reverse_order: bool | None,
+    timerange: str | None = None,
+) -> dict[str, str]:
+    """Headers for one page. `count`/`reverse_order` None omit them (the PH-min set)."""
+    headers = {"X-Paging-Limit": str(limit)}
+    if count is not None:
+        headers["X-Paging-Count"] = str(count)
+    if reverse_order is not None:
+        headers["X-Paging-Reverse-Order"] = "true" if reverse_order else "false"
+    if timerange is not None:
+        headers["X-Paging-Timerange"] = timerange
+    if next_key is not None:
+        headers["X-Paging-NextKey"] = next_key
+        headers["Link"] = f'<{next_page_url(request, settings, next_key)}>; rel="next"'
+    return headers

@@ -1,0 +1,87 @@
+"""Listing query parameters shared by several endpoints (tags, id lists, sorting)."""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+from aiohttp import web
+
+from tams_gateway.errors import bad_request
+from tams_gateway.requests import query_bool
+from tams_store import TagFilter
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+FORMATS = frozenset(
+    {
+        "urn:x-nmos:format:video",
+        "urn:x-tam:format:image",
+        "urn:x-nmos:format:audio",
+        "urn:x-nmos:format:data",
+        "urn:x-nmos:format:multi",
+    }
+)
+MAX_LIST_VALUES = 100
+
+S = TypeVar("S", bound=str)
+
+
+def tag_filter(request: web.Request, prefix: str = "tag") -> TagFilter:
+    """`{prefix}.{name}=v1,v2` and `{prefix}_exists.{name}=true|false`."""
+    values: dict[str, list[str]] = {}
+    exists: dict[str, bool] = {}
+    value_prefix, exists_prefix = f"{prefix}.", f"{prefix}_exists."
+    for key in set(request.query.keys()):
+        if key.startswith(value_prefix) and len(key) > len(value_prefix):
+            values[key[len(value_prefix) :]] = csv(request, key)
+        elif key.startswith(exists_prefix) and len(key) > len(exists_prefix):
+            flag = query_bool(request, key)
+            assert flag is not None
+            exists[key[len(exists_prefix) :]] = flag
+    return TagFilter(values=values, exists=exists)
+
+
+def csv(request: web.Request, name: str) -> list[str]:
+    raw = request.query.get(name, "")
+    items = [item for item in raw.split(",") if item != ""] if raw else []
+    if len(items) > MAX_LIST_VALUES:
+        raise bad_request(f"query parameter {name} lists more than {MAX_LIST_VALUES} values")
+    return items
+
+
+def uuid_list(request: web.Request, name: str) -> list[str] | None:
+    """Absent → None; present but empty → [] (meaningful for collected_by_ids)."""
+    if name not in request.query:
+        return None
+    ids = csv(request, name)
+    for item in ids:
+        check_uuid(item, name)
+    return ids
+
+
+def check_uuid(value: str, what: str) -> str:
+    if not UUID_RE.match(value):
+        raise bad_request(f"{what} {value!r} is not a UUID")
+    return value
+
+
+def optional_uuid(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name)
+    return None if value is None else check_uuid(value, f"query parameter {name}")
+
+
+def content_format(request: web.Request) -> str | None:
+    value = request.query.get("format")
+    if value is not None and value not in FORMATS:
+        raise bad_request(f"format {value!r} is not a TAMS content format URN")
+    return value
+
+
+def choice(request: web.Request, name: str, allowed: tuple[S, ...], default: S) -> S:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    for option in allowed:
+        if value == option:
+            return option
+    raise bad_request(f"query parameter {name}={value!r} must be one of {', '.join(allowed)}")

@@ -1,0 +1,58 @@
+"""Reading request bodies and query parameters, with 400s that name the problem."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from tams_gateway.errors import bad_request
+from tams_schema.timerange import TimeRange
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw:
+        raise bad_request("request body is empty; a JSON body is required")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"request body is not valid JSON: {exc}") from exc
+
+
+async def model_body(request: web.Request, model: type[M]) -> M:
+    return model.model_validate(await json_body(request))
+
+
+def query_bool(request: web.Request, name: str, default: bool | None = None) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise bad_request(f"query parameter {name}={raw!r} is not a boolean (true or false)")
+
+
+def query_int(request: web.Request, name: str, minimum: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise bad_request(f"query parameter {name}={raw!r} is not an integer") from exc
+    if minimum is not None and value < minimum:
+        raise bad_request(f"query parameter {name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def query_timerange(request: web.Request, name: str = "timerange") -> TimeRange | None:
+    raw = request.query.get(name)
+    return None if raw is None else TimeRange.parse(raw)

@@ -1,0 +1,194 @@
+"""`/flows`, `/flows/{id}` and a flow's property endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from tams_gateway.commands import send
+from tams_gateway.context import GATEWAY, Gateway
+from tams_gateway.errors import bad_request, not_found
+from tams_gateway.paging import page_limit, paging_headers
+from tams_gateway.queries import (
+    check_uuid,
+    choice,
+    content_format,
+    optional_uuid,
+    tag_filter,
+    uuid_list,
+)
+from tams_gateway.requests import json_body, query_bool, query_int, query_timerange
+from tams_gateway.validation import validate_collection, validate_flow_put
+from tams_gateway.values import bit_rate, json_bool, json_string, tag_value
+from tams_schema.timerange import TimeRange
+from tams_store import FlowQuery, Page
+from tams_store.port import Doc, FlowSort
+
+routes = web.RouteTableDef()
+
+FLOW_SORTS: tuple[FlowSort, ...] = ("created", "metadata_updated", "label")
+FLOW_STATUSES = ("awaiting_content", "ingesting", "replication_in_progress", "closed_complete")
+
+
+@routes.get("/flows")
+async def list_flows(request: web.Request) -> web.Response:
+    gw: Gateway = request.app[GATEWAY]
+    reverse = bool(query_bool(request, "reverse_order", False))
+    status = request.query.get("status")
+    if status is not None and status not in FLOW_STATUSES:
+        raise bad_request(f"status {status!r} must be one of {', '.join(FLOW_STATUSES)}")
+    query = FlowQuery(
+        source_id=optional_uuid(request, "source_id"),
+        format=content_format(request),
+        codec=request.query.get("codec"),
+        label=request.query.get("label"),
+        profile_id=optional_uuid(request, "profile_id"),
+        status=status,
+        frame_width=query_int(request, "frame_width", minimum=0),
+        frame_height=query_int(request, "frame_height", minimum=0),
+        init_segments=query_bool(request, "init_segments"),
+        tags=tag_filter(request),
+        collected_by_ids=uuid_list(request, "collected_by_ids"),
+        timerange=query_timerange(request),
+        sort_by=choice(request, "sort_by", FLOW_SORTS, "created"),
+        reverse_order=reverse,
+        page=request.query.get("page"),
+        limit=page_limit(request, gw.settings),
+    )
+    page: Page = await gw.read_page(lambda tx: tx.list_flows(query))
+    headers = paging_headers(
+        request,
+        gw.settings,
+        limit=page.limit,
+        count=len(page.items),
+        next_key=page.next_key,
+        reverse_order=reverse,
+    )
+    return web.json_response(page.items, headers=headers)
+
+
+async def load_flow(request: web.Request) -> Doc:
+    gw: Gateway = request.app[GATEWAY]
+    flow_id = request.match_info["flow_id"]
+    flow = await gw.store.read(lambda tx: tx.get_flow(flow_id))
+    if flow is None:
+        raise not_found(f"flow {flow_id} does not exist")
+    return flow
+
+
+@routes.get("/flows/{flow_id}")
+async def get_flow(request: web.Request) -> web.Response:
+    gw: Gateway = request.app[GATEWAY]
+    flow_id = request.match_info["flow_id"]
+    include = bool(query_bool(request, "include_timerange", False))
+    within = query_timerange(request)
+
+    def read(tx: Any) -> tuple[Doc | None, TimeRange | None]:
+        flow = tx.get_flow(flow_id)
+        if flow is None or not include:
+            return flow, None
+        return flow, tx.flow_timerange(flow_id, within)
+
+    flow, timerange = await gw.store.read(read)
+    if flow is None:
+        raise not_found(f"flow {flow_id} does not exist")
+    if timerange is not None:
+        flow["timerange"] = str(timerange)
+    return web.json_response(flow)
+
+
+@routes.put("/flows/{flow_id}")
+async def put_flow(request: web.Request) -> web.Response:
+    gw: Gateway = request.app[GATEWAY]
+    flow_id = request.match_info["flow_id"]
+    check_uuid(flow_id, "flow id")
+    flow = validate_flow_put(await json_body(request))
+    if flow["id"] != flow_id:
+        raise bad_request(f"body id {flow['id']} does not match the flow id {flow_id} in the path")
+    return await send(request, gw.topics.catalog_commands, "flows.put", flow_id, {"flow": flow})
+
+
+@routes.delete("/flows/{flow_id}")
+async def delete_flow(request: web.Request) -> web.Response:
+    return await _command(request, "flows.delete")
+
+
+async def _command(request: web.Request, name: str, **payload: object) -> web.Response:
+    gw: Gateway = request.app[GATEWAY]
+    flow_id = request.match_info["flow_id"]
+    return await send(
+        request, gw.topics.catalog_commands, name, flow_id, {"flow_id": flow_id, **payload}
+    )
+
+
+@routes.get("/flows/{flow_id}/tags")
+async def get_flow_tags(request: web.Request) -> web.Response:
+    return web.json_response((await load_flow(request)).get("tags", {}))
+
+
+@routes.get("/flows/{flow_id}/tags/{name}")
+async def get_flow_tag(request: web.Request) -> web.Response:
+    flow = await load_flow(request)
+    name = request.match_info["name"]
+    tags = flow.get("tags", {})
+    if name not in tags:
+        raise not_found(f"flow {flow['id']} has no tag {name!r}")
+    return web.json_response(tags[name])
+
+
+@routes.put("/flows/{flow_id}/tags/{name}")
+async def put_flow_tag(request: web.Request) -> web.Response:
+    value = tag_value(await json_body(request))
+    return await _command(request, "flows.tag.set", name=request.match_info["name"], value=value)
+
+
+@routes.delete("/flows/{flow_id}/tags/{name}")
+async def delete_flow_tag(request: web.Request) -> web.Response:
+    return await _command(request, "flows.tag.delete", name=request.match_info["name"])
+
+
+def _parse_property(prop: str, body: Any) -> Any:
+    if prop in ("label", "description"):
+        return json_string(body, prop)
+    if prop == "read_only":
+        return json_bool(body, prop)
+    if prop in ("max_bit_rate", "avg_bit_rate"):
+        return bit_rate(body, prop)
+    if prop == "flow_collection":
+        return validate_collection(body)
+    raise AssertionError(prop)
+
+
+def _property_routes(prop: str, deletable: bool) -> None:
+    async def get(request: web.Request) -> web.Response:
+        flow = await load_flow(request)
+        if prop not in flow:
+            if prop == "read_only":
+                return web.json_response(False)
+            raise not_found(f"flow {flow['id']} has no {prop}")
+        return web.json_response(flow[prop])
+
+    async def put(request: web.Request) -> web.Response:
+        value = _parse_property(prop, await json_body(request))
+        return await _command(request, "flows.property.set", name=prop, value=value)
+
+    async def delete(request: web.Request) -> web.Response:
+        return await _command(request, "flows.property.delete", name=prop)
+
+    path = f"/flows/{{flow_id}}/{prop}"
+    routes.get(path)(get)
+    routes.put(path)(put)
+    if deletable:
+        routes.delete(path)(delete)
+
+
+for _prop, _deletable in (
+    ("label", True),
+    ("description", True),
+    ("read_only", False),
+    ("flow_collection", True),
+    ("max_bit_rate", True),
+    ("avg_bit_rate", True),
+):
+    _property_routes(_prop, _deletable)

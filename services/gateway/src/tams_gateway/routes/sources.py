@@ -1,0 +1,121 @@
+"""`/sources` and a source's tags, label and description (sources live and die with flows)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tams_gateway.commands import send
+from tams_gateway.context import GATEWAY, Gateway
+from tams_gateway.errors import not_found
+from tams_gateway.paging import page_limit, paging_headers
+from tams_gateway.queries import choice, content_format, tag_filter, uuid_list
+from tams_gateway.requests import json_body, query_bool
+from tams_gateway.values import json_string, tag_value
+from tams_store import Page, SourceQuery
+from tams_store.port import Doc, SourceSort
+
+routes = web.RouteTableDef()
+
+SOURCE_SORTS: tuple[SourceSort, ...] = ("created", "updated", "label")
+
+
+@routes.get("/sources")
+async def list_sources(request: web.Request) -> web.Response:
+    gw: Gateway = request.app[GATEWAY]
+    reverse = bool(query_bool(request, "reverse_order", False))
+    query = SourceQuery(
+        label=request.query.get("label"),
+        format=content_format(request),
+        tags=tag_filter(request),
+        collected_by_ids=uuid_list(request, "collected_by_ids"),
+        sort_by=choice(request, "sort_by", SOURCE_SORTS, "created"),
+        reverse_order=reverse,
+        page=request.query.get("page"),
+        limit=page_limit(request, gw.settings),
+    )
+    page: Page = await gw.read_page(lambda tx: tx.list_sources(query))
+    headers = paging_headers(
+        request,
+        gw.settings,
+        limit=page.limit,
+        count=len(page.items),
+        next_key=page.next_key,
+        reverse_order=reverse,
+    )
+    return web.json_response(page.items, headers=headers)
+
+
+async def load_source(request: web.Request) -> Doc:
+    gw: Gateway = request.app[GATEWAY]
+    source_id = request.match_info["source_id"]
+    source = await gw.store.read(lambda tx: tx.get_source(source_id))
+    if source is None:
+        raise not_found(f"source {source_id} does not exist")
+    return source
+
+
+@routes.get("/sources/{source_id}")
+async def get_source(request: web.Request) -> web.Response:
+    return web.json_response(await load_source(request))
+
+
+@routes.get("/sources/{source_id}/tags")
+async def get_source_tags(request: web.Request) -> web.Response:
+    return web.json_response((await load_source(request)).get("tags", {}))
+
+
+@routes.get("/sources/{source_id}/tags/{name}")
+async def get_source_tag(request: web.Request) -> web.Response:
+    source = await load_source(request)
+    name = request.match_info["name"]
+    tags = source.get("tags", {})
+    if name not in tags:
+        raise not_found(f"source {source['id']} has no tag {name!r}")
+    return web.json_response(tags[name])
+
+
+async def _command(request: web.Request, name: str, **payload: object) -> web.Response:
+    gw: Gateway = request.app[GATEWAY]
+    source_id = request.match_info["source_id"]
+    return await send(
+        request,
+        gw.topics.catalog_commands,
+        name,
+        source_id,
+        {"source_id": source_id, **payload},
+    )
+
+
+@routes.put("/sources/{source_id}/tags/{name}")
+async def put_source_tag(request: web.Request) -> web.Response:
+    value = tag_value(await json_body(request))
+    return await _command(request, "sources.tag.set", name=request.match_info["name"], value=value)
+
+
+@routes.delete("/sources/{source_id}/tags/{name}")
+async def delete_source_tag(request: web.Request) -> web.Response:
+    return await _command(request, "sources.tag.delete", name=request.match_info["name"])
+
+
+def _property_routes(prop: str) -> None:
+    async def get(request: web.Request) -> web.Response:
+        source = await load_source(request)
+        if prop not in source:
+            raise not_found(f"source {source['id']} has no {prop}")
+        return web.json_response(source[prop])
+
+    async def put(request: web.Request) -> web.Response:
+        value = json_string(await json_body(request), prop)
+        return await _command(request, "sources.property.set", name=prop, value=value)
+
+    async def delete(request: web.Request) -> web.Response:
+        return await _command(request, "sources.property.delete", name=prop)
+
+    path = f"/sources/{{source_id}}/{prop}"
+    routes.get(path)(get)
+    routes.put(path)(put)
+    routes.delete(path)(delete)
+
+
+for _prop in ("label", "description"):
+    _property_routes(_prop)

@@ -1,0 +1,23 @@
+"""Gateway configuration (environment variables, documented in .env.example)."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAMS_GATEWAY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # The URL clients use to reach the gateway; used for absolute `Link`/`Location` headers.
+    public_url: str | None = None
+    service_type: str = "urn:x-tams:service.tams-kafka"
+    service_version: str | None = None
+    default_page_limit: int = 100
+    max_page_limit: int = 1000
+    # ADR 0044: objects allocated but never registered live at least this long.
+    min_object_timeout_s: int = 3600
+    # Presigned URLs stay valid at least this long (must be <= min_object_timeout_s).
+    presigned_url_timeout_s: int = 3600
+    max_body_bytes: int = 16 * 1024 * 1024

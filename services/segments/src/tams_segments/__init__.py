@@ -1,0 +1,1 @@
+"""Segments service: storage allocation, segments, objects, deletion requests"""

@@ -1,0 +1,3 @@
+from tams_segments.app import entrypoint
+
+entrypoint()

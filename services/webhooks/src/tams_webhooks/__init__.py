@@ -1,0 +1,1 @@
+"""Webhooks service: registrations and durable delivery of TAMS events"""

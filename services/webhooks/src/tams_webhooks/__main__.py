@@ -1,0 +1,3 @@
+from tams_webhooks.app import entrypoint
+
+entrypoint()

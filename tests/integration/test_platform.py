@@ -1,0 +1,100 @@
+"""The platform through the gateway: service info, probes, errors, a write through Kafka."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tams_stack.stack import Stack
+from tams_stack.testing import SpecValidator
+
+
+async def test_root_lists_the_top_level_paths(http: aiohttp.ClientSession) -> None:
+    async with http.get("/") as resp:
+        assert resp.status == 200
+        paths = await resp.json()
+    assert {"service", "flows", "sources", "flow-delete-requests"} <= set(paths)
+
+
+async def test_service_describes_a_tams_8_2_store(
+    http: aiohttp.ClientSession, spec: SpecValidator
+) -> None:
+    async with http.get("/service") as resp:
+        assert resp.status == 200
+        service = await resp.json()
+    spec.validate(service, "service.json")
+    assert service["api_version"] == "8.2"
+    assert service["type"].startswith("urn:x-tams:service")
+    object_timeout = int(service["min_object_timeout"].split(":")[0])
+    presigned_timeout = int(service["min_presigned_url_timeout"].split(":")[0])
+    assert object_timeout >= 300
+    assert 30 <= presigned_timeout <= object_timeout
+    assert service["event_stream_mechanisms"]
+
+
+async def test_head_service_has_headers_and_no_body(http: aiohttp.ClientSession) -> None:
+    async with http.head("/service") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("application/json")
+        assert await resp.read() == b""
+
+
+async def test_post_service_travels_through_kafka_and_is_read_back(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with http.post("/service", json={"name": "Studio A", "description": "Ingest"}) as resp:
+        assert resp.status == 200, await resp.text()
+    async with http.get("/service") as resp:
+        service = await resp.json()
+    assert service["name"] == "Studio A"
+    assert service["description"] == "Ingest"
+
+
+async def test_post_service_rejects_bad_bodies_with_a_json_error(
+    http: aiohttp.ClientSession, spec: SpecValidator
+) -> None:
+    cases = [
+        (b"{not json", "not valid JSON"),
+        (b'{"name": 5}', "name must be a string"),
+        (b'{"colour": "red"}', "colour"),
+        (b"[]", "JSON object"),
+    ]
+    for body, expected in cases:
+        async with http.post(
+            "/service", data=body, headers={"Content-Type": "application/json"}
+        ) as resp:
+            assert resp.status == 400
+            error = await resp.json()
+        spec.validate(error, "error.json")
+        assert expected in error["summary"]
+
+
+async def test_storage_backends_lists_the_default_backend(
+    http: aiohttp.ClientSession, spec: SpecValidator
+) -> None:
+    async with http.get("/service/storage-backends") as resp:
+        assert resp.status == 200
+        backends = await resp.json()
+        assert resp.headers["X-Paging-Count"] == str(len(backends))
+        assert resp.headers["X-Paging-Reverse-Order"] == "false"
+    spec.validate(backends, "storage-backends-list.json")
+    assert [b["default_storage"] for b in backends if b.get("default_storage")] == [True]
+
+
+async def test_unknown_path_and_method_get_json_errors(http: aiohttp.ClientSession) -> None:
+    async with http.get("/no-such-thing") as resp:
+        assert resp.status == 404
+        assert "no-such-thing" in (await resp.json())["summary"]
+    async with http.patch("/service", json={}) as resp:
+        assert resp.status == 405
+        assert "PATCH" in (await resp.json())["summary"]
+        assert "GET" in resp.headers["Allow"]
+
+
+async def test_every_service_is_healthy_and_ready(tams_stack: Stack) -> None:
+    async with aiohttp.ClientSession() as client:
+        for name, service in tams_stack.services.items():
+            for probe in ("health", "ready"):
+                async with client.get(f"{service.url}/{probe}") as resp:
+                    assert resp.status == 200, f"{name} /{probe}: {await resp.text()}"
+                    body = await resp.json()
+                    assert body["service"] == name
