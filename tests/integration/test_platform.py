@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import aiohttp
-
 from tams_stack.stack import Stack
 from tams_stack.testing import SpecValidator
 

@@ -1,1 +1,1 @@
-"""Shared runtime plumbing: Kafka request/reply, idempotent command consumers, settings, logging, health"""
+"""Shared runtime plumbing: Kafka request/reply, command consumers, settings, logs."""

@@ -11,13 +11,11 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
 
 log = logging.getLogger(__name__)
-
-Tx = TypeVar("Tx", bound="OutcomeLog")
 
 
 class OutcomeLog(Protocol):
@@ -26,12 +24,10 @@ class OutcomeLog(Protocol):
     def record_outcome(self, command_id: str, outcome: Outcome) -> None: ...
 
 
-class TransactionalStore(Protocol[Tx]):
-    async def write(self, work: Callable[[Tx], Any]) -> Any: ...
-
-
 def error_outcome(status: int, type_: str, summary: str) -> Outcome:
-    return Outcome(status=status, body=ErrorBody(type=type_, summary=summary).model_dump(mode="json"))
+    return Outcome(
+        status=status, body=ErrorBody(type=type_, summary=summary).model_dump(mode="json")
+    )
 
 
 class CommandApplier:
@@ -73,7 +69,9 @@ class CommandApplier:
         outcomes = []
         for command in commands:
             try:
-                outcomes.append(await self.store.write(lambda tx, c=command: self._apply_one(tx, c)))
+                outcomes.append(
+                    await self.store.write(lambda tx, c=command: self._apply_one(tx, c))
+                )
             except Exception as exc:
                 if self.is_retryable(exc):
                     raise

@@ -1,1 +1,1 @@
-"""TAMS 8.2 types: timestamps, timeranges, resource models, command and event envelopes"""
+"""TAMS 8.2 types: timestamps, timeranges, resource models, command and event envelopes."""

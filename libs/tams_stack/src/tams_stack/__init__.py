@@ -1,1 +1,1 @@
-"""The tams command: runs the local stack (tansu, SeaweedFS, the five services)"""
+"""The tams command: runs the local stack (tansu, SeaweedFS, the five services)."""

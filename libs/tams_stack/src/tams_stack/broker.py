@@ -84,9 +84,11 @@ def start_broker(data_dir: Path, port: int | None = None, attempts: int = 3) -> 
             stop_signal=signal.SIGINT,
             stop_timeout=5.0,
         )
-        if wait_until(lambda p=proc, c=chosen: not p.alive() or listening_pid_owns(p.pid, c), 10):
-            if proc.alive():
-                return Broker(proc, chosen)
+        owned = wait_until(
+            lambda p=proc, c=chosen: not p.alive() or listening_pid_owns(p.pid, c), 10
+        )
+        if owned and proc.alive():
+            return Broker(proc, chosen)
         last_error = proc.log_tail()
         proc.stop()
         if port is not None:

@@ -1,7 +1,7 @@
 """`tams`: run the whole TAMS stack on this machine.
 
-    tams up                  start tansu, SeaweedFS and the five services; Ctrl-C stops all
-    tams up --external       use the broker, S3 and store given by TAMS_* variables
+tams up                  start tansu, SeaweedFS and the five services; Ctrl-C stops all
+tams up --external       use the broker, S3 and store given by TAMS_* variables
 """
 
 from __future__ import annotations

@@ -65,9 +65,18 @@ def start_object_store(
     ports = free_ports(10)
     if s3_port is not None:
         ports[6] = s3_port
-    (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, admin, admin_grpc) = (
-        ports
-    )
+    (
+        master,
+        master_grpc,
+        volume,
+        volume_grpc,
+        filer,
+        filer_grpc,
+        s3,
+        s3_grpc,
+        admin,
+        admin_grpc,
+    ) = ports
     argv = [
         str(weed_binary()),
         "mini",

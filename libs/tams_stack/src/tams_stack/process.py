@@ -90,7 +90,7 @@ def spawn(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG
+            preexec_fn=_die_with_parent,
         )
     finally:
         log_file.close()

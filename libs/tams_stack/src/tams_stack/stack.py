@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-
 from tams_runtime.bus import ensure_topics
 from tams_runtime.settings import KafkaSettings, S3Settings
+
 from tams_stack.broker import Broker, start_broker
 from tams_stack.objectstore import ObjectStore, start_object_store
 from tams_stack.ports import free_port
@@ -105,9 +105,7 @@ class Stack:
                 for name in sorted(pending):
                     service = self.services[name]
                     if not service.process.alive():
-                        raise RuntimeError(
-                            f"service {name} exited:\n{service.process.log_tail()}"
-                        )
+                        raise RuntimeError(f"service {name} exited:\n{service.process.log_tail()}")
                     try:
                         async with http.get(f"{service.url}/ready") as resp:
                             if resp.status == 200:
@@ -118,7 +116,9 @@ class Stack:
                     tails = "\n".join(
                         f"--- {n}\n{self.services[n].process.log_tail()}" for n in pending
                     )
-                    raise RuntimeError(f"not ready after {timeout:.0f}s: {sorted(pending)}\n{tails}")
+                    raise RuntimeError(
+                        f"not ready after {timeout:.0f}s: {sorted(pending)}\n{tails}"
+                    )
                 if pending:
                     await asyncio.sleep(0.05)
 

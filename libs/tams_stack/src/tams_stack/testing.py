@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -32,8 +33,9 @@ def _docker_answers() -> bool:
         return False
     try:
         return (
-            subprocess.run(["docker", "info"], capture_output=True, timeout=5, check=False)
-            .returncode
+            subprocess.run(
+                ["docker", "info"], capture_output=True, timeout=5, check=False
+            ).returncode
             == 0
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -53,10 +55,9 @@ def _infra_mode() -> str:
 
 def _start_containers(stack: Stack) -> list[object]:
     """Apache Kafka and MinIO in containers; the stack then runs in external mode."""
+    from tams_runtime.settings import S3Settings
     from testcontainers.kafka import KafkaContainer
     from testcontainers.minio import MinioContainer
-
-    from tams_runtime.settings import S3Settings
 
     kafka = KafkaContainer("apache/kafka:3.9.0").with_kraft()
     kafka.start()
@@ -149,21 +150,23 @@ class SpecValidator:
         resources = []
         for path in sorted((api_dir / "schemas").glob("*.json")):
             contents = json.loads(path.read_text())
-            resources.append((path.name, Resource.from_contents(contents, default_specification=_draft())))
-        self.registry: Registry = Registry().with_resources(resources)  # type: ignore[type-arg]
+            resources.append(
+                (path.name, Resource.from_contents(contents, default_specification=_draft()))
+            )
+        self.registry: Registry[Any] = Registry().with_resources(resources)
 
     def validate(self, instance: object, schema_file: str) -> None:
         from jsonschema import Draft202012Validator
 
         schema = self.registry.contents(schema_file)
-        Draft202012Validator(schema, registry=self.registry).validate(instance)  # type: ignore[arg-type]
+        Draft202012Validator(schema, registry=self.registry).validate(instance)
 
     def validate_list(self, instances: list[object], schema_file: str) -> None:
         for item in instances:
             self.validate(item, schema_file)
 
 
-def _draft() -> object:
+def _draft() -> Any:
     from referencing.jsonschema import DRAFT202012
 
     return DRAFT202012

@@ -1,1 +1,1 @@
-"""Analytics service: usage and time-range analytics"""
+"""Analytics service: usage and time-range analytics."""

@@ -1,1 +1,1 @@
-"""Catalog service: sources and flows"""
+"""Catalog service: sources and flows."""

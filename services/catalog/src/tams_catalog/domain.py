@@ -106,9 +106,7 @@ def check_collection(flow_id: str, collection: list[Doc], existing_ids: set[str]
             raise bad_request(f"flow_collection member {member} does not exist")
 
 
-def prepare_flow(
-    body: Doc, existing: Doc | None, profile: Doc | None, now: datetime
-) -> Doc:
+def prepare_flow(body: Doc, existing: Doc | None, profile: Doc | None, now: datetime) -> Doc:
     """The document to store for a PUT /flows/{id}, given the stored flow if any."""
     flow = {k: v for k, v in body.items() if k not in SERVER_FLOW_FIELDS}
     flow = apply_profile(flow, profile)

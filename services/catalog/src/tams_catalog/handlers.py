@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
-from typing import Any
+
+from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome, TamsEvent
+from tams_store import WriteTx
 
 from tams_catalog import domain
 from tams_catalog.domain import CatalogError, Doc
-from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome, TamsEvent
-from tams_store import WriteTx
 
 Handler = Callable[[WriteTx, CommandEnvelope], Outcome]
 
@@ -47,7 +47,10 @@ def flow_event(kind: str, flow: Doc, now: datetime) -> TamsEvent:
 
 def source_event(kind: str, source: Doc, now: datetime) -> TamsEvent:
     return TamsEvent(
-        key=source["id"], event_type=f"sources/{kind}", event_timestamp=now, event={"source": source}
+        key=source["id"],
+        event_type=f"sources/{kind}",
+        event_timestamp=now,
+        event={"source": source},
     )
 
 

@@ -1,1 +1,1 @@
-"""TAMS HTTP API gateway"""
+"""TAMS HTTP API gateway."""

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from aiohttp import web
-
 from tams_runtime.bus import CommandBus
 from tams_schema.envelopes import Reply
 

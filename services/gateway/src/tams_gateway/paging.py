@@ -7,6 +7,7 @@ carried in `access_token`) keeps its filters on the next page. Headers are the s
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import MultiDict
 
 from tams_gateway.errors import bad_request
 from tams_gateway.settings import GatewaySettings
@@ -26,7 +27,7 @@ def page_limit(request: web.Request, settings: GatewaySettings) -> int:
 
 
 def next_page_url(request: web.Request, settings: GatewaySettings, next_key: str) -> str:
-    query = request.query.copy()
+    query = MultiDict(request.query)
     query["page"] = next_key
     base = settings.public_url.rstrip("/") if settings.public_url else None
     url = request.url.with_query(query)

@@ -1,1 +1,1 @@
-"""Segments service: storage allocation, segments, objects, deletion requests"""
+"""Segments service: storage allocation, segments, objects, deletion requests."""

@@ -1,1 +1,1 @@
-"""Webhooks service: registrations and durable delivery of TAMS events"""
+"""Webhooks service: registrations and durable delivery of TAMS events."""

@@ -24,9 +24,7 @@ T = TypeVar("T")
 
 
 class SqliteStore:
-    def __init__(
-        self, path: str | Path, *, synchronous: str = "NORMAL", readers: int = 4
-    ) -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", readers: int = 4) -> None:
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         if self.synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:

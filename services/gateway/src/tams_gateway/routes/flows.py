@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from tams_schema.timerange import TimeRange
+from tams_store import FlowQuery, Page
+from tams_store.port import Doc, FlowSort
 
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
@@ -21,9 +24,6 @@ from tams_gateway.queries import (
 from tams_gateway.requests import json_body, query_bool, query_int, query_timerange
 from tams_gateway.validation import validate_collection, validate_flow_put
 from tams_gateway.values import bit_rate, json_bool, json_string, tag_value
-from tams_schema.timerange import TimeRange
-from tams_store import FlowQuery, Page
-from tams_store.port import Doc, FlowSort
 
 routes = web.RouteTableDef()
 
@@ -114,11 +114,11 @@ async def delete_flow(request: web.Request) -> web.Response:
     return await _command(request, "flows.delete")
 
 
-async def _command(request: web.Request, name: str, **payload: object) -> web.Response:
+async def _command(request: web.Request, command: str, **payload: object) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     flow_id = request.match_info["flow_id"]
     return await send(
-        request, gw.topics.catalog_commands, name, flow_id, {"flow_id": flow_id, **payload}
+        request, gw.topics.catalog_commands, command, flow_id, {"flow_id": flow_id, **payload}
     )
 
 

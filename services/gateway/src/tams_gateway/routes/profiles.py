@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from tams_store import Page
 
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
@@ -11,7 +12,6 @@ from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import check_uuid
 from tams_gateway.requests import json_body
 from tams_gateway.validation import validate_profile
-from tams_store import Page
 
 routes = web.RouteTableDef()
 
@@ -43,7 +43,12 @@ async def list_profiles(request: web.Request) -> web.Response:
         )
     )
     headers = paging_headers(
-        request, gw.settings, limit=page.limit, count=None, next_key=page.next_key, reverse_order=None
+        request,
+        gw.settings,
+        limit=page.limit,
+        count=None,
+        next_key=page.next_key,
+        reverse_order=None,
     )
     return web.json_response(page.items, headers=headers)
 

@@ -14,7 +14,7 @@ from tams_gateway.requests import json_body, query_bool
 
 routes = web.RouteTableDef()
 
-ROOT_PATHS = ["service", "flows", "sources", "objects", "flow-delete-requests"]
+ROOT_PATHS = ["service", "flows", "sources", "flow-delete-requests"]
 
 
 @routes.get("/")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from aiohttp import web
+from tams_store import Page, SourceQuery
+from tams_store.port import Doc, SourceSort
 
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
@@ -11,8 +13,6 @@ from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import choice, content_format, tag_filter, uuid_list
 from tams_gateway.requests import json_body, query_bool
 from tams_gateway.values import json_string, tag_value
-from tams_store import Page, SourceQuery
-from tams_store.port import Doc, SourceSort
 
 routes = web.RouteTableDef()
 
@@ -74,13 +74,13 @@ async def get_source_tag(request: web.Request) -> web.Response:
     return web.json_response(tags[name])
 
 
-async def _command(request: web.Request, name: str, **payload: object) -> web.Response:
+async def _command(request: web.Request, command: str, **payload: object) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     source_id = request.match_info["source_id"]
     return await send(
         request,
         gw.topics.catalog_commands,
-        name,
+        command,
         source_id,
         {"source_id": source_id, **payload},
     )

@@ -1,0 +1,198 @@
+"""Request/reply and exactly-once effect over the real broker, with a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from tams_runtime.applier import CommandApplier
+from tams_runtime.bus import CommandBus, CommandTimeout, ensure_topics
+from tams_runtime.consumer import CommandConsumer
+from tams_runtime.settings import KafkaSettings
+from tams_schema.envelopes import CommandEnvelope, Outcome, TamsEvent
+from tams_stack.stack import Stack
+from tams_store import StoreUnavailable
+from tams_store.sqlite import SqliteStore
+
+
+def unique_settings(infra: Stack) -> KafkaSettings:
+    """Settings with a fresh topic prefix, so tests never see each other's messages."""
+    return KafkaSettings(
+        bootstrap_servers=infra.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"],
+        topic_prefix=f"t{uuid.uuid4().hex[:8]}",
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=500,
+        command_partitions=2,
+        events_partitions=2,
+    )
+
+
+class Counter:
+    """A command handler that counts how often each command was really applied."""
+
+    def __init__(self) -> None:
+        self.applied: list[str] = []
+
+    def __call__(self, tx: Any, command: CommandEnvelope) -> Outcome:
+        self.applied.append(command.command_id)
+        info = tx.get_service_info()
+        info["count"] = info.get("count", 0) + 1
+        tx.set_service_info(info)
+        event = TamsEvent(key=command.key, event_type="flows/updated", event={"n": info["count"]})
+        return Outcome(status=200, body={"count": info["count"]}, events=[event])
+
+
+@pytest_asyncio.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    db = SqliteStore(tmp_path / "tams.db")
+    await db.open()
+    yield db
+    await db.close()
+
+
+async def start_consumer(
+    settings: KafkaSettings, store: SqliteStore, counter: Counter
+) -> CommandConsumer:
+    applier = CommandApplier(
+        store, {"count": counter}, is_retryable=lambda e: isinstance(e, StoreUnavailable)
+    )
+    consumer = CommandConsumer(
+        settings, settings.topics.catalog_commands, group_id="test-catalog", handler=applier
+    )
+    await consumer.start()
+    return consumer
+
+
+async def read_events(settings: KafkaSettings, expected: int) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(
+        settings.topics.events,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=10,
+    )
+    await consumer.start()
+    events: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(15):
+            while len(events) < expected:
+                batches = await consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    for record in records:
+                        headers = {k: v.decode() for k, v in record.headers}
+                        events.append({"headers": headers, "value": json.loads(record.value)})
+    finally:
+        await consumer.stop()
+    return events
+
+
+async def test_request_reply_round_trip(tams_infra: Stack, store: SqliteStore) -> None:
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    counter = Counter()
+    consumer = await start_consumer(settings, store, counter)
+    bus = CommandBus(settings)
+    await bus.start()
+    try:
+        replies = [
+            await bus.request(settings.topics.catalog_commands, "count", "flow-1", {})
+            for _ in range(3)
+        ]
+        assert [r.body for r in replies] == [{"count": 1}, {"count": 2}, {"count": 3}]
+        assert all(r.status == 200 for r in replies)
+        events = await read_events(settings, 3)
+        assert [e["value"]["event"]["n"] for e in events] == [1, 2, 3]
+        assert all(e["headers"]["schema_version"] == "1" for e in events)
+        assert len({e["headers"]["event_id"] for e in events}) == 3
+    finally:
+        await bus.stop()
+        await consumer.stop()
+
+
+async def test_redelivered_command_is_applied_once_with_the_same_answer(
+    tams_infra: Stack, store: SqliteStore
+) -> None:
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    counter = Counter()
+    consumer = await start_consumer(settings, store, counter)
+    bus = CommandBus(settings)
+    await bus.start()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        command = CommandEnvelope(name="count", key="flow-1", reply_to=bus.reply_topic)
+        # The same command twice, as Kafka redelivers it after a crash.
+        for _ in range(2):
+            await producer.send_and_wait(
+                settings.topics.catalog_commands,
+                command.model_dump_json().encode(),
+                key=b"flow-1",
+            )
+        events = await read_events(settings, 2)
+        assert counter.applied == [command.command_id]
+        # Same event (same id) re-published: a deduplicating consumer sees it once.
+        assert len({e["headers"]["event_id"] for e in events}) == 1
+        info = await store.read(lambda tx: tx.get_service_info())
+        assert info["count"] == 1
+    finally:
+        await producer.stop()
+        await bus.stop()
+        await consumer.stop()
+
+
+async def test_crash_after_the_write_before_the_commit_applies_once(
+    tams_infra: Stack, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    counter = Counter()
+    first = await start_consumer(settings, store, counter)
+
+    crashed = asyncio.Event()
+
+    async def crash(*_: object) -> None:
+        crashed.set()
+        raise asyncio.CancelledError  # the process dies: nothing published, nothing committed
+
+    monkeypatch.setattr(first, "_publish", crash)
+    bus = CommandBus(settings)
+    await bus.start()
+    try:
+        request = asyncio.create_task(
+            bus.request(settings.topics.catalog_commands, "count", "flow-1", {}, timeout=20)
+        )
+        async with asyncio.timeout(15):
+            await crashed.wait()
+        await first.stop()
+        assert counter.applied and len(counter.applied) == 1
+        # A new instance of the service takes over the partition and gets the command again.
+        second = await start_consumer(settings, store, counter)
+        try:
+            reply = await request
+        finally:
+            await second.stop()
+        assert reply.status == 200
+        assert reply.body == {"count": 1}
+        assert len(counter.applied) == 1
+        assert (await store.read(lambda tx: tx.get_service_info()))["count"] == 1
+    finally:
+        await bus.stop()
+
+
+async def test_no_consumer_means_a_timeout(tams_infra: Stack) -> None:
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    bus = CommandBus(settings)
+    await bus.start()
+    try:
+        with pytest.raises(CommandTimeout):
+            await bus.request(settings.topics.catalog_commands, "count", "k", {}, timeout=0.5)
+    finally:
+        await bus.stop()
