@@ -16,7 +16,7 @@ from tams_store import open_store_from_env
 from tams_gateway.commands import BUS
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import error_middleware
-from tams_gateway.routes import service
+from tams_gateway.routes import flows, profiles, service, sources
 from tams_gateway.settings import GatewaySettings
 
 SERVICE = "gateway"
@@ -28,7 +28,8 @@ def build_app(gateway: Gateway) -> web.Application:
     )
     app[GATEWAY] = gateway
     app[BUS] = gateway.bus
-    app.add_routes(service.routes)
+    for table in (service.routes, profiles.routes, sources.routes, flows.routes):
+        app.add_routes(table)
     return app
 
 

@@ -21,6 +21,88 @@ MIGRATIONS: list[list[str]] = [
             doc TEXT NOT NULL
         )""",
     ],
+    # 2: the catalog (sources, flows, profiles) and the segments index used by flows.
+    [
+        """CREATE TABLE sources (
+            id TEXT PRIMARY KEY,
+            format TEXT NOT NULL,
+            label TEXT,
+            created_ns INTEGER NOT NULL,
+            updated_ns INTEGER NOT NULL,
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX sources_created ON sources (created_ns, id)",
+        "CREATE INDEX sources_updated ON sources (updated_ns, id)",
+        "CREATE INDEX sources_label ON sources (label IS NULL, label, id)",
+        "CREATE INDEX sources_format ON sources (format)",
+        """CREATE TABLE source_tags (
+            source_id TEXT NOT NULL REFERENCES sources (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            value TEXT
+        )""",
+        "CREATE INDEX source_tags_lookup ON source_tags (name, value, source_id)",
+        "CREATE INDEX source_tags_owner ON source_tags (source_id)",
+        """CREATE TABLE flows (
+            id TEXT PRIMARY KEY,
+            source_id TEXT NOT NULL,
+            format TEXT NOT NULL,
+            codec TEXT,
+            label TEXT,
+            profile_id TEXT,
+            status TEXT,
+            frame_width INTEGER,
+            frame_height INTEGER,
+            init_segments INTEGER,
+            container TEXT,
+            read_only INTEGER NOT NULL DEFAULT 0,
+            created_ns INTEGER NOT NULL,
+            metadata_updated_ns INTEGER NOT NULL,
+            doc TEXT NOT NULL,
+            segments_updated TEXT,
+            seg_start INTEGER,
+            seg_end INTEGER,
+            max_seg_dur INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX flows_created ON flows (created_ns, id)",
+        "CREATE INDEX flows_updated ON flows (metadata_updated_ns, id)",
+        "CREATE INDEX flows_label ON flows (label IS NULL, label, id)",
+        "CREATE INDEX flows_source ON flows (source_id)",
+        "CREATE INDEX flows_profile ON flows (profile_id)",
+        """CREATE TABLE flow_tags (
+            flow_id TEXT NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            value TEXT
+        )""",
+        "CREATE INDEX flow_tags_lookup ON flow_tags (name, value, flow_id)",
+        "CREATE INDEX flow_tags_owner ON flow_tags (flow_id)",
+        """CREATE TABLE flow_collections (
+            collector_id TEXT NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
+            member_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            role TEXT,
+            PRIMARY KEY (collector_id, member_id)
+        )""",
+        "CREATE INDEX flow_collections_member ON flow_collections (member_id)",
+        """CREATE TABLE profiles (
+            id TEXT PRIMARY KEY,
+            format TEXT NOT NULL,
+            codec TEXT,
+            label TEXT,
+            created_ns INTEGER NOT NULL,
+            doc TEXT NOT NULL
+        )""",
+        """CREATE TABLE segments (
+            flow_id TEXT NOT NULL,
+            seg_start INTEGER NOT NULL,
+            seg_end INTEGER NOT NULL,
+            object_id TEXT NOT NULL,
+            timerange TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            created_ns INTEGER NOT NULL,
+            PRIMARY KEY (flow_id, seg_start)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX segments_object ON segments (object_id, flow_id)",
+    ],
 ]
 
 

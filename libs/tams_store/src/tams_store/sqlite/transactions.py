@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import Any
 
 from tams_schema.envelopes import Outcome
+from tams_schema.timerange import TimeRange
 
-Doc = dict[str, Any]
+from tams_store.port import Doc, FlowQuery, Page, SourceQuery
+from tams_store.sqlite import catalog
 
 
 class SqliteReadTx:
@@ -19,6 +20,37 @@ class SqliteReadTx:
     def get_service_info(self) -> Doc:
         row = self.conn.execute("SELECT doc FROM service_info WHERE id = 1").fetchone()
         return dict(json.loads(row["doc"])) if row else {}
+
+    def get_source(self, source_id: str) -> Doc | None:
+        return catalog.get_source(self.conn, source_id)
+
+    def list_sources(self, query: SourceQuery) -> Page:
+        return catalog.list_sources(self.conn, query)
+
+    def get_flow(self, flow_id: str) -> Doc | None:
+        return catalog.get_flow(self.conn, flow_id)
+
+    def flow_timerange(self, flow_id: str, within: TimeRange | None = None) -> TimeRange:
+        return catalog.flow_timerange(self.conn, flow_id, within)
+
+    def list_flows(self, query: FlowQuery) -> Page:
+        return catalog.list_flows(self.conn, query)
+
+    def get_profile(self, profile_id: str) -> Doc | None:
+        return catalog.get_profile(self.conn, profile_id)
+
+    def list_profiles(
+        self,
+        *,
+        format: str | None,
+        codec: str | None,
+        label: str | None,
+        page: str | None,
+        limit: int,
+    ) -> Page:
+        return catalog.list_profiles(
+            self.conn, format=format, codec=codec, label=label, page=page, limit=limit
+        )
 
 
 class SqliteWriteTx(SqliteReadTx):
@@ -40,3 +72,21 @@ class SqliteWriteTx(SqliteReadTx):
             "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
             (json.dumps(info),),
         )
+
+    def put_source(self, source: Doc) -> None:
+        catalog.put_source(self.conn, source)
+
+    def delete_source(self, source_id: str) -> None:
+        catalog.delete_source(self.conn, source_id)
+
+    def count_flows_of_source(self, source_id: str) -> int:
+        return catalog.count_flows_of_source(self.conn, source_id)
+
+    def put_flow(self, flow: Doc) -> None:
+        catalog.put_flow(self.conn, flow)
+
+    def delete_flow(self, flow_id: str) -> None:
+        catalog.delete_flow(self.conn, flow_id)
+
+    def put_profile(self, profile: Doc) -> None:
+        catalog.put_profile(self.conn, profile)

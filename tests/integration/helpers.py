@@ -1,0 +1,153 @@
+"""Small builders and readers shared by the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+VIDEO = "urn:x-nmos:format:video"
+AUDIO = "urn:x-nmos:format:audio"
+DATA = "urn:x-nmos:format:data"
+MULTI = "urn:x-nmos:format:multi"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def video_flow(
+    flow_id: str | None = None, source_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    flow: dict[str, Any] = {
+        "id": flow_id or new_id(),
+        "source_id": source_id or new_id(),
+        "format": VIDEO,
+        "codec": "video/h264",
+        "container": "video/mp2t",
+        "essence_parameters": {
+            "frame_width": 1920,
+            "frame_height": 1080,
+            "frame_rate": {"numerator": 25, "denominator": 1},
+        },
+    }
+    flow.update(extra)
+    return flow
+
+
+def audio_flow(
+    flow_id: str | None = None, source_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    flow: dict[str, Any] = {
+        "id": flow_id or new_id(),
+        "source_id": source_id or new_id(),
+        "format": AUDIO,
+        "codec": "audio/aac",
+        "container": "video/mp2t",
+        "essence_parameters": {"sample_rate": 48000, "channels": 2},
+    }
+    flow.update(extra)
+    return flow
+
+
+def multi_flow(members: list[str], flow_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    flow: dict[str, Any] = {
+        "id": flow_id or new_id(),
+        "source_id": new_id(),
+        "format": MULTI,
+        "container": "video/mp2t",
+        "flow_collection": [{"id": m, "role": f"track{i}"} for i, m in enumerate(members)],
+    }
+    flow.update(extra)
+    return flow
+
+
+async def put_flow(http: aiohttp.ClientSession, flow: dict[str, Any]) -> dict[str, Any]:
+    async with http.put(f"/flows/{flow['id']}", json=flow) as resp:
+        assert resp.status in (201, 204), await resp.text()
+        return await resp.json() if resp.status == 201 else {}
+
+
+async def get_json(http: aiohttp.ClientSession, path: str, status: int = 200) -> Any:
+    async with http.get(path) as resp:
+        assert resp.status == status, f"GET {path}: {resp.status} {await resp.text()}"
+        return await resp.json()
+
+
+async def list_all(http: aiohttp.ClientSession, path: str) -> list[Any]:
+    """Follow `Link: rel=next` to the end, checking the paging headers on the way."""
+    items: list[Any] = []
+    url: str | None = path
+    while url is not None:
+        async with http.get(url) as resp:
+            assert resp.status == 200, await resp.text()
+            page = await resp.json()
+            assert resp.headers["X-Paging-Count"] == str(len(page))
+            items.extend(page)
+            link = resp.headers.get("Link")
+            if link is None:
+                assert "X-Paging-NextKey" not in resp.headers
+                url = None
+            else:
+                assert link.endswith('>; rel="next"')
+                url = link[1 : link.index(">")]
+                assert resp.headers["X-Paging-NextKey"] in url
+    return items
+
+
+class EventReader:
+    """Reads the public events topic from its current end, deduplicating by event id."""
+
+    def __init__(self, bootstrap: str, topic: str = "tams.events") -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+        )
+        self.topic = topic
+        self.seen: dict[str, dict[str, Any]] = {}
+        self.order: list[str] = []
+
+    async def __aenter__(self) -> EventReader:
+        await self.consumer.start()
+        partitions = [
+            TopicPartition(self.topic, p)
+            for p in self.consumer.partitions_for_topic(self.topic) or []
+        ]
+        if not partitions:
+            await self.consumer._client.force_metadata_update()
+            partitions = [
+                TopicPartition(self.topic, p)
+                for p in self.consumer.partitions_for_topic(self.topic) or []
+            ]
+        self.consumer.assign(partitions)
+        await self.consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await self.consumer.position(tp)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.consumer.stop()
+
+    async def until(self, predicate: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Read until `predicate(events)` is true; returns the deduplicated events in order."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self.events()):
+                batches = await self.consumer.getmany(timeout_ms=100)
+                for records in batches.values():
+                    for record in records:
+                        headers = {k: v.decode() for k, v in record.headers}
+                        event_id = headers["event_id"]
+                        if event_id not in self.seen:
+                            self.seen[event_id] = {
+                                "key": record.key.decode() if record.key else None,
+                                "headers": headers,
+                                **json.loads(record.value),
+                            }
+                            self.order.append(event_id)
+        return self.events()
+
+    def events(self) -> list[dict[str, Any]]:
+        return [self.seen[i] for i in self.order]

@@ -1,0 +1,422 @@
+"""Flows end to end: PUT through Kafka to the catalog, reads from the store, events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from tams_stack.stack import Stack
+from tams_stack.testing import SpecValidator
+
+from .helpers import (
+    AUDIO,
+    EventReader,
+    audio_flow,
+    get_json,
+    list_all,
+    multi_flow,
+    new_id,
+    put_flow,
+    video_flow,
+)
+
+
+async def test_put_creates_with_201_and_replaces_with_204(
+    http: aiohttp.ClientSession, spec: SpecValidator
+) -> None:
+    flow = video_flow(label="camera 1", tags={"genre": "news"})
+    async with http.put(f"/flows/{flow['id']}", json=flow) as resp:
+        assert resp.status == 201, await resp.text()
+        created = await resp.json()
+    spec.validate(created, "flow-get.json")
+    assert created["label"] == "camera 1"
+    assert created["tags"] == {"genre": "news"}
+    for field in ("created", "metadata_updated", "metadata_version"):
+        assert field in created
+
+    replacement = {**flow, "label": "camera one"}
+    del replacement["tags"]
+    async with http.put(f"/flows/{flow['id']}", json=replacement) as resp:
+        assert resp.status == 204
+        assert await resp.read() == b""
+    stored = await get_json(http, f"/flows/{flow['id']}")
+    spec.validate(stored, "flow-get.json")
+    assert stored["label"] == "camera one"
+    assert stored["tags"] == {}  # PUT replaces tags wholesale
+    assert stored["created"] == created["created"]
+    assert stored["metadata_version"] != created["metadata_version"]
+
+
+async def test_server_managed_fields_are_not_taken_from_the_client(
+    http: aiohttp.ClientSession,
+) -> None:
+    flow = video_flow(
+        created="2001-01-01T00:00:00Z",
+        metadata_updated="2001-01-01T00:00:00Z",
+        segments_updated="2001-01-01T00:00:00Z",
+        timerange="[0:0_10:0)",
+        collected_by=[new_id()],
+    )
+    created = await put_flow(http, flow)
+    assert not created["created"].startswith("2001")
+    assert not created["metadata_updated"].startswith("2001")
+    assert "segments_updated" not in created
+    assert "timerange" not in created
+    assert "collected_by" not in created
+
+
+async def test_source_is_born_and_dies_with_its_flows(http: aiohttp.ClientSession) -> None:
+    source_id = new_id()
+    first = video_flow(source_id=source_id)
+    second = video_flow(source_id=source_id)
+    await put_flow(http, first)
+    await put_flow(http, second)
+    source = await get_json(http, f"/sources/{source_id}")
+    assert source["format"] == first["format"]
+
+    async with http.delete(f"/flows/{first['id']}") as resp:
+        assert resp.status == 204
+    await get_json(http, f"/sources/{source_id}")  # still has a flow
+    async with http.delete(f"/flows/{second['id']}") as resp:
+        assert resp.status == 204
+    await get_json(http, f"/sources/{source_id}", status=404)
+    await get_json(http, f"/flows/{second['id']}", status=404)
+
+
+async def test_flow_format_must_match_its_source(http: aiohttp.ClientSession) -> None:
+    source_id = new_id()
+    await put_flow(http, video_flow(source_id=source_id))
+    clash = audio_flow(source_id=source_id)
+    async with http.put(f"/flows/{clash['id']}", json=clash) as resp:
+        assert resp.status == 400
+        assert AUDIO in (await resp.json())["summary"]
+
+
+async def test_bad_flow_bodies_are_400_with_a_reason(http: aiohttp.ClientSession) -> None:
+    flow_id = new_id()
+    good = video_flow(flow_id=flow_id)
+    cases = {
+        "mismatched id": {**good, "id": new_id()},
+        "no source": {k: v for k, v in good.items() if k != "source_id"},
+        "unknown format": {**good, "format": "urn:x-nmos:format:smell"},
+        "frame_rate with vfr": {
+            **good,
+            "essence_parameters": {**good["essence_parameters"], "vfr": True},
+        },
+        "not an object": ["a list"],
+    }
+    for name, body in cases.items():
+        async with http.put(f"/flows/{flow_id}", json=body) as resp:
+            assert resp.status == 400, f"{name}: {resp.status}"
+            error = await resp.json()
+            assert error["type"] and error["summary"], name
+    async with http.put(
+        f"/flows/{flow_id}", data=b"{", headers={"Content-Type": "application/json"}
+    ) as resp:
+        assert resp.status == 400
+    await get_json(http, f"/flows/{flow_id}", status=404)  # nothing half-written
+
+
+async def test_unknown_ids_are_404(http: aiohttp.ClientSession) -> None:
+    missing = new_id()
+    for path in (
+        f"/flows/{missing}",
+        f"/flows/{missing}/tags",
+        f"/flows/{missing}/label",
+        f"/sources/{missing}",
+        f"/sources/{missing}/tags",
+    ):
+        await get_json(http, path, status=404)
+    async with http.put(f"/flows/{missing}/tags/x", json="y") as resp:
+        assert resp.status == 404
+    async with http.delete(f"/flows/{missing}") as resp:
+        assert resp.status == 404
+
+
+async def test_property_endpoints(http: aiohttp.ClientSession) -> None:
+    flow = video_flow(label="before")
+    await put_flow(http, flow)
+    base = f"/flows/{flow['id']}"
+    for prop, value in (
+        ("label", "after"),
+        ("description", "a description"),
+        ("max_bit_rate", 8000),
+        ("avg_bit_rate", 5000),
+    ):
+        async with http.put(f"{base}/{prop}", json=value) as resp:
+            assert resp.status == 204, await resp.text()
+        assert await get_json(http, f"{base}/{prop}") == value
+        async with http.head(f"{base}/{prop}") as resp:
+            assert resp.status == 200
+            assert await resp.read() == b""
+    async with http.delete(f"{base}/description") as resp:
+        assert resp.status == 204
+    await get_json(http, f"{base}/description", status=404)
+    for prop, bad in (
+        ("label", 5),
+        ("max_bit_rate", -1),
+        ("avg_bit_rate", "fast"),
+        ("read_only", "yes"),
+    ):
+        async with http.put(f"{base}/{prop}", json=bad) as resp:
+            assert resp.status == 400, prop
+    async with http.delete(f"{base}/read_only") as resp:
+        assert resp.status == 405
+
+
+async def test_tags_single_and_multi_valued(http: aiohttp.ClientSession) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    base = f"/flows/{flow['id']}/tags"
+    async with http.put(f"{base}/genre", json="news") as resp:
+        assert resp.status == 204
+    async with http.put(f"{base}/language", json=["en", "cy"]) as resp:
+        assert resp.status == 204
+    async with http.put(f"{base}/weird%20name.x", json="é ü 漢") as resp:
+        assert resp.status == 204
+    assert await get_json(http, base) == {
+        "genre": "news",
+        "language": ["en", "cy"],
+        "weird name.x": "é ü 漢",
+    }
+    assert await get_json(http, f"{base}/language") == ["en", "cy"]
+    async with http.put(f"{base}/bad", json={"not": "a tag"}) as resp:
+        assert resp.status == 400
+    async with http.delete(f"{base}/genre") as resp:
+        assert resp.status == 204
+    await get_json(http, f"{base}/genre", status=404)
+    async with http.delete(f"{base}/genre") as resp:
+        assert resp.status == 404
+
+
+async def test_read_only_flow_refuses_writes_except_read_only(http: aiohttp.ClientSession) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    base = f"/flows/{flow['id']}"
+    async with http.put(f"{base}/read_only", json=True) as resp:
+        assert resp.status == 204
+    assert await get_json(http, f"{base}/read_only") is True
+    for method, path, body in (
+        ("PUT", base, flow),
+        ("PUT", f"{base}/label", "x"),
+        ("PUT", f"{base}/tags/a", "b"),
+        ("DELETE", f"{base}/tags/a", None),
+        ("PUT", f"{base}/max_bit_rate", 1),
+        ("DELETE", base, None),
+    ):
+        async with http.request(method, path, json=body) as resp:
+            assert resp.status == 403, f"{method} {path}: {resp.status}"
+    async with http.put(f"{base}/read_only", json=False) as resp:
+        assert resp.status == 204
+    async with http.put(f"{base}/label", json="x") as resp:
+        assert resp.status == 204
+
+
+async def test_collections_and_collected_by(http: aiohttp.ClientSession) -> None:
+    video, audio = video_flow(), audio_flow()
+    await put_flow(http, video)
+    await put_flow(http, audio)
+    multi = multi_flow([video["id"], audio["id"]])
+    created = await put_flow(http, multi)
+    assert [m["id"] for m in created["flow_collection"]] == [video["id"], audio["id"]]
+    assert (await get_json(http, f"/flows/{video['id']}"))["collected_by"] == [multi["id"]]
+    source = await get_json(http, f"/sources/{multi['source_id']}")
+    assert [s["id"] for s in source["source_collection"]] == [
+        video["source_id"],
+        audio["source_id"],
+    ]
+    member_source = await get_json(http, f"/sources/{video['source_id']}")
+    assert member_source["collected_by"] == [multi["source_id"]]
+
+    collected = await list_all(http, f"/flows?collected_by_ids={multi['id']}")
+    assert {f["id"] for f in collected} == {video["id"], audio["id"]}
+    top_level = {f["id"] for f in await list_all(http, "/flows?collected_by_ids=")}
+    assert multi["id"] in top_level and video["id"] not in top_level
+
+    bad = multi_flow([new_id()])
+    async with http.put(f"/flows/{bad['id']}", json=bad) as resp:
+        assert resp.status == 400  # members must exist
+    selfish = multi_flow([video["id"]])
+    selfish["flow_collection"].append({"id": selfish["id"]})
+    async with http.put(f"/flows/{selfish['id']}", json=selfish) as resp:
+        assert resp.status == 400
+
+
+async def test_listing_filters(http: aiohttp.ClientSession) -> None:
+    marker = new_id()
+    a = video_flow(label=f"A {marker}", tags={"run": marker, "lang": ["en", "fr"]})
+    b = audio_flow(label=f"B {marker}", tags={"run": marker, "lang": "cy"})
+    c = video_flow(label=f"C {marker}", tags={"run": marker})
+    c["essence_parameters"] = {**c["essence_parameters"], "frame_width": 1280, "frame_height": 720}
+    for flow in (a, b, c):
+        await put_flow(http, flow)
+    run = f"tag.run={marker}"
+
+    async def ids(query: str) -> set[str]:
+        return {f["id"] for f in await list_all(http, f"/flows?{run}&{query}")}
+
+    assert await ids("") == {a["id"], b["id"], c["id"]}
+    assert await ids("format=urn:x-nmos:format:audio") == {b["id"]}
+    assert await ids("codec=video/h264") == {a["id"], c["id"]}
+    assert await ids(f"label=A {marker}") == {a["id"]}
+    assert await ids(f"source_id={a['source_id']}") == {a["id"]}
+    assert await ids("frame_width=1280&frame_height=720") == {c["id"]}
+    assert await ids("tag.lang=fr") == {a["id"]}
+    assert await ids("tag.lang=cy,fr") == {a["id"], b["id"]}
+    assert await ids("tag_exists.lang=false") == {c["id"]}
+    assert await ids("tag_exists.lang=true") == {a["id"], b["id"]}
+    assert await ids("timerange=()") == {a["id"], b["id"], c["id"]}  # no segments yet
+    assert await ids("timerange=[0:0_10:0)") == set()
+    sources = {
+        s["id"]
+        for s in await list_all(
+            http, f"/sources?format=urn:x-nmos:format:audio&label=nothing{marker}"
+        )
+    }
+    assert sources == set()
+    for bad in (
+        "format=nonsense",
+        "frame_width=wide",
+        "timerange=[1:0_x)",
+        "sort_by=size",
+        "reverse_order=maybe",
+        "source_id=not-a-uuid",
+        "limit=0",
+        "page=garbage!",
+        "status=running",
+    ):
+        async with http.get(f"/flows?{bad}") as resp:
+            assert resp.status == 400, bad
+            assert (await resp.json())["summary"]
+
+
+async def test_sorting_and_paging(http: aiohttp.ClientSession, spec: SpecValidator) -> None:
+    marker = new_id()
+    labels = ["delta", "alpha", None, "charlie", "bravo", None, "echo"]
+    flows = []
+    for label in labels:
+        flow = video_flow(tags={"sort": marker})
+        if label:
+            flow["label"] = label
+        flows.append(flow)
+        await put_flow(http, flow)
+    base = f"/flows?tag.sort={marker}&limit=3"
+
+    newest_first = await list_all(http, base)
+    assert [f["id"] for f in newest_first] == [f["id"] for f in reversed(flows)]
+    spec.validate_list(newest_first, "flow-get.json")
+    oldest_first = await list_all(http, f"{base}&reverse_order=true")
+    assert [f["id"] for f in oldest_first] == [f["id"] for f in flows]
+
+    by_label = await list_all(http, f"{base}&sort_by=label")
+    assert [f.get("label") for f in by_label[:5]] == ["alpha", "bravo", "charlie", "delta", "echo"]
+    unlabelled = sorted(f["id"] for f in flows if "label" not in f)
+    assert [f["id"] for f in by_label[5:]] == unlabelled
+    reversed_label = await list_all(http, f"{base}&sort_by=label&reverse_order=true")
+    assert reversed_label == list(reversed(by_label))
+
+    async with http.get(base) as resp:
+        assert resp.headers["X-Paging-Limit"] == "3"
+        assert resp.headers["X-Paging-Count"] == "3"
+        assert resp.headers["X-Paging-Reverse-Order"] == "false"
+        assert "tag.sort" in resp.headers["Link"]
+    async with http.head(base) as resp:
+        assert resp.status == 200
+        assert resp.headers["X-Paging-Count"] == "3"
+        assert await resp.read() == b""
+    async with http.get(f"/flows?tag.sort={marker}&limit=100000") as resp:
+        assert int(resp.headers["X-Paging-Limit"]) <= 1000
+
+
+async def test_sources_listing_and_properties(
+    http: aiohttp.ClientSession, spec: SpecValidator
+) -> None:
+    marker = new_id()
+    flow = video_flow()
+    await put_flow(http, flow)
+    base = f"/sources/{flow['source_id']}"
+    async with http.put(f"{base}/label", json=f"studio {marker}") as resp:
+        assert resp.status == 204
+    async with http.put(f"{base}/tags/site", json=["london", marker]) as resp:
+        assert resp.status == 204
+    async with http.put(f"{base}/description", json="the studio") as resp:
+        assert resp.status == 204
+    source = await get_json(http, base)
+    spec.validate(source, "source.json")
+    assert source["label"] == f"studio {marker}"
+    assert await get_json(http, f"{base}/tags/site") == ["london", marker]
+    found = await list_all(http, f"/sources?tag.site={marker}")
+    assert [s["id"] for s in found] == [flow["source_id"]]
+    spec.validate_list(found, "source.json")
+    assert [s["id"] for s in await list_all(http, f"/sources?label=studio {marker}")] == [
+        flow["source_id"]
+    ]
+    async with http.delete(f"{base}/label") as resp:
+        assert resp.status == 204
+    await get_json(http, f"{base}/label", status=404)
+    for method in ("PUT", "DELETE", "POST"):
+        async with http.request(method, base, json={}) as resp:
+            assert resp.status == 405  # sources live and die with their flows
+
+
+async def test_include_timerange_on_an_empty_flow(http: aiohttp.ClientSession) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    got = await get_json(http, f"/flows/{flow['id']}?include_timerange=true")
+    assert got["timerange"] == "()"
+    assert "timerange" not in await get_json(http, f"/flows/{flow['id']}")
+
+
+async def test_fifty_concurrent_tag_writers_lose_no_update(http: aiohttp.ClientSession) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+
+    async def tag(i: int) -> int:
+        async with http.put(f"/flows/{flow['id']}/tags/t{i}", json=str(i)) as resp:
+            return resp.status
+
+    statuses = await asyncio.gather(*(tag(i) for i in range(50)))
+    assert statuses == [204] * 50
+    tags = await get_json(http, f"/flows/{flow['id']}/tags")
+    assert tags == {f"t{i}": str(i) for i in range(50)}
+
+
+async def test_every_change_publishes_its_event_once(
+    http: aiohttp.ClientSession, tams_stack: Stack, spec: SpecValidator
+) -> None:
+    flow = video_flow()
+    async with EventReader(tams_stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]) as reader:
+        await put_flow(http, flow)
+        async with http.put(f"/flows/{flow['id']}/label", json="renamed") as resp:
+            assert resp.status == 204
+        async with http.put(f"/sources/{flow['source_id']}/label", json="src") as resp:
+            assert resp.status == 204
+        async with http.delete(f"/flows/{flow['id']}") as resp:
+            assert resp.status == 204
+        mine = {flow["id"], flow["source_id"]}
+
+        def relevant(events: list[dict]) -> list[dict]:  # type: ignore[type-arg]
+            return [e for e in events if e["key"] in mine]
+
+        events = relevant(await reader.until(lambda evs: len(relevant(evs)) >= 6))
+    # Order is guaranteed per key: flow events by flow id, source events by source id.
+    flow_events = [e for e in events if e["key"] == flow["id"]]
+    source_events = [e for e in events if e["key"] == flow["source_id"]]
+    assert [e["event_type"] for e in flow_events] == [
+        "flows/created",
+        "flows/updated",
+        "flows/deleted",
+    ]
+    assert [e["event_type"] for e in source_events] == [
+        "sources/created",
+        "sources/updated",
+        "sources/deleted",
+    ]
+    spec.validate(flow_events[0]["event"]["flow"], "flow-get.json")
+    assert flow_events[0]["event"]["flow"]["id"] == flow["id"]
+    assert flow_events[1]["event"]["flow"]["label"] == "renamed"
+    assert flow_events[2]["event"] == {"flow_id": flow["id"]}
+    assert source_events[1]["event"]["source"]["label"] == "src"
+    assert source_events[2]["event"] == {"source_id": flow["source_id"]}
+    for event in events:
+        assert event["event_timestamp"].endswith("Z")
