@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+
 from tams_stack.stack import Stack
 from tams_stack.testing import SpecValidator
 

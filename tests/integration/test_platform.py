@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+
 from tams_stack.stack import Stack
 from tams_stack.testing import SpecValidator
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+
 from tams_stack.testing import SpecValidator
 
 from .helpers import get_json, list_all, new_id, put_flow, video_flow

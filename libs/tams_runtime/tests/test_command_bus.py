@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from tams_runtime.applier import CommandApplier
 from tams_runtime.bus import CommandBus, CommandTimeout, ensure_topics
 from tams_runtime.consumer import CommandConsumer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+
 from tams_runtime.s3 import Presigner, object_key, s3_client
 from tams_runtime.settings import S3Settings
 from tams_stack.stack import Stack

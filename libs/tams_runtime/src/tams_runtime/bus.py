@@ -16,10 +16,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from tams_schema.envelopes import CommandEnvelope, Reply
 
 from tams_runtime.settings import KafkaSettings
 from tams_runtime.tracing import inject_trace_context
+from tams_schema.envelopes import CommandEnvelope, Reply
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ session timeout keeps start-up and rebalances quick (INFRA-NOTES §1.5, §1.6).
 from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from tams_schema.topics import Topics
 
 

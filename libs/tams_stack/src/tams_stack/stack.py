@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+
 from tams_runtime.bus import ensure_topics
 from tams_runtime.settings import KafkaSettings, S3Settings
-
 from tams_stack.broker import Broker, start_broker
 from tams_stack.objectstore import ObjectStore, start_object_store
 from tams_stack.ports import free_port

@@ -55,9 +55,10 @@ def _infra_mode() -> str:
 
 def _start_containers(stack: Stack) -> list[object]:
     """Apache Kafka and MinIO in containers; the stack then runs in external mode."""
-    from tams_runtime.settings import S3Settings
     from testcontainers.kafka import KafkaContainer
     from testcontainers.minio import MinioContainer
+
+    from tams_runtime.settings import S3Settings
 
     kafka = KafkaContainer("apache/kafka:3.9.0").with_kraft()
     kafka.start()

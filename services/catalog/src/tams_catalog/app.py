@@ -6,14 +6,13 @@ store through the port, publishes the TAMS events, and answers the gateway.
 
 from __future__ import annotations
 
+from tams_catalog.handlers import HANDLERS
 from tams_runtime.applier import CommandApplier
 from tams_runtime.components import StoreComponent
 from tams_runtime.consumer import CommandConsumer
 from tams_runtime.service import run, serve
 from tams_runtime.settings import KafkaSettings
 from tams_store import StoreUnavailable, open_store_from_env
-
-from tams_catalog.handlers import HANDLERS
 
 SERVICE = "catalog"
 

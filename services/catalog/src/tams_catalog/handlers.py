@@ -11,11 +11,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
 
-from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome, TamsEvent
-from tams_store import WriteTx
-
 from tams_catalog import domain
 from tams_catalog.domain import CatalogError, Doc
+from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome, TamsEvent
+from tams_store import WriteTx
 
 Handler = Callable[[WriteTx, CommandEnvelope], Outcome]
 

@@ -7,17 +7,17 @@ owning service's topic, keyed by flow or source id, and the gateway answers with
 from __future__ import annotations
 
 from aiohttp import web
-from tams_runtime.bus import CommandBus
-from tams_runtime.components import StoreComponent
-from tams_runtime.service import run, serve
-from tams_runtime.settings import HttpSettings, KafkaSettings, S3Settings
-from tams_store import open_store_from_env
 
 from tams_gateway.commands import BUS
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import error_middleware
 from tams_gateway.routes import flows, profiles, service, sources
 from tams_gateway.settings import GatewaySettings
+from tams_runtime.bus import CommandBus
+from tams_runtime.components import StoreComponent
+from tams_runtime.service import run, serve
+from tams_runtime.settings import HttpSettings, KafkaSettings, S3Settings
+from tams_store import open_store_from_env
 
 SERVICE = "gateway"
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+
 from tams_runtime.bus import CommandBus
 from tams_schema.envelopes import Reply
 

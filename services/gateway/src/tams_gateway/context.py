@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from tams_gateway.errors import bad_request
+from tams_gateway.settings import GatewaySettings
 from tams_runtime.bus import CommandBus
 from tams_runtime.settings import KafkaSettings, S3Settings
 from tams_schema.topics import Topics
 from tams_store import Page, ReadTx, Store
 from tams_store.port import InvalidPageKey
-
-from tams_gateway.errors import bad_request
-from tams_gateway.settings import GatewaySettings
 
 
 @dataclass

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from pydantic import ValidationError
+
 from tams_runtime.bus import BusUnavailable, CommandTimeout
 from tams_schema.envelopes import ErrorBody
 from tams_schema.timerange import TimeRangeError

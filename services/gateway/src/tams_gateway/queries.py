@@ -6,10 +6,10 @@ import re
 from typing import TypeVar
 
 from aiohttp import web
-from tams_store import TagFilter
 
 from tams_gateway.errors import bad_request
 from tams_gateway.requests import query_bool
+from tams_store import TagFilter
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 FORMATS = frozenset(

@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
-from tams_schema.timerange import TimeRange
 
 from tams_gateway.errors import bad_request
+from tams_schema.timerange import TimeRange
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 
 from tams_schema.timerange import TimeRange
-
 from tams_store.port import Doc, FlowQuery, Page, SourceQuery, TagFilter
 from tams_store.sqlite import cursor
 

@@ -8,7 +8,6 @@ import time
 
 from tams_schema.envelopes import Outcome
 from tams_schema.timerange import TimeRange
-
 from tams_store.port import Doc, FlowQuery, Page, SourceQuery
 from tams_store.sqlite import catalog
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from tams_schema.timerange import TimeRange
-from tams_store import FlowQuery, Page
-from tams_store.port import Doc, FlowSort
 
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
@@ -24,6 +21,9 @@ from tams_gateway.queries import (
 from tams_gateway.requests import json_body, query_bool, query_int, query_timerange
 from tams_gateway.validation import validate_collection, validate_flow_put
 from tams_gateway.values import bit_rate, json_bool, json_string, tag_value
+from tams_schema.timerange import TimeRange
+from tams_store import FlowQuery, Page
+from tams_store.port import Doc, FlowSort
 
 routes = web.RouteTableDef()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-from tams_store import Page
 
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
@@ -12,6 +11,7 @@ from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import check_uuid
 from tams_gateway.requests import json_body
 from tams_gateway.validation import validate_profile
+from tams_store import Page
 
 routes = web.RouteTableDef()
 

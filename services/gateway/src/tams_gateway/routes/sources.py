@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-from tams_store import Page, SourceQuery
-from tams_store.port import Doc, SourceSort
 
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
@@ -13,6 +11,8 @@ from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import choice, content_format, tag_filter, uuid_list
 from tams_gateway.requests import json_body, query_bool
 from tams_gateway.values import json_string, tag_value
+from tams_store import Page, SourceQuery
+from tams_store.port import Doc, SourceSort
 
 routes = web.RouteTableDef()
 
