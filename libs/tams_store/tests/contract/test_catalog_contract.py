@@ -1,0 +1,205 @@
+"""The catalog part of the store port: what every adapter must do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tams_schema.envelopes import Outcome, TamsEvent
+from tams_schema.timerange import TimeRange
+from tams_store import FlowQuery, SourceQuery, Store, TagFilter
+from tams_store.port import InvalidPageKey
+
+from .docs import flow, new_id, source
+
+
+async def put_all(store: Store, *docs: dict[str, Any]) -> None:
+    def work(tx: Any) -> None:
+        for doc in docs:
+            if "source_id" in doc:
+                if tx.get_source(doc["source_id"]) is None:
+                    tx.put_source(source(doc["source_id"]))
+                tx.put_flow(doc)
+            else:
+                tx.put_source(doc)
+
+    await store.write(work)
+
+
+async def flow_ids(store: Store, query: FlowQuery) -> list[str]:
+    """Every page of a flow listing, in order."""
+    found: list[str] = []
+    page: str | None = None
+    while True:
+        current = FlowQuery(**{**query.__dict__, "page": page})
+        result = await store.read(lambda tx, q=current: tx.list_flows(q))
+        found += [f["id"] for f in result.items]
+        if result.next_key is None:
+            return found
+        page = result.next_key
+
+
+async def test_flow_round_trip_and_computed_fields(store: Store) -> None:
+    member, collector = flow(), flow()
+    collector["flow_collection"] = [{"id": member["id"], "role": "video"}]
+    await put_all(store, member, collector)
+    got = await store.read(lambda tx: tx.get_flow(member["id"]))
+    assert got is not None
+    assert got["collected_by"] == [collector["id"]]
+    assert "timerange" not in got
+    got_collector = await store.read(lambda tx: tx.get_flow(collector["id"]))
+    assert got_collector is not None and "collected_by" not in got_collector
+    assert got_collector["flow_collection"] == [{"id": member["id"], "role": "video"}]
+    assert await store.read(lambda tx: tx.get_flow(new_id())) is None
+
+
+async def test_source_collections_are_inferred_in_order(store: Store) -> None:
+    video, audio = flow(), flow()
+    multi = flow(flow_collection=[{"id": video["id"], "role": "v"}, {"id": audio["id"]}])
+    await put_all(store, video, audio, multi)
+    multi_source = await store.read(lambda tx: tx.get_source(multi["source_id"]))
+    assert multi_source is not None
+    assert multi_source["source_collection"] == [
+        {"id": video["source_id"], "role": "v"},
+        {"id": audio["source_id"]},
+    ]
+    member_source = await store.read(lambda tx: tx.get_source(video["source_id"]))
+    assert member_source is not None
+    assert member_source["collected_by"] == [multi["source_id"]]
+    top = await store.read(lambda tx: tx.list_sources(SourceQuery(collected_by_ids=[], limit=1000)))
+    assert multi["source_id"] in {s["id"] for s in top.items}
+    assert video["source_id"] not in {s["id"] for s in top.items}
+    by_collector = await store.read(
+        lambda tx: tx.list_sources(SourceQuery(collected_by_ids=[multi["source_id"]]))
+    )
+    assert {s["id"] for s in by_collector.items} == {video["source_id"], audio["source_id"]}
+
+
+async def test_tag_filters(store: Store) -> None:
+    a = flow(tags={"lang": ["en", "fr"], "genre": "news"})
+    b = flow(tags={"lang": "cy"})
+    c = flow(tags={"empty": []})
+    await put_all(store, a, b, c)
+
+    async def ids(tags: TagFilter) -> set[str]:
+        return set(await flow_ids(store, FlowQuery(tags=tags)))
+
+    assert await ids(TagFilter(values={"lang": ["fr"]})) == {a["id"]}
+    assert await ids(TagFilter(values={"lang": ["cy", "fr"]})) == {a["id"], b["id"]}
+    assert await ids(TagFilter(values={"lang": ["f"]})) == set()  # exact, never substring
+    assert await ids(TagFilter(values={"lang": ["en"], "genre": ["news"]})) == {a["id"]}
+    assert await ids(TagFilter(exists={"empty": True})) == {c["id"]}
+    assert await ids(TagFilter(exists={"lang": False})) == {c["id"]}
+
+
+async def test_flow_filters(store: Store) -> None:
+    source_id = new_id()
+    a = flow(source_id=source_id, label="A", status="ingesting")
+    b = flow(codec="video/jpeg", profile_id=new_id())
+    b["essence_parameters"] = {
+        **b["essence_parameters"],
+        "frame_width": 1280,
+        "init_segments": True,
+    }
+    await put_all(store, a, b)
+    assert await flow_ids(store, FlowQuery(source_id=source_id)) == [a["id"]]
+    assert await flow_ids(store, FlowQuery(codec="video/jpeg")) == [b["id"]]
+    assert await flow_ids(store, FlowQuery(label="A")) == [a["id"]]
+    assert await flow_ids(store, FlowQuery(status="ingesting")) == [a["id"]]
+    assert await flow_ids(store, FlowQuery(profile_id=b["profile_id"])) == [b["id"]]
+    assert await flow_ids(store, FlowQuery(frame_width=1280)) == [b["id"]]
+    assert await flow_ids(store, FlowQuery(init_segments=True)) == [b["id"]]
+    assert await flow_ids(store, FlowQuery(init_segments=False)) == [a["id"]]
+    empty = TimeRange.never()
+    assert set(await flow_ids(store, FlowQuery(timerange=empty))) == {a["id"], b["id"]}
+    assert await flow_ids(store, FlowQuery(timerange=TimeRange.eternity())) == []
+
+
+@pytest.mark.parametrize("sort_by", ["created", "metadata_updated", "label"])
+@pytest.mark.parametrize("reverse", [False, True])
+async def test_paging_visits_every_item_once_in_order(
+    store: Store, sort_by: Any, reverse: bool
+) -> None:
+    marker = new_id()
+    docs = []
+    for i in range(25):
+        doc = flow(at=i % 7, tags={"m": marker})
+        doc["metadata_updated"] = doc["created"]
+        if i % 4:
+            doc["label"] = f"label {i % 5}"
+        docs.append(doc)
+    await put_all(store, *docs)
+    query = FlowQuery(
+        tags=TagFilter(values={"m": [marker]}), sort_by=sort_by, reverse_order=reverse, limit=7
+    )
+    got = await flow_ids(store, query)
+
+    def key(doc: dict[str, Any]) -> tuple[Any, ...]:
+        if sort_by == "label":
+            return ("label" not in doc, doc.get("label", ""), doc["id"])
+        return (doc["created"], doc["id"])
+
+    newest_first = sort_by != "label"
+    expected = sorted(docs, key=key, reverse=newest_first != reverse)
+    assert got == [d["id"] for d in expected]
+
+
+async def test_garbage_page_key(store: Store) -> None:
+    for key in ("garbage!", "W10", "bm90IGpzb24"):
+        with pytest.raises(InvalidPageKey):
+            await store.read(lambda tx, k=key: tx.list_flows(FlowQuery(page=k)))
+
+
+async def test_delete_flow_removes_it_from_collections(store: Store) -> None:
+    member = flow()
+    collector = flow(flow_collection=[{"id": member["id"]}])
+    await put_all(store, member, collector)
+    await store.write(lambda tx: tx.delete_flow(member["id"]))
+    got = await store.read(lambda tx: tx.get_flow(collector["id"]))
+    assert got is not None and got["flow_collection"] == []
+    assert await store.write(lambda tx: tx.count_flows_of_source(member["source_id"])) == 0
+
+
+async def test_write_is_rolled_back_when_the_work_raises(store: Store) -> None:
+    doc = flow()
+
+    def work(tx: Any) -> None:
+        tx.put_source(source(doc["source_id"]))
+        tx.put_flow(doc)
+        raise RuntimeError("rule violated half-way")
+
+    with pytest.raises(RuntimeError):
+        await store.write(work)
+    assert await store.read(lambda tx: tx.get_flow(doc["id"])) is None
+    assert await store.read(lambda tx: tx.get_source(doc["source_id"])) is None
+
+
+async def test_outcomes_are_recorded(store: Store) -> None:
+    outcome = Outcome(
+        status=201,
+        body={"id": "x"},
+        events=[TamsEvent(key="k", event_type="flows/created", event={"flow": {}})],
+    )
+    command_id = new_id()
+    await store.write(lambda tx: tx.record_outcome(command_id, outcome))
+    got = await store.write(lambda tx: tx.recorded_outcome(command_id))
+    assert got == outcome
+    assert await store.write(lambda tx: tx.recorded_outcome(new_id())) is None
+
+
+async def test_profiles(store: Store) -> None:
+    profile = {
+        "id": new_id(),
+        "label": "p",
+        "created": "2026-01-01T00:00:00.000000Z",
+        "flow_metadata": {"format": "urn:x-nmos:format:audio", "codec": "audio/aac"},
+    }
+    await store.write(lambda tx: tx.put_profile(profile))
+    assert await store.read(lambda tx: tx.get_profile(profile["id"])) == profile
+    page = await store.read(
+        lambda tx: tx.list_profiles(
+            format="urn:x-nmos:format:audio", codec=None, label="p", page=None, limit=10
+        )
+    )
+    assert [p["id"] for p in page.items] == [profile["id"]]
