@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from tams_runtime.metrics import COMMAND_ROUND_TRIP_SECONDS
 from tams_runtime.settings import KafkaSettings
 from tams_runtime.tracing import inject_trace_context
 from tams_schema.envelopes import CommandEnvelope, Reply
@@ -145,6 +147,7 @@ class CommandBus:
             principal=principal,
             trace_context=inject_trace_context(),
         )
+        started = time.perf_counter()
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[command.correlation_id] = fut
         try:
@@ -158,9 +161,11 @@ class CommandBus:
             except Exception as exc:  # aiokafka raises many KafkaError kinds
                 raise BusUnavailable(f"could not publish command {name}: {exc}") from exc
             try:
-                return await asyncio.wait_for(fut, timeout or self.settings.reply_timeout_s)
+                reply = await asyncio.wait_for(fut, timeout or self.settings.reply_timeout_s)
             except TimeoutError as exc:
                 raise CommandTimeout(f"no reply to {name} within the deadline") from exc
+            COMMAND_ROUND_TRIP_SECONDS.labels(name).observe(time.perf_counter() - started)
+            return reply
         finally:
             self._pending.pop(command.correlation_id, None)
 

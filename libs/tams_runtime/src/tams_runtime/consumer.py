@@ -1,11 +1,13 @@
 """The service side of the command bus: apply, publish, answer, then commit.
 
-For each batch fetched from one partition the consumer hands the commands, in order, to the
-service's handler, which applies them to the store (recording each outcome under its command
-id in the same transaction). Then it publishes the outcome's events, then the replies, and only
-then commits the offsets. A crash anywhere before the commit redelivers the batch; the handler
-finds the recorded outcomes and the consumer re-publishes the same events (same event ids) and
-replies, so every command is applied once and answered with the same result.
+Each fetch (from every partition this consumer owns) is applied in one store transaction, in
+partition order, so the commands of one flow keep their order. Each command's outcome is
+recorded under its command id in that same transaction. Then the outcomes' events and the
+replies are sent, and once the broker has them all, the offsets become due for commit
+(committed in batches, every `commit_interval_s`). A crash anywhere before the commit
+redelivers the commands; the handler finds their recorded outcomes and the consumer re-sends
+the same events (same event ids) and replies, so every command is applied once and answered
+with the same result.
 """
 
 from __future__ import annotations
@@ -13,11 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from tams_runtime.metrics import (
+    COMMAND_BATCH_SIZE,
+    COMMAND_RETRIES,
+    COMMAND_STAGE_SECONDS,
+    COMMANDS_APPLIED,
+)
 from tams_runtime.settings import KafkaSettings
 from tams_schema.envelopes import EVENT_SCHEMA_VERSION, CommandEnvelope, Outcome, TamsEvent
 
@@ -34,7 +44,13 @@ class EventPublisher:
         self.topic = topic
 
     async def publish(self, events: Sequence[TamsEvent]) -> None:
-        sends = []
+        sends = await self.send(events)
+        if sends:
+            await asyncio.gather(*sends)
+
+    async def send(self, events: Sequence[TamsEvent]) -> list[asyncio.Future[Any]]:
+        """Queue the events; the returned futures complete when the broker has them."""
+        sends: list[asyncio.Future[Any]] = []
         for event in events:
             headers = [
                 ("event_id", event.event_id.encode()),
@@ -49,8 +65,7 @@ class EventPublisher:
                     headers=headers,
                 )
             )
-        if sends:
-            await asyncio.gather(*sends)
+        return sends
 
 
 def _json_bytes(value: object) -> bytes:
@@ -70,12 +85,14 @@ class CommandConsumer:
         handler: CommandHandler,
         *,
         retry_backoff_s: float = 0.5,
+        commit_interval_s: float = 0.05,
     ) -> None:
         self.settings = settings
         self.topic = topic
         self.group_id = group_id
         self.handler = handler
         self.retry_backoff_s = retry_backoff_s
+        self.commit_interval_s = commit_interval_s
         self.producer: AIOKafkaProducer | None = None
         self.events: EventPublisher | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -130,29 +147,58 @@ class CommandConsumer:
 
     async def _run(self) -> None:
         assert self._consumer is not None
+        pending: dict[TopicPartition, OffsetAndMetadata] = {}
+        last_commit = time.monotonic()
         while True:
-            batches = await self._consumer.getmany(timeout_ms=1000)
-            for partition, records in batches.items():
-                await self._process(partition, records)
-
-    async def _process(self, partition: TopicPartition, records: list[object]) -> None:
-        assert self._consumer is not None
-        commands: list[CommandEnvelope] = []
-        for record in records:
-            try:
-                commands.append(CommandEnvelope.model_validate_json(record.value))  # type: ignore[attr-defined]
-            except ValueError:
-                log.error(
-                    "skipping malformed command",
-                    extra={"topic": self.topic, "offset": record.offset},  # type: ignore[attr-defined]
+            # While offsets wait to be committed, poll briefly so they are committed soon.
+            wait_ms = int(self.commit_interval_s * 1000) if pending else 1000
+            batches = await self._consumer.getmany(timeout_ms=wait_ms)
+            if batches:
+                await self._process(batches)
+                for partition, records in batches.items():
+                    pending[partition] = OffsetAndMetadata(records[-1].offset + 1, "")
+            due = time.monotonic() - last_commit >= self.commit_interval_s
+            if pending and (due or not batches):
+                started = time.perf_counter()
+                await self._consumer.commit(pending)
+                COMMAND_STAGE_SECONDS.labels(self.topic, "commit").observe(
+                    time.perf_counter() - started
                 )
-        next_offset = records[-1].offset + 1  # type: ignore[attr-defined]
+                pending = {}
+                last_commit = time.monotonic()
+
+    async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        """Apply every fetched command, all partitions in one transaction, then publish.
+
+        Each flow's commands live in one partition and keep their order here. Offsets are
+        committed afterwards (batched): a crash before that redelivers commands whose
+        outcomes are recorded, so they are answered again, not applied again.
+        """
+        commands: list[CommandEnvelope] = []
+        for records in batches.values():
+            for record in records:
+                try:
+                    commands.append(CommandEnvelope.model_validate_json(record.value))
+                except ValueError:
+                    log.error(
+                        "skipping malformed command",
+                        extra={"topic": self.topic, "offset": record.offset},
+                    )
+        if not commands:
+            return
         while True:
             try:
-                if commands:
-                    outcomes = await self.handler(commands)
-                    await self._publish(commands, outcomes)
-                await self._consumer.commit({partition: OffsetAndMetadata(next_offset, "")})
+                started = time.perf_counter()
+                outcomes = await self.handler(commands)
+                applied = time.perf_counter()
+                COMMAND_STAGE_SECONDS.labels(self.topic, "apply").observe(applied - started)
+                await self._publish(commands, outcomes)
+                COMMAND_STAGE_SECONDS.labels(self.topic, "publish").observe(
+                    time.perf_counter() - applied
+                )
+                for outcome in outcomes:
+                    COMMANDS_APPLIED.labels(self.topic, f"{outcome.status // 100}xx").inc()
+                COMMAND_BATCH_SIZE.labels(self.topic).observe(len(commands))
                 self.applied += len(commands)
                 return
             except asyncio.CancelledError:
@@ -161,13 +207,13 @@ class CommandConsumer:
                 # Store or broker trouble: nothing was acknowledged, so try the same batch
                 # again; recorded outcomes make the retry apply each command at most once.
                 log.exception("command batch failed; retrying", extra={"topic": self.topic})
+                COMMAND_RETRIES.labels(self.topic).inc()
                 await asyncio.sleep(self.retry_backoff_s)
 
     async def _publish(self, commands: Sequence[CommandEnvelope], outcomes: list[Outcome]) -> None:
+        """Send the events and the replies, and wait until the broker has them all."""
         assert self.producer is not None and self.events is not None
-        # Events first, so that a client that has seen the reply can find the event.
-        await self.events.publish([e for outcome in outcomes for e in outcome.events])
-        sends = []
+        sends = await self.events.send([e for outcome in outcomes for e in outcome.events])
         for command, outcome in zip(commands, outcomes, strict=True):
             if command.reply_to:
                 reply = outcome.reply_for(command)

@@ -5,11 +5,17 @@ writes through one thread with `BEGIN IMMEDIATE`, so a transaction takes the wri
 its start and never fails half-way on a lock upgrade; `busy_timeout` queues writers from
 other processes. `synchronous=NORMAL` survives process crashes; set
 `TAMS_SQLITE_SYNCHRONOUS=FULL` to survive power loss too (docs/storage.md).
+
+Checkpoints (copying the WAL back into the database file, with an fsync) run in a background
+thread once a second instead of inside whichever commit crosses the auto-checkpoint size, so
+no write request pays for one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -32,6 +38,8 @@ class SqliteStore:
         self._readers_count = readers
         self._writer: ThreadBoundExecutor[sqlite3.Connection] | None = None
         self._readers: ThreadBoundExecutor[sqlite3.Connection] | None = None
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer: threading.Thread | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -40,15 +48,35 @@ class SqliteStore:
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         return conn
+
+    def _checkpoint_loop(self) -> None:
+        conn = self._connect()
+        try:
+            while not self._stop_checkpoints.wait(1.0):
+                # Busy or locked: the next round will do it.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = ThreadBoundExecutor("sqlite-writer", 1, self._connect)
         self._readers = ThreadBoundExecutor("sqlite-reader", self._readers_count, self._connect)
         await self._writer.run(migrate)
+        self._stop_checkpoints.clear()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
 
     async def close(self) -> None:
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=5)
+            self._checkpointer = None
         for executor in (self._writer, self._readers):
             if executor is not None:
                 executor.shutdown(lambda conn: conn.close())
