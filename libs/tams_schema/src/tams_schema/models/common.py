@@ -1,0 +1,98 @@
+"""Building blocks shared by the TAMS models: ids, tags, URLs, errors, rationals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+MIME_PATTERN = r"^[^\s/]+/[^\s/]+$"
+
+Uuid = Annotated[str, StringConstraints(pattern=UUID_PATTERN)]
+MimeType = Annotated[str, StringConstraints(pattern=MIME_PATTERN)]
+Tags = dict[str, str | list[str]]
+ContentFormat = Literal[
+    "urn:x-nmos:format:video",
+    "urn:x-tam:format:image",
+    "urn:x-nmos:format:audio",
+    "urn:x-nmos:format:data",
+    "urn:x-nmos:format:multi",
+]
+EventType = Literal[
+    "flows/created",
+    "flows/updated",
+    "flows/deleted",
+    "flows/segments_added",
+    "flows/segments_deleted",
+    "sources/created",
+    "sources/updated",
+    "sources/deleted",
+]
+
+
+class TamsModel(BaseModel):
+    """Open models: fields the schema does not name are kept and sent back unchanged."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class ClosedModel(BaseModel):
+    """Models whose schema says `additionalProperties: false` (or unevaluated: false)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def dump(model: BaseModel) -> Any:
+    """The JSON form the API sends: aliases, no unset optional fields."""
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Rational(TamsModel):
+    """A rational whose denominator defaults to 1 (kept absent when the client left it out)."""
+
+    numerator: int
+    denominator: int | None = Field(default=None, gt=0)
+
+
+class StrictRational(TamsModel):
+    """A rational whose denominator the schema requires."""
+
+    numerator: int
+    denominator: int = Field(gt=0)
+
+
+class Error(TamsModel):
+    type: str
+    summary: str
+    time: datetime
+    traceback: list[str] | None = None
+
+
+class HttpRequest(TamsModel):
+    """How to make a request (`put_url`): note the hyphen in `content-type`."""
+
+    url: str
+    content_type: str | None = Field(default=None, alias="content-type")
+    headers: dict[str, Any] | None = None
+    body: str | None = None
+
+
+class StorageBackendFields(TamsModel):
+    store_type: Literal["http_object_store"] | None = None
+    provider: str | None = None
+    region: str | None = None
+    availability_zone: str | None = None
+    store_product: str | None = None
+    tags: Tags | None = None
+
+
+class GetUrl(StorageBackendFields):
+    """One instance of an object: a URL and, when verbose, its storage backend."""
+
+    url: str
+    storage_id: Uuid | None = None
+    presigned: bool | None = None
+    label: str | None = None
+    controlled: bool | None = None

@@ -1,0 +1,137 @@
+"""Segments, storage allocation, objects and their instances, deletion requests."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tams_schema.models.common import (
+    ClosedModel,
+    Error,
+    GetUrl,
+    HttpRequest,
+    MimeType,
+    TamsModel,
+    Uuid,
+)
+from tams_schema.timerange import TimeRangeField, TimestampField
+
+
+class SegmentInitObject(TamsModel):
+    object_id: str
+    get_urls: list[GetUrl] | None = None
+
+
+class FlowSegment(TamsModel):
+    """A segment as `GET /flows/{id}/segments` shows it."""
+
+    object_id: str
+    timerange: TimeRangeField
+    ts_offset: TimestampField | None = None
+    last_duration: TimestampField | None = None
+    object_timerange: TimeRangeField | None = None
+    sample_offset: int | None = None
+    sample_count: int | None = None
+    key_frame_count: int | None = None
+    init_object: SegmentInitObject | None = None
+    get_urls: list[GetUrl] | None = None
+
+
+class ExternalUrl(TamsModel):
+    url: str
+    label: str
+
+
+class FlowSegmentPost(TamsModel):
+    """One segment in `POST /flows/{id}/segments`."""
+
+    object_id: str
+    timerange: TimeRangeField
+    init_object_id: str | None = None
+    ts_offset: TimestampField | None = None
+    object_timerange: TimeRangeField | None = None
+    last_duration: TimestampField | None = None
+    sample_offset: int | None = None
+    sample_count: int | None = None
+    key_frame_count: int | None = None
+    get_urls: list[ExternalUrl] | None = None
+
+
+class FailedSegment(TamsModel):
+    object_id: str
+    timerange: TimeRangeField | None = None
+    error: Error | None = None
+
+
+class FailedSegments(TamsModel):
+    failed_segments: list[FailedSegment]
+
+
+class StorageRequest(TamsModel):
+    """`POST /flows/{id}/storage` (note `content_type` with an underscore here)."""
+
+    limit: int | None = Field(default=None, ge=1)
+    object_ids: list[str] | None = None
+    storage_id: Uuid | None = None
+    content_type: MimeType | None = None
+    presigned: bool | None = None
+
+    @model_validator(mode="after")
+    def limit_or_ids(self) -> StorageRequest:
+        if self.limit is not None and self.object_ids is not None:
+            raise ValueError("give either limit or object_ids, not both")
+        return self
+
+
+class MediaObject(TamsModel):
+    object_id: str
+    put_url: HttpRequest
+    presigned: bool | None = None
+
+
+class StorageResponse(ClosedModel):
+    media_objects: list[MediaObject]
+
+
+class ObjectInitObject(TamsModel):
+    id: str
+    get_urls: list[GetUrl] | None = None
+
+
+class MediaObjectRecord(ClosedModel):
+    """`GET /objects/{id}`."""
+
+    id: str
+    referenced_by_flows: list[Uuid]
+    first_referenced_by_flow: Uuid | None = None
+    timerange: TimeRangeField | None = None
+    key_frame_count: int | None = None
+    init_object: ObjectInitObject | None = None
+    get_urls: list[GetUrl] | None = None
+
+
+class ControlledInstanceRequest(TamsModel):
+    storage_id: Uuid
+
+
+class UncontrolledInstanceRequest(TamsModel):
+    url: str
+    label: str
+
+
+InstanceRequest = ControlledInstanceRequest | UncontrolledInstanceRequest
+
+
+class DeletionRequest(TamsModel):
+    id: Uuid
+    flow_id: Uuid
+    timerange_to_delete: TimeRangeField
+    delete_flow: bool
+    status: Literal["created", "started", "done", "error"]
+    timerange_remaining: TimeRangeField | None = None
+    created: str | None = None
+    created_by: str | None = None
+    updated: str | None = None
+    expiry: str | None = None
+    error: Error | None = None

@@ -1,0 +1,131 @@
+"""Webhook registrations and the eight event payloads they deliver."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from tams_schema.models.common import Error, EventType, Tags, TamsModel, Uuid
+from tams_schema.models.flows import Source
+from tams_schema.models.media import FlowSegment
+from tams_schema.timerange import TimeRangeField
+
+
+class Webhook(TamsModel):
+    url: str
+    events: list[EventType]
+    api_key_name: str | None = None
+    flow_ids: list[Uuid] | None = None
+    source_ids: list[Uuid] | None = None
+    flow_collected_by_ids: list[Uuid] | None = None
+    source_collected_by_ids: list[Uuid] | None = None
+    accept_get_urls: list[str] | None = None
+    accept_storage_ids: list[Uuid] | None = None
+    presigned: bool | None = None
+    verbose_storage: bool | None = None
+    include_object_timerange: bool | None = None
+    tags: Tags | None = None
+
+
+class WebhookPost(Webhook):
+    """POST body: `api_key_value` is write-only, never returned."""
+
+    api_key_value: str | None = None
+    status: Literal["created", "disabled"] | None = None
+
+
+class WebhookPut(Webhook):
+    id: Uuid
+    api_key_value: str | None = None
+    status: Literal["created", "disabled"]
+
+
+class WebhookGet(Webhook):
+    id: Uuid
+    status: Literal["created", "started", "disabled", "error"]
+    error: Error | None = None
+
+
+class FlowEvent(TamsModel):
+    flow: dict[str, object]
+
+
+class FlowIdEvent(TamsModel):
+    flow_id: Uuid
+
+
+class SegmentsAddedEvent(TamsModel):
+    flow_id: Uuid
+    segments: list[FlowSegment]
+
+
+class SegmentsDeletedEvent(TamsModel):
+    flow_id: Uuid
+    timerange: TimeRangeField
+
+
+class SourceEvent(TamsModel):
+    source: Source
+
+
+class SourceIdEvent(TamsModel):
+    source_id: Uuid
+
+
+class _Notification(TamsModel):
+    event_timestamp: datetime
+
+
+class FlowCreated(_Notification):
+    event_type: Literal["flows/created"]
+    event: FlowEvent
+
+
+class FlowUpdated(_Notification):
+    event_type: Literal["flows/updated"]
+    event: FlowEvent
+
+
+class FlowDeleted(_Notification):
+    event_type: Literal["flows/deleted"]
+    event: FlowIdEvent
+
+
+class FlowSegmentsAdded(_Notification):
+    event_type: Literal["flows/segments_added"]
+    event: SegmentsAddedEvent
+
+
+class FlowSegmentsDeleted(_Notification):
+    event_type: Literal["flows/segments_deleted"]
+    event: SegmentsDeletedEvent
+
+
+class SourceCreated(_Notification):
+    event_type: Literal["sources/created"]
+    event: SourceEvent
+
+
+class SourceUpdated(_Notification):
+    event_type: Literal["sources/updated"]
+    event: SourceEvent
+
+
+class SourceDeleted(_Notification):
+    event_type: Literal["sources/deleted"]
+    event: SourceIdEvent
+
+
+Notification = Annotated[
+    FlowCreated
+    | FlowUpdated
+    | FlowDeleted
+    | FlowSegmentsAdded
+    | FlowSegmentsDeleted
+    | SourceCreated
+    | SourceUpdated
+    | SourceDeleted,
+    Field(discriminator="event_type"),
+]
