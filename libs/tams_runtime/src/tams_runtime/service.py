@@ -6,14 +6,15 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from tams_runtime.http import ReadyCheck, add_probe_routes, start_site
 from tams_runtime.logs import configure_logging
-from tams_runtime.settings import HttpSettings
+from tams_runtime.settings import HttpSettings, KafkaSettings
+from tams_schema.envelopes import CommandEnvelope, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +64,27 @@ def run(name: str, main: object) -> None:
     configure_logging(name)
     assert callable(main)
     asyncio.run(main())
+
+
+async def serve_command_service(
+    name: str,
+    topic_of: Callable[[KafkaSettings], str],
+    handlers: Mapping[str, Callable[[Any, CommandEnvelope], Outcome]],
+) -> None:
+    """Wiring shared by the services that own state: store, command consumer, probes."""
+    from tams_runtime.applier import CommandApplier
+    from tams_runtime.components import StoreComponent
+    from tams_runtime.consumer import CommandConsumer
+    from tams_store import StoreUnavailable, open_store_from_env
+
+    kafka = KafkaSettings()
+    store = open_store_from_env()
+    applier = CommandApplier(
+        store, handlers, is_retryable=lambda exc: isinstance(exc, StoreUnavailable)
+    )
+    consumer = CommandConsumer(kafka, topic_of(kafka), group_id=f"tams-{name}", handler=applier)
+    await serve(
+        name,
+        [StoreComponent(store), consumer],
+        {"store": store.ping, "broker": consumer.healthy},
+    )

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from tams_schema.models.common import EventType
 
 
 def new_id() -> str:
@@ -118,13 +120,5 @@ class Outcome(BaseModel):
 
 EVENT_SCHEMA_VERSION = 1
 
-EVENT_TYPES = (
-    "flows/created",
-    "flows/updated",
-    "flows/deleted",
-    "flows/segments_added",
-    "flows/segments_deleted",
-    "sources/created",
-    "sources/updated",
-    "sources/deleted",
-)
+# The eight TAMS event types, in the spec's order (the models' `EventType` literal).
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)

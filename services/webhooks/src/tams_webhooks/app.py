@@ -8,13 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tams_runtime.applier import CommandApplier
-from tams_runtime.components import StoreComponent
-from tams_runtime.consumer import CommandConsumer
-from tams_runtime.service import run, serve
-from tams_runtime.settings import KafkaSettings
+from tams_runtime.service import run, serve_command_service
 from tams_schema.envelopes import CommandEnvelope, Outcome
-from tams_store import StoreUnavailable, WriteTx, open_store_from_env
+from tams_store import WriteTx
 
 SERVICE = "webhooks"
 
@@ -22,19 +18,7 @@ HANDLERS: dict[str, Callable[[WriteTx, CommandEnvelope], Outcome]] = {}
 
 
 async def main() -> None:
-    kafka = KafkaSettings()
-    store = open_store_from_env()
-    applier = CommandApplier(
-        store, HANDLERS, is_retryable=lambda exc: isinstance(exc, StoreUnavailable)
-    )
-    consumer = CommandConsumer(
-        kafka, kafka.topics.webhooks_commands, group_id="tams-webhooks", handler=applier
-    )
-    await serve(
-        SERVICE,
-        [StoreComponent(store), consumer],
-        {"store": store.ping, "broker": consumer.healthy},
-    )
+    await serve_command_service(SERVICE, lambda kafka: kafka.topics.webhooks_commands, HANDLERS)
 
 
 def entrypoint() -> None:

@@ -103,7 +103,7 @@ def _page(
         clauses.append(sort.after(reverse))
         args.extend(cursor.decode(page, len(sort.columns)))
     sql = (
-        f"SELECT {table}.doc AS doc, {table}.id AS id, {sort.select()} FROM {table}"
+        f"SELECT {_page_columns(table)}, {sort.select()} FROM {table}"
         + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
         + f" ORDER BY {sort.order_by(reverse)} LIMIT ?"
     )
@@ -114,6 +114,11 @@ def _page(
         last = rows[-1]
         next_key = cursor.encode([last[f"k{i}"] for i in range(len(sort.columns))])
     return rows, next_key
+
+
+def _page_columns(table: str) -> str:
+    extra = ", flows.segments_updated AS segments_updated" if table == "flows" else ""
+    return f"{table}.doc AS doc, {table}.id AS id{extra}"
 
 
 def _tag_clauses(
@@ -407,22 +412,16 @@ def list_flows(conn: sqlite3.Connection, query: FlowQuery) -> Page:
         else:
             where.append("flows.seg_start < ? AND flows.seg_end > ?")
             params.extend([bounds[1], bounds[0]])
-    sort = FLOW_SORTS[query.sort_by]
-    clauses, args = list(where), list(params)
-    if query.page is not None:
-        clauses.append(sort.after(query.reverse_order))
-        args.extend(cursor.decode(query.page, len(sort.columns)))
-    sql = (
-        f"SELECT flows.doc AS doc, flows.segments_updated AS segments_updated, {sort.select()} "
-        "FROM flows"
-        + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
-        + f" ORDER BY {sort.order_by(query.reverse_order)} LIMIT ?"
+    rows, next_key = _page(
+        conn,
+        "flows",
+        where,
+        params,
+        FLOW_SORTS[query.sort_by],
+        query.reverse_order,
+        query.page,
+        query.limit,
     )
-    rows = conn.execute(sql, [*args, query.limit + 1]).fetchall()
-    next_key = None
-    if len(rows) > query.limit:
-        rows = rows[: query.limit]
-        next_key = cursor.encode([rows[-1][f"k{i}"] for i in range(len(sort.columns))])
     return Page(items=_flow_views(conn, rows), limit=query.limit, next_key=next_key)
 
 
