@@ -98,3 +98,14 @@ async def test_every_service_is_healthy_and_ready(tams_stack: Stack) -> None:
                     assert resp.status == 200, f"{name} /{probe}: {await resp.text()}"
                     body = await resp.json()
                     assert body["service"] == name
+
+
+async def test_gateway_metrics_use_route_templates(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    async with http.get("/flows/5f3c7f0e-1111-4a2b-8c3d-000000000000") as resp:
+        assert resp.status == 404
+    async with http.get("/metrics") as resp:
+        text = await resp.text()
+    assert 'route="/flows/{flow_id}"' in text
+    assert "5f3c7f0e-1111" not in text  # never a raw path: bounded label values

@@ -11,6 +11,7 @@ from aiohttp import web
 from tams_gateway.commands import BUS
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import error_middleware
+from tams_gateway.observability import metrics_middleware
 from tams_gateway.routes import flows, profiles, service, sources
 from tams_gateway.settings import GatewaySettings
 from tams_runtime.bus import CommandBus
@@ -24,7 +25,8 @@ SERVICE = "gateway"
 
 def build_app(gateway: Gateway) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=gateway.settings.max_body_bytes
+        middlewares=[metrics_middleware, error_middleware],
+        client_max_size=gateway.settings.max_body_bytes,
     )
     app[GATEWAY] = gateway
     app[BUS] = gateway.bus
