@@ -45,3 +45,18 @@ async def test_presigned_urls_from_an_old_window_still_work(tams_infra: Stack) -
     url = Presigner.from_settings(settings, min_valid_s=600).presign_get(key, now=time.time() - 59)
     async with aiohttp.ClientSession() as http, http.get(url) as resp:
         assert resp.status == 200
+
+
+async def test_presigned_put_accepts_only_its_content_type(tams_infra: Stack) -> None:
+    settings = settings_for(tams_infra)
+    key = object_key("7c3e-put-test")
+    url = Presigner.from_settings(settings, min_valid_s=600).presign_put(key, "video/mp2t")
+    async with aiohttp.ClientSession() as http:
+        async with http.put(url, data=b"ts", headers={"Content-Type": "video/mp4"}) as resp:
+            assert resp.status == 403
+        async with http.put(url, data=b"ts bytes", headers={"Content-Type": "video/mp2t"}) as resp:
+            assert resp.status == 200, await resp.text()
+    async with s3_client(settings) as s3:
+        head = await s3.head_object(Bucket=settings.bucket, Key=key)
+    assert head["ContentType"] == "video/mp2t"
+    assert head["ContentLength"] == len(b"ts bytes")

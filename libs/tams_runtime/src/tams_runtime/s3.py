@@ -128,12 +128,27 @@ class Presigner:
         self._window = window
 
     def presign_get(self, key: str, now: float | None = None) -> str:
+        return self._presign("GET", key, None, now)
+
+    def presign_put(self, key: str, content_type: str, now: float | None = None) -> str:
+        """A PUT URL that only accepts this Content-Type (it is part of the signature)."""
+        return self._presign("PUT", key, content_type, now)
+
+    def _presign(self, method: str, key: str, content_type: str | None, now: float | None) -> str:
         self._refresh(time.time() if now is None else now)
         path = self.path_prefix + quote(key, safe="/" + _UNRESERVED)
-        canonical = f"GET\n{path}\n{self._query_prefix}\nhost:{self.host}\n\nhost\nUNSIGNED-PAYLOAD"
+        if content_type is None:
+            signed, headers, query = "host", f"host:{self.host}\n", self._query_prefix
+        else:
+            signed = "content-type;host"
+            headers = f"content-type:{content_type.strip()}\nhost:{self.host}\n"
+            query = self._query_prefix.replace(
+                "X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=content-type%3Bhost"
+            )
+        canonical = f"{method}\n{path}\n{query}\n{headers}\n{signed}\nUNSIGNED-PAYLOAD"
         to_sign = (
             f"AWS4-HMAC-SHA256\n{self._amz_date}\n{self._scope}\n"
             f"{hashlib.sha256(canonical.encode()).hexdigest()}"
         )
         signature = hmac.new(self._key, to_sign.encode(), hashlib.sha256).hexdigest()
-        return f"{self.base}{path}?{self._query_prefix}&X-Amz-Signature={signature}"
+        return f"{self.base}{path}?{query}&X-Amz-Signature={signature}"

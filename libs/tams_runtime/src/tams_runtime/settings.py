@@ -48,6 +48,8 @@ class S3Settings(BaseSettings):
     storage_label: str = "local-s3"
     provider: str = "SeaweedFS"
     store_product: str = "SeaweedFS"
+    # Presigned URLs stay valid at least this long (30 s .. the min object timeout).
+    presigned_url_timeout_s: int = 3600
 
 
 class HttpSettings(BaseSettings):

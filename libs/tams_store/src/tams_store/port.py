@@ -80,6 +80,17 @@ class FlowQuery:
     limit: int = 100
 
 
+@dataclass(frozen=True)
+class ObjectAllocation:
+    """An object id handed to a flow for upload; its first registration must be on it."""
+
+    object_id: str
+    flow_id: str
+    storage_id: str
+    content_type: str
+    allocated_ns: int
+
+
 class InvalidPageKey(ValueError):
     """A `page` cursor that this store did not issue."""
 
@@ -153,6 +164,14 @@ class WriteTx(ReadTx, Protocol):
         ...
 
     def put_profile(self, profile: Doc) -> None: ...
+
+    def existing_object_ids(self, object_ids: list[str]) -> set[str]:
+        """Which of these object ids the store already knows (allocated or registered)."""
+        ...
+
+    def allocate_objects(self, allocations: list[ObjectAllocation]) -> None:
+        """Record objects handed out by POST /flows/{id}/storage, not yet registered."""
+        ...
 
 
 class Store(Protocol):

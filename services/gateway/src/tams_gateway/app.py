@@ -12,7 +12,7 @@ from tams_gateway.commands import BUS
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import error_middleware
 from tams_gateway.observability import metrics_middleware
-from tams_gateway.routes import flows, profiles, service, sources
+from tams_gateway.routes import flows, media, profiles, service, sources
 from tams_gateway.settings import GatewaySettings
 from tams_runtime.bus import CommandBus
 from tams_runtime.components import StoreComponent
@@ -30,7 +30,7 @@ def build_app(gateway: Gateway) -> web.Application:
     )
     app[GATEWAY] = gateway
     app[BUS] = gateway.bus
-    for table in (service.routes, profiles.routes, sources.routes, flows.routes):
+    for table in (service.routes, profiles.routes, sources.routes, flows.routes, media.routes):
         app.add_routes(table)
     return app
 

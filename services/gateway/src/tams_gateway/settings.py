@@ -18,6 +18,4 @@ class GatewaySettings(BaseSettings):
     max_page_limit: int = 1000
     # ADR 0044: objects allocated but never registered live at least this long.
     min_object_timeout_s: int = 3600
-    # Presigned URLs stay valid at least this long (must be <= min_object_timeout_s).
-    presigned_url_timeout_s: int = 3600
     max_body_bytes: int = 16 * 1024 * 1024

@@ -103,6 +103,20 @@ MIGRATIONS: list[list[str]] = [
         ) WITHOUT ROWID""",
         "CREATE INDEX segments_object ON segments (object_id, flow_id)",
     ],
+    # 3: media objects (allocation first; registration, instances and GC build on it).
+    [
+        """CREATE TABLE objects (
+            id TEXT PRIMARY KEY,
+            allocated_flow_id TEXT,
+            storage_id TEXT,
+            content_type TEXT,
+            allocated_ns INTEGER NOT NULL,
+            registered INTEGER NOT NULL DEFAULT 0,
+            first_referenced_by_flow TEXT,
+            doc TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX objects_unregistered ON objects (registered, allocated_ns)",
+    ],
 ]
 
 

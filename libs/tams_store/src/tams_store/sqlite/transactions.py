@@ -8,7 +8,7 @@ import time
 
 from tams_schema.envelopes import Outcome
 from tams_schema.timerange import TimeRange
-from tams_store.port import Doc, FlowQuery, Page, SourceQuery
+from tams_store.port import Doc, FlowQuery, ObjectAllocation, Page, SourceQuery
 from tams_store.sqlite import catalog
 
 
@@ -89,3 +89,20 @@ class SqliteWriteTx(SqliteReadTx):
 
     def put_profile(self, profile: Doc) -> None:
         catalog.put_profile(self.conn, profile)
+
+    def existing_object_ids(self, object_ids: list[str]) -> set[str]:
+        if not object_ids:
+            return set()
+        marks = ",".join("?" * len(object_ids))
+        rows = self.conn.execute(f"SELECT id FROM objects WHERE id IN ({marks})", object_ids)
+        return {row[0] for row in rows}
+
+    def allocate_objects(self, allocations: list[ObjectAllocation]) -> None:
+        self.conn.executemany(
+            "INSERT INTO objects (id, allocated_flow_id, storage_id, content_type, allocated_ns) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                (a.object_id, a.flow_id, a.storage_id, a.content_type, a.allocated_ns)
+                for a in allocations
+            ],
+        )
