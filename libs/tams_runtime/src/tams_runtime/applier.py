@@ -57,6 +57,12 @@ class CommandApplier:
         return outcome
 
     async def __call__(self, commands: Sequence[CommandEnvelope]) -> list[Outcome]:
+        # Handlers that need I/O outside the store (an S3 HEAD, say) do it first, so the
+        # transaction never waits on the network.
+        for name in {c.name for c in commands}:
+            prepare = getattr(self.handlers.get(name), "prepare", None)
+            if prepare is not None:
+                await prepare([c for c in commands if c.name == name])
         try:
             result: list[Outcome] = await self.store.write(
                 lambda tx: [self._apply_one(tx, c) for c in commands]

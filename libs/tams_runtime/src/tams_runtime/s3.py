@@ -152,3 +152,34 @@ class Presigner:
         )
         signature = hmac.new(self._key, to_sign.encode(), hashlib.sha256).hexdigest()
         return f"{self.base}{path}?{query}&X-Amz-Signature={signature}"
+
+
+class S3Client:
+    """An aiobotocore client with the start/stop shape of a service component."""
+
+    def __init__(self, settings: S3Settings) -> None:
+        self.settings = settings
+        self._context: Any = None
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("S3Client.start() was not awaited")
+        return self._client
+
+    async def start(self) -> None:
+        self._context = s3_client(self.settings)
+        self._client = await self._context.__aenter__()
+
+    async def stop(self) -> None:
+        if self._context is not None:
+            await self._context.__aexit__(None, None, None)
+        self._context = self._client = None
+
+    async def healthy(self) -> bool:
+        try:
+            await self.client.head_bucket(Bucket=self.settings.bucket)
+        except Exception:
+            return False
+        return True

@@ -69,9 +69,16 @@ def run(name: str, main: object) -> None:
 async def serve_command_service(
     name: str,
     topic_of: Callable[[KafkaSettings], str],
-    handlers: Mapping[str, Callable[[Any, CommandEnvelope], Outcome]],
+    handlers_for: Callable[[Any], Mapping[str, Callable[[Any, CommandEnvelope], Outcome]]],
+    *,
+    components: Sequence[Component] = (),
+    checks: Mapping[str, ReadyCheck] | None = None,
 ) -> None:
-    """Wiring shared by the services that own state: store, command consumer, probes."""
+    """Wiring shared by the services that own state: store, command consumer, probes.
+
+    `handlers_for(store)` builds the command handlers; `components` (an S3 client, say) start
+    before the consumer and stop after it.
+    """
     from tams_runtime.applier import CommandApplier
     from tams_runtime.components import StoreComponent
     from tams_runtime.consumer import CommandConsumer
@@ -80,11 +87,11 @@ async def serve_command_service(
     kafka = KafkaSettings()
     store = open_store_from_env()
     applier = CommandApplier(
-        store, handlers, is_retryable=lambda exc: isinstance(exc, StoreUnavailable)
+        store, handlers_for(store), is_retryable=lambda exc: isinstance(exc, StoreUnavailable)
     )
     consumer = CommandConsumer(kafka, topic_of(kafka), group_id=f"tams-{name}", handler=applier)
     await serve(
         name,
-        [StoreComponent(store), consumer],
-        {"store": store.ping, "broker": consumer.healthy},
+        [StoreComponent(store), *components, consumer],
+        {"store": store.ping, "broker": consumer.healthy, **(checks or {})},
     )

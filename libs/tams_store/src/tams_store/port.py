@@ -91,6 +91,41 @@ class ObjectAllocation:
     allocated_ns: int
 
 
+@dataclass(frozen=True)
+class ObjectRecord:
+    """What the store knows of a media object. `doc` holds properties frozen at the first
+    registration (`timerange` on the media timeline, `key_frame_count`, `init_object_id`) and
+    uncontrolled instances (`get_urls`)."""
+
+    object_id: str
+    allocated_flow_id: str | None
+    storage_id: str | None
+    content_type: str | None
+    registered: bool
+    first_referenced_by_flow: str | None
+    doc: Doc
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    """A registered segment: half-open integer bounds, the canonical timerange as registered,
+    and the rest of the registration (`ts_offset`, `last_duration`, sample fields...)."""
+
+    start: int
+    end: int
+    object_id: str
+    timerange: str
+    doc: Doc
+    created_ns: int
+
+
+@dataclass(frozen=True)
+class SegmentPage:
+    items: list[SegmentRecord]
+    limit: int
+    next_key: str | None = None
+
+
 class InvalidPageKey(ValueError):
     """A `page` cursor that this store did not issue."""
 
@@ -120,6 +155,22 @@ class ReadTx(Protocol):
     def list_flows(self, query: FlowQuery) -> Page: ...
 
     def get_profile(self, profile_id: str) -> Doc | None: ...
+
+    def get_objects(self, object_ids: list[str]) -> dict[str, ObjectRecord]: ...
+
+    def list_segments(
+        self,
+        flow_id: str,
+        *,
+        timerange: TimeRange | None,
+        object_id: str | None,
+        reverse: bool,
+        page: str | None,
+        limit: int,
+    ) -> SegmentPage:
+        """Segments overlapping `timerange` (all if None) in time order; an unknown flow has
+        none."""
+        ...
 
     def list_profiles(
         self,
@@ -171,6 +222,20 @@ class WriteTx(ReadTx, Protocol):
 
     def allocate_objects(self, allocations: list[ObjectAllocation]) -> None:
         """Record objects handed out by POST /flows/{id}/storage, not yet registered."""
+        ...
+
+    def overlapping_segments(self, flow_id: str, start: int, end: int) -> list[tuple[int, int]]:
+        """Bounds of (at most one) segment overlapping the half-open range [start, end)."""
+        ...
+
+    def add_segments(
+        self,
+        flow_id: str,
+        segments: list[SegmentRecord],
+        objects: list[ObjectRecord],
+        segments_updated: str,
+    ) -> None:
+        """Insert segments, register their new objects, and extend the flow's extent."""
         ...
 
 

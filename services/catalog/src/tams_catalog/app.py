@@ -13,7 +13,9 @@ SERVICE = "catalog"
 
 
 async def main() -> None:
-    await serve_command_service(SERVICE, lambda kafka: kafka.topics.catalog_commands, HANDLERS)
+    await serve_command_service(
+        SERVICE, lambda kafka: kafka.topics.catalog_commands, lambda _store: HANDLERS
+    )
 
 
 def entrypoint() -> None:

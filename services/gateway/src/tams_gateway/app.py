@@ -14,8 +14,10 @@ from tams_gateway.errors import error_middleware
 from tams_gateway.observability import metrics_middleware
 from tams_gateway.routes import flows, media, profiles, service, sources
 from tams_gateway.settings import GatewaySettings
+from tams_gateway.urls import UrlBuilder
 from tams_runtime.bus import CommandBus
 from tams_runtime.components import StoreComponent
+from tams_runtime.s3 import Presigner
 from tams_runtime.service import run, serve
 from tams_runtime.settings import HttpSettings, KafkaSettings, S3Settings
 from tams_store import open_store_from_env
@@ -40,7 +42,9 @@ async def main() -> None:
     kafka = KafkaSettings()
     store = open_store_from_env()
     bus = CommandBus(kafka)
-    gateway = Gateway(settings=settings, kafka=kafka, s3=S3Settings(), store=store, bus=bus)
+    s3 = S3Settings()
+    urls = UrlBuilder(s3, Presigner.from_settings(s3, s3.presigned_url_timeout_s))
+    gateway = Gateway(settings=settings, kafka=kafka, s3=s3, store=store, bus=bus, urls=urls)
     await serve(
         SERVICE,
         [StoreComponent(store), bus],

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from tams_gateway.errors import bad_request
 from tams_gateway.settings import GatewaySettings
+from tams_gateway.urls import UrlBuilder
 from tams_runtime.bus import CommandBus
 from tams_runtime.settings import KafkaSettings, S3Settings
 from tams_schema.topics import Topics
-from tams_store import Page, ReadTx, Store
+from tams_store import ReadTx, Store
 from tams_store.port import InvalidPageKey
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -24,12 +27,13 @@ class Gateway:
     s3: S3Settings
     store: Store
     bus: CommandBus
+    urls: UrlBuilder
 
     @property
     def topics(self) -> Topics:
         return self.kafka.topics
 
-    async def read_page(self, work: Callable[[ReadTx], Page]) -> Page:
+    async def read_page(self, work: Callable[[ReadTx], T]) -> T:
         """Run a listing; a `page` cursor this store did not issue is the client's error."""
         try:
             return await self.store.read(work)

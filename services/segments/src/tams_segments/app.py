@@ -6,19 +6,35 @@ applied in order by one consumer.
 
 from __future__ import annotations
 
-from tams_runtime.s3 import Presigner
+from typing import Any
+
+from tams_runtime.s3 import Presigner, S3Client
 from tams_runtime.service import run, serve_command_service
 from tams_runtime.settings import S3Settings
+from tams_segments.registration import ObjectChecker, Registrar
 from tams_segments.storage import Allocator
 
 SERVICE = "segments"
 
 
 async def main() -> None:
-    s3 = S3Settings()
-    presigner = Presigner.from_settings(s3, s3.presigned_url_timeout_s)
-    handlers = {"storage.allocate": Allocator(s3, presigner)}
-    await serve_command_service(SERVICE, lambda kafka: kafka.topics.segments_commands, handlers)
+    settings = S3Settings()
+    s3 = S3Client(settings)
+    presigner = Presigner.from_settings(settings, settings.presigned_url_timeout_s)
+
+    def handlers(store: Any) -> dict[str, Any]:
+        return {
+            "storage.allocate": Allocator(settings, presigner),
+            "segments.add": Registrar(store, ObjectChecker(s3)),
+        }
+
+    await serve_command_service(
+        SERVICE,
+        lambda kafka: kafka.topics.segments_commands,
+        handlers,
+        components=[s3],
+        checks={"s3": s3.healthy},
+    )
 
 
 def entrypoint() -> None:

@@ -18,7 +18,9 @@ HANDLERS: dict[str, Callable[[WriteTx, CommandEnvelope], Outcome]] = {}
 
 
 async def main() -> None:
-    await serve_command_service(SERVICE, lambda kafka: kafka.topics.webhooks_commands, HANDLERS)
+    await serve_command_service(
+        SERVICE, lambda kafka: kafka.topics.webhooks_commands, lambda _store: HANDLERS
+    )
 
 
 def entrypoint() -> None:

@@ -8,8 +8,17 @@ import time
 
 from tams_schema.envelopes import Outcome
 from tams_schema.timerange import TimeRange
-from tams_store.port import Doc, FlowQuery, ObjectAllocation, Page, SourceQuery
-from tams_store.sqlite import catalog
+from tams_store.port import (
+    Doc,
+    FlowQuery,
+    ObjectAllocation,
+    ObjectRecord,
+    Page,
+    SegmentPage,
+    SegmentRecord,
+    SourceQuery,
+)
+from tams_store.sqlite import catalog, media
 
 
 class SqliteReadTx:
@@ -49,6 +58,32 @@ class SqliteReadTx:
     ) -> Page:
         return catalog.list_profiles(
             self.conn, format=format, codec=codec, label=label, page=page, limit=limit
+        )
+
+    def get_objects(self, object_ids: list[str]) -> dict[str, ObjectRecord]:
+        return media.get_objects(self.conn, object_ids)
+
+    def list_segments(
+        self,
+        flow_id: str,
+        *,
+        timerange: TimeRange | None,
+        object_id: str | None,
+        reverse: bool,
+        page: str | None,
+        limit: int,
+    ) -> SegmentPage:
+        bounds = None if timerange is None else timerange.half_open()
+        if timerange is not None and bounds is None:
+            return SegmentPage(items=[], limit=limit)
+        return media.list_segments(
+            self.conn,
+            flow_id,
+            bounds=bounds,
+            object_id=object_id,
+            reverse=reverse,
+            page=page,
+            limit=limit,
         )
 
 
@@ -105,4 +140,27 @@ class SqliteWriteTx(SqliteReadTx):
                 (a.object_id, a.flow_id, a.storage_id, a.content_type, a.allocated_ns)
                 for a in allocations
             ],
+        )
+
+    def overlapping_segments(self, flow_id: str, start: int, end: int) -> list[tuple[int, int]]:
+        return media.overlapping(self.conn, flow_id, start, end)
+
+    def add_segments(
+        self,
+        flow_id: str,
+        segments: list[SegmentRecord],
+        objects: list[ObjectRecord],
+        segments_updated: str,
+    ) -> None:
+        if not segments:
+            return
+        media.insert_segments(self.conn, flow_id, segments)
+        media.register_objects(self.conn, objects)
+        media.update_flow_extent(
+            self.conn,
+            flow_id,
+            min(s.start for s in segments),
+            max(s.end for s in segments),
+            max(s.end - s.start for s in segments),
+            segments_updated,
         )

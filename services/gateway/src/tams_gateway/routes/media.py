@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
+from pydantic import TypeAdapter
 
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
-from tams_gateway.requests import json_body
-from tams_schema.models import StorageRequest, dump
+from tams_gateway.errors import bad_request
+from tams_gateway.paging import page_limit, paging_headers
+from tams_gateway.requests import json_body, query_bool, query_timerange
+from tams_gateway.urls import UrlFilter
+from tams_schema.models import FlowSegmentPost, StorageRequest, dump
+from tams_schema.timerange import TimeRange
+from tams_store.port import ObjectRecord, SegmentPage
+
+_SEGMENTS = TypeAdapter(list[FlowSegmentPost])
+MAX_SEGMENTS_PER_POST = 1000
 
 routes = web.RouteTableDef()
 
@@ -25,3 +36,84 @@ async def allocate_storage(request: web.Request) -> web.Response:
         flow_id,
         {"flow_id": flow_id, **storage},
     )
+
+
+@routes.post("/flows/{flow_id}/segments")
+async def post_segments(request: web.Request) -> web.Response:
+    """One segment (201 or 400) or an array (201, or 200 with `failed_segments`)."""
+    gw: Gateway = request.app[GATEWAY]
+    flow_id = request.match_info["flow_id"]
+    body = await json_body(request)
+    single = isinstance(body, dict)
+    items = [body] if single else body
+    if not isinstance(items, list) or not items:
+        raise bad_request("the body must be a segment object or a non-empty array of them")
+    if len(items) > MAX_SEGMENTS_PER_POST:
+        raise bad_request(f"at most {MAX_SEGMENTS_PER_POST} segments per request")
+    segments = [dump(s) for s in _SEGMENTS.validate_python(items)]
+    return await send(
+        request,
+        gw.topics.segments_commands,
+        "segments.add",
+        flow_id,
+        {"flow_id": flow_id, "segments": segments, "single": single},
+    )
+
+
+@routes.get("/flows/{flow_id}/segments")
+async def list_segments(request: web.Request) -> web.Response:
+    gw: Gateway = request.app[GATEWAY]
+    flow_id = request.match_info["flow_id"]
+    reverse = bool(query_bool(request, "reverse_order", False))
+    include_object_timerange = bool(query_bool(request, "include_object_timerange", False))
+    filters = UrlFilter.from_query(request)
+    timerange = query_timerange(request)
+    object_id = request.query.get("object_id")
+    limit = page_limit(request, gw.settings)
+    page_key = request.query.get("page")
+
+    def read(tx: Any) -> tuple[SegmentPage, dict[str, ObjectRecord]]:
+        page = tx.list_segments(
+            flow_id,
+            timerange=timerange,
+            object_id=object_id,
+            reverse=reverse,
+            page=page_key,
+            limit=limit,
+        )
+        ids = {r.object_id for r in page.items}
+        ids |= {r.doc["init_object_id"] for r in page.items if "init_object_id" in r.doc}
+        return page, tx.get_objects(sorted(ids))
+
+    page, objects = await gw.read_page(read)
+    items = []
+    covering = TimeRange.never()
+    for record in page.items:
+        covering = covering.covering(TimeRange.parse(record.timerange))
+        obj = objects.get(record.object_id)
+        segment: dict[str, Any] = {"object_id": record.object_id, "timerange": record.timerange}
+        for key in ("ts_offset", "last_duration", "sample_offset", "sample_count"):
+            if key in record.doc:
+                segment[key] = record.doc[key]
+        if obj is not None:
+            if "key_frame_count" in obj.doc:
+                segment["key_frame_count"] = obj.doc["key_frame_count"]
+            if include_object_timerange and "timerange" in obj.doc:
+                segment["object_timerange"] = obj.doc["timerange"]
+            segment["get_urls"] = gw.urls.get_urls(obj, filters)
+        init_id = record.doc.get("init_object_id")
+        if init_id is not None:
+            init_obj = objects.get(init_id)
+            init_urls = gw.urls.get_urls(init_obj, filters) if init_obj else []
+            segment["init_object"] = {"object_id": init_id, "get_urls": init_urls}
+        items.append(segment)
+    headers = paging_headers(
+        request,
+        gw.settings,
+        limit=page.limit,
+        count=len(items),
+        next_key=page.next_key,
+        reverse_order=reverse,
+        timerange=str(covering),
+    )
+    return web.json_response(items, headers=headers)

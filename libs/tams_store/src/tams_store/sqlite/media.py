@@ -1,0 +1,170 @@
+"""Segments and objects in SQLite.
+
+Segments are clustered on (flow_id, seg_start) (a WITHOUT ROWID table), with half-open integer
+bounds [seg_start, seg_end). Overlap queries use the *bounded* predicate: a segment that
+overlaps [q_start, q_end) starts no earlier than q_start - max_seg_dur (the flow's longest
+segment), so the index range scan is bounded on both sides and a page costs the same at the
+start, middle or end of a flow of any length (VASTDB-NOTES §4.2: 0.12 ms vs 50 ms).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from tams_store.port import ObjectRecord, SegmentPage, SegmentRecord
+from tams_store.sqlite import cursor
+
+MIN_NS = -(2**63)
+
+
+def _bounded(max_seg_dur: int, q_start: int, q_end: int) -> tuple[str, list[Any]]:
+    low = max(q_start - max_seg_dur, MIN_NS)
+    return "seg_start < ? AND seg_start >= ? AND seg_end > ?", [q_end, low, q_start]
+
+
+def max_seg_dur(conn: sqlite3.Connection, flow_id: str) -> int | None:
+    row = conn.execute("SELECT max_seg_dur FROM flows WHERE id = ?", (flow_id,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def overlapping(
+    conn: sqlite3.Connection, flow_id: str, start: int, end: int, limit: int = 1
+) -> list[tuple[int, int]]:
+    longest = max_seg_dur(conn, flow_id) or 0
+    where, params = _bounded(longest, start, end)
+    rows = conn.execute(
+        f"SELECT seg_start, seg_end FROM segments WHERE flow_id = ? AND {where} "
+        "ORDER BY seg_start LIMIT ?",
+        [flow_id, *params, limit],
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def insert_segments(conn: sqlite3.Connection, flow_id: str, rows: list[SegmentRecord]) -> None:
+    conn.executemany(
+        "INSERT INTO segments (flow_id, seg_start, seg_end, object_id, timerange, doc, "
+        "created_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (flow_id, r.start, r.end, r.object_id, r.timerange, json.dumps(r.doc), r.created_ns)
+            for r in rows
+        ],
+    )
+
+
+def update_flow_extent(
+    conn: sqlite3.Connection,
+    flow_id: str,
+    start: int,
+    end: int,
+    longest: int,
+    segments_updated: str,
+) -> None:
+    conn.execute(
+        "UPDATE flows SET seg_start = min(coalesce(seg_start, ?), ?), "
+        "seg_end = max(coalesce(seg_end, ?), ?), max_seg_dur = max(max_seg_dur, ?), "
+        "segments_updated = ? WHERE id = ?",
+        (start, start, end, end, longest, segments_updated, flow_id),
+    )
+
+
+def get_objects(conn: sqlite3.Connection, object_ids: list[str]) -> dict[str, ObjectRecord]:
+    if not object_ids:
+        return {}
+    found: dict[str, ObjectRecord] = {}
+    unique = sorted(set(object_ids))
+    for offset in range(0, len(unique), 500):
+        chunk = unique[offset : offset + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            "SELECT id, allocated_flow_id, storage_id, content_type, registered, "
+            f"first_referenced_by_flow, doc FROM objects WHERE id IN ({marks})",
+            chunk,
+        )
+        for row in rows:
+            found[row["id"]] = ObjectRecord(
+                object_id=row["id"],
+                allocated_flow_id=row["allocated_flow_id"],
+                storage_id=row["storage_id"],
+                content_type=row["content_type"],
+                registered=bool(row["registered"]),
+                first_referenced_by_flow=row["first_referenced_by_flow"],
+                doc=json.loads(row["doc"]),
+            )
+    return found
+
+
+def register_objects(conn: sqlite3.Connection, objects: list[ObjectRecord]) -> None:
+    """Mark objects registered (first use) or record external ones, with their properties."""
+    conn.executemany(
+        "INSERT INTO objects (id, allocated_flow_id, storage_id, content_type, allocated_ns, "
+        "registered, first_referenced_by_flow, doc) VALUES (?, ?, ?, ?, 0, 1, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET registered = 1, "
+        "first_referenced_by_flow = excluded.first_referenced_by_flow, doc = excluded.doc",
+        [
+            (
+                o.object_id,
+                o.allocated_flow_id,
+                o.storage_id,
+                o.content_type,
+                o.first_referenced_by_flow,
+                json.dumps(o.doc),
+            )
+            for o in objects
+        ],
+    )
+
+
+def list_segments(
+    conn: sqlite3.Connection,
+    flow_id: str,
+    *,
+    bounds: tuple[int, int] | None,
+    object_id: str | None,
+    reverse: bool,
+    page: str | None,
+    limit: int,
+) -> SegmentPage:
+    """One page of a flow's segments in time order (keyset on seg_start)."""
+    longest = max_seg_dur(conn, flow_id)
+    if longest is None:
+        return SegmentPage(items=[], limit=limit)
+    where = ["flow_id = ?"]
+    params: list[Any] = [flow_id]
+    if bounds is not None:
+        clause, args = _bounded(longest, *bounds)
+        where.append(clause)
+        params += args
+    if object_id is not None:
+        where.append("object_id = ?")
+        params.append(object_id)
+    if page is not None:
+        (after,) = cursor.decode(page, 1)
+        if not isinstance(after, int):
+            from tams_store.port import InvalidPageKey
+
+            raise InvalidPageKey(f"{page!r} is not a page key for this listing")
+        where.append("seg_start < ?" if reverse else "seg_start > ?")
+        params.append(after)
+    rows = conn.execute(
+        f"SELECT seg_start, seg_end, object_id, timerange, doc FROM segments "
+        f"WHERE {' AND '.join(where)} ORDER BY seg_start {'DESC' if reverse else 'ASC'} LIMIT ?",
+        [*params, limit + 1],
+    ).fetchall()
+    next_key = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_key = cursor.encode([rows[-1]["seg_start"]])
+    items = [
+        SegmentRecord(
+            start=r["seg_start"],
+            end=r["seg_end"],
+            object_id=r["object_id"],
+            timerange=r["timerange"],
+            doc=json.loads(r["doc"]),
+            created_ns=0,
+        )
+        for r in rows
+    ]
+    return SegmentPage(items=items, limit=limit, next_key=next_key)

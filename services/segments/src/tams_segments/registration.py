@@ -1,0 +1,233 @@
+"""POST /flows/{id}/segments: register uploaded objects as segments of a flow.
+
+Rules (checklist §3.4, §4.2): the flow exists (404), is not read-only (403) and has a container
+(400). Each segment's timerange is bounded and not empty, and overlaps no segment already in the
+flow nor an earlier one of the same request (touching is fine). A new object was allocated for
+this flow and has been uploaded; an object already registered may be reused by any flow, and its
+properties (object timerange, key frames, init object) stay as first registered. An unknown
+object with `get_urls` is an external object. A bulk request applies every good segment and
+reports the others in `failed_segments`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+from tams_runtime.s3 import S3Client, object_key
+from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome, TamsEvent
+from tams_schema.timerange import TimeRange, Timestamp
+from tams_store import Store, WriteTx
+from tams_store.port import ObjectRecord, SegmentRecord
+
+SEGMENT_FIELDS = ("ts_offset", "last_duration", "sample_offset", "sample_count", "init_object_id")
+
+
+class Rejected(Exception):
+    """One segment cannot be registered; the message says why."""
+
+
+def error(type_: str, summary: str) -> dict[str, Any]:
+    return ErrorBody(type=type_, summary=summary).model_dump(mode="json", exclude_none=True)
+
+
+class ObjectChecker:
+    """Asks S3 whether objects have been uploaded (HEAD), a few at a time."""
+
+    def __init__(self, s3: S3Client, concurrency: int = 16) -> None:
+        self.s3 = s3
+        self.limit = asyncio.Semaphore(concurrency)
+
+    async def exists(self, object_id: str) -> bool:
+        client = self.s3.client
+        async with self.limit:
+            try:
+                await client.head_object(Bucket=self.s3.settings.bucket, Key=object_key(object_id))
+            except client.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return False
+                raise
+            return True
+
+
+class Registrar:
+    """The `segments.add` command handler."""
+
+    def __init__(self, store: Store, checker: ObjectChecker) -> None:
+        self.store = store
+        self.checker = checker
+        self.uploaded: dict[str, bool] = {}
+
+    async def prepare(self, commands: Sequence[CommandEnvelope]) -> None:
+        """HEAD the objects being registered for the first time (before the transaction)."""
+        ids = sorted(
+            {s["object_id"] for c in commands for s in c.payload["segments"]}
+            - {i for i, seen in self.uploaded.items() if seen}
+        )
+        known = await self.store.read(lambda tx: tx.get_objects(ids))
+        first_time = [i for i in ids if i in known and not known[i].registered]
+        results = await asyncio.gather(*(self.checker.exists(i) for i in first_time))
+        self.uploaded.update(zip(first_time, results, strict=True))
+
+    def __call__(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
+        payload = command.payload
+        flow_id: str = payload["flow_id"]
+        items: list[dict[str, Any]] = payload["segments"]
+        single: bool = payload["single"]
+        flow = tx.get_flow(flow_id)
+        if flow is None:
+            return Outcome(status=404, body=error("NotFound", f"flow {flow_id} does not exist"))
+        if flow.get("read_only"):
+            return Outcome(status=403, body=error("Forbidden", f"flow {flow_id} is read-only"))
+        if not flow.get("container"):
+            summary = f"flow {flow_id} has no container; set it before registering segments"
+            return Outcome(status=400, body=error("BadRequest", summary))
+
+        known = tx.get_objects([i["object_id"] for i in items])
+        now = command.issued_at.astimezone(UTC)
+        now_ns = int(now.timestamp() * 1_000_000_000)
+        accepted: list[SegmentRecord] = []
+        new_objects: dict[str, ObjectRecord] = {}
+        failures: list[dict[str, Any]] = []
+        for item in items:
+            try:
+                record, obj = self._check(tx, flow_id, item, known, new_objects, accepted, now_ns)
+            except Rejected as exc:
+                failures.append(
+                    {
+                        "object_id": item["object_id"],
+                        "timerange": item["timerange"],
+                        "error": error("SegmentRejected", str(exc)),
+                    }
+                )
+                continue
+            accepted.append(record)
+            if obj is not None:
+                new_objects[obj.object_id] = obj
+
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        tx.add_segments(flow_id, accepted, list(new_objects.values()), stamp)
+        events = []
+        if accepted:
+            segments = [segment_view(r, {**known, **new_objects}[r.object_id]) for r in accepted]
+            events.append(
+                TamsEvent(
+                    key=flow_id,
+                    event_type="flows/segments_added",
+                    event_timestamp=now,
+                    event={"flow_id": flow_id, "segments": segments},
+                )
+            )
+        if single:
+            if failures:
+                return Outcome(status=400, body=failures[0]["error"])
+            return Outcome(status=201, events=events)
+        if failures:
+            return Outcome(status=200, body={"failed_segments": failures}, events=events)
+        return Outcome(status=201, events=events)
+
+    def _check(
+        self,
+        tx: WriteTx,
+        flow_id: str,
+        item: dict[str, Any],
+        known: dict[str, ObjectRecord],
+        new_objects: dict[str, ObjectRecord],
+        accepted: list[SegmentRecord],
+        now_ns: int,
+    ) -> tuple[SegmentRecord, ObjectRecord | None]:
+        timerange = TimeRange.parse(item["timerange"])
+        if timerange.is_empty:
+            raise Rejected(f"timerange {item['timerange']} is empty")
+        if timerange.start is None or timerange.end is None:
+            raise Rejected(f"timerange {timerange} must have a start and an end")
+        bounds = timerange.half_open()
+        assert bounds is not None
+        start, end = bounds
+        clash = tx.overlapping_segments(flow_id, start, end)
+        if clash:
+            existing = TimeRange.from_half_open(*clash[0])
+            raise Rejected(f"timerange {timerange} overlaps the existing segment {existing}")
+        for other in accepted:
+            if other.start < end and start < other.end:
+                raise Rejected(f"timerange {timerange} overlaps {other.timerange} in this request")
+
+        object_id = item["object_id"]
+        ts_offset = Timestamp.parse(item["ts_offset"]).ns if "ts_offset" in item else 0
+        default_object_range = str(timerange.shift(-ts_offset))
+        obj = new_objects.get(object_id) or known.get(object_id)
+        registered: ObjectRecord | None = None
+        if obj is None:
+            if not item.get("get_urls"):
+                raise Rejected(
+                    f"object {object_id} is unknown: allocate it with POST /flows/{{id}}/storage "
+                    "or give its get_urls"
+                )
+            registered = ObjectRecord(
+                object_id=object_id,
+                allocated_flow_id=None,
+                storage_id=None,
+                content_type=None,
+                registered=True,
+                first_referenced_by_flow=flow_id,
+                doc=object_properties(item, default_object_range, external=True),
+            )
+        elif not obj.registered:
+            if obj.allocated_flow_id != flow_id:
+                raise Rejected(
+                    f"object {object_id} was allocated for flow {obj.allocated_flow_id}; its "
+                    "first registration must be on that flow"
+                )
+            if not self.uploaded.get(object_id):
+                raise Rejected(f"object {object_id} has not been uploaded to its put_url")
+            registered = ObjectRecord(
+                object_id=object_id,
+                allocated_flow_id=obj.allocated_flow_id,
+                storage_id=obj.storage_id,
+                content_type=obj.content_type,
+                registered=True,
+                first_referenced_by_flow=flow_id,
+                doc=object_properties(item, default_object_range, external=False),
+            )
+        else:
+            stored_range = obj.doc.get("timerange")
+            sent_range = item.get("object_timerange")
+            if (
+                sent_range
+                and stored_range
+                and TimeRange.parse(sent_range) != TimeRange.parse(stored_range)
+            ):
+                raise Rejected(
+                    f"object {object_id} has object_timerange {stored_range}; it cannot change"
+                )
+        doc = {k: item[k] for k in SEGMENT_FIELDS if k in item}
+        record = SegmentRecord(start, end, object_id, str(timerange), doc, now_ns)
+        return record, registered
+
+
+def object_properties(item: dict[str, Any], default_range: str, external: bool) -> dict[str, Any]:
+    """Properties fixed at an object's first registration."""
+    props: dict[str, Any] = {"timerange": item.get("object_timerange") or default_range}
+    if "key_frame_count" in item:
+        props["key_frame_count"] = item["key_frame_count"]
+    if "init_object_id" in item:
+        props["init_object_id"] = item["init_object_id"]
+    if external:
+        props["get_urls"] = [
+            {"url": u["url"], "label": u["label"], "presigned": False, "controlled": False}
+            for u in item["get_urls"]
+        ]
+    return props
+
+
+def segment_view(record: SegmentRecord, obj: ObjectRecord | None) -> dict[str, Any]:
+    """A segment as the API shows it, before any get_urls are added."""
+    view: dict[str, Any] = {"object_id": record.object_id, "timerange": record.timerange}
+    for key in ("ts_offset", "last_duration", "sample_offset", "sample_count"):
+        if key in record.doc:
+            view[key] = record.doc[key]
+    if obj is not None and "key_frame_count" in obj.doc:
+        view["key_frame_count"] = obj.doc["key_frame_count"]
+    return view

@@ -1,0 +1,195 @@
+"""Ingest and outgest over real HTTP: allocate, upload, register, list, download."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import aiohttp
+
+from tams_stack.stack import Stack
+from tams_stack.testing import SpecValidator
+
+from .helpers import EventReader, get_json, new_id, put_flow, video_flow
+
+
+async def allocate_and_upload(
+    http: aiohttp.ClientSession, flow_id: str, payloads: list[bytes]
+) -> list[str]:
+    async with http.post(f"/flows/{flow_id}/storage", json={"limit": len(payloads)}) as resp:
+        assert resp.status == 201, await resp.text()
+        media_objects = (await resp.json())["media_objects"]
+    async with aiohttp.ClientSession() as anonymous:
+        for item, payload in zip(media_objects, payloads, strict=True):
+            put_url = item["put_url"]
+            async with anonymous.put(
+                put_url["url"], data=payload, headers={"Content-Type": put_url["content-type"]}
+            ) as resp:
+                assert resp.status == 200
+    return [item["object_id"] for item in media_objects]
+
+
+async def status_of(http: aiohttp.ClientSession, flow_id: str, object_id: str, tr: str) -> int:
+    return (await post(http, flow_id, {"object_id": object_id, "timerange": tr}))[0]
+
+
+async def post(http: aiohttp.ClientSession, flow_id: str, body: Any) -> tuple[int, Any]:
+    async with http.post(f"/flows/{flow_id}/segments", json=body) as resp:
+        text = await resp.text()
+        return resp.status, (await resp.json()) if text else None
+
+
+async def test_full_ingest_and_outgest(
+    http: aiohttp.ClientSession, tams_stack: Stack, spec: SpecValidator
+) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    payloads = [f"segment {i} ".encode() * 1000 for i in range(4)]
+    object_ids = await allocate_and_upload(http, flow["id"], payloads)
+    segments = [
+        {"object_id": oid, "timerange": f"[{i * 2}:0_{(i + 1) * 2}:0)", "key_frame_count": 1}
+        for i, oid in enumerate(object_ids)
+    ]
+    async with EventReader(tams_stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]) as reader:
+        status, _ = await post(http, flow["id"], segments[0])
+        assert status == 201
+        status, body = await post(http, flow["id"], segments[1:])
+        assert status == 201, body
+        events = await reader.until(lambda evs: sum(1 for e in evs if e["key"] == flow["id"]) >= 2)
+    added = [e for e in events if e["key"] == flow["id"]]
+    assert [e["event_type"] for e in added] == ["flows/segments_added"] * 2
+    assert [s["object_id"] for s in added[1]["event"]["segments"]] == object_ids[1:]
+
+    listed = await get_json(http, f"/flows/{flow['id']}/segments")
+    spec.validate_list(listed, "flow-segment.json")
+    assert [s["object_id"] for s in listed] == object_ids
+    assert [s["timerange"] for s in listed] == [s["timerange"] for s in segments]
+    async with aiohttp.ClientSession() as anonymous:
+        for segment, payload in zip(listed, payloads, strict=True):
+            urls = [u for u in segment["get_urls"] if u["presigned"]]
+            assert urls, segment
+            async with anonymous.get(urls[0]["url"]) as resp:
+                assert resp.status == 200
+                got = await resp.read()
+            assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+
+    flow_now = await get_json(http, f"/flows/{flow['id']}?include_timerange=true")
+    assert flow_now["timerange"] == "[0:0_8:0)"
+    assert "segments_updated" in flow_now
+    window = await get_json(http, f"/flows/{flow['id']}?include_timerange=true&timerange=[3:0_5:0)")
+    assert window["timerange"] == "[2:0_6:0)"
+
+
+async def test_listing_filters_paging_and_headers(http: aiohttp.ClientSession) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    object_ids = await allocate_and_upload(http, flow["id"], [b"x"] * 5)
+    body = [{"object_id": o, "timerange": f"[{i}:0_{i + 1}:0)"} for i, o in enumerate(object_ids)]
+    assert (await post(http, flow["id"], body))[0] == 201
+    base = f"/flows/{flow['id']}/segments"
+
+    async with http.get(f"{base}?limit=2") as resp:
+        page = await resp.json()
+        assert [s["timerange"] for s in page] == ["[0:0_1:0)", "[1:0_2:0)"]
+        assert resp.headers["X-Paging-Timerange"] == "[0:0_2:0)"
+        assert resp.headers["X-Paging-Count"] == "2"
+        next_url = resp.headers["Link"][1 : resp.headers["Link"].index(">")]
+    async with http.get(next_url) as resp:
+        assert [s["timerange"] for s in await resp.json()] == ["[2:0_3:0)", "[3:0_4:0)"]
+
+    newest = await get_json(http, f"{base}?reverse_order=true&limit=2")
+    assert [s["timerange"] for s in newest] == ["[4:0_5:0)", "[3:0_4:0)"]
+    # Overlap keeps partial matches; exclusive ends do not touch.
+    window = await get_json(http, f"{base}?timerange=(1:0_3:0)")
+    assert [s["timerange"] for s in window] == ["[1:0_2:0)", "[2:0_3:0)"]
+    assert await get_json(http, f"{base}?timerange=[5:0_6:0)") == []
+    assert [s["object_id"] for s in await get_json(http, f"{base}?object_id={object_ids[3]}")] == [
+        object_ids[3]
+    ]
+    assert await get_json(http, f"/flows/{new_id()}/segments") == []  # unknown flow: 200 []
+
+    no_urls = await get_json(http, f"{base}?accept_get_urls=")
+    assert all(s["get_urls"] == [] for s in no_urls)
+    unsigned = await get_json(http, f"{base}?presigned=false")
+    assert all(s["get_urls"] == [] for s in unsigned)
+    brief = (await get_json(http, base))[0]["get_urls"][0]
+    assert set(brief) <= {"url", "presigned", "label"}
+    verbose = (await get_json(http, f"{base}?verbose_storage=true"))[0]["get_urls"][0]
+    assert verbose["controlled"] is True and "storage_id" in verbose and "id" not in verbose
+    with_range = (await get_json(http, f"{base}?include_object_timerange=true"))[0]
+    assert with_range["object_timerange"] == "[0:0_1:0)"
+    async with http.get(f"{base}?timerange=nonsense") as resp:
+        assert resp.status == 400
+
+
+async def test_overlaps_and_brackets(http: aiohttp.ClientSession) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    ids = await allocate_and_upload(http, flow["id"], [b"a"] * 6)
+    assert (await post(http, flow["id"], {"object_id": ids[0], "timerange": "[10:0_20:0)"}))[
+        0
+    ] == 201
+    # Touching on either side is fine; an instant at an exclusive end does not overlap.
+    assert (await post(http, flow["id"], {"object_id": ids[1], "timerange": "[20:0_30:0)"}))[
+        0
+    ] == 201
+    assert (await post(http, flow["id"], {"object_id": ids[2], "timerange": "[5:0_10:0)"}))[
+        0
+    ] == 201
+    for bad in ("[19:999999999_25:0)", "[15:0]", "[0:0_6:0)", "()", "[40:0_"):
+        status, error = await post(http, flow["id"], {"object_id": ids[3], "timerange": bad})
+        assert status == 400, bad
+        assert error["summary"], bad
+    assert (await post(http, flow["id"], {"object_id": ids[3], "timerange": "(30:0_31:0)"}))[
+        0
+    ] == 201
+
+
+async def test_bulk_partial_failure_and_object_rules(http: aiohttp.ClientSession) -> None:
+    flow, other = video_flow(), video_flow()
+    await put_flow(http, flow)
+    await put_flow(http, other)
+    ids = await allocate_and_upload(http, flow["id"], [b"m"] * 3)
+    async with http.post(f"/flows/{flow['id']}/storage", json={"limit": 1}) as resp:
+        never_uploaded = (await resp.json())["media_objects"][0]["object_id"]
+    body = [
+        {"object_id": ids[0], "timerange": "[0:0_1:0)"},
+        {"object_id": ids[1], "timerange": "[0:500000000_2:0)"},  # overlaps the first
+        {"object_id": never_uploaded, "timerange": "[3:0_4:0)"},
+        {"object_id": new_id(), "timerange": "[4:0_5:0)"},  # never allocated, no get_urls
+        {"object_id": ids[2], "timerange": "[5:0_6:0)"},
+    ]
+    status, result = await post(http, flow["id"], body)
+    assert status == 200
+    failed = {f["object_id"] for f in result["failed_segments"]}
+    assert failed == {ids[1], never_uploaded, body[3]["object_id"]}
+    listed = await get_json(http, f"/flows/{flow['id']}/segments")
+    assert [s["object_id"] for s in listed] == [ids[0], ids[2]]
+
+    # First registration of an allocated object belongs to the allocating flow ...
+    stray = await allocate_and_upload(http, other["id"], [b"s"])
+    status, _ = await post(http, flow["id"], {"object_id": stray[0], "timerange": "[9:0_10:0)"})
+    assert status == 400
+    # ... but once registered, any flow may reuse it.
+    status, _ = await post(http, other["id"], {"object_id": ids[0], "timerange": "[0:0_1:0)"})
+    assert status == 201
+    # An external object with its own URL.
+    external = {
+        "object_id": f"external-{new_id()}",
+        "timerange": "[7:0_8:0)",
+        "get_urls": [{"url": "https://cdn.example.com/x.ts", "label": "cdn"}],
+    }
+    assert (await post(http, flow["id"], external))[0] == 201
+    urls = (await get_json(http, f"/flows/{flow['id']}/segments?timerange=[7:0_8:0)"))[0]
+    assert urls["get_urls"] == [
+        {"url": "https://cdn.example.com/x.ts", "presigned": False, "label": "cdn"}
+    ]
+
+    async with http.put(f"/flows/{flow['id']}/read_only", json=True) as resp:
+        assert resp.status == 204
+    assert (await post(http, flow["id"], {"object_id": ids[2], "timerange": "[20:0_21:0)"}))[
+        0
+    ] == 403
+    assert await status_of(http, new_id(), ids[2], "[0:0_1:0)") == 404
+    async with http.post(f"/flows/{other['id']}/segments", json=[]) as resp:
+        assert resp.status == 400
