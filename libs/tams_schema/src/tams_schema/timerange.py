@@ -1,16 +1,22 @@
-"""TAMS timestamps and timeranges: parsed once, held as integer nanoseconds.
+"""TAMS timestamps and timeranges: parsed once at the edge, held as integer nanoseconds.
 
-Grammar (TAMS 8.2, `schemas/timerange.json`, AppNote 0008):
+Grammar (TAMS 8.2 `schemas/timestamp.json`, `schemas/timerange.json`, AppNote 0008):
 
     timestamp  ::= ["-"] ("0" | [1-9][0-9]*) ":" ("0" | [1-9][0-9]{0,8})
-    timerange  ::= [ "[" | "(" ] [timestamp] [ "_" [timestamp] ] [ "]" | ")" ]
+    timerange  ::= ["[" | "("] [timestamp] ["_" [timestamp]] ["]" | ")"]
 
-The `-` applies to the whole value (`-1:500000000` is -1.5 s). `_` alone is eternity,
-`()` (and the empty string) is the empty range, `[t]` or a bare `t` is an instant.
+The `-` applies to the whole value (`-1:500000000` is -1.5 s). `_` alone is eternity; `()` is
+the empty range ("never"); `[t]` (or `[t_t]`, or a bare `t`) is an instant, and an instant with
+an exclusive marker (`(t)`, `[t_t)`, `(t_t]`) is empty, as is any range whose end is before its
+start. Every other string the spec's regex accepts but that holds neither a timestamp nor `_`
+(`""`, `[]`, `[`, `)`) is empty too, so `parse` accepts exactly what the schema pattern accepts.
 
-Because every time is a whole number of nanoseconds, `(a_b)` and `[a+1_b-1]` are the same set;
-all algebra works on these normalised inclusive bounds, while the client's brackets are kept
-for rendering.
+Every time is a whole number of nanoseconds, so `(a_b)` and `[a+1_b-1]` are the same set: the
+algebra and equality work on these normalised inclusive bounds (`lo`, `hi`), while the
+client's brackets are kept for rendering.
+
+Timestamps must fit a signed 64-bit nanosecond count (about +-292 years around the epoch):
+larger values are rejected by `parse` so that stores never overflow.
 """
 
 from __future__ import annotations
@@ -19,67 +25,130 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
 NS_PER_SECOND = 1_000_000_000
 MIN_NS = -(2**63)
 MAX_NS = 2**63 - 1
 
+# Verbatim from the spec's schemas, for the JSON schema of the pydantic fields.
 TIMESTAMP_PATTERN = r"^-?(0|[1-9][0-9]*):(0|[1-9][0-9]{0,8})$"
 TIMERANGE_PATTERN = (
-    r"^(\[|\()?(-?(0|[1-9][0-9]*):(0|[1-9][0-9]{0,8}))?(_(-?(0|[1-9][0-9]*):"
-    r"(0|[1-9][0-9]{0,8}))?)?(\]|\))?$"
+    r"^(\[|\()?(-?(0|[1-9][0-9]*):(0|[1-9][0-9]{0,8}))?"
+    r"(_(-?(0|[1-9][0-9]*):(0|[1-9][0-9]{0,8}))?)?(\]|\))?$"
 )
-_TS = r"(-?)(0|[1-9][0-9]*):(0|[1-9][0-9]{0,8})"
-_TIMESTAMP_RE = re.compile(rf"^{_TS}$")
-_TIMERANGE_RE = re.compile(rf"^([\[(]?)(?:{_TS})?(?:(_)(?:{_TS})?)?([\])]?)$")
+
+# Same grammar with capturing groups; always used with fullmatch (a `$` would let "\n" through).
+_TS = r"(-)?(0|[1-9][0-9]*):(0|[1-9][0-9]{0,8})"
+_TIMESTAMP_RE = re.compile(_TS)
+_TIMERANGE_RE = re.compile(rf"([\[(])?(?:{_TS})?(?:(_)(?:{_TS})?)?([\])])?")
+# More seconds digits than this cannot fit int64 nanoseconds (and would hit int()'s digit limit).
+_MAX_SECONDS_DIGITS = 11
 
 
 class TimeRangeError(ValueError):
-    """A malformed timestamp or timerange; the message names the bad value."""
+    """A malformed timestamp or timerange; the message names the bad value and the reason."""
 
     def __init__(self, kind: str, value: str, reason: str) -> None:
         super().__init__(f"invalid {kind} {value!r}: {reason}")
         self.kind = kind
         self.value = value
+        self.reason = reason
 
 
-def _ns(sign: str, seconds: str, nanos: str) -> int:
+def _to_ns(sign: str | None, seconds: str, nanos: str) -> int | None:
+    """Nanoseconds of a grammar-checked timestamp, or None if it does not fit int64."""
+    if len(seconds) > _MAX_SECONDS_DIGITS:
+        return None
     value = int(seconds) * NS_PER_SECOND + int(nanos)
-    return -value if sign == "-" else value
+    if sign:
+        value = -value
+    return value if MIN_NS <= value <= MAX_NS else None
 
 
-def _why_timestamp(text: str) -> str:
+_OUT_OF_RANGE = "out of range (must fit a signed 64-bit count of nanoseconds)"
+
+
+def _timestamp_reason(text: str) -> str:
+    """Why `text` is not a timestamp, for the error message."""
+    if not text:
+        return "expected [-]SECONDS:NANOSECONDS, got nothing"
+    if any(c.isspace() for c in text):
+        return "whitespace is not allowed"
     if text.startswith("+"):
         return "a leading '+' is not allowed"
-    if ":" not in text:
-        return "expected SECONDS:NANOSECONDS"
-    seconds, _, nanos = text.lstrip("-").partition(":")
-    if not seconds.isdigit() or not nanos.isdigit():
+    if text.count(":") != 1:
+        return "expected [-]SECONDS:NANOSECONDS"
+    seconds, _, nanos = text.removeprefix("-").partition(":")
+    if not seconds:
+        return "the seconds are missing"
+    if not nanos:
+        return "the nanoseconds are missing"
+    if not (seconds + nanos).isascii() or not (seconds + nanos).isdigit():
         return "seconds and nanoseconds must be decimal digits"
     if (len(seconds) > 1 and seconds[0] == "0") or (len(nanos) > 1 and nanos[0] == "0"):
         return "leading zeros are not allowed"
     if len(nanos) > 9:
-        return "nanoseconds have at most 9 digits"
+        return "nanoseconds have at most 9 digits (0..999999999)"
     return "expected [-]SECONDS:NANOSECONDS"
+
+
+def _timerange_reason(text: str) -> str:
+    """Why `text` is not a timerange, for the error message."""
+    if any(c.isspace() for c in text):
+        return "whitespace is not allowed"
+    if "+" in text:
+        return "'+' is not allowed"
+    body = text
+    if body and body[0] in "[(":
+        body = body[1:]
+    if body and body[-1] in "])":
+        body = body[:-1]
+    if any(c in "[]()" for c in body):
+        return "only one '[' or '(' may open and one ']' or ')' may close the range"
+    parts = body.split("_")
+    if len(parts) > 2:
+        return "at most one '_' may separate start and end"
+    for part in parts:
+        if part and _TIMESTAMP_RE.fullmatch(part) is None:
+            return f"bad timestamp {part!r}: {_timestamp_reason(part)}"
+    return "expected [start]_[end] between optional '[' or '(' and ']' or ')'"
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class Timestamp:
-    """A point on the TAMS timeline in integer nanoseconds. `-0:0` parses as `0:0`."""
+    """A point on the TAMS timeline in signed integer nanoseconds.
+
+    `-0:0` is accepted and equals `0:0` (it renders as `0:0`); `-0:5` is -5 ns.
+    """
 
     ns: int
 
     @classmethod
     def parse(cls, text: str) -> Timestamp:
-        match = _TIMESTAMP_RE.match(text)
+        """Parse `[-]SECONDS:NANOS`; raise TimeRangeError for anything else."""
+        match = _TIMESTAMP_RE.fullmatch(text)
         if match is None:
-            raise TimeRangeError("timestamp", text, _why_timestamp(text))
-        return cls(_ns(*match.groups()))
+            raise TimeRangeError("timestamp", text, _timestamp_reason(text))
+        ns = _to_ns(*match.groups())
+        if ns is None:
+            raise TimeRangeError("timestamp", text, _OUT_OF_RANGE)
+        return cls(ns)
 
     @classmethod
     def from_ns(cls, ns: int) -> Timestamp:
         return cls(ns)
+
+    @property
+    def seconds(self) -> int:
+        """The `SECONDS` part with the value's sign (so `-0:5` gives 0: the sign lives in `ns`)."""
+        whole = abs(self.ns) // NS_PER_SECOND
+        return -whole if self.ns < 0 else whole
+
+    @property
+    def nanoseconds(self) -> int:
+        """The unsigned `NANOS` part (0..999999999)."""
+        return abs(self.ns) % NS_PER_SECOND
 
     def __str__(self) -> str:
         sign = "-" if self.ns < 0 else ""
@@ -94,57 +163,80 @@ class Timestamp:
 
 
 def format_ns(ns: int) -> str:
+    """Render integer nanoseconds as a TAMS timestamp string."""
     return str(Timestamp(ns))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class TimeRange:
-    """A set of nanoseconds on the timeline; None bounds are unbounded."""
+    """A set of integer nanoseconds on the timeline; a None bound is unbounded on that side.
+
+    Equality and hashing are by the set denoted, so all empty ranges are equal and
+    `(0:0_1:0)` == `[0:1_0:999999999]`. The clusivity flags of an unbounded side are
+    normalised to False (an infinite bound is never a member).
+    """
 
     start: int | None
     end: int | None
     include_start: bool = True
     include_end: bool = False
 
+    def __post_init__(self) -> None:
+        for bound in (self.start, self.end):
+            if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool)):
+                raise TypeError(f"TimeRange bounds are int nanoseconds or None, not {bound!r}")
+        if self.start is None and self.include_start:
+            object.__setattr__(self, "include_start", False)
+        if self.end is None and self.include_end:
+            object.__setattr__(self, "include_end", False)
+
     # --- construction -----------------------------------------------------------------
 
     @classmethod
     def parse(cls, text: str) -> TimeRange:
-        if text in ("", "()"):
-            return cls.never()
-        match = _TIMERANGE_RE.match(text)
+        """Parse any timerange the spec's pattern accepts; raise TimeRangeError otherwise.
+
+        A missing start marker means inclusive, a missing end marker exclusive; markers on a
+        missing side are ignored. The caller percent-decodes query strings first.
+        """
+        match = _TIMERANGE_RE.fullmatch(text)
         if match is None:
-            raise TimeRangeError("timerange", text, _why_timerange(text))
-        open_mark, s_sign, s_sec, s_ns, underscore, e_sign, e_sec, e_ns, close_mark = match.groups()
-        start = _ns(s_sign, s_sec, s_ns) if s_sec is not None else None
-        end = _ns(e_sign, e_sec, e_ns) if e_sec is not None else None
-        include_start = open_mark != "("
-        include_end = close_mark == "]"
+            raise TimeRangeError("timerange", text, _timerange_reason(text))
+        open_mark, s_sign, s_sec, s_nanos, underscore, e_sign, e_sec, e_nanos, close_mark = (
+            match.groups()
+        )
+        start = end = None
+        if s_sec is not None:
+            start = _to_ns(s_sign, s_sec, s_nanos)
+            if start is None:
+                raise TimeRangeError("timerange", text, f"the start is {_OUT_OF_RANGE}")
+        if e_sec is not None:
+            end = _to_ns(e_sign, e_sec, e_nanos)
+            if end is None:
+                raise TimeRangeError("timerange", text, f"the end is {_OUT_OF_RANGE}")
         if underscore is None:
             if start is None:
-                if open_mark and close_mark:
-                    # "[]", "(]", "[)": brackets around nothing are an empty range.
-                    return cls.never()
-                raise TimeRangeError("timerange", text, "expected a timestamp or '_'")
-            # An instant: "[t]", bare "t"; "(t)", "[t)", "(t]" are empty.
-            inclusive = open_mark != "(" and close_mark != ")"
-            if not inclusive:
+                # "", "()", "[]", "[", ")"...: nothing but markers is the empty range.
                 return cls.never()
-            return cls(start, start, True, True)
-        if close_mark == "" and end is not None:
-            include_end = False
-        return cls(start, end, include_start, include_end)
+            # An instant: "[t]", "t"; an exclusive marker on it ("(t)", "[t)", "t)") empties it.
+            if open_mark == "(" or close_mark == ")":
+                return cls.never()
+            return cls.instant(start)
+        return cls(start, end, open_mark != "(", close_mark == "]")
 
     @classmethod
     def eternity(cls) -> TimeRange:
-        return cls(None, None, True, False)
+        """The whole timeline, `_`."""
+        return cls(None, None, False, False)
 
     @classmethod
     def never(cls) -> TimeRange:
+        """The empty range, `()`."""
         return cls(0, 0, False, False)
 
     @classmethod
     def instant(cls, ns: int) -> TimeRange:
+        """The zero-duration range `[t]` holding the single nanosecond `ns`."""
         return cls(ns, ns, True, True)
 
     @classmethod
@@ -159,12 +251,12 @@ class TimeRange:
 
     @classmethod
     def from_half_open(cls, start: int, end: int) -> TimeRange:
-        """Inverse of `half_open`: MIN_NS/MAX_NS mean unbounded."""
+        """Inverse of `half_open`: `[start_end)`, with MIN_NS/MAX_NS meaning unbounded."""
         if start >= end:
             return cls.never()
         return cls(
-            None if start == MIN_NS else start,
-            None if end == MAX_NS else end,
+            None if start <= MIN_NS else start,
+            None if end >= MAX_NS else end,
             True,
             False,
         )
@@ -172,22 +264,23 @@ class TimeRange:
     # --- normalised bounds ------------------------------------------------------------
 
     @property
-    def lo(self) -> int:
-        """Smallest member (MIN_NS when unbounded below)."""
+    def lo(self) -> int | None:
+        """Smallest member, None when unbounded below (meaningless when empty)."""
         if self.start is None:
-            return MIN_NS
+            return None
         return self.start if self.include_start else self.start + 1
 
     @property
-    def hi(self) -> int:
-        """Largest member (MAX_NS when unbounded above)."""
+    def hi(self) -> int | None:
+        """Largest member, None when unbounded above (meaningless when empty)."""
         if self.end is None:
-            return MAX_NS
+            return None
         return self.end if self.include_end else self.end - 1
 
     @property
     def is_empty(self) -> bool:
-        return self.lo > self.hi
+        lo, hi = self.lo, self.hi
+        return lo is not None and hi is not None and lo > hi
 
     @property
     def is_eternity(self) -> bool:
@@ -195,96 +288,105 @@ class TimeRange:
 
     @property
     def is_instant(self) -> bool:
-        return not self.is_empty and self.lo == self.hi
+        lo = self.lo
+        return lo is not None and lo == self.hi
 
     @property
     def start_ts(self) -> Timestamp | None:
+        """The stored start (None if unbounded); check `include_start` for its clusivity."""
         return None if self.start is None else Timestamp(self.start)
 
     @property
     def end_ts(self) -> Timestamp | None:
+        """The stored end (None if unbounded); check `include_end` for its clusivity."""
         return None if self.end is None else Timestamp(self.end)
 
     @property
     def duration_ns(self) -> int | None:
-        """Length of the range (0 for an instant or an empty range; None if unbounded)."""
+        """Nanoseconds covered, `hi + 1 - lo`: 0 when empty, None when unbounded.
+
+        This is `b - a` of the canonical `[a_b)` spelling, so it adds up over adjoining
+        segments; an instant therefore counts 1 ns (use `is_instant` to detect one).
+        """
         if self.is_empty:
             return 0
-        if self.start is None or self.end is None:
+        lo, hi = self.lo, self.hi
+        if lo is None or hi is None:
             return None
-        return self.hi - self.lo + (0 if self.is_instant else 1)
+        return hi + 1 - lo
 
     def half_open(self) -> tuple[int, int] | None:
-        """`(lo, hi + 1)`, clamped to int64, or None when empty: the store's form."""
+        """`(lo, hi + 1)` for stores and indexes, None when empty.
+
+        Unbounded sides map to MIN_NS / MAX_NS and values are clamped into int64 (keeping
+        start < end), so a bound at an int64 extreme reads back as unbounded.
+        """
         if self.is_empty:
             return None
-        return self.lo, min(self.hi + 1, MAX_NS) if self.end is not None else MAX_NS
+        lo, hi = self.lo, self.hi
+        start = MIN_NS if lo is None else min(max(lo, MIN_NS), MAX_NS - 1)
+        end = MAX_NS if hi is None else max(min(hi + 1, MAX_NS), start + 1)
+        return start, end
 
-    def sort_key(self) -> tuple[int, int]:
-        return self.lo, self.hi
+    def sort_key(self) -> tuple[int, int, int, int]:
+        """Ascending time order on the normalised bounds: by first member, then last member.
+
+        An exclusive end `_2:0)` sorts before an instant `[2:0]`; unbounded sides sort
+        outermost; empty ranges sort before everything.
+        """
+        if self.is_empty:
+            return (0, 0, 0, 0)
+        lo, hi = self.lo, self.hi
+        return (1 if lo is None else 2, lo or 0, 1 if hi is None else 0, hi or 0)
 
     # --- algebra --------------------------------------------------------------------
 
     def overlaps(self, other: TimeRange) -> bool:
+        """True iff the intersection is non-empty (an empty range overlaps nothing)."""
         if self.is_empty or other.is_empty:
             return False
-        return self.lo <= other.hi and other.lo <= self.hi
+        return _le(self.lo, other.hi) and _le(other.lo, self.hi)
 
     def contains(self, other: TimeRange) -> bool:
-        """`other` ⊆ `self` (the empty range is contained in everything)."""
+        """`other` is a subset of `self` (the empty range is contained in everything)."""
         if other.is_empty:
             return True
         if self.is_empty:
             return False
-        return self.lo <= other.lo and other.hi <= self.hi
+        return _lo_key(self) <= _lo_key(other) and _hi_key(other) <= _hi_key(self)
 
     def contains_ns(self, ns: int) -> bool:
-        return not self.is_empty and self.lo <= ns <= self.hi
+        return not self.is_empty and _le(self.lo, ns) and _le(ns, self.hi)
 
     def intersection(self, other: TimeRange) -> TimeRange:
+        """The common part, keeping the operands' own brackets; `never()` if disjoint."""
         if not self.overlaps(other):
             return TimeRange.never()
-        start, include_start = max(
-            (self._start_bound(), self), (other._start_bound(), other), key=lambda b: b[0]
-        )[1]._start_parts()
-        end, include_end = min(
-            (self._end_bound(), self), (other._end_bound(), other), key=lambda b: b[0]
-        )[1]._end_parts()
-        return TimeRange(start, end, include_start, include_end)
+        first = _start_side(self, other, later=True)
+        last = _end_side(self, other, later=False)
+        return TimeRange(first.start, last.end, first.include_start, last.include_end)
 
     def covering(self, other: TimeRange) -> TimeRange:
-        """The smallest range containing both (a flow's timerange from its segments)."""
+        """The smallest range containing both (gaps included): a flow's timerange."""
         if self.is_empty:
             return other
         if other.is_empty:
             return self
-        first = self if self._start_bound() <= other._start_bound() else other
-        last = self if self._end_bound() >= other._end_bound() else other
-        start, include_start = first._start_parts()
-        end, include_end = last._end_parts()
-        return TimeRange(start, end, include_start, include_end)
+        first = _start_side(self, other, later=False)
+        last = _end_side(self, other, later=True)
+        return TimeRange(first.start, last.end, first.include_start, last.include_end)
 
-    def shift(self, offset_ns: int) -> TimeRange:
+    def shift(self, offset_ns: int | Timestamp) -> TimeRange:
+        """The range moved by `offset_ns` (e.g. a segment's `ts_offset`); empty stays empty."""
         if self.is_empty:
-            return self
+            return TimeRange.never()
+        offset = offset_ns.ns if isinstance(offset_ns, Timestamp) else offset_ns
         return TimeRange(
-            None if self.start is None else self.start + offset_ns,
-            None if self.end is None else self.end + offset_ns,
+            None if self.start is None else self.start + offset,
+            None if self.end is None else self.end + offset,
             self.include_start,
             self.include_end,
         )
-
-    def _start_bound(self) -> int:
-        return self.lo
-
-    def _end_bound(self) -> int:
-        return self.hi
-
-    def _start_parts(self) -> tuple[int | None, bool]:
-        return self.start, self.include_start
-
-    def _end_parts(self) -> tuple[int | None, bool]:
-        return self.end, self.include_end
 
     # --- identity and rendering ---------------------------------------------------------
 
@@ -296,65 +398,95 @@ class TimeRange:
         return self.lo == other.lo and self.hi == other.hi
 
     def __hash__(self) -> int:
-        return hash(None) if self.is_empty else hash((self.lo, self.hi))
+        return hash(()) if self.is_empty else hash((self.lo, self.hi))
 
     def __str__(self) -> str:
+        """Canonical form: `[a_b)` (stored brackets), `[a]`, `[a_`, `_b)`, `_`, `()`."""
         if self.is_empty:
             return "()"
-        if self.is_eternity:
-            return "_"
-        if self.start is not None and self.end is not None and self.lo == self.hi:
-            return f"[{format_ns(self.lo)}]"
-        left = (
-            ""
-            if self.start is None
-            else ("[" if self.include_start else "(") + format_ns(self.start)
-        )
-        right = "" if self.end is None else format_ns(self.end) + ("]" if self.include_end else ")")
+        lo = self.lo
+        if lo is not None and lo == self.hi:
+            return f"[{format_ns(lo)}]"
+        left = ""
+        if self.start is not None:
+            left = ("[" if self.include_start else "(") + format_ns(self.start)
+        right = ""
+        if self.end is not None:
+            right = format_ns(self.end) + ("]" if self.include_end else ")")
         return f"{left}_{right}"
 
     def __repr__(self) -> str:
-        return f"TimeRange({str(self)!r})"
+        return f"TimeRange.parse({str(self)!r})"
 
 
-def _why_timerange(text: str) -> str:
-    body = text.strip("[]()")
-    if not body:
-        return "expected a timestamp, '_' or '()'"
-    parts = body.split("_")
-    if len(parts) > 2:
-        return "at most one '_' separates start and end"
-    for part in parts:
-        if part and _TIMESTAMP_RE.match(part) is None:
-            return f"bad timestamp {part!r}: {_why_timestamp(part)}"
-    return "expected [start]_[end] between optional '[' '(' and ']' ')'"
+# Comparable forms of the normalised bounds, where a None `lo` is -infinity and a None `hi`
+# is +infinity.
+def _lo_key(tr: TimeRange) -> tuple[int, int]:
+    lo = tr.lo
+    return (0, 0) if lo is None else (1, lo)
 
 
-def _to_timerange(value: Any) -> TimeRange:
+def _hi_key(tr: TimeRange) -> tuple[int, int]:
+    hi = tr.hi
+    return (1, 0) if hi is None else (0, hi)
+
+
+def _start_side(a: TimeRange, b: TimeRange, later: bool) -> TimeRange:
+    """The operand whose start is later (or earlier); on a tie the one spelt inclusive `[`."""
+    ka, kb = _lo_key(a), _lo_key(b)
+    if ka == kb:
+        return b if b.include_start and not a.include_start else a
+    return a if (ka > kb) == later else b
+
+
+def _end_side(a: TimeRange, b: TimeRange, later: bool) -> TimeRange:
+    """The operand whose end is later (or earlier); on a tie the one spelt exclusive `)`."""
+    ka, kb = _hi_key(a), _hi_key(b)
+    if ka == kb:
+        return b if a.include_end and not b.include_end else a
+    return a if (ka > kb) == later else b
+
+
+def _le(lo: int | None, hi: int | None) -> bool:
+    """`lo <= hi` where a None `lo` is -infinity and a None `hi` is +infinity."""
+    return lo is None or hi is None or lo <= hi
+
+
+# --- pydantic integration -------------------------------------------------------------
+
+
+def _validate_timerange(value: Any) -> TimeRange:
     if isinstance(value, TimeRange):
         return value
     if not isinstance(value, str):
-        raise ValueError("a timerange must be a string")
+        raise TimeRangeError(
+            "timerange", repr(value), f"expected a string, not {type(value).__name__}"
+        )
     return TimeRange.parse(value)
 
 
-def _to_timestamp(value: Any) -> Timestamp:
+def _validate_timestamp(value: Any) -> Timestamp:
     if isinstance(value, Timestamp):
         return value
     if not isinstance(value, str):
-        raise ValueError("a timestamp must be a string")
+        raise TimeRangeError(
+            "timestamp", repr(value), f"expected a string, not {type(value).__name__}"
+        )
     return Timestamp.parse(value)
 
 
 TimeRangeField = Annotated[
     TimeRange,
-    BeforeValidator(_to_timerange),
+    PlainValidator(_validate_timerange),
     PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "pattern": TIMERANGE_PATTERN}),
 ]
+"""A TimeRange that is a canonical string in JSON and in `model_dump()`."""
+
 TimestampField = Annotated[
     Timestamp,
-    BeforeValidator(_to_timestamp),
+    PlainValidator(_validate_timestamp),
     PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "pattern": TIMESTAMP_PATTERN}),
 ]
+"""A Timestamp that is a canonical string in JSON and in `model_dump()`."""
