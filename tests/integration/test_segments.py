@@ -201,3 +201,31 @@ async def test_bulk_partial_failure_and_object_rules(http: aiohttp.ClientSession
     assert await status_of(http, new_id(), ids[2], "[0:0_1:0)") == 404
     async with http.post(f"/flows/{other['id']}/segments", json=[]) as resp:
         assert resp.status == 400
+
+
+async def test_objects_endpoint(http: aiohttp.ClientSession, spec: SpecValidator) -> None:
+    first, second = video_flow(tags={"team": "news"}), video_flow(tags={"team": "sport"})
+    await put_flow(http, first)
+    await put_flow(http, second)
+    object_id = (await allocate_and_upload(http, first["id"], [b"shared object"]))[0]
+    segment = {"object_id": object_id, "timerange": "[0:0_2:0)", "key_frame_count": 3}
+    assert (await post(http, first["id"], segment))[0] == 201
+    assert (await post(http, second["id"], {**segment, "timerange": "[10:0_12:0)"}))[0] == 201
+
+    got = await get_json(http, f"/objects/{object_id}")
+    spec.validate(got, "object.json")
+    assert sorted(got["referenced_by_flows"]) == sorted([first["id"], second["id"]])
+    assert got["first_referenced_by_flow"] == first["id"]
+    assert got["timerange"] == "[0:0_2:0)" and got["key_frame_count"] == 3
+    assert got["get_urls"] and got["get_urls"][0]["presigned"] is True
+    sport = await get_json(http, f"/objects/{object_id}?flow_tag.team=sport")
+    assert sport["referenced_by_flows"] == [second["id"]]
+    async with http.get(f"/objects/{object_id}?limit=1") as resp:
+        assert len((await resp.json())["referenced_by_flows"]) == 1
+        assert "Link" in resp.headers
+    assert (await get_json(http, f"/objects/{object_id}?accept_get_urls="))["get_urls"] == []
+
+    async with http.post(f"/flows/{first['id']}/storage", json={"limit": 1}) as resp:
+        unregistered = (await resp.json())["media_objects"][0]["object_id"]
+    await get_json(http, f"/objects/{unregistered}", status=404)
+    await get_json(http, f"/objects/{new_id()}", status=404)

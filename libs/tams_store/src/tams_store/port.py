@@ -158,6 +158,13 @@ class ReadTx(Protocol):
 
     def get_objects(self, object_ids: list[str]) -> dict[str, ObjectRecord]: ...
 
+    def object_flows(
+        self, object_id: str, flow_tags: TagFilter, page: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        """Ids of the flows with a segment using this object (filtered by the flows' tags),
+        in id order, and the key of the next page."""
+        ...
+
     def list_segments(
         self,
         flow_id: str,

@@ -121,7 +121,7 @@ def _page_columns(table: str) -> str:
     return f"{table}.doc AS doc, {table}.id AS id{extra}"
 
 
-def _tag_clauses(
+def tag_clauses(
     tags: TagFilter, table: str, owner: str, tag_table: str
 ) -> tuple[list[str], list[Any]]:
     clauses: list[str] = []
@@ -234,7 +234,7 @@ def list_sources(conn: sqlite3.Connection, query: SourceQuery) -> Page:
     if query.format is not None:
         where.append("sources.format = ?")
         params.append(query.format)
-    tag_where, tag_params = _tag_clauses(query.tags, "sources", "source_id", "source_tags")
+    tag_where, tag_params = tag_clauses(query.tags, "sources", "source_id", "source_tags")
     where += tag_where
     params += tag_params
     if query.collected_by_ids is not None:
@@ -391,7 +391,7 @@ def list_flows(conn: sqlite3.Connection, query: FlowQuery) -> Page:
     if query.init_segments is not None:
         where.append("coalesce(flows.init_segments, 0) = ?")
         params.append(int(query.init_segments))
-    tag_where, tag_params = _tag_clauses(query.tags, "flows", "flow_id", "flow_tags")
+    tag_where, tag_params = tag_clauses(query.tags, "flows", "flow_id", "flow_tags")
     where += tag_where
     params += tag_params
     if query.collected_by_ids is not None:

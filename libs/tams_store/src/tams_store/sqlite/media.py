@@ -13,8 +13,9 @@ import json
 import sqlite3
 from typing import Any
 
-from tams_store.port import ObjectRecord, SegmentPage, SegmentRecord
+from tams_store.port import ObjectRecord, SegmentPage, SegmentRecord, TagFilter
 from tams_store.sqlite import cursor
+from tams_store.sqlite.catalog import tag_clauses
 
 MIN_NS = -(2**63)
 
@@ -168,3 +169,36 @@ def list_segments(
         for r in rows
     ]
     return SegmentPage(items=items, limit=limit, next_key=next_key)
+
+
+def object_flows(
+    conn: sqlite3.Connection,
+    object_id: str,
+    flow_tags: TagFilter,
+    page: str | None,
+    limit: int,
+) -> tuple[list[str], str | None]:
+    where = ["s.object_id = ?"]
+    params: list[Any] = [object_id]
+    clauses, args = tag_clauses(flow_tags, "f", "flow_id", "flow_tags")
+    if clauses:
+        where.append(
+            "EXISTS (SELECT 1 FROM flows f WHERE f.id = s.flow_id AND "
+            + " AND ".join(clauses)
+            + ")"
+        )
+        params += args
+    if page is not None:
+        (after,) = cursor.decode(page, 1)
+        where.append("s.flow_id > ?")
+        params.append(str(after))
+    rows = conn.execute(
+        f"SELECT DISTINCT s.flow_id FROM segments s WHERE {' AND '.join(where)} "
+        "ORDER BY s.flow_id LIMIT ?",
+        [*params, limit + 1],
+    ).fetchall()
+    ids = [r[0] for r in rows]
+    if len(ids) > limit:
+        ids = ids[:limit]
+        return ids, cursor.encode([ids[-1]])
+    return ids, None

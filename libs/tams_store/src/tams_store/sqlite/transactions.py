@@ -17,6 +17,7 @@ from tams_store.port import (
     SegmentPage,
     SegmentRecord,
     SourceQuery,
+    TagFilter,
 )
 from tams_store.sqlite import catalog, media
 
@@ -85,6 +86,11 @@ class SqliteReadTx:
             page=page,
             limit=limit,
         )
+
+    def object_flows(
+        self, object_id: str, flow_tags: TagFilter, page: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        return media.object_flows(self.conn, object_id, flow_tags, page, limit)
 
 
 class SqliteWriteTx(SqliteReadTx):

@@ -9,8 +9,9 @@ from pydantic import TypeAdapter
 
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
-from tams_gateway.errors import bad_request
+from tams_gateway.errors import bad_request, not_found
 from tams_gateway.paging import page_limit, paging_headers
+from tams_gateway.queries import tag_filter
 from tams_gateway.requests import json_body, query_bool, query_timerange
 from tams_gateway.urls import UrlFilter
 from tams_schema.models import FlowSegmentPost, StorageRequest, dump
@@ -117,3 +118,42 @@ async def list_segments(request: web.Request) -> web.Response:
         timerange=str(covering),
     )
     return web.json_response(items, headers=headers)
+
+
+@routes.get("/objects/{object_id:.+}")
+async def get_object(request: web.Request) -> web.Response:
+    """An object, its instances and the flows that use it. Allocated but never registered
+    objects are not objects yet: 404, as the spec says."""
+    gw: Gateway = request.app[GATEWAY]
+    object_id = request.match_info["object_id"]
+    filters = UrlFilter.from_query(request)
+    flow_tags = tag_filter(request, "flow_tag")
+    limit = page_limit(request, gw.settings)
+    page_key = request.query.get("page")
+
+    def read(tx: Any) -> tuple[ObjectRecord | None, list[str], str | None, ObjectRecord | None]:
+        obj = tx.get_objects([object_id]).get(object_id)
+        if obj is None or not obj.registered:
+            return None, [], None, None
+        flows, next_key = tx.object_flows(object_id, flow_tags, page_key, limit)
+        init_id = obj.doc.get("init_object_id")
+        init = tx.get_objects([init_id]).get(init_id) if init_id else None
+        return obj, flows, next_key, init
+
+    obj, flows, next_key, init = await gw.read_page(read)
+    if obj is None:
+        raise not_found(f"object {object_id} does not exist (or was never registered)")
+    body: dict[str, Any] = {"id": object_id, "referenced_by_flows": flows}
+    if obj.first_referenced_by_flow:
+        body["first_referenced_by_flow"] = obj.first_referenced_by_flow
+    for key in ("timerange", "key_frame_count"):
+        if key in obj.doc:
+            body[key] = obj.doc[key]
+    body["get_urls"] = gw.urls.get_urls(obj, filters)
+    if "init_object_id" in obj.doc:
+        init_urls = gw.urls.get_urls(init, filters) if init else []
+        body["init_object"] = {"id": obj.doc["init_object_id"], "get_urls": init_urls}
+    headers = paging_headers(
+        request, gw.settings, limit=limit, count=None, next_key=next_key, reverse_order=None
+    )
+    return web.json_response(body, headers=headers)
