@@ -1,0 +1,137 @@
+"""Benchmark: registering segments through the gateway (single POSTs and bulk POSTs of 100).
+
+    uv run python bench/segments_write.py
+
+A pool of objects is allocated, uploaded and registered once; the measured POSTs then reuse
+those objects (as a loop recorder or an edit would), so the figures are about registration,
+not about uploading bytes. Two loads, on a fresh stack:
+  single  32 clients, each POSTing one segment at a time to its own flow (closed loop);
+  bulk    8 clients, each POSTing arrays of 100 segments to its own flow (closed loop).
+Prints segments/s and request latency percentiles for each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).parent))
+from catalog import run_load
+
+SEGMENT_NS = 1_000_000_000
+
+
+def tr(n: int) -> str:
+    return f"[{n}:0_{n + 1}:0)"
+
+
+def video_flow() -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "source_id": str(uuid.uuid4()),
+        "format": "urn:x-nmos:format:video",
+        "codec": "video/h264",
+        "container": "video/mp2t",
+        "essence_parameters": {
+            "frame_width": 1920,
+            "frame_height": 1080,
+            "frame_rate": {"numerator": 50},
+        },
+    }
+
+
+async def prepare_objects(http: aiohttp.ClientSession, count: int) -> list[str]:
+    """Allocate, upload and register `count` objects on a warm-up flow."""
+    flow = video_flow()
+    async with http.put(f"/flows/{flow['id']}", json=flow) as resp:
+        assert resp.status == 201
+    async with http.post(f"/flows/{flow['id']}/storage", json={"limit": count}) as resp:
+        objects = (await resp.json())["media_objects"]
+    async with aiohttp.ClientSession() as anonymous:
+        for item in objects:
+            url = item["put_url"]
+            async with anonymous.put(
+                url["url"], data=b"\x47" * 188, headers={"Content-Type": url["content-type"]}
+            ) as resp:
+                assert resp.status == 200
+    body = [{"object_id": o["object_id"], "timerange": tr(i)} for i, o in enumerate(objects)]
+    async with http.post(f"/flows/{flow['id']}/segments", json=body) as resp:
+        assert resp.status == 201, await resp.text()
+    return [o["object_id"] for o in objects]
+
+
+async def bench(url: str, singles: int, bulks: int) -> list[dict[str, Any]]:
+    results = []
+    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=64)) as http:
+        objects = await prepare_objects(http, 100)
+        flows = [video_flow() for _ in range(32)]
+        for flow in flows:
+            async with http.put(f"/flows/{flow['id']}", json=flow) as resp:
+                assert resp.status == 201
+        next_slot = {f["id"]: 0 for f in flows}
+
+        async def single(n: int) -> int:
+            flow_id = flows[n % len(flows)]["id"]
+            slot = next_slot[flow_id]
+            next_slot[flow_id] = slot + 1
+            segment = {"object_id": objects[n % len(objects)], "timerange": tr(slot)}
+            async with http.post(f"/flows/{flow_id}/segments", json=segment) as resp:
+                await resp.read()
+                return resp.status
+
+        row = await run_load("single POST (closed)", single, 201, total=singles, rate=None)
+        row["segments_per_s"] = row["throughput_per_s"]
+        results.append(row)
+
+        bulk_flows = flows[:8]
+
+        async def bulk(n: int) -> int:
+            flow_id = bulk_flows[n % len(bulk_flows)]["id"]
+            slot = next_slot[flow_id]
+            next_slot[flow_id] = slot + 100
+            body = [
+                {"object_id": objects[(slot + i) % len(objects)], "timerange": tr(slot + i)}
+                for i in range(100)
+            ]
+            async with http.post(f"/flows/{flow_id}/segments", json=body) as resp:
+                await resp.read()
+                return resp.status
+
+        row = await run_load("bulk POST x100 (closed)", bulk, 201, total=bulks, rate=None)
+        row["segments_per_s"] = row["throughput_per_s"] * 100
+        print(f"bulk: {row['segments_per_s']:.0f} segments/s", flush=True)
+        results.append(row)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--singles", type=int, default=5000)
+    parser.add_argument("--bulks", type=int, default=500)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    from tams_stack.stack import Stack
+
+    stack = Stack(Path(tempfile.mkdtemp(prefix="tams-bench-")))
+    stack.start_infrastructure()
+    try:
+        asyncio.run(stack.start_services(("catalog", "segments", "gateway")))
+        results = asyncio.run(bench(stack.gateway_url, args.singles, args.bulks))
+    finally:
+        stack.stop()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
