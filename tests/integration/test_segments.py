@@ -229,3 +229,28 @@ async def test_objects_endpoint(http: aiohttp.ClientSession, spec: SpecValidator
         unregistered = (await resp.json())["media_objects"][0]["object_id"]
     await get_json(http, f"/objects/{unregistered}", status=404)
     await get_json(http, f"/objects/{new_id()}", status=404)
+
+
+async def test_deleting_a_flow_removes_its_segments(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    ids = await allocate_and_upload(http, flow["id"], [b"d"] * 2)
+    body = [{"object_id": o, "timerange": f"[{i}:0_{i + 1}:0)"} for i, o in enumerate(ids)]
+    assert (await post(http, flow["id"], body))[0] == 201
+    async with EventReader(tams_stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]) as reader:
+        async with http.delete(f"/flows/{flow['id']}") as resp:
+            assert resp.status == 204
+
+        def mine(evs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [e for e in evs if e["key"] == flow["id"]]
+
+        events = mine(await reader.until(lambda evs: len(mine(evs)) >= 2))
+    assert [e["event_type"] for e in events] == ["flows/segments_deleted", "flows/deleted"]
+    assert events[0]["event"] == {"flow_id": flow["id"], "timerange": "[0:0_2:0)"}
+    assert await get_json(http, f"/flows/{flow['id']}/segments") == []
+    await put_flow(http, flow)  # the same id again starts empty
+    assert await get_json(http, f"/flows/{flow['id']}/segments") == []
+    again = await get_json(http, f"/flows/{flow['id']}?include_timerange=true")
+    assert again["timerange"] == "()"

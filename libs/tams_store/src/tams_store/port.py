@@ -218,7 +218,8 @@ class WriteTx(ReadTx, Protocol):
         ...
 
     def delete_flow(self, flow_id: str) -> None:
-        """Remove the flow, its tags and collection links (segments are removed separately)."""
+        """Remove the flow, its tags, collection links and segments (object bytes stay until
+        object garbage collection)."""
         ...
 
     def put_profile(self, profile: Doc) -> None: ...

@@ -132,21 +132,35 @@ def _drop_source_if_orphaned(tx: WriteTx, source_id: str, now: datetime) -> list
 
 @rules
 def delete_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
-    """DELETE /flows/{id} for a flow without segments (the segments service takes the rest)."""
+    """DELETE /flows/{id}: the flow and its segments, at once (204).
+
+    Object bytes are left in S3 until object garbage collection exists; asynchronous deletion
+    with deletion requests (202) arrives with the media issue's deletion work."""
     flow_id = command.payload["flow_id"]
     now = now_of(command)
     flow = require_flow(tx, flow_id)
     if flow.get("read_only"):
         raise domain.read_only(flow_id)
+    extent = tx.flow_timerange(flow_id)
     tx.delete_flow(flow_id)
-    events = [
+    events = []
+    if not extent.is_empty:
+        events.append(
+            TamsEvent(
+                key=flow_id,
+                event_type="flows/segments_deleted",
+                event_timestamp=now,
+                event={"flow_id": flow_id, "timerange": str(extent)},
+            )
+        )
+    events.append(
         TamsEvent(
             key=flow_id,
             event_type="flows/deleted",
             event_timestamp=now,
             event={"flow_id": flow_id},
         )
-    ]
+    )
     events.extend(_drop_source_if_orphaned(tx, flow["source_id"], now))
     return Outcome(status=204, events=events)
 

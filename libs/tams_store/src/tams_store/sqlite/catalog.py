@@ -348,7 +348,8 @@ def put_flow(conn: sqlite3.Connection, flow: Doc) -> None:
 
 
 def delete_flow(conn: sqlite3.Connection, flow_id: str) -> None:
-    """Remove the flow, and remove it from the `flow_collection` of flows that collect it."""
+    """Remove the flow and its segments, and remove it from the `flow_collection` of flows
+    that collect it."""
     for (collector_id,) in conn.execute(
         "SELECT collector_id FROM flow_collections WHERE member_id = ?", (flow_id,)
     ).fetchall():
@@ -357,6 +358,8 @@ def delete_flow(conn: sqlite3.Connection, flow_id: str) -> None:
         doc["flow_collection"] = [m for m in doc.get("flow_collection", []) if m["id"] != flow_id]
         conn.execute("UPDATE flows SET doc = ? WHERE id = ?", (json.dumps(doc), collector_id))
     conn.execute("DELETE FROM flow_collections WHERE member_id = ?", (flow_id,))
+    # Its segments go in the same transaction: nothing of the flow is left half-deleted.
+    conn.execute("DELETE FROM segments WHERE flow_id = ?", (flow_id,))
     conn.execute("DELETE FROM flows WHERE id = ?", (flow_id,))
 
 
