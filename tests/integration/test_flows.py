@@ -421,3 +421,30 @@ async def test_every_change_publishes_its_event_once(
     assert source_events[2]["event"] == {"source_id": flow["source_id"]}
     for event in events:
         assert event["event_timestamp"].endswith("Z")
+
+
+async def test_events_carry_the_source_and_collectors_of_their_flow(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    """Webhook filters on source and collection ids need these even for flows/deleted."""
+    member = video_flow()
+    await put_flow(http, member)
+    collector = multi_flow([member["id"]])
+    await put_flow(http, collector)
+    async with EventReader(tams_stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]) as reader:
+        async with http.put(f"/flows/{member['id']}/label", json="camera") as resp:
+            assert resp.status == 204
+        async with http.put(f"/sources/{member['source_id']}/label", json="cam") as resp:
+            assert resp.status == 204
+
+        def mine(events: list[dict]) -> list[dict]:  # type: ignore[type-arg]
+            return [e for e in events if e["key"] in (member["id"], member["source_id"])]
+
+        flow_updated, source_updated = mine(await reader.until(lambda evs: len(mine(evs)) >= 2))
+    assert flow_updated["headers"]["tams-flow-id"] == member["id"]
+    assert flow_updated["headers"]["tams-source-id"] == member["source_id"]
+    assert flow_updated["headers"]["tams-flow-collected-by"] == collector["id"]
+    assert flow_updated["headers"]["tams-source-collected-by"] == collector["source_id"]
+    assert source_updated["headers"]["tams-source-id"] == member["source_id"]
+    assert source_updated["headers"]["tams-source-collected-by"] == collector["source_id"]
+    assert "tams-flow-id" not in source_updated["headers"]

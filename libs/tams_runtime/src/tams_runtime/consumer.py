@@ -56,6 +56,7 @@ class EventPublisher:
                 ("event_id", event.event_id.encode()),
                 ("event_type", event.event_type.encode()),
                 ("schema_version", str(EVENT_SCHEMA_VERSION).encode()),
+                *event.context.headers(),
             ]
             sends.append(
                 await self.producer.send(

@@ -50,6 +50,8 @@ class S3Settings(BaseSettings):
     store_product: str = "SeaweedFS"
     # Presigned URLs stay valid at least this long (30 s .. the min object timeout).
     presigned_url_timeout_s: int = 3600
+    # More storage backends, as a JSON array (tams_runtime.storage explains the format).
+    extra_backends: str | None = None
 
 
 class HttpSettings(BaseSettings):

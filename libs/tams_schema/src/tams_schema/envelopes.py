@@ -70,12 +70,53 @@ class Reply(BaseModel):
     body: Any = None
 
 
+class EventContext(BaseModel):
+    """Facts about an event's subject at the time of the change that its payload lacks.
+
+    Webhook filters (`source_ids`, `flow_collected_by_ids`, `source_collected_by_ids`) need
+    a flow's source and who collects the flow and its source, also for `flows/deleted` and
+    `flows/segments_*` events whose payload names only the flow. They travel as headers.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    flow_id: str | None = None
+    source_id: str | None = None
+    flow_collected_by: list[str] = Field(default_factory=list)
+    source_collected_by: list[str] = Field(default_factory=list)
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        headers: list[tuple[str, bytes]] = []
+        if self.flow_id is not None:
+            headers.append(("tams-flow-id", self.flow_id.encode()))
+            headers.append(("tams-flow-collected-by", ",".join(self.flow_collected_by).encode()))
+        if self.source_id is not None:
+            headers.append(("tams-source-id", self.source_id.encode()))
+            headers.append(
+                ("tams-source-collected-by", ",".join(self.source_collected_by).encode())
+            )
+        return headers
+
+    @classmethod
+    def from_headers(cls, headers: dict[str, str]) -> EventContext:
+        def ids(name: str) -> list[str]:
+            value = headers.get(name, "")
+            return value.split(",") if value else []
+
+        return cls(
+            flow_id=headers.get("tams-flow-id"),
+            source_id=headers.get("tams-source-id"),
+            flow_collected_by=ids("tams-flow-collected-by"),
+            source_collected_by=ids("tams-source-collected-by"),
+        )
+
+
 class TamsEvent(BaseModel):
     """A TAMS event exactly as the spec's webhook payload, plus its id and routing key.
 
     On the public events topic the Kafka value is the payload (`event_timestamp`,
-    `event_type`, `event`); `event_id`, the schema version and the trace context travel in
-    headers so the value stays the spec's shape.
+    `event_type`, `event`); `event_id`, the schema version, the trace context and the
+    `context` travel in headers so the value stays the spec's shape.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -85,6 +126,7 @@ class TamsEvent(BaseModel):
     event_type: str
     event_timestamp: datetime = Field(default_factory=utc_now)
     event: dict[str, Any]
+    context: EventContext = Field(default_factory=EventContext)
 
     def payload(self) -> dict[str, Any]:
         return {

@@ -105,6 +105,15 @@ class ObjectRecord:
     first_referenced_by_flow: str | None
     doc: Doc
 
+    @property
+    def controlled_storage_ids(self) -> list[str]:
+        """Backends holding a controlled copy of the bytes, the allocation backend first
+        (`doc["controlled_storage_ids"]` once instances were added or removed)."""
+        copies = self.doc.get("controlled_storage_ids")
+        if copies is not None:
+            return list(copies)
+        return [self.storage_id] if self.storage_id else []
+
 
 @dataclass(frozen=True)
 class SegmentRecord:

@@ -13,8 +13,9 @@ from functools import wraps
 
 from tams_catalog import domain
 from tams_catalog.domain import CatalogError, Doc
+from tams_runtime import events
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome, TamsEvent
-from tams_store import WriteTx
+from tams_store import ReadTx, WriteTx
 
 Handler = Callable[[WriteTx, CommandEnvelope], Outcome]
 
@@ -38,19 +39,12 @@ def now_of(command: CommandEnvelope) -> datetime:
     return command.issued_at.astimezone(UTC)
 
 
-def flow_event(kind: str, flow: Doc, now: datetime) -> TamsEvent:
-    return TamsEvent(
-        key=flow["id"], event_type=f"flows/{kind}", event_timestamp=now, event={"flow": flow}
-    )
+def flow_event(tx: ReadTx, kind: str, flow: Doc, now: datetime) -> TamsEvent:
+    return events.flow_event(kind, {"flow": flow}, events.flow_context(tx, flow), now)
 
 
 def source_event(kind: str, source: Doc, now: datetime) -> TamsEvent:
-    return TamsEvent(
-        key=source["id"],
-        event_type=f"sources/{kind}",
-        event_timestamp=now,
-        event={"source": source},
-    )
+    return events.source_event(kind, {"source": source}, events.source_context(source), now)
 
 
 def require_flow(tx: WriteTx, flow_id: str) -> Doc:
@@ -97,37 +91,32 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     domain.check_collection(
         flow_id, collection, {m["id"] for m in collection if tx.get_flow(m["id"]) is not None}
     )
-    events: list[TamsEvent] = []
+    changes: list[TamsEvent] = []
     source = tx.get_source(flow["source_id"])
     if source is None:
         source = domain.new_source(flow, now)
         tx.put_source(source)
-        events.append(source_event("created", source, now))
+        changes.append(source_event("created", source, now))
     else:
         domain.check_source_format(flow, source)
     tx.put_flow(flow)
     if existing is not None and existing["source_id"] != flow["source_id"]:
-        events.extend(_drop_source_if_orphaned(tx, existing["source_id"], now))
+        changes.extend(_drop_source_if_orphaned(tx, existing["source_id"], now))
     stored_flow = require_flow(tx, flow_id)
-    events.append(flow_event("updated" if existing else "created", stored_flow, now))
+    changes.append(flow_event(tx, "updated" if existing else "created", stored_flow, now))
     if existing is None:
-        return Outcome(status=201, body=stored_flow, events=events)
-    return Outcome(status=204, events=events)
+        return Outcome(status=201, body=stored_flow, events=changes)
+    return Outcome(status=204, events=changes)
 
 
 def _drop_source_if_orphaned(tx: WriteTx, source_id: str, now: datetime) -> list[TamsEvent]:
     """Sources die with their last flow (ADR 0018)."""
     if tx.count_flows_of_source(source_id) > 0:
         return []
+    source = tx.get_source(source_id)
     tx.delete_source(source_id)
-    return [
-        TamsEvent(
-            key=source_id,
-            event_type="sources/deleted",
-            event_timestamp=now,
-            event={"source_id": source_id},
-        )
-    ]
+    context = events.source_context(source or {"id": source_id})
+    return [events.source_event("deleted", {"source_id": source_id}, context, now)]
 
 
 @rules
@@ -142,33 +131,26 @@ def delete_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     if flow.get("read_only"):
         raise domain.read_only(flow_id)
     extent = tx.flow_timerange(flow_id)
+    context = events.flow_context(tx, flow)
     tx.delete_flow(flow_id)
-    events = []
+    changes = []
     if not extent.is_empty:
-        events.append(
-            TamsEvent(
-                key=flow_id,
-                event_type="flows/segments_deleted",
-                event_timestamp=now,
-                event={"flow_id": flow_id, "timerange": str(extent)},
+        changes.append(
+            events.flow_event(
+                "segments_deleted", {"flow_id": flow_id, "timerange": str(extent)}, context, now
             )
         )
-    events.append(
-        TamsEvent(
-            key=flow_id,
-            event_type="flows/deleted",
-            event_timestamp=now,
-            event={"flow_id": flow_id},
-        )
-    )
-    events.extend(_drop_source_if_orphaned(tx, flow["source_id"], now))
-    return Outcome(status=204, events=events)
+    changes.append(events.flow_event("deleted", {"flow_id": flow_id}, context, now))
+    changes.extend(_drop_source_if_orphaned(tx, flow["source_id"], now))
+    return Outcome(status=204, events=changes)
 
 
 def _flow_change(tx: WriteTx, command: CommandEnvelope, updated: Doc) -> Outcome:
     now = now_of(command)
     tx.put_flow(stored(updated))
-    return Outcome(status=204, events=[flow_event("updated", require_flow(tx, updated["id"]), now)])
+    return Outcome(
+        status=204, events=[flow_event(tx, "updated", require_flow(tx, updated["id"]), now)]
+    )
 
 
 @rules

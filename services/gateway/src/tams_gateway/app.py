@@ -14,12 +14,12 @@ from tams_gateway.errors import error_middleware
 from tams_gateway.observability import metrics_middleware
 from tams_gateway.routes import flows, media, profiles, service, sources
 from tams_gateway.settings import GatewaySettings
-from tams_gateway.urls import UrlBuilder
 from tams_runtime.bus import CommandBus
 from tams_runtime.components import StoreComponent
-from tams_runtime.s3 import Presigner
+from tams_runtime.media import UrlBuilder
 from tams_runtime.service import run, serve
 from tams_runtime.settings import HttpSettings, KafkaSettings, S3Settings
+from tams_runtime.storage import StorageBackends
 from tams_store import open_store_from_env
 
 SERVICE = "gateway"
@@ -43,8 +43,16 @@ async def main() -> None:
     store = open_store_from_env()
     bus = CommandBus(kafka)
     s3 = S3Settings()
-    urls = UrlBuilder(s3, Presigner.from_settings(s3, s3.presigned_url_timeout_s))
-    gateway = Gateway(settings=settings, kafka=kafka, s3=s3, store=store, bus=bus, urls=urls)
+    backends = StorageBackends.from_settings(s3)
+    gateway = Gateway(
+        settings=settings,
+        kafka=kafka,
+        s3=s3,
+        store=store,
+        bus=bus,
+        backends=backends,
+        urls=UrlBuilder(backends),
+    )
     await serve(
         SERVICE,
         [StoreComponent(store), bus],

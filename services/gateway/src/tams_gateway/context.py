@@ -10,9 +10,10 @@ from aiohttp import web
 
 from tams_gateway.errors import bad_request
 from tams_gateway.settings import GatewaySettings
-from tams_gateway.urls import UrlBuilder
 from tams_runtime.bus import CommandBus
+from tams_runtime.media import UrlBuilder
 from tams_runtime.settings import KafkaSettings, S3Settings
+from tams_runtime.storage import StorageBackends
 from tams_schema.topics import Topics
 from tams_store import ReadTx, Store
 from tams_store.port import InvalidPageKey
@@ -27,6 +28,7 @@ class Gateway:
     s3: S3Settings
     store: Store
     bus: CommandBus
+    backends: StorageBackends
     urls: UrlBuilder
 
     @property
@@ -41,17 +43,7 @@ class Gateway:
             raise bad_request(f"invalid page key: {exc}") from exc
 
     def storage_backends(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": self.s3.storage_id,
-                "label": self.s3.storage_label,
-                "store_type": "http_object_store",
-                "provider": self.s3.provider,
-                "store_product": self.s3.store_product,
-                "region": self.s3.region,
-                "default_storage": True,
-            }
-        ]
+        return [backend.descriptor() for backend in self.backends.all]
 
     def event_stream_mechanisms(self) -> list[dict[str, Any]]:
         return [

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tams_runtime.s3 import Presigner, S3Client
 from tams_runtime.service import run, serve_command_service
 from tams_runtime.settings import S3Settings
+from tams_runtime.storage import BackendClients, StorageBackends
 from tams_segments.registration import ObjectChecker, Registrar
 from tams_segments.storage import Allocator
 
@@ -19,12 +19,12 @@ SERVICE = "segments"
 
 async def main() -> None:
     settings = S3Settings()
-    s3 = S3Client(settings)
-    presigner = Presigner.from_settings(settings, settings.presigned_url_timeout_s)
+    backends = StorageBackends.from_settings(settings)
+    s3 = BackendClients(backends)
 
     def handlers(store: Any) -> dict[str, Any]:
         return {
-            "storage.allocate": Allocator(settings, presigner),
+            "storage.allocate": Allocator(backends),
             "segments.add": Registrar(store, ObjectChecker(s3)),
         }
 

@@ -16,8 +16,11 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
-from tams_runtime.s3 import S3Client, object_key
-from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome, TamsEvent
+from tams_runtime.events import flow_context, flow_event
+from tams_runtime.media import segment_view
+from tams_runtime.s3 import object_key
+from tams_runtime.storage import BackendClients
+from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
 from tams_schema.timerange import TimeRange, Timestamp
 from tams_store import Store, WriteTx
 from tams_store.port import ObjectRecord, SegmentRecord
@@ -36,15 +39,17 @@ def error(type_: str, summary: str) -> dict[str, Any]:
 class ObjectChecker:
     """Asks S3 whether objects have been uploaded (HEAD), a few at a time."""
 
-    def __init__(self, s3: S3Client, concurrency: int = 16) -> None:
+    def __init__(self, s3: BackendClients, concurrency: int = 16) -> None:
         self.s3 = s3
         self.limit = asyncio.Semaphore(concurrency)
 
-    async def exists(self, object_id: str) -> bool:
-        client = self.s3.client
+    async def exists(self, object_id: str, storage_id: str) -> bool:
+        client = self.s3.client(storage_id)
         async with self.limit:
             try:
-                await client.head_object(Bucket=self.s3.settings.bucket, Key=object_key(object_id))
+                await client.head_object(
+                    Bucket=self.s3.bucket(storage_id), Key=object_key(object_id)
+                )
             except client.exceptions.ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                     return False
@@ -67,8 +72,12 @@ class Registrar:
             - {i for i, seen in self.uploaded.items() if seen}
         )
         known = await self.store.read(lambda tx: tx.get_objects(ids))
-        first_time = [i for i in ids if i in known and not known[i].registered]
-        results = await asyncio.gather(*(self.checker.exists(i) for i in first_time))
+        first_time = [
+            i for i in ids if i in known and not known[i].registered and known[i].storage_id
+        ]
+        results = await asyncio.gather(
+            *(self.checker.exists(i, str(known[i].storage_id)) for i in first_time)
+        )
         self.uploaded.update(zip(first_time, results, strict=True))
 
     def __call__(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
@@ -111,15 +120,10 @@ class Registrar:
         tx.add_segments(flow_id, accepted, list(new_objects.values()), stamp)
         events = []
         if accepted:
-            segments = [segment_view(r, {**known, **new_objects}[r.object_id]) for r in accepted]
-            events.append(
-                TamsEvent(
-                    key=flow_id,
-                    event_type="flows/segments_added",
-                    event_timestamp=now,
-                    event={"flow_id": flow_id, "segments": segments},
-                )
-            )
+            objects = {**known, **new_objects}
+            segments = [segment_view(r, objects) for r in accepted]
+            added = {"flow_id": flow_id, "segments": segments}
+            events.append(flow_event("segments_added", added, flow_context(tx, flow), now))
         if single:
             if failures:
                 return Outcome(status=400, body=failures[0]["error"])
@@ -220,14 +224,3 @@ def object_properties(item: dict[str, Any], default_range: str, external: bool) 
             for u in item["get_urls"]
         ]
     return props
-
-
-def segment_view(record: SegmentRecord, obj: ObjectRecord | None) -> dict[str, Any]:
-    """A segment as the API shows it, before any get_urls are added."""
-    view: dict[str, Any] = {"object_id": record.object_id, "timerange": record.timerange}
-    for key in ("ts_offset", "last_duration", "sample_offset", "sample_count"):
-        if key in record.doc:
-            view[key] = record.doc[key]
-    if obj is not None and "key_frame_count" in obj.doc:
-        view["key_frame_count"] = obj.doc["key_frame_count"]
-    return view

@@ -13,8 +13,8 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from tams_runtime.s3 import Presigner, object_key
-from tams_runtime.settings import S3Settings
+from tams_runtime.s3 import object_key
+from tams_runtime.storage import StorageBackends
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
 from tams_store import WriteTx
 from tams_store.port import ObjectAllocation
@@ -37,11 +37,10 @@ def bad_request(summary: str) -> StorageError:
 
 
 class Allocator:
-    """The `storage.allocate` command handler, bound to one storage backend."""
+    """The `storage.allocate` command handler."""
 
-    def __init__(self, s3: S3Settings, presigner: Presigner) -> None:
-        self.s3 = s3
-        self.presigner = presigner
+    def __init__(self, backends: StorageBackends) -> None:
+        self.backends = backends
 
     def __call__(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
         try:
@@ -59,9 +58,15 @@ class Allocator:
         container = flow.get("container")
         if not container:
             raise bad_request(f"flow {flow_id} has no container; set it before allocating")
-        storage_id = request.get("storage_id") or self.s3.storage_id
-        if storage_id != self.s3.storage_id:
+        storage_id = request.get("storage_id")
+        if storage_id is None:
+            default = self.backends.default
+            if default is None:
+                raise bad_request("this store has no default storage backend; give storage_id")
+            storage_id = default.id
+        elif self.backends.get(storage_id) is None:
             raise bad_request(f"storage_id {storage_id} is not a storage backend of this store")
+        presigner = self.backends.presigner(storage_id)
         if request.get("presigned") is False:
             raise bad_request("this store hands out presigned put_urls only (presigned: true)")
         content_type = request.get("content_type") or container
@@ -93,7 +98,7 @@ class Allocator:
                 "object_id": object_id,
                 "presigned": True,
                 "put_url": {
-                    "url": self.presigner.presign_put(object_key(object_id), content_type),
+                    "url": presigner.presign_put(object_key(object_id), content_type),
                     "content-type": content_type,
                 },
             }

@@ -13,7 +13,8 @@ from tams_gateway.errors import bad_request, not_found
 from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import tag_filter
 from tams_gateway.requests import json_body, query_bool, query_timerange
-from tams_gateway.urls import UrlFilter
+from tams_gateway.urls import url_filter
+from tams_runtime.media import object_ids_of, segment_view
 from tams_schema.models import FlowSegmentPost, StorageRequest, dump
 from tams_schema.timerange import TimeRange
 from tams_store.port import ObjectRecord, SegmentPage
@@ -67,7 +68,7 @@ async def list_segments(request: web.Request) -> web.Response:
     flow_id = request.match_info["flow_id"]
     reverse = bool(query_bool(request, "reverse_order", False))
     include_object_timerange = bool(query_bool(request, "include_object_timerange", False))
-    filters = UrlFilter.from_query(request)
+    filters = url_filter(request)
     timerange = query_timerange(request)
     object_id = request.query.get("object_id")
     limit = page_limit(request, gw.settings)
@@ -82,32 +83,26 @@ async def list_segments(request: web.Request) -> web.Response:
             page=page_key,
             limit=limit,
         )
-        ids = {r.object_id for r in page.items}
-        ids |= {r.doc["init_object_id"] for r in page.items if "init_object_id" in r.doc}
-        return page, tx.get_objects(sorted(ids))
+        objects = tx.get_objects(sorted({r.object_id for r in page.items}))
+        inits = object_ids_of(page.items, objects) - set(objects)
+        if inits:
+            objects.update(tx.get_objects(sorted(inits)))
+        return page, objects
 
     page, objects = await gw.read_page(read)
-    items = []
+    items = [
+        segment_view(
+            record,
+            objects,
+            urls=gw.urls,
+            filters=filters,
+            include_object_timerange=include_object_timerange,
+        )
+        for record in page.items
+    ]
     covering = TimeRange.never()
     for record in page.items:
         covering = covering.covering(TimeRange.parse(record.timerange))
-        obj = objects.get(record.object_id)
-        segment: dict[str, Any] = {"object_id": record.object_id, "timerange": record.timerange}
-        for key in ("ts_offset", "last_duration", "sample_offset", "sample_count"):
-            if key in record.doc:
-                segment[key] = record.doc[key]
-        if obj is not None:
-            if "key_frame_count" in obj.doc:
-                segment["key_frame_count"] = obj.doc["key_frame_count"]
-            if include_object_timerange and "timerange" in obj.doc:
-                segment["object_timerange"] = obj.doc["timerange"]
-            segment["get_urls"] = gw.urls.get_urls(obj, filters)
-        init_id = record.doc.get("init_object_id")
-        if init_id is not None:
-            init_obj = objects.get(init_id)
-            init_urls = gw.urls.get_urls(init_obj, filters) if init_obj else []
-            segment["init_object"] = {"object_id": init_id, "get_urls": init_urls}
-        items.append(segment)
     headers = paging_headers(
         request,
         gw.settings,
@@ -126,7 +121,7 @@ async def get_object(request: web.Request) -> web.Response:
     objects are not objects yet: 404, as the spec says."""
     gw: Gateway = request.app[GATEWAY]
     object_id = request.match_info["object_id"]
-    filters = UrlFilter.from_query(request)
+    filters = url_filter(request)
     flow_tags = tag_filter(request, "flow_tag")
     limit = page_limit(request, gw.settings)
     page_key = request.query.get("page")

@@ -10,7 +10,9 @@ from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import bad_request
 from tams_gateway.paging import page_limit, paging_headers
+from tams_gateway.queries import tag_filter
 from tams_gateway.requests import json_body, query_bool
+from tams_runtime.media import tags_match
 
 routes = web.RouteTableDef()
 
@@ -63,21 +65,31 @@ async def post_service(request: web.Request) -> web.Response:
 
 @routes.get("/service/storage-backends")
 async def storage_backends(request: web.Request) -> web.Response:
+    """Deploy-time configuration: sorted by label (unlabelled last, by id), filtered by tags,
+    paged by position (the list is short and fixed while the process runs)."""
     gw: Gateway = request.app[GATEWAY]
     reverse = bool(query_bool(request, "reverse_order", False))
     limit = page_limit(request, gw.settings)
+    tags = tag_filter(request)
     backends = sorted(
-        gw.storage_backends(),
+        (b for b in gw.storage_backends() if tags_match(b.get("tags") or {}, tags)),
         key=lambda b: (b.get("label") is None, b.get("label") or "", b["id"]),
         reverse=reverse,
     )
-    items = backends[:limit]
+    raw_page = request.query.get("page")
+    start = 0
+    if raw_page is not None:
+        if not raw_page.isdigit():
+            raise bad_request(f"invalid page key {raw_page!r}")
+        start = int(raw_page)
+    items = backends[start : start + limit]
+    more = start + limit < len(backends)
     headers = paging_headers(
         request,
         gw.settings,
         limit=limit,
         count=len(items),
-        next_key=None,
+        next_key=str(start + limit) if more else None,
         reverse_order=reverse,
     )
     return web.json_response(items, headers=headers)

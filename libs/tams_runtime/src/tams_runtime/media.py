@@ -1,0 +1,133 @@
+"""How segments and objects look in the API: `get_urls`, the URL filters, segment documents.
+
+The gateway (segment listings, `/objects/{id}`) and the webhooks service (`flows/segments_added`
+deliveries) show the same segment the same way, so both build it here.
+
+Controlled instances get a presigned GET URL signed locally at read time (no S3 request);
+uncontrolled instances are the URLs clients registered. URL filters (checklist §0 "UF"):
+`accept_get_urls` absent = no filter, empty = no URLs, else labels; `accept_storage_ids`
+absent or empty = no filter; `presigned` true/false/absent; `storage_backend_tag.*` and
+`storage_backend_tag_exists.*` on the tags of the URL's backend; all ANDed.
+`verbose_storage` false keeps only url, presigned and label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tams_runtime.s3 import object_key
+from tams_runtime.storage import StorageBackends
+from tams_store.port import ObjectRecord, SegmentRecord, TagFilter
+
+BRIEF_KEYS = ("url", "presigned", "label")
+# Segment fields recorded per registration (the rest belong to the object).
+SEGMENT_FIELDS = ("ts_offset", "last_duration", "sample_offset", "sample_count")
+
+
+def tags_match(tags: Mapping[str, Any], wanted: TagFilter) -> bool:
+    """Tag filter semantics on one tag set: any stored value (or array element) equal to any
+    wanted value, and presence or absence for `*_exists`."""
+    for name, values in wanted.values.items():
+        stored = tags.get(name)
+        stored_values = stored if isinstance(stored, list) else [stored]
+        if not any(v in values for v in stored_values if v is not None):
+            return False
+    return all((name in tags) == present for name, present in wanted.exists.items())
+
+
+@dataclass(frozen=True)
+class UrlFilter:
+    accept_get_urls: list[str] | None = None
+    accept_storage_ids: list[str] | None = None
+    presigned: bool | None = None
+    verbose_storage: bool = False
+    backend_tags: TagFilter = field(default_factory=TagFilter)
+
+    def keep(self, url: Mapping[str, Any]) -> bool:
+        if self.accept_get_urls is not None and url.get("label") not in self.accept_get_urls:
+            return False
+        if self.accept_storage_ids and url.get("storage_id") not in self.accept_storage_ids:
+            return False
+        if self.presigned is not None and bool(url.get("presigned")) != self.presigned:
+            return False
+        if self.backend_tags.values or self.backend_tags.exists:
+            return tags_match(url.get("tags") or {}, self.backend_tags)
+        return True
+
+    def shape(self, url: dict[str, Any]) -> dict[str, Any]:
+        if self.verbose_storage:
+            return url
+        return {k: url[k] for k in BRIEF_KEYS if k in url}
+
+
+class UrlBuilder:
+    """Every instance of an object as `get_urls` entries, preferred first."""
+
+    def __init__(self, backends: StorageBackends) -> None:
+        self.backends = backends
+
+    def instances(self, obj: ObjectRecord) -> list[dict[str, Any]]:
+        urls: list[dict[str, Any]] = []
+        for storage_id in obj.controlled_storage_ids:
+            backend = self.backends.get(storage_id)
+            if backend is None:
+                continue  # a backend removed from the configuration serves nothing
+            url = self.backends.presigner(storage_id).presign_get(object_key(obj.object_id))
+            urls.append(
+                {"url": url, "presigned": True, "label": backend.label, **backend.url_fields()}
+            )
+        urls.extend(obj.doc.get("get_urls", []))
+        return urls
+
+    def get_urls(self, obj: ObjectRecord, filters: UrlFilter) -> list[dict[str, Any]]:
+        return [filters.shape(u) for u in self.instances(obj) if filters.keep(u)]
+
+
+def segment_view(
+    record: SegmentRecord,
+    objects: Mapping[str, ObjectRecord],
+    *,
+    urls: UrlBuilder | None = None,
+    filters: UrlFilter | None = None,
+    include_object_timerange: bool = False,
+) -> dict[str, Any]:
+    """A segment as the API shows it (`schemas/flow-segment.json`).
+
+    `objects` holds the segment's object and its init object. Without `urls` the segment has
+    no `get_urls` (the public Kafka events: presigned URLs would expire in the topic).
+    """
+    view: dict[str, Any] = {"object_id": record.object_id, "timerange": record.timerange}
+    for key in SEGMENT_FIELDS:
+        if key in record.doc:
+            view[key] = record.doc[key]
+    obj = objects.get(record.object_id)
+    if obj is not None:
+        if "key_frame_count" in obj.doc:
+            view["key_frame_count"] = obj.doc["key_frame_count"]
+        if include_object_timerange and "timerange" in obj.doc:
+            view["object_timerange"] = obj.doc["timerange"]
+        if urls is not None:
+            view["get_urls"] = urls.get_urls(obj, filters or UrlFilter())
+    init_id = (obj.doc.get("init_object_id") if obj else None) or record.doc.get("init_object_id")
+    if init_id is not None:
+        init: dict[str, Any] = {"object_id": init_id}
+        if urls is not None:
+            init_obj = objects.get(init_id)
+            init["get_urls"] = urls.get_urls(init_obj, filters or UrlFilter()) if init_obj else []
+        view["init_object"] = init
+    return view
+
+
+def object_ids_of(records: list[SegmentRecord], objects: Mapping[str, ObjectRecord]) -> set[str]:
+    """The init objects these segments' objects point at (to fetch them in one go)."""
+    ids = {r.object_id for r in records}
+    for record in records:
+        obj = objects.get(record.object_id)
+        init_id = (obj.doc.get("init_object_id") if obj else None) or record.doc.get(
+            "init_object_id"
+        )
+        if init_id:
+            ids.add(init_id)
+    return ids
