@@ -2,12 +2,14 @@
 
 tams up                  start tansu, SeaweedFS and the five services; Ctrl-C stops all
 tams up --external       use the broker, S3 and store given by TAMS_* variables
+tams asyncapi            print the AsyncAPI document of the public event stream
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 import time
@@ -65,9 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="use TAMS_KAFKA_BOOTSTRAP_SERVERS, TAMS_S3_* and TAMS_STORE from the environment",
     )
+    commands.add_parser("asyncapi", help="print the AsyncAPI document of the event stream")
     args = parser.parse_args(argv)
     if args.command == "up":
         return _up(args)
+    if args.command == "asyncapi":
+        from tams_runtime.event_stream import asyncapi_document
+
+        print(json.dumps(asyncapi_document(), indent=2))
+        return 0
     return 2
 
 

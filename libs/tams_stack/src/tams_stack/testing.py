@@ -151,10 +151,12 @@ class SpecValidator:
         resources = []
         for path in sorted((api_dir / "schemas").glob("*.json")):
             contents = json.loads(path.read_text())
-            resources.append(
-                (path.name, Resource.from_contents(contents, default_specification=_draft()))
-            )
+            resource = Resource.from_contents(contents, default_specification=_draft())
+            # Schemas refer to each other by file name; the OpenAPI file by `schemas/<name>`.
+            resources.append((path.name, resource))
+            resources.append((f"schemas/{path.name}", resource))
         self.registry: Registry[Any] = Registry().with_resources(resources)
+        self._event_schemas: dict[str, Any] | None = None
 
     def validate(self, instance: object, schema_file: str) -> None:
         from jsonschema import Draft202012Validator
@@ -165,6 +167,21 @@ class SpecValidator:
     def validate_list(self, instances: list[object], schema_file: str) -> None:
         for item in instances:
             self.validate(item, schema_file)
+
+    def validate_event(self, payload: dict[str, Any]) -> None:
+        """A TAMS event payload against the OpenAPI `webhooks:` entry of its event type."""
+        from jsonschema import Draft202012Validator
+
+        if self._event_schemas is None:
+            import yaml
+
+            spec = yaml.safe_load((self.api_dir / "TimeAddressableMediaStore.yaml").read_text())
+            self._event_schemas = {
+                name: hook["post"]["requestBody"]["content"]["application/json"]["schema"]
+                for name, hook in spec["webhooks"].items()
+            }
+        schema = self._event_schemas[payload["event_type"]]
+        Draft202012Validator(schema, registry=self.registry).validate(payload)
 
 
 def _draft() -> Any:

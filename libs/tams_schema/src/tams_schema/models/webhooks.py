@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from tams_schema.models.common import Error, EventType, Tags, TamsModel, Uuid
-from tams_schema.models.flows import Source
+from tams_schema.models.flows import Flow, Source
 from tams_schema.models.media import FlowSegment
 from tams_schema.timerange import TimeRangeField
 
@@ -49,7 +49,7 @@ class WebhookGet(Webhook):
 
 
 class FlowEvent(TamsModel):
-    flow: dict[str, object]
+    flow: Flow
 
 
 class FlowIdEvent(TamsModel):
