@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tams_runtime.applier import CommandApplier
 from tams_runtime.bus import CommandBus, CommandTimeout, ensure_topics
@@ -197,3 +198,45 @@ async def test_no_consumer_means_a_timeout(tams_infra: Stack) -> None:
             await bus.request(settings.topics.catalog_commands, "count", "k", {}, timeout=0.5)
     finally:
         await bus.stop()
+
+
+async def test_replies_keep_flowing_across_reply_topic_rotations(
+    tams_infra: Stack, store: SqliteStore
+) -> None:
+    settings = unique_settings(tams_infra).model_copy(update={"reply_topic_rotate_after": 5})
+    await ensure_topics(settings)
+    counter = Counter()
+    consumer = await start_consumer(settings, store, counter)
+    bus = CommandBus(settings)
+    await bus.start()
+    first_topic = bus.reply_topic
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        # Concurrent requests straddle the rotations: some wait on a retiring topic.
+        for round_ in range(4):
+            replies = await asyncio.gather(
+                *(
+                    bus.request(settings.topics.catalog_commands, "count", f"flow-{i}", {})
+                    for i in range(4)
+                )
+            )
+            assert all(r.status == 200 for r in replies), round_
+        assert bus.reply_topic != first_topic
+        assert len({c["count"] for c in [r.body for r in replies]}) == 4
+
+        async def only_the_current_reply_topic_is_left() -> bool:
+            replies_topics = {
+                t
+                for t in await admin.list_topics()
+                if t.startswith(f"{settings.topic_prefix}.replies.")
+            }
+            return replies_topics == {bus.reply_topic}
+
+        async with asyncio.timeout(10):
+            while not await only_the_current_reply_topic_is_left():
+                await bus.request(settings.topics.catalog_commands, "count", "flow-x", {})
+    finally:
+        await admin.close()
+        await bus.stop()
+        await consumer.stop()

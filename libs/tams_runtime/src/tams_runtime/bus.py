@@ -4,6 +4,12 @@ FastStream's `broker.request()` only works with its test client, so the gateway 
 it would do by hand: each gateway instance owns a reply topic (one partition, consumed
 without a group so it starts at once), publishes a command with its correlation id and
 `reply_to`, and resolves a waiting future when the reply with that id arrives.
+
+The reply topic rolls over to a fresh one every `reply_topic_rotate_after` replies, and the
+old one is deleted once no request still waits for a reply on it. Replies
+are worthless once answered, and a partition that never stops growing costs the local broker
+dearly: tansu lists every stored batch of a partition on each fetch that returns data, so a
+reply's delivery time grows with the number of replies before it.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -62,11 +69,19 @@ class CommandBus:
     def __init__(self, settings: KafkaSettings, instance_id: str | None = None) -> None:
         self.settings = settings
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
-        self.reply_topic = settings.topics.replies(self.instance_id)
+        self._generation = 0
+        self.reply_topic = self._reply_topic_name()
+        self._replies_on_topic = 0
+        # Reply topics replaced by a fresh one, deleted once no request awaits a reply there.
+        self._retiring: set[str] = set()
+        self._in_flight: Counter[str] = Counter()
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
+
+    def _reply_topic_name(self) -> str:
+        return self.settings.topics.replies(f"{self.instance_id}-{self._generation}")
 
     async def start(self) -> None:
         await ensure_topics(self.settings, {self.reply_topic: 1})
@@ -103,20 +118,25 @@ class CommandBus:
         if self._producer:
             await self._producer.stop()
         if self._consumer:
-            # The reply topic belongs to this instance only; leave no clutter behind.
-            with contextlib.suppress(Exception):
-                admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
-                await admin.start()
-                try:
-                    await admin.delete_topics([self.reply_topic])
-                finally:
-                    await admin.close()
+            # Reply topics belong to this instance only; leave no clutter behind.
+            await self._delete_topics([self.reply_topic, *self._retiring])
+
+    async def _delete_topics(self, names: list[str]) -> None:
+        with contextlib.suppress(Exception):
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+            await admin.start()
+            try:
+                await admin.delete_topics(names)
+            finally:
+                await admin.close()
 
     async def _read_replies(self) -> None:
         assert self._consumer is not None
         while True:
-            batches = await self._consumer.getmany(timeout_ms=1000, max_records=1000)
-            for records in batches.values():
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
+            for partition, records in batches.items():
+                if partition.topic == self.reply_topic:
+                    self._replies_on_topic += len(records)
                 for record in records:
                     try:
                         reply = Reply.model_validate_json(record.value)
@@ -126,6 +146,46 @@ class CommandBus:
                     fut = self._pending.pop(reply.correlation_id, None)
                     if fut is not None and not fut.done():
                         fut.set_result(reply)
+            # Topic changes happen here, between fetches, in the task that owns the consumer.
+            if self._replies_on_topic >= self.settings.reply_topic_rotate_after:
+                await self._rotate_reply_topic()
+            await self._retire_drained_topics()
+
+    async def _rotate_reply_topic(self) -> None:
+        assert self._consumer is not None
+        self._generation += 1
+        fresh = self._reply_topic_name()
+        await ensure_topics(self.settings, {fresh: 1})
+        await self._reassign([*self._consumer.assignment(), TopicPartition(fresh, 0)])
+        # Commands sent from now on are answered on the fresh topic; replies to earlier ones
+        # can arrive on the old topic until their deadline.
+        self._retiring.add(self.reply_topic)
+        self.reply_topic = fresh
+        self._replies_on_topic = 0
+        log.info("reply topic rotated", extra={"topic": fresh})
+
+    async def _retire_drained_topics(self) -> None:
+        assert self._consumer is not None
+        drained = [topic for topic in self._retiring if not self._in_flight[topic]]
+        if not drained:
+            return
+        self._retiring.difference_update(drained)
+        await self._reassign([p for p in self._consumer.assignment() if p.topic not in drained])
+        await self._delete_topics(drained)
+
+    async def _reassign(self, partitions: list[TopicPartition]) -> None:
+        """Assign these partitions, keeping the read position of those already assigned
+        (`assign` forgets positions) and reading new ones from their beginning."""
+        assert self._consumer is not None
+        kept = set(self._consumer.assignment())
+        positions = {tp: await self._consumer.position(tp) for tp in partitions if tp in kept}
+        self._consumer.assign(partitions)
+        for tp in partitions:
+            if tp in positions:
+                self._consumer.seek(tp, positions[tp])
+            else:
+                # Async: it also brings a new topic into the consumer's metadata.
+                await self._consumer.seek_to_beginning(tp)
 
     async def request(
         self,
@@ -150,6 +210,8 @@ class CommandBus:
         started = time.perf_counter()
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[command.correlation_id] = fut
+        reply_topic = command.reply_to or ""
+        self._in_flight[reply_topic] += 1
         try:
             try:
                 await self._producer.send_and_wait(
@@ -168,6 +230,7 @@ class CommandBus:
             return reply
         finally:
             self._pending.pop(command.correlation_id, None)
+            self._in_flight[reply_topic] -= 1
 
     async def healthy(self) -> bool:
         """True while the producer has broker metadata and the reply reader runs."""

@@ -28,6 +28,8 @@ class KafkaSettings(BaseSettings):
     max_poll_records: int = 500
     # How long the gateway waits for a command's reply before answering 504.
     reply_timeout_s: float = 10.0
+    # A gateway moves to a fresh reply topic after this many replies (see tams_runtime.bus).
+    reply_topic_rotate_after: int = 5000
 
     @property
     def topics(self) -> Topics:
