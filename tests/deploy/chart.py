@@ -19,8 +19,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = ROOT / "deploy" / "helm" / "tams"
 EXAMPLES_DIR = ROOT / "deploy" / "helm" / "examples"
-# Every manifest is validated against this Kubernetes version's schemas (strict).
+# Every manifest is validated (strict) against these Kubernetes versions' schemas: the oldest
+# the chart declares (Chart.yaml kubeVersion) and the version the lint runs at.
 KUBE_VERSION = "1.30.0"
+KUBE_VERSIONS = ("1.27.0", KUBE_VERSION)
 SERVICES = ("gateway", "catalog", "segments", "webhooks", "analytics")
 RELEASE = "tams"
 NAMESPACE = "media"

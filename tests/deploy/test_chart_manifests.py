@@ -13,7 +13,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 
-from tests.deploy.chart import CHART_DIR, KUBE_VERSION, SCENARIOS, SERVICES, render
+from tests.deploy.chart import CHART_DIR, KUBE_VERSION, KUBE_VERSIONS, SCENARIOS, SERVICES, render
 
 # Kinds from CRDs, which kubernetes-validate has no schema for; checked field by field below.
 CRD_KINDS = {"ServiceMonitor"}
@@ -26,8 +26,11 @@ def test_chart_lints_strictly(scenario: str) -> None:
     assert not report["errors"] and not problems, report
 
 
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_every_manifest_validates_against_the_kubernetes_schema(scenario: str) -> None:
+def test_every_manifest_validates_against_the_kubernetes_schema(
+    scenario: str, kube_version: str
+) -> None:
     rendered = render(SCENARIOS[scenario])
     assert rendered.manifests
     for manifest in rendered.manifests:
@@ -35,12 +38,12 @@ def test_every_manifest_validates_against_the_kubernetes_schema(scenario: str) -
             continue
         where = f"{manifest['kind']}/{manifest['metadata']['name']}"
         try:
-            kubernetes_validate.validate(manifest, KUBE_VERSION, strict=True)
+            kubernetes_validate.validate(manifest, kube_version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             path = ".".join(str(p) for p in exc.path)
             pytest.fail(f"{scenario}: {where} is invalid at {path}: {exc.message}")
         except kubernetes_validate.SchemaNotFoundError:
-            pytest.fail(f"{scenario}: {where}: no Kubernetes {KUBE_VERSION} schema for this kind")
+            pytest.fail(f"{scenario}: {where}: no Kubernetes {kube_version} schema for this kind")
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -115,3 +118,10 @@ def _matches_expressions(expressions: list[dict[str, Any]], labels: dict[str, st
         if labels.get(expression["key"]) not in expression["values"]:
             return False
     return True
+
+
+def test_the_oldest_kubernetes_validated_is_the_oldest_the_chart_accepts() -> None:
+    with helm.Chart.load(CHART_DIR) as chart:
+        declared = chart.metadata["kubeVersion"]
+    oldest = KUBE_VERSIONS[0]
+    assert declared == f">={oldest}-0"

@@ -73,6 +73,8 @@ a service's own nodeSelector, tolerations and affinity replace the global ones.
 {{- if .name }}{{ $svc = index $v .name }}{{ end -}}
 serviceAccountName: {{ include "tams.serviceAccountName" $root }}
 automountServiceAccountToken: false
+# Service links would inject variables such as TAMS_GATEWAY_PORT=tcp://10.0.0.1:80 (from the
+# Service "tams-gateway") that collide with the services' own TAMS_* settings.
 enableServiceLinks: false
 securityContext:
   {{- toYaml $v.podSecurityContext | nindent 2 }}
