@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 
@@ -20,6 +21,8 @@ from .helpers import (
     put_flow,
     video_flow,
 )
+
+Event = dict[str, Any]
 
 
 async def test_put_creates_with_201_and_replaces_with_204(
@@ -437,10 +440,19 @@ async def test_events_carry_the_source_and_collectors_of_their_flow(
         async with http.put(f"/sources/{member['source_id']}/label", json="cam") as resp:
             assert resp.status == 204
 
-        def mine(events: list[dict]) -> list[dict]:  # type: ignore[type-arg]
-            return [e for e in events if e["key"] in (member["id"], member["source_id"])]
+        def updated(events: list[Event], event_type: str, key: str) -> list[Event]:
+            return [e for e in events if e["event_type"] == event_type and e["key"] == key]
 
-        flow_updated, source_updated = mine(await reader.until(lambda evs: len(mine(evs)) >= 2))
+        # The set-up's own flows/created and sources/created may land after the reader starts
+        # (they follow the PUT replies): pick the two updates by type, not by count.
+        events = await reader.until(
+            lambda evs: (
+                updated(evs, "flows/updated", member["id"])
+                and updated(evs, "sources/updated", member["source_id"])
+            )
+        )
+        flow_updated = updated(events, "flows/updated", member["id"])[-1]
+        source_updated = updated(events, "sources/updated", member["source_id"])[-1]
     assert flow_updated["headers"]["tams-flow-id"] == member["id"]
     assert flow_updated["headers"]["tams-source-id"] == member["source_id"]
     assert flow_updated["headers"]["tams-flow-collected-by"] == collector["id"]

@@ -1,0 +1,141 @@
+{{/*
+The environment of one service's container. Call with (dict "root" $ "name" "gateway").
+
+The chart's typed values come first, then the global env / extraEnv, then the service's own
+env / extraEnv. A name given twice keeps its first position and its last value, so any typed
+setting can be overridden and no container gets duplicate names.
+Credentials only ever come from the existing Secret (valueFrom.secretKeyRef).
+*/}}
+{{- define "tams.env" -}}
+{{- $root := .root -}}
+{{- $name := .name -}}
+{{- $v := $root.Values -}}
+{{- $svc := index $v $name -}}
+{{- $secret := $v.credentials.existingSecret -}}
+{{- $e := list -}}
+
+{{- /* Logging and where this process listens. */ -}}
+{{- $e = append $e (dict "name" "TAMS_LOG_LEVEL" "value" $v.logLevel) -}}
+{{- if eq $name "gateway" -}}
+{{- $e = append $e (dict "name" "TAMS_GATEWAY_HOST" "value" $v.listenHost) -}}
+{{- $e = append $e (dict "name" "TAMS_GATEWAY_PORT" "value" (include "tams.port" .)) -}}
+{{- with include "tams.gatewayPublicUrl" $root -}}
+{{- $e = append $e (dict "name" "TAMS_GATEWAY_PUBLIC_URL" "value" .) -}}
+{{- end -}}
+{{- $gw := dict "DEFAULT_PAGE_LIMIT" $svc.defaultPageLimit "MAX_PAGE_LIMIT" $svc.maxPageLimit "MIN_OBJECT_TIMEOUT_S" $svc.minObjectTimeoutSeconds "MAX_BODY_BYTES" $svc.maxBodyBytes -}}
+{{- range $key := list "DEFAULT_PAGE_LIMIT" "MAX_PAGE_LIMIT" "MIN_OBJECT_TIMEOUT_S" "MAX_BODY_BYTES" -}}
+{{- $value := get $gw $key -}}
+{{- if include "tams.isSet" $value -}}
+{{- $e = append $e (dict "name" (printf "TAMS_GATEWAY_%s" $key) "value" (include "tams.int" $value)) -}}
+{{- end -}}
+{{- end -}}
+{{- else -}}
+{{- $e = append $e (dict "name" "TAMS_HTTP_HOST" "value" $v.listenHost) -}}
+{{- $e = append $e (dict "name" "TAMS_HTTP_PORT" "value" (include "tams.port" .)) -}}
+{{- end -}}
+
+{{- /* Kafka. */ -}}
+{{- with include "tams.kafkaBootstrapServers" $root -}}
+{{- $e = append $e (dict "name" "TAMS_KAFKA_BOOTSTRAP_SERVERS" "value" .) -}}
+{{- end -}}
+{{- $k := $v.kafka -}}
+{{- $e = append $e (dict "name" "TAMS_KAFKA_TOPIC_PREFIX" "value" $k.topicPrefix) -}}
+{{- with $k.eventsTopic -}}
+{{- $e = append $e (dict "name" "TAMS_KAFKA_EVENTS_TOPIC" "value" .) -}}
+{{- end -}}
+{{- $e = append $e (dict "name" "TAMS_KAFKA_COMMAND_PARTITIONS" "value" (include "tams.int" $k.commandPartitions)) -}}
+{{- $e = append $e (dict "name" "TAMS_KAFKA_EVENTS_PARTITIONS" "value" (include "tams.int" $k.eventsPartitions)) -}}
+{{- $kint := dict "SESSION_TIMEOUT_MS" $k.sessionTimeoutMs "HEARTBEAT_INTERVAL_MS" $k.heartbeatIntervalMs "FETCH_MAX_WAIT_MS" $k.fetchMaxWaitMs "MAX_POLL_RECORDS" $k.maxPollRecords -}}
+{{- range $key := list "SESSION_TIMEOUT_MS" "HEARTBEAT_INTERVAL_MS" "FETCH_MAX_WAIT_MS" "MAX_POLL_RECORDS" -}}
+{{- $value := get $kint $key -}}
+{{- if include "tams.isSet" $value -}}
+{{- $e = append $e (dict "name" (printf "TAMS_KAFKA_%s" $key) "value" (include "tams.int" $value)) -}}
+{{- end -}}
+{{- end -}}
+{{- if include "tams.isSet" $k.replyTimeoutSeconds -}}
+{{- $e = append $e (dict "name" "TAMS_KAFKA_REPLY_TIMEOUT_S" "value" (toString $k.replyTimeoutSeconds)) -}}
+{{- end -}}
+
+{{- /* Metadata store. /data is the SQLite volume, or scratch space otherwise. */ -}}
+{{- $e = append $e (dict "name" "TAMS_STORE" "value" $v.store.type) -}}
+{{- $e = append $e (dict "name" "TAMS_DATA_DIR" "value" "/data") -}}
+{{- if include "tams.sqlite" $root -}}
+{{- $e = append $e (dict "name" "TAMS_SQLITE_SYNCHRONOUS" "value" $v.store.sqlite.synchronous) -}}
+{{- else -}}
+{{- $vast := $v.store.vast -}}
+{{- with $vast.endpoint -}}
+{{- $e = append $e (dict "name" "VAST_ENDPOINT" "value" .) -}}
+{{- end -}}
+{{- with $vast.bucket -}}
+{{- $e = append $e (dict "name" "VAST_BUCKET" "value" .) -}}
+{{- end -}}
+{{- $e = append $e (dict "name" "VAST_SCHEMA" "value" $vast.schema) -}}
+{{- with $vast.dataEndpoints -}}
+{{- $e = append $e (dict "name" "VAST_DATA_ENDPOINTS" "value" (join "," .)) -}}
+{{- end -}}
+{{- $e = append $e (dict "name" "VAST_ACCESS_KEY" "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $v.credentials.vastAccessKeyKey))) -}}
+{{- $e = append $e (dict "name" "VAST_SECRET_KEY" "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $v.credentials.vastSecretKeyKey))) -}}
+{{- end -}}
+
+{{- /* S3: the default storage backend. */ -}}
+{{- $s3 := $v.s3 -}}
+{{- $s3str := dict "ENDPOINT_URL" $s3.endpointUrl "PUBLIC_ENDPOINT_URL" $s3.publicEndpointUrl "REGION" $s3.region "BUCKET" $s3.bucket "STORAGE_ID" $s3.storageId "STORAGE_LABEL" $s3.storageLabel "PROVIDER" $s3.provider "STORE_PRODUCT" $s3.storeProduct -}}
+{{- range $key := list "ENDPOINT_URL" "PUBLIC_ENDPOINT_URL" "REGION" "BUCKET" "STORAGE_ID" "STORAGE_LABEL" "PROVIDER" "STORE_PRODUCT" -}}
+{{- with get $s3str $key -}}
+{{- $e = append $e (dict "name" (printf "TAMS_S3_%s" $key) "value" .) -}}
+{{- end -}}
+{{- end -}}
+{{- if include "tams.isSet" $s3.presignedUrlTimeoutSeconds -}}
+{{- $e = append $e (dict "name" "TAMS_S3_PRESIGNED_URL_TIMEOUT_S" "value" (include "tams.int" $s3.presignedUrlTimeoutSeconds)) -}}
+{{- end -}}
+{{- $e = append $e (dict "name" "TAMS_S3_ACCESS_KEY" "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $v.credentials.s3AccessKeyKey))) -}}
+{{- $e = append $e (dict "name" "TAMS_S3_SECRET_KEY" "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $v.credentials.s3SecretKeyKey))) -}}
+{{- if $v.credentials.s3ExtraBackendsKey -}}
+{{- $e = append $e (dict "name" "TAMS_S3_EXTRA_BACKENDS" "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $v.credentials.s3ExtraBackendsKey))) -}}
+{{- else if $s3.extraBackends -}}
+{{- $e = append $e (dict "name" "TAMS_S3_EXTRA_BACKENDS" "value" (toJson $s3.extraBackends)) -}}
+{{- end -}}
+
+{{- /* OpenTelemetry. */ -}}
+{{- with $v.otel.exporterOtlpEndpoint -}}
+{{- $e = append $e (dict "name" "OTEL_EXPORTER_OTLP_ENDPOINT" "value" .) -}}
+{{- $e = append $e (dict "name" "OTEL_SERVICE_NAME" "value" (printf "tams-%s" $name)) -}}
+{{- end -}}
+
+{{- /* Overrides: global, then this service's. */ -}}
+{{- range $key, $value := $v.env -}}
+{{- $e = append $e (dict "name" $key "value" (toString $value)) -}}
+{{- end -}}
+{{- range $v.extraEnv -}}
+{{- $e = append $e . -}}
+{{- end -}}
+{{- range $key, $value := $svc.env -}}
+{{- $e = append $e (dict "name" $key "value" (toString $value)) -}}
+{{- end -}}
+{{- range $svc.extraEnv -}}
+{{- $e = append $e . -}}
+{{- end -}}
+
+{{- /* One entry per name: first position, last value. */ -}}
+{{- $byName := dict -}}
+{{- $order := list -}}
+{{- range $e -}}
+{{- if not (hasKey $byName .name) -}}
+{{- $order = append $order .name -}}
+{{- end -}}
+{{- $_ := set $byName .name . -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $order -}}
+{{- $out = append $out (get $byName .) -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{- define "tams.envFrom" -}}
+{{- $svc := index .root.Values .name -}}
+{{- $sources := concat .root.Values.extraEnvFrom $svc.extraEnvFrom -}}
+{{- if $sources -}}
+{{- toYaml $sources -}}
+{{- end -}}
+{{- end -}}
