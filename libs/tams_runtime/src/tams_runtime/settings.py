@@ -21,10 +21,12 @@ class KafkaSettings(BaseSettings):
     events_topic: str | None = None
     command_partitions: int = 4
     events_partitions: int = 4
-    # Low-latency consumer settings (see module docstring).
+    # Low-latency consumer settings (see module docstring). The session defaults are Kafka's
+    # own (Apache Kafka refuses sessions under `group.min.session.timeout.ms`, 6 s by
+    # default); the local stack lowers them for tansu, where a join waits half the session.
     fetch_max_wait_ms: int = 5
-    session_timeout_ms: int = 3000
-    heartbeat_interval_ms: int = 1000
+    session_timeout_ms: int = 10000
+    heartbeat_interval_ms: int = 3000
     max_poll_records: int = 500
     # How long the gateway waits for a command's reply before answering 504.
     reply_timeout_s: float = 10.0

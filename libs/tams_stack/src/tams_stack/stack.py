@@ -59,6 +59,10 @@ class Stack:
         env.update(self.extra_env)
         env.setdefault("TAMS_DATA_DIR", str(self.data_dir.resolve()))
         if not self.external:
+            # tansu holds each group join for half the session timeout (INFRA-NOTES §1.5);
+            # the production defaults (10 s) would add 5 s per consumer group to start-up.
+            env.setdefault("TAMS_KAFKA_SESSION_TIMEOUT_MS", "3000")
+            env.setdefault("TAMS_KAFKA_HEARTBEAT_INTERVAL_MS", "1000")
             self.broker = start_broker(self.data_dir)
             s3 = S3Settings()
             self.object_store = start_object_store(self.data_dir, [s3.bucket])
