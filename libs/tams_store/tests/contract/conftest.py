@@ -22,7 +22,7 @@ import pytest_asyncio
 
 from tams_store import Store
 from tams_store.sqlite import SqliteStore
-from tams_store.vast import VastSettings, VastStore
+from tams_store.vast import VastSettings, VastStore, migrations
 from tams_store.vast.double import FakeVastCluster
 
 CLUSTER_VARIABLES = ("VAST_ENDPOINT", "VAST_ACCESS_KEY", "VAST_SECRET_KEY", "VAST_BUCKET")
@@ -56,26 +56,10 @@ class RunSchema:
         return f"{self.name}/t{self.children}"
 
     def drop(self) -> None:
-        import vastdb
-
         settings = VastSettings()
-        session = vastdb.connect(
-            access=settings.access_key,
-            secret=settings.secret_key,
-            endpoint=settings.endpoint,
-            timeout=(settings.connect_timeout_s, settings.read_timeout_s),
-        )
+        session = VastStore(settings)._new_session()
         with session.transaction() as tx:
-            root = tx.bucket(settings.bucket).schema(self.name, fail_if_missing=False)
-            if root is None:
-                return
-            for child in root.schemas():
-                for table in child.tables():
-                    table.drop()
-                child.drop()
-            for table in root.tables():
-                table.drop()
-            root.drop()
+            migrations.drop_schema(tx, settings.bucket, self.name)
 
 
 @pytest.fixture(scope="session")

@@ -262,6 +262,7 @@ def get_flow(tables: Tables, flow_id: str) -> Doc | None:
 
 
 def put_flow(tables: Tables, flow: Doc) -> None:
+    forget_flow(tables, flow["id"])
     essence = flow.get("essence_parameters") or {}
     init = essence.get("init_segments")
     tables["flows"].upsert(
@@ -305,6 +306,7 @@ def put_flow(tables: Tables, flow: Doc) -> None:
 def delete_flow(tables: Tables, flow_id: str) -> None:
     """Remove the flow, its tags, collection links and segments, and take it out of the
     `flow_collection` of the flows that collect it."""
+    forget_flow(tables, flow_id)
     flows = tables["flows"]
     links = tables["flow_collections"]
     collector_ids = {
@@ -393,13 +395,22 @@ def list_flows(tables: Tables, query: FlowQuery) -> Page:
 
 
 def flow_extent(tables: Tables, flow_id: str) -> Row | None:
-    """The segment-owned columns of a flow (None if there is no such flow)."""
-    rows = tables["flows"].rows(
-        ["id", "metadata_updated_ns", "seg_start", "seg_end", "max_seg_dur", "seg_count"],
-        _.id == flow_id,
-    )
-    chosen = newest_per_id(rows, "metadata_updated_ns")
-    return chosen[0] if chosen else None
+    """The segment-owned columns of a flow (None if there is no such flow), remembered for
+    the rest of the transaction until something writes the flow."""
+    key = ("extent", flow_id)
+    if key not in tables.memo:
+        rows = tables["flows"].rows(
+            ["id", "metadata_updated_ns", "seg_start", "seg_end", "max_seg_dur", "seg_count"],
+            _.id == flow_id,
+        )
+        chosen = newest_per_id(rows, "metadata_updated_ns")
+        tables.memo[key] = chosen[0] if chosen else None
+    extent: Row | None = tables.memo[key]
+    return extent
+
+
+def forget_flow(tables: Tables, flow_id: str) -> None:
+    tables.memo.pop(("extent", flow_id), None)
 
 
 # --- profiles --------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from tams_store.port import (
     SegmentRecord,
     TagFilter,
 )
-from tams_store.vast.catalog import OwnerFilter, apply_tag_filter, flow_extent
+from tams_store.vast.catalog import OwnerFilter, apply_tag_filter, flow_extent, forget_flow
 from tams_store.vast.tables import Row, Tables, all_of
 
 MIN_NS = -(2**63)
@@ -245,6 +245,7 @@ def add_segments(
         ]
     )
     register_objects(tables, objects)
+    forget_flow(tables, flow_id)
     flows = tables["flows"]
     columns = ["seg_start", "seg_end", "max_seg_dur", "seg_count"]
     found = flows.select(columns, _.id == flow_id, row_ids=True)

@@ -176,3 +176,22 @@ def load_metadata(
             table_type=TableType.Elysium if table.sorted_table else TableType.Regular,
         )
     return specs, metadata
+
+
+def drop_schema(tx: Any, bucket: str, path: str) -> bool:
+    """Drop the schema at `path` with every table and child schema in it (test runs and
+    benchmarks clean up with this; the adapter itself never drops anything)."""
+    try:
+        schema = open_schema(tx, bucket, path, create=False)
+    except StoreError:
+        return False
+    _drop_tree(schema)
+    return True
+
+
+def _drop_tree(schema: Any) -> None:
+    for child in schema.schemas():
+        _drop_tree(child)
+    for table in schema.tables():
+        table.drop()
+    schema.drop()

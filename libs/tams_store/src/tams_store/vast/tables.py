@@ -218,6 +218,9 @@ class Tables:
         self.tx = tx
         self.catalog = catalog
         self._open: dict[str, TableHandle] = {}
+        # Lookups worth remembering for the rest of this transaction (a flow's extent is
+        # needed once per segment of a bulk registration); writers drop what they change.
+        self.memo: dict[tuple[str, str], Any] = {}
 
     def __getitem__(self, name: str) -> TableHandle:
         handle = self._open.get(name)
