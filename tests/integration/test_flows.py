@@ -437,10 +437,18 @@ async def test_events_carry_the_source_and_collectors_of_their_flow(
         async with http.put(f"/sources/{member['source_id']}/label", json="cam") as resp:
             assert resp.status == 204
 
-        def mine(events: list[dict]) -> list[dict]:  # type: ignore[type-arg]
-            return [e for e in events if e["key"] in (member["id"], member["source_id"])]
+        # By type: the two keys travel on different partitions (any order), and the
+        # creation events of the PUTs above may still arrive after their replies.
+        def mine(events: list[dict]) -> dict[str, dict]:  # type: ignore[type-arg]
+            return {
+                e["event_type"]: e
+                for e in events
+                if e["key"] in (member["id"], member["source_id"])
+                and e["event_type"] in ("flows/updated", "sources/updated")
+            }
 
-        flow_updated, source_updated = mine(await reader.until(lambda evs: len(mine(evs)) >= 2))
+        found = mine(await reader.until(lambda evs: len(mine(evs)) >= 2))
+        flow_updated, source_updated = found["flows/updated"], found["sources/updated"]
     assert flow_updated["headers"]["tams-flow-id"] == member["id"]
     assert flow_updated["headers"]["tams-source-id"] == member["source_id"]
     assert flow_updated["headers"]["tams-flow-collected-by"] == collector["id"]
