@@ -177,6 +177,19 @@ async def test_clusters_without_sorted_tables_get_projections() -> None:
     await store.close()
 
 
+async def test_start_up_waits_for_a_cluster_that_is_not_reachable_yet() -> None:
+    cluster = FakeVastCluster()
+    cluster.inject("begin", slowdown(), times=8)  # more than one store.write retries
+    store = await opened(cluster)
+    assert versions(cluster) == list(range(1, len(MIGRATIONS) + 1))
+    await store.close()
+    cluster.inject("begin", slowdown(), times=1000)
+    impatient = double_store(cluster)
+    impatient.settings.open_timeout_s = 0
+    with pytest.raises(StoreUnavailable):
+        await impatient.open()
+
+
 async def test_a_missing_bucket_is_a_clear_error() -> None:
     cluster = FakeVastCluster(buckets=("other",))
     store = double_store(cluster)

@@ -14,8 +14,10 @@ all, and the whole work is retried on conflicts and transient failures (`retry.p
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -118,10 +120,23 @@ class VastStore:
     # --- the port ----------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Connect, create or migrate the schema, load table metadata. A cluster that cannot
+        be reached yet is retried for `VAST_OPEN_TIMEOUT_S` before giving up."""
         self._writer = ThreadBoundExecutor("vast-writer", self.settings.writers, self._session)
         self._readers = ThreadBoundExecutor("vast-reader", self.settings.readers, self._session)
+        deadline = time.monotonic() + self.settings.open_timeout_s
+        attempt = 0
         try:
-            self._catalog = await self._writer.run(self._migrate)
+            while True:
+                try:
+                    self._catalog = await self._writer.run(self._migrate)
+                    return
+                except StoreUnavailable as exc:
+                    if time.monotonic() >= deadline:
+                        raise
+                    log.warning("VAST not available yet; retrying", extra={"error": str(exc)})
+                    await asyncio.sleep(self.policy.delay(min(attempt, 6)) + 0.1)
+                    attempt += 1
         except BaseException:
             await self.close()
             raise

@@ -27,6 +27,8 @@ class VastSettings(BaseSettings):
     # The SDK's own retries of idempotent requests (GET/HEAD, SlowDown).
     request_max_tries: int = 4
     request_max_time_s: float = 20.0
+    # How long start-up keeps trying to reach the cluster before the service gives up.
+    open_timeout_s: float = 120.0
     # Whole-transaction retries on Conflict and transient failures, with full jitter.
     tx_attempts: int = 6
     tx_backoff_base_s: float = 0.05
