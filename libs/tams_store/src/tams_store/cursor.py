@@ -1,0 +1,25 @@
+"""Opaque keyset cursors: the last item's sort key, as URL-safe base64 JSON."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from tams_store.port import InvalidPageKey
+
+
+def encode(key: list[Any]) -> str:
+    raw = base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode())
+    return raw.decode().rstrip("=")  # no padding: the key goes into URLs unescaped
+
+
+def decode(token: str, length: int) -> list[Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidPageKey(f"{token!r} is not a page key issued by this server") from exc
+    if not isinstance(key, list) or len(key) != length:
+        raise InvalidPageKey(f"{token!r} is not a page key for this listing")
+    return key

@@ -1,0 +1,38 @@
+"""TAMS documents as every adapter stores them: which fields are computed on read, tag rows,
+and RFC 3339 stamps as integer nanoseconds for sorting."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+Doc = dict[str, Any]
+
+# Filled in by the adapter on read from other records; never stored in a document.
+COMPUTED_KEYS = ("collected_by", "source_collection", "timerange", "segments_updated")
+
+
+def to_ns(stamp: str) -> int:
+    """RFC 3339 → integer nanoseconds since the epoch (microsecond precision)."""
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+def stored_doc(doc: Doc) -> str:
+    """The document as stored: JSON without the computed fields."""
+    return json.dumps({k: v for k, v in doc.items() if k not in COMPUTED_KEYS})
+
+
+def tag_rows(owner: str, tags: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(owner, name, value) rows: one per value, one per array element, and one with a NULL
+    value for an empty array (so `tag_exists` still sees the tag)."""
+    rows: list[tuple[str, str, str | None]] = []
+    for name, value in tags.items():
+        if isinstance(value, list):
+            rows.extend((owner, name, str(v)) for v in value)
+            if not value:
+                rows.append((owner, name, None))
+        else:
+            rows.append((owner, name, str(value)))
+    return rows

@@ -1,0 +1,52 @@
+"""Command outcomes (exactly-once effect) and service info on VAST.
+
+An outcome is stored in parts of at most `PART_CHARS` characters: a bulk registration's
+reply and events can reach hundreds of kilobytes, and VAST limits a request to 5 MiB and
+sends wide rows column by column; small cells keep every insert a plain one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ibis import _
+
+from tams_schema.envelopes import Outcome
+from tams_store.port import Doc
+from tams_store.vast.tables import Tables
+
+PART_CHARS = 16_384  # at most 64 KiB of UTF-8
+
+
+def recorded_outcome(tables: Tables, command_id: str) -> Outcome | None:
+    rows = tables["command_outcomes"].rows(["part", "outcome"], _.command_id == command_id)
+    if not rows:
+        return None
+    parts = {r["part"]: r["outcome"] for r in rows}  # a duplicate part is the same text
+    return Outcome.model_validate_json("".join(parts[i] for i in sorted(parts)))
+
+
+def record_outcome(tables: Tables, command_id: str, outcome: Outcome) -> None:
+    text = outcome.model_dump_json()
+    now = time.time_ns()
+    tables["command_outcomes"].insert(
+        [
+            {
+                "command_id": command_id,
+                "part": number,
+                "outcome": text[offset : offset + PART_CHARS],
+                "recorded_ns": now,
+            }
+            for number, offset in enumerate(range(0, max(len(text), 1), PART_CHARS))
+        ]
+    )
+
+
+def get_service_info(tables: Tables) -> Doc:
+    rows = tables["service_info"].rows(["doc"], _.id == 1)
+    return dict(json.loads(rows[0]["doc"])) if rows else {}
+
+
+def set_service_info(tables: Tables, info: Doc) -> None:
+    tables["service_info"].upsert("id", {"id": 1, "doc": json.dumps(info)}, insert_only={})

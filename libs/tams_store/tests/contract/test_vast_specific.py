@@ -1,0 +1,393 @@
+"""VAST-adapter checks where the SDK double matters: migrations, retries, idempotent
+retried writes, unordered results, request economy, and the double's own faithfulness."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from ibis import _
+from vastdb import errors
+
+from tams_schema.envelopes import Outcome
+from tams_schema.tables import MIGRATIONS, AddColumns, Column, table_specs
+from tams_schema.timerange import TimeRange
+from tams_store import FlowQuery, StoreError, StoreUnavailable, open_store_from_env
+from tams_store.port import ObjectAllocation
+from tams_store.vast import VastSettings, VastStore
+from tams_store.vast.double import (
+    FakeVastCluster,
+    bad_request,
+    conflict,
+    http_error,
+    lost_connection,
+    signature_differences,
+    slowdown,
+)
+
+from .conftest import double_store
+from .docs import flow, new_id, source
+from .test_media_contract import SECOND, add, all_pages, segment
+
+SCHEMA = ("tams", "tams")
+
+
+async def opened(cluster: FakeVastCluster, **options: Any) -> VastStore:
+    store = double_store(cluster, **options)
+    await store.open()
+    return store
+
+
+async def put_flow(store: VastStore, doc: dict[str, Any]) -> None:
+    def work(tx: Any) -> None:
+        tx.put_source(source(doc["source_id"]))
+        tx.put_flow(doc)
+
+    await store.write(work)
+
+
+# --- the double itself --------------------------------------------------------------------------
+
+
+def test_double_signatures_match_the_sdk() -> None:
+    assert signature_differences() == []
+
+
+async def test_double_rejects_what_the_sdk_rejects() -> None:
+    cluster = FakeVastCluster()
+    store = await opened(cluster)
+    session = cluster.connect(endpoint="http://vast.invalid")
+    metadata = store.catalog.metadata["segments"]
+    with session.transaction() as tx:
+        table = tx.table_from_metadata(metadata)
+        for predicate in (
+            (_.flow_id == "a") | (_.seg_start > 1),  # OR across columns
+            _.seg_start.notin([1]),
+            ~(_.seg_start == 1),
+            _.seg_start < _.seg_end,  # column against column
+        ):
+            with pytest.raises(NotImplementedError):
+                table.select(columns=["seg_start"], predicate=predicate)
+        with pytest.raises(errors.MissingRowIdColumn):
+            table.delete(table.select(columns=["seg_start"]).read_all())
+    await store.close()
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def test_settings_name_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("VAST_ENDPOINT", "VAST_ACCESS_KEY", "VAST_SECRET_KEY", "VAST_BUCKET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TAMS_STORE", "vast")
+    monkeypatch.setenv("VAST_ENDPOINT", "http://vast.example:80")
+    with pytest.raises(ValueError, match="VAST_ACCESS_KEY, VAST_SECRET_KEY, VAST_BUCKET"):
+        open_store_from_env()
+    monkeypatch.setenv("VAST_ACCESS_KEY", "a")
+    monkeypatch.setenv("VAST_SECRET_KEY", "s")
+    monkeypatch.setenv("VAST_BUCKET", "b")
+    monkeypatch.setenv("VAST_SCHEMA", "x/y")
+    monkeypatch.setenv("VAST_DATA_ENDPOINTS", "http://10.0.0.1, http://10.0.0.2")
+    store = open_store_from_env()  # makes no connection until open()
+    assert isinstance(store, VastStore)
+    assert store.settings.schema_name == "x/y"
+    assert store.queries.data_endpoints == ("http://10.0.0.1", "http://10.0.0.2")
+
+
+async def test_sessions_get_explicit_timeouts_and_data_endpoints() -> None:
+    cluster = FakeVastCluster()
+    store = await opened(cluster)
+    options = cluster.sessions[0].options
+    assert options["timeout"] == (5.0, 30.0)
+    assert options["backoff_config"].max_tries == 4
+    assert options["config"].data_endpoints == ["http://vast.invalid"]
+    await store.close()
+
+
+async def test_work_runs_on_the_pools_never_on_the_event_loop() -> None:
+    store = await opened(FakeVastCluster())
+    reader = await store.read(lambda tx: threading.current_thread().name)
+    writer = await store.write(lambda tx: threading.current_thread().name)
+    assert reader.startswith("vast-reader") and writer.startswith("vast-writer")
+    await store.close()
+
+
+# --- migrations ---------------------------------------------------------------------------------
+
+
+def versions(cluster: FakeVastCluster) -> list[int]:
+    return sorted(r["version"] for r in cluster.rows(*SCHEMA, "schema_version"))
+
+
+async def test_first_open_creates_every_table_sorted_where_declared() -> None:
+    cluster = FakeVastCluster()
+    store = await opened(cluster)
+    await store.close()
+    assert versions(cluster) == list(range(1, len(MIGRATIONS) + 1))
+    for name, spec in table_specs().items():
+        data = cluster.state.tables[(*SCHEMA, name)]
+        assert data.schema.names == spec.column_names
+        assert data.sorting_key == spec.sorting_key
+    segments = cluster.state.tables[(*SCHEMA, "segments")]
+    assert segments.projections == {"segments_by_object": (["object_id"], ["flow_id"])}
+    # Reopening changes nothing and creates nothing.
+    ddl = cluster.requests["ddl"]
+    store = await opened(cluster)
+    await store.close()
+    assert cluster.requests["ddl"] == ddl and versions(cluster) == list(
+        range(1, len(MIGRATIONS) + 1)
+    )
+
+
+async def test_migrations_are_additive_and_keep_data() -> None:
+    cluster = FakeVastCluster()
+    old = await opened(cluster, steps=MIGRATIONS[:2])
+    doc = flow()
+    await put_flow(old, doc)
+    await old.close()
+    assert (*SCHEMA, "objects") not in cluster.state.tables
+
+    extra = (AddColumns("flows", (Column("extra_note", "string"),)),)
+    new = await opened(cluster, steps=[*MIGRATIONS, extra])
+    assert versions(cluster) == list(range(1, len(MIGRATIONS) + 2))
+    got = await new.read(lambda tx: tx.get_flow(doc["id"]))
+    assert got is not None and got["id"] == doc["id"]
+    flows = cluster.state.tables[(*SCHEMA, "flows")]
+    assert flows.schema.names[-1] == "extra_note"
+    assert [r.get("extra_note") for r in flows.rows.values()] == [None]
+    assert (*SCHEMA, "objects") in cluster.state.tables
+    await new.close()
+    # An older service still opens the newer schema (it ignores the extra column).
+    again = await opened(cluster)
+    assert (await again.read(lambda tx: tx.get_flow(doc["id"]))) is not None
+    await again.close()
+
+
+async def test_clusters_without_sorted_tables_get_projections() -> None:
+    cluster = FakeVastCluster(version=(5, 2, 0, 0))
+    store = await opened(cluster)
+    segments = cluster.state.tables[(*SCHEMA, "segments")]
+    assert segments.sorting_key == ()
+    assert segments.projections["segments_sorted"][0] == ["flow_id", "seg_start"]
+    doc = flow()
+    await put_flow(store, doc)
+    await add(store, doc["id"], [segment(i * SECOND, (i + 1) * SECOND) for i in range(30)])
+    assert await all_pages(store, doc["id"], limit=4) == [i * SECOND for i in range(30)]
+    await store.close()
+
+
+async def test_start_up_waits_for_a_cluster_that_is_not_reachable_yet() -> None:
+    cluster = FakeVastCluster()
+    cluster.inject("begin", slowdown(), times=8)  # more than one store.write retries
+    store = await opened(cluster)
+    assert versions(cluster) == list(range(1, len(MIGRATIONS) + 1))
+    await store.close()
+    cluster.inject("begin", slowdown(), times=1000)
+    impatient = double_store(cluster)
+    impatient.settings.open_timeout_s = 0
+    with pytest.raises(StoreUnavailable):
+        await impatient.open()
+
+
+async def test_a_missing_bucket_is_a_clear_error() -> None:
+    cluster = FakeVastCluster(buckets=("other",))
+    store = double_store(cluster)
+    with pytest.raises(StoreError, match="bucket 'tams' does not exist"):
+        await store.open()
+
+
+async def test_nested_schema_paths_are_created() -> None:
+    cluster = FakeVastCluster()
+    store = VastStore(
+        VastSettings(
+            endpoint="http://vast.invalid",
+            access_key="a",
+            secret_key="s",
+            bucket="tams",
+            schema_name="runs/one",
+        ),
+        connect=cluster.connect,
+    )
+    await store.open()
+    await store.close()
+    assert {("tams", "runs"), ("tams", "runs/one")} <= cluster.state.schemas
+    assert ("tams", "runs/one", "segments") in cluster.state.tables
+
+
+# --- retries and idempotency -------------------------------------------------------------------
+
+
+async def test_conflict_at_commit_is_retried_in_a_new_transaction() -> None:
+    cluster = FakeVastCluster()
+    store = await opened(cluster)
+    doc = flow()
+    cluster.inject("commit", conflict("concurrent change"), times=2)
+    calls = 0
+
+    def work(tx: Any) -> None:
+        nonlocal calls
+        calls += 1
+        tx.put_source(source(doc["source_id"]))
+        tx.put_flow(doc)
+
+    await store.write(work)
+    assert calls == 3
+    assert len(cluster.rows(*SCHEMA, "flows")) == 1
+    await store.close()
+
+
+@pytest.mark.parametrize("fault", [slowdown, lost_connection])
+async def test_transient_failures_mid_transaction_are_retried(fault: Any) -> None:
+    cluster = FakeVastCluster()
+    store = await opened(cluster)
+    cluster.inject("insert", fault())
+    await store.write(
+        lambda tx: tx.allocate_objects([ObjectAllocation(new_id(), "f", "s", "video/mp2t", 1)])
+    )
+    assert len(cluster.rows(*SCHEMA, "objects")) == 1
+    await store.close()
+
+
+async def test_a_commit_that_landed_but_seemed_to_fail_is_not_applied_twice() -> None:
+    cluster = FakeVastCluster()
+    store = await opened(cluster)
+    doc = flow()
+    allocation = ObjectAllocation(new_id(), doc["id"], "s", "video/mp2t", 1)
+    command_id = new_id()
+
+    def command(tx: Any) -> Outcome:
+        # What the command applier does: answer a recorded outcome, else apply and record.
+        prior: Outcome | None = tx.recorded_outcome(command_id)
+        if prior is not None:
+            return prior
+        tx.put_source(source(doc["source_id"]))
+        tx.put_flow(doc)
+        tx.allocate_objects([allocation])
+        outcome = Outcome(status=201, body={"n": 1})
+        tx.record_outcome(command_id, outcome)
+        return outcome
+
+    cluster.inject("commit", lost_connection(), after=True)
+    assert (await store.write(command)).status == 201
+    assert len(cluster.rows(*SCHEMA, "flows")) == 1
+    assert len(cluster.rows(*SCHEMA, "objects")) == 1
+    assert len(cluster.rows(*SCHEMA, "command_outcomes")) == 1
+    # The adapter's writes are idempotent even without the outcome check.
+    cluster.inject("commit", lost_connection(), after=True)
+    await store.write(lambda tx: (tx.put_flow(doc), tx.allocate_objects([allocation])))
+    assert len(cluster.rows(*SCHEMA, "flows")) == 1
+    assert len(cluster.rows(*SCHEMA, "objects")) == 1
+    await store.close()
+
+
+async def test_persistent_trouble_becomes_store_unavailable() -> None:
+    cluster = FakeVastCluster()
+    store = await opened(cluster)
+    cluster.inject("begin", slowdown(), times=100)
+    with pytest.raises(StoreUnavailable):
+        await store.read(lambda tx: tx.get_flow(new_id()))
+    await store.close()
+
+
+async def test_permanent_errors_and_domain_errors_are_not_retried() -> None:
+    cluster = FakeVastCluster()
+    store = await opened(cluster)
+    forbidden = http_error(errors.Forbidden, 403, "AccessDenied", "no tabular policy")
+    cluster.inject("select", forbidden)
+    with pytest.raises(StoreError, match="Forbidden"):
+        await store.read(lambda tx: tx.get_flow(new_id()))
+    cluster.inject("select", bad_request("nope"))
+    with pytest.raises(StoreError):
+        await store.read(lambda tx: tx.get_flow(new_id()))
+    calls = 0
+
+    def work(tx: Any) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("a domain rule")
+
+    begins = cluster.requests["begin"]
+    with pytest.raises(RuntimeError):
+        await store.write(work)
+    assert calls == 1 and cluster.requests["begin"] == begins + 1
+    await store.close()
+
+
+async def test_duplicate_rows_from_racing_inserts_are_read_once_and_healed() -> None:
+    cluster = FakeVastCluster()
+    store = await opened(cluster)
+    doc = flow()
+    await put_flow(store, doc)
+    # A second process inserted the same flow concurrently (no unique keys on VAST).
+    session = cluster.connect(endpoint="http://vast.invalid")
+    with session.transaction() as tx:
+        table = tx.table_from_metadata(store.catalog.metadata["flows"])
+        table.insert(table.select(columns=table.arrow_schema.names).read_all())
+    assert len(cluster.rows(*SCHEMA, "flows")) == 2
+    page = await store.read(lambda tx: tx.list_flows(FlowQuery()))
+    assert [f["id"] for f in page.items] == [doc["id"]]
+    await store.write(lambda tx: tx.put_flow({**doc, "label": "healed"}))
+    assert [r["label"] for r in cluster.rows(*SCHEMA, "flows")] == ["healed"]
+    await store.close()
+
+
+# --- unordered results and request economy -------------------------------------------------------
+
+
+async def test_segment_pages_cost_the_same_anywhere_in_a_long_flow() -> None:
+    cluster = FakeVastCluster(seed=7)
+    store = await opened(cluster)
+    doc = flow()
+    await put_flow(store, doc)
+    total, limit = 3000, 50
+    segments = [segment(i * 2 * SECOND, (i + 1) * 2 * SECOND) for i in range(total)]
+    for offset in range(0, total, 500):
+        await add(store, doc["id"], segments[offset : offset + 500])
+    for position in (0, total // 2, total - limit - 1):
+        query = TimeRange.parse(f"[{position * 2}:0_")
+        before = dict(cluster.requests)
+        page = await store.read(
+            lambda tx, q=query: tx.list_segments(
+                doc["id"], timerange=q, object_id=None, reverse=False, page=None, limit=limit
+            )
+        )
+        assert [s.start for s in page.items] == [s.start for s in segments[position:][:limit]]
+        selects = cluster.requests["select"] - before["select"]
+        rows = cluster.requests["rows_returned"] - before["rows_returned"]
+        # A flow lookup, a collection-free segment window or two: never a scan of the flow.
+        assert selects <= 3, selects
+        assert rows <= 2 * (limit + 1) + 10, rows
+    assert cluster.requests["stats"] == 0  # explicit endpoints and splits: no stats requests
+    await store.close()
+
+
+def bursty_bounds() -> list[tuple[int, int]]:
+    """5 s segments next to 1 ns ones, then a burst of 300 1 us segments, then a long gap:
+    windows sized from the mean spacing must narrow (too many rows) and widen (too few)."""
+    lengths = [1 if i % 3 else 5 * SECOND for i in range(90)] + [1000] * 300
+    bounds, at = [], 0
+    for length in lengths:
+        bounds.append((at, at + length))
+        at += length
+    at += 3600 * SECOND
+    bounds += [(at + i * 2 * SECOND, at + (i + 1) * 2 * SECOND) for i in range(60)]
+    return bounds
+
+
+async def test_random_order_and_arbitrary_limit_rows_still_give_exact_pages() -> None:
+    bounds = bursty_bounds()
+    starts = [s for s, _ in bounds]
+    for seed in range(2):
+        cluster = FakeVastCluster(seed=seed)
+        store = await opened(cluster)
+        doc = flow()
+        await put_flow(store, doc)
+        await add(store, doc["id"], [segment(s, e) for s, e in bounds[:3]])
+        await add(store, doc["id"], [segment(s, e) for s, e in bounds[3:]])
+        assert await all_pages(store, doc["id"], limit=9) == starts
+        assert await all_pages(store, doc["id"], limit=25, reverse=True) == starts[::-1]
+        query = TimeRange.from_half_open(starts[100], starts[-5])
+        expected = [s for s, e in bounds if s < starts[-5] and e > starts[100]]
+        assert await all_pages(store, doc["id"], timerange=query, limit=40) == expected
+        await store.close()
