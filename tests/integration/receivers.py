@@ -42,6 +42,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
+        self.arrived = 0  # POSTs received, answered or not
         self.fail_next = 0
         self.hang = False
         self.delay_s = 0.0
@@ -65,6 +66,7 @@ class Receiver:
             await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.Response:
+        self.arrived += 1
         body = await request.json()
         if self.hang:
             await asyncio.Event().wait()  # never answers; the sender gives up on its timeout
@@ -96,9 +98,12 @@ class Receiver:
         timeout: float = 15.0,
     ) -> list[Request]:
         """Wait until `count` distinct events matching `keep` were delivered."""
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(lambda: len(self.delivered(keep)) >= count)
+        await self.wait_until(lambda: len(self.delivered(keep)) >= count, timeout)
         return self.delivered(keep)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
 
 
 @asynccontextmanager

@@ -124,8 +124,9 @@ def parse_webhook(body: Any, *, put: bool, policy: EgressPolicy, secrets: Secret
     status = body.get("status", "created")
     if status not in ("created", "disabled"):
         raise bad_request(f"status {status!r} must be created or disabled")
-    # Everything else (types, tags) against the spec's models.
-    (WebhookPut if put else WebhookPost).model_validate(body)
+    # Everything else (types, tags) against the spec's models; strictly, so that "yes" is
+    # not taken for true.
+    (WebhookPut if put else WebhookPost).model_validate(body, strict=True)
     if not isinstance(body["url"], str):
         raise bad_request("url must be a string")
     try:
