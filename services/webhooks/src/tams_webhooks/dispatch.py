@@ -36,13 +36,15 @@ from tams_schema.envelopes import ErrorBody
 from tams_store import Store, WriteTx
 from tams_store.port import Delivery, WebhookRecord
 from tams_webhooks.matching import Subscription
-from tams_webhooks.payloads import EventBody, Payloads
+from tams_webhooks.payloads import EventBody, Payloads, options_key
 from tams_webhooks.sender import Attempt, Sender
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ENABLED = ("created", "started")
+# Within one generation (between two PUTs) only workers change a status, and only forward.
+PROGRESS = {"created": 0, "disabled": 0, "started": 1, "error": 2}
 # Recently queued deliveries kept in memory per webhook; beyond this a worker that has fallen
 # behind reads them back from the store instead.
 HOT_LIMIT = 1000
@@ -51,16 +53,14 @@ READ_BATCH = 100
 DELIVERY_ATTEMPTS = Counter(
     "tams_webhook_delivery_attempts_total", "Webhook delivery attempts by result", ["result"]
 )
-DELIVERY_SECONDS = Histogram(
-    "tams_webhook_delivery_seconds",
-    "One webhook delivery attempt (POST and answer)",
-    buckets=LATENCY_BUCKETS,
-)
 QUEUE_TO_DELIVERY_SECONDS = Histogram(
     "tams_webhook_queue_to_delivery_seconds",
     "From an event entering the queues to its successful delivery (hot path)",
     buckets=LATENCY_BUCKETS,
 )
+DELIVERED = DELIVERY_ATTEMPTS.labels("delivered")
+ATTEMPT_FAILED = DELIVERY_ATTEMPTS.labels("failed")
+ATTEMPT_REFUSED = DELIVERY_ATTEMPTS.labels("refused")
 WEBHOOKS_FAILED = Counter(
     "tams_webhooks_failed_total", "Webhooks put into the error state after failed deliveries"
 )
@@ -105,10 +105,12 @@ class WebhookQueue:
 
 
 class CompletionLog:
-    """Removes finished deliveries from the store, many per transaction."""
+    """Removes finished deliveries from the store, many per transaction: at most every
+    `interval_s` (a crash loses at most that much progress, which is then redelivered)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, interval_s: float = 0.05) -> None:
         self.store = store
+        self.interval_s = interval_s
         self.items: list[Delivery] = []
         self.ready = asyncio.Event()
 
@@ -119,6 +121,7 @@ class CompletionLog:
     async def run(self) -> None:
         while True:
             await self.ready.wait()
+            await asyncio.sleep(self.interval_s)  # let a fan-out's completions gather
             await self.flush()
 
     async def flush(self) -> None:
@@ -140,14 +143,32 @@ class Worker:
 
     def __init__(self, dispatcher: Dispatcher, record: WebhookRecord, queue: WebhookQueue) -> None:
         self.dispatcher = dispatcher
-        self.record = record
         self.generation = record.generation
         self.queue = queue
+        self.record = record
         self.task = asyncio.create_task(self._run(), name=f"webhook:{record.id}")
 
     @property
+    def record(self) -> WebhookRecord:
+        return self._record
+
+    @record.setter
+    def record(self, record: WebhookRecord) -> None:
+        """Take a (changed) registration: what every delivery needs is worked out once here."""
+        self._record = record
+        self.options = options_key(record.doc)
+        self.headers = {"Content-Type": "application/json"}
+        self.key_problem: str | None = None
+        name = record.doc.get("api_key_name")
+        if name and record.api_key_value is not None:
+            try:
+                self.headers[name] = self.dispatcher.secrets.open(record.api_key_value)
+            except SecretUnavailable as exc:
+                self.key_problem = str(exc)
+
+    @property
     def webhook_id(self) -> str:
-        return self.record.id
+        return self._record.id
 
     def stop(self) -> asyncio.Task[None]:
         self.task.cancel()
@@ -184,7 +205,10 @@ class Worker:
             cursor = bounds[0]
         while True:
             self.queue.wake.clear()
-            batch = self.queue.take_from(cursor) or await self._read_from(cursor)
+            batch = self.queue.take_from(cursor)
+            if not batch and cursor < self.queue.next_seq:
+                # Queued, but not in memory (after a restart, or fallen behind): read it.
+                batch = await self._read_from(cursor)
             if not batch:
                 await self.queue.wake.wait()
                 continue
@@ -229,9 +253,9 @@ class Worker:
             record = self.record  # the latest configuration (a PUT may change it meanwhile)
             result = await self._attempt(record, item.event, attempt)
             if result.ok:
-                DELIVERY_ATTEMPTS.labels("delivered").inc()
+                DELIVERED.inc()
                 return True
-            DELIVERY_ATTEMPTS.labels("refused" if result.permanent else "failed").inc()
+            (ATTEMPT_REFUSED if result.permanent else ATTEMPT_FAILED).inc()
             log.info(
                 "webhook delivery attempt failed",
                 extra={
@@ -252,25 +276,18 @@ class Worker:
 
     async def _attempt(self, record: WebhookRecord, event: EventBody, attempt: int) -> Attempt:
         d = self.dispatcher
+        if self.key_problem is not None:
+            return Attempt(False, self.key_problem, permanent=True)
         headers = {
-            "Content-Type": "application/json",
+            **self.headers,
             "Tams-Event-Id": event.event_id,
             "Tams-Delivery-Attempt": str(attempt),
         }
-        name = record.doc.get("api_key_name")
-        if name and record.api_key_value is not None:
-            try:
-                headers[name] = d.secrets.open(record.api_key_value)
-            except SecretUnavailable as exc:
-                return Attempt(False, str(exc), permanent=True)
         if event.objects is None and event.object_ids():
             ids = event.object_ids()
             event.objects = await d.patiently(lambda: d.store.read(lambda tx: tx.get_objects(ids)))
-        body = d.payloads.body(record.doc, event)
-        started = time.perf_counter()
-        result = await d.sender.post(record.url, body, headers)
-        DELIVERY_SECONDS.observe(time.perf_counter() - started)
-        return result
+        body = d.payloads.body(record.doc, self.options, event)
+        return await d.sender.post(record.url, body, headers)
 
 
 class Dispatcher:
@@ -331,6 +348,14 @@ class Dispatcher:
         for webhook_id in set(self.records) - set(current):
             self._forget(webhook_id)
         for record in records:
+            known = self.records.get(record.id)
+            if (
+                known is not None
+                and known.generation == record.generation
+                and PROGRESS[known.status] > PROGRESS[record.status]
+            ):
+                # Read before a worker's own status change was written: ours is newer.
+                record = known
             self.records[record.id] = record
             queue = self.queues.setdefault(record.id, WebhookQueue(record.id, 0))
             worker = self.workers.get(record.id)

@@ -68,9 +68,10 @@ class Payloads:
     def __init__(self, urls: UrlBuilder) -> None:
         self.urls = urls
 
-    def body(self, webhook: Doc, event: EventBody) -> bytes:
-        """The body for this webhook; a segments_added event needs `event.objects` read."""
-        key: OptionsKey = options_key(webhook) if event.event_type == SEGMENTS_ADDED else ()
+    def body(self, webhook: Doc, options: OptionsKey, event: EventBody) -> bytes:
+        """The body for this webhook (`options` is `options_key(webhook)`); a segments_added
+        event needs `event.objects` read."""
+        key: OptionsKey = options if event.event_type == SEGMENTS_ADDED else ()
         now = time.monotonic()
         cached = event._bodies.get(key)
         if cached is not None and now - cached[0] < BODY_REUSE_S:

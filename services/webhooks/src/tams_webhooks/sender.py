@@ -1,5 +1,8 @@
 """One delivery attempt: an HTTP POST to a receiver, within the egress policy and limits.
 
+The POST itself is made by `http1.Http1Client` (a lean keep-alive HTTP/1.1 client: a fan-out
+to every webhook makes CPU per request the latency that matters).
+
 * Only destinations the egress policy allows (tams_runtime.egress): the resolver of this
   client refuses internal addresses, literal addresses are checked before each request.
 * Connect and total timeouts; redirects are not followed (a 3xx is a failed attempt: a
@@ -14,14 +17,18 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass
 
-import aiohttp
+from yarl import URL
 
 from tams_runtime.egress import DestinationRefused, EgressPolicy, GuardedResolver
 from tams_runtime.settings import WebhookSettings
+from tams_webhooks.http1 import ConnectFailed, Http1Client, ProtocolError
 
 USER_AGENT = "tams-webhooks/1"
+# Checked URLs remembered (a webhook's URL is checked once, not on every delivery).
+URL_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -33,63 +40,69 @@ class Attempt:
 
 
 class Sender:
-    def __init__(self, settings: WebhookSettings, policy: EgressPolicy) -> None:
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        policy: EgressPolicy,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.settings = settings
         self.policy = policy
+        self.ssl_context = ssl_context
         self.limit = asyncio.Semaphore(settings.max_concurrent_deliveries)
-        self._session: aiohttp.ClientSession | None = None
+        self._client: Http1Client | None = None
+        self._checked: dict[str, URL | DestinationRefused] = {}
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            resolver=GuardedResolver(self.policy), limit=0, ttl_dns_cache=10
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(
-                total=self.settings.timeout_s, sock_connect=self.settings.connect_timeout_s
-            ),
-            headers={"User-Agent": USER_AGENT},
-            trust_env=False,  # no proxies from the environment: the policy decides
+        self._client = Http1Client(
+            GuardedResolver(self.policy),
+            connect_timeout_s=self.settings.connect_timeout_s,
+            max_body=self.settings.max_response_bytes,
+            ssl_context=self.ssl_context,
+            idle_per_host=self.settings.max_concurrent_deliveries,
         )
 
     async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.close()
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Attempt:
-        assert self._session is not None, "Sender.start() was not awaited"
-        try:
-            self.policy.check_url(url)
-        except DestinationRefused as exc:
-            return Attempt(False, f"destination refused: {exc}", permanent=True)
+        assert self._client is not None, "Sender.start() was not awaited"
+        checked = self._check(url)
+        if isinstance(checked, DestinationRefused):
+            return Attempt(False, f"destination refused: {checked}", permanent=True)
+        all_headers = {"User-Agent": USER_AGENT, **headers}
         async with self.limit:
             try:
-                async with self._session.post(
-                    url, data=body, headers=headers, allow_redirects=False
-                ) as response:
-                    await self._drain(response)
-                    if 200 <= response.status < 300:
-                        return Attempt(True, f"HTTP {response.status}")
-                    return Attempt(False, f"the receiver answered HTTP {response.status}")
+                async with asyncio.timeout(self.settings.timeout_s):
+                    status = await self._client.post(checked, body, all_headers)
             except TimeoutError:
                 return Attempt(
                     False, f"no complete answer within {self.settings.timeout_s:g} s (timeout)"
                 )
-            except aiohttp.ClientConnectorError as exc:
-                if isinstance(exc.os_error, DestinationRefused):
-                    return Attempt(False, f"destination refused: {exc.os_error}", permanent=True)
-                return Attempt(False, f"could not connect: {exc.os_error}")
-            except (aiohttp.ClientError, OSError) as exc:
+            except DestinationRefused as exc:
+                return Attempt(False, f"destination refused: {exc}", permanent=True)
+            except UnicodeEncodeError:
+                return Attempt(False, "a header value is not ISO-8859-1 text", permanent=True)
+            except ConnectFailed as exc:
+                return Attempt(False, f"could not connect: {exc}")
+            except ProtocolError as exc:
+                return Attempt(False, f"the receiver's answer is not valid HTTP: {exc}")
+            except OSError as exc:
                 return Attempt(False, f"request failed: {type(exc).__name__}: {exc}")
+        if 200 <= status < 300:
+            return Attempt(True, f"HTTP {status}")
+        return Attempt(False, f"the receiver answered HTTP {status}")
 
-    async def _drain(self, response: aiohttp.ClientResponse) -> None:
-        """Read the answer (so the connection can be reused) up to the size cap."""
-        budget = self.settings.max_response_bytes
-        while True:
-            chunk = await response.content.readany()
-            if not chunk:
-                return
-            budget -= len(chunk)
-            if budget < 0:
-                response.close()  # too big: do not read on, do not reuse the connection
-                return
+    def _check(self, url: str) -> URL | DestinationRefused:
+        """The URL parsed and checked against the policy (host names: at connect time)."""
+        checked = self._checked.get(url)
+        if checked is None:
+            try:
+                checked = self.policy.check_url(url)
+            except DestinationRefused as exc:
+                checked = exc
+            if len(self._checked) >= URL_CACHE_SIZE:
+                self._checked.clear()
+            self._checked[url] = checked
+        return checked

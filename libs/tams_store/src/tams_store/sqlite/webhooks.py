@@ -161,15 +161,22 @@ def _release(conn: sqlite3.Connection, event_ids: Counter[str]) -> None:
     )
 
 
+# Rows per DELETE statement (3 parameters each, well under SQLite's parameter limit).
+_FINISH_CHUNK = 300
+
+
 def finish_deliveries(conn: sqlite3.Connection, deliveries: list[Delivery]) -> None:
     released: Counter[str] = Counter()
-    for delivery in deliveries:
+    for offset in range(0, len(deliveries), _FINISH_CHUNK):
+        chunk = deliveries[offset : offset + _FINISH_CHUNK]
+        rows = ",".join("(?, ?, ?)" for _ in chunk)
+        # Only rows still queued come back, so nothing is released twice.
         gone = conn.execute(
-            "DELETE FROM webhook_deliveries WHERE webhook_id = ? AND seq = ? AND event_id = ?",
-            (delivery.webhook_id, delivery.seq, delivery.event_id),
-        )
-        if gone.rowcount:
-            released[delivery.event_id] += 1
+            "DELETE FROM webhook_deliveries WHERE (webhook_id, seq, event_id) IN "
+            f"(VALUES {rows}) RETURNING event_id",
+            [v for d in chunk for v in (d.webhook_id, d.seq, d.event_id)],
+        ).fetchall()
+        released.update(row[0] for row in gone)
     _release(conn, released)
 
 
