@@ -11,6 +11,8 @@ per second, each answered 201 and then delivered to every webhook with its presi
 `get_urls` signed at delivery. A sample is one (segment, webhook) pair: receipt time minus the
 time the POST's reply arrived (one monotonic clock for all processes). A delivery may arrive
 before the reply (events and reply are sent together), so small negative values are possible.
+When it starts the stack itself, it also prints each process's CPU time during the measured
+phase (from /proc), and the webhooks service's CPU per delivery.
 """
 
 from __future__ import annotations
@@ -104,6 +106,20 @@ class Receivers:
 # --- load ----------------------------------------------------------------------------------
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU time of each process so far (Linux /proc)."""
+    import os
+
+    found = {}
+    for name, pid in pids.items():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[name] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
 async def wait_for(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -158,7 +174,14 @@ def summary(name: str, values: list[float]) -> dict[str, Any]:
     return row
 
 
-async def bench(url: str, webhooks: int, receivers: int, segments: int, rate: float) -> list[Any]:
+async def bench(
+    url: str,
+    webhooks: int,
+    receivers: int,
+    segments: int,
+    rate: float,
+    pids: dict[str, int] | None = None,
+) -> list[Any]:
     receiving = Receivers(receivers)
     await receiving.start()
     ids: list[str] = []
@@ -195,6 +218,7 @@ async def bench(url: str, webhooks: int, receivers: int, segments: int, rate: fl
             await wait_for(
                 lambda: len(receiving.receipts) >= warm * webhooks, 60, "warm-up deliveries"
             )
+            cpu_before = cpu_seconds(pids or {})
             replies, post_latencies = await post_segments(
                 http, flow["id"], objects, warm, segments, rate
             )
@@ -204,6 +228,11 @@ async def bench(url: str, webhooks: int, receivers: int, segments: int, rate: fl
             )
             with contextlib.suppress(TimeoutError):
                 await wait_for(lambda: measured() >= expected, 120, "deliveries")
+            cpu = {
+                name: round(used - cpu_before[name], 2)
+                for name, used in cpu_seconds(pids or {}).items()
+                if name in cpu_before
+            }
             latencies = [
                 (received - replies[timerange]) / 1e9
                 for (_, timerange), received in receiving.receipts.items()
@@ -215,6 +244,10 @@ async def bench(url: str, webhooks: int, receivers: int, segments: int, rate: fl
             ]
             rows[-1]["missing"] = expected - len(latencies)
             print(f"deliveries: {len(latencies)} of {expected}", flush=True)
+            if cpu:
+                rows.append({"phase": "CPU seconds during the measured phase", **cpu})
+                per_delivery = cpu.get("webhooks", 0) / max(1, len(latencies)) * 1000
+                print(f"CPU s: {cpu}; webhooks {per_delivery:.3f} ms per delivery", flush=True)
             for webhook_id in ids:
                 async with http.delete(f"/service/webhooks/{webhook_id}") as resp:
                     assert resp.status == 204
@@ -239,6 +272,7 @@ def main() -> int:
 
     stack = None
     url = args.url
+    pids: dict[str, int] = {}
     if url is None:
         from tams_stack.stack import Stack
 
@@ -246,8 +280,13 @@ def main() -> int:
         stack.start_infrastructure()
         asyncio.run(stack.start_services())
         url = stack.gateway_url
+        pids = {name: service.process.pid for name, service in stack.services.items()}
+        if stack.broker is not None:
+            pids["tansu"] = stack.broker.process.pid
     try:
-        results = asyncio.run(bench(url, args.webhooks, args.receivers, args.segments, args.rate))
+        results = asyncio.run(
+            bench(url, args.webhooks, args.receivers, args.segments, args.rate, pids)
+        )
     finally:
         if stack is not None:
             stack.stop()

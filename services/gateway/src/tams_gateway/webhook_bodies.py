@@ -142,8 +142,10 @@ def parse_webhook(body: Any, *, put: bool, policy: EgressPolicy, secrets: Secret
             raise bad_request("api_key_value is required with api_key_name")
     elif value is not None:
         raise bad_request("api_key_value needs api_key_name (the header to send it in)")
-    if value is not None and ("\r" in value or "\n" in value):
-        raise bad_request("api_key_value must not contain line breaks")
+    if value is not None and not (value.isascii() and value.isprintable()):
+        raise bad_request(
+            "api_key_value must be printable ASCII (a header value: no line breaks or controls)"
+        )
     doc = {k: body[k] for k in REGISTRATION_FIELDS if k in body}
     doc["events"] = _unique(doc["events"])
     return WebhookBody(

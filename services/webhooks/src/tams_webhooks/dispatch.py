@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from tams_runtime.metrics import LATENCY_BUCKETS
 from tams_runtime.secret_box import SecretBox, SecretUnavailable
@@ -61,6 +61,7 @@ QUEUE_TO_DELIVERY_SECONDS = Histogram(
 DELIVERED = DELIVERY_ATTEMPTS.labels("delivered")
 ATTEMPT_FAILED = DELIVERY_ATTEMPTS.labels("failed")
 ATTEMPT_REFUSED = DELIVERY_ATTEMPTS.labels("refused")
+WEBHOOKS_BY_STATUS = Gauge("tams_webhooks", "Registered webhooks by status", ["status"])
 WEBHOOKS_FAILED = Counter(
     "tams_webhooks_failed_total", "Webhooks put into the error state after failed deliveries"
 )
@@ -378,6 +379,14 @@ class Dispatcher:
                 self.workers[record.id] = Worker(self, record, queue)
             else:
                 worker.record = record
+        self._count_statuses()
+
+    def _count_statuses(self) -> None:
+        counts = dict.fromkeys(PROGRESS, 0)
+        for record in self.records.values():
+            counts[record.status] += 1
+        for status, count in counts.items():
+            WEBHOOKS_BY_STATUS.labels(status).set(count)
 
     def _forget(self, webhook_id: str) -> None:
         self.records.pop(webhook_id, None)
@@ -417,6 +426,7 @@ class Dispatcher:
             worker = self.workers.get(record.id)
             if worker is not None and worker.generation == record.generation:
                 worker.record = record
+            self._count_statuses()
 
     async def fail(
         self, record: WebhookRecord, event: EventBody, attempts: int, result: Attempt
@@ -456,6 +466,7 @@ class Dispatcher:
             queue.hot.clear()
         if failed is not None:
             self.records[record.id] = failed
+        self._count_statuses()
         return True
 
     async def _prune_forever(self) -> None:
