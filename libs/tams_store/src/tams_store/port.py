@@ -280,8 +280,9 @@ class ReadTx(Protocol):
         order (positions are consecutive, so this is the range [from_seq, from_seq + limit))."""
         ...
 
-    def delivery_queues(self) -> dict[str, tuple[int, int]]:
-        """For every webhook with queued deliveries: the first and last queued `seq`."""
+    def delivery_queues(self, webhook_id: str | None = None) -> dict[str, tuple[int, int]]:
+        """For every webhook with queued deliveries (or just this one): the first and last
+        queued `seq`."""
         ...
 
 

@@ -131,6 +131,8 @@ async def test_queue_order_batches_and_deduplication(store: Store) -> None:
     assert [d.seq for d in rest] == [3, 4]
     assert await store.read(lambda tx: tx.pending_deliveries(new_id(), 0, 10)) == []
     assert await store.read(lambda tx: tx.delivery_queues()) == {a: (0, 4), b: (0, 4)}
+    assert await store.read(lambda tx: tx.delivery_queues(b)) == {b: (0, 4)}
+    assert await store.read(lambda tx: tx.delivery_queues(new_id())) == {}
 
 
 async def test_finishing_and_dropping_deliveries(store: Store) -> None:

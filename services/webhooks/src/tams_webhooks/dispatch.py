@@ -200,7 +200,7 @@ class Worker:
         cursor = self.queue.next_seq
         webhook_id = self.webhook_id
         bounds = await d.patiently(
-            lambda: d.store.read(lambda tx: tx.delivery_queues().get(webhook_id))
+            lambda: d.store.read(lambda tx: tx.delivery_queues(webhook_id).get(webhook_id))
         )
         if bounds is not None:
             cursor = bounds[0]

@@ -109,8 +109,8 @@ class SqliteReadTx:
     def pending_deliveries(self, webhook_id: str, from_seq: int, limit: int) -> list[Delivery]:
         return webhooks.pending_deliveries(self.conn, webhook_id, from_seq, limit)
 
-    def delivery_queues(self) -> dict[str, tuple[int, int]]:
-        return webhooks.delivery_queues(self.conn)
+    def delivery_queues(self, webhook_id: str | None = None) -> dict[str, tuple[int, int]]:
+        return webhooks.delivery_queues(self.conn, webhook_id)
 
 
 class SqliteWriteTx(SqliteReadTx):

@@ -144,10 +144,14 @@ def pending_deliveries(
     ]
 
 
-def delivery_queues(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+def delivery_queues(
+    conn: sqlite3.Connection, webhook_id: str | None = None
+) -> dict[str, tuple[int, int]]:
+    where = "" if webhook_id is None else "WHERE webhook_id = ? "
     rows = conn.execute(
         "SELECT webhook_id, min(seq) AS first, max(seq) AS last FROM webhook_deliveries "
-        "GROUP BY webhook_id"
+        f"{where}GROUP BY webhook_id",
+        () if webhook_id is None else (webhook_id,),
     )
     return {row["webhook_id"]: (row["first"], row["last"]) for row in rows}
 
