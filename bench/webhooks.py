@@ -181,6 +181,7 @@ async def bench(
     segments: int,
     rate: float,
     pids: dict[str, int] | None = None,
+    idle_s: float = 5.0,
 ) -> list[Any]:
     receiving = Receivers(receivers)
     await receiving.start()
@@ -218,7 +219,19 @@ async def bench(
             await wait_for(
                 lambda: len(receiving.receipts) >= warm * webhooks, 60, "warm-up deliveries"
             )
+            # The services' idle CPU (Kafka consumers polling) over a quiet window, so the
+            # webhooks service's CPU per delivery can be given net of it.
+            idle_before = cpu_seconds(pids or {})
+            idle_started = time.monotonic()
+            await asyncio.sleep(idle_s if pids else 0)
+            idle_elapsed = time.monotonic() - idle_started
             cpu_before = cpu_seconds(pids or {})
+            idle_rate = {
+                name: (used - idle_before[name]) / idle_elapsed
+                for name, used in cpu_before.items()
+                if name in idle_before and idle_elapsed > 0
+            }
+            measured_started = time.monotonic()
             replies, post_latencies = await post_segments(
                 http, flow["id"], objects, warm, segments, rate
             )
@@ -233,6 +246,7 @@ async def bench(
                 for name, used in cpu_seconds(pids or {}).items()
                 if name in cpu_before
             }
+            measured_elapsed = time.monotonic() - measured_started
             latencies = [
                 (received - replies[timerange]) / 1e9
                 for (_, timerange), received in receiving.receipts.items()
@@ -246,8 +260,17 @@ async def bench(
             print(f"deliveries: {len(latencies)} of {expected}", flush=True)
             if cpu:
                 rows.append({"phase": "CPU seconds during the measured phase", **cpu})
-                per_delivery = cpu.get("webhooks", 0) / max(1, len(latencies)) * 1000
-                print(f"CPU s: {cpu}; webhooks {per_delivery:.3f} ms per delivery", flush=True)
+                deliveries = max(1, len(latencies))
+                gross = cpu.get("webhooks", 0) / deliveries * 1000
+                idle = idle_rate.get("webhooks", 0) * measured_elapsed
+                net = (cpu.get("webhooks", 0) - idle) / deliveries * 1000
+                print(
+                    f"CPU s over {measured_elapsed:.1f} s: {cpu}\n"
+                    f"webhooks service: {gross:.3f} ms CPU per delivery, {net:.3f} ms net of "
+                    f"its idle polling ({idle_rate.get('webhooks', 0):.3f} cores when idle)",
+                    flush=True,
+                )
+                rows[-1]["webhooks_ms_per_delivery_net_of_idle"] = round(net, 3)
             for webhook_id in ids:
                 async with http.delete(f"/service/webhooks/{webhook_id}") as resp:
                     assert resp.status == 204
