@@ -131,3 +131,35 @@ def object_ids_of(records: list[SegmentRecord], objects: Mapping[str, ObjectReco
         if init_id:
             ids.add(init_id)
     return ids
+
+
+def event_object_ids(segments: list[dict[str, Any]]) -> set[str]:
+    """The objects (and init objects) that the segments of a `flows/segments_added` event use."""
+    ids = {s["object_id"] for s in segments}
+    ids.update(s["init_object"]["object_id"] for s in segments if "init_object" in s)
+    return ids
+
+
+def event_segment_view(
+    segment: Mapping[str, Any],
+    objects: Mapping[str, ObjectRecord],
+    *,
+    urls: UrlBuilder,
+    filters: UrlFilter,
+    include_object_timerange: bool = False,
+) -> dict[str, Any]:
+    """A segment of a `flows/segments_added` event (built by `segment_view` without URLs) as a
+    webhook delivers it: the same document a segments GET with these filters shows, with
+    `get_urls` signed now. Fields of the event are kept if the object has gone meanwhile."""
+    doc = {k: segment[k] for k in SEGMENT_FIELDS if k in segment}
+    if "init_object" in segment:
+        doc["init_object_id"] = segment["init_object"]["object_id"]
+    record = SegmentRecord(0, 0, segment["object_id"], segment["timerange"], doc, 0)
+    view = segment_view(
+        record,
+        objects,
+        urls=urls,
+        filters=filters,
+        include_object_timerange=include_object_timerange,
+    )
+    return {**segment, **view}

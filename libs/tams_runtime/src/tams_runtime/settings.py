@@ -65,3 +65,32 @@ class HttpSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 0
+
+
+class WebhookSettings(BaseSettings):
+    """Webhook delivery (the webhooks service) and webhook URL checks (the gateway)."""
+
+    model_config = SettingsConfigDict(env_prefix="TAMS_WEBHOOKS_", extra="ignore")
+
+    # Networks (CIDRs, comma-separated) that receivers may be in although they are not public
+    # addresses: e.g. `127.0.0.0/8,::1/128` for receivers on this machine. Cloud metadata
+    # addresses are refused even when listed (tams_runtime.egress).
+    allowed_networks: str = ""
+    # One delivery attempt: time to connect, and time for the whole request and response.
+    connect_timeout_s: float = 3.0
+    timeout_s: float = 10.0
+    # A receiver's response body is read up to this size, then the connection is dropped.
+    max_response_bytes: int = 65536
+    # Attempts per delivery before the webhook goes to `error`, and the exponential backoff
+    # between them (full jitter: a random wait up to min(retry_max_s, retry_base_s * 2^n)).
+    max_attempts: int = 10
+    retry_base_s: float = 0.5
+    retry_max_s: float = 60.0
+    # Deliveries in flight at once over all webhooks (each webhook has one at a time).
+    max_concurrent_deliveries: int = 128
+    # Fernet keys (comma-separated, newest first) sealing `api_key_value` in commands and at
+    # rest; unset: stored as given. Generate one with
+    # `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`.
+    secret_keys: str | None = None
+    # How long a queued event's id is remembered after its last delivery, to drop redeliveries.
+    event_retention_s: int = 86400

@@ -70,6 +70,8 @@ class Stack:
             env["TAMS_S3_ENDPOINT_URL"] = self.object_store.endpoint
             env["TAMS_S3_ACCESS_KEY"] = self.object_store.access_key
             env["TAMS_S3_SECRET_KEY"] = self.object_store.secret_key
+            # On one machine, webhook receivers are usually on this machine too.
+            env.setdefault("TAMS_WEBHOOKS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
         self.env = env
 
     def kafka_settings(self) -> KafkaSettings:

@@ -78,6 +78,24 @@ def _start_containers(stack: Stack) -> list[object]:
     return [kafka, minio]
 
 
+# Webhook receivers in tests listen on loopback; retries are quick so that failure paths
+# (retry, then `error`) take a second or two. Key values are sealed, as in production.
+WEBHOOK_TEST_ENV = {
+    "TAMS_WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+    "TAMS_WEBHOOKS_MAX_ATTEMPTS": "4",
+    "TAMS_WEBHOOKS_RETRY_BASE_S": "0.02",
+    "TAMS_WEBHOOKS_RETRY_MAX_S": "0.1",
+    "TAMS_WEBHOOKS_CONNECT_TIMEOUT_S": "1",
+    "TAMS_WEBHOOKS_TIMEOUT_S": "1",
+}
+
+
+def _webhook_test_env() -> dict[str, str]:
+    from cryptography.fernet import Fernet
+
+    return {**WEBHOOK_TEST_ENV, "TAMS_WEBHOOKS_SECRET_KEYS": Fernet.generate_key().decode()}
+
+
 @pytest.fixture(scope="session")
 def tams_infra() -> Iterator[Stack]:
     data_dir = Path(tempfile.mkdtemp(prefix="tams-test-"))
@@ -88,6 +106,7 @@ def tams_infra() -> Iterator[Stack]:
             "TAMS_KAFKA_SESSION_TIMEOUT_MS": "2000",
             "TAMS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
             "TAMS_LOG_LEVEL": "INFO",
+            **_webhook_test_env(),
         },
     )
     containers: list[object] = []

@@ -25,6 +25,7 @@ Doc = dict[str, Any]
 
 FlowSort = Literal["created", "metadata_updated", "label"]
 SourceSort = Literal["created", "updated", "label"]
+WebhookStatus = Literal["created", "started", "disabled", "error"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,68 @@ class SegmentPage:
     next_key: str | None = None
 
 
+@dataclass(frozen=True)
+class WebhookRecord:
+    """A webhook registration.
+
+    `doc` is the registration as the API shows it, without `id`, `status` and `error`: `url`,
+    `events`, `api_key_name`, the filters, the URL options and `tags`. `api_key_value` is kept
+    apart, exactly as the service gave it (sealed when a secret key is configured), and is never
+    part of `view()`. `generation` counts replacements (PUTs), so a delivery worker's status
+    change can be made conditional on the registration it was working for.
+    """
+
+    id: str
+    doc: Doc
+    status: WebhookStatus
+    error: Doc | None = None
+    api_key_value: str | None = None
+    generation: int = 1
+
+    @property
+    def url(self) -> str:
+        return str(self.doc["url"])
+
+    def view(self) -> Doc:
+        """The webhook as GET shows it (`schemas/webhook-get.json`), never the key value."""
+        body: Doc = {"id": self.id, **self.doc, "status": self.status}
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+@dataclass(frozen=True)
+class WebhookQuery:
+    """`GET /service/webhooks`: sorted by `url` (then id), A→Z unless `reverse_order`."""
+
+    tags: TagFilter = field(default_factory=TagFilter)
+    reverse_order: bool = False
+    page: str | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    """A TAMS event entering the delivery queues: its id (deduplication), the payload as
+    published (`{event_timestamp, event_type, event}`) and, for each webhook it goes to, its
+    position in that webhook's queue. Positions are assigned by the caller, consecutively per
+    webhook, so a queue is read in order by position."""
+
+    event_id: str
+    payload: Doc
+    positions: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One queued event for one webhook: `seq` is its position in the webhook's queue."""
+
+    webhook_id: str
+    seq: int
+    event_id: str
+    payload: Doc
+
+
 class InvalidPageKey(ValueError):
     """A `page` cursor that this store did not issue."""
 
@@ -198,6 +261,30 @@ class ReadTx(Protocol):
         limit: int,
     ) -> Page: ...
 
+    # --- webhooks: registrations -----------------------------------------------------------
+
+    def get_webhook(self, webhook_id: str) -> WebhookRecord | None: ...
+
+    def list_webhooks(self, query: WebhookQuery) -> Page:
+        """One page of webhooks as the API shows them (`WebhookRecord.view()`)."""
+        ...
+
+    def all_webhooks(self) -> list[WebhookRecord]:
+        """Every registration, with its key value (the webhooks service's working set)."""
+        ...
+
+    # --- webhooks: delivery queues (the outbox) -------------------------------------------
+
+    def pending_deliveries(self, webhook_id: str, from_seq: int, limit: int) -> list[Delivery]:
+        """At most `limit` queued deliveries of one webhook with `seq >= from_seq`, in `seq`
+        order (positions are consecutive, so this is the range [from_seq, from_seq + limit))."""
+        ...
+
+    def delivery_queues(self, webhook_id: str | None = None) -> dict[str, tuple[int, int]]:
+        """For every webhook with queued deliveries (or just this one): the first and last
+        queued `seq`."""
+        ...
+
 
 class WriteTx(ReadTx, Protocol):
     """Reads and writes inside one transaction; nothing is visible to others until commit."""
@@ -253,6 +340,44 @@ class WriteTx(ReadTx, Protocol):
         segments_updated: str,
     ) -> None:
         """Insert segments, register their new objects, and extend the flow's extent."""
+        ...
+
+    # --- webhooks: registrations -----------------------------------------------------------
+
+    def put_webhook(self, record: WebhookRecord) -> None:
+        """Insert or replace a registration (and its tags)."""
+        ...
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        """Remove the registration and everything queued for it."""
+        ...
+
+    def set_webhook_status(
+        self, webhook_id: str, status: WebhookStatus, error: Doc | None, *, generation: int
+    ) -> bool:
+        """Set `status` and `error` only if the registration is still at `generation` (not
+        replaced or deleted meanwhile); True if it was changed."""
+        ...
+
+    # --- webhooks: delivery queues (the outbox) -------------------------------------------
+
+    def queue_event(self, event: QueuedEvent, queued_ns: int) -> bool:
+        """Queue an event for the webhooks in `event.positions`, unless an event with this id
+        was queued before (a redelivery): then nothing is written and False is returned."""
+        ...
+
+    def finish_deliveries(self, deliveries: list[Delivery]) -> None:
+        """Remove delivered (or given up) deliveries from their queues; ones already gone are
+        ignored."""
+        ...
+
+    def drop_deliveries(self, webhook_id: str) -> int:
+        """Empty one webhook's queue; returns how many deliveries were dropped."""
+        ...
+
+    def prune_queued_events(self, queued_before_ns: int) -> int:
+        """Forget events queued before this time that no queue holds any more (their ids stop
+        deduplicating redeliveries); returns how many."""
         ...
 
 

@@ -12,13 +12,15 @@ from tams_gateway.commands import BUS
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import error_middleware
 from tams_gateway.observability import metrics_middleware
-from tams_gateway.routes import flows, media, profiles, service, sources
+from tams_gateway.routes import flows, media, profiles, service, sources, webhooks
 from tams_gateway.settings import GatewaySettings
 from tams_runtime.bus import CommandBus
 from tams_runtime.components import StoreComponent
+from tams_runtime.egress import EgressPolicy
 from tams_runtime.media import UrlBuilder
+from tams_runtime.secret_box import SecretBox
 from tams_runtime.service import run, serve
-from tams_runtime.settings import HttpSettings, KafkaSettings, S3Settings
+from tams_runtime.settings import HttpSettings, KafkaSettings, S3Settings, WebhookSettings
 from tams_runtime.storage import StorageBackends
 from tams_store import open_store_from_env
 
@@ -32,7 +34,14 @@ def build_app(gateway: Gateway) -> web.Application:
     )
     app[GATEWAY] = gateway
     app[BUS] = gateway.bus
-    for table in (service.routes, profiles.routes, sources.routes, flows.routes, media.routes):
+    for table in (
+        service.routes,
+        profiles.routes,
+        webhooks.routes,
+        sources.routes,
+        flows.routes,
+        media.routes,
+    ):
         app.add_routes(table)
     return app
 
@@ -44,6 +53,7 @@ async def main() -> None:
     bus = CommandBus(kafka)
     s3 = S3Settings()
     backends = StorageBackends.from_settings(s3)
+    webhook_settings = WebhookSettings()
     gateway = Gateway(
         settings=settings,
         kafka=kafka,
@@ -52,6 +62,8 @@ async def main() -> None:
         bus=bus,
         backends=backends,
         urls=UrlBuilder(backends),
+        egress=EgressPolicy.from_settings(webhook_settings),
+        secrets=SecretBox.from_settings(webhook_settings),
     )
     await serve(
         SERVICE,

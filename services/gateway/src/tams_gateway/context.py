@@ -11,7 +11,9 @@ from aiohttp import web
 from tams_gateway.errors import bad_request
 from tams_gateway.settings import GatewaySettings
 from tams_runtime.bus import CommandBus
+from tams_runtime.egress import EgressPolicy
 from tams_runtime.media import UrlBuilder
+from tams_runtime.secret_box import SecretBox
 from tams_runtime.settings import KafkaSettings, S3Settings
 from tams_runtime.storage import StorageBackends
 from tams_schema.topics import Topics
@@ -30,6 +32,9 @@ class Gateway:
     bus: CommandBus
     backends: StorageBackends
     urls: UrlBuilder
+    # Webhook registrations: which receiver URLs are acceptable, and sealing of key values.
+    egress: EgressPolicy
+    secrets: SecretBox
 
     @property
     def topics(self) -> Topics:
@@ -51,7 +56,8 @@ class Gateway:
                 "name": "kafka",
                 "docs": "docs/events.md",
                 "config": {"topic": self.topics.events},
-            }
+            },
+            {"name": "webhooks", "docs": "docs/webhooks.md"},
         ]
 
 

@@ -1,25 +1,87 @@
-"""Webhooks service wiring: webhook registrations and delivery of TAMS events.
+"""Webhooks service wiring: webhook registrations and durable delivery of TAMS events.
 
-Consumes `tams.webhooks.commands` (registrations) and, with the webhooks issue, the public
-events topic for delivery.
+Two consumers: `tams.webhooks.commands` (registrations, keyed by webhook id, applied like every
+command service's commands) and the public events topic in the group `tams-webhooks-delivery`
+(`router.EventRouter` queues each event for the webhooks that want it). `dispatch.Dispatcher`
+runs one delivery worker per enabled webhook. After each batch of registration commands the
+dispatcher re-reads the registrations before the replies go out, so an event published after
+a client's 201 is matched against the new registration.
+
+One instance delivers: run a single replica of this service (the queues are per webhook and
+a webhook's worker must be unique to keep its order).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Sequence
 
-from tams_runtime.service import run, serve_command_service
+from tams_runtime.applier import CommandApplier
+from tams_runtime.components import StoreComponent
+from tams_runtime.consumer import CommandConsumer
+from tams_runtime.egress import EgressPolicy
+from tams_runtime.event_consumer import EventConsumer
+from tams_runtime.media import UrlBuilder
+from tams_runtime.secret_box import SecretBox
+from tams_runtime.service import Component, run, serve
+from tams_runtime.settings import KafkaSettings, S3Settings, WebhookSettings
+from tams_runtime.storage import StorageBackends
 from tams_schema.envelopes import CommandEnvelope, Outcome
-from tams_store import WriteTx
+from tams_store import StoreUnavailable, open_store_from_env
+from tams_webhooks.dispatch import Dispatcher
+from tams_webhooks.payloads import Payloads
+from tams_webhooks.registrations import HANDLERS
+from tams_webhooks.router import EventRouter
+from tams_webhooks.sender import Sender
 
 SERVICE = "webhooks"
+DELIVERY_GROUP = "tams-webhooks-delivery"
 
-HANDLERS: dict[str, Callable[[WriteTx, CommandEnvelope], Outcome]] = {}
+
+class Together:
+    """Components started side by side (each consumer group join takes a while) and stopped
+    in reverse order."""
+
+    def __init__(self, *components: Component) -> None:
+        self.components = components
+
+    async def start(self) -> None:
+        await asyncio.gather(*(c.start() for c in self.components))
+
+    async def stop(self) -> None:
+        for component in reversed(self.components):
+            await component.stop()
 
 
 async def main() -> None:
-    await serve_command_service(
-        SERVICE, lambda kafka: kafka.topics.webhooks_commands, lambda _store: HANDLERS
+    kafka = KafkaSettings()
+    settings = WebhookSettings()
+    store = open_store_from_env()
+    backends = StorageBackends.from_settings(S3Settings())
+    sender = Sender(settings, EgressPolicy.from_settings(settings))
+    dispatcher = Dispatcher(
+        store, sender, Payloads(UrlBuilder(backends)), SecretBox.from_settings(settings), settings
+    )
+    applier = CommandApplier(
+        store, HANDLERS, is_retryable=lambda exc: isinstance(exc, StoreUnavailable)
+    )
+
+    async def apply_registrations(commands: Sequence[CommandEnvelope]) -> list[Outcome]:
+        outcomes = await applier(commands)
+        await dispatcher.refresh()
+        return outcomes
+
+    commands = CommandConsumer(
+        kafka,
+        kafka.topics.webhooks_commands,
+        group_id=f"tams-{SERVICE}",
+        handler=apply_registrations,
+    )
+    events = EventConsumer(kafka, DELIVERY_GROUP, EventRouter(dispatcher))
+    await serve(
+        SERVICE,
+        [StoreComponent(store), sender, dispatcher, Together(commands, events)],
+        {"store": store.ping, "broker": commands.healthy, "events": events.healthy},
     )
 
 

@@ -117,6 +117,41 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX objects_unregistered ON objects (registered, allocated_ns)",
     ],
+    # 4: webhook registrations and their delivery queues (the outbox).
+    [
+        """CREATE TABLE webhooks (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            status TEXT NOT NULL,
+            generation INTEGER NOT NULL,
+            doc TEXT NOT NULL,
+            error TEXT,
+            api_key_value TEXT
+        )""",
+        "CREATE INDEX webhooks_url ON webhooks (url, id)",
+        """CREATE TABLE webhook_tags (
+            webhook_id TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            value TEXT
+        )""",
+        "CREATE INDEX webhook_tags_lookup ON webhook_tags (name, value, webhook_id)",
+        "CREATE INDEX webhook_tags_owner ON webhook_tags (webhook_id)",
+        # One row per queued event: its payload (while any queue holds it) and how many
+        # queues still hold it; the row outlives its deliveries to deduplicate redeliveries.
+        """CREATE TABLE webhook_events (
+            event_id TEXT PRIMARY KEY,
+            payload TEXT,
+            remaining INTEGER NOT NULL,
+            queued_ns INTEGER NOT NULL
+        )""",
+        "CREATE INDEX webhook_events_done ON webhook_events (remaining, queued_ns)",
+        """CREATE TABLE webhook_deliveries (
+            webhook_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            event_id TEXT NOT NULL,
+            PRIMARY KEY (webhook_id, seq)
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 

@@ -9,17 +9,22 @@ import time
 from tams_schema.envelopes import Outcome
 from tams_schema.timerange import TimeRange
 from tams_store.port import (
+    Delivery,
     Doc,
     FlowQuery,
     ObjectAllocation,
     ObjectRecord,
     Page,
+    QueuedEvent,
     SegmentPage,
     SegmentRecord,
     SourceQuery,
     TagFilter,
+    WebhookQuery,
+    WebhookRecord,
+    WebhookStatus,
 )
-from tams_store.sqlite import catalog, media
+from tams_store.sqlite import catalog, media, webhooks
 
 
 class SqliteReadTx:
@@ -91,6 +96,21 @@ class SqliteReadTx:
         self, object_id: str, flow_tags: TagFilter, page: str | None, limit: int
     ) -> tuple[list[str], str | None]:
         return media.object_flows(self.conn, object_id, flow_tags, page, limit)
+
+    def get_webhook(self, webhook_id: str) -> WebhookRecord | None:
+        return webhooks.get_webhook(self.conn, webhook_id)
+
+    def list_webhooks(self, query: WebhookQuery) -> Page:
+        return webhooks.list_webhooks(self.conn, query)
+
+    def all_webhooks(self) -> list[WebhookRecord]:
+        return webhooks.all_webhooks(self.conn)
+
+    def pending_deliveries(self, webhook_id: str, from_seq: int, limit: int) -> list[Delivery]:
+        return webhooks.pending_deliveries(self.conn, webhook_id, from_seq, limit)
+
+    def delivery_queues(self, webhook_id: str | None = None) -> dict[str, tuple[int, int]]:
+        return webhooks.delivery_queues(self.conn, webhook_id)
 
 
 class SqliteWriteTx(SqliteReadTx):
@@ -170,3 +190,26 @@ class SqliteWriteTx(SqliteReadTx):
             max(s.end - s.start for s in segments),
             segments_updated,
         )
+
+    def put_webhook(self, record: WebhookRecord) -> None:
+        webhooks.put_webhook(self.conn, record)
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        webhooks.delete_webhook(self.conn, webhook_id)
+
+    def set_webhook_status(
+        self, webhook_id: str, status: WebhookStatus, error: Doc | None, *, generation: int
+    ) -> bool:
+        return webhooks.set_webhook_status(self.conn, webhook_id, status, error, generation)
+
+    def queue_event(self, event: QueuedEvent, queued_ns: int) -> bool:
+        return webhooks.queue_event(self.conn, event, queued_ns)
+
+    def finish_deliveries(self, deliveries: list[Delivery]) -> None:
+        webhooks.finish_deliveries(self.conn, deliveries)
+
+    def drop_deliveries(self, webhook_id: str) -> int:
+        return webhooks.drop_deliveries(self.conn, webhook_id)
+
+    def prune_queued_events(self, queued_before_ns: int) -> int:
+        return webhooks.prune_queued_events(self.conn, queued_before_ns)

@@ -1,0 +1,481 @@
+"""Delivery: one worker per enabled webhook, draining that webhook's queue in order.
+
+The queue itself lives in the store (the outbox, written by `router.EventRouter` before the
+Kafka offset is committed), so nothing queued is lost when the process dies. In memory each
+webhook has a `WebhookQueue`: the next position to hand out, and the deliveries queued
+recently (the hot path: a worker takes them from memory and never waits on a store read or a
+polling interval; it reads the store only after a restart, or when it has fallen behind).
+
+A worker POSTs one delivery at a time (FIFO per webhook). A failure is retried with
+exponential backoff and full jitter; after `max_attempts` the webhook goes to `error`, with an
+`error` object saying why, and its queue is emptied (re-enabling starts with new events:
+the receiver must resynchronise from the API anyway, since events that happened while the
+webhook was in error were never queued for it). A slow or dead receiver only holds up its own
+webhook. Finished deliveries are removed from the store in batches; a crash before that
+removal redelivers them (at-least-once; receivers deduplicate on the `Tams-Event-Id` header).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from tams_runtime.metrics import LATENCY_BUCKETS
+from tams_runtime.secret_box import SecretBox, SecretUnavailable
+from tams_runtime.settings import WebhookSettings
+from tams_schema.envelopes import ErrorBody
+from tams_store import Store, WriteTx
+from tams_store.port import Delivery, WebhookRecord
+from tams_webhooks.matching import Subscription
+from tams_webhooks.payloads import EventBody, Payloads, options_key
+from tams_webhooks.sender import Attempt, Sender
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ENABLED = ("created", "started")
+# Within one generation (between two PUTs) only workers change a status, and only forward.
+PROGRESS = {"created": 0, "disabled": 0, "started": 1, "error": 2}
+# Recently queued deliveries kept in memory per webhook; beyond this a worker that has fallen
+# behind reads them back from the store instead.
+HOT_LIMIT = 1000
+READ_BATCH = 100
+
+DELIVERY_ATTEMPTS = Counter(
+    "tams_webhook_delivery_attempts_total", "Webhook delivery attempts by result", ["result"]
+)
+QUEUE_TO_DELIVERY_SECONDS = Histogram(
+    "tams_webhook_queue_to_delivery_seconds",
+    "From an event entering the queues to its successful delivery (hot path)",
+    buckets=LATENCY_BUCKETS,
+)
+DELIVERED = DELIVERY_ATTEMPTS.labels("delivered")
+ATTEMPT_FAILED = DELIVERY_ATTEMPTS.labels("failed")
+ATTEMPT_REFUSED = DELIVERY_ATTEMPTS.labels("refused")
+WEBHOOKS_BY_STATUS = Gauge("tams_webhooks", "Registered webhooks by status", ["status"])
+WEBHOOKS_FAILED = Counter(
+    "tams_webhooks_failed_total", "Webhooks put into the error state after failed deliveries"
+)
+
+
+def full_jitter(attempt: int, base_s: float, max_s: float) -> float:
+    """The wait before retry `attempt` (1 = after the first failure)."""
+    return random.uniform(0, min(max_s, base_s * 2 ** (attempt - 1)))
+
+
+@dataclass(frozen=True)
+class QueuedItem:
+    seq: int
+    event: EventBody
+    queued_at: float | None = None  # monotonic time it entered the queue (hot path only)
+
+
+class WebhookQueue:
+    """The in-memory side of one webhook's queue."""
+
+    def __init__(self, webhook_id: str, next_seq: int) -> None:
+        self.webhook_id = webhook_id
+        # The position the next queued event gets (only the router advances it).
+        self.next_seq = next_seq
+        self.hot: deque[QueuedItem] = deque()
+        self.wake = asyncio.Event()
+
+    def push(self, item: QueuedItem) -> None:
+        if len(self.hot) >= HOT_LIMIT:
+            self.hot.clear()  # the worker is far behind: it will read these from the store
+        self.hot.append(item)
+        self.wake.set()
+
+    def take_from(self, cursor: int) -> list[QueuedItem]:
+        """The queued items from position `cursor` on, if memory has them without a gap."""
+        while self.hot and self.hot[0].seq < cursor:
+            self.hot.popleft()
+        taken: list[QueuedItem] = []
+        while self.hot and self.hot[0].seq == cursor + len(taken):
+            taken.append(self.hot.popleft())
+        return taken
+
+
+class CompletionLog:
+    """Removes finished deliveries from the store, many per transaction: at most every
+    `interval_s` (a crash loses at most that much progress, which is then redelivered)."""
+
+    def __init__(self, store: Store, interval_s: float = 0.05) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self.items: list[Delivery] = []
+        self.ready = asyncio.Event()
+
+    def add(self, delivery: Delivery) -> None:
+        self.items.append(delivery)
+        self.ready.set()
+
+    async def run(self) -> None:
+        while True:
+            await self.ready.wait()
+            await asyncio.sleep(self.interval_s)  # let a fan-out's completions gather
+            await self.flush()
+
+    async def flush(self) -> None:
+        self.ready.clear()
+        batch, self.items = self.items, []
+        if not batch:
+            return
+        try:
+            await self.store.write(lambda tx: tx.finish_deliveries(batch))
+        except Exception:
+            log.exception("could not record finished deliveries; retrying")
+            self.items = batch + self.items
+            self.ready.set()
+            await asyncio.sleep(0.5)
+
+
+class Worker:
+    """Delivers one webhook's queue, in order, until stopped or the webhook fails."""
+
+    def __init__(self, dispatcher: Dispatcher, record: WebhookRecord, queue: WebhookQueue) -> None:
+        self.dispatcher = dispatcher
+        self.generation = record.generation
+        self.queue = queue
+        self.record = record
+        self.task = asyncio.create_task(self._run(), name=f"webhook:{record.id}")
+
+    @property
+    def record(self) -> WebhookRecord:
+        return self._record
+
+    @record.setter
+    def record(self, record: WebhookRecord) -> None:
+        """Take a (changed) registration: what every delivery needs is worked out once here."""
+        self._record = record
+        self.options = options_key(record.doc)
+        self.headers = {"Content-Type": "application/json"}
+        self.key_problem: str | None = None
+        name = record.doc.get("api_key_name")
+        if name and record.api_key_value is not None:
+            try:
+                self.headers[name] = self.dispatcher.secrets.open(record.api_key_value)
+            except SecretUnavailable as exc:
+                self.key_problem = str(exc)
+
+    @property
+    def webhook_id(self) -> str:
+        return self._record.id
+
+    def stop(self) -> asyncio.Task[None]:
+        self.task.cancel()
+        return self.task
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    await self._serve()
+                    return  # the webhook is in error now
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("webhook worker failed; restarting it", extra=self._ids())
+                    await asyncio.sleep(1)
+        finally:
+            self.dispatcher.worker_ended(self)
+
+    def _ids(self) -> dict[str, str]:
+        return {"webhook_id": self.webhook_id}
+
+    async def _serve(self) -> None:
+        d = self.dispatcher
+        await self._mark_started()
+        # Snapshot the next position before reading the store: anything queued after the read
+        # got a position at or after it.
+        cursor = self.queue.next_seq
+        webhook_id = self.webhook_id
+        bounds = await d.patiently(
+            lambda: d.store.read(lambda tx: tx.delivery_queues(webhook_id).get(webhook_id))
+        )
+        if bounds is not None:
+            cursor = bounds[0]
+        while True:
+            self.queue.wake.clear()
+            batch = self.queue.take_from(cursor)
+            if not batch and cursor < self.queue.next_seq:
+                # Queued, but not in memory (after a restart, or fallen behind): read it.
+                batch = await self._read_from(cursor)
+            if not batch:
+                await self.queue.wake.wait()
+                continue
+            for item in batch:
+                if not await self._deliver(item):
+                    return
+                cursor = item.seq + 1
+                d.completions.add(
+                    Delivery(webhook_id, item.seq, item.event.event_id, item.event.payload)
+                )
+                if item.queued_at is not None:
+                    QUEUE_TO_DELIVERY_SECONDS.observe(time.monotonic() - item.queued_at)
+
+    async def _mark_started(self) -> None:
+        record = self.record
+        if record.status != "created":
+            return
+        d = self.dispatcher
+        changed = await d.patiently(
+            lambda: d.store.write(
+                lambda tx: tx.set_webhook_status(
+                    record.id, "started", None, generation=record.generation
+                )
+            )
+        )
+        if changed:
+            d.status_changed(replace(record, status="started", error=None))
+
+    async def _read_from(self, cursor: int) -> list[QueuedItem]:
+        d, webhook_id = self.dispatcher, self.webhook_id
+        deliveries = await d.patiently(
+            lambda: d.store.read(lambda tx: tx.pending_deliveries(webhook_id, cursor, READ_BATCH))
+        )
+        return [QueuedItem(x.seq, EventBody(x.event_id, x.payload)) for x in deliveries]
+
+    async def _deliver(self, item: QueuedItem) -> bool:
+        """Deliver with retries; False if the webhook was put in error instead."""
+        d = self.dispatcher
+        attempt = 0
+        while True:
+            attempt += 1
+            record = self.record  # the latest configuration (a PUT may change it meanwhile)
+            result = await self._attempt(record, item.event, attempt)
+            if result.ok:
+                DELIVERED.inc()
+                return True
+            (ATTEMPT_REFUSED if result.permanent else ATTEMPT_FAILED).inc()
+            log.info(
+                "webhook delivery attempt failed",
+                extra={
+                    "webhook_id": record.id,
+                    "event_type": item.event.event_type,
+                    "attempt": attempt,
+                    "reason": result.summary,
+                },
+            )
+            if result.permanent or attempt >= d.settings.max_attempts:
+                if await d.fail(record, item.event, attempt, result):
+                    return False
+                attempt = 0  # the registration was replaced meanwhile: start over with it
+                continue
+            await asyncio.sleep(
+                full_jitter(attempt, d.settings.retry_base_s, d.settings.retry_max_s)
+            )
+
+    async def _attempt(self, record: WebhookRecord, event: EventBody, attempt: int) -> Attempt:
+        d = self.dispatcher
+        if self.key_problem is not None:
+            return Attempt(False, self.key_problem, permanent=True)
+        headers = {
+            **self.headers,
+            "Tams-Event-Id": event.event_id,
+            "Tams-Delivery-Attempt": str(attempt),
+        }
+        if event.objects is None and event.object_ids():
+            ids = event.object_ids()
+            event.objects = await d.patiently(lambda: d.store.read(lambda tx: tx.get_objects(ids)))
+        body = d.payloads.body(record.doc, self.options, event)
+        return await d.sender.post(record.url, body, headers)
+
+
+class Dispatcher:
+    """The delivery side of the service: registrations in memory, workers, completions."""
+
+    def __init__(
+        self,
+        store: Store,
+        sender: Sender,
+        payloads: Payloads,
+        secrets: SecretBox,
+        settings: WebhookSettings,
+    ) -> None:
+        self.store = store
+        self.sender = sender
+        self.payloads = payloads
+        self.secrets = secrets
+        self.settings = settings
+        self.records: dict[str, WebhookRecord] = {}
+        # The webhooks that get new events (enabled ones), for the router.
+        self.subscriptions: dict[str, Subscription] = {}
+        self.queues: dict[str, WebhookQueue] = {}
+        self.workers: dict[str, Worker] = {}
+        self.completions = CompletionLog(store)
+        self._background: list[asyncio.Task[None]] = []
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        bounds, records = await self.store.read(
+            lambda tx: (tx.delivery_queues(), tx.all_webhooks())
+        )
+        for webhook_id, (_first, last) in bounds.items():
+            self.queues[webhook_id] = WebhookQueue(webhook_id, last + 1)
+        self.apply(records)
+        self._background = [
+            asyncio.create_task(self.completions.run(), name="webhook-completions"),
+            asyncio.create_task(self._prune_forever(), name="webhook-event-pruning"),
+        ]
+
+    async def stop(self) -> None:
+        tasks = [w.stop() for w in self.workers.values()] + list(self._stopping)
+        for task in self._background:
+            task.cancel()
+        for task in [*tasks, *self._background]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.completions.flush()
+
+    async def refresh(self) -> None:
+        """Re-read the registrations (after registration commands were applied)."""
+        self.apply(await self.store.read(lambda tx: tx.all_webhooks()))
+
+    def apply(self, records: list[WebhookRecord]) -> None:
+        """Make workers and subscriptions match these registrations."""
+        current = {r.id: r for r in records}
+        for webhook_id in set(self.records) - set(current):
+            self._forget(webhook_id)
+        for record in records:
+            known = self.records.get(record.id)
+            if (
+                known is not None
+                and known.generation == record.generation
+                and PROGRESS[known.status] > PROGRESS[record.status]
+            ):
+                # Read before a worker's own status change was written: ours is newer.
+                record = known
+            self.records[record.id] = record
+            queue = self.queues.setdefault(record.id, WebhookQueue(record.id, 0))
+            worker = self.workers.get(record.id)
+            if record.status not in ENABLED:
+                self.subscriptions.pop(record.id, None)
+                if worker is not None:
+                    self._stop_worker(worker)
+                queue.hot.clear()
+                continue
+            self.subscriptions[record.id] = Subscription.of(record.doc)
+            if (
+                worker is not None
+                and record.status == "created"
+                and (worker.generation != record.generation)
+            ):
+                # Re-enabled (or replaced before it started): begin afresh.
+                self._stop_worker(worker)
+                worker = None
+            if worker is None:
+                self.workers[record.id] = Worker(self, record, queue)
+            else:
+                worker.record = record
+        self._count_statuses()
+
+    def _count_statuses(self) -> None:
+        counts = dict.fromkeys(PROGRESS, 0)
+        for record in self.records.values():
+            counts[record.status] += 1
+        for status, count in counts.items():
+            WEBHOOKS_BY_STATUS.labels(status).set(count)
+
+    def _forget(self, webhook_id: str) -> None:
+        self.records.pop(webhook_id, None)
+        self.subscriptions.pop(webhook_id, None)
+        self.queues.pop(webhook_id, None)
+        worker = self.workers.get(webhook_id)
+        if worker is not None:
+            self._stop_worker(worker)
+
+    def _stop_worker(self, worker: Worker) -> None:
+        if self.workers.get(worker.webhook_id) is worker:
+            del self.workers[worker.webhook_id]
+        task = worker.stop()
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    def worker_ended(self, worker: Worker) -> None:
+        if self.workers.get(worker.webhook_id) is worker:
+            del self.workers[worker.webhook_id]
+
+    # --- used by workers ---------------------------------------------------------------
+
+    async def patiently(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run store work, waiting out store trouble (a worker must not lose its place)."""
+        while True:
+            try:
+                return await call()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("store trouble during delivery; retrying")
+                await asyncio.sleep(0.5)
+
+    def status_changed(self, record: WebhookRecord) -> None:
+        if self.records.get(record.id, record).generation == record.generation:
+            self.records[record.id] = record
+            worker = self.workers.get(record.id)
+            if worker is not None and worker.generation == record.generation:
+                worker.record = record
+            self._count_statuses()
+
+    async def fail(
+        self, record: WebhookRecord, event: EventBody, attempts: int, result: Attempt
+    ) -> bool:
+        """Put the webhook in `error` and empty its queue, unless it was replaced since
+        `record` was read; True if it is in error now."""
+
+        def work(tx: WriteTx) -> tuple[int, WebhookRecord | None] | None:
+            current = tx.get_webhook(record.id)
+            if current is None or current.generation != record.generation:
+                return None
+            dropped = tx.drop_deliveries(record.id)
+            error = ErrorBody(
+                type="DeliveryFailed",
+                summary=(
+                    f"gave up delivering event {event.event_id} ({event.event_type}) after "
+                    f"{attempts} attempt(s): {result.summary}. The webhook stopped; "
+                    f"{dropped} queued event(s) were dropped. Set its status to created to "
+                    "receive new events."
+                ),
+            ).model_dump(mode="json", exclude_none=True)
+            tx.set_webhook_status(record.id, "error", error, generation=record.generation)
+            return dropped, tx.get_webhook(record.id)
+
+        outcome = await self.patiently(lambda: self.store.write(work))
+        if outcome is None:
+            return False
+        dropped, failed = outcome
+        WEBHOOKS_FAILED.inc()
+        log.warning(
+            "webhook put in error after failed deliveries",
+            extra={"webhook_id": record.id, "attempts": attempts, "dropped": dropped},
+        )
+        self.subscriptions.pop(record.id, None)
+        queue = self.queues.get(record.id)
+        if queue is not None:
+            queue.hot.clear()
+        if failed is not None:
+            self.records[record.id] = failed
+        self._count_statuses()
+        return True
+
+    async def _prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            with contextlib.suppress(Exception):
+                await self.prune()
+
+    async def prune(self) -> int:
+        """Forget delivered events older than the retention (their ids stop deduplicating)."""
+        cutoff = time.time_ns() - self.settings.event_retention_s * 1_000_000_000
+        return await self.store.write(lambda tx: tx.prune_queued_events(cutoff))

@@ -1,0 +1,139 @@
+"""Webhook registration commands: create, replace, delete, each `(tx, command) -> Outcome`.
+
+The gateway has checked the body (fields, event names, ids, URL); what needs the stored
+registration is decided here: existence (404) and the status state machine (checklist §5.1):
+
+    created | started  --disabled-->  disabled        (the queue is emptied)
+    disabled | error   --created--->  created         (re-enabled: starts with new events)
+    error              --disabled-->  rejected, 400
+    created | started  --created--->  unchanged       (a configuration change only)
+
+`api_key_value` arrives sealed (tams_runtime.secret_box) and is never part of a reply. A
+replacement that leaves it out keeps the stored value as long as `api_key_name` is unchanged,
+so a client can edit a webhook it read back (the value is write-only) without resending it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
+from tams_store import WriteTx
+from tams_store.port import WebhookRecord, WebhookStatus
+
+Handler = Callable[[WriteTx, CommandEnvelope], Outcome]
+
+
+class Refused(Exception):
+    def __init__(self, status: int, type_: str, summary: str) -> None:
+        super().__init__(summary)
+        self.status = status
+        self.type = type_
+        self.summary = summary
+
+
+def answers_refusals(handler: Handler) -> Handler:
+    @wraps(handler)
+    def wrapper(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+        try:
+            return handler(tx, command)
+        except Refused as exc:
+            body = ErrorBody(type=exc.type, summary=exc.summary)
+            return Outcome(status=exc.status, body=body.model_dump(mode="json", exclude_none=True))
+
+    return wrapper
+
+
+def _existing(tx: WriteTx, webhook_id: str) -> WebhookRecord:
+    record = tx.get_webhook(webhook_id)
+    if record is None:
+        raise Refused(404, "NotFound", f"webhook {webhook_id} does not exist")
+    return record
+
+
+@answers_refusals
+def create_webhook(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    """POST /service/webhooks: 201 with the webhook (its id was chosen by the gateway)."""
+    payload: dict[str, Any] = command.payload
+    webhook_id = payload["webhook_id"]
+    if tx.get_webhook(webhook_id) is not None:
+        raise Refused(400, "BadRequest", f"webhook {webhook_id} already exists")
+    record = WebhookRecord(
+        id=webhook_id,
+        doc=payload["webhook"],
+        status=payload.get("status") or "created",
+        api_key_value=payload.get("api_key_value"),
+    )
+    tx.put_webhook(record)
+    return Outcome(status=201, body=record.view())
+
+
+def next_status(current: WebhookStatus, requested: str, webhook_id: str) -> WebhookStatus:
+    if requested == "disabled":
+        if current == "error":
+            raise Refused(
+                400,
+                "BadRequest",
+                f"webhook {webhook_id} is in error: it can be re-enabled (status created) or "
+                "deleted, not disabled",
+            )
+        return "disabled"
+    if current in ("disabled", "error"):
+        return "created"
+    return current
+
+
+def _key_value(current: WebhookRecord, doc: dict[str, Any], payload: dict[str, Any]) -> str | None:
+    if "api_key_value" in payload:
+        value: str = payload["api_key_value"]
+        return value
+    name = doc.get("api_key_name")
+    if name is None:
+        return None
+    if name != current.doc.get("api_key_name") or current.api_key_value is None:
+        raise Refused(
+            400,
+            "BadRequest",
+            f"api_key_value is needed with api_key_name {name!r}: there is no stored value for "
+            "that header name to keep",
+        )
+    return current.api_key_value
+
+
+@answers_refusals
+def replace_webhook(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    """PUT /service/webhooks/{id}: full replacement, 201 with the webhook."""
+    payload: dict[str, Any] = command.payload
+    current = _existing(tx, payload["webhook_id"])
+    doc: dict[str, Any] = payload["webhook"]
+    status = next_status(current.status, payload["status"], current.id)
+    if status != current.status and (status == "disabled" or current.status != "created"):
+        # Disabled, or re-enabled after disabled/error: nothing queued before carries over.
+        tx.drop_deliveries(current.id)
+    record = WebhookRecord(
+        id=current.id,
+        doc=doc,
+        status=status,
+        error=current.error if status == "error" else None,
+        api_key_value=_key_value(current, doc, payload),
+        generation=current.generation + 1,
+    )
+    tx.put_webhook(record)
+    return Outcome(status=201, body=record.view())
+
+
+@answers_refusals
+def delete_webhook(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+    """DELETE /service/webhooks/{id}: 204; what was queued for it goes too."""
+    record = _existing(tx, command.payload["webhook_id"])
+    tx.delete_webhook(record.id)
+    return Outcome(status=204)
+
+
+HANDLERS: dict[str, Handler] = {
+    "webhooks.create": create_webhook,
+    "webhooks.replace": replace_webhook,
+    "webhooks.delete": delete_webhook,
+}

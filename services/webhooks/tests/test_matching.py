@@ -1,0 +1,90 @@
+"""Which events a webhook wants: event types and every filter, with their scopes, ANDed."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tams_schema.envelopes import EventContext, TamsEvent
+from tams_webhooks.matching import Subscription
+
+FLOW, SOURCE, COLLECTOR, COLLECTOR_SOURCE, OTHER = (str(uuid.uuid4()) for _ in range(5))
+
+
+def flow_event(kind: str = "updated", collected: bool = True) -> TamsEvent:
+    return TamsEvent(
+        key=FLOW,
+        event_type=f"flows/{kind}",
+        event={"flow_id": FLOW},
+        context=EventContext(
+            flow_id=FLOW,
+            source_id=SOURCE,
+            flow_collected_by=[COLLECTOR] if collected else [],
+            source_collected_by=[COLLECTOR_SOURCE] if collected else [],
+        ),
+    )
+
+
+def source_event(collected: bool = True) -> TamsEvent:
+    return TamsEvent(
+        key=SOURCE,
+        event_type="sources/updated",
+        event={"source": {"id": SOURCE}},
+        context=EventContext(
+            source_id=SOURCE, source_collected_by=[COLLECTOR_SOURCE] if collected else []
+        ),
+    )
+
+
+def wants(filters: dict[str, Any], event: TamsEvent) -> bool:
+    doc = {"events": ["flows/updated", "flows/segments_added", "sources/updated"], **filters}
+    return Subscription.of(doc).wants(event)
+
+
+@pytest.mark.parametrize(
+    ("filters", "flow", "segments", "source"),
+    [
+        ({}, True, True, True),
+        ({"flow_ids": [FLOW]}, True, True, True),
+        ({"flow_ids": [OTHER]}, False, False, True),  # no effect on source events
+        ({"flow_ids": []}, False, False, True),
+        ({"source_ids": [SOURCE]}, True, True, True),
+        ({"source_ids": [OTHER]}, False, False, False),
+        ({"flow_collected_by_ids": [COLLECTOR]}, True, True, True),
+        ({"flow_collected_by_ids": [OTHER]}, False, False, True),
+        ({"flow_collected_by_ids": []}, False, False, True),  # only uncollected flows
+        ({"source_collected_by_ids": [COLLECTOR_SOURCE]}, True, True, True),
+        ({"source_collected_by_ids": [OTHER]}, False, False, False),
+        ({"source_collected_by_ids": []}, False, False, False),
+        ({"flow_ids": [FLOW], "source_ids": [OTHER]}, False, False, False),  # ANDed
+        ({"flow_ids": [FLOW], "source_collected_by_ids": [COLLECTOR_SOURCE]}, True, True, True),
+    ],
+)
+def test_filters_and_their_scopes(
+    filters: dict[str, Any], flow: bool, segments: bool, source: bool
+) -> None:
+    assert wants(filters, flow_event()) is flow
+    assert wants(filters, flow_event("segments_added")) is segments
+    assert wants(filters, source_event()) is source
+
+
+def test_empty_collection_filters_keep_only_the_uncollected() -> None:
+    assert wants({"flow_collected_by_ids": []}, flow_event(collected=False))
+    assert wants({"source_collected_by_ids": []}, flow_event(collected=False))
+    assert wants({"source_collected_by_ids": []}, source_event(collected=False))
+
+
+def test_event_types_are_required() -> None:
+    assert not wants({}, flow_event("created"))
+    assert not Subscription.of({"events": []}).wants(flow_event())
+
+
+def test_events_without_routing_headers_fall_back_to_their_payload() -> None:
+    flow = {"id": FLOW, "source_id": SOURCE, "collected_by": [COLLECTOR]}
+    bare = TamsEvent(key=FLOW, event_type="flows/updated", event={"flow": flow})
+    assert wants({"source_ids": [SOURCE], "flow_collected_by_ids": [COLLECTOR]}, bare)
+    assert not wants({"source_ids": [OTHER]}, bare)
+    deleted = TamsEvent(key=SOURCE, event_type="sources/updated", event={"source_id": SOURCE})
+    assert wants({"source_ids": [SOURCE]}, deleted)

@@ -1,0 +1,346 @@
+"""Webhook delivery end to end: real receivers on loopback, real broker, store and services.
+
+The stack is shared by the whole session, so a webhook here either filters on this test's own
+flows and sources, or the assertions look only at this test's ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest_asyncio
+
+from tams_stack.stack import Stack
+from tams_stack.testing import SpecValidator
+
+from .helpers import multi_flow, new_id, put_flow, video_flow
+from .receivers import Receiver, Request, Webhooks, receiving
+from .test_segments import allocate_and_upload
+
+ALL_EVENTS = [
+    "flows/created",
+    "flows/updated",
+    "flows/deleted",
+    "flows/segments_added",
+    "flows/segments_deleted",
+    "sources/created",
+    "sources/updated",
+    "sources/deleted",
+]
+
+
+@pytest_asyncio.fixture
+async def hooks(http: aiohttp.ClientSession) -> AsyncIterator[Webhooks]:
+    webhooks = Webhooks(http)
+    yield webhooks
+    await webhooks.delete_all()
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with receiving() as found:
+        yield found
+
+
+async def ok(resp_cm: Any, status: int = 204) -> None:
+    async with resp_cm as resp:
+        assert resp.status == status, await resp.text()
+
+
+def subject(request: Request) -> str:
+    """The flow or source id an event is about."""
+    event = request.event
+    for key in ("flow", "source"):
+        if key in event:
+            return str(event[key]["id"])
+    return str(event.get("flow_id") or event.get("source_id"))
+
+
+def about(*ids: str) -> Any:
+    return lambda request: subject(request) in ids
+
+
+async def test_every_event_type_with_the_spec_payload(
+    http: aiohttp.ClientSession, hooks: Webhooks, receiver: Receiver, spec: SpecValidator
+) -> None:
+    flow = video_flow()
+    source_id = flow["source_id"]
+    webhook = await hooks.register(
+        receiver.url,
+        ALL_EVENTS,
+        source_ids=[source_id],
+        api_key_name="X-Api-Key",
+        api_key_value="s3cret",
+    )
+    await hooks.wait_status(webhook["id"], "started")
+    await put_flow(http, flow)
+    await ok(http.put(f"/flows/{flow['id']}/label", json="renamed"))
+    await ok(http.put(f"/sources/{source_id}/label", json="camera"))
+    (object_id,) = await allocate_and_upload(http, flow["id"], [b"media"])
+    segment = {"object_id": object_id, "timerange": "[0:0_2:0)"}
+    await ok(http.post(f"/flows/{flow['id']}/segments", json=segment), 201)
+    await ok(http.delete(f"/flows/{flow['id']}"))
+
+    got = await receiver.wait_for(8, about(flow["id"], source_id))
+    flow_events = [r for r in got if r.event_type.startswith("flows/")]
+    source_events = [r for r in got if r.event_type.startswith("sources/")]
+    # Each subject's events arrive in the order they happened.
+    assert [r.event_type for r in flow_events] == [
+        "flows/created",
+        "flows/updated",
+        "flows/segments_added",
+        "flows/segments_deleted",
+        "flows/deleted",
+    ]
+    assert [r.event_type for r in source_events] == [
+        "sources/created",
+        "sources/updated",
+        "sources/deleted",
+    ]
+    created, updated, added, deleted_segments, deleted = flow_events
+    for request in got:
+        assert set(request.body) == {"event_timestamp", "event_type", "event"}
+        assert request.body["event_timestamp"].endswith("Z")
+        assert request.headers["X-Api-Key"] == "s3cret"
+        assert request.headers["Content-Type"] == "application/json"
+    spec.validate(created.event["flow"], "flow-get.json")
+    assert created.event["flow"]["id"] == flow["id"]
+    assert updated.event["flow"]["label"] == "renamed"
+    assert added.event["flow_id"] == flow["id"]
+    spec.validate_list(added.event["segments"], "flow-segment.json")
+    assert [s["object_id"] for s in added.event["segments"]] == [object_id]
+    assert deleted_segments.event == {"flow_id": flow["id"], "timerange": "[0:0_2:0)"}
+    assert deleted.event == {"flow_id": flow["id"]}
+    spec.validate(source_events[0].event["source"], "source.json")
+    assert source_events[1].event["source"]["label"] == "camera"
+    assert source_events[2].event == {"source_id": source_id}
+
+
+async def test_filters_on_flows_sources_and_collections(
+    http: aiohttp.ClientSession, hooks: Webhooks, receiver: Receiver
+) -> None:
+    member, loose = video_flow(), video_flow()
+    await put_flow(http, member)
+    await put_flow(http, loose)
+    collector = multi_flow([member["id"]])
+    await put_flow(http, collector)
+    events = ["flows/updated", "sources/updated"]
+    cases: dict[str, dict[str, Any]] = {
+        "flow_ids": {"flow_ids": [member["id"]]},
+        "source_ids": {"source_ids": [loose["source_id"]]},
+        "flow_collected": {"flow_collected_by_ids": [collector["id"]]},
+        "flow_uncollected": {"flow_collected_by_ids": []},
+        "source_collected": {"source_collected_by_ids": [collector["source_id"]]},
+        "source_uncollected": {"source_collected_by_ids": []},
+        "anded": {"flow_ids": [member["id"]], "source_ids": [loose["source_id"]]},
+    }
+    receivers: dict[str, Receiver] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        for name, filters in cases.items():
+            receivers[name] = await stack.enter_async_context(receiving())
+            await hooks.register(receivers[name].url, events, **filters)
+        # A witness that takes everything: once it has seen the last event, so have the others.
+        await hooks.register(receiver.url, events)
+        for flow in (member, loose):
+            await ok(http.put(f"/flows/{flow['id']}/label", json="x"))
+            await ok(http.put(f"/sources/{flow['source_id']}/label", json="y"))
+        ours = about(member["id"], loose["id"], member["source_id"], loose["source_id"])
+        await receiver.wait_for(4, ours)
+
+        expected = {
+            # flow_ids limits flow events only; source events pass.
+            "flow_ids": {member["id"], member["source_id"], loose["source_id"]},
+            "source_ids": {loose["id"], loose["source_id"]},
+            # flow_collected_by_ids limits flow events only.
+            "flow_collected": {member["id"], member["source_id"], loose["source_id"]},
+            "flow_uncollected": {loose["id"], member["source_id"], loose["source_id"]},
+            # source_collected_by_ids limits flow and source events by the flow's source.
+            "source_collected": {member["id"], member["source_id"]},
+            "source_uncollected": {loose["id"], loose["source_id"]},
+            "anded": {loose["source_id"]},
+        }
+        for name, wanted in expected.items():
+            got = await receivers[name].wait_for(len(wanted), ours)
+            assert {subject(r) for r in got} == wanted, name
+            assert len(got) == len(wanted), name
+
+
+async def test_url_options_shape_segments_added(
+    http: aiohttp.ClientSession, hooks: Webhooks, spec: SpecValidator
+) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    async with http.get("/service/storage-backends") as resp:
+        backend = next(b for b in await resp.json() if b.get("default_storage"))
+    variants: dict[str, dict[str, Any]] = {
+        "default": {},
+        "no_urls": {"accept_get_urls": []},
+        "by_label": {"accept_get_urls": [backend["label"]]},
+        "other_label": {"accept_get_urls": ["elsewhere"]},
+        "not_presigned": {"presigned": False},
+        "verbose": {"verbose_storage": True},
+        "object_timerange": {"include_object_timerange": True},
+        "by_storage": {"accept_storage_ids": [backend["id"]]},
+        "other_storage": {"accept_storage_ids": [new_id()]},
+    }
+    receivers: dict[str, Receiver] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        for name, options in variants.items():
+            receivers[name] = await stack.enter_async_context(receiving())
+            await hooks.register(
+                receivers[name].url, ["flows/segments_added"], flow_ids=[flow["id"]], **options
+            )
+        payload = b"segment bytes " * 100
+        (object_id,) = await allocate_and_upload(http, flow["id"], [payload])
+        segment = {"object_id": object_id, "timerange": "[10:0_12:0)", "ts_offset": "10:0"}
+        await ok(http.post(f"/flows/{flow['id']}/segments", json=segment), 201)
+        got: dict[str, dict[str, Any]] = {}
+        for name, found in receivers.items():
+            (request,) = await found.wait_for(1)
+            (got[name],) = request.event["segments"]
+            spec.validate(got[name], "flow-segment.json")
+
+    default_urls = got["default"]["get_urls"]
+    assert default_urls and all(set(u) == {"url", "presigned", "label"} for u in default_urls)
+    assert "object_timerange" not in got["default"]
+    async with aiohttp.ClientSession() as anonymous, anonymous.get(default_urls[0]["url"]) as r:
+        assert r.status == 200 and await r.read() == payload  # signed at delivery, and works
+    assert got["no_urls"]["get_urls"] == []
+    assert got["by_label"]["get_urls"] == default_urls
+    assert got["other_label"]["get_urls"] == []
+    assert got["not_presigned"]["get_urls"] == []
+    assert [u["storage_id"] for u in got["verbose"]["get_urls"]] == [backend["id"]]
+    assert got["verbose"]["get_urls"][0]["controlled"] is True
+    assert got["object_timerange"]["object_timerange"] == "[0:0_2:0)"
+    assert got["by_storage"]["get_urls"] == default_urls
+    assert got["other_storage"]["get_urls"] == []
+    assert all(s["ts_offset"] == "10:0" for s in got.values())
+
+
+async def test_a_failing_receiver_gets_the_event_again_in_order(
+    http: aiohttp.ClientSession, hooks: Webhooks, receiver: Receiver
+) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    receiver.fail_next = 3
+    webhook = await hooks.register(receiver.url, ["flows/updated"], flow_ids=[flow["id"]])
+    for label in ("a", "b", "c"):
+        await ok(http.put(f"/flows/{flow['id']}/label", json=label))
+    await receiver.wait_for(3)
+    labels = [(r.event["flow"]["label"], r.status) for r in receiver.requests]
+    assert labels == [("a", 500), ("a", 500), ("a", 500), ("a", 200), ("b", 200), ("c", 200)]
+    assert [r.headers["Tams-Delivery-Attempt"] for r in receiver.requests[:4]] == [
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
+    assert len({r.event_id for r in receiver.requests[:4]}) == 1
+    assert (await hooks.get(webhook["id"]))["status"] == "started"
+
+
+async def test_a_receiver_that_never_answers_goes_to_error_and_can_be_re_enabled(
+    http: aiohttp.ClientSession, hooks: Webhooks, receiver: Receiver, spec: SpecValidator
+) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    receiver.hang = True
+    webhook = await hooks.register(receiver.url, ["flows/updated"], flow_ids=[flow["id"]])
+    await ok(http.put(f"/flows/{flow['id']}/label", json="lost"))
+    failed = await hooks.wait_status(webhook["id"], "error")
+    spec.validate(failed["error"], "error.json")
+    assert "timeout" in failed["error"]["summary"]
+    assert "flows/updated" in failed["error"]["summary"]
+
+    receiver.hang = False
+    assert (await hooks.put(failed, status="created")).status == 201
+    await hooks.wait_status(webhook["id"], "started")
+    await ok(http.put(f"/flows/{flow['id']}/label", json="after"))
+    (got,) = await receiver.wait_for(1)
+    # Re-enabled webhooks start with new events: the one that failed is not sent again.
+    assert got.event["flow"]["label"] == "after"
+
+
+async def test_a_dead_receiver_does_not_delay_the_others(
+    http: aiohttp.ClientSession, hooks: Webhooks, receiver: Receiver
+) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    async with receiving() as dead:
+        dead.hang = True
+        await hooks.register(dead.url, ["flows/updated"], flow_ids=[flow["id"]])
+        await hooks.register(receiver.url, ["flows/updated"], flow_ids=[flow["id"]])
+        for n in range(5):
+            await ok(http.put(f"/flows/{flow['id']}/label", json=str(n)))
+        got = await receiver.wait_for(5)
+        assert [r.event["flow"]["label"] for r in got] == ["0", "1", "2", "3", "4"]
+        # The dead one got its first event and is still waiting for its own answer.
+        assert dead.arrived >= 1 and dead.requests == []
+
+
+async def test_key_value_is_kept_on_replace_and_sealed_at_rest(
+    http: aiohttp.ClientSession, hooks: Webhooks, receiver: Receiver, tams_stack: Stack
+) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    webhook = await hooks.register(
+        receiver.url,
+        ["flows/created"],
+        flow_ids=[flow["id"]],
+        api_key_name="Authorization",
+        api_key_value="Bearer 21238dksdjqwpqscj9",
+    )
+    # Replaced without the (write-only) value: the stored one is kept.
+    assert (await hooks.put(webhook, events=["flows/updated"], status="created")).status == 201
+    await ok(http.put(f"/flows/{flow['id']}/label", json="x"))
+    (got,) = await receiver.wait_for(1)
+    assert got.headers["Authorization"] == "Bearer 21238dksdjqwpqscj9"
+    with sqlite3.connect(tams_stack.data_dir / "tams.db") as db:
+        (stored,) = db.execute(
+            "SELECT api_key_value FROM webhooks WHERE id = ?", (webhook["id"],)
+        ).fetchone()
+    assert stored.startswith("fernet:") and "21238dksdjqwpqscj9" not in stored
+
+
+async def test_nothing_is_lost_when_the_service_is_killed_mid_stream(
+    http: aiohttp.ClientSession, hooks: Webhooks, receiver: Receiver, tams_stack: Stack
+) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    receiver.delay_s = 0.02  # a backlog builds up in the queue
+    await hooks.register(receiver.url, ["flows/updated"], flow_ids=[flow["id"]])
+    labels = [f"label {n}" for n in range(30)]
+    try:
+        for label in labels[:20]:
+            await ok(http.put(f"/flows/{flow['id']}/label", json=label))
+        await receiver.wait_for(3)
+        webhooks_service = tams_stack.services["webhooks"].process
+        webhooks_service.popen.kill()  # SIGKILL: no chance to flush or commit anything
+        webhooks_service.popen.wait(timeout=10)
+        tams_stack.stop_service("webhooks")
+        for label in labels[20:]:  # published while nobody delivers
+            await ok(http.put(f"/flows/{flow['id']}/label", json=label))
+    finally:
+        if "webhooks" not in tams_stack.services:
+            tams_stack.start_service("webhooks")
+        await tams_stack.wait_ready(("webhooks",))
+    got = await receiver.wait_for(30, timeout=30)
+    # At least once: some may arrive twice, but every event arrives, in order.
+    assert [r.event["flow"]["label"] for r in got] == labels
+
+
+async def test_one_registration_many_webhooks_same_url(
+    http: aiohttp.ClientSession, hooks: Webhooks, receiver: Receiver
+) -> None:
+    """Several webhooks may share a URL; each gets its own copy."""
+    flow = video_flow()
+    await put_flow(http, flow)
+    for _ in range(3):
+        await hooks.register(receiver.url, ["flows/updated"], flow_ids=[flow["id"]])
+    await ok(http.put(f"/flows/{flow['id']}/label", json="x"))
+    await receiver.wait_until(lambda: len(receiver.requests) >= 3)
+    assert len({r.event_id for r in receiver.requests}) == 1
