@@ -88,12 +88,17 @@ def test_no_credential_is_written_into_the_file(compose: dict[str, Any]) -> None
             if not SECRET_LOOKING.search(key):
                 continue
             found = INTERPOLATION.fullmatch(str(value))
-            # `${VAR:?message}`: taken from the environment or .env, and required.
-            assert found and found.group(2) == ":?", f"{name}: {key}={value!r}"
+            # `${VAR:?message}`: taken from the environment or .env, and required; or
+            # `${VAR:-}`: optional, and empty unless the environment sets it.
+            assert found and (found.group(2) == ":?" or found.group(3) == ""), (
+                f"{name}: {key}={value!r}"
+            )
     text = COMPOSE.read_text()
     for variable, operator, default in INTERPOLATION.findall(text):
         if SECRET_LOOKING.search(variable):
-            assert operator == ":?", f"${{{variable}}} must not have a default ({default!r})"
+            assert operator == ":?" or default == "", (
+                f"${{{variable}}} must not have a default ({default!r})"
+            )
 
 
 def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from tams_schema.timerange import TimeRange
 from tams_store import cursor
 from tams_store.documents import stored_doc as _stored_doc
-from tams_store.documents import tag_rows as _tag_rows
+from tams_store.documents import tag_rows
 from tams_store.documents import to_ns
 from tams_store.port import Doc, FlowQuery, Page, SourceQuery, TagFilter
 
@@ -188,7 +188,7 @@ def put_source(conn: sqlite3.Connection, source: Doc) -> None:
     conn.execute("DELETE FROM source_tags WHERE source_id = ?", (source["id"],))
     conn.executemany(
         "INSERT INTO source_tags (source_id, name, value) VALUES (?, ?, ?)",
-        _tag_rows(source["id"], source.get("tags") or {}),
+        tag_rows(source["id"], source.get("tags") or {}),
     )
 
 
@@ -312,7 +312,7 @@ def put_flow(conn: sqlite3.Connection, flow: Doc) -> None:
     conn.execute("DELETE FROM flow_tags WHERE flow_id = ?", (flow["id"],))
     conn.executemany(
         "INSERT INTO flow_tags (flow_id, name, value) VALUES (?, ?, ?)",
-        _tag_rows(flow["id"], flow.get("tags") or {}),
+        tag_rows(flow["id"], flow.get("tags") or {}),
     )
     conn.execute("DELETE FROM flow_collections WHERE collector_id = ?", (flow["id"],))
     conn.executemany(

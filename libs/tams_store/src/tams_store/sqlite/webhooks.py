@@ -25,7 +25,8 @@ from tams_store.port import (
     WebhookStatus,
 )
 from tams_store.sqlite import cursor
-from tams_store.sqlite.catalog import SortSpec, _tag_rows, tag_clauses
+from tams_store.documents import tag_rows
+from tams_store.sqlite.catalog import SortSpec, tag_clauses
 
 _COLUMNS = "id, url, status, generation, doc, error, api_key_value"
 URL_SORT = SortSpec(("webhooks.url", "webhooks.id"), descending=False)
@@ -88,7 +89,7 @@ def put_webhook(conn: sqlite3.Connection, record: WebhookRecord) -> None:
     conn.execute("DELETE FROM webhook_tags WHERE webhook_id = ?", (record.id,))
     conn.executemany(
         "INSERT INTO webhook_tags (webhook_id, name, value) VALUES (?, ?, ?)",
-        _tag_rows(record.id, record.doc.get("tags") or {}),
+        tag_rows(record.id, record.doc.get("tags") or {}),
     )
 
 
