@@ -12,13 +12,13 @@ from tams_gateway.commands import BUS
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import error_middleware
 from tams_gateway.observability import metrics_middleware
-from tams_gateway.routes import flows, media, profiles, service, sources
+from tams_gateway.routes import deletion_requests, flows, media, profiles, service, sources
 from tams_gateway.settings import GatewaySettings
 from tams_runtime.bus import CommandBus
 from tams_runtime.components import StoreComponent
 from tams_runtime.media import UrlBuilder
 from tams_runtime.service import run, serve
-from tams_runtime.settings import HttpSettings, KafkaSettings, S3Settings
+from tams_runtime.settings import HttpSettings, KafkaSettings, MediaSettings, S3Settings
 from tams_runtime.storage import StorageBackends
 from tams_store import open_store_from_env
 
@@ -32,7 +32,14 @@ def build_app(gateway: Gateway) -> web.Application:
     )
     app[GATEWAY] = gateway
     app[BUS] = gateway.bus
-    for table in (service.routes, profiles.routes, sources.routes, flows.routes, media.routes):
+    for table in (
+        service.routes,
+        profiles.routes,
+        sources.routes,
+        flows.routes,
+        media.routes,
+        deletion_requests.routes,
+    ):
         app.add_routes(table)
     return app
 
@@ -52,6 +59,7 @@ async def main() -> None:
         bus=bus,
         backends=backends,
         urls=UrlBuilder(backends),
+        media=MediaSettings(),
     )
     await serve(
         SERVICE,

@@ -12,7 +12,7 @@ from tams_gateway.errors import bad_request
 from tams_gateway.settings import GatewaySettings
 from tams_runtime.bus import CommandBus
 from tams_runtime.media import UrlBuilder
-from tams_runtime.settings import KafkaSettings, S3Settings
+from tams_runtime.settings import KafkaSettings, MediaSettings, S3Settings
 from tams_runtime.storage import StorageBackends
 from tams_schema.topics import Topics
 from tams_store import ReadTx, Store
@@ -30,6 +30,7 @@ class Gateway:
     bus: CommandBus
     backends: StorageBackends
     urls: UrlBuilder
+    media: MediaSettings
 
     @property
     def topics(self) -> Topics:
