@@ -216,17 +216,23 @@ class CommandConsumer:
         has them all (only then are the offsets committed)."""
         assert self.producer is not None and self.events is not None
         sends = await self.events.send([e for outcome in outcomes for e in outcome.events])
+        follow_ups = [f for outcome in outcomes for f in outcome.commands]
+        if follow_ups and sends:
+            # A follow-up can make another service publish events under the same key (the
+            # catalog's flows/deleted after the last segments_deleted): ours must be in the
+            # topic first, or per-key order breaks.
+            await asyncio.gather(*sends)
+            sends = []
         topics = self.settings.topics
-        for outcome in outcomes:
-            for follow_up in outcome.commands:
-                sends.append(
-                    await self.producer.send(
-                        topics.commands_of(follow_up.service),
-                        follow_up.command.model_dump_json().encode(),
-                        key=follow_up.command.key.encode(),
-                        headers=[("command", follow_up.command.name.encode())],
-                    )
+        for follow_up in follow_ups:
+            sends.append(
+                await self.producer.send(
+                    topics.commands_of(follow_up.service),
+                    follow_up.command.model_dump_json().encode(),
+                    key=follow_up.command.key.encode(),
+                    headers=[("command", follow_up.command.name.encode())],
                 )
+            )
         for command, outcome in zip(commands, outcomes, strict=True):
             if command.reply_to:
                 reply = outcome.reply_for(command)
