@@ -77,8 +77,8 @@ class MediaSettings(BaseSettings):
     object_gc_grace_s: int = Field(default=300, ge=0)
     # A DELETE touching at most this many segments finishes at once (204); more: 202 and a
     # deletion request that works in chunks of `delete_chunk_segments` (one transaction each).
-    sync_delete_limit: int = Field(default=2000, ge=1)
-    delete_chunk_segments: int = Field(default=1000, ge=1)
+    sync_delete_limit: int = Field(default=1000, ge=1)
+    delete_chunk_segments: int = Field(default=250, ge=1)
     # A finished deletion request is kept this long after its last update (its `expiry`).
     deletion_request_retention_s: int = Field(default=86400, ge=0)
     # An unfinished deletion request not updated for this long is restarted (its step command

@@ -43,7 +43,9 @@ from tams_store.port import DeletionRequestRecord, MediaJob
 log = logging.getLogger(__name__)
 
 BATCH = 100
-MAX_BATCHES = 20
+# DeleteObjects takes at most 1,000 keys.
+DELETE_BATCH = 1000
+MAX_BATCHES = 50
 NS = 1_000_000_000
 
 
@@ -103,41 +105,53 @@ class ObjectCollector:
         return collected
 
     async def delete_bytes(self, now_ns: int) -> int:
-        """Delete queued bytes from S3; returns how many deletions completed."""
+        """Delete queued bytes from S3, a thousand keys per request (DeleteObjects); returns
+        how many deletions completed."""
         lease_ns = int(self.media.job_lease_s * NS)
         done_total = 0
         for _ in range(MAX_BATCHES):
             jobs = await self.store.write(
-                lambda tx: tx.claim_media_jobs("delete", self.owner, now_ns, lease_ns, BATCH)
+                lambda tx: tx.claim_media_jobs("delete", self.owner, now_ns, lease_ns, DELETE_BATCH)
             )
             if not jobs:
                 break
-            results = await asyncio.gather(*(self._delete(job) for job in jobs))
-            done = [job for job, ok in zip(jobs, results, strict=True) if ok]
+            by_backend: dict[str, list[MediaJob]] = {}
+            for job in jobs:
+                by_backend.setdefault(job.storage_id, []).append(job)
+            results = await asyncio.gather(
+                *(self._delete(storage_id, group) for storage_id, group in by_backend.items())
+            )
+            done = [job for group in results for job in group]
             if done:
                 await self.store.write(partial(_finish, done))
             done_total += len(done)
-            if len(jobs) < BATCH or len(done) < len(jobs):
-                break
+            if len(jobs) < DELETE_BATCH or len(done) < len(jobs):
+                break  # the rest waits for its lease to run out
         return done_total
 
-    async def _delete(self, job: MediaJob) -> bool:
-        backend = self.backends.get(job.storage_id)
+    async def _delete(self, storage_id: str, jobs: list[MediaJob]) -> list[MediaJob]:
+        """Delete these objects' bytes on one backend; returns the jobs done. Deleting a key
+        that is already gone succeeds, so a retried job is harmless."""
+        backend = self.backends.get(storage_id)
         if backend is None:
             log.warning(
                 "cannot delete bytes on an unconfigured storage backend; will retry",
-                extra={"storage_id": job.storage_id},
+                extra={"storage_id": storage_id},
             )
-            return False
+            return []
+        keys = {object_key(job.object_id): job for job in jobs}
         try:
-            # Idempotent: deleting a key that is already gone succeeds.
-            await self.clients.client(backend.id).delete_object(
-                Bucket=backend.bucket, Key=object_key(job.object_id)
+            response = await self.clients.client(storage_id).delete_objects(
+                Bucket=backend.bucket,
+                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
             )
         except Exception:
             log.warning("object deletion failed; will retry", exc_info=True)
-            return False
-        return True
+            return []
+        failed = {error.get("Key") for error in response.get("Errors", [])}
+        if failed:
+            log.warning("some object deletions failed; will retry", extra={"count": len(failed)})
+        return [job for key, job in keys.items() if key not in failed]
 
 
 class CopyRunner:

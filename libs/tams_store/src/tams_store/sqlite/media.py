@@ -130,8 +130,10 @@ def update_objects(conn: sqlite3.Connection, objects: list[ObjectRecord]) -> Non
 def unreferenced_objects(conn: sqlite3.Connection, object_ids: list[str]) -> list[str]:
     found: list[str] = []
     for chunk in _chunks(sorted(set(object_ids))):
+        # `+o.registered`: look the ids up by primary key, never by the `registered` index
+        # (which would scan every registered object).
         rows = conn.execute(
-            f"SELECT o.id FROM objects o WHERE o.id IN ({_marks(chunk)}) AND o.registered = 1 "
+            f"SELECT o.id FROM objects o WHERE o.id IN ({_marks(chunk)}) AND +o.registered = 1 "
             "AND NOT EXISTS (SELECT 1 FROM segments s WHERE s.object_id = o.id) "
             "AND NOT EXISTS (SELECT 1 FROM objects m WHERE m.init_object_id = o.id)",
             chunk,
