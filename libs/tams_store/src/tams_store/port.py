@@ -278,6 +278,12 @@ class ReadTx(Protocol):
         """Deletion-request documents, newest `created` (or `expiry`) first, then by id."""
         ...
 
+    def unfinished_deletion_requests(
+        self, updated_before_ns: int, limit: int
+    ) -> list[DeletionRequestRecord]:
+        """Requests still `created` or `started` whose `updated` is older than this."""
+        ...
+
     # --- object bytes ------------------------------------------------------------------
 
     def media_jobs_of(self, object_ids: list[str]) -> list[MediaJob]:
@@ -389,12 +395,6 @@ class WriteTx(ReadTx, Protocol):
 
     def put_deletion_request(self, record: DeletionRequestRecord) -> None:
         """Insert or replace a deletion request."""
-        ...
-
-    def unfinished_deletion_requests(
-        self, updated_before_ns: int, limit: int
-    ) -> list[DeletionRequestRecord]:
-        """Requests still `created` or `started` whose `updated` is older than this."""
         ...
 
     def purge_deletion_requests(self, expired_before_ns: int) -> int:

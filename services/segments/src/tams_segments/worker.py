@@ -38,7 +38,7 @@ from tams_runtime.storage import BackendClients, StorageBackends
 from tams_segments.copier import Copier
 from tams_segments.instances import with_instances
 from tams_store import Store, WriteTx
-from tams_store.port import DeletionRequestRecord, MediaJob
+from tams_store.port import MediaJob
 
 log = logging.getLogger(__name__)
 
@@ -209,32 +209,39 @@ class DeletionResumer:
 
     async def resume(self, now_ns: int, *, everything: bool = False) -> list[str]:
         """Publish the current step of every unfinished request not updated lately (all of
-        them with `everything`, at start-up). Returns the request ids restarted."""
+        them with `everything`, at start-up). Returns the request ids restarted.
+
+        A restart is counted only once its command is published, so a broker outage does
+        not use up a request's restarts; a request that made progress meanwhile (its step
+        moved on) is left as it is."""
         cutoff = now_ns if everything else now_ns - int(self.media.deletion_resume_after_s * NS)
         now = moment(now_ns)
         retention_s = self.media.deletion_request_retention_s
+        stalled = await self.store.read(lambda tx: tx.unfinished_deletion_requests(cutoff, BATCH))
+        give_up = [r for r in stalled if r.resumes >= self.media.deletion_max_resumes]
+        restart = [r for r in stalled if r.resumes < self.media.deletion_max_resumes]
+        if restart:
+            await self.publisher.publish([deletion.step_command(r) for r in restart])
 
-        def claim(tx: WriteTx) -> list[DeletionRequestRecord]:
-            restarted = []
-            for record in tx.unfinished_deletion_requests(cutoff, BATCH):
-                if record.resumes >= self.media.deletion_max_resumes:
-                    summary = f"no progress after {record.resumes} restarts; giving up"
-                    tx.put_deletion_request(deletion.failed(record, now, retention_s, summary))
+        giving_up = {r.id for r in give_up}
+
+        def record(tx: WriteTx) -> None:
+            for seen in [*give_up, *restart]:
+                current = tx.get_deletion_request(seen.id)
+                if current is None or not deletion.is_current(current, seen.step):
                     continue
-                bumped = replace(
-                    record,
-                    resumes=record.resumes + 1,
-                    doc={**record.doc, "updated": deletion.stamp(now)},
-                )
-                tx.put_deletion_request(bumped)
-                restarted.append(bumped)
-            return restarted
+                if seen.id in giving_up:
+                    summary = f"no progress after {current.resumes} restarts; giving up"
+                    tx.put_deletion_request(deletion.failed(current, now, retention_s, summary))
+                else:
+                    doc = {**current.doc, "updated": deletion.stamp(now)}
+                    tx.put_deletion_request(replace(current, resumes=current.resumes + 1, doc=doc))
 
-        restarted = await self.store.write(claim)
-        if restarted:
-            await self.publisher.publish([deletion.step_command(r) for r in restarted])
-            log.info("restarted deletion requests", extra={"count": len(restarted)})
-        return [r.id for r in restarted]
+        if stalled:
+            await self.store.write(record)
+        if restart:
+            log.info("restarted deletion requests", extra={"count": len(restart)})
+        return [r.id for r in restart]
 
     async def purge(self, now_ns: int) -> int:
         return await self.store.write(lambda tx: tx.purge_deletion_requests(now_ns))

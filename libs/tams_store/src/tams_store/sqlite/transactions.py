@@ -115,6 +115,11 @@ class SqliteReadTx:
     def media_jobs_of(self, object_ids: list[str]) -> list[MediaJob]:
         return lifecycle.media_jobs_of(self.conn, object_ids)
 
+    def unfinished_deletion_requests(
+        self, updated_before_ns: int, limit: int
+    ) -> list[DeletionRequestRecord]:
+        return lifecycle.unfinished_deletion_requests(self.conn, updated_before_ns, limit)
+
 
 class SqliteWriteTx(SqliteReadTx):
     def recorded_outcome(self, command_id: str) -> Outcome | None:
@@ -229,11 +234,6 @@ class SqliteWriteTx(SqliteReadTx):
 
     def put_deletion_request(self, record: DeletionRequestRecord) -> None:
         lifecycle.put_deletion_request(self.conn, record)
-
-    def unfinished_deletion_requests(
-        self, updated_before_ns: int, limit: int
-    ) -> list[DeletionRequestRecord]:
-        return lifecycle.unfinished_deletion_requests(self.conn, updated_before_ns, limit)
 
     def purge_deletion_requests(self, expired_before_ns: int) -> int:
         return lifecycle.purge_deletion_requests(self.conn, expired_before_ns)
