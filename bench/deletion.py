@@ -12,8 +12,9 @@ the object garbage collection does its full work). Then:
 * asynchronous: `DELETE /flows/{id}` on the big flow: time to the 202, time until the
   deletion request is `done` (the flow and its source gone), segments per second, and how
   long the segments service's worker then takes to delete every object's bytes;
-* while the big deletion runs, a client registers segments on another flow: their latency
-  shows what the chunk transactions cost other writers.
+* a client registers segments on another flow (50 per second, one at a time), first alone,
+  then while the big deletion runs: the difference is what the chunk transactions cost other
+  writers.
 """
 
 from __future__ import annotations
@@ -157,6 +158,14 @@ async def run(url: str, db: Path, args: argparse.Namespace, storage_id: str) -> 
                 writes.append((time.perf_counter() - started) * 1000)
                 await asyncio.sleep(0.02)  # pacing of the background writer, not a wait
 
+        # The same writer alone first: its latency without a deletion, on this machine now.
+        background = asyncio.create_task(writer())
+        while len(writes) < args.baseline:  # noqa: ASYNC110 (counting the writer's requests)
+            await asyncio.sleep(0.05)
+        stop.set()
+        await background
+        baseline, writes = writes, []
+        stop.clear()
         background = asyncio.create_task(writer())
         started = time.perf_counter()
         async with http.delete(f"/flows/{big['id']}") as resp:
@@ -187,7 +196,9 @@ async def run(url: str, db: Path, args: argparse.Namespace, storage_id: str) -> 
         "bytes_deleted_s": round(drained, 2),
         "objects_per_s": round(args.segments / drained),
     }
+    results["segment POST on another flow, no deletion"] = percentiles(baseline)
     results["segment POST on another flow meanwhile"] = percentiles(writes)
+    print(f"segment POST on another flow, no deletion: {percentiles(baseline)}")
     print(f"async flow delete: {results['async flow delete']}")
     print(f"segment POST on another flow meanwhile: {percentiles(writes)}")
     return results
@@ -198,6 +209,7 @@ def main() -> int:
     parser.add_argument("--segments", type=int, default=100_000)
     parser.add_argument("--sync", default="100,500,1000", help="sizes of synchronous deletes")
     parser.add_argument("--repeat", type=int, default=5, help="synchronous deletes per size")
+    parser.add_argument("--baseline", type=int, default=200, help="POSTs before the deletion")
     parser.add_argument("--chunk", type=int, help="TAMS_MEDIA_DELETE_CHUNK_SEGMENTS")
     parser.add_argument("--sync-limit", type=int, help="TAMS_MEDIA_SYNC_DELETE_LIMIT")
     parser.add_argument("--json", type=Path)
