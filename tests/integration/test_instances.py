@@ -188,6 +188,17 @@ async def test_an_object_with_only_an_uncontrolled_instance_can_be_copied_in(
 
     (archived,) = await eventually(copied, "the copy of the external object")
     assert await download(archived["url"]) == payload
+    # External URLs may not pose as controlled instances, nor share a label.
+    for urls in (
+        [{"url": source["url"], "label": "archive"}],
+        [
+            {"url": "https://a.example.com/x", "label": "x"},
+            {"url": "https://b.example.com/x", "label": "x"},
+        ],
+    ):
+        clash = {"object_id": f"external-{new_id()}", "timerange": "[5:0_6:0)", "get_urls": urls}
+        status, error = await post(http, flow["id"], clash)
+        assert status == 400 and "label" in error["summary"], error
     # The uncontrolled instance may go now; its bytes are not ours and are never deleted.
     status, _, _ = await send_json(http, "DELETE", f"/objects/{external}/instances?label=elsewhere")
     assert status == 204

@@ -31,7 +31,9 @@ async def main() -> None:
     def handlers(store: Any) -> dict[str, Any]:
         return {
             "storage.allocate": Allocator(backends),
-            "segments.add": Registrar(store, ObjectChecker(s3)),
+            "segments.add": Registrar(
+                store, ObjectChecker(s3), frozenset(b.label for b in backends.all)
+            ),
             "segments.delete": SegmentDeletion(media),
             "deletion.step": DeletionStep(media),
             "instances.add": AddInstance(backends),

@@ -67,9 +67,13 @@ class ObjectChecker:
 class Registrar:
     """The `segments.add` command handler."""
 
-    def __init__(self, store: Store, checker: ObjectChecker) -> None:
+    def __init__(
+        self, store: Store, checker: ObjectChecker, backend_labels: frozenset[str] = frozenset()
+    ) -> None:
         self.store = store
         self.checker = checker
+        # Labels of controlled instances: an external URL may not pose as one (ADR 0042).
+        self.backend_labels = backend_labels
         self.uploaded: dict[str, bool] = {}
 
     async def prepare(self, commands: Sequence[CommandEnvelope]) -> None:
@@ -197,6 +201,14 @@ class Registrar:
                 raise Rejected(
                     f"object {object_id} is unknown: allocate it with POST /flows/{{id}}/storage "
                     "or give its get_urls"
+                )
+            labels = [u["label"] for u in item["get_urls"]]
+            if len(set(labels)) != len(labels):
+                raise Rejected(f"the get_urls labels of object {object_id} must be unique")
+            taken = sorted(set(labels) & self.backend_labels)
+            if taken:
+                raise Rejected(
+                    f"get_urls label {taken[0]!r} belongs to a storage backend; choose another"
                 )
             registered.append(
                 ObjectRecord(
