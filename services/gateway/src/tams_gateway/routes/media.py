@@ -158,10 +158,8 @@ async def add_instance(request: web.Request) -> web.Response:
         payload["storage_id"] = ControlledInstanceRequest.model_validate(body).storage_id
     else:
         instance = UncontrolledInstanceRequest.model_validate(body)
-        if (
-            urlsplit(instance.url).scheme not in ("http", "https")
-            or not urlsplit(instance.url).netloc
-        ):
+        parts = urlsplit(instance.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
             raise bad_request(f"url {instance.url!r} is not an absolute http(s) URL")
         if not instance.label:
             raise bad_request("label must not be empty")
