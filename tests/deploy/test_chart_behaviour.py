@@ -245,7 +245,9 @@ def test_production_values_become_the_documented_variables() -> None:
     gateway = env_values(containers["gateway"])
     # No publicUrl given: derived from the TLS ingress host.
     assert gateway["TAMS_GATEWAY_PUBLIC_URL"] == "https://tams.example.com"
-    assert gateway["TAMS_GATEWAY_MIN_OBJECT_TIMEOUT_S"] == "7200"
+    # The object lifetime is advertised by the gateway and enforced by the segments service.
+    assert gateway["TAMS_MEDIA_MIN_OBJECT_TIMEOUT_S"] == "7200"
+    assert env["TAMS_MEDIA_MIN_OBJECT_TIMEOUT_S"] == "7200"
 
 
 def test_large_integers_are_not_written_in_exponent_form() -> None:

@@ -53,7 +53,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "object timeout under ADR 0044's 300 s",
-        {"gateway": {"minObjectTimeoutSeconds": 60}},
+        {"media": {"minObjectTimeoutSeconds": 60}},
         "minObjectTimeoutSeconds",
     ),
     ("no egress ports", {"networkPolicy": {"s3": {"ports": []}}}, "/networkPolicy/s3/ports"),

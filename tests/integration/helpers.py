@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import time
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tams_runtime.s3 import object_key, s3_client
+from tams_runtime.settings import S3Settings
+from tams_stack.stack import Stack
+from tams_store.sqlite import SqliteStore
+
+T = TypeVar("T")
 
 VIDEO = "urn:x-nmos:format:video"
 AUDIO = "urn:x-nmos:format:audio"
@@ -76,6 +89,32 @@ async def get_json(http: aiohttp.ClientSession, path: str, status: int = 200) ->
     async with http.get(path) as resp:
         assert resp.status == status, f"GET {path}: {resp.status} {await resp.text()}"
         return await resp.json()
+
+
+async def allocate_and_upload(
+    http: aiohttp.ClientSession, flow_id: str, payloads: list[bytes]
+) -> list[str]:
+    async with http.post(f"/flows/{flow_id}/storage", json={"limit": len(payloads)}) as resp:
+        assert resp.status == 201, await resp.text()
+        media_objects = (await resp.json())["media_objects"]
+    async with aiohttp.ClientSession() as anonymous:
+        for item, payload in zip(media_objects, payloads, strict=True):
+            put_url = item["put_url"]
+            async with anonymous.put(
+                put_url["url"], data=payload, headers={"Content-Type": put_url["content-type"]}
+            ) as resp:
+                assert resp.status == 200
+    return [item["object_id"] for item in media_objects]
+
+
+async def status_of(http: aiohttp.ClientSession, flow_id: str, object_id: str, tr: str) -> int:
+    return (await post(http, flow_id, {"object_id": object_id, "timerange": tr}))[0]
+
+
+async def post(http: aiohttp.ClientSession, flow_id: str, body: Any) -> tuple[int, Any]:
+    async with http.post(f"/flows/{flow_id}/segments", json=body) as resp:
+        text = await resp.text()
+        return resp.status, (await resp.json()) if text else None
 
 
 async def list_all(http: aiohttp.ClientSession, path: str) -> list[Any]:
@@ -151,3 +190,69 @@ class EventReader:
 
     def events(self) -> list[dict[str, Any]]:
         return [self.seen[i] for i in self.order]
+
+
+def s3_settings(stack: Stack, bucket: str | None = None) -> S3Settings:
+    """Credentials of the test stack's S3 server (for looking at buckets directly)."""
+    settings = S3Settings(
+        endpoint_url=stack.env["TAMS_S3_ENDPOINT_URL"],
+        access_key=stack.env["TAMS_S3_ACCESS_KEY"],
+        secret_key=stack.env["TAMS_S3_SECRET_KEY"],
+    )
+    return settings.model_copy(update={"bucket": bucket}) if bucket else settings
+
+
+async def stored_bytes(stack: Stack, object_id: str, bucket: str | None = None) -> bytes | None:
+    """An object's bytes as S3 holds them in a bucket (the default one unless named), or None."""
+    settings = s3_settings(stack, bucket)
+    async with s3_client(settings) as s3:
+        try:
+            stored = await s3.get_object(Bucket=settings.bucket, Key=object_key(object_id))
+        except s3.exceptions.NoSuchKey:
+            return None
+        body: bytes = await stored["Body"].read()
+        return body
+
+
+async def eventually(check: Callable[[], Awaitable[T]], what: str, timeout: float = 15.0) -> T:
+    """Poll `check` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what} (last: {result!r})")
+        await asyncio.sleep(0.05)
+
+
+async def send_json(
+    http: aiohttp.ClientSession, method: str, path: str, body: Any = None
+) -> tuple[int, Any, Any]:
+    """Any request; returns the status, the JSON body (None if empty) and the headers."""
+    async with http.request(method, path, json=body) as resp:
+        text = await resp.text()
+        return resp.status, (json.loads(text) if text else None), resp.headers
+
+
+@contextlib.contextmanager
+def paused(stack: Stack, service: str) -> Iterator[None]:
+    """Freeze a service process (SIGSTOP) for the duration of the block, to look at work it
+    has not picked up yet; keep the block short (its Kafka group session keeps running)."""
+    pid = stack.services[service].process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+@contextlib.asynccontextmanager
+async def stack_store(stack: Stack) -> AsyncIterator[SqliteStore]:
+    """The test stack's own metadata store, opened from the test process."""
+    store = SqliteStore(Path(stack.env["TAMS_DATA_DIR"]) / "tams.db")
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

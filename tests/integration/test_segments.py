@@ -10,33 +10,16 @@ import aiohttp
 from tams_stack.stack import Stack
 from tams_stack.testing import SpecValidator
 
-from .helpers import EventReader, get_json, new_id, put_flow, video_flow
-
-
-async def allocate_and_upload(
-    http: aiohttp.ClientSession, flow_id: str, payloads: list[bytes]
-) -> list[str]:
-    async with http.post(f"/flows/{flow_id}/storage", json={"limit": len(payloads)}) as resp:
-        assert resp.status == 201, await resp.text()
-        media_objects = (await resp.json())["media_objects"]
-    async with aiohttp.ClientSession() as anonymous:
-        for item, payload in zip(media_objects, payloads, strict=True):
-            put_url = item["put_url"]
-            async with anonymous.put(
-                put_url["url"], data=payload, headers={"Content-Type": put_url["content-type"]}
-            ) as resp:
-                assert resp.status == 200
-    return [item["object_id"] for item in media_objects]
-
-
-async def status_of(http: aiohttp.ClientSession, flow_id: str, object_id: str, tr: str) -> int:
-    return (await post(http, flow_id, {"object_id": object_id, "timerange": tr}))[0]
-
-
-async def post(http: aiohttp.ClientSession, flow_id: str, body: Any) -> tuple[int, Any]:
-    async with http.post(f"/flows/{flow_id}/segments", json=body) as resp:
-        text = await resp.text()
-        return resp.status, (await resp.json()) if text else None
+from .helpers import (
+    EventReader,
+    allocate_and_upload,
+    get_json,
+    new_id,
+    post,
+    put_flow,
+    status_of,
+    video_flow,
+)
 
 
 async def test_full_ingest_and_outgest(

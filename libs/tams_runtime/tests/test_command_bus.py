@@ -18,7 +18,7 @@ from tams_runtime.applier import CommandApplier
 from tams_runtime.bus import CommandBus, CommandTimeout, ensure_topics
 from tams_runtime.consumer import CommandConsumer
 from tams_runtime.settings import KafkaSettings
-from tams_schema.envelopes import CommandEnvelope, Outcome, TamsEvent
+from tams_schema.envelopes import CommandEnvelope, FollowUp, Outcome, TamsEvent
 from tams_stack.stack import Stack
 from tams_store import StoreUnavailable
 from tams_store.sqlite import SqliteStore
@@ -239,4 +239,67 @@ async def test_replies_keep_flowing_across_reply_topic_rotations(
     finally:
         await admin.close()
         await bus.stop()
+        await consumer.stop()
+
+
+class Countdown:
+    """A chain of commands: `countdown n` applies, then asks for `countdown n-1` as a
+    follow-up, down to 0."""
+
+    def __init__(self) -> None:
+        self.applied: list[int] = []
+
+    def __call__(self, tx: Any, command: CommandEnvelope) -> Outcome:
+        n = command.payload["n"]
+        self.applied.append(n)
+        info = tx.get_service_info()
+        info["count"] = info.get("count", 0) + 1
+        tx.set_service_info(info)
+        follow_ups = []
+        if n > 0:
+            next_command = CommandEnvelope(name="countdown", key=command.key, payload={"n": n - 1})
+            follow_ups.append(FollowUp(service="catalog", command=next_command))
+        return Outcome(status=200, commands=follow_ups)
+
+
+async def test_follow_up_commands_run_as_a_chain_applied_once(
+    tams_infra: Stack, store: SqliteStore
+) -> None:
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    countdown = Countdown()
+    applier = CommandApplier(
+        store, {"countdown": countdown}, is_retryable=lambda e: isinstance(e, StoreUnavailable)
+    )
+    handled: list[str] = []
+    all_handled = asyncio.Event()
+
+    async def counting(commands: Any) -> list[Outcome]:
+        outcomes = await applier(commands)
+        handled.extend(c.command_id for c in commands)
+        if len(handled) >= 8:
+            all_handled.set()
+        return outcomes
+
+    consumer = CommandConsumer(
+        settings, settings.topics.catalog_commands, group_id="test-chain", handler=counting
+    )
+    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        first = CommandEnvelope(name="countdown", key="flow-1", payload={"n": 3})
+        # Delivered twice, as after a crash: the replay re-publishes the same follow-ups,
+        # which are answered from their recorded outcomes all the way down the chain.
+        for _ in range(2):
+            await producer.send_and_wait(
+                settings.topics.catalog_commands, first.model_dump_json().encode(), key=b"flow-1"
+            )
+        async with asyncio.timeout(15):
+            await all_handled.wait()
+        assert len(set(handled)) == 4  # every link handled twice ...
+        assert countdown.applied == [3, 2, 1, 0]  # ... and applied once
+        assert (await store.read(lambda tx: tx.get_service_info()))["count"] == 4
+    finally:
+        await producer.stop()
         await consumer.stop()

@@ -22,8 +22,8 @@ Credentials only ever come from the existing Secret (valueFrom.secretKeyRef).
 {{- with include "tams.gatewayPublicUrl" $root -}}
 {{- $e = append $e (dict "name" "TAMS_GATEWAY_PUBLIC_URL" "value" .) -}}
 {{- end -}}
-{{- $gw := dict "DEFAULT_PAGE_LIMIT" $svc.defaultPageLimit "MAX_PAGE_LIMIT" $svc.maxPageLimit "MIN_OBJECT_TIMEOUT_S" $svc.minObjectTimeoutSeconds "MAX_BODY_BYTES" $svc.maxBodyBytes -}}
-{{- range $key := list "DEFAULT_PAGE_LIMIT" "MAX_PAGE_LIMIT" "MIN_OBJECT_TIMEOUT_S" "MAX_BODY_BYTES" -}}
+{{- $gw := dict "DEFAULT_PAGE_LIMIT" $svc.defaultPageLimit "MAX_PAGE_LIMIT" $svc.maxPageLimit "MAX_BODY_BYTES" $svc.maxBodyBytes -}}
+{{- range $key := list "DEFAULT_PAGE_LIMIT" "MAX_PAGE_LIMIT" "MAX_BODY_BYTES" -}}
 {{- $value := get $gw $key -}}
 {{- if include "tams.isSet" $value -}}
 {{- $e = append $e (dict "name" (printf "TAMS_GATEWAY_%s" $key) "value" (include "tams.int" $value)) -}}
@@ -32,6 +32,16 @@ Credentials only ever come from the existing Secret (valueFrom.secretKeyRef).
 {{- else -}}
 {{- $e = append $e (dict "name" "TAMS_HTTP_HOST" "value" $v.listenHost) -}}
 {{- $e = append $e (dict "name" "TAMS_HTTP_PORT" "value" (include "tams.port" .)) -}}
+{{- end -}}
+
+{{- /* Object lifetime and deletion: every service reads them. */ -}}
+{{- $m := $v.media -}}
+{{- $mint := dict "MIN_OBJECT_TIMEOUT_S" $m.minObjectTimeoutSeconds "SYNC_DELETE_LIMIT" $m.syncDeleteLimit "DELETE_CHUNK_SEGMENTS" $m.deleteChunkSegments -}}
+{{- range $key := list "MIN_OBJECT_TIMEOUT_S" "SYNC_DELETE_LIMIT" "DELETE_CHUNK_SEGMENTS" -}}
+{{- $value := get $mint $key -}}
+{{- if include "tams.isSet" $value -}}
+{{- $e = append $e (dict "name" (printf "TAMS_MEDIA_%s" $key) "value" (include "tams.int" $value)) -}}
+{{- end -}}
 {{- end -}}
 
 {{- /* Kafka. */ -}}

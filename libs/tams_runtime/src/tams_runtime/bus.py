@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -28,7 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tams_runtime.metrics import COMMAND_ROUND_TRIP_SECONDS
 from tams_runtime.settings import KafkaSettings
 from tams_runtime.tracing import inject_trace_context
-from tams_schema.envelopes import CommandEnvelope, Reply
+from tams_schema.envelopes import CommandEnvelope, FollowUp, Reply
 
 log = logging.getLogger(__name__)
 
@@ -241,3 +242,44 @@ class CommandBus:
         except Exception:
             return False
         return True
+
+
+class CommandPublisher:
+    """Publishes commands that nobody waits on (a service restarting its own stalled work),
+    to the command topic of the service each is addressed to."""
+
+    def __init__(self, settings: KafkaSettings, client_id: str) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            acks="all",
+            linger_ms=0,
+            client_id=self.client_id,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def publish(self, follow_ups: Sequence[FollowUp]) -> None:
+        """Send the commands and wait until the broker has them all."""
+        assert self._producer is not None, "CommandPublisher.start() was not awaited"
+        sends = []
+        for follow_up in follow_ups:
+            command = follow_up.command
+            sends.append(
+                await self._producer.send(
+                    self.settings.topics.commands_of(follow_up.service),
+                    command.model_dump_json().encode(),
+                    key=command.key.encode(),
+                    headers=[("command", command.name.encode())],
+                )
+            )
+        if sends:
+            await asyncio.gather(*sends)

@@ -6,8 +6,8 @@ recorded under its command id in that same transaction. Then the outcomes' event
 replies are sent, and once the broker has them all, the offsets become due for commit
 (committed in batches, every `commit_interval_s`). A crash anywhere before the commit
 redelivers the commands; the handler finds their recorded outcomes and the consumer re-sends
-the same events (same event ids) and replies, so every command is applied once and answered
-with the same result.
+the same events (same event ids), follow-up commands (same command ids) and replies, so every
+command is applied once and answered with the same result.
 """
 
 from __future__ import annotations
@@ -212,9 +212,27 @@ class CommandConsumer:
                 await asyncio.sleep(self.retry_backoff_s)
 
     async def _publish(self, commands: Sequence[CommandEnvelope], outcomes: list[Outcome]) -> None:
-        """Send the events and the replies, and wait until the broker has them all."""
+        """Send the events, the follow-up commands and the replies, and wait until the broker
+        has them all (only then are the offsets committed)."""
         assert self.producer is not None and self.events is not None
         sends = await self.events.send([e for outcome in outcomes for e in outcome.events])
+        follow_ups = [f for outcome in outcomes for f in outcome.commands]
+        if follow_ups and sends:
+            # A follow-up can make another service publish events under the same key (the
+            # catalog's flows/deleted after the last segments_deleted): ours must be in the
+            # topic first, or per-key order breaks.
+            await asyncio.gather(*sends)
+            sends = []
+        topics = self.settings.topics
+        for follow_up in follow_ups:
+            sends.append(
+                await self.producer.send(
+                    topics.commands_of(follow_up.service),
+                    follow_up.command.model_dump_json().encode(),
+                    key=follow_up.command.key.encode(),
+                    headers=[("command", follow_up.command.name.encode())],
+                )
+            )
         for command, outcome in zip(commands, outcomes, strict=True):
             if command.reply_to:
                 reply = outcome.reply_for(command)

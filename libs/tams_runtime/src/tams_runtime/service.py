@@ -73,11 +73,13 @@ async def serve_command_service(
     *,
     components: Sequence[Component] = (),
     checks: Mapping[str, ReadyCheck] | None = None,
+    workers_for: Callable[[Any, KafkaSettings], Sequence[Component]] | None = None,
 ) -> None:
     """Wiring shared by the services that own state: store, command consumer, probes.
 
     `handlers_for(store)` builds the command handlers; `components` (an S3 client, say) start
-    before the consumer and stop after it.
+    before the consumer and stop after it; `workers_for(store, kafka)` builds background
+    workers, started last and stopped first.
     """
     from tams_runtime.applier import CommandApplier
     from tams_runtime.components import StoreComponent
@@ -90,8 +92,9 @@ async def serve_command_service(
         store, handlers_for(store), is_retryable=lambda exc: isinstance(exc, StoreUnavailable)
     )
     consumer = CommandConsumer(kafka, topic_of(kafka), group_id=f"tams-{name}", handler=applier)
+    workers = list(workers_for(store, kafka)) if workers_for else []
     await serve(
         name,
-        [StoreComponent(store), *components, consumer],
+        [StoreComponent(store), *components, consumer, *workers],
         {"store": store.ping, "broker": consumer.healthy, **(checks or {})},
     )

@@ -8,6 +8,7 @@ session timeout keeps start-up and rebalances quick (INFRA-NOTES §1.5, §1.6).
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tams_schema.topics import Topics
@@ -94,3 +95,35 @@ class WebhookSettings(BaseSettings):
     secret_keys: str | None = None
     # How long a queued event's id is remembered after its last delivery, to drop redeliveries.
     event_retention_s: int = 86400
+
+
+class MediaSettings(BaseSettings):
+    """Object lifetime and deletion, read by the gateway (to advertise), the catalog (flow
+    deletion) and the segments service (segment deletion, garbage collection, copies)."""
+
+    model_config = SettingsConfigDict(env_prefix="TAMS_MEDIA_", extra="ignore")
+
+    # ADR 0044: objects allocated but never registered live at least this long (>= 5 min);
+    # /service advertises it as `min_object_timeout`.
+    min_object_timeout_s: int = Field(default=3600, ge=300)
+    # Extra time before such an object is collected, for clocks and slow registrations.
+    object_gc_grace_s: int = Field(default=300, ge=0)
+    # A DELETE touching at most this many segments finishes at once (204); more: 202 and a
+    # deletion request that works in chunks of `delete_chunk_segments` (one transaction each).
+    sync_delete_limit: int = Field(default=1000, ge=1)
+    delete_chunk_segments: int = Field(default=250, ge=1)
+    # A finished deletion request is kept this long after its last update (its `expiry`).
+    deletion_request_retention_s: int = Field(default=86400, ge=0)
+    # An unfinished deletion request not updated for this long is restarted (its step command
+    # was lost, e.g. with a local broker's topics); given up as `error` after this many tries.
+    deletion_resume_after_s: float = Field(default=30.0, gt=0)
+    deletion_max_resumes: int = Field(default=10, ge=1)
+    # How often the segments service's worker looks for object deletions, copies, expired
+    # allocations and stalled deletion requests.
+    worker_interval_s: float = Field(default=1.0, gt=0)
+    # A worker holds a claimed byte deletion or copy this long before another may retry it.
+    job_lease_s: float = Field(default=120.0, gt=0)
+    # Copies between endpoints are streamed in parts of this size (S3's minimum is 5 MiB).
+    copy_part_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
+    # A copy that failed this many times is dropped (logged); deletions retry forever.
+    copy_max_attempts: int = Field(default=10, ge=1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -136,11 +136,32 @@ class TamsEvent(BaseModel):
         }
 
 
+OwningService = Literal["catalog", "segments", "webhooks"]
+
+
+class FollowUp(BaseModel):
+    """A command that applying another command asks for, addressed to an owning service.
+
+    Work too big for one transaction (deleting a million segments) runs as a chain of
+    commands: each step's outcome names the next step, and the consumer publishes it with
+    the events, before committing the step's offset. The follow-up's command id is fixed in
+    the recorded outcome, so a redelivered step re-publishes the *same* command, which is
+    then answered from its own recorded outcome rather than applied twice.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: OwningService
+    command: CommandEnvelope
+
+
 class Outcome(BaseModel):
-    """What applying one command produced: the reply and the events to publish.
+    """What applying one command produced: the reply, the events and any follow-up commands
+    to publish.
 
     Stored with the command id in the same transaction as the change, so a redelivered
-    command is answered, and its events re-published, without being applied twice.
+    command is answered, and its events and follow-ups re-published, without being applied
+    twice.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -149,6 +170,7 @@ class Outcome(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     body: Any = None
     events: list[TamsEvent] = Field(default_factory=list)
+    commands: list[FollowUp] = Field(default_factory=list)
 
     def reply_for(self, command: CommandEnvelope) -> Reply:
         return Reply(

@@ -33,5 +33,14 @@ class Topics:
     def replies(self, instance_id: str) -> str:
         return f"{self.prefix}.replies.{instance_id}"
 
+    def commands_of(self, service: str) -> str:
+        """The command topic of an owning service (`catalog`, `segments`, `webhooks`)."""
+        topics = {
+            "catalog": self.catalog_commands,
+            "segments": self.segments_commands,
+            "webhooks": self.webhooks_commands,
+        }
+        return topics[service]
+
     def command_topics(self) -> list[str]:
         return [self.catalog_commands, self.segments_commands, self.webhooks_commands]

@@ -8,6 +8,7 @@ services are started.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -24,6 +25,16 @@ from tams_stack.ports import free_port
 from tams_stack.process import ManagedProcess, spawn
 
 SERVICES = ("catalog", "segments", "webhooks", "analytics", "gateway")
+
+
+def local_buckets(env: dict[str, str]) -> list[str]:
+    """The buckets to create on the local S3 server: the default backend's and those of the
+    extra backends (`TAMS_S3_EXTRA_BACKENDS`) that do not name an endpoint of their own."""
+    buckets = [env.get("TAMS_S3_BUCKET") or S3Settings.model_fields["bucket"].default]
+    for entry in json.loads(env.get("TAMS_S3_EXTRA_BACKENDS") or "[]"):
+        if "endpoint_url" not in entry and entry["bucket"] not in buckets:
+            buckets.append(entry["bucket"])
+    return buckets
 
 
 @dataclass
@@ -64,8 +75,7 @@ class Stack:
             env.setdefault("TAMS_KAFKA_SESSION_TIMEOUT_MS", "3000")
             env.setdefault("TAMS_KAFKA_HEARTBEAT_INTERVAL_MS", "1000")
             self.broker = start_broker(self.data_dir)
-            s3 = S3Settings()
-            self.object_store = start_object_store(self.data_dir, [s3.bucket])
+            self.object_store = start_object_store(self.data_dir, local_buckets(env))
             env["TAMS_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap
             env["TAMS_S3_ENDPOINT_URL"] = self.object_store.endpoint
             env["TAMS_S3_ACCESS_KEY"] = self.object_store.access_key

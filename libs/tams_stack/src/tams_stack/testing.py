@@ -13,6 +13,7 @@ Children are started with PDEATHSIG, so they die with pytest even if it crashes.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from tams_stack.stack import Stack
+from tams_stack.stack import Stack, local_buckets
 
 
 def _docker_answers() -> bool:
@@ -58,8 +59,6 @@ def _start_containers(stack: Stack) -> list[object]:
     from testcontainers.kafka import KafkaContainer
     from testcontainers.minio import MinioContainer
 
-    from tams_runtime.settings import S3Settings
-
     kafka = KafkaContainer("apache/kafka:3.9.0").with_kraft()
     kafka.start()
     minio = MinioContainer("minio/minio:latest")
@@ -74,7 +73,9 @@ def _start_containers(stack: Stack) -> list[object]:
             "TAMS_S3_SECRET_KEY": cfg["secret_key"],
         }
     )
-    minio.get_client().make_bucket(S3Settings().bucket)
+    client = minio.get_client()
+    for bucket in local_buckets({**os.environ, **stack.extra_env}):
+        client.make_bucket(bucket)
     return [kafka, minio]
 
 
@@ -96,6 +97,15 @@ def _webhook_test_env() -> dict[str, str]:
     return {**WEBHOOK_TEST_ENV, "TAMS_WEBHOOKS_SECRET_KEYS": Fernet.generate_key().decode()}
 
 
+ARCHIVE_BACKEND = {
+    "id": "6c1f4d2a-8e3b-4f7a-9d21-5b0e7c3a9f14",
+    "label": "archive",
+    "bucket": "tams-archive",
+}
+TEST_SYNC_DELETE_LIMIT = 20
+TEST_DELETE_CHUNK = 7
+
+
 @pytest.fixture(scope="session")
 def tams_infra() -> Iterator[Stack]:
     data_dir = Path(tempfile.mkdtemp(prefix="tams-test-"))
@@ -107,6 +117,15 @@ def tams_infra() -> Iterator[Stack]:
             "TAMS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
             "TAMS_LOG_LEVEL": "INFO",
             **_webhook_test_env(),
+            # A second storage backend (a second bucket on the same S3 server), for copies.
+            "TAMS_S3_EXTRA_BACKENDS": json.dumps([ARCHIVE_BACKEND]),
+            # Small deletions stay synchronous; a few dozen segments already go in chunks.
+            "TAMS_MEDIA_SYNC_DELETE_LIMIT": str(TEST_SYNC_DELETE_LIMIT),
+            "TAMS_MEDIA_DELETE_CHUNK_SEGMENTS": str(TEST_DELETE_CHUNK),
+            # The segments worker looks for work often, so tests wait little for it.
+            "TAMS_MEDIA_WORKER_INTERVAL_S": "0.2",
+            # Stalled deletion requests are restarted after a second, not half a minute.
+            "TAMS_MEDIA_DELETION_RESUME_AFTER_S": "1",
         },
     )
     containers: list[object] = []

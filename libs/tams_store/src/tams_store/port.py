@@ -26,6 +26,8 @@ Doc = dict[str, Any]
 FlowSort = Literal["created", "metadata_updated", "label"]
 SourceSort = Literal["created", "updated", "label"]
 WebhookStatus = Literal["created", "started", "disabled", "error"]
+DeletionRequestSort = Literal["created", "expiry"]
+MediaJobKind = Literal["delete", "copy"]
 
 
 @dataclass(frozen=True)
@@ -94,9 +96,10 @@ class ObjectAllocation:
 
 @dataclass(frozen=True)
 class ObjectRecord:
-    """What the store knows of a media object. `doc` holds properties frozen at the first
-    registration (`timerange` on the media timeline, `key_frame_count`, `init_object_id`) and
-    uncontrolled instances (`get_urls`)."""
+    """What the store knows of an object. `doc` holds properties frozen at the first
+    registration (`timerange` on the media timeline, `key_frame_count`, `init_object_id`, or
+    `role: "init"` for an init object, which has no timerange), uncontrolled instances
+    (`get_urls`) and, once instances were added or removed, `controlled_storage_ids`."""
 
     object_id: str
     allocated_flow_id: str | None
@@ -114,6 +117,16 @@ class ObjectRecord:
         if copies is not None:
             return list(copies)
         return [self.storage_id] if self.storage_id else []
+
+    @property
+    def is_init(self) -> bool:
+        """Registered as an init object (ADR 0045): never usable as a media object."""
+        return self.doc.get("role") == "init"
+
+    @property
+    def init_object_id(self) -> str | None:
+        value = self.doc.get("init_object_id")
+        return str(value) if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,56 @@ class Delivery:
     seq: int
     event_id: str
     payload: Doc
+
+
+@dataclass(frozen=True)
+class DeletionRequestRecord:
+    """A flow delete request (`DELETE /flows/{id}` or `.../segments` answered 202).
+
+    `doc` is the TAMS deletion-request document (`schemas/deletion-request.json`: `id`,
+    `flow_id`, `timerange_to_delete`, `timerange_remaining`, `delete_flow`, `status`,
+    `created`, `updated`, `expiry`, ...). The rest is the server's own bookkeeping:
+    `object_id` narrows the request to segments of that object; `step` numbers the next step
+    command the request expects (a step command carrying another number is stale and does
+    nothing); `resumes` counts restarts since the last progress.
+    """
+
+    doc: Doc
+    object_id: str | None = None
+    step: int = 0
+    resumes: int = 0
+
+    @property
+    def id(self) -> str:
+        return str(self.doc["id"])
+
+    @property
+    def flow_id(self) -> str:
+        return str(self.doc["flow_id"])
+
+    @property
+    def status(self) -> str:
+        return str(self.doc["status"])
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "error")
+
+
+@dataclass(frozen=True)
+class MediaJob:
+    """Work on an object's bytes in one storage backend, done by a segments-service worker
+    outside any transaction: `delete` the bytes there, or `copy` them there from another
+    instance. A worker claims a job under a lease (`lease_owner` until `lease_until_ns`), so
+    several service instances never work on one job at once; an expired lease is a retry."""
+
+    kind: MediaJobKind
+    object_id: str
+    storage_id: str
+    created_ns: int
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_until_ns: int = 0
 
 
 class InvalidPageKey(ValueError):
@@ -283,6 +346,34 @@ class ReadTx(Protocol):
     def delivery_queues(self, webhook_id: str | None = None) -> dict[str, tuple[int, int]]:
         """For every webhook with queued deliveries (or just this one): the first and last
         queued `seq`."""
+
+    # --- deletion ----------------------------------------------------------------------
+
+    def segments_within(
+        self, flow_id: str, timerange: TimeRange, *, object_id: str | None, limit: int
+    ) -> list[SegmentRecord]:
+        """The first `limit` segments (in time order) lying wholly inside `timerange`, only
+        those of `object_id` if given: what a segment DELETE removes."""
+        ...
+
+    def get_deletion_request(self, request_id: str) -> DeletionRequestRecord | None: ...
+
+    def list_deletion_requests(
+        self, *, sort_by: DeletionRequestSort, reverse_order: bool, page: str | None, limit: int
+    ) -> Page:
+        """Deletion-request documents, newest `created` (or `expiry`) first, then by id."""
+        ...
+
+    def unfinished_deletion_requests(
+        self, updated_before_ns: int, limit: int
+    ) -> list[DeletionRequestRecord]:
+        """Requests still `created` or `started` whose `updated` is older than this."""
+        ...
+
+    # --- object bytes ------------------------------------------------------------------
+
+    def media_jobs_of(self, object_ids: list[str]) -> list[MediaJob]:
+        """Pending byte deletions and copies of these objects."""
         ...
 
 
@@ -321,7 +412,8 @@ class WriteTx(ReadTx, Protocol):
     def put_profile(self, profile: Doc) -> None: ...
 
     def existing_object_ids(self, object_ids: list[str]) -> set[str]:
-        """Which of these object ids the store already knows (allocated or registered)."""
+        """Which of these object ids are in use: allocated, registered, or with bytes still
+        queued for deletion (reusing such an id could upload bytes a worker then deletes)."""
         ...
 
     def allocate_objects(self, allocations: list[ObjectAllocation]) -> None:
@@ -378,6 +470,58 @@ class WriteTx(ReadTx, Protocol):
     def prune_queued_events(self, queued_before_ns: int) -> int:
         """Forget events queued before this time that no queue holds any more (their ids stop
         deduplicating redeliveries); returns how many."""
+
+    def delete_segments(
+        self, flow_id: str, segments: list[SegmentRecord], segments_updated: str
+    ) -> None:
+        """Remove these segments (by their start), set `segments_updated`, and shrink the
+        flow's extent to its first and last remaining segments (the longest-segment bound
+        may stay as it was). Objects are left to `unreferenced_objects`/`remove_objects`."""
+        ...
+
+    # --- object lifecycle ----------------------------------------------------------------
+
+    def update_objects(self, objects: list[ObjectRecord]) -> None:
+        """Replace registered objects' documents (instances changed)."""
+        ...
+
+    def unreferenced_objects(self, object_ids: list[str]) -> list[str]:
+        """Which of these registered objects no segment uses and no remaining object names
+        as its `init_object_id`: they may be removed."""
+        ...
+
+    def expired_allocations(self, allocated_before_ns: int, limit: int) -> list[ObjectRecord]:
+        """Objects allocated before this time and never registered (oldest first)."""
+        ...
+
+    def remove_objects(self, object_ids: list[str]) -> None:
+        """Forget these objects: from now on they are unknown (a registration fails). Queue
+        their bytes' deletion in the same transaction (`queue_media_jobs`)."""
+        ...
+
+    def queue_media_jobs(self, jobs: list[MediaJob]) -> None:
+        """Queue byte deletions and copies; a job already queued is kept as it is."""
+        ...
+
+    def claim_media_jobs(
+        self, kind: MediaJobKind, owner: str, now_ns: int, lease_ns: int, limit: int
+    ) -> list[MediaJob]:
+        """Lease up to `limit` jobs of this kind that nobody holds (or whose lease expired)
+        to `owner` until `now_ns + lease_ns`, counting the attempt; oldest lease first."""
+        ...
+
+    def finish_media_jobs(self, jobs: list[MediaJob]) -> None:
+        """Drop done jobs from the queue."""
+        ...
+
+    # --- deletion requests ---------------------------------------------------------------
+
+    def put_deletion_request(self, record: DeletionRequestRecord) -> None:
+        """Insert or replace a deletion request."""
+        ...
+
+    def purge_deletion_requests(self, expired_before_ns: int) -> int:
+        """Delete finished requests whose `expiry` has passed; returns how many."""
         ...
 
 

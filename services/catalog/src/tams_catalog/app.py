@@ -6,15 +6,17 @@ store through the port, publishes the TAMS events, and answers the gateway.
 
 from __future__ import annotations
 
-from tams_catalog.handlers import HANDLERS
+from tams_catalog.handlers import handlers
 from tams_runtime.service import run, serve_command_service
+from tams_runtime.settings import MediaSettings
 
 SERVICE = "catalog"
 
 
 async def main() -> None:
+    media = MediaSettings()
     await serve_command_service(
-        SERVICE, lambda kafka: kafka.topics.catalog_commands, lambda _store: HANDLERS
+        SERVICE, lambda kafka: kafka.topics.catalog_commands, lambda _store: handlers(media)
     )
 
 

@@ -13,9 +13,12 @@ from functools import wraps
 
 from tams_catalog import domain
 from tams_catalog.domain import CatalogError, Doc
-from tams_runtime import events
+from tams_runtime import deletion, events
+from tams_runtime.settings import MediaSettings
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome, TamsEvent
+from tams_schema.timerange import TimeRange
 from tams_store import ReadTx, WriteTx
+from tams_store.port import SegmentRecord
 
 Handler = Callable[[WriteTx, CommandEnvelope], Outcome]
 
@@ -119,30 +122,101 @@ def _drop_source_if_orphaned(tx: WriteTx, source_id: str, now: datetime) -> list
     return [events.source_event("deleted", {"source_id": source_id}, context, now)]
 
 
-@rules
-def delete_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
-    """DELETE /flows/{id}: the flow and its segments, at once (204).
+class FlowDeletion:
+    """DELETE /flows/{id}: at once (204) when the flow has at most `sync_delete_limit`
+    segments; otherwise 202 and a deletion request whose steps the segments service runs,
+    ending with this same command (with `deletion_request_id`) to remove the emptied flow.
 
-    Object bytes are left in S3 until object garbage collection exists; asynchronous deletion
-    with deletion requests (202) arrives with the media issue's deletion work."""
-    flow_id = command.payload["flow_id"]
-    now = now_of(command)
-    flow = require_flow(tx, flow_id)
-    if flow.get("read_only"):
-        raise domain.read_only(flow_id)
-    extent = tx.flow_timerange(flow_id)
-    context = events.flow_context(tx, flow)
-    tx.delete_flow(flow_id)
-    changes = []
-    if not extent.is_empty:
-        changes.append(
-            events.flow_event(
-                "segments_deleted", {"flow_id": flow_id, "timerange": str(extent)}, context, now
-            )
+    The flow stays readable until its last segment is gone."""
+
+    def __init__(self, media: MediaSettings) -> None:
+        self.media = media
+        self.retention_s = media.deletion_request_retention_s
+        self._handle = rules(self._apply)
+
+    def __call__(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
+        return self._handle(tx, command)
+
+    def _apply(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
+        payload = command.payload
+        if "deletion_request_id" in payload:
+            return self._finish(tx, command)
+        flow_id = payload["flow_id"]
+        now = now_of(command)
+        flow = require_flow(tx, flow_id)
+        if flow.get("read_only"):
+            raise domain.read_only(flow_id)
+        limit = self.media.sync_delete_limit
+        segments = tx.segments_within(
+            flow_id, TimeRange.eternity(), object_id=None, limit=limit + 1
         )
-    changes.append(events.flow_event("deleted", {"flow_id": flow_id}, context, now))
-    changes.extend(_drop_source_if_orphaned(tx, flow["source_id"], now))
-    return Outcome(status=204, events=changes)
+        if len(segments) > limit:
+            record = deletion.new_request(
+                flow_id,
+                tx.flow_timerange(flow_id),
+                delete_flow=True,
+                object_id=None,
+                principal=command.principal,
+                now=now,
+                retention_s=self.retention_s,
+            )
+            tx.put_deletion_request(record)
+            return deletion.accepted(record)
+        return Outcome(status=204, events=self._delete_now(tx, flow, segments, now))
+
+    def _finish(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
+        """The last step of an asynchronous flow deletion."""
+        payload = command.payload
+        record = tx.get_deletion_request(payload["deletion_request_id"])
+        if record is None or not deletion.is_current(record, payload["step"]):
+            return deletion.chain_outcome([])  # stale or repeated: already handled
+        now = now_of(command)
+        flow = tx.get_flow(record.flow_id)
+        if flow is None:
+            tx.put_deletion_request(deletion.finished(record, now, self.retention_s))
+            return deletion.chain_outcome([])
+        limit = self.media.sync_delete_limit
+        segments = tx.segments_within(
+            record.flow_id, TimeRange.eternity(), object_id=None, limit=limit + 1
+        )
+        if len(segments) > limit:
+            # Segments were added while the deletion ran: go round again.
+            again = deletion.advanced(
+                record,
+                now,
+                self.retention_s,
+                status="started",
+                timerange_remaining=str(tx.flow_timerange(record.flow_id)),
+            )
+            tx.put_deletion_request(again)
+            return deletion.chain_outcome([], [deletion.step_command(again)])
+        changes = self._delete_now(tx, flow, segments, now)
+        tx.put_deletion_request(deletion.finished(record, now, self.retention_s))
+        return deletion.chain_outcome(changes)
+
+    def _delete_now(
+        self, tx: WriteTx, flow: Doc, segments: list[SegmentRecord], now: datetime
+    ) -> list[TamsEvent]:
+        """The flow, its (few) segments, tags and collection links in this transaction;
+        objects nothing else uses are released for garbage collection."""
+        flow_id = flow["id"]
+        extent = tx.flow_timerange(flow_id)
+        context = events.flow_context(tx, flow)
+        tx.delete_flow(flow_id)
+        deletion.release_objects(tx, [s.object_id for s in segments], now)
+        changes = []
+        if not extent.is_empty:
+            changes.append(
+                events.flow_event(
+                    "segments_deleted",
+                    {"flow_id": flow_id, "timerange": str(extent)},
+                    context,
+                    now,
+                )
+            )
+        changes.append(events.flow_event("deleted", {"flow_id": flow_id}, context, now))
+        changes.extend(_drop_source_if_orphaned(tx, flow["source_id"], now))
+        return changes
 
 
 def _flow_change(tx: WriteTx, command: CommandEnvelope, updated: Doc) -> Outcome:
@@ -243,7 +317,6 @@ def create_profile(tx: WriteTx, command: CommandEnvelope) -> Outcome:
 HANDLERS: dict[str, Handler] = {
     "service.update": update_service,
     "flows.put": put_flow,
-    "flows.delete": delete_flow,
     "flows.property.set": set_flow_property,
     "flows.property.delete": delete_flow_property,
     "flows.tag.set": set_flow_tag,
@@ -254,3 +327,8 @@ HANDLERS: dict[str, Handler] = {
     "sources.tag.delete": delete_source_tag,
     "profiles.create": create_profile,
 }
+
+
+def handlers(media: MediaSettings) -> dict[str, Handler]:
+    """Every catalog command handler; flow deletion needs the deletion settings."""
+    return {**HANDLERS, deletion.FINISH_FLOW_COMMAND: FlowDeletion(media)}

@@ -12,7 +12,15 @@ from tams_gateway.commands import BUS
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import error_middleware
 from tams_gateway.observability import metrics_middleware
-from tams_gateway.routes import flows, media, profiles, service, sources, webhooks
+from tams_gateway.routes import (
+    deletion_requests,
+    flows,
+    media,
+    profiles,
+    service,
+    sources,
+    webhooks,
+)
 from tams_gateway.settings import GatewaySettings
 from tams_runtime.bus import CommandBus
 from tams_runtime.components import StoreComponent
@@ -20,7 +28,13 @@ from tams_runtime.egress import EgressPolicy
 from tams_runtime.media import UrlBuilder
 from tams_runtime.secret_box import SecretBox
 from tams_runtime.service import run, serve
-from tams_runtime.settings import HttpSettings, KafkaSettings, S3Settings, WebhookSettings
+from tams_runtime.settings import (
+    HttpSettings,
+    KafkaSettings,
+    MediaSettings,
+    S3Settings,
+    WebhookSettings,
+)
 from tams_runtime.storage import StorageBackends
 from tams_store import open_store_from_env
 
@@ -41,6 +55,7 @@ def build_app(gateway: Gateway) -> web.Application:
         sources.routes,
         flows.routes,
         media.routes,
+        deletion_requests.routes,
     ):
         app.add_routes(table)
     return app
@@ -64,6 +79,7 @@ async def main() -> None:
         urls=UrlBuilder(backends),
         egress=EgressPolicy.from_settings(webhook_settings),
         secrets=SecretBox.from_settings(webhook_settings),
+        media=MediaSettings(),
     )
     await serve(
         SERVICE,

@@ -7,12 +7,19 @@ from typing import Any
 
 from aiohttp import web
 
+from tams_gateway.context import GATEWAY
 from tams_runtime.bus import CommandBus
 from tams_schema.envelopes import Reply
 
 
 def reply_response(reply: Reply, request: web.Request) -> web.Response:
     headers = dict(reply.headers)
+    location = headers.get("Location")
+    if location is not None and location.startswith("/"):
+        # Services name a path; clients get an absolute URL, as in `Link` headers.
+        public_url = request.app[GATEWAY].settings.public_url
+        base = public_url.rstrip("/") if public_url else str(request.url.origin())
+        headers["Location"] = f"{base}{location}"
     if reply.body is None or reply.status == 204:
         return web.Response(status=reply.status, headers=headers)
     headers["Content-Type"] = "application/json"

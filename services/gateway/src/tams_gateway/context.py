@@ -14,7 +14,7 @@ from tams_runtime.bus import CommandBus
 from tams_runtime.egress import EgressPolicy
 from tams_runtime.media import UrlBuilder
 from tams_runtime.secret_box import SecretBox
-from tams_runtime.settings import KafkaSettings, S3Settings
+from tams_runtime.settings import KafkaSettings, MediaSettings, S3Settings
 from tams_runtime.storage import StorageBackends
 from tams_schema.topics import Topics
 from tams_store import ReadTx, Store
@@ -35,6 +35,7 @@ class Gateway:
     # Webhook registrations: which receiver URLs are acceptable, and sealing of key values.
     egress: EgressPolicy
     secrets: SecretBox
+    media: MediaSettings
 
     @property
     def topics(self) -> Topics:

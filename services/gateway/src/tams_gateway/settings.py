@@ -16,6 +16,4 @@ class GatewaySettings(BaseSettings):
     service_version: str | None = None
     default_page_limit: int = 100
     max_page_limit: int = 1000
-    # ADR 0044: objects allocated but never registered live at least this long.
-    min_object_timeout_s: int = 3600
     max_body_bytes: int = 16 * 1024 * 1024

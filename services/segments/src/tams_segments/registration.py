@@ -7,12 +7,19 @@ this flow and has been uploaded; an object already registered may be reused by a
 properties (object timerange, key frames, init object) stay as first registered. An unknown
 object with `get_urls` is an external object. A bulk request applies every good segment and
 reports the others in `failed_segments`.
+
+Init objects (ADR 0045): a media object registered for the first time may name an
+`init_object_id` (required on flows with `essence_parameters.init_segments`). The init object
+is registered with it (allocated for this flow, uploaded) in the init role, with no timerange;
+an init object is never accepted as a media object, nor a media object as an init object. An
+id that garbage collection forgot but whose bytes are still being deleted cannot be reused.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
@@ -60,16 +67,23 @@ class ObjectChecker:
 class Registrar:
     """The `segments.add` command handler."""
 
-    def __init__(self, store: Store, checker: ObjectChecker) -> None:
+    def __init__(
+        self, store: Store, checker: ObjectChecker, backend_labels: frozenset[str] = frozenset()
+    ) -> None:
         self.store = store
         self.checker = checker
+        # Labels of controlled instances: an external URL may not pose as one (ADR 0042).
+        self.backend_labels = backend_labels
         self.uploaded: dict[str, bool] = {}
 
     async def prepare(self, commands: Sequence[CommandEnvelope]) -> None:
-        """HEAD the objects being registered for the first time (before the transaction)."""
+        """HEAD the objects (media and init) being registered for the first time, before the
+        transaction. Answers are kept for this batch only: an id can be forgotten by garbage
+        collection and, later, allocated and uploaded (or not) again."""
+        segments = [s for c in commands for s in c.payload["segments"]]
         ids = sorted(
-            {s["object_id"] for c in commands for s in c.payload["segments"]}
-            - {i for i, seen in self.uploaded.items() if seen}
+            {s["object_id"] for s in segments}
+            | {s["init_object_id"] for s in segments if s.get("init_object_id")}
         )
         known = await self.store.read(lambda tx: tx.get_objects(ids))
         first_time = [
@@ -78,7 +92,7 @@ class Registrar:
         results = await asyncio.gather(
             *(self.checker.exists(i, str(known[i].storage_id)) for i in first_time)
         )
-        self.uploaded.update(zip(first_time, results, strict=True))
+        self.uploaded = dict(zip(first_time, results, strict=True))
 
     def __call__(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
         payload = command.payload
@@ -94,15 +108,21 @@ class Registrar:
             summary = f"flow {flow_id} has no container; set it before registering segments"
             return Outcome(status=400, body=error("BadRequest", summary))
 
-        known = tx.get_objects([i["object_id"] for i in items])
+        ids = {i["object_id"] for i in items} | {
+            i["init_object_id"] for i in items if i.get("init_object_id")
+        }
+        known = tx.get_objects(sorted(ids))
+        # Ids forgotten by garbage collection whose bytes are still being deleted.
+        in_use = tx.existing_object_ids(sorted(ids - set(known)))
+        context = Context(flow, known, in_use)
         now = command.issued_at.astimezone(UTC)
         now_ns = int(now.timestamp() * 1_000_000_000)
         accepted: list[SegmentRecord] = []
-        new_objects: dict[str, ObjectRecord] = {}
+        new_objects = context.new_objects
         failures: list[dict[str, Any]] = []
         for item in items:
             try:
-                record, obj = self._check(tx, flow_id, item, known, new_objects, accepted, now_ns)
+                record, registered = self._check(tx, context, item, accepted, now_ns)
             except Rejected as exc:
                 failures.append(
                     {
@@ -113,7 +133,7 @@ class Registrar:
                 )
                 continue
             accepted.append(record)
-            if obj is not None:
+            for obj in registered:
                 new_objects[obj.object_id] = obj
 
         stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -135,13 +155,14 @@ class Registrar:
     def _check(
         self,
         tx: WriteTx,
-        flow_id: str,
+        context: Context,
         item: dict[str, Any],
-        known: dict[str, ObjectRecord],
-        new_objects: dict[str, ObjectRecord],
         accepted: list[SegmentRecord],
         now_ns: int,
-    ) -> tuple[SegmentRecord, ObjectRecord | None]:
+    ) -> tuple[SegmentRecord, list[ObjectRecord]]:
+        """One segment: its timerange, then its object (and init object). Returns the segment
+        and the objects it registers for the first time."""
+        flow_id = context.flow["id"]
         timerange = TimeRange.parse(item["timerange"])
         if timerange.is_empty:
             raise Rejected(f"timerange {item['timerange']} is empty")
@@ -159,24 +180,46 @@ class Registrar:
                 raise Rejected(f"timerange {timerange} overlaps {other.timerange} in this request")
 
         object_id = item["object_id"]
+        init_id: str | None = item.get("init_object_id")
+        if init_id is not None and init_id == object_id:
+            raise Rejected(f"object {object_id} cannot be its own init object")
         ts_offset = Timestamp.parse(item["ts_offset"]).ns if "ts_offset" in item else 0
         default_object_range = str(timerange.shift(-ts_offset))
-        obj = new_objects.get(object_id) or known.get(object_id)
-        registered: ObjectRecord | None = None
+        obj = context.object(object_id)
+        registered: list[ObjectRecord] = []
+        if obj is not None and obj.is_init:
+            raise Rejected(
+                f"object {object_id} is an init object; it cannot be used as a media object"
+            )
+        if obj is None or not obj.registered:
+            # First registration: the object's properties are fixed now.
+            registered += self._init_object(context, object_id, init_id)
         if obj is None:
+            if object_id in context.in_use:
+                raise Rejected(f"object {object_id} is being deleted; it cannot be registered")
             if not item.get("get_urls"):
                 raise Rejected(
                     f"object {object_id} is unknown: allocate it with POST /flows/{{id}}/storage "
                     "or give its get_urls"
                 )
-            registered = ObjectRecord(
-                object_id=object_id,
-                allocated_flow_id=None,
-                storage_id=None,
-                content_type=None,
-                registered=True,
-                first_referenced_by_flow=flow_id,
-                doc=object_properties(item, default_object_range, external=True),
+            labels = [u["label"] for u in item["get_urls"]]
+            if len(set(labels)) != len(labels):
+                raise Rejected(f"the get_urls labels of object {object_id} must be unique")
+            taken = sorted(set(labels) & self.backend_labels)
+            if taken:
+                raise Rejected(
+                    f"get_urls label {taken[0]!r} belongs to a storage backend; choose another"
+                )
+            registered.append(
+                ObjectRecord(
+                    object_id=object_id,
+                    allocated_flow_id=None,
+                    storage_id=None,
+                    content_type=None,
+                    registered=True,
+                    first_referenced_by_flow=flow_id,
+                    doc=object_properties(item, default_object_range, external=True),
+                )
             )
         elif not obj.registered:
             if obj.allocated_flow_id != flow_id:
@@ -184,16 +227,24 @@ class Registrar:
                     f"object {object_id} was allocated for flow {obj.allocated_flow_id}; its "
                     "first registration must be on that flow"
                 )
+            container = context.flow.get("container")
+            if obj.content_type and obj.content_type != container:
+                raise Rejected(
+                    f"object {object_id} was allocated with content_type {obj.content_type} "
+                    f"(an init object?); media objects of this flow are {container}"
+                )
             if not self.uploaded.get(object_id):
                 raise Rejected(f"object {object_id} has not been uploaded to its put_url")
-            registered = ObjectRecord(
-                object_id=object_id,
-                allocated_flow_id=obj.allocated_flow_id,
-                storage_id=obj.storage_id,
-                content_type=obj.content_type,
-                registered=True,
-                first_referenced_by_flow=flow_id,
-                doc=object_properties(item, default_object_range, external=False),
+            registered.append(
+                ObjectRecord(
+                    object_id=object_id,
+                    allocated_flow_id=obj.allocated_flow_id,
+                    storage_id=obj.storage_id,
+                    content_type=obj.content_type,
+                    registered=True,
+                    first_referenced_by_flow=flow_id,
+                    doc=object_properties(item, default_object_range, external=False),
+                )
             )
         else:
             stored_range = obj.doc.get("timerange")
@@ -206,9 +257,70 @@ class Registrar:
                 raise Rejected(
                     f"object {object_id} has object_timerange {stored_range}; it cannot change"
                 )
+            if init_id is not None and init_id != obj.init_object_id:
+                raise Rejected(
+                    f"object {object_id} has init object {obj.init_object_id}; it cannot change"
+                )
         doc = {k: item[k] for k in SEGMENT_FIELDS if k in item}
         record = SegmentRecord(start, end, object_id, str(timerange), doc, now_ns)
         return record, registered
+
+    def _init_object(
+        self, context: Context, object_id: str, init_id: str | None
+    ) -> list[ObjectRecord]:
+        """Checks the init object of a media object registered for the first time (ADR 0045):
+        required on flows with `init_segments`, never a media object; an init object allocated
+        and uploaded for this flow is registered, in the init role, with it."""
+        flow_id = context.flow["id"]
+        if init_id is None:
+            if (context.flow.get("essence_parameters") or {}).get("init_segments") is True:
+                raise Rejected(
+                    f"flow {flow_id} has init_segments: every new media object needs an "
+                    "init_object_id"
+                )
+            return []
+        init = context.object(init_id)
+        if init is None:
+            raise Rejected(
+                f"init object {init_id} is unknown: allocate it with POST /flows/{{id}}/storage "
+                "(with its content_type) and upload it first"
+            )
+        if init.registered:
+            if not init.is_init:
+                raise Rejected(f"object {init_id} is a media object; it cannot be an init object")
+            return []
+        if init.allocated_flow_id != flow_id:
+            raise Rejected(
+                f"init object {init_id} was allocated for flow {init.allocated_flow_id}; its "
+                "first registration must be on that flow"
+            )
+        if not self.uploaded.get(init_id):
+            raise Rejected(f"init object {init_id} has not been uploaded to its put_url")
+        return [
+            ObjectRecord(
+                object_id=init_id,
+                allocated_flow_id=init.allocated_flow_id,
+                storage_id=init.storage_id,
+                content_type=init.content_type,
+                registered=True,
+                first_referenced_by_flow=flow_id,
+                doc={"role": "init"},
+            )
+        ]
+
+
+@dataclass
+class Context:
+    """What one registration command knows: its flow, the objects it names as the store has
+    them, ids still in use by pending byte work, and the objects registered so far by it."""
+
+    flow: dict[str, Any]
+    known: dict[str, ObjectRecord]
+    in_use: set[str]
+    new_objects: dict[str, ObjectRecord] = field(default_factory=dict)
+
+    def object(self, object_id: str) -> ObjectRecord | None:
+        return self.new_objects.get(object_id) or self.known.get(object_id)
 
 
 def object_properties(item: dict[str, Any], default_range: str, external: bool) -> dict[str, Any]:

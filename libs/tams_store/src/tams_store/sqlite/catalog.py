@@ -21,8 +21,7 @@ from typing import Any
 from tams_schema.timerange import TimeRange
 from tams_store import cursor
 from tams_store.documents import stored_doc as _stored_doc
-from tams_store.documents import tag_rows
-from tams_store.documents import to_ns
+from tams_store.documents import tag_rows, to_ns
 from tams_store.port import Doc, FlowQuery, Page, SourceQuery, TagFilter
 
 

@@ -100,9 +100,11 @@ def register_objects(conn: sqlite3.Connection, objects: list[ObjectRecord]) -> N
     """Mark objects registered (first use) or record external ones, with their properties."""
     conn.executemany(
         "INSERT INTO objects (id, allocated_flow_id, storage_id, content_type, allocated_ns, "
-        "registered, first_referenced_by_flow, doc) VALUES (?, ?, ?, ?, 0, 1, ?, ?) "
+        "registered, first_referenced_by_flow, doc, init_object_id) "
+        "VALUES (?, ?, ?, ?, 0, 1, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET registered = 1, "
-        "first_referenced_by_flow = excluded.first_referenced_by_flow, doc = excluded.doc",
+        "first_referenced_by_flow = excluded.first_referenced_by_flow, doc = excluded.doc, "
+        "init_object_id = excluded.init_object_id",
         [
             (
                 o.object_id,
@@ -111,9 +113,121 @@ def register_objects(conn: sqlite3.Connection, objects: list[ObjectRecord]) -> N
                 o.content_type,
                 o.first_referenced_by_flow,
                 json.dumps(o.doc),
+                o.init_object_id,
             )
             for o in objects
         ],
+    )
+
+
+def update_objects(conn: sqlite3.Connection, objects: list[ObjectRecord]) -> None:
+    conn.executemany(
+        "UPDATE objects SET doc = ?, init_object_id = ? WHERE id = ?",
+        [(json.dumps(o.doc), o.init_object_id, o.object_id) for o in objects],
+    )
+
+
+def unreferenced_objects(conn: sqlite3.Connection, object_ids: list[str]) -> list[str]:
+    found: list[str] = []
+    for chunk in _chunks(sorted(set(object_ids))):
+        # `+o.registered`: look the ids up by primary key, never by the `registered` index
+        # (which would scan every registered object).
+        rows = conn.execute(
+            f"SELECT o.id FROM objects o WHERE o.id IN ({_marks(chunk)}) AND +o.registered = 1 "
+            "AND NOT EXISTS (SELECT 1 FROM segments s WHERE s.object_id = o.id) "
+            "AND NOT EXISTS (SELECT 1 FROM objects m WHERE m.init_object_id = o.id)",
+            chunk,
+        )
+        found += [r[0] for r in rows]
+    return found
+
+
+def expired_allocations(
+    conn: sqlite3.Connection, allocated_before_ns: int, limit: int
+) -> list[ObjectRecord]:
+    rows = conn.execute(
+        "SELECT id FROM objects WHERE registered = 0 AND allocated_ns < ? "
+        "ORDER BY allocated_ns LIMIT ?",
+        (allocated_before_ns, limit),
+    ).fetchall()
+    found = get_objects(conn, [r[0] for r in rows])
+    return [found[r[0]] for r in rows]
+
+
+def remove_objects(conn: sqlite3.Connection, object_ids: list[str]) -> None:
+    conn.executemany("DELETE FROM objects WHERE id = ?", [(i,) for i in object_ids])
+
+
+def _marks(values: list[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+# --- segment deletion ------------------------------------------------------------------
+
+
+def segments_within(
+    conn: sqlite3.Connection,
+    flow_id: str,
+    bounds: tuple[int, int],
+    object_id: str | None,
+    limit: int,
+) -> list[SegmentRecord]:
+    """Segments with [seg_start, seg_end) inside [q_start, q_end), in time order: an index
+    range scan on (flow_id, seg_start) from q_start."""
+    q_start, q_end = bounds
+    where = "flow_id = ? AND seg_start >= ? AND seg_start < ? AND seg_end <= ?"
+    params: list[Any] = [flow_id, q_start, q_end, q_end]
+    if object_id is not None:
+        where += " AND object_id = ?"
+        params.append(object_id)
+    rows = conn.execute(
+        "SELECT seg_start, seg_end, object_id, timerange, doc, created_ns FROM segments "
+        f"WHERE {where} ORDER BY seg_start LIMIT ?",
+        [*params, limit],
+    )
+    return [
+        SegmentRecord(
+            start=r["seg_start"],
+            end=r["seg_end"],
+            object_id=r["object_id"],
+            timerange=r["timerange"],
+            doc=json.loads(r["doc"]),
+            created_ns=r["created_ns"],
+        )
+        for r in rows
+    ]
+
+
+def delete_segments(
+    conn: sqlite3.Connection, flow_id: str, starts: list[int], segments_updated: str
+) -> None:
+    conn.executemany(
+        "DELETE FROM segments WHERE flow_id = ? AND seg_start = ?",
+        [(flow_id, start) for start in starts],
+    )
+    first = conn.execute(
+        "SELECT seg_start FROM segments WHERE flow_id = ? ORDER BY seg_start ASC LIMIT 1",
+        (flow_id,),
+    ).fetchone()
+    last = conn.execute(
+        "SELECT seg_end FROM segments WHERE flow_id = ? ORDER BY seg_start DESC LIMIT 1",
+        (flow_id,),
+    ).fetchone()
+    if first is None or last is None:
+        # Empty again: forget the longest-segment bound too.
+        conn.execute(
+            "UPDATE flows SET seg_start = NULL, seg_end = NULL, max_seg_dur = 0, "
+            "segments_updated = ? WHERE id = ?",
+            (segments_updated, flow_id),
+        )
+        return
+    conn.execute(
+        "UPDATE flows SET seg_start = ?, seg_end = ?, segments_updated = ? WHERE id = ?",
+        (first[0], last[0], segments_updated, flow_id),
     )
 
 
@@ -178,8 +292,11 @@ def object_flows(
     page: str | None,
     limit: int,
 ) -> tuple[list[str], str | None]:
-    where = ["s.object_id = ?"]
-    params: list[Any] = [object_id]
+    # An init object is used through the media objects that name it (schemas/object.json).
+    where = [
+        "(s.object_id = ? OR s.object_id IN (SELECT id FROM objects WHERE init_object_id = ?))"
+    ]
+    params: list[Any] = [object_id, object_id]
     clauses, args = tag_clauses(flow_tags, "f", "flow_id", "flow_tags")
     if clauses:
         where.append(

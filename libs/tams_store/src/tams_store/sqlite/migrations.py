@@ -152,6 +152,43 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (webhook_id, seq)
         ) WITHOUT ROWID""",
     ],
+    # 5: init objects (which media objects name an object as their init object, for GC and
+    # for an init object's referenced_by_flows).
+    [
+        "ALTER TABLE objects ADD COLUMN init_object_id TEXT",
+        "UPDATE objects SET init_object_id = json_extract(doc, '$.init_object_id')",
+        "CREATE INDEX objects_init ON objects (init_object_id) WHERE init_object_id IS NOT NULL",
+    ],
+    # 6: deletion requests and the queue of byte deletions and copies.
+    [
+        """CREATE TABLE deletion_requests (
+            id TEXT PRIMARY KEY,
+            flow_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_ns INTEGER NOT NULL,
+            updated_ns INTEGER NOT NULL,
+            expiry_ns INTEGER NOT NULL,
+            object_id TEXT,
+            step INTEGER NOT NULL DEFAULT 0,
+            resumes INTEGER NOT NULL DEFAULT 0,
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX deletion_requests_created ON deletion_requests (created_ns, id)",
+        "CREATE INDEX deletion_requests_expiry ON deletion_requests (expiry_ns, id)",
+        "CREATE INDEX deletion_requests_status ON deletion_requests (status, updated_ns)",
+        """CREATE TABLE media_jobs (
+            kind TEXT NOT NULL,
+            object_id TEXT NOT NULL,
+            storage_id TEXT NOT NULL,
+            created_ns INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            lease_owner TEXT,
+            lease_until_ns INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (kind, object_id, storage_id)
+        )""",
+        "CREATE INDEX media_jobs_due ON media_jobs (kind, lease_until_ns)",
+        "CREATE INDEX media_jobs_object ON media_jobs (object_id)",
+    ],
 ]
 
 

@@ -9,9 +9,13 @@ import time
 from tams_schema.envelopes import Outcome
 from tams_schema.timerange import TimeRange
 from tams_store.port import (
+    DeletionRequestRecord,
+    DeletionRequestSort,
     Delivery,
     Doc,
     FlowQuery,
+    MediaJob,
+    MediaJobKind,
     ObjectAllocation,
     ObjectRecord,
     Page,
@@ -24,7 +28,7 @@ from tams_store.port import (
     WebhookRecord,
     WebhookStatus,
 )
-from tams_store.sqlite import catalog, media, webhooks
+from tams_store.sqlite import catalog, lifecycle, media, webhooks
 
 
 class SqliteReadTx:
@@ -112,6 +116,30 @@ class SqliteReadTx:
     def delivery_queues(self, webhook_id: str | None = None) -> dict[str, tuple[int, int]]:
         return webhooks.delivery_queues(self.conn, webhook_id)
 
+    def segments_within(
+        self, flow_id: str, timerange: TimeRange, *, object_id: str | None, limit: int
+    ) -> list[SegmentRecord]:
+        bounds = timerange.half_open()
+        if bounds is None:
+            return []
+        return media.segments_within(self.conn, flow_id, bounds, object_id, limit)
+
+    def get_deletion_request(self, request_id: str) -> DeletionRequestRecord | None:
+        return lifecycle.get_deletion_request(self.conn, request_id)
+
+    def list_deletion_requests(
+        self, *, sort_by: DeletionRequestSort, reverse_order: bool, page: str | None, limit: int
+    ) -> Page:
+        return lifecycle.list_deletion_requests(self.conn, sort_by, reverse_order, page, limit)
+
+    def media_jobs_of(self, object_ids: list[str]) -> list[MediaJob]:
+        return lifecycle.media_jobs_of(self.conn, object_ids)
+
+    def unfinished_deletion_requests(
+        self, updated_before_ns: int, limit: int
+    ) -> list[DeletionRequestRecord]:
+        return lifecycle.unfinished_deletion_requests(self.conn, updated_before_ns, limit)
+
 
 class SqliteWriteTx(SqliteReadTx):
     def recorded_outcome(self, command_id: str) -> Outcome | None:
@@ -155,7 +183,11 @@ class SqliteWriteTx(SqliteReadTx):
         if not object_ids:
             return set()
         marks = ",".join("?" * len(object_ids))
-        rows = self.conn.execute(f"SELECT id FROM objects WHERE id IN ({marks})", object_ids)
+        rows = self.conn.execute(
+            f"SELECT id FROM objects WHERE id IN ({marks}) UNION "
+            f"SELECT object_id FROM media_jobs WHERE object_id IN ({marks})",
+            [*object_ids, *object_ids],
+        )
         return {row[0] for row in rows}
 
     def allocate_objects(self, allocations: list[ObjectAllocation]) -> None:
@@ -213,3 +245,38 @@ class SqliteWriteTx(SqliteReadTx):
 
     def prune_queued_events(self, queued_before_ns: int) -> int:
         return webhooks.prune_queued_events(self.conn, queued_before_ns)
+
+    def delete_segments(
+        self, flow_id: str, segments: list[SegmentRecord], segments_updated: str
+    ) -> None:
+        if segments:
+            media.delete_segments(self.conn, flow_id, [s.start for s in segments], segments_updated)
+
+    def update_objects(self, objects: list[ObjectRecord]) -> None:
+        media.update_objects(self.conn, objects)
+
+    def unreferenced_objects(self, object_ids: list[str]) -> list[str]:
+        return media.unreferenced_objects(self.conn, object_ids)
+
+    def expired_allocations(self, allocated_before_ns: int, limit: int) -> list[ObjectRecord]:
+        return media.expired_allocations(self.conn, allocated_before_ns, limit)
+
+    def remove_objects(self, object_ids: list[str]) -> None:
+        media.remove_objects(self.conn, object_ids)
+
+    def queue_media_jobs(self, jobs: list[MediaJob]) -> None:
+        lifecycle.queue_media_jobs(self.conn, jobs)
+
+    def claim_media_jobs(
+        self, kind: MediaJobKind, owner: str, now_ns: int, lease_ns: int, limit: int
+    ) -> list[MediaJob]:
+        return lifecycle.claim_media_jobs(self.conn, kind, owner, now_ns, lease_ns, limit)
+
+    def finish_media_jobs(self, jobs: list[MediaJob]) -> None:
+        lifecycle.finish_media_jobs(self.conn, jobs)
+
+    def put_deletion_request(self, record: DeletionRequestRecord) -> None:
+        lifecycle.put_deletion_request(self.conn, record)
+
+    def purge_deletion_requests(self, expired_before_ns: int) -> int:
+        return lifecycle.purge_deletion_requests(self.conn, expired_before_ns)

@@ -15,6 +15,7 @@ import sqlite3
 from collections import Counter
 from typing import Any
 
+from tams_store.documents import tag_rows
 from tams_store.port import (
     Delivery,
     Doc,
@@ -25,7 +26,6 @@ from tams_store.port import (
     WebhookStatus,
 )
 from tams_store.sqlite import cursor
-from tams_store.documents import tag_rows
 from tams_store.sqlite.catalog import SortSpec, tag_clauses
 
 _COLUMNS = "id, url, status, generation, doc, error, api_key_value"

@@ -1,8 +1,10 @@
-"""Media routes: storage allocation (segments, objects and deletion follow)."""
+"""Media routes: storage allocation, segments (register, list, delete), objects and their
+instances."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import TypeAdapter
@@ -11,11 +13,17 @@ from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import bad_request, not_found
 from tams_gateway.paging import page_limit, paging_headers
-from tams_gateway.queries import tag_filter
+from tams_gateway.queries import check_uuid, tag_filter
 from tams_gateway.requests import json_body, query_bool, query_timerange
 from tams_gateway.urls import url_filter
 from tams_runtime.media import object_ids_of, segment_view
-from tams_schema.models import FlowSegmentPost, StorageRequest, dump
+from tams_schema.models import (
+    ControlledInstanceRequest,
+    FlowSegmentPost,
+    StorageRequest,
+    UncontrolledInstanceRequest,
+    dump,
+)
 from tams_schema.timerange import TimeRange
 from tams_store.port import ObjectRecord, SegmentPage
 
@@ -113,6 +121,67 @@ async def list_segments(request: web.Request) -> web.Response:
         timerange=str(covering),
     )
     return web.json_response(items, headers=headers)
+
+
+@routes.delete("/flows/{flow_id}/segments")
+async def delete_segments(request: web.Request) -> web.Response:
+    """Segments wholly inside `timerange` (default `_`), only those of `object_id` if given:
+    204 when done at once, 202 with a deletion request when it continues in the background."""
+    gw: Gateway = request.app[GATEWAY]
+    flow_id = request.match_info["flow_id"]
+    timerange = query_timerange(request)
+    payload: dict[str, Any] = {
+        "flow_id": flow_id,
+        "timerange": "_" if timerange is None else str(timerange),
+    }
+    object_id = request.query.get("object_id")
+    if object_id is not None:
+        if not object_id:
+            raise bad_request("query parameter object_id is empty")
+        payload["object_id"] = object_id
+    return await send(request, gw.topics.segments_commands, "segments.delete", flow_id, payload)
+
+
+@routes.post("/objects/{object_id:.+}/instances")
+async def add_instance(request: web.Request) -> web.Response:
+    """`{storage_id}`: copy the object to that backend (advertised once copied); `{url, label}`:
+    register an uncontrolled copy."""
+    gw: Gateway = request.app[GATEWAY]
+    object_id = request.match_info["object_id"]
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a JSON object: {storage_id} or {url, label}")
+    payload: dict[str, Any] = {"object_id": object_id}
+    if "storage_id" in body:
+        if "url" in body or "label" in body:
+            raise bad_request("give either storage_id, or url and label, not both")
+        payload["storage_id"] = ControlledInstanceRequest.model_validate(body).storage_id
+    else:
+        instance = UncontrolledInstanceRequest.model_validate(body)
+        parts = urlsplit(instance.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise bad_request(f"url {instance.url!r} is not an absolute http(s) URL")
+        if not instance.label:
+            raise bad_request("label must not be empty")
+        payload.update(url=instance.url, label=instance.label)
+    return await send(request, gw.topics.segments_commands, "instances.add", object_id, payload)
+
+
+@routes.delete("/objects/{object_id:.+}/instances")
+async def delete_instance(request: web.Request) -> web.Response:
+    """The instance on `storage_id` (controlled) or labelled `label`; never the last one."""
+    gw: Gateway = request.app[GATEWAY]
+    object_id = request.match_info["object_id"]
+    storage_id = request.query.get("storage_id")
+    label = request.query.get("label")
+    if (storage_id is None) == (label is None):
+        raise bad_request("give exactly one of the query parameters storage_id and label")
+    payload: dict[str, Any] = {"object_id": object_id}
+    if storage_id is not None:
+        payload["storage_id"] = check_uuid(storage_id, "query parameter storage_id")
+    else:
+        payload["label"] = label
+    return await send(request, gw.topics.segments_commands, "instances.delete", object_id, payload)
 
 
 @routes.get("/objects/{object_id:.+}")

@@ -36,7 +36,7 @@ async def get_service(request: web.Request) -> web.Response:
     body: dict[str, Any] = {
         "type": settings.service_type,
         "api_version": "8.2",
-        "min_object_timeout": seconds(settings.min_object_timeout_s),
+        "min_object_timeout": seconds(gw.media.min_object_timeout_s),
         "min_presigned_url_timeout": seconds(gw.s3.presigned_url_timeout_s),
         "event_stream_mechanisms": gw.event_stream_mechanisms(),
     }

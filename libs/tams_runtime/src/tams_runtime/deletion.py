@@ -1,0 +1,211 @@
+"""Deleting segments, flows and objects: what the catalog and the segments service share.
+
+Small deletions finish inside the command that asked for them. Large ones (more segments
+than `MediaSettings.sync_delete_limit`) are answered 202 with a deletion request and run as
+a chain of `deletion.step` commands on the segments topic, keyed by the flow id, so they are
+applied in order with the flow's other commands, each step one transaction deleting at most
+`delete_chunk_segments` segments and naming the next step as a follow-up command. A request
+that deletes its flow ends with a `flows.delete` command to the catalog, which removes the
+(now empty) flow and marks the request done in one transaction.
+
+Every command of the chain carries the request's `step` number; a command whose number is
+not the request's current one (a redelivered duplicate, or a restart by the resumer while
+the chain was in fact alive) changes nothing, so at most one chain ever advances a request.
+
+Objects: when segments go, the objects they used are checked in the same transaction; one
+that nothing references any more (no segment in any flow, not the init object of a
+remaining object) is forgotten at once, so a concurrent registration of it fails as
+unknown, and the deletion of its controlled bytes is queued. A worker deletes the bytes
+later and then drops the queue entry. Uncontrolled (external) URLs are never deleted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from tams_runtime.events import flow_context, flow_event
+from tams_schema.envelopes import CommandEnvelope, ErrorBody, FollowUp, Outcome, TamsEvent
+from tams_schema.timerange import TimeRange
+from tams_store import WriteTx
+from tams_store.port import DeletionRequestRecord, Doc, MediaJob, SegmentRecord
+
+STEP_COMMAND = "deletion.step"
+FINISH_FLOW_COMMAND = "flows.delete"
+
+
+def stamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds, as every server-set time in this store."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def to_ns(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000) * 1000
+
+
+# --- objects -----------------------------------------------------------------------------
+
+
+def release_objects(tx: WriteTx, object_ids: Iterable[str], now: datetime) -> list[str]:
+    """Forget the objects (of deleted segments) that nothing references any more, then their
+    init objects if those are now unreferenced too, and queue their controlled bytes for
+    deletion. Returns the ids forgotten."""
+    removed: list[str] = []
+    candidates = sorted(set(object_ids))
+    now_ns = to_ns(now)
+    while candidates:
+        gone = tx.unreferenced_objects(candidates)
+        if not gone:
+            break
+        records = tx.get_objects(gone)
+        tx.remove_objects(gone)
+        tx.queue_media_jobs(
+            [
+                MediaJob("delete", record.object_id, storage_id, now_ns)
+                for record in records.values()
+                for storage_id in record.controlled_storage_ids
+            ]
+        )
+        removed += gone
+        candidates = sorted({i for r in records.values() if (i := r.init_object_id)})
+    return removed
+
+
+# --- segments ----------------------------------------------------------------------------
+
+
+def delete_segments(
+    tx: WriteTx, flow: Doc, segments: list[SegmentRecord], *, sparse: bool, now: datetime
+) -> list[TamsEvent]:
+    """Delete these segments of the flow (time order), release their objects, and describe
+    it as `flows/segments_deleted` events whose timeranges start and end in deleted segments.
+
+    Segments wholly inside a timerange are contiguous among the flow's segments, so one event
+    covering the first to the last says it exactly; an `object_id` filter (`sparse`) can skip
+    segments in between, so each deleted segment gets its own event then."""
+    if not segments:
+        return []
+    context = flow_context(tx, flow)
+    tx.delete_segments(flow["id"], segments, stamp(now))
+    release_objects(tx, [s.object_id for s in segments], now)
+    if sparse:
+        ranges = [s.timerange for s in segments]
+    else:
+        first = TimeRange.parse(segments[0].timerange)
+        ranges = [str(first.covering(TimeRange.parse(segments[-1].timerange)))]
+    return [
+        flow_event("segments_deleted", {"flow_id": flow["id"], "timerange": r}, context, now)
+        for r in ranges
+    ]
+
+
+# --- deletion requests -------------------------------------------------------------------
+
+
+def new_request(
+    flow_id: str,
+    timerange: TimeRange,
+    *,
+    delete_flow: bool,
+    object_id: str | None,
+    principal: str | None,
+    now: datetime,
+    retention_s: int,
+) -> DeletionRequestRecord:
+    doc: Doc = {
+        "id": str(uuid.uuid4()),
+        "flow_id": flow_id,
+        "timerange_to_delete": str(timerange),
+        "timerange_remaining": str(timerange),
+        "delete_flow": delete_flow,
+        "status": "created",
+        "created": stamp(now),
+        "updated": stamp(now),
+        "expiry": stamp(now + timedelta(seconds=retention_s)),
+    }
+    if principal:
+        doc["created_by"] = principal
+    return DeletionRequestRecord(doc=doc, object_id=object_id)
+
+
+def advanced(
+    record: DeletionRequestRecord, now: datetime, retention_s: int, **changes: object
+) -> DeletionRequestRecord:
+    """The request after a step made progress: the next step number, `updated` now, the
+    expiry pushed on, no restarts counted."""
+    doc = {
+        **record.doc,
+        **changes,
+        "updated": stamp(now),
+        "expiry": stamp(now + timedelta(seconds=retention_s)),
+    }
+    return replace(record, doc=doc, step=record.step + 1, resumes=0)
+
+
+def finished(
+    record: DeletionRequestRecord, now: datetime, retention_s: int
+) -> DeletionRequestRecord:
+    return advanced(record, now, retention_s, status="done", timerange_remaining="()")
+
+
+def failed(
+    record: DeletionRequestRecord, now: datetime, retention_s: int, summary: str
+) -> DeletionRequestRecord:
+    error = ErrorBody(type="DeletionFailed", summary=summary, time=now)
+    return advanced(
+        record,
+        now,
+        retention_s,
+        status="error",
+        error=error.model_dump(mode="json", exclude_none=True),
+    )
+
+
+def is_current(record: DeletionRequestRecord | None, step: object) -> bool:
+    """Whether a chain command carrying `step` may act on this request."""
+    return record is not None and not record.finished and record.step == step
+
+
+def step_command(record: DeletionRequestRecord) -> FollowUp:
+    """The next chunk of a request, for the segments service."""
+    return FollowUp(
+        service="segments",
+        command=CommandEnvelope(
+            name=STEP_COMMAND,
+            key=record.flow_id,
+            payload={"request_id": record.id, "step": record.step},
+        ),
+    )
+
+
+def finish_flow_command(record: DeletionRequestRecord) -> FollowUp:
+    """The last act of a flow deletion, for the catalog: remove the emptied flow."""
+    return FollowUp(
+        service="catalog",
+        command=CommandEnvelope(
+            name=FINISH_FLOW_COMMAND,
+            key=record.flow_id,
+            payload={
+                "flow_id": record.flow_id,
+                "deletion_request_id": record.id,
+                "step": record.step,
+            },
+        ),
+    )
+
+
+def accepted(record: DeletionRequestRecord) -> Outcome:
+    """202 with the request and where to follow it; the first step starts the chain."""
+    return Outcome(
+        status=202,
+        headers={"Location": f"/flow-delete-requests/{record.id}"},
+        body=record.doc,
+        commands=[step_command(record)],
+    )
+
+
+def chain_outcome(events: list[TamsEvent], commands: list[FollowUp] | None = None) -> Outcome:
+    """What a chain command answers (nobody waits for it: no reply topic)."""
+    return Outcome(status=200, events=events, commands=commands or [])

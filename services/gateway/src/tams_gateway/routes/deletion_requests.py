@@ -1,0 +1,51 @@
+"""`/flow-delete-requests`: following asynchronous deletions (answered 202 elsewhere)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tams_gateway.context import GATEWAY, Gateway
+from tams_gateway.errors import not_found
+from tams_gateway.paging import page_limit, paging_headers
+from tams_gateway.queries import choice
+from tams_gateway.requests import query_bool
+from tams_store import Page
+from tams_store.port import DeletionRequestSort
+
+routes = web.RouteTableDef()
+
+SORTS: tuple[DeletionRequestSort, ...] = ("created", "expiry")
+
+
+@routes.get("/flow-delete-requests")
+async def list_deletion_requests(request: web.Request) -> web.Response:
+    """Newest first by `created` (default) or `expiry`, keyset paged, PH-full headers."""
+    gw: Gateway = request.app[GATEWAY]
+    sort_by = choice(request, "sort_by", SORTS, "created")
+    reverse = bool(query_bool(request, "reverse_order", False))
+    limit = page_limit(request, gw.settings)
+    page_key = request.query.get("page")
+    page: Page = await gw.read_page(
+        lambda tx: tx.list_deletion_requests(
+            sort_by=sort_by, reverse_order=reverse, page=page_key, limit=limit
+        )
+    )
+    headers = paging_headers(
+        request,
+        gw.settings,
+        limit=page.limit,
+        count=len(page.items),
+        next_key=page.next_key,
+        reverse_order=reverse,
+    )
+    return web.json_response(page.items, headers=headers)
+
+
+@routes.get("/flow-delete-requests/{request_id}")
+async def get_deletion_request(request: web.Request) -> web.Response:
+    gw: Gateway = request.app[GATEWAY]
+    request_id = request.match_info["request_id"]
+    record = await gw.store.read(lambda tx: tx.get_deletion_request(request_id))
+    if record is None:
+        raise not_found(f"deletion request {request_id} does not exist (or has expired)")
+    return web.json_response(record.doc)

@@ -1,0 +1,310 @@
+"""Background work of the segments service, outside any command.
+
+Every `worker_interval_s` (and at start-up) the worker:
+
+* collects objects allocated by /storage but never registered, once `min_object_timeout`
+  plus a grace period has passed: in one transaction it takes those still unregistered,
+  forgets them (a late registration then fails as unknown) and queues their bytes' deletion;
+* deletes queued bytes from S3 (every controlled instance), then drops the queue entries;
+* runs queued copies (controlled instances on another backend, `copier.py`) and, once the
+  bytes are there, adds the instance to the object;
+* restarts deletion requests that have stalled (their step command was lost, e.g. with a
+  local broker's topics) by publishing their current step again (stale duplicates are
+  ignored), and marks one `error` after `deletion_max_resumes` restarts without progress;
+* purges finished deletion requests past their `expiry`.
+
+Several segments-service instances can run this at once: queue entries are claimed under a
+lease, and deleting or copying the same bytes twice gives the same result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from functools import partial
+
+import aiohttp
+
+from tams_runtime import deletion
+from tams_runtime.bus import CommandPublisher
+from tams_runtime.s3 import object_key
+from tams_runtime.settings import MediaSettings
+from tams_runtime.storage import BackendClients, StorageBackends
+from tams_segments.copier import Copier
+from tams_segments.instances import with_instances
+from tams_store import Store, WriteTx
+from tams_store.port import MediaJob
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+# DeleteObjects takes at most 1,000 keys.
+DELETE_BATCH = 1000
+MAX_BATCHES = 50
+NS = 1_000_000_000
+
+
+def _finish(jobs: list[MediaJob], tx: WriteTx) -> None:
+    tx.finish_media_jobs(jobs)
+
+
+def moment(now_ns: int) -> datetime:
+    return datetime.fromtimestamp(now_ns / NS, UTC)
+
+
+class ObjectCollector:
+    """Object garbage collection: expired allocations and queued byte deletions. Takes the
+    time as an argument, so it can be run against a real store and S3 with a clock ahead."""
+
+    def __init__(
+        self,
+        store: Store,
+        backends: StorageBackends,
+        clients: BackendClients,
+        media: MediaSettings,
+        owner: str,
+    ) -> None:
+        self.store = store
+        self.backends = backends
+        self.clients = clients
+        self.media = media
+        self.owner = owner
+
+    async def collect_expired_allocations(self, now_ns: int) -> list[str]:
+        """Forget objects allocated longer ago than the timeout and grace, never registered,
+        and queue their bytes' deletion. Returns their ids."""
+        timeout_s = self.media.min_object_timeout_s + self.media.object_gc_grace_s
+        cutoff = now_ns - timeout_s * NS
+
+        def collect(tx: WriteTx) -> list[str]:
+            expired = tx.expired_allocations(cutoff, BATCH)
+            ids = [o.object_id for o in expired]
+            tx.remove_objects(ids)
+            tx.queue_media_jobs(
+                [
+                    MediaJob("delete", o.object_id, o.storage_id, now_ns)
+                    for o in expired
+                    if o.storage_id
+                ]
+            )
+            return ids
+
+        collected: list[str] = []
+        for _ in range(MAX_BATCHES):
+            ids = await self.store.write(collect)
+            collected += ids
+            if len(ids) < BATCH:
+                break
+        if collected:
+            log.info("collected unregistered objects", extra={"count": len(collected)})
+        return collected
+
+    async def delete_bytes(self, now_ns: int) -> int:
+        """Delete queued bytes from S3, a thousand keys per request (DeleteObjects); returns
+        how many deletions completed."""
+        lease_ns = int(self.media.job_lease_s * NS)
+        done_total = 0
+        for _ in range(MAX_BATCHES):
+            jobs = await self.store.write(
+                lambda tx: tx.claim_media_jobs("delete", self.owner, now_ns, lease_ns, DELETE_BATCH)
+            )
+            if not jobs:
+                break
+            by_backend: dict[str, list[MediaJob]] = {}
+            for job in jobs:
+                by_backend.setdefault(job.storage_id, []).append(job)
+            results = await asyncio.gather(
+                *(self._delete(storage_id, group) for storage_id, group in by_backend.items())
+            )
+            done = [job for group in results for job in group]
+            if done:
+                await self.store.write(partial(_finish, done))
+            done_total += len(done)
+            if len(jobs) < DELETE_BATCH or len(done) < len(jobs):
+                break  # the rest waits for its lease to run out
+        return done_total
+
+    async def _delete(self, storage_id: str, jobs: list[MediaJob]) -> list[MediaJob]:
+        """Delete these objects' bytes on one backend; returns the jobs done. Deleting a key
+        that is already gone succeeds, so a retried job is harmless."""
+        backend = self.backends.get(storage_id)
+        if backend is None:
+            log.warning(
+                "cannot delete bytes on an unconfigured storage backend; will retry",
+                extra={"storage_id": storage_id},
+            )
+            return []
+        keys = {object_key(job.object_id): job for job in jobs}
+        try:
+            response = await self.clients.client(storage_id).delete_objects(
+                Bucket=backend.bucket,
+                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
+            )
+        except Exception:
+            log.warning("object deletion failed; will retry", exc_info=True)
+            return []
+        failed = {error.get("Key") for error in response.get("Errors", [])}
+        if failed:
+            log.warning("some object deletions failed; will retry", extra={"count": len(failed)})
+        return [job for key, job in keys.items() if key not in failed]
+
+
+class CopyRunner:
+    """Runs queued controlled-instance copies."""
+
+    def __init__(self, store: Store, copier: Copier, media: MediaSettings, owner: str) -> None:
+        self.store = store
+        self.copier = copier
+        self.media = media
+        self.owner = owner
+
+    async def run(self, now_ns: int) -> int:
+        lease_ns = int(self.media.job_lease_s * NS)
+        jobs = await self.store.write(
+            lambda tx: tx.claim_media_jobs("copy", self.owner, now_ns, lease_ns, BATCH)
+        )
+        results = await asyncio.gather(*(self._copy(job) for job in jobs))
+        return sum(results)
+
+    async def _copy(self, job: MediaJob) -> bool:
+        obj = (await self.store.read(lambda tx: tx.get_objects([job.object_id]))).get(job.object_id)
+        if obj is not None and obj.registered and job.storage_id not in obj.controlled_storage_ids:
+            try:
+                await self.copier.copy(obj, job.storage_id)
+            except Exception as exc:
+                if job.attempts < self.media.copy_max_attempts:
+                    log.warning("copy failed; will retry", extra={"error": str(exc)})
+                    return False
+                log.error("copy failed for good; dropped", extra={"error": str(exc)})
+                await self.store.write(lambda tx: tx.finish_media_jobs([job]))
+                return False
+        await self.store.write(lambda tx: self._complete(tx, job))
+        return True
+
+    @staticmethod
+    def _complete(tx: WriteTx, job: MediaJob) -> None:
+        """The bytes are there: advertise them, or, if the object went meanwhile, queue them
+        for deletion like the object's other bytes."""
+        obj = tx.get_objects([job.object_id]).get(job.object_id)
+        if obj is None or not obj.registered:
+            tx.queue_media_jobs([MediaJob("delete", job.object_id, job.storage_id, time.time_ns())])
+        elif job.storage_id not in obj.controlled_storage_ids:
+            controlled = [*obj.controlled_storage_ids, job.storage_id]
+            tx.update_objects([with_instances(obj, controlled, obj.doc.get("get_urls", []))])
+        tx.finish_media_jobs([job])
+
+
+class DeletionResumer:
+    """Restarts stalled deletion requests and purges expired ones."""
+
+    def __init__(self, store: Store, publisher: CommandPublisher, media: MediaSettings) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.media = media
+
+    async def resume(self, now_ns: int, *, everything: bool = False) -> list[str]:
+        """Publish the current step of every unfinished request not updated lately (all of
+        them with `everything`, at start-up). Returns the request ids restarted.
+
+        A restart is counted only once its command is published, so a broker outage does
+        not use up a request's restarts; a request that made progress meanwhile (its step
+        moved on) is left as it is."""
+        cutoff = now_ns if everything else now_ns - int(self.media.deletion_resume_after_s * NS)
+        now = moment(now_ns)
+        retention_s = self.media.deletion_request_retention_s
+        stalled = await self.store.read(lambda tx: tx.unfinished_deletion_requests(cutoff, BATCH))
+        give_up = [r for r in stalled if r.resumes >= self.media.deletion_max_resumes]
+        restart = [r for r in stalled if r.resumes < self.media.deletion_max_resumes]
+        if restart:
+            await self.publisher.publish([deletion.step_command(r) for r in restart])
+
+        giving_up = {r.id for r in give_up}
+
+        def record(tx: WriteTx) -> None:
+            for seen in [*give_up, *restart]:
+                current = tx.get_deletion_request(seen.id)
+                if current is None or not deletion.is_current(current, seen.step):
+                    continue
+                if seen.id in giving_up:
+                    summary = f"no progress after {current.resumes} restarts; giving up"
+                    tx.put_deletion_request(deletion.failed(current, now, retention_s, summary))
+                else:
+                    doc = {**current.doc, "updated": deletion.stamp(now)}
+                    tx.put_deletion_request(replace(current, resumes=current.resumes + 1, doc=doc))
+
+        if stalled:
+            await self.store.write(record)
+        if restart:
+            log.info("restarted deletion requests", extra={"count": len(restart)})
+        return [r.id for r in restart]
+
+    async def purge(self, now_ns: int) -> int:
+        return await self.store.write(lambda tx: tx.purge_deletion_requests(now_ns))
+
+
+class MediaWorker:
+    """The periodic loop, as a service component (start/stop)."""
+
+    def __init__(
+        self,
+        store: Store,
+        backends: StorageBackends,
+        clients: BackendClients,
+        publisher: CommandPublisher,
+        media: MediaSettings,
+    ) -> None:
+        self.store = store
+        self.backends = backends
+        self.clients = clients
+        self.publisher = publisher
+        self.media = media
+        self.owner = f"segments-{uuid.uuid4().hex[:12]}"
+        self.collector = ObjectCollector(store, backends, clients, media, self.owner)
+        self.resumer = DeletionResumer(store, publisher, media)
+        self._http: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.publisher.start()
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60))
+        copier = Copier(self.backends, self.clients, self._http, self.media.copy_part_bytes)
+        self.copies = CopyRunner(self.store, copier, self.media, self.owner)
+        self._task = asyncio.create_task(self._run(), name="media-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._http is not None:
+            await self._http.close()
+        await self.publisher.stop()
+
+    async def _run(self) -> None:
+        startup = True
+        while True:
+            await self.run_once(time.time_ns(), startup=startup)
+            startup = False
+            await asyncio.sleep(self.media.worker_interval_s)
+
+    async def run_once(self, now_ns: int, *, startup: bool = False) -> None:
+        """One round; each part's failure is logged and does not stop the others."""
+        parts = (
+            ("allocations", lambda: self.collector.collect_expired_allocations(now_ns)),
+            ("deletions", lambda: self.collector.delete_bytes(now_ns)),
+            ("copies", lambda: self.copies.run(now_ns)),
+            ("resume", lambda: self.resumer.resume(now_ns, everything=startup)),
+            ("purge", lambda: self.resumer.purge(now_ns)),
+        )
+        for name, part in parts:
+            try:
+                await part()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("media worker step failed", extra={"step": name})

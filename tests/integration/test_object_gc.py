@@ -1,0 +1,79 @@
+"""Garbage collection of objects allocated by /storage but never registered.
+
+The timeout is at least five minutes (ADR 0044), so the suite does not wait for it: it runs
+the segments service's own collector from the test process, against the stack's real store
+and S3, with its clock set past the timeout.
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+import pytest
+from pydantic import ValidationError
+
+from tams_runtime.settings import MediaSettings, S3Settings
+from tams_runtime.storage import BackendClients, StorageBackends
+from tams_segments.worker import ObjectCollector
+from tams_stack.stack import Stack
+
+from .helpers import (
+    allocate_and_upload,
+    get_json,
+    post,
+    put_flow,
+    s3_settings,
+    stack_store,
+    stored_bytes,
+    video_flow,
+)
+
+NS = 1_000_000_000
+
+
+def test_a_min_object_timeout_under_five_minutes_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        MediaSettings(min_object_timeout_s=299)
+
+
+async def test_unregistered_objects_are_collected_after_the_timeout(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    service = await get_json(http, "/service")
+    timeout_s = int(service["min_object_timeout"].split(":")[0])
+    assert timeout_s >= 300
+    media = MediaSettings(min_object_timeout_s=timeout_s)
+    grace_s = media.object_gc_grace_s
+
+    flow = video_flow()
+    await put_flow(http, flow)
+    kept, dropped = await allocate_and_upload(http, flow["id"], [b"registered", b"abandoned"])
+    assert (await post(http, flow["id"], {"object_id": kept, "timerange": "[0:0_1:0)"}))[0] == 201
+
+    settings: S3Settings = s3_settings(tams_stack).model_copy(
+        update={"extra_backends": tams_stack.env.get("TAMS_S3_EXTRA_BACKENDS")}
+    )
+    backends = StorageBackends.from_settings(settings)
+    clients = BackendClients(backends)
+    await clients.start()
+    try:
+        async with stack_store(tams_stack) as store:
+            collector = ObjectCollector(store, backends, clients, media, owner="gc-test")
+            now = time.time_ns()
+            # Within the timeout (plus grace) nothing allocated just now is touched.
+            early = await collector.collect_expired_allocations(now + timeout_s * NS)
+            assert dropped not in early
+            later = now + (timeout_s + grace_s + 1) * NS
+            collected = await collector.collect_expired_allocations(later)
+            assert dropped in collected and kept not in collected
+            assert await collector.delete_bytes(later) >= 1
+    finally:
+        await clients.stop()
+
+    assert await stored_bytes(tams_stack, dropped) is None
+    assert await stored_bytes(tams_stack, kept) == b"registered"
+    # Forgotten: a late registration fails as for any unknown object.
+    status, error = await post(http, flow["id"], {"object_id": dropped, "timerange": "[1:0_2:0)"})
+    assert status == 400 and "unknown" in error["summary"]
+    await get_json(http, f"/objects/{kept}")
