@@ -7,12 +7,14 @@ import os
 from collections.abc import AsyncIterator
 
 import aiohttp
+import pytest
 import pytest_asyncio
 
+from tams_runtime.egress import EgressPolicy
 from tams_runtime.s3 import object_key
 from tams_runtime.settings import S3Settings
 from tams_runtime.storage import BackendClients, StorageBackends
-from tams_segments.copier import Copier, same_endpoint
+from tams_segments.copier import Copier, CopyFailed, same_endpoint
 from tams_stack.stack import Stack
 from tams_stack.testing import ARCHIVE_BACKEND
 from tams_store.port import ObjectRecord
@@ -69,7 +71,7 @@ async def test_copies_server_side_and_streamed(
     assert same_endpoint(default, archive) and not same_endpoint(default, far)
     data = os.urandom(2 * PART + 12345)  # three parts when streamed
     async with aiohttp.ClientSession() as http:
-        copier = Copier(backends, s3, http, part_bytes=PART)
+        copier = Copier(backends, s3, http, part_bytes=PART, egress=EgressPolicy())
         near_id, far_id = f"copy-near-{os.getpid()}", f"copy-far-{os.getpid()}"
         for object_id in (near_id, far_id):
             await put(s3, backends, object_id, data)
@@ -77,3 +79,28 @@ async def test_copies_server_side_and_streamed(
         await copier.copy(record(far_id, default.id), far.id)
     assert await read(s3, archive.id, near_id) == (data, "video/mp2t")
     assert await read(s3, far.id, far_id) == (data, "video/mp2t")
+
+
+async def test_a_copy_never_reads_an_internal_url(
+    clients: tuple[StorageBackends, BackendClients],
+) -> None:
+    """A client registers the URL of an uncontrolled instance; the server must not fetch
+    internal addresses (here, the S3 server itself, on loopback) on its behalf."""
+    backends, s3 = clients
+    default, archive, _ = backends.all
+    object_id = f"copy-ssrf-{os.getpid()}"
+    await put(s3, backends, object_id, b"secret bytes")
+    internal_url = f"{default.endpoint_url}/{default.bucket}/{object_key(object_id)}"
+    external = ObjectRecord(
+        object_id,
+        None,
+        None,
+        "video/mp2t",
+        True,
+        None,
+        {"get_urls": [{"url": internal_url, "label": "cdn", "controlled": False}]},
+    )
+    async with aiohttp.ClientSession() as http:
+        copier = Copier(backends, s3, http, part_bytes=PART, egress=EgressPolicy())
+        with pytest.raises(CopyFailed, match="not a public address"):
+            await copier.copy(external, archive.id)

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from tams_runtime.egress import EgressPolicy
 from tams_runtime.s3 import object_key
 from tams_runtime.storage import BackendClients, StorageBackend, StorageBackends
 from tams_store.port import ObjectRecord
@@ -63,11 +64,13 @@ class Copier:
         clients: BackendClients,
         http: aiohttp.ClientSession,
         part_bytes: int,
+        egress: EgressPolicy,
     ) -> None:
         self.backends = backends
         self.clients = clients
         self.http = http
         self.part_bytes = part_bytes
+        self.egress = egress
 
     async def copy(self, obj: ObjectRecord, target_id: str) -> None:
         """Put the object's bytes on backend `target_id`, from the first instance that works."""
@@ -143,7 +146,10 @@ class Copier:
             raise
 
     async def _from_url(self, obj: ObjectRecord, url: str, target: StorageBackend) -> None:
-        async with self.http.get(url) as response:
+        # A client registered this URL: refuse internal destinations; a redirect could
+        # point anywhere, so none is followed.
+        checked = self.egress.check_url(url)
+        async with self.http.get(checked, allow_redirects=False) as response:
             if response.status != 200:
                 raise CopyFailed(f"GET answered {response.status}")
             content_type = response.headers.get("Content-Type") or obj.content_type

@@ -32,6 +32,7 @@ import aiohttp
 
 from tams_runtime import deletion
 from tams_runtime.bus import CommandPublisher
+from tams_runtime.egress import EgressPolicy, GuardedResolver
 from tams_runtime.s3 import object_key
 from tams_runtime.settings import MediaSettings
 from tams_runtime.storage import BackendClients, StorageBackends
@@ -271,8 +272,14 @@ class MediaWorker:
 
     async def start(self) -> None:
         await self.publisher.start()
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60))
-        copier = Copier(self.backends, self.clients, self._http, self.media.copy_part_bytes)
+        # Copies may read client-registered URLs: the same egress guard as webhook deliveries
+        # (no internal or metadata addresses unless allow-listed), checked on resolution.
+        egress = EgressPolicy.from_settings()
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=60),
+            connector=aiohttp.TCPConnector(resolver=GuardedResolver(egress)),
+        )
+        copier = Copier(self.backends, self.clients, self._http, self.media.copy_part_bytes, egress)
         self.copies = CopyRunner(self.store, copier, self.media, self.owner)
         self._task = asyncio.create_task(self._run(), name="media-worker")
 
