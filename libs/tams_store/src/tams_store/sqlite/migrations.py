@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from tams_store.sqlite.analytics_schema import ANALYTICS_STEP
+
 MIGRATIONS: list[list[str]] = [
     # 1: command outcomes (idempotency) and service info.
     [
@@ -117,6 +119,9 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX objects_unregistered ON objects (registered, allocated_ns)",
     ],
+    # 4: analytics counters, kept by triggers in the transaction of every change they count
+    # (docs/analytics.md); filled from the existing rows once, here.
+    ANALYTICS_STEP,
 ]
 
 

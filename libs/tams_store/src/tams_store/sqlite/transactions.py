@@ -8,6 +8,13 @@ import time
 
 from tams_schema.envelopes import Outcome
 from tams_schema.timerange import TimeRange
+from tams_store.analytics import (
+    BackendUsage,
+    CatalogCounts,
+    CoveragePage,
+    FlowFilter,
+    UsagePage,
+)
 from tams_store.port import (
     Doc,
     FlowQuery,
@@ -19,7 +26,7 @@ from tams_store.port import (
     SourceQuery,
     TagFilter,
 )
-from tams_store.sqlite import catalog, media
+from tams_store.sqlite import analytics, catalog, media
 
 
 class SqliteReadTx:
@@ -92,6 +99,25 @@ class SqliteReadTx:
     ) -> tuple[list[str], str | None]:
         return media.object_flows(self.conn, object_id, flow_tags, page, limit)
 
+    def catalog_counts(self) -> CatalogCounts:
+        return analytics.catalog_counts(self.conn)
+
+    def flow_usage(self, flows: FlowFilter, page: str | None, limit: int) -> UsagePage:
+        return analytics.flow_usage(self.conn, flows, page, limit)
+
+    def storage_usage(self) -> list[BackendUsage]:
+        return analytics.storage_usage(self.conn)
+
+    def flow_coverage(
+        self,
+        flows: FlowFilter,
+        window: tuple[int, int] | None,
+        gap_limit: int,
+        page: str | None,
+        limit: int,
+    ) -> CoveragePage:
+        return analytics.flow_coverage(self.conn, flows, window, gap_limit, page, limit)
+
 
 class SqliteWriteTx(SqliteReadTx):
     def recorded_outcome(self, command_id: str) -> Outcome | None:
@@ -160,8 +186,9 @@ class SqliteWriteTx(SqliteReadTx):
     ) -> None:
         if not segments:
             return
-        media.insert_segments(self.conn, flow_id, segments)
+        # Objects first: their sizes are then known when the segments are counted.
         media.register_objects(self.conn, objects)
+        media.insert_segments(self.conn, flow_id, segments)
         media.update_flow_extent(
             self.conn,
             flow_id,
