@@ -21,14 +21,27 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from tams_runtime.bus import broker_answers
+from tams_runtime.logs import correlated
 from tams_runtime.metrics import (
     COMMAND_BATCH_SIZE,
+    COMMAND_QUEUE_SECONDS,
     COMMAND_RETRIES,
     COMMAND_STAGE_SECONDS,
     COMMANDS_APPLIED,
+    LagRecorder,
 )
 from tams_runtime.settings import KafkaSettings
+from tams_runtime.tracing import (
+    commands_in_flight,
+    context_from_kafka_headers,
+    extract_trace_context,
+    kafka_trace_headers,
+    tracer,
+)
 from tams_schema.envelopes import EVENT_SCHEMA_VERSION, CommandEnvelope, Outcome, TamsEvent
 
 log = logging.getLogger(__name__)
@@ -48,15 +61,22 @@ class EventPublisher:
         if sends:
             await asyncio.gather(*sends)
 
-    async def send(self, events: Sequence[TamsEvent]) -> list[asyncio.Future[Any]]:
-        """Queue the events; the returned futures complete when the broker has them."""
+    async def send(
+        self, events: Sequence[TamsEvent], extra_headers: Sequence[tuple[str, bytes]] = ()
+    ) -> list[asyncio.Future[Any]]:
+        """Queue the events; the returned futures complete when the broker has them.
+
+        `extra_headers` go on every event (the trace context of the command that caused
+        them; the current one by default)."""
         sends: list[asyncio.Future[Any]] = []
+        trace_headers = list(extra_headers) or kafka_trace_headers()
         for event in events:
             headers = [
                 ("event_id", event.event_id.encode()),
                 ("event_type", event.event_type.encode()),
                 ("schema_version", str(EVENT_SCHEMA_VERSION).encode()),
                 *event.context.headers(),
+                *trace_headers,
             ]
             sends.append(
                 await self.producer.send(
@@ -98,6 +118,7 @@ class CommandConsumer:
         self.events: EventPublisher | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._lag = LagRecorder(group_id)
         self.applied = 0
 
     async def start(self) -> None:
@@ -138,13 +159,10 @@ class CommandConsumer:
         return self._task is not None and not self._task.done()
 
     async def healthy(self) -> bool:
+        """True while the consumer loop runs and a broker answers a metadata request now."""
         if not self.running() or self.producer is None:
             return False
-        try:
-            await asyncio.wait_for(self.producer.partitions_for(self.topic), 2)
-        except Exception:
-            return False
-        return True
+        return await broker_answers(self.producer)
 
     async def _run(self) -> None:
         assert self._consumer is not None
@@ -154,6 +172,7 @@ class CommandConsumer:
             # While offsets wait to be committed, poll briefly so they are committed soon.
             wait_ms = int(self.commit_interval_s * 1000) if pending else 1000
             batches = await self._consumer.getmany(timeout_ms=wait_ms)
+            await self._lag.update(self._consumer)
             if batches:
                 await self._process(batches)
                 for partition, records in batches.items():
@@ -176,6 +195,7 @@ class CommandConsumer:
         outcomes are recorded, so they are answered again, not applied again.
         """
         commands: list[CommandEnvelope] = []
+        parents: list[Any] = []
         for records in batches.values():
             for record in records:
                 try:
@@ -185,15 +205,73 @@ class CommandConsumer:
                         "skipping malformed command",
                         extra={"topic": self.topic, "offset": record.offset},
                     )
+                    continue
+                parents.append(record.headers)
         if not commands:
             return
+        spans = self._start_spans(commands, parents)
+        outcomes: list[Outcome] = []
+        try:
+            # The batch's shared work (its transaction, its sends) is traced under the first
+            # command; the applier makes each command's own span current while applying it.
+            with (
+                commands_in_flight({c.command_id: s for c, s in zip(commands, spans, strict=True)}),
+                trace.use_span(spans[0], end_on_exit=False),
+                correlated(commands[0].correlation_id if len(commands) == 1 else None),
+            ):
+                outcomes = await self._apply_until_done(commands, spans)
+        finally:
+            for index, span in enumerate(spans):
+                if index < len(outcomes):
+                    status = outcomes[index].status
+                    span.set_attribute("tams.status", status)
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                span.end()
+
+    def _start_spans(
+        self, commands: Sequence[CommandEnvelope], headers: Sequence[Any]
+    ) -> list[trace.Span]:
+        """A consumer span per command, the child of the gateway span that sent it."""
+        now = time.time()
+        spans = []
+        for command, record_headers in zip(commands, headers, strict=True):
+            COMMAND_QUEUE_SECONDS.labels(self.topic).observe(
+                max(now - command.issued_at.timestamp(), 0)
+            )
+            parent = (
+                extract_trace_context(command.trace_context)
+                if command.trace_context
+                else context_from_kafka_headers(record_headers)
+            )
+            spans.append(
+                tracer().start_span(
+                    f"{self.topic} process",
+                    context=parent,
+                    kind=SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.operation.type": "process",
+                        "messaging.destination.name": self.topic,
+                        "messaging.consumer.group.name": self.group_id,
+                        "tams.command": command.name,
+                        "tams.correlation_id": command.correlation_id,
+                        "tams.batch_size": len(commands),
+                    },
+                )
+            )
+        return spans
+
+    async def _apply_until_done(
+        self, commands: list[CommandEnvelope], spans: list[trace.Span]
+    ) -> list[Outcome]:
         while True:
             try:
                 started = time.perf_counter()
                 outcomes = await self.handler(commands)
                 applied = time.perf_counter()
                 COMMAND_STAGE_SECONDS.labels(self.topic, "apply").observe(applied - started)
-                await self._publish(commands, outcomes)
+                await self._publish(commands, outcomes, spans)
                 COMMAND_STAGE_SECONDS.labels(self.topic, "publish").observe(
                     time.perf_counter() - applied
                 )
@@ -201,7 +279,9 @@ class CommandConsumer:
                     COMMANDS_APPLIED.labels(self.topic, f"{outcome.status // 100}xx").inc()
                 COMMAND_BATCH_SIZE.labels(self.topic).observe(len(commands))
                 self.applied += len(commands)
-                return
+                if log.isEnabledFor(logging.DEBUG):
+                    self._log_applied(commands, outcomes, spans)
+                return outcomes
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -211,10 +291,33 @@ class CommandConsumer:
                 COMMAND_RETRIES.labels(self.topic).inc()
                 await asyncio.sleep(self.retry_backoff_s)
 
-    async def _publish(self, commands: Sequence[CommandEnvelope], outcomes: list[Outcome]) -> None:
-        """Send the events and the replies, and wait until the broker has them all."""
+    def _log_applied(
+        self,
+        commands: Sequence[CommandEnvelope],
+        outcomes: Sequence[Outcome],
+        spans: Sequence[trace.Span],
+    ) -> None:
+        for command, outcome, span in zip(commands, outcomes, spans, strict=True):
+            with trace.use_span(span, end_on_exit=False), correlated(command.correlation_id):
+                log.debug(
+                    "command applied",
+                    extra={"command": command.name, "status": outcome.status},
+                )
+
+    async def _publish(
+        self,
+        commands: Sequence[CommandEnvelope],
+        outcomes: list[Outcome],
+        spans: Sequence[trace.Span],
+    ) -> None:
+        """Send the events and the replies, and wait until the broker has them all. Each
+        event carries the trace context of the command that caused it."""
         assert self.producer is not None and self.events is not None
-        sends = await self.events.send([e for outcome in outcomes for e in outcome.events])
+        sends: list[asyncio.Future[Any]] = []
+        for outcome, span in zip(outcomes, spans, strict=True):
+            if outcome.events:
+                trace_headers = kafka_trace_headers(trace.set_span_in_context(span))
+                sends += await self.events.send(outcome.events, trace_headers)
         for command, outcome in zip(commands, outcomes, strict=True):
             if command.reply_to:
                 reply = outcome.reply_for(command)

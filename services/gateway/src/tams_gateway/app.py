@@ -11,36 +11,37 @@ from aiohttp import web
 from tams_gateway.commands import BUS
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import error_middleware
-from tams_gateway.observability import metrics_middleware
-from tams_gateway.routes import flows, media, profiles, service, sources
+from tams_gateway.routes import analytics, flows, media, profiles, service, sources
 from tams_gateway.settings import GatewaySettings
 from tams_runtime.bus import CommandBus
 from tams_runtime.components import StoreComponent
+from tams_runtime.http import observe_requests
 from tams_runtime.media import UrlBuilder
 from tams_runtime.service import run, serve
 from tams_runtime.settings import HttpSettings, KafkaSettings, S3Settings
 from tams_runtime.storage import StorageBackends
-from tams_store import open_store_from_env
+from tams_runtime.store import open_store
 
 SERVICE = "gateway"
 
 
 def build_app(gateway: Gateway) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware],
+        middlewares=[observe_requests, error_middleware],
         client_max_size=gateway.settings.max_body_bytes,
     )
     app[GATEWAY] = gateway
     app[BUS] = gateway.bus
     for table in (service.routes, profiles.routes, sources.routes, flows.routes, media.routes):
         app.add_routes(table)
+    analytics.install(app, gateway.settings)
     return app
 
 
 async def main() -> None:
     settings = GatewaySettings()
     kafka = KafkaSettings()
-    store = open_store_from_env()
+    store = open_store()
     bus = CommandBus(kafka)
     s3 = S3Settings()
     backends = StorageBackends.from_settings(s3)

@@ -13,34 +13,15 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from tams_runtime.bus import BusUnavailable, CommandTimeout
-from tams_schema.envelopes import ErrorBody
+from tams_runtime.web import ApiError, bad_request, error_response, not_found
 from tams_schema.timerange import TimeRangeError
 from tams_store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+__all__ = ["ApiError", "Handler", "bad_request", "error_middleware", "error_response", "not_found"]
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, type_: str, summary: str) -> None:
-        super().__init__(summary)
-        self.status = status
-        self.type = type_
-        self.summary = summary
-
-
-def bad_request(summary: str, type_: str = "BadRequest") -> ApiError:
-    return ApiError(400, type_, summary)
-
-
-def not_found(summary: str) -> ApiError:
-    return ApiError(404, "NotFound", summary)
-
-
-def error_response(status: int, type_: str, summary: str) -> web.Response:
-    body = ErrorBody(type=type_, summary=summary).model_dump(mode="json", exclude_none=True)
-    return web.json_response(body, status=status)
 
 
 def describe_validation_error(exc: ValidationError) -> str:

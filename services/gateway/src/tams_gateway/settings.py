@@ -19,3 +19,7 @@ class GatewaySettings(BaseSettings):
     # ADR 0044: objects allocated but never registered live at least this long.
     min_object_timeout_s: int = 3600
     max_body_bytes: int = 16 * 1024 * 1024
+    # The analytics service's own HTTP address; /analytics/* is forwarded there.
+    analytics_url: str | None = None
+    # How long a forwarded analytics request may take before the gateway answers 504.
+    analytics_timeout_s: float = 10.0

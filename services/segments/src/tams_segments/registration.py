@@ -18,6 +18,7 @@ from typing import Any
 
 from tams_runtime.events import flow_context, flow_event
 from tams_runtime.media import segment_view
+from tams_runtime.metrics import OBJECT_BYTES_REGISTERED, SEGMENTS_REGISTERED
 from tams_runtime.s3 import object_key
 from tams_runtime.storage import BackendClients
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
@@ -43,18 +44,19 @@ class ObjectChecker:
         self.s3 = s3
         self.limit = asyncio.Semaphore(concurrency)
 
-    async def exists(self, object_id: str, storage_id: str) -> bool:
+    async def uploaded_size(self, object_id: str, storage_id: str) -> int | None:
+        """The object's size in bytes (its `ContentLength`), None if it is not uploaded."""
         client = self.s3.client(storage_id)
         async with self.limit:
             try:
-                await client.head_object(
+                head = await client.head_object(
                     Bucket=self.s3.bucket(storage_id), Key=object_key(object_id)
                 )
             except client.exceptions.ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                    return False
+                    return None
                 raise
-            return True
+            return int(head["ContentLength"])
 
 
 class Registrar:
@@ -64,6 +66,10 @@ class Registrar:
         self.store = store
         self.checker = checker
         self.uploaded: dict[str, bool] = {}
+        # Bytes of uploaded objects (HEAD), recorded at their first registration.
+        self.sizes: dict[str, int] = {}
+        # Bytes first registered by each applied command, counted once it commits.
+        self._new_bytes: dict[str, int] = {}
 
     async def prepare(self, commands: Sequence[CommandEnvelope]) -> None:
         """HEAD the objects being registered for the first time (before the transaction)."""
@@ -75,10 +81,20 @@ class Registrar:
         first_time = [
             i for i in ids if i in known and not known[i].registered and known[i].storage_id
         ]
-        results = await asyncio.gather(
-            *(self.checker.exists(i, str(known[i].storage_id)) for i in first_time)
+        sizes = await asyncio.gather(
+            *(self.checker.uploaded_size(i, str(known[i].storage_id)) for i in first_time)
         )
-        self.uploaded.update(zip(first_time, results, strict=True))
+        for object_id, size in zip(first_time, sizes, strict=True):
+            self.uploaded[object_id] = size is not None
+            if size is not None:
+                self.sizes[object_id] = size
+
+    def committed(self, command: CommandEnvelope, outcome: Outcome) -> None:
+        """Count what a committed registration added (metrics only)."""
+        for event in outcome.events:
+            if event.event_type == "flows/segments_added":
+                SEGMENTS_REGISTERED.inc(len(event.event["segments"]))
+        OBJECT_BYTES_REGISTERED.inc(self._new_bytes.pop(command.command_id, 0))
 
     def __call__(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
         payload = command.payload
@@ -118,6 +134,7 @@ class Registrar:
 
         stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         tx.add_segments(flow_id, accepted, list(new_objects.values()), stamp)
+        self._new_bytes[command.command_id] = sum(o.size or 0 for o in new_objects.values())
         events = []
         if accepted:
             objects = {**known, **new_objects}
@@ -194,6 +211,7 @@ class Registrar:
                 registered=True,
                 first_referenced_by_flow=flow_id,
                 doc=object_properties(item, default_object_range, external=False),
+                size=self.sizes.get(object_id),
             )
         else:
             stored_range = obj.doc.get("timerange")
