@@ -8,12 +8,14 @@ fail, so an orchestrator stops routing to an instance that could not do its work
 `observe_requests` is the middleware every HTTP app here uses (the gateway's API included):
 a latency sample per request labelled by route template (`/flows/{flow_id}`, never the raw
 path), a server span continuing the caller's `traceparent`, and a correlation id for the log
-lines of the request, returned as `X-Correlation-Id`.
+lines of the request (the caller's `X-Correlation-Id`, or a new one), returned as
+`X-Correlation-Id`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -38,6 +40,16 @@ def route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def correlation_id_of(request: web.Request) -> str:
+    """The caller's `X-Correlation-Id` if it is a plain token (the gateway passes its own on
+    to the services it calls), else a new one."""
+    given = request.headers.get("X-Correlation-Id", "")
+    return given if _CORRELATION_ID.fullmatch(given) else uuid.uuid4().hex
+
+
 @web.middleware
 async def observe_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     route = route_template(request)
@@ -48,7 +60,7 @@ async def observe_requests(request: web.Request, handler: Handler) -> web.Stream
             response = await handler(request)
             status = response.status
             return response
-        correlation_id = uuid.uuid4().hex
+        correlation_id = correlation_id_of(request)
         with (
             correlated(correlation_id),
             tracer().start_as_current_span(

@@ -88,6 +88,8 @@ def tams_infra() -> Iterator[Stack]:
             "TAMS_KAFKA_SESSION_TIMEOUT_MS": "2000",
             "TAMS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
             "TAMS_LOG_LEVEL": "INFO",
+            # Tests read the store-wide gauges soon after writing.
+            "TAMS_ANALYTICS_GAUGE_INTERVAL_S": "1",
         },
     )
     containers: list[object] = []
