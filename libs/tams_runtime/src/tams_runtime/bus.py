@@ -74,7 +74,9 @@ class CommandBus:
         self.settings = settings
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self.reply_topic = settings.topics.replies(self.instance_id)
-        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        # correlation id → (command id, waiting future): a reply must match both, so a late
+        # reply to a timed-out command never answers a newer request with the same id.
+        self._pending: dict[str, tuple[str, asyncio.Future[Reply]]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -106,7 +108,7 @@ class CommandBus:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        for fut in self._pending.values():
+        for _, fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(BusUnavailable("gateway is stopping"))
         if self._consumer:
@@ -134,9 +136,12 @@ class CommandBus:
                     except ValueError:
                         log.warning("dropping malformed reply", extra={"offset": record.offset})
                         continue
-                    fut = self._pending.pop(reply.correlation_id, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(reply)
+                    waiting = self._pending.get(reply.correlation_id)
+                    if waiting is None or waiting[0] != reply.command_id:
+                        continue
+                    del self._pending[reply.correlation_id]
+                    if not waiting[1].done():
+                        waiting[1].set_result(reply)
 
     async def request(
         self,
@@ -157,9 +162,10 @@ class CommandBus:
         correlation_id = CORRELATION_ID.get()
         if correlation_id is None or correlation_id in self._pending:
             correlation_id = new_id()
+        command_id = new_id()
         started = time.perf_counter()
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._pending[correlation_id] = fut
+        self._pending[correlation_id] = (command_id, fut)
         try:
             with tracer().start_as_current_span(
                 f"{topic} publish",
@@ -173,6 +179,7 @@ class CommandBus:
                 },
             ):
                 command = CommandEnvelope(
+                    command_id=command_id,
                     name=name,
                     key=key,
                     payload=payload,
@@ -197,7 +204,8 @@ class CommandBus:
             COMMAND_ROUND_TRIP_SECONDS.labels(name).observe(time.perf_counter() - started)
             return reply
         finally:
-            self._pending.pop(correlation_id, None)
+            if self._pending.get(correlation_id, (None,))[0] == command_id:
+                del self._pending[correlation_id]
 
     async def healthy(self) -> bool:
         """True while the reply reader runs and a broker answers a metadata request now."""
