@@ -259,3 +259,23 @@ async def test_usage_pages_visit_every_flow_once(store: Store) -> None:
             break
         page_key = page.next_key
     assert seen == ids
+
+
+async def test_segment_counts_in_random_windows(store: Store) -> None:
+    """Windows across hour boundaries, before zero, inside a segment, unbounded."""
+    model = Model()
+    flow_id = await make_flow(store, model)
+    rng = random.Random(3)
+    # 10-minute segments with random gaps, from 5 hours before zero to 5 hours after.
+    starts = sorted(rng.sample(range(-30, 30), 45))
+    await register(store, model, flow_id, [(k * 600 * S, (k + 1) * 600 * S) for k in starts])
+    hour = 3600 * S
+    windows = [(rng.randrange(-6 * hour, 6 * hour), rng.randrange(1, 4 * hour)) for _ in range(40)]
+    windows += [(-(2**63), 2**63 - 1 + 2**63), (-(2**63), 1), (7 * S, 1)]
+    for start, length in windows:
+        end = min(start + length, 2**63 - 1)
+        expected = sum(1 for s, e, _ in model.segments[flow_id] if s < end and e > start)
+        page = await store.read(
+            lambda tx, w=(start, end): tx.flow_coverage(FlowFilter(flow_id=flow_id), w, 0, None, 1)
+        )
+        assert page.flows[0].segments == expected, (start, end)

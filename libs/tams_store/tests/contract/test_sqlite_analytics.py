@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from tams_store.port import ObjectAllocation, ObjectRecord, SegmentRecord
 from tams_store.sqlite import SqliteStore
+from tams_store.sqlite.analytics_schema import BUCKET_NS
 from tams_store.sqlite.migrations import MIGRATIONS
 
 from .docs import flow, new_id, source
@@ -71,6 +73,14 @@ def assert_counters_match(path: Path) -> None:
             "SELECT flow_id, run_start, run_end FROM flow_runs ORDER BY flow_id, run_start"
         ).fetchall()
         assert stored == brute_force_runs(conn)
+        buckets: Counter[tuple[str, int]] = Counter(
+            (flow_id, start // BUCKET_NS)
+            for flow_id, start in conn.execute("SELECT flow_id, seg_start FROM segments")
+        )
+        kept = conn.execute(
+            "SELECT flow_id, bucket, segments FROM flow_buckets WHERE segments > 0"
+        ).fetchall()
+        assert {(f, b): n for f, b, n in kept} == dict(buckets)
 
 
 async def fill(store: SqliteStore, rng: random.Random, flows: int = 4) -> list[str]:
@@ -97,7 +107,9 @@ async def fill(store: SqliteStore, rng: random.Random, flows: int = 4) -> list[s
                     objects.append(
                         ObjectRecord(object_id, None, storage, None, True, doc["id"], {}, size)
                     )
-                    start, end = slot * S, (slot + 1) * S
+                    # 700 s slots from before 0 on: several hours, both signs, touching.
+                    start = (slot - 20) * 700 * S
+                    end = start + 700 * S
                     records.append(SegmentRecord(start, end, object_id, "x", {}, 0))
                 tx.allocate_objects(allocations)
                 tx.add_segments(doc["id"], records, objects, "2026-01-01T00:00:00.000000Z")
@@ -130,7 +142,7 @@ async def test_triggers_agree_with_a_recount_after_writes_and_deletes(tmp_path: 
                 )
         conn.execute(
             "DELETE FROM segments WHERE flow_id = ? AND seg_start >= ? AND seg_start < ?",
-            (flow_ids[2], 10 * S, 30 * S),
+            (flow_ids[2], -3000 * S, 9000 * S),
         )
         conn.execute("DELETE FROM objects WHERE registered = 0")
     assert_counters_match(tmp_path / "tams.db")

@@ -1,8 +1,8 @@
 """Analytics reads over the counters of `analytics_schema` (never a scan of the segments).
 
 Totals over all flows or a format read a few `usage_totals` rows; totals over a source add
-its flows' `flow_stats` rows; coverage walks a flow's runs in the window. Only a windowed
-segment count reads segments, as an index range count inside that flow and window.
+its flows' `flow_stats` rows; coverage walks a flow's runs in the window; a windowed segment
+count reads the window's whole hours from `flow_buckets` and range-counts the two edge hours.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tams_store.analytics import (
 )
 from tams_store.port import InvalidPageKey
 from tams_store.sqlite import cursor
-from tams_store.sqlite.media import _bounded as bounded_overlap
+from tams_store.sqlite.analytics_schema import BUCKET_NS
 
 _FIGURES = "segments, duration_ns, bytes, unsized"
 
@@ -84,7 +84,7 @@ def _flow_rows(
         where.append("f.id > ?")
         params.append(after)
     sql = (
-        "SELECT f.id, f.source_id, f.format, f.codec, f.label, f.max_seg_dur, "
+        "SELECT f.id, f.source_id, f.format, f.codec, f.label, "
         f"st.{_FIGURES.replace(', ', ', st.')}, "
         "(SELECT min(run_start) FROM flow_runs WHERE flow_id = f.id) AS first_start, "
         "(SELECT max(run_end) FROM flow_runs WHERE flow_id = f.id) AS last_end "
@@ -166,6 +166,45 @@ def storage_usage(conn: sqlite3.Connection) -> list[BackendUsage]:
     ]
 
 
+def _count_in(conn: sqlite3.Connection, flow_id: str, q_start: int, q_end: int) -> int:
+    """Segments overlapping [q_start, q_end): those starting inside it, plus the one (at
+    most: segments never overlap) that starts before and reaches into it. Whole hours inside
+    the window are read from `flow_buckets`; only its partial edge hours count segments."""
+
+    def starting(start: int, end: int) -> int:
+        if start >= end:
+            return 0
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM segments WHERE flow_id = ? AND seg_start >= ? "
+                "AND seg_start < ?",
+                (flow_id, start, end),
+            ).fetchone()[0]
+        )
+
+    first_whole = -(-q_start // BUCKET_NS)  # the first hour starting at or after q_start
+    after_whole = q_end // BUCKET_NS  # hours before this one end at or before q_end
+    if first_whole < after_whole:
+        whole = conn.execute(
+            "SELECT coalesce(sum(segments), 0) FROM flow_buckets WHERE flow_id = ? "
+            "AND bucket >= ? AND bucket < ?",
+            (flow_id, first_whole, after_whole),
+        ).fetchone()[0]
+        count = (
+            int(whole)
+            + starting(q_start, first_whole * BUCKET_NS)
+            + starting(after_whole * BUCKET_NS, q_end)
+        )
+    else:
+        count = starting(q_start, q_end)
+    reaching_in = conn.execute(
+        "SELECT seg_end > ? FROM segments WHERE flow_id = ? AND seg_start < ? "
+        "ORDER BY seg_start DESC LIMIT 1",
+        (q_start, flow_id, q_start),
+    ).fetchone()
+    return count + (1 if reaching_in and reaching_in[0] else 0)
+
+
 def _coverage(
     conn: sqlite3.Connection,
     row: sqlite3.Row,
@@ -203,16 +242,7 @@ def _coverage(
             (int(before["run_end"]), int(after["run_start"]))
             for before, after in itertools.pairwise(listed)
         ]
-    if window is None:
-        segments = int(row["segments"])
-    else:
-        clause, args = bounded_overlap(int(row["max_seg_dur"]), q_start, q_end)
-        segments = int(
-            conn.execute(
-                f"SELECT count(*) FROM segments WHERE flow_id = ? AND {clause}",
-                [flow_id, *args],
-            ).fetchone()[0]
-        )
+    segments = int(row["segments"]) if window is None else _count_in(conn, flow_id, *window)
     return FlowCoverage(
         flow_id=flow_id,
         format=row["format"],

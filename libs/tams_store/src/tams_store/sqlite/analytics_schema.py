@@ -20,6 +20,7 @@ cost of registering a segment.
   gaps cost the number of gaps, not the number of segments. Segments never overlap (the
   segments service enforces it), so adding a segment extends, joins or starts runs, and
   removing one shortens or splits the run that holds it.
+* `flow_buckets`: a flow's segments per hour of their start, for counts inside a window.
 
 An object's size usually becomes known in the same transaction as its first segment (the
 segments service HEADs it first); whichever of the two rows is written first, the triggers
@@ -29,6 +30,16 @@ give the segment's flow the object's bytes exactly once.
 from __future__ import annotations
 
 _SIZE = "(SELECT size FROM objects WHERE id = {row}.object_id)"
+
+# Segments are also counted per flow and hour of their start (`flow_buckets`), so counting
+# the segments in a time window reads one row per whole hour inside it and range-counts only
+# the two partial hours at its edges.
+BUCKET_NS = 3600 * 1_000_000_000
+
+
+def _bucket(start: str) -> str:
+    """floor(start / BUCKET_NS) in SQL (integer division there truncates towards zero)."""
+    return f"(({start} - ((({start} % {BUCKET_NS}) + {BUCKET_NS}) % {BUCKET_NS})) / {BUCKET_NS})"
 
 
 def _segment_delta(row: str, sign: str) -> str:
@@ -109,6 +120,12 @@ ANALYTICS_STEP: list[str] = [
     ) WITHOUT ROWID""",
     # Not unique: while a run is split, its two parts briefly share an end.
     "CREATE INDEX flow_runs_end ON flow_runs (flow_id, run_end)",
+    """CREATE TABLE flow_buckets (
+        flow_id TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        segments INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (flow_id, bucket)
+    ) WITHOUT ROWID""",
     # --- the figures of what is already stored (no object has a known size yet) ---------
     """INSERT INTO flow_stats (flow_id, segments, duration_ns, bytes, unsized)
         SELECT f.id, count(s.seg_start), coalesce(sum(s.seg_end - s.seg_start), 0), 0,
@@ -125,6 +142,8 @@ ANALYTICS_STEP: list[str] = [
         SELECT coalesce(storage_id, ''), sum(registered), 0, sum(registered),
                sum(NOT registered)
         FROM objects GROUP BY coalesce(storage_id, '')""",
+    f"""INSERT INTO flow_buckets (flow_id, bucket, segments)
+        SELECT flow_id, {_bucket("seg_start")}, count(*) FROM segments GROUP BY 1, 2""",
     # Gaps and islands: a segment that does not start where the previous one ended starts
     # a new run; the running count of run starts numbers the runs.
     """INSERT INTO flow_runs (flow_id, run_start, run_end)
@@ -186,6 +205,7 @@ ANALYTICS_STEP: list[str] = [
             WHERE format = OLD.format AND codec = coalesce(OLD.codec, '');
         DELETE FROM flow_stats WHERE flow_id = OLD.id;
         DELETE FROM flow_runs WHERE flow_id = OLD.id;
+        DELETE FROM flow_buckets WHERE flow_id = OLD.id;
     END""",
     # --- segments --------------------------------------------------------------------------
     # Nothing to do once the flow itself is gone (its removal dropped its figures and runs):
@@ -194,6 +214,8 @@ ANALYTICS_STEP: list[str] = [
         WHEN EXISTS (SELECT 1 FROM flow_stats WHERE flow_id = OLD.flow_id) BEGIN
         UPDATE flow_stats SET {_segment_delta("OLD", "-")} WHERE flow_id = OLD.flow_id;
         UPDATE usage_totals SET {_segment_delta("OLD", "-")} WHERE {_flow_group("OLD")};
+        UPDATE flow_buckets SET segments = segments - 1
+            WHERE flow_id = OLD.flow_id AND bucket = {_bucket("OLD.seg_start")};
         -- the part of the holding run after the segment becomes a run of its own
         INSERT INTO flow_runs (flow_id, run_start, run_end)
             SELECT flow_id, OLD.seg_end, run_end FROM flow_runs

@@ -8,9 +8,11 @@ statement each, and its segments join the flow's runs a run at a time.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Sequence
 
 from tams_store.port import SegmentRecord
+from tams_store.sqlite.analytics_schema import BUCKET_NS
 
 
 def _sizes(conn: sqlite3.Connection, object_ids: set[str]) -> dict[str, int | None]:
@@ -49,6 +51,12 @@ def segments_inserted(
         f"UPDATE usage_totals SET {add} WHERE (format, codec) = "
         "(SELECT format, coalesce(codec, '') FROM flows WHERE id = ?)",
         (*delta, flow_id),
+    )
+    buckets = Counter(s.start // BUCKET_NS for s in segments)
+    conn.executemany(
+        "INSERT INTO flow_buckets (flow_id, bucket, segments) VALUES (?, ?, ?) "
+        "ON CONFLICT (flow_id, bucket) DO UPDATE SET segments = segments + excluded.segments",
+        [(flow_id, bucket, n) for bucket, n in buckets.items()],
     )
     for start, end in _touching_runs(segments):
         _add_run(conn, flow_id, start, end)
