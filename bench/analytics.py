@@ -10,9 +10,8 @@
    segments, plus --flows small flows, through the store port. Then it times each analytics
    query in the store alone (median and max of 50 read transactions), and reads every
    analytics endpoint through the gateway (32 clients, paced at --rate requests/s) and prints
-   p50/p90/p99. Unfiltered figures read a handful of counter rows; only a time window reads
-   segments (an index range count inside the window), so the windowed cases grow with the
-   window, the others with nothing.
+   p50/p90/p99. Figures read counter rows (a handful, or one per gap, or one per hour of a
+   time window), never the segments themselves, except the edge hours of a time window.
 """
 
 from __future__ import annotations

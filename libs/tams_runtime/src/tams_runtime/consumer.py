@@ -107,6 +107,7 @@ class CommandConsumer:
         *,
         retry_backoff_s: float = 0.5,
         commit_interval_s: float = 0.05,
+        lag_interval_s: float = 5.0,
     ) -> None:
         self.settings = settings
         self.topic = topic
@@ -118,7 +119,8 @@ class CommandConsumer:
         self.events: EventPublisher | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._lag = LagRecorder(group_id)
+        self._lag = LagRecorder(group_id, lag_interval_s)
+        self._lag_task: asyncio.Task[None] | None = None
         self.applied = 0
 
     async def start(self) -> None:
@@ -144,12 +146,16 @@ class CommandConsumer:
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"commands:{self.topic}")
+        self._lag_task = asyncio.create_task(
+            self._lag.run(self._consumer), name=f"lag:{self.topic}"
+        )
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._lag_task, self._task):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._consumer:
             await self._consumer.stop()
         if self.producer:
@@ -172,7 +178,6 @@ class CommandConsumer:
             # While offsets wait to be committed, poll briefly so they are committed soon.
             wait_ms = int(self.commit_interval_s * 1000) if pending else 1000
             batches = await self._consumer.getmany(timeout_ms=wait_ms)
-            await self._lag.update(self._consumer)
             if batches:
                 await self._process(batches)
                 for partition, records in batches.items():

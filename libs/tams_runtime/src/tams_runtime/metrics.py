@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -84,31 +88,41 @@ WEBHOOK_OUTCOMES = ("delivered", "rejected", "failed", "dropped")
 
 
 class LagRecorder:
-    """Keeps `tams_consumer_lag_messages` for one consumer: await `update(consumer)` after
-    each fetch. It reads the high watermarks the consumer's fetches brought back and its
-    positions (no broker request), and drops the series of partitions it no longer owns."""
+    """Keeps `tams_consumer_lag_messages` for one consumer group member: for each partition
+    it owns, the end offset minus the group's committed offset (from the start of the log
+    when nothing is committed yet). It asks the broker every `interval_s` from a task of its
+    own, so the figure keeps growing while the consumer is stuck (say, retrying a batch),
+    and drops the series of partitions this member no longer owns."""
 
-    def __init__(self, group: str) -> None:
+    def __init__(self, group: str, interval_s: float = 5.0) -> None:
         self.group = group
+        self.interval_s = interval_s
         self._owned: set[tuple[str, int]] = set()
 
     async def update(self, consumer: Any) -> None:
-        now: set[tuple[str, int]] = set()
-        for tp in consumer.assignment():
-            # Known once a fetch for the partition came back, and a fetch needs a position,
-            # so `position` answers at once here.
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            try:
-                position = await consumer.position(tp)
-            except Exception:  # revoked meanwhile (IllegalStateError)
-                continue
-            now.add((tp.topic, tp.partition))
-            CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(
-                max(highwater - position, 0)
-            )
-        for topic, partition in self._owned - now:
+        partitions = sorted(consumer.assignment())
+        lags: dict[tuple[str, int], int] = {}
+        if partitions:
+            ends = await consumer.end_offsets(partitions)
+            for tp in partitions:
+                done = await consumer.committed(tp)
+                if done is None:
+                    done = (await consumer.beginning_offsets([tp]))[tp]
+                lags[(tp.topic, tp.partition)] = max(ends[tp] - done, 0)
+        for (topic, partition), lag in lags.items():
+            CONSUMER_LAG.labels(self.group, topic, str(partition)).set(lag)
+        for topic, partition in self._owned - set(lags):
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(self.group, topic, str(partition))
-        self._owned = now
+        self._owned = set(lags)
+
+    async def run(self, consumer: Any) -> None:
+        """Update every `interval_s` until cancelled (run it as a task beside the consumer)."""
+        while True:
+            try:
+                await asyncio.wait_for(self.update(consumer), self.interval_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.debug("could not measure consumer lag", exc_info=True)
+            await asyncio.sleep(self.interval_s)

@@ -232,7 +232,7 @@ class ReadTx(Protocol):
     ) -> CoveragePage:
         """Coverage and gaps of one page of the selected flows (id order) inside the
         half-open `window` (everything if None). Costs the number of gaps in the window,
-        plus, with a window, an index range count of the segments inside it."""
+        never the number of segments in it."""
         ...
 
 
