@@ -80,8 +80,13 @@ async def test_every_service_exposes_fed_metrics_with_bounded_labels(
         assert total(samples, "tams_command_stage_seconds_count", stage="apply") >= 1
         assert total(samples, "tams_command_queue_seconds_count") >= 1
         assert total(samples, "tams_store_transaction_seconds_count", operation="write") >= 1
-        lags = {ls for n, ls in samples if n == "tams_consumer_lag_messages"}
-        assert lags and all(dict(ls)["group"] == f"tams-{service}" for ls in lags)
+
+        async def lag_measured(service: str = service) -> bool:
+            _, samples, _ = await scrape(tams_stack.services[service].url)
+            groups = {dict(ls)["group"] for n, ls in samples if n == "tams_consumer_lag_messages"}
+            return groups == {f"tams-{service}"}
+
+        await eventually(lag_measured)
 
     # Exactly what this test registered: 3 segments of 4096 bytes, each object HEADed once.
     segments = scraped["segments"][1]
