@@ -7,18 +7,16 @@ whose summary names the bad value. Query parameters are parsed here, once, at th
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from tams_runtime.http import Handler
 from tams_schema.envelopes import ErrorBody
 from tams_schema.timerange import TimeRange, TimeRangeError
 from tams_store import StoreUnavailable
 from tams_store.port import InvalidPageKey
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiError(Exception):
@@ -74,8 +72,10 @@ def query_timerange(request: web.Request, name: str = "timerange") -> TimeRange 
 
 @web.middleware
 async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The TAMS error object for every failure of a small query API (the gateway has its
-    own, larger version for commands and request bodies)."""
+    """The TAMS error object for every failure: `ApiError`s, malformed timeranges and page
+    keys (400), an unavailable store (503), aiohttp's own 404/405/413 and anything
+    unexpected (500, logged). A service adds its own translations in an inner middleware
+    that raises `ApiError`."""
     try:
         return await handler(request)
     except ApiError as exc:
@@ -87,9 +87,17 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(
-            exc.status, exc.reason.replace(" ", ""), f"{exc.reason}: {request.path}"
-        )
+        summary = exc.reason
+        if exc.status == 404:
+            summary = f"no resource at {request.path}"
+        elif exc.status == 405:
+            summary = f"method {request.method} is not allowed on {request.path}"
+        elif exc.status == 413:
+            summary = "request body is too large"
+        response = error_response(exc.status, exc.reason.replace(" ", ""), summary)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return error_response(500, "InternalError", "the server failed to handle the request")

@@ -21,13 +21,14 @@ from tams_runtime.service import run, serve
 from tams_runtime.settings import HttpSettings, KafkaSettings, S3Settings
 from tams_runtime.storage import StorageBackends
 from tams_runtime.store import open_store
+from tams_runtime.web import api_errors
 
 SERVICE = "gateway"
 
 
 def build_app(gateway: Gateway) -> web.Application:
     app = web.Application(
-        middlewares=[observe_requests, error_middleware],
+        middlewares=[observe_requests, api_errors, error_middleware],
         client_max_size=gateway.settings.max_body_bytes,
     )
     app[GATEWAY] = gateway
