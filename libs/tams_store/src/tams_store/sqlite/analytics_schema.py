@@ -82,6 +82,14 @@ _REMOVE_OBJECT = (
     "WHERE storage_id = coalesce({row}.storage_id, '');"
 )
 
+# A flow (OLD) leaves its (format, codec) group, taking its figures with it.
+_LEAVE_GROUP = """UPDATE usage_totals SET flows = flows - 1,
+            segments = usage_totals.segments - st.segments,
+            duration_ns = usage_totals.duration_ns - st.duration_ns,
+            bytes = usage_totals.bytes - st.bytes, unsized = usage_totals.unsized - st.unsized
+            FROM (SELECT * FROM flow_stats WHERE flow_id = OLD.id) AS st
+            WHERE format = OLD.format AND codec = coalesce(OLD.codec, '');"""
+
 _USAGE_COLUMNS = """
     segments INTEGER NOT NULL DEFAULT 0,
     duration_ns INTEGER NOT NULL DEFAULT 0,
@@ -179,14 +187,9 @@ ANALYTICS_STEP: list[str] = [
             ON CONFLICT (format, codec) DO UPDATE SET flows = flows + 1;
     END""",
     # A replace that changes the format or codec moves the flow's figures to its new group.
-    """CREATE TRIGGER analytics_flow_regrouped AFTER UPDATE OF format, codec ON flows
+    f"""CREATE TRIGGER analytics_flow_regrouped AFTER UPDATE OF format, codec ON flows
         WHEN OLD.format IS NOT NEW.format OR OLD.codec IS NOT NEW.codec BEGIN
-        UPDATE usage_totals SET flows = flows - 1,
-            segments = usage_totals.segments - st.segments,
-            duration_ns = usage_totals.duration_ns - st.duration_ns,
-            bytes = usage_totals.bytes - st.bytes, unsized = usage_totals.unsized - st.unsized
-            FROM (SELECT * FROM flow_stats WHERE flow_id = OLD.id) AS st
-            WHERE format = OLD.format AND codec = coalesce(OLD.codec, '');
+        {_LEAVE_GROUP}
         INSERT INTO usage_totals (format, codec, flows, segments, duration_ns, bytes, unsized)
             SELECT NEW.format, coalesce(NEW.codec, ''), 1, segments, duration_ns, bytes,
                    unsized
@@ -196,13 +199,8 @@ ANALYTICS_STEP: list[str] = [
                 duration_ns = duration_ns + excluded.duration_ns,
                 bytes = bytes + excluded.bytes, unsized = unsized + excluded.unsized;
     END""",
-    """CREATE TRIGGER analytics_flow_removed AFTER DELETE ON flows BEGIN
-        UPDATE usage_totals SET flows = flows - 1,
-            segments = usage_totals.segments - st.segments,
-            duration_ns = usage_totals.duration_ns - st.duration_ns,
-            bytes = usage_totals.bytes - st.bytes, unsized = usage_totals.unsized - st.unsized
-            FROM (SELECT * FROM flow_stats WHERE flow_id = OLD.id) AS st
-            WHERE format = OLD.format AND codec = coalesce(OLD.codec, '');
+    f"""CREATE TRIGGER analytics_flow_removed AFTER DELETE ON flows BEGIN
+        {_LEAVE_GROUP}
         DELETE FROM flow_stats WHERE flow_id = OLD.id;
         DELETE FROM flow_runs WHERE flow_id = OLD.id;
         DELETE FROM flow_buckets WHERE flow_id = OLD.id;
