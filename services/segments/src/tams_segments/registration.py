@@ -68,8 +68,8 @@ class Registrar:
         self.uploaded: dict[str, bool] = {}
         # Bytes of uploaded objects (HEAD), recorded at their first registration.
         self.sizes: dict[str, int] = {}
-        # Bytes first registered by each applied command, counted once it commits.
-        self._new_bytes: dict[str, int] = {}
+        # Objects each applied command registered for the first time, until it commits.
+        self._registered: dict[str, list[ObjectRecord]] = {}
 
     async def prepare(self, commands: Sequence[CommandEnvelope]) -> None:
         """HEAD the objects being registered for the first time (before the transaction)."""
@@ -94,7 +94,10 @@ class Registrar:
         for event in outcome.events:
             if event.event_type == "flows/segments_added":
                 SEGMENTS_REGISTERED.inc(len(event.event["segments"]))
-        OBJECT_BYTES_REGISTERED.inc(self._new_bytes.pop(command.command_id, 0))
+        registered = self._registered.pop(command.command_id, [])
+        OBJECT_BYTES_REGISTERED.inc(sum(o.size or 0 for o in registered))
+        for obj in registered:  # stored now: no longer needed here
+            self.sizes.pop(obj.object_id, None)
 
     def __call__(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
         payload = command.payload
@@ -134,7 +137,7 @@ class Registrar:
 
         stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         tx.add_segments(flow_id, accepted, list(new_objects.values()), stamp)
-        self._new_bytes[command.command_id] = sum(o.size or 0 for o in new_objects.values())
+        self._registered[command.command_id] = list(new_objects.values())
         events = []
         if accepted:
             objects = {**known, **new_objects}
