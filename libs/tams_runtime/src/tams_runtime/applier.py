@@ -4,6 +4,10 @@ A service supplies one function per command name, `apply(tx, command) -> Outcome
 validates and writes inside the given transaction. The applier runs a whole batch in one
 transaction; a command already applied (a redelivery after a crash) is answered from its
 recorded outcome instead of being applied again.
+
+A handler may also have `prepare(commands)` (awaited before the transaction, for I/O such as
+an S3 HEAD) and `committed(command, outcome)` (called once the transaction that applied the
+command has committed, never for a replayed outcome: the place to count what was done).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from tams_runtime.tracing import command_scope
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
 
 log = logging.getLogger(__name__)
@@ -44,17 +49,37 @@ class CommandApplier:
         self.handlers = handlers
         self.is_retryable = is_retryable
 
-    def _apply_one(self, tx: OutcomeLog, command: CommandEnvelope) -> Outcome:
-        prior = tx.recorded_outcome(command.command_id)
-        if prior is not None:
-            return prior
-        handler = self.handlers.get(command.name)
-        if handler is None:
-            outcome = error_outcome(400, "UnknownCommand", f"unknown command {command.name!r}")
-        else:
-            outcome = handler(tx, command)
-        tx.record_outcome(command.command_id, outcome)
-        return outcome
+    def _apply_one(
+        self,
+        tx: OutcomeLog,
+        command: CommandEnvelope,
+        fresh: list[tuple[CommandEnvelope, Outcome]],
+    ) -> Outcome:
+        with command_scope(command.command_id, command.correlation_id):
+            prior = tx.recorded_outcome(command.command_id)
+            if prior is not None:
+                return prior
+            handler = self.handlers.get(command.name)
+            if handler is None:
+                summary = f"unknown command {command.name!r}"
+                outcome = error_outcome(400, "UnknownCommand", summary)
+            else:
+                outcome = handler(tx, command)
+            tx.record_outcome(command.command_id, outcome)
+            fresh.append((command, outcome))
+            return outcome
+
+    async def _write(self, commands: Sequence[CommandEnvelope]) -> list[Outcome]:
+        """Apply in one transaction, then tell the handlers what it committed."""
+        fresh: list[tuple[CommandEnvelope, Outcome]] = []
+        outcomes: list[Outcome] = await self.store.write(
+            lambda tx: [self._apply_one(tx, c, fresh) for c in commands]
+        )
+        for command, outcome in fresh:
+            committed = getattr(self.handlers.get(command.name), "committed", None)
+            if committed is not None:
+                committed(command, outcome)
+        return outcomes
 
     async def __call__(self, commands: Sequence[CommandEnvelope]) -> list[Outcome]:
         # Handlers that need I/O outside the store (an S3 HEAD, say) do it first, so the
@@ -64,10 +89,7 @@ class CommandApplier:
             if prepare is not None:
                 await prepare([c for c in commands if c.name == name])
         try:
-            result: list[Outcome] = await self.store.write(
-                lambda tx: [self._apply_one(tx, c) for c in commands]
-            )
-            return result
+            return await self._write(commands)
         except Exception as exc:
             if self.is_retryable(exc):
                 raise
@@ -75,15 +97,14 @@ class CommandApplier:
         outcomes = []
         for command in commands:
             try:
-                outcomes.append(
-                    await self.store.write(lambda tx, c=command: self._apply_one(tx, c))
-                )
+                outcomes += await self._write([command])
             except Exception as exc:
                 if self.is_retryable(exc):
                     raise
                 # A bug, not a store outage: answer 500 and record it, so the partition is
                 # not blocked by a command that can never be applied.
-                log.exception("command failed", extra={"command": command.name})
+                with command_scope(command.command_id, command.correlation_id):
+                    log.exception("command failed", extra={"command": command.name})
                 failure = Outcome(
                     status=500,
                     body=ErrorBody(

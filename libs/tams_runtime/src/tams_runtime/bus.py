@@ -25,11 +25,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from opentelemetry.trace import SpanKind
 
+from tams_runtime.logs import CORRELATION_ID
 from tams_runtime.metrics import COMMAND_ROUND_TRIP_SECONDS
 from tams_runtime.settings import KafkaSettings
-from tams_runtime.tracing import inject_trace_context
-from tams_schema.envelopes import CommandEnvelope, FollowUp, Reply
+from tams_runtime.tracing import inject_trace_context, kafka_trace_headers, tracer
+from tams_schema.envelopes import CommandEnvelope, FollowUp, Reply, new_id
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,15 @@ async def ensure_topics(settings: KafkaSettings, extra: dict[str, int] | None = 
         await admin.close()
 
 
+async def broker_answers(producer: AIOKafkaProducer, timeout: float = 2.0) -> bool:
+    """A real round trip (a metadata request), not the client's cached metadata."""
+    try:
+        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+    except Exception:
+        return False
+    return True
+
+
 class CommandBus:
     """Publishes commands and awaits their replies on this instance's reply topic."""
 
@@ -76,7 +87,9 @@ class CommandBus:
         # Reply topics replaced by a fresh one, deleted once no request awaits a reply there.
         self._retiring: set[str] = set()
         self._in_flight: Counter[str] = Counter()
-        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        # correlation id → (command id, waiting future): a reply must match both, so a late
+        # reply to a timed-out command never answers a newer request with the same id.
+        self._pending: dict[str, tuple[str, asyncio.Future[Reply]]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -111,7 +124,7 @@ class CommandBus:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        for fut in self._pending.values():
+        for _, fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(BusUnavailable("gateway is stopping"))
         if self._consumer:
@@ -144,9 +157,12 @@ class CommandBus:
                     except ValueError:
                         log.warning("dropping malformed reply", extra={"offset": record.offset})
                         continue
-                    fut = self._pending.pop(reply.correlation_id, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(reply)
+                    waiting = self._pending.get(reply.correlation_id)
+                    if waiting is None or waiting[0] != reply.command_id:
+                        continue
+                    del self._pending[reply.correlation_id]
+                    if not waiting[1].done():
+                        waiting[1].set_result(reply)
             # Topic changes happen here, between fetches, in the task that owns the consumer.
             if self._replies_on_topic >= self.settings.reply_topic_rotate_after:
                 await self._rotate_reply_topic()
@@ -198,31 +214,52 @@ class CommandBus:
         principal: str | None = None,
         timeout: float | None = None,
     ) -> Reply:
-        """Send one command and wait for its reply."""
+        """Send one command and wait for its reply.
+
+        The command takes the request's correlation id (so the request's log lines and the
+        service's share it) and the trace context of a producer span, in the envelope and
+        as Kafka headers."""
         assert self._producer is not None, "CommandBus.start() was not awaited"
-        command = CommandEnvelope(
-            name=name,
-            key=key,
-            payload=payload,
-            reply_to=self.reply_topic,
-            principal=principal,
-            trace_context=inject_trace_context(),
-        )
+        correlation_id = CORRELATION_ID.get()
+        if correlation_id is None or correlation_id in self._pending:
+            correlation_id = new_id()
+        command_id = new_id()
         started = time.perf_counter()
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._pending[command.correlation_id] = fut
-        reply_topic = command.reply_to or ""
+        self._pending[correlation_id] = (command_id, fut)
+        reply_topic = self.reply_topic
         self._in_flight[reply_topic] += 1
         try:
-            try:
-                await self._producer.send_and_wait(
-                    topic,
-                    command.model_dump_json().encode(),
-                    key=key.encode(),
-                    headers=[("command", name.encode())],
+            with tracer().start_as_current_span(
+                f"{topic} publish",
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "publish",
+                    "messaging.destination.name": topic,
+                    "tams.command": name,
+                    "tams.correlation_id": correlation_id,
+                },
+            ):
+                command = CommandEnvelope(
+                    command_id=command_id,
+                    name=name,
+                    key=key,
+                    payload=payload,
+                    reply_to=reply_topic,
+                    principal=principal,
+                    correlation_id=correlation_id,
+                    trace_context=inject_trace_context(),
                 )
-            except Exception as exc:  # aiokafka raises many KafkaError kinds
-                raise BusUnavailable(f"could not publish command {name}: {exc}") from exc
+                try:
+                    await self._producer.send_and_wait(
+                        topic,
+                        command.model_dump_json().encode(),
+                        key=key.encode(),
+                        headers=[("command", name.encode()), *kafka_trace_headers()],
+                    )
+                except Exception as exc:  # aiokafka raises many KafkaError kinds
+                    raise BusUnavailable(f"could not publish command {name}: {exc}") from exc
             try:
                 reply = await asyncio.wait_for(fut, timeout or self.settings.reply_timeout_s)
             except TimeoutError as exc:
@@ -230,18 +267,15 @@ class CommandBus:
             COMMAND_ROUND_TRIP_SECONDS.labels(name).observe(time.perf_counter() - started)
             return reply
         finally:
-            self._pending.pop(command.correlation_id, None)
+            if self._pending.get(correlation_id, (None,))[0] == command_id:
+                del self._pending[correlation_id]
             self._in_flight[reply_topic] -= 1
 
     async def healthy(self) -> bool:
-        """True while the producer has broker metadata and the reply reader runs."""
+        """True while the reply reader runs and a broker answers a metadata request now."""
         if self._producer is None or self._reader is None or self._reader.done():
             return False
-        try:
-            await asyncio.wait_for(self._producer.partitions_for(self.reply_topic), 2)
-        except Exception:
-            return False
-        return True
+        return await broker_answers(self._producer)
 
 
 class CommandPublisher:

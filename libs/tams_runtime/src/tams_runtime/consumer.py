@@ -21,14 +21,27 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from tams_runtime.bus import broker_answers
+from tams_runtime.logs import correlated
 from tams_runtime.metrics import (
     COMMAND_BATCH_SIZE,
+    COMMAND_QUEUE_SECONDS,
     COMMAND_RETRIES,
     COMMAND_STAGE_SECONDS,
     COMMANDS_APPLIED,
+    LagRecorder,
 )
 from tams_runtime.settings import KafkaSettings
+from tams_runtime.tracing import (
+    commands_in_flight,
+    context_from_kafka_headers,
+    extract_trace_context,
+    kafka_trace_headers,
+    tracer,
+)
 from tams_schema.envelopes import EVENT_SCHEMA_VERSION, CommandEnvelope, Outcome, TamsEvent
 
 log = logging.getLogger(__name__)
@@ -48,15 +61,22 @@ class EventPublisher:
         if sends:
             await asyncio.gather(*sends)
 
-    async def send(self, events: Sequence[TamsEvent]) -> list[asyncio.Future[Any]]:
-        """Queue the events; the returned futures complete when the broker has them."""
+    async def send(
+        self, events: Sequence[TamsEvent], extra_headers: Sequence[tuple[str, bytes]] = ()
+    ) -> list[asyncio.Future[Any]]:
+        """Queue the events; the returned futures complete when the broker has them.
+
+        `extra_headers` go on every event (the trace context of the command that caused
+        them; the current one by default)."""
         sends: list[asyncio.Future[Any]] = []
+        trace_headers = list(extra_headers) or kafka_trace_headers()
         for event in events:
             headers = [
                 ("event_id", event.event_id.encode()),
                 ("event_type", event.event_type.encode()),
                 ("schema_version", str(EVENT_SCHEMA_VERSION).encode()),
                 *event.context.headers(),
+                *trace_headers,
             ]
             sends.append(
                 await self.producer.send(
@@ -87,6 +107,7 @@ class CommandConsumer:
         *,
         retry_backoff_s: float = 0.5,
         commit_interval_s: float = 0.05,
+        lag_interval_s: float = 5.0,
     ) -> None:
         self.settings = settings
         self.topic = topic
@@ -98,6 +119,8 @@ class CommandConsumer:
         self.events: EventPublisher | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._lag = LagRecorder(group_id, lag_interval_s)
+        self._lag_task: asyncio.Task[None] | None = None
         self.applied = 0
 
     async def start(self) -> None:
@@ -123,12 +146,16 @@ class CommandConsumer:
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"commands:{self.topic}")
+        self._lag_task = asyncio.create_task(
+            self._lag.run(self._consumer), name=f"lag:{self.topic}"
+        )
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._lag_task, self._task):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._consumer:
             await self._consumer.stop()
         if self.producer:
@@ -138,13 +165,10 @@ class CommandConsumer:
         return self._task is not None and not self._task.done()
 
     async def healthy(self) -> bool:
+        """True while the consumer loop runs and a broker answers a metadata request now."""
         if not self.running() or self.producer is None:
             return False
-        try:
-            await asyncio.wait_for(self.producer.partitions_for(self.topic), 2)
-        except Exception:
-            return False
-        return True
+        return await broker_answers(self.producer)
 
     async def _run(self) -> None:
         assert self._consumer is not None
@@ -176,6 +200,7 @@ class CommandConsumer:
         outcomes are recorded, so they are answered again, not applied again.
         """
         commands: list[CommandEnvelope] = []
+        parents: list[Any] = []
         for records in batches.values():
             for record in records:
                 try:
@@ -185,15 +210,73 @@ class CommandConsumer:
                         "skipping malformed command",
                         extra={"topic": self.topic, "offset": record.offset},
                     )
+                    continue
+                parents.append(record.headers)
         if not commands:
             return
+        spans = self._start_spans(commands, parents)
+        outcomes: list[Outcome] = []
+        try:
+            # The batch's shared work (its transaction, its sends) is traced under the first
+            # command; the applier makes each command's own span current while applying it.
+            with (
+                commands_in_flight({c.command_id: s for c, s in zip(commands, spans, strict=True)}),
+                trace.use_span(spans[0], end_on_exit=False),
+                correlated(commands[0].correlation_id if len(commands) == 1 else None),
+            ):
+                outcomes = await self._apply_until_done(commands, spans)
+        finally:
+            for index, span in enumerate(spans):
+                if index < len(outcomes):
+                    status = outcomes[index].status
+                    span.set_attribute("tams.status", status)
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                span.end()
+
+    def _start_spans(
+        self, commands: Sequence[CommandEnvelope], headers: Sequence[Any]
+    ) -> list[trace.Span]:
+        """A consumer span per command, the child of the gateway span that sent it."""
+        now = time.time()
+        spans = []
+        for command, record_headers in zip(commands, headers, strict=True):
+            COMMAND_QUEUE_SECONDS.labels(self.topic).observe(
+                max(now - command.issued_at.timestamp(), 0)
+            )
+            parent = (
+                extract_trace_context(command.trace_context)
+                if command.trace_context
+                else context_from_kafka_headers(record_headers)
+            )
+            spans.append(
+                tracer().start_span(
+                    f"{self.topic} process",
+                    context=parent,
+                    kind=SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.operation.type": "process",
+                        "messaging.destination.name": self.topic,
+                        "messaging.consumer.group.name": self.group_id,
+                        "tams.command": command.name,
+                        "tams.correlation_id": command.correlation_id,
+                        "tams.batch_size": len(commands),
+                    },
+                )
+            )
+        return spans
+
+    async def _apply_until_done(
+        self, commands: list[CommandEnvelope], spans: list[trace.Span]
+    ) -> list[Outcome]:
         while True:
             try:
                 started = time.perf_counter()
                 outcomes = await self.handler(commands)
                 applied = time.perf_counter()
                 COMMAND_STAGE_SECONDS.labels(self.topic, "apply").observe(applied - started)
-                await self._publish(commands, outcomes)
+                await self._publish(commands, outcomes, spans)
                 COMMAND_STAGE_SECONDS.labels(self.topic, "publish").observe(
                     time.perf_counter() - applied
                 )
@@ -201,7 +284,9 @@ class CommandConsumer:
                     COMMANDS_APPLIED.labels(self.topic, f"{outcome.status // 100}xx").inc()
                 COMMAND_BATCH_SIZE.labels(self.topic).observe(len(commands))
                 self.applied += len(commands)
-                return
+                if log.isEnabledFor(logging.DEBUG):
+                    self._log_applied(commands, outcomes, spans)
+                return outcomes
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -211,12 +296,39 @@ class CommandConsumer:
                 COMMAND_RETRIES.labels(self.topic).inc()
                 await asyncio.sleep(self.retry_backoff_s)
 
-    async def _publish(self, commands: Sequence[CommandEnvelope], outcomes: list[Outcome]) -> None:
+    def _log_applied(
+        self,
+        commands: Sequence[CommandEnvelope],
+        outcomes: Sequence[Outcome],
+        spans: Sequence[trace.Span],
+    ) -> None:
+        for command, outcome, span in zip(commands, outcomes, spans, strict=True):
+            with trace.use_span(span, end_on_exit=False), correlated(command.correlation_id):
+                log.debug(
+                    "command applied",
+                    extra={"command": command.name, "status": outcome.status},
+                )
+
+    async def _publish(
+        self,
+        commands: Sequence[CommandEnvelope],
+        outcomes: list[Outcome],
+        spans: Sequence[trace.Span],
+    ) -> None:
         """Send the events, the follow-up commands and the replies, and wait until the broker
-        has them all (only then are the offsets committed)."""
+        has them all (only then are the offsets committed). Events and follow-ups carry the
+        trace context of the command that caused them."""
         assert self.producer is not None and self.events is not None
-        sends = await self.events.send([e for outcome in outcomes for e in outcome.events])
-        follow_ups = [f for outcome in outcomes for f in outcome.commands]
+        sends: list[asyncio.Future[Any]] = []
+        for outcome, span in zip(outcomes, spans, strict=True):
+            if outcome.events:
+                trace_headers = kafka_trace_headers(trace.set_span_in_context(span))
+                sends += await self.events.send(outcome.events, trace_headers)
+        follow_ups = [
+            (follow_up, span)
+            for outcome, span in zip(outcomes, spans, strict=True)
+            for follow_up in outcome.commands
+        ]
         if follow_ups and sends:
             # A follow-up can make another service publish events under the same key (the
             # catalog's flows/deleted after the last segments_deleted): ours must be in the
@@ -224,13 +336,17 @@ class CommandConsumer:
             await asyncio.gather(*sends)
             sends = []
         topics = self.settings.topics
-        for follow_up in follow_ups:
+        for follow_up, span in follow_ups:
+            command = follow_up.command
             sends.append(
                 await self.producer.send(
                     topics.commands_of(follow_up.service),
-                    follow_up.command.model_dump_json().encode(),
-                    key=follow_up.command.key.encode(),
-                    headers=[("command", follow_up.command.name.encode())],
+                    command.model_dump_json().encode(),
+                    key=command.key.encode(),
+                    headers=[
+                        ("command", command.name.encode()),
+                        *kafka_trace_headers(trace.set_span_in_context(span)),
+                    ],
                 )
             )
         for command, outcome in zip(commands, outcomes, strict=True):

@@ -1,46 +1,145 @@
-"""Each service's own small HTTP server: /health, /ready and /metrics.
+"""Each service's own small HTTP server: /health, /ready and /metrics, and request telemetry.
 
-`/health` says the process and its event loop are alive. `/ready` runs the service's
-dependency checks (broker, store, S3) and answers 503 naming the ones that fail, so an
-orchestrator stops routing to an instance that could not do its work.
+`/health` says the process and its event loop are alive: it answers from memory, never
+waits on anything. `/ready` runs the service's dependency checks (broker, store, S3) at
+once, each bounded by `TAMS_HTTP_READY_TIMEOUT_S`, and answers 503 naming the ones that
+fail, so an orchestrator stops routing to an instance that could not do its work.
+
+`observe_requests` is the middleware every HTTP app here uses (the gateway's API included):
+a latency sample per request labelled by route template (`/flows/{flow_id}`, never the raw
+path), a server span continuing the caller's `traceparent`, and a correlation id for the log
+lines of the request (the caller's `X-Correlation-Id`, or a new one), returned as
+`X-Correlation-Id`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tams_runtime.logs import correlated
+from tams_runtime.metrics import HTTP_REQUEST_SECONDS
+from tams_runtime.settings import HttpSettings
+from tams_runtime.tracing import extract_trace_context, tracer
+
 ReadyCheck = Callable[[], Awaitable[bool]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PROBE_ROUTES = frozenset({"/health", "/ready", "/metrics"})
 
 
-async def run_checks(checks: Mapping[str, ReadyCheck]) -> dict[str, bool]:
-    async def one(check: ReadyCheck) -> bool:
+def route_template(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def correlation_id_of(request: web.Request) -> str:
+    """The caller's `X-Correlation-Id` if it is a plain token (the gateway passes its own on
+    to the services it calls), else a new one."""
+    given = request.headers.get("X-Correlation-Id", "")
+    return given if _CORRELATION_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+@web.middleware
+async def observe_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = route_template(request)
+    started = time.perf_counter()
+    status = 500
+    try:
+        if route in PROBE_ROUTES:
+            response = await handler(request)
+            status = response.status
+            return response
+        correlation_id = correlation_id_of(request)
+        with (
+            correlated(correlation_id),
+            tracer().start_as_current_span(
+                f"{request.method} {route}",
+                context=extract_trace_context(request.headers),
+                kind=SpanKind.SERVER,
+                attributes={
+                    "http.request.method": request.method,
+                    "http.route": route,
+                    "url.path": request.path,
+                    "tams.correlation_id": correlation_id,
+                },
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span,
+        ):
+            try:
+                response = await handler(request)
+                status = response.status
+                if not response.prepared:
+                    response.headers["X-Correlation-Id"] = correlation_id
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            except BaseException as exc:
+                span.record_exception(exc)
+                raise
+            finally:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        HTTP_REQUEST_SECONDS.labels(route, request.method, f"{status // 100}xx").observe(
+            time.perf_counter() - started
+        )
+
+
+async def run_checks(checks: Mapping[str, ReadyCheck], timeout: float) -> dict[str, str]:
+    """Every check at once, each bounded by `timeout`: `ok`, `failing` or `timeout`."""
+
+    async def one(check: ReadyCheck) -> str:
         try:
-            return await asyncio.wait_for(check(), 3)
+            return "ok" if await asyncio.wait_for(check(), timeout) else "failing"
+        except TimeoutError:
+            return "timeout"
         except Exception:
-            return False
+            return "failing"
 
     names = list(checks)
     results = await asyncio.gather(*(one(checks[n]) for n in names))
     return dict(zip(names, results, strict=True))
 
 
-def add_probe_routes(app: web.Application, service: str, checks: Mapping[str, ReadyCheck]) -> None:
+def add_probe_routes(
+    app: web.Application,
+    service: str,
+    checks: Mapping[str, ReadyCheck],
+    settings: HttpSettings | None = None,
+) -> None:
+    timeout = (settings or HttpSettings()).ready_timeout_s
+
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "service": service})
 
     async def ready(_: web.Request) -> web.Response:
-        results = await run_checks(checks)
-        ok = all(results.values())
-        body = {
-            "status": "ready" if ok else "not ready",
+        results = await run_checks(checks, timeout)
+        failing = sorted(name for name, result in results.items() if result != "ok")
+        body: dict[str, object] = {
+            "status": "not ready" if failing else "ready",
             "service": service,
-            "checks": {name: "ok" if good else "failing" for name, good in results.items()},
+            "checks": results,
         }
-        return web.json_response(body, status=200 if ok else 503)
+        if failing:
+            body["failing"] = failing
+        return web.json_response(body, status=503 if failing else 200)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

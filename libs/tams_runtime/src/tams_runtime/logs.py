@@ -1,12 +1,36 @@
-"""Structured JSON logs on stderr, one object per line."""
+"""Structured JSON logs on stderr, one object per line.
+
+Every line logged while a request or a command is handled carries `trace_id` and `span_id`
+(the current OpenTelemetry span) and `correlation_id` (the command's correlation id, which
+the gateway also returns as `X-Correlation-Id`), so one grep follows a write from the
+gateway through Kafka to the service that applied it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
+
+from opentelemetry import trace
+
+CORRELATION_ID: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+
+@contextlib.contextmanager
+def correlated(correlation_id: str | None) -> Iterator[None]:
+    """Log lines inside carry this correlation id."""
+    token = CORRELATION_ID.set(correlation_id)
+    try:
+        yield
+    finally:
+        CORRELATION_ID.reset(token)
+
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -24,6 +48,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
+        correlation_id = CORRELATION_ID.get()
+        if correlation_id is not None:
+            entry["correlation_id"] = correlation_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

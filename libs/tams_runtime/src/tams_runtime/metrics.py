@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -36,3 +43,86 @@ HTTP_REQUEST_SECONDS = Histogram(
     ["route", "method", "status"],
     buckets=LATENCY_BUCKETS,
 )
+COMMAND_QUEUE_SECONDS = Histogram(
+    "tams_command_queue_seconds",
+    "Service: from the gateway issuing a command to the service starting to apply it",
+    ["topic"],
+    buckets=LATENCY_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "tams_consumer_lag_messages",
+    "Messages in a partition not yet handed to this consumer (high watermark - position)",
+    ["group", "topic", "partition"],
+)
+STORE_SECONDS = Histogram(
+    "tams_store_transaction_seconds",
+    "Metadata store transactions (queueing for the connection included)",
+    ["operation", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+S3_SECONDS = Histogram(
+    "tams_s3_request_seconds",
+    "S3 requests by operation and outcome (ok, client_error, server_error, unreachable)",
+    ["operation", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+SEGMENTS_REGISTERED = Counter(
+    "tams_segments_registered_total", "Segments registered (committed), by the segments service"
+)
+OBJECT_BYTES_REGISTERED = Counter(
+    "tams_object_bytes_registered_total",
+    "Bytes of objects registered for the first time (their S3 size at registration)",
+)
+# Fed by the webhooks service. `outcome`: delivered (2xx), rejected (4xx: not retried),
+# failed (5xx, timeout or connection error: retried), dropped (given up after the last retry).
+WEBHOOK_DELIVERIES = Counter(
+    "tams_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"]
+)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "tams_webhook_delivery_seconds",
+    "Webhook delivery attempts: time to the receiver's answer (or the failure), by outcome",
+    ["outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+WEBHOOK_OUTCOMES = ("delivered", "rejected", "failed", "dropped")
+
+
+class LagRecorder:
+    """Keeps `tams_consumer_lag_messages` for one consumer group member: for each partition
+    it owns, the end offset minus the group's committed offset (from the start of the log
+    when nothing is committed yet). It asks the broker every `interval_s` from a task of its
+    own, so the figure keeps growing while the consumer is stuck (say, retrying a batch),
+    and drops the series of partitions this member no longer owns."""
+
+    def __init__(self, group: str, interval_s: float = 5.0) -> None:
+        self.group = group
+        self.interval_s = interval_s
+        self._owned: set[tuple[str, int]] = set()
+
+    async def update(self, consumer: Any) -> None:
+        partitions = sorted(consumer.assignment())
+        lags: dict[tuple[str, int], int] = {}
+        if partitions:
+            ends = await consumer.end_offsets(partitions)
+            for tp in partitions:
+                done = await consumer.committed(tp)
+                if done is None:
+                    done = (await consumer.beginning_offsets([tp]))[tp]
+                lags[(tp.topic, tp.partition)] = max(ends[tp] - done, 0)
+        for (topic, partition), lag in lags.items():
+            CONSUMER_LAG.labels(self.group, topic, str(partition)).set(lag)
+        for topic, partition in self._owned - set(lags):
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.group, topic, str(partition))
+        self._owned = set(lags)
+
+    async def run(self, consumer: Any) -> None:
+        """Update every `interval_s` until cancelled (run it as a task beside the consumer)."""
+        while True:
+            try:
+                await asyncio.wait_for(self.update(consumer), self.interval_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.debug("could not measure consumer lag", exc_info=True)
+            await asyncio.sleep(self.interval_s)

@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from tams_runtime.metrics import S3_SECONDS
 from tams_runtime.settings import S3Settings
+from tams_runtime.tracing import tracer
 
 _UNRESERVED = "-_.~"
 WINDOW_S = 60
@@ -154,6 +156,49 @@ class Presigner:
         return f"{self.base}{path}?{query}&X-Amz-Signature={signature}"
 
 
+_STARTED = "tams_started"
+_SPAN = "tams_span"
+
+
+def observe_requests(client: Any) -> None:
+    """A span and a latency sample (`tams_s3_request_seconds`) for every request the client
+    makes, retries included, through botocore's before-call / after-call events."""
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    def before(model: Any, context: dict[str, Any], **_: Any) -> None:
+        context[_STARTED] = time.perf_counter()
+        context[_SPAN] = tracer().start_span(
+            f"S3 {model.name}",
+            kind=SpanKind.CLIENT,
+            attributes={"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": model.name},
+        )
+
+    def finish(model_name: str, context: dict[str, Any], outcome: str, status: int | None) -> None:
+        started = context.pop(_STARTED, None)
+        if started is not None:
+            S3_SECONDS.labels(model_name, outcome).observe(time.perf_counter() - started)
+        span = context.pop(_SPAN, None)
+        if span is not None:
+            if status is not None:
+                span.set_attribute("http.response.status_code", status)
+            if outcome in ("server_error", "unreachable"):
+                span.set_status(Status(StatusCode.ERROR, outcome))
+            span.end()
+
+    def after(http_response: Any, model: Any, context: dict[str, Any], **_: Any) -> None:
+        status = int(http_response.status_code)
+        outcome = "ok" if status < 400 else "client_error" if status < 500 else "server_error"
+        finish(model.name, context, outcome, status)
+
+    def failed(context: dict[str, Any], event_name: str, **_: Any) -> None:
+        finish(event_name.rsplit(".", 1)[-1], context, "unreachable", None)
+
+    events = client.meta.events
+    events.register("before-call.s3", before)
+    events.register("after-call.s3", after)
+    events.register("after-call-error.s3", failed)
+
+
 class S3Client:
     """An aiobotocore client with the start/stop shape of a service component."""
 
@@ -171,6 +216,7 @@ class S3Client:
     async def start(self) -> None:
         self._context = s3_client(self.settings)
         self._client = await self._context.__aenter__()
+        observe_requests(self._client)
 
     async def stop(self) -> None:
         if self._context is not None:

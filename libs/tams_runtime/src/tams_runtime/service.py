@@ -11,9 +11,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from tams_runtime.http import ReadyCheck, add_probe_routes, start_site
+from tams_runtime.http import ReadyCheck, add_probe_routes, observe_requests, start_site
 from tams_runtime.logs import configure_logging
 from tams_runtime.settings import HttpSettings, KafkaSettings
+from tams_runtime.tracing import configure_tracing, shutdown_tracing
 from tams_schema.envelopes import CommandEnvelope, Outcome
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,8 @@ async def serve(
 ) -> None:
     """Start components in order, serve HTTP, wait for SIGINT/SIGTERM, stop in reverse."""
     http = http or HttpSettings()
-    app = app or web.Application()
-    add_probe_routes(app, name, checks)
+    app = app or web.Application(middlewares=[observe_requests])
+    add_probe_routes(app, name, checks, http)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -60,10 +61,14 @@ async def serve(
 
 
 def run(name: str, main: object) -> None:
-    """Entry point helper: JSON logging, then run the coroutine function `main`."""
+    """Entry point helper: JSON logging and tracing, then run the coroutine function `main`."""
     configure_logging(name)
+    configure_tracing(name)
     assert callable(main)
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        shutdown_tracing()
 
 
 async def serve_command_service(
@@ -84,14 +89,17 @@ async def serve_command_service(
     from tams_runtime.applier import CommandApplier
     from tams_runtime.components import StoreComponent
     from tams_runtime.consumer import CommandConsumer
-    from tams_store import StoreUnavailable, open_store_from_env
+    from tams_runtime.store import open_store
+    from tams_store import StoreUnavailable
 
     kafka = KafkaSettings()
-    store = open_store_from_env()
+    store = open_store()
     applier = CommandApplier(
         store, handlers_for(store), is_retryable=lambda exc: isinstance(exc, StoreUnavailable)
     )
-    consumer = CommandConsumer(kafka, topic_of(kafka), group_id=f"tams-{name}", handler=applier)
+    consumer = CommandConsumer(
+        kafka, topic_of(kafka), group_id=kafka.group_id(name), handler=applier
+    )
     workers = list(workers_for(store, kafka)) if workers_for else []
     await serve(
         name,

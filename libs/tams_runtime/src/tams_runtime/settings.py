@@ -38,6 +38,11 @@ class KafkaSettings(BaseSettings):
     def topics(self) -> Topics:
         return Topics(prefix=self.topic_prefix, events_name=self.events_topic)
 
+    def group_id(self, service: str) -> str:
+        """A service's consumer group (`tams-catalog`): it follows the topic prefix, so two
+        deployments with different prefixes can share a broker."""
+        return f"{self.topic_prefix}-{service}"
+
 
 class S3Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAMS_S3_", extra="ignore")
@@ -66,6 +71,8 @@ class HttpSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 0
+    # Each /ready dependency check (broker, store, S3) is given up after this long.
+    ready_timeout_s: float = 2.0
 
 
 class WebhookSettings(BaseSettings):

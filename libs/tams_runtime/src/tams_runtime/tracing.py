@@ -1,16 +1,126 @@
-"""Trace context across Kafka: W3C `traceparent` carried in the command envelope."""
+"""OpenTelemetry traces, configured only by the standard `OTEL_*` environment variables.
+
+* `OTEL_SDK_DISABLED=true`: no tracing at all (spans are no-ops, logs carry no trace ids).
+* Otherwise every process has an SDK tracer provider, so spans have ids that the JSON logs
+  and Kafka headers carry, and exports them over OTLP/HTTP (protobuf) when
+  `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; with neither,
+  nothing is exported. The exporter, the batch processor and the sampler read their own
+  variables (`OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_TRACES_SAMPLER`,
+  `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`...).
+
+Trace context crosses Kafka as W3C `traceparent` (and `tracestate`): in the command envelope's
+`trace_context` and as headers of command and event messages, so any Kafka consumer (a
+webhook deliverer, a subscriber) can continue the trace that caused an event.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
+
 from opentelemetry import context as otel_context
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
+
+from tams_runtime.logs import correlated
+
+log = logging.getLogger(__name__)
+
+TRACER_NAME = "tams"
+# What W3C trace context puts in a carrier.
+_TRACE_KEYS = ("traceparent", "tracestate")
 
 
-def inject_trace_context() -> dict[str, str]:
+def configure_tracing(service: str) -> None:
+    """Install this process's tracer provider (call once, at start-up)."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    # OTEL_SERVICE_NAME (read by Resource.create) wins over the default name.
+    name = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: f"tams-{service}"}
+    provider = TracerProvider(resource=Resource.create(name))
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if endpoint:
+        protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+            "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+        )
+        if protocol != "http/protobuf":
+            log.warning(
+                "only OTLP over http/protobuf is supported; exporting with it",
+                extra={"requested_protocol": protocol},
+            )
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
+def shutdown_tracing() -> None:
+    """Export what is still queued (at process exit)."""
+    provider = trace.get_tracer_provider()
+    shutdown = getattr(provider, "shutdown", None)
+    if shutdown is not None:
+        shutdown()
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+def inject_trace_context(context: otel_context.Context | None = None) -> dict[str, str]:
+    """The current (or given) trace context as W3C headers."""
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    propagate.inject(carrier, context=context)
     return carrier
 
 
-def extract_trace_context(carrier: dict[str, str]) -> otel_context.Context:
+def extract_trace_context(carrier: Mapping[str, str]) -> otel_context.Context:
     return propagate.extract(carrier)
+
+
+def kafka_trace_headers(context: otel_context.Context | None = None) -> list[tuple[str, bytes]]:
+    """The trace context as Kafka message headers."""
+    return [(k, v.encode()) for k, v in inject_trace_context(context).items()]
+
+
+def context_from_kafka_headers(
+    headers: Iterable[tuple[str, bytes]] | None,
+) -> otel_context.Context:
+    carrier = {k: v.decode() for k, v in headers or () if k in _TRACE_KEYS}
+    return propagate.extract(carrier)
+
+
+# The consumer span of each command being applied, by command id: the applier makes a
+# command's span current while it applies it, so the store work, S3 calls and log lines of
+# that command belong to its trace even when a batch of commands shares one transaction.
+_COMMAND_SPANS: ContextVar[Mapping[str, trace.Span] | None] = ContextVar(
+    "command_spans", default=None
+)
+
+
+@contextlib.contextmanager
+def commands_in_flight(spans: Mapping[str, trace.Span]) -> Iterator[None]:
+    token = _COMMAND_SPANS.set(spans)
+    try:
+        yield
+    finally:
+        _COMMAND_SPANS.reset(token)
+
+
+@contextlib.contextmanager
+def command_scope(command_id: str, correlation_id: str) -> Iterator[None]:
+    """Inside: the command's span is current and log lines carry its correlation id."""
+    span = (_COMMAND_SPANS.get() or {}).get(command_id)
+    with correlated(correlation_id):
+        if span is None:
+            yield
+        else:
+            with trace.use_span(span, end_on_exit=False):
+                yield

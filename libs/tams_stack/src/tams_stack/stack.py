@@ -98,6 +98,9 @@ class Stack:
         if name == "gateway":
             port = self.gateway_port or free_port()
             env["TAMS_GATEWAY_PORT"] = str(port)
+            # The gateway forwards /analytics/* there (SERVICES starts analytics first).
+            if "analytics" in self.services:
+                env["TAMS_GATEWAY_ANALYTICS_URL"] = self.services["analytics"].url
         else:
             port = free_port()
             env["TAMS_HTTP_PORT"] = str(port)

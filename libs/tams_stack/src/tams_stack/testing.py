@@ -126,6 +126,8 @@ def tams_infra() -> Iterator[Stack]:
             "TAMS_MEDIA_WORKER_INTERVAL_S": "0.2",
             # Stalled deletion requests are restarted after a second, not half a minute.
             "TAMS_MEDIA_DELETION_RESUME_AFTER_S": "1",
+            # Tests read the store-wide gauges soon after writing.
+            "TAMS_ANALYTICS_GAUGE_INTERVAL_S": "1",
         },
     )
     containers: list[object] = []

@@ -8,6 +8,7 @@ reads use a small pool of threads, each with its own connection.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +39,11 @@ class ThreadBoundExecutor(Generic[Conn]):
 
     async def run(self, work: Callable[[Conn], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: work(self._connection()))
+        # The caller's context (trace span, log correlation id) follows the work.
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(
+            self._pool, lambda: context.run(lambda: work(self._connection()))
+        )
 
     def shutdown(self, close: Callable[[Conn], None]) -> None:
         self._pool.shutdown(wait=True)

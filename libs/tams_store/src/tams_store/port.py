@@ -19,6 +19,13 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from tams_schema.envelopes import Outcome
 from tams_schema.timerange import TimeRange
+from tams_store.analytics import (
+    BackendUsage,
+    CatalogCounts,
+    CoveragePage,
+    FlowFilter,
+    UsagePage,
+)
 
 T = TypeVar("T")
 Doc = dict[str, Any]
@@ -108,6 +115,9 @@ class ObjectRecord:
     registered: bool
     first_referenced_by_flow: str | None
     doc: Doc
+    # Bytes of the controlled copy, read from S3 (HEAD) at its first registration; None when
+    # unknown (external objects, objects registered before sizes were recorded).
+    size: int | None = None
 
     @property
     def controlled_storage_ids(self) -> list[str]:
@@ -374,6 +384,32 @@ class ReadTx(Protocol):
 
     def media_jobs_of(self, object_ids: list[str]) -> list[MediaJob]:
         """Pending byte deletions and copies of these objects."""
+
+    # --- analytics (counters kept at write time; tams_store.analytics) -----------------
+
+    def catalog_counts(self) -> CatalogCounts:
+        """Sources by format; flows and their segment usage by format and codec."""
+        ...
+
+    def flow_usage(self, flows: FlowFilter, page: str | None, limit: int) -> UsagePage:
+        """Usage totals over every selected flow and one page of them, in id order."""
+        ...
+
+    def storage_usage(self) -> list[BackendUsage]:
+        """Registered objects and their bytes, and allocated objects, per storage backend."""
+        ...
+
+    def flow_coverage(
+        self,
+        flows: FlowFilter,
+        window: tuple[int, int] | None,
+        gap_limit: int,
+        page: str | None,
+        limit: int,
+    ) -> CoveragePage:
+        """Coverage and gaps of one page of the selected flows (id order) inside the
+        half-open `window` (everything if None). Costs the number of gaps in the window,
+        never the number of segments in it."""
         ...
 
 

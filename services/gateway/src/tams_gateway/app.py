@@ -11,8 +11,8 @@ from aiohttp import web
 from tams_gateway.commands import BUS
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import error_middleware
-from tams_gateway.observability import metrics_middleware
 from tams_gateway.routes import (
+    analytics,
     deletion_requests,
     flows,
     media,
@@ -25,6 +25,7 @@ from tams_gateway.settings import GatewaySettings
 from tams_runtime.bus import CommandBus
 from tams_runtime.components import StoreComponent
 from tams_runtime.egress import EgressPolicy
+from tams_runtime.http import observe_requests
 from tams_runtime.media import UrlBuilder
 from tams_runtime.secret_box import SecretBox
 from tams_runtime.service import run, serve
@@ -36,14 +37,15 @@ from tams_runtime.settings import (
     WebhookSettings,
 )
 from tams_runtime.storage import StorageBackends
-from tams_store import open_store_from_env
+from tams_runtime.store import open_store
+from tams_runtime.web import api_errors
 
 SERVICE = "gateway"
 
 
 def build_app(gateway: Gateway) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware],
+        middlewares=[observe_requests, api_errors, error_middleware],
         client_max_size=gateway.settings.max_body_bytes,
     )
     app[GATEWAY] = gateway
@@ -58,13 +60,14 @@ def build_app(gateway: Gateway) -> web.Application:
         deletion_requests.routes,
     ):
         app.add_routes(table)
+    analytics.install(app, gateway.settings)
     return app
 
 
 async def main() -> None:
     settings = GatewaySettings()
     kafka = KafkaSettings()
-    store = open_store_from_env()
+    store = open_store()
     bus = CommandBus(kafka)
     s3 = S3Settings()
     backends = StorageBackends.from_settings(s3)

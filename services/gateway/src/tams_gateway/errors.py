@@ -1,46 +1,21 @@
 """Every error leaves the gateway as a TAMS error object with the right status.
 
-Handlers raise `ApiError` (or let a known exception escape); the middleware turns it into
-JSON `{"type", "summary", "time"}`. Nothing escapes as an HTML page or as a bare 500.
+Handlers raise `ApiError` (or let a known exception escape); `error_middleware` turns the
+gateway's own exceptions (validation, command timeouts, an unavailable broker) into
+`ApiError`s and `tams_runtime.web.api_errors` turns everything into JSON
+`{"type", "summary", "time"}`. Nothing escapes as an HTML page or as a bare 500.
 """
 
 from __future__ import annotations
-
-import logging
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from tams_runtime.bus import BusUnavailable, CommandTimeout
-from tams_schema.envelopes import ErrorBody
-from tams_schema.timerange import TimeRangeError
-from tams_store import StoreUnavailable
+from tams_runtime.http import Handler
+from tams_runtime.web import ApiError, bad_request, error_response, not_found
 
-log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, type_: str, summary: str) -> None:
-        super().__init__(summary)
-        self.status = status
-        self.type = type_
-        self.summary = summary
-
-
-def bad_request(summary: str, type_: str = "BadRequest") -> ApiError:
-    return ApiError(400, type_, summary)
-
-
-def not_found(summary: str) -> ApiError:
-    return ApiError(404, "NotFound", summary)
-
-
-def error_response(status: int, type_: str, summary: str) -> web.Response:
-    body = ErrorBody(type=type_, summary=summary).model_dump(mode="json", exclude_none=True)
-    return web.json_response(body, status=status)
+__all__ = ["ApiError", "Handler", "bad_request", "error_middleware", "error_response", "not_found"]
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -56,33 +31,12 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The gateway's own failures as `ApiError`s; `api_errors` (outside it) answers them."""
     try:
         return await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.type, exc.summary)
-    except TimeRangeError as exc:
-        return error_response(400, "BadRequest", str(exc))
     except ValidationError as exc:
-        return error_response(400, "BadRequest", describe_validation_error(exc))
+        raise bad_request(describe_validation_error(exc)) from exc
     except CommandTimeout as exc:
-        return error_response(504, "Timeout", f"{exc}; the change may still be applied")
-    except (BusUnavailable, StoreUnavailable) as exc:
-        return error_response(503, "ServiceUnavailable", str(exc))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        summary = exc.reason
-        if exc.status == 404:
-            summary = f"no resource at {request.path}"
-        elif exc.status == 405:
-            summary = f"method {request.method} is not allowed on {request.path}"
-        elif exc.status == 413:
-            summary = "request body is too large"
-        response = error_response(exc.status, exc.reason.replace(" ", ""), summary)
-        for name in ("Allow",):
-            if name in exc.headers:
-                response.headers[name] = exc.headers[name]
-        return response
-    except Exception:
-        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
-        return error_response(500, "InternalError", "the server failed to handle the request")
+        raise ApiError(504, "Timeout", f"{exc}; the change may still be applied") from exc
+    except BusUnavailable as exc:
+        raise ApiError(503, "ServiceUnavailable", str(exc)) from exc

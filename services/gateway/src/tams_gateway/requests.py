@@ -9,7 +9,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from tams_gateway.errors import bad_request
-from tams_schema.timerange import TimeRange
+from tams_runtime.web import query_bool, query_int, query_timerange
+
+__all__ = ["json_body", "model_body", "query_bool", "query_int", "query_timerange"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -26,33 +28,3 @@ async def json_body(request: web.Request) -> Any:
 
 async def model_body(request: web.Request, model: type[M]) -> M:
     return model.model_validate(await json_body(request))
-
-
-def query_bool(request: web.Request, name: str, default: bool | None = None) -> bool | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in ("true", "1"):
-        return True
-    if value in ("false", "0"):
-        return False
-    raise bad_request(f"query parameter {name}={raw!r} is not a boolean (true or false)")
-
-
-def query_int(request: web.Request, name: str, minimum: int | None = None) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise bad_request(f"query parameter {name}={raw!r} is not an integer") from exc
-    if minimum is not None and value < minimum:
-        raise bad_request(f"query parameter {name}={raw!r} must be at least {minimum}")
-    return value
-
-
-def query_timerange(request: web.Request, name: str = "timerange") -> TimeRange | None:
-    raw = request.query.get(name)
-    return None if raw is None else TimeRange.parse(raw)

@@ -17,3 +17,7 @@ class GatewaySettings(BaseSettings):
     default_page_limit: int = 100
     max_page_limit: int = 1000
     max_body_bytes: int = 16 * 1024 * 1024
+    # The analytics service's own HTTP address; /analytics/* is forwarded there.
+    analytics_url: str | None = None
+    # How long a forwarded analytics request may take before the gateway answers 504.
+    analytics_timeout_s: float = 10.0

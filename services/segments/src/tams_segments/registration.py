@@ -25,6 +25,7 @@ from typing import Any
 
 from tams_runtime.events import flow_context, flow_event
 from tams_runtime.media import segment_view
+from tams_runtime.metrics import OBJECT_BYTES_REGISTERED, SEGMENTS_REGISTERED
 from tams_runtime.s3 import object_key
 from tams_runtime.storage import BackendClients
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
@@ -50,18 +51,19 @@ class ObjectChecker:
         self.s3 = s3
         self.limit = asyncio.Semaphore(concurrency)
 
-    async def exists(self, object_id: str, storage_id: str) -> bool:
+    async def uploaded_size(self, object_id: str, storage_id: str) -> int | None:
+        """The object's size in bytes (its `ContentLength`), None if it is not uploaded."""
         client = self.s3.client(storage_id)
         async with self.limit:
             try:
-                await client.head_object(
+                head = await client.head_object(
                     Bucket=self.s3.bucket(storage_id), Key=object_key(object_id)
                 )
             except client.exceptions.ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                    return False
+                    return None
                 raise
-            return True
+            return int(head["ContentLength"])
 
 
 class Registrar:
@@ -75,6 +77,10 @@ class Registrar:
         # Labels of controlled instances: an external URL may not pose as one (ADR 0042).
         self.backend_labels = backend_labels
         self.uploaded: dict[str, bool] = {}
+        # Bytes of uploaded objects (HEAD), recorded at their first registration.
+        self.sizes: dict[str, int] = {}
+        # Objects each applied command registered for the first time, until it commits.
+        self._registered: dict[str, list[ObjectRecord]] = {}
 
     async def prepare(self, commands: Sequence[CommandEnvelope]) -> None:
         """HEAD the objects (media and init) being registered for the first time, before the
@@ -89,10 +95,21 @@ class Registrar:
         first_time = [
             i for i in ids if i in known and not known[i].registered and known[i].storage_id
         ]
-        results = await asyncio.gather(
-            *(self.checker.exists(i, str(known[i].storage_id)) for i in first_time)
+        sizes = await asyncio.gather(
+            *(self.checker.uploaded_size(i, str(known[i].storage_id)) for i in first_time)
         )
-        self.uploaded = dict(zip(first_time, results, strict=True))
+        self.uploaded = {i: size is not None for i, size in zip(first_time, sizes, strict=True)}
+        self.sizes = {
+            i: size for i, size in zip(first_time, sizes, strict=True) if size is not None
+        }
+
+    def committed(self, command: CommandEnvelope, outcome: Outcome) -> None:
+        """Count what a committed registration added (metrics only)."""
+        for event in outcome.events:
+            if event.event_type == "flows/segments_added":
+                SEGMENTS_REGISTERED.inc(len(event.event["segments"]))
+        registered = self._registered.pop(command.command_id, [])
+        OBJECT_BYTES_REGISTERED.inc(sum(o.size or 0 for o in registered))
 
     def __call__(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
         payload = command.payload
@@ -138,6 +155,7 @@ class Registrar:
 
         stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         tx.add_segments(flow_id, accepted, list(new_objects.values()), stamp)
+        self._registered[command.command_id] = list(new_objects.values())
         events = []
         if accepted:
             objects = {**known, **new_objects}
@@ -244,6 +262,7 @@ class Registrar:
                     registered=True,
                     first_referenced_by_flow=flow_id,
                     doc=object_properties(item, default_object_range, external=False),
+                    size=self.sizes.get(object_id),
                 )
             )
         else:
@@ -305,6 +324,7 @@ class Registrar:
                 registered=True,
                 first_referenced_by_flow=flow_id,
                 doc={"role": "init"},
+                size=self.sizes.get(init_id),
             )
         ]
 

@@ -336,8 +336,9 @@ def delete_flow(conn: sqlite3.Connection, flow_id: str) -> None:
         conn.execute("UPDATE flows SET doc = ? WHERE id = ?", (json.dumps(doc), collector_id))
     conn.execute("DELETE FROM flow_collections WHERE member_id = ?", (flow_id,))
     # Its segments go in the same transaction: nothing of the flow is left half-deleted.
-    conn.execute("DELETE FROM segments WHERE flow_id = ?", (flow_id,))
+    # The flow row first: its analytics figures then go in one step, not segment by segment.
     conn.execute("DELETE FROM flows WHERE id = ?", (flow_id,))
+    conn.execute("DELETE FROM segments WHERE flow_id = ?", (flow_id,))
 
 
 def count_flows_of_source(conn: sqlite3.Connection, source_id: str) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 from tams_store import cursor
 from tams_store.port import ObjectRecord, SegmentPage, SegmentRecord, TagFilter
+from tams_store.sqlite import counters
 from tams_store.sqlite.catalog import tag_clauses
 
 MIN_NS = -(2**63)
@@ -52,6 +53,8 @@ def insert_segments(conn: sqlite3.Connection, flow_id: str, rows: list[SegmentRe
             for r in rows
         ],
     )
+    # The one place segments are inserted keeps the analytics counters (once per batch).
+    counters.segments_inserted(conn, flow_id, rows)
 
 
 def update_flow_extent(
@@ -80,7 +83,7 @@ def get_objects(conn: sqlite3.Connection, object_ids: list[str]) -> dict[str, Ob
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
             "SELECT id, allocated_flow_id, storage_id, content_type, registered, "
-            f"first_referenced_by_flow, doc FROM objects WHERE id IN ({marks})",
+            f"first_referenced_by_flow, doc, size FROM objects WHERE id IN ({marks})",
             chunk,
         )
         for row in rows:
@@ -92,6 +95,7 @@ def get_objects(conn: sqlite3.Connection, object_ids: list[str]) -> dict[str, Ob
                 registered=bool(row["registered"]),
                 first_referenced_by_flow=row["first_referenced_by_flow"],
                 doc=json.loads(row["doc"]),
+                size=row["size"],
             )
     return found
 
@@ -100,11 +104,11 @@ def register_objects(conn: sqlite3.Connection, objects: list[ObjectRecord]) -> N
     """Mark objects registered (first use) or record external ones, with their properties."""
     conn.executemany(
         "INSERT INTO objects (id, allocated_flow_id, storage_id, content_type, allocated_ns, "
-        "registered, first_referenced_by_flow, doc, init_object_id) "
-        "VALUES (?, ?, ?, ?, 0, 1, ?, ?, ?) "
+        "registered, first_referenced_by_flow, doc, init_object_id, size) "
+        "VALUES (?, ?, ?, ?, 0, 1, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET registered = 1, "
         "first_referenced_by_flow = excluded.first_referenced_by_flow, doc = excluded.doc, "
-        "init_object_id = excluded.init_object_id",
+        "init_object_id = excluded.init_object_id, size = coalesce(excluded.size, size)",
         [
             (
                 o.object_id,
@@ -114,6 +118,7 @@ def register_objects(conn: sqlite3.Connection, objects: list[ObjectRecord]) -> N
                 o.first_referenced_by_flow,
                 json.dumps(o.doc),
                 o.init_object_id,
+                o.size,
             )
             for o in objects
         ],

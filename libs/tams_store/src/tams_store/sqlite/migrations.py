@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from tams_store.sqlite.analytics_schema import ANALYTICS_STEP
+
 MIGRATIONS: list[list[str]] = [
     # 1: command outcomes (idempotency) and service info.
     [
@@ -189,6 +191,9 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX media_jobs_due ON media_jobs (kind, lease_until_ns)",
         "CREATE INDEX media_jobs_object ON media_jobs (object_id)",
     ],
+    # 7: analytics counters, kept by triggers in the transaction of every change they count
+    # (docs/analytics.md); filled from the existing rows once, here.
+    ANALYTICS_STEP,
 ]
 
 

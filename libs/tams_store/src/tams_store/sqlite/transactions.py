@@ -8,6 +8,13 @@ import time
 
 from tams_schema.envelopes import Outcome
 from tams_schema.timerange import TimeRange
+from tams_store.analytics import (
+    BackendUsage,
+    CatalogCounts,
+    CoveragePage,
+    FlowFilter,
+    UsagePage,
+)
 from tams_store.port import (
     DeletionRequestRecord,
     DeletionRequestSort,
@@ -28,7 +35,7 @@ from tams_store.port import (
     WebhookRecord,
     WebhookStatus,
 )
-from tams_store.sqlite import catalog, lifecycle, media, webhooks
+from tams_store.sqlite import analytics, catalog, lifecycle, media, webhooks
 
 
 class SqliteReadTx:
@@ -140,6 +147,25 @@ class SqliteReadTx:
     ) -> list[DeletionRequestRecord]:
         return lifecycle.unfinished_deletion_requests(self.conn, updated_before_ns, limit)
 
+    def catalog_counts(self) -> CatalogCounts:
+        return analytics.catalog_counts(self.conn)
+
+    def flow_usage(self, flows: FlowFilter, page: str | None, limit: int) -> UsagePage:
+        return analytics.flow_usage(self.conn, flows, page, limit)
+
+    def storage_usage(self) -> list[BackendUsage]:
+        return analytics.storage_usage(self.conn)
+
+    def flow_coverage(
+        self,
+        flows: FlowFilter,
+        window: tuple[int, int] | None,
+        gap_limit: int,
+        page: str | None,
+        limit: int,
+    ) -> CoveragePage:
+        return analytics.flow_coverage(self.conn, flows, window, gap_limit, page, limit)
+
 
 class SqliteWriteTx(SqliteReadTx):
     def recorded_outcome(self, command_id: str) -> Outcome | None:
@@ -212,8 +238,9 @@ class SqliteWriteTx(SqliteReadTx):
     ) -> None:
         if not segments:
             return
-        media.insert_segments(self.conn, flow_id, segments)
+        # Objects first: their sizes are then known when the segments are counted.
         media.register_objects(self.conn, objects)
+        media.insert_segments(self.conn, flow_id, segments)
         media.update_flow_extent(
             self.conn,
             flow_id,

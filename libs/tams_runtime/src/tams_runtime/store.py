@@ -1,0 +1,69 @@
+"""The store as every service opens it: the configured adapter, observed.
+
+Each transaction gets a span (`store.read` / `store.write`, a child of whatever request or
+command it serves) and a latency observation labelled by operation kind and outcome, never by
+what it touched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from opentelemetry.trace import SpanKind
+
+from tams_runtime.metrics import STORE_SECONDS
+from tams_runtime.tracing import tracer
+from tams_store import ReadTx, Store, StoreUnavailable, WriteTx, open_store_from_env
+
+T = TypeVar("T")
+
+
+class ObservedStore:
+    """A store adapter with a span and a latency sample per transaction."""
+
+    def __init__(self, inner: Store, system: str) -> None:
+        self.inner = inner
+        self.system = system
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def ping(self) -> bool:
+        return await self.inner.ping()
+
+    async def read(self, work: Callable[[ReadTx], T]) -> T:
+        return await self._observe("read", self.inner.read(work))
+
+    async def write(self, work: Callable[[WriteTx], T]) -> T:
+        return await self._observe("write", self.inner.write(work))
+
+    async def _observe(self, operation: str, transaction: Awaitable[T]) -> T:
+        started = time.perf_counter()
+        outcome = "ok"
+        with tracer().start_as_current_span(
+            f"store.{operation}",
+            kind=SpanKind.CLIENT,
+            attributes={"db.system": self.system, "db.operation": operation},
+        ):
+            try:
+                return await transaction
+            except StoreUnavailable:
+                outcome = "unavailable"
+                raise
+            except Exception:
+                outcome = "error"
+                raise
+            finally:
+                STORE_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
+
+
+def open_store() -> ObservedStore:
+    """The adapter selected by TAMS_STORE, observed."""
+    from tams_store.settings import StoreSettings
+
+    return ObservedStore(open_store_from_env(), StoreSettings().store)

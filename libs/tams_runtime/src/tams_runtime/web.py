@@ -1,0 +1,103 @@
+"""HTTP API plumbing shared by the gateway and the services that answer HTTP queries.
+
+Every 4xx/5xx body is the TAMS error object `{"type", "summary", "time"}`; bad input is a 400
+whose summary names the bad value. Query parameters are parsed here, once, at the edge.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from tams_runtime.http import Handler
+from tams_schema.envelopes import ErrorBody
+from tams_schema.timerange import TimeRange, TimeRangeError
+from tams_store import StoreUnavailable
+from tams_store.port import InvalidPageKey
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, type_: str, summary: str) -> None:
+        super().__init__(summary)
+        self.status = status
+        self.type = type_
+        self.summary = summary
+
+
+def bad_request(summary: str, type_: str = "BadRequest") -> ApiError:
+    return ApiError(400, type_, summary)
+
+
+def not_found(summary: str) -> ApiError:
+    return ApiError(404, "NotFound", summary)
+
+
+def error_response(status: int, type_: str, summary: str) -> web.Response:
+    body = ErrorBody(type=type_, summary=summary).model_dump(mode="json", exclude_none=True)
+    return web.json_response(body, status=status)
+
+
+def query_bool(request: web.Request, name: str, default: bool | None = None) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise bad_request(f"query parameter {name}={raw!r} is not a boolean (true or false)")
+
+
+def query_int(request: web.Request, name: str, minimum: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise bad_request(f"query parameter {name}={raw!r} is not an integer") from exc
+    if minimum is not None and value < minimum:
+        raise bad_request(f"query parameter {name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def query_timerange(request: web.Request, name: str = "timerange") -> TimeRange | None:
+    raw = request.query.get(name)
+    return None if raw is None else TimeRange.parse(raw)
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The TAMS error object for every failure: `ApiError`s, malformed timeranges and page
+    keys (400), an unavailable store (503), aiohttp's own 404/405/413 and anything
+    unexpected (500, logged). A service adds its own translations in an inner middleware
+    that raises `ApiError`."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.type, exc.summary)
+    except (TimeRangeError, InvalidPageKey) as exc:
+        return error_response(400, "BadRequest", str(exc))
+    except StoreUnavailable as exc:
+        return error_response(503, "ServiceUnavailable", str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        summary = exc.reason
+        if exc.status == 404:
+            summary = f"no resource at {request.path}"
+        elif exc.status == 405:
+            summary = f"method {request.method} is not allowed on {request.path}"
+        elif exc.status == 413:
+            summary = "request body is too large"
+        response = error_response(exc.status, exc.reason.replace(" ", ""), summary)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        return error_response(500, "InternalError", "the server failed to handle the request")

@@ -1,0 +1,96 @@
+"""Analytics counters for inserted segments, once per batch (see `analytics_schema`).
+
+Called by `media.insert_segments`, the only place segments are inserted, in the same
+transaction: the batch's figures go to its flow and its flow's (format, codec) group in one
+statement each, and its segments join the flow's runs a run at a time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+
+from tams_store.port import SegmentRecord
+from tams_store.sqlite.analytics_schema import BUCKET_NS
+
+
+def _sizes(conn: sqlite3.Connection, object_ids: set[str]) -> dict[str, int | None]:
+    ids = sorted(object_ids)
+    sizes: dict[str, int | None] = {}
+    for offset in range(0, len(ids), 500):
+        chunk = ids[offset : offset + 500]
+        rows = conn.execute(
+            f"SELECT id, size FROM objects WHERE id IN ({','.join('?' * len(chunk))})", chunk
+        )
+        sizes.update((row[0], row[1]) for row in rows)
+    return sizes
+
+
+def segments_inserted(
+    conn: sqlite3.Connection, flow_id: str, segments: Sequence[SegmentRecord]
+) -> None:
+    """Add just-inserted segments to the counters. Objects whose size is not known yet count
+    as unsized; the `analytics_object_sized` trigger moves them to bytes when it is set."""
+    if not segments:
+        return
+    sizes = _sizes(conn, {s.object_id for s in segments})
+    known = [sizes.get(s.object_id) for s in segments]
+    delta = (
+        len(segments),
+        sum(s.end - s.start for s in segments),
+        sum(size or 0 for size in known),
+        sum(size is None for size in known),
+    )
+    add = (
+        "segments = segments + ?, duration_ns = duration_ns + ?, bytes = bytes + ?, "
+        "unsized = unsized + ?"
+    )
+    conn.execute(f"UPDATE flow_stats SET {add} WHERE flow_id = ?", (*delta, flow_id))
+    conn.execute(
+        f"UPDATE usage_totals SET {add} WHERE (format, codec) = "
+        "(SELECT format, coalesce(codec, '') FROM flows WHERE id = ?)",
+        (*delta, flow_id),
+    )
+    buckets = Counter(s.start // BUCKET_NS for s in segments)
+    conn.executemany(
+        "INSERT INTO flow_buckets (flow_id, bucket, segments) VALUES (?, ?, ?) "
+        "ON CONFLICT (flow_id, bucket) DO UPDATE SET segments = segments + excluded.segments",
+        [(flow_id, bucket, n) for bucket, n in buckets.items()],
+    )
+    for start, end in _touching_runs(segments):
+        _add_run(conn, flow_id, start, end)
+
+
+def _touching_runs(segments: Sequence[SegmentRecord]) -> list[tuple[int, int]]:
+    """The batch's own runs: its segments never overlap, so touching ones merge."""
+    runs: list[tuple[int, int]] = []
+    for start, end in sorted((s.start, s.end) for s in segments):
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    return runs
+
+
+def _add_run(conn: sqlite3.Connection, flow_id: str, start: int, end: int) -> None:
+    """Add [start, end) (overlapping no run) to the flow's runs, joining the runs it touches."""
+    before = conn.execute(
+        "SELECT run_start FROM flow_runs WHERE flow_id = ? AND run_end = ?", (flow_id, start)
+    ).fetchone()
+    after = conn.execute(
+        "SELECT run_end FROM flow_runs WHERE flow_id = ? AND run_start = ?", (flow_id, end)
+    ).fetchone()
+    if after is not None:
+        conn.execute("DELETE FROM flow_runs WHERE flow_id = ? AND run_start = ?", (flow_id, end))
+        end = after[0]
+    if before is not None:
+        conn.execute(
+            "UPDATE flow_runs SET run_end = ? WHERE flow_id = ? AND run_start = ?",
+            (end, flow_id, before[0]),
+        )
+    else:
+        conn.execute(
+            "INSERT INTO flow_runs (flow_id, run_start, run_end) VALUES (?, ?, ?)",
+            (flow_id, start, end),
+        )

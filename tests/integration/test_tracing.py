@@ -1,0 +1,174 @@
+"""One trace from the client through the gateway, Kafka and the catalog to the store.
+
+A real OTLP/HTTP receiver (protobuf, as the services' exporter sends it) runs in the test;
+a gateway and a catalog service of their own export to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from tams_stack.stack import Stack
+
+from .helpers import EventReader, video_flow
+from .standalone import standalone
+
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN = "00f067aa0ba902b7"
+
+
+@dataclass(frozen=True)
+class Span:
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str
+
+
+class OtlpReceiver:
+    """Accepts OTLP/HTTP protobuf exports on /v1/traces and keeps the spans."""
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/traces", self._export)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _export(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        export = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in export.resource_spans:
+            attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    self.spans.append(
+                        Span(
+                            service=attributes.get("service.name", ""),
+                            name=span.name,
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_id=span.parent_span_id.hex(),
+                        )
+                    )
+        return web.Response(
+            body=ExportTraceServiceResponse().SerializeToString(),
+            content_type="application/x-protobuf",
+        )
+
+    def find(self, service: str, name: str, trace_id: str) -> Span | None:
+        return next(
+            (
+                s
+                for s in self.spans
+                if s.service == service and s.name == name and s.trace_id == trace_id
+            ),
+            None,
+        )
+
+
+async def wait_for(predicate: Any, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "not seen before the deadline"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_write_is_one_trace_across_kafka(tams_stack: Stack) -> None:
+    receiver = OtlpReceiver()
+    await receiver.start()
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        "TAMS_LOG_LEVEL": "DEBUG",
+    }
+    try:
+        async with standalone(tams_stack, ("catalog", "gateway"), env) as stack:
+            prefix = stack.env["TAMS_KAFKA_TOPIC_PREFIX"]
+            flow = video_flow()
+            bootstrap = stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]
+            async with (
+                EventReader(bootstrap, f"{prefix}.events") as events,
+                aiohttp.ClientSession(base_url=stack.gateway_url) as client,
+            ):
+                headers = {
+                    "traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01",
+                    "X-Correlation-Id": "client-request-42",
+                }
+                async with client.put(f"/flows/{flow['id']}", json=flow, headers=headers) as resp:
+                    assert resp.status == 201, await resp.text()
+                    assert resp.headers["X-Correlation-Id"] == "client-request-42"
+                created = await events.until(
+                    lambda evs: any(e["event_type"] == "flows/created" for e in evs)
+                )
+
+            topic = f"{prefix}.catalog.commands"
+            names = [
+                ("tams-gateway", "PUT /flows/{flow_id}"),
+                ("tams-gateway", f"{topic} publish"),
+                ("tams-catalog", f"{topic} process"),
+                ("tams-catalog", "store.write"),
+            ]
+            await wait_for(lambda: all(receiver.find(s, n, CLIENT_TRACE) for s, n in names))
+            server, producer, consumer, store = (
+                receiver.find(s, n, CLIENT_TRACE) for s, n in names
+            )
+            assert server and producer and consumer and store
+            # The client's span → the gateway's server span → its Kafka producer span → the
+            # catalog's consumer span → the catalog's store transaction.
+            assert server.parent_id == CLIENT_SPAN
+            assert producer.parent_id == server.span_id
+            assert consumer.parent_id == producer.span_id
+            assert store.parent_id == consumer.span_id
+
+            # The event the command caused carries the command's trace context.
+            (event,) = [e for e in created if e["event_type"] == "flows/created"]
+            assert event["headers"]["traceparent"].split("-")[1:3] == [
+                CLIENT_TRACE,
+                consumer.span_id,
+            ]
+
+            # The catalog's log line for the command carries the trace and correlation ids.
+            log_path = stack.services["catalog"].process.log_path
+
+            def applied_line() -> dict[str, Any] | None:
+                for line in log_path.read_text().splitlines():
+                    entry = json.loads(line) if line.startswith("{") else {}
+                    if entry.get("message") == "command applied":
+                        return entry
+                return None
+
+            await wait_for(lambda: applied_line() is not None)
+            line = applied_line()
+            assert line is not None
+            assert line["trace_id"] == CLIENT_TRACE and line["span_id"] == consumer.span_id
+            assert line["correlation_id"] == "client-request-42"
+    finally:
+        await receiver.stop()
