@@ -172,3 +172,53 @@ async def test_a_write_is_one_trace_across_kafka(tams_stack: Stack) -> None:
             assert line["correlation_id"] == "client-request-42"
     finally:
         await receiver.stop()
+
+
+async def test_a_webhook_delivery_continues_the_trace_of_the_change(tams_stack: Stack) -> None:
+    """Client → gateway → Kafka → catalog → event → webhooks service → the receiver, whose
+    request carries `traceparent` in the same trace."""
+    receiver = OtlpReceiver()
+    await receiver.start()
+    delivered: list[dict[str, str]] = []
+
+    async def on_event(request: web.Request) -> web.Response:
+        delivered.append(dict(request.headers))
+        return web.Response(status=200)
+
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", on_event)
+    hook_runner = web.AppRunner(hook_app)
+    await hook_runner.setup()
+    await web.TCPSite(hook_runner, "127.0.0.1", 0).start()
+    hook_url = f"http://127.0.0.1:{hook_runner.addresses[0][1]}/hook"
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    try:
+        async with standalone(tams_stack, ("catalog", "webhooks", "gateway"), env) as stack:
+            flow = video_flow()
+            async with aiohttp.ClientSession(base_url=stack.gateway_url) as client:
+                hook = {"url": hook_url, "events": ["flows/created"], "flow_ids": [flow["id"]]}
+                async with client.post("/service/webhooks", json=hook) as resp:
+                    assert resp.status == 201, await resp.text()
+                headers = {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}
+                async with client.put(f"/flows/{flow['id']}", json=flow, headers=headers) as resp:
+                    assert resp.status == 201, await resp.text()
+            await wait_for(lambda: bool(delivered))
+            _, trace_id, parent_span, _ = delivered[0]["traceparent"].split("-")
+            assert trace_id == CLIENT_TRACE
+            await wait_for(
+                lambda: receiver.find("tams-webhooks", "webhook deliver", CLIENT_TRACE) is not None
+            )
+            deliver = receiver.find("tams-webhooks", "webhook deliver", CLIENT_TRACE)
+            consumer = receiver.find(
+                "tams-catalog",
+                f"{stack.env['TAMS_KAFKA_TOPIC_PREFIX']}.catalog.commands process",
+                CLIENT_TRACE,
+            )
+            assert deliver is not None and consumer is not None
+            # The delivery is a child of the command that made the event; the receiver's
+            # request is in the delivery's span.
+            assert deliver.parent_id == consumer.span_id
+            assert parent_span == deliver.span_id
+    finally:
+        await hook_runner.cleanup()
+        await receiver.stop()

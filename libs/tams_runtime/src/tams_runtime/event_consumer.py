@@ -16,12 +16,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from tams_runtime.metrics import LagRecorder
 from tams_runtime.settings import KafkaSettings
 from tams_schema.envelopes import EventContext, TamsEvent
 
@@ -31,10 +32,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ReceivedEvent:
     """A TAMS event as read from the topic: `payload` is the published JSON value exactly
-    (the webhook body), `event` the same with its id and routing context."""
+    (the webhook body), `event` the same with its id and routing context, `trace_context`
+    the W3C trace headers of the change that caused it (empty when it was not traced)."""
 
     event: TamsEvent
     payload: dict[str, Any]
+    trace_context: dict[str, str] = field(default_factory=dict)
 
 
 EventHandler = Callable[[Sequence[ReceivedEvent]], Awaitable[None]]
@@ -56,7 +59,8 @@ def parse_record(
         event=payload["event"],
         context=EventContext.from_headers(names),
     )
-    return ReceivedEvent(event=event, payload=payload)
+    trace_context = {k: v for k, v in names.items() if k in ("traceparent", "tracestate")}
+    return ReceivedEvent(event=event, payload=payload, trace_context=trace_context)
 
 
 class EventConsumer:
@@ -77,6 +81,8 @@ class EventConsumer:
         self.commit_interval_s = commit_interval_s
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._lag = LagRecorder(group_id)
+        self._lag_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -95,12 +101,16 @@ class EventConsumer:
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"events:{self.group_id}")
+        self._lag_task = asyncio.create_task(
+            self._lag.run(self._consumer), name=f"lag:{self.group_id}"
+        )
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._lag_task, self._task):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._consumer:
             await self._consumer.stop()
 

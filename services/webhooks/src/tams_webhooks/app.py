@@ -26,8 +26,9 @@ from tams_runtime.secret_box import SecretBox
 from tams_runtime.service import Component, run, serve
 from tams_runtime.settings import KafkaSettings, S3Settings, WebhookSettings
 from tams_runtime.storage import StorageBackends
+from tams_runtime.store import open_store
 from tams_schema.envelopes import CommandEnvelope, Outcome
-from tams_store import StoreUnavailable, open_store_from_env
+from tams_store import StoreUnavailable
 from tams_webhooks.dispatch import Dispatcher
 from tams_webhooks.payloads import Payloads
 from tams_webhooks.registrations import HANDLERS
@@ -35,7 +36,8 @@ from tams_webhooks.router import EventRouter
 from tams_webhooks.sender import Sender
 
 SERVICE = "webhooks"
-DELIVERY_GROUP = "tams-webhooks-delivery"
+# The consumer group following the events topic: `<topic prefix>-webhooks-delivery`.
+DELIVERY_GROUP = "webhooks-delivery"
 
 
 class Together:
@@ -56,7 +58,7 @@ class Together:
 async def main() -> None:
     kafka = KafkaSettings()
     settings = WebhookSettings()
-    store = open_store_from_env()
+    store = open_store()
     backends = StorageBackends.from_settings(S3Settings())
     sender = Sender(settings, EgressPolicy.from_settings(settings))
     dispatcher = Dispatcher(
@@ -74,10 +76,10 @@ async def main() -> None:
     commands = CommandConsumer(
         kafka,
         kafka.topics.webhooks_commands,
-        group_id=f"tams-{SERVICE}",
+        group_id=kafka.group_id(SERVICE),
         handler=apply_registrations,
     )
-    events = EventConsumer(kafka, DELIVERY_GROUP, EventRouter(dispatcher))
+    events = EventConsumer(kafka, kafka.group_id(DELIVERY_GROUP), EventRouter(dispatcher))
     await serve(
         SERVICE,
         [StoreComponent(store), sender, dispatcher, Together(commands, events)],

@@ -27,11 +27,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import Counter, Gauge, Histogram
 
-from tams_runtime.metrics import LATENCY_BUCKETS
+from tams_runtime.metrics import LATENCY_BUCKETS, WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_SECONDS
 from tams_runtime.secret_box import SecretBox, SecretUnavailable
 from tams_runtime.settings import WebhookSettings
+from tams_runtime.tracing import extract_trace_context, inject_trace_context, tracer
 from tams_schema.envelopes import ErrorBody
 from tams_store import Store, WriteTx
 from tams_store.port import Delivery, WebhookRecord
@@ -50,17 +52,17 @@ PROGRESS = {"created": 0, "disabled": 0, "started": 1, "error": 2}
 HOT_LIMIT = 1000
 READ_BATCH = 100
 
-DELIVERY_ATTEMPTS = Counter(
-    "tams_webhook_delivery_attempts_total", "Webhook delivery attempts by result", ["result"]
-)
 QUEUE_TO_DELIVERY_SECONDS = Histogram(
     "tams_webhook_queue_to_delivery_seconds",
     "From an event entering the queues to its successful delivery (hot path)",
     buckets=LATENCY_BUCKETS,
 )
-DELIVERED = DELIVERY_ATTEMPTS.labels("delivered")
-ATTEMPT_FAILED = DELIVERY_ATTEMPTS.labels("failed")
-ATTEMPT_REFUSED = DELIVERY_ATTEMPTS.labels("refused")
+# tams_runtime.metrics: delivered (2xx), rejected (refused by the egress policy, never
+# retried), failed (any other failure, retried), dropped (given up after the last attempt).
+DELIVERED = WEBHOOK_DELIVERIES.labels("delivered")
+ATTEMPT_FAILED = WEBHOOK_DELIVERIES.labels("failed")
+ATTEMPT_REJECTED = WEBHOOK_DELIVERIES.labels("rejected")
+DELIVERY_DROPPED = WEBHOOK_DELIVERIES.labels("dropped")
 WEBHOOKS_BY_STATUS = Gauge("tams_webhooks", "Registered webhooks by status", ["status"])
 WEBHOOKS_FAILED = Counter(
     "tams_webhooks_failed_total", "Webhooks put into the error state after failed deliveries"
@@ -252,11 +254,14 @@ class Worker:
         while True:
             attempt += 1
             record = self.record  # the latest configuration (a PUT may change it meanwhile)
+            started = time.perf_counter()
             result = await self._attempt(record, item.event, attempt)
+            outcome = "delivered" if result.ok else "rejected" if result.permanent else "failed"
+            WEBHOOK_DELIVERY_SECONDS.labels(outcome).observe(time.perf_counter() - started)
             if result.ok:
                 DELIVERED.inc()
                 return True
-            (ATTEMPT_REFUSED if result.permanent else ATTEMPT_FAILED).inc()
+            (ATTEMPT_REJECTED if result.permanent else ATTEMPT_FAILED).inc()
             log.info(
                 "webhook delivery attempt failed",
                 extra={
@@ -268,6 +273,7 @@ class Worker:
             )
             if result.permanent or attempt >= d.settings.max_attempts:
                 if await d.fail(record, item.event, attempt, result):
+                    DELIVERY_DROPPED.inc()
                     return False
                 attempt = 0  # the registration was replaced meanwhile: start over with it
                 continue
@@ -288,7 +294,22 @@ class Worker:
             ids = event.object_ids()
             event.objects = await d.patiently(lambda: d.store.read(lambda tx: tx.get_objects(ids)))
         body = d.payloads.body(record.doc, self.options, event)
-        return await d.sender.post(record.url, body, headers)
+        # One span per attempt, in the trace of the change that caused the event; the
+        # receiver gets `traceparent` so its own work can join the trace.
+        with tracer().start_as_current_span(
+            "webhook deliver",
+            context=extract_trace_context(event.trace_context),
+            kind=SpanKind.CLIENT,
+            attributes={
+                "tams.webhook_id": record.id,
+                "tams.event_type": event.event_type,
+                "tams.delivery_attempt": attempt,
+            },
+        ) as span:
+            result = await d.sender.post(record.url, body, {**headers, **inject_trace_context()})
+            if not result.ok:
+                span.set_status(StatusCode.ERROR, result.summary)
+            return result
 
 
 class Dispatcher:

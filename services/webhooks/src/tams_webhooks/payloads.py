@@ -40,6 +40,9 @@ class EventBody:
 
     event_id: str
     payload: Doc
+    # W3C trace headers of the change that caused the event (in memory only: a delivery
+    # read back from the store after a restart starts a trace of its own).
+    trace_context: dict[str, str] = field(default_factory=dict)
     # For flows/segments_added: the records of its objects (None until read).
     objects: dict[str, ObjectRecord] | None = None
     _bodies: dict[OptionsKey, tuple[float, bytes]] = field(default_factory=dict)

@@ -79,7 +79,7 @@ def _queue(
             continue
         for webhook_id in wanted:
             next_seqs[webhook_id] += 1
-        body = EventBody(event_id, received.payload)
+        body = EventBody(event_id, received.payload, received.trace_context)
         ids = body.object_ids()
         if ids:
             # Read once here for all the webhooks; URLs are signed from them at delivery.
