@@ -245,6 +245,9 @@ def test_production_values_become_the_documented_variables() -> None:
     gateway = env_values(containers["gateway"])
     # No publicUrl given: derived from the TLS ingress host.
     assert gateway["TAMS_GATEWAY_PUBLIC_URL"] == "https://tams.example.com"
+    # /analytics/* goes to the analytics Service.
+    assert gateway["TAMS_GATEWAY_ANALYTICS_URL"].startswith("http://")
+    assert "-analytics." in gateway["TAMS_GATEWAY_ANALYTICS_URL"]
     # The object lifetime is advertised by the gateway and enforced by the segments service.
     assert gateway["TAMS_MEDIA_MIN_OBJECT_TIMEOUT_S"] == "7200"
     assert env["TAMS_MEDIA_MIN_OBJECT_TIMEOUT_S"] == "7200"
@@ -286,10 +289,6 @@ def test_every_tams_variable_the_chart_sets_is_a_documented_setting(scenario: st
         (
             {"segments": {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 8}}},
             "segments: up to 8 replicas",
-        ),
-        (
-            {"kafka": {"commandPartitions": 8, "eventsPartitions": 2}, "webhooks": {"replicas": 3}},
-            "webhooks: up to 3 replicas but its topic has 2 partitions",
         ),
         (
             {"gateway": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}}},

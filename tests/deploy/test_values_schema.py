@@ -51,6 +51,12 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
         {"gateway": {"autoscaling": {"targetCPUUtilizationPercentage": 150}}},
         "targetCPUUtilizationPercentage",
     ),
+    ("two webhooks instances", {"webhooks": {"replicas": 2}}, "/webhooks"),
+    (
+        "autoscaled webhooks",
+        {"webhooks": {"autoscaling": {"enabled": True}}},
+        "/webhooks",
+    ),
     (
         "object timeout under ADR 0044's 300 s",
         {"media": {"minObjectTimeoutSeconds": 60}},

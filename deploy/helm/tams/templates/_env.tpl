@@ -22,6 +22,13 @@ Credentials only ever come from the existing Secret (valueFrom.secretKeyRef).
 {{- with include "tams.gatewayPublicUrl" $root -}}
 {{- $e = append $e (dict "name" "TAMS_GATEWAY_PUBLIC_URL" "value" .) -}}
 {{- end -}}
+{{- /* /analytics/* is forwarded to the analytics service (its own container in the
+     SQLite trial pod, its Service otherwise). */ -}}
+{{- if include "tams.sqlite" $root -}}
+{{- $e = append $e (dict "name" "TAMS_GATEWAY_ANALYTICS_URL" "value" (printf "http://127.0.0.1:%s" (include "tams.port" (dict "root" $root "name" "analytics")))) -}}
+{{- else -}}
+{{- $e = append $e (dict "name" "TAMS_GATEWAY_ANALYTICS_URL" "value" (printf "http://%s-analytics.%s.svc.%s:8080" (include "tams.fullname" $root) $root.Release.Namespace $v.clusterDomain)) -}}
+{{- end -}}
 {{- $gw := dict "DEFAULT_PAGE_LIMIT" $svc.defaultPageLimit "MAX_PAGE_LIMIT" $svc.maxPageLimit "MAX_BODY_BYTES" $svc.maxBodyBytes -}}
 {{- range $key := list "DEFAULT_PAGE_LIMIT" "MAX_PAGE_LIMIT" "MAX_BODY_BYTES" -}}
 {{- $value := get $gw $key -}}
