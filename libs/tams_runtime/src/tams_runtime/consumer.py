@@ -13,18 +13,17 @@ command is applied once and answered with the same result.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka import AIOKafkaProducer, TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tams_runtime.bus import broker_answers
+from tams_runtime.group_consumer import GroupConsumer
 from tams_runtime.logs import correlated
 from tams_runtime.metrics import (
     COMMAND_BATCH_SIZE,
@@ -32,7 +31,6 @@ from tams_runtime.metrics import (
     COMMAND_RETRIES,
     COMMAND_STAGE_SECONDS,
     COMMANDS_APPLIED,
-    LagRecorder,
 )
 from tams_runtime.settings import KafkaSettings
 from tams_runtime.tracing import (
@@ -114,13 +112,18 @@ class CommandConsumer:
         self.group_id = group_id
         self.handler = handler
         self.retry_backoff_s = retry_backoff_s
-        self.commit_interval_s = commit_interval_s
         self.producer: AIOKafkaProducer | None = None
         self.events: EventPublisher | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._lag = LagRecorder(group_id, lag_interval_s)
-        self._lag_task: asyncio.Task[None] | None = None
+        self._loop = GroupConsumer(
+            settings,
+            topic,
+            group_id,
+            self._process,
+            client_id=f"{group_id}-consumer",
+            commit_interval_s=commit_interval_s,
+            lag_interval_s=lag_interval_s,
+            on_commit=COMMAND_STAGE_SECONDS.labels(topic, "commit").observe,
+        )
         self.applied = 0
 
     async def start(self) -> None:
@@ -132,65 +135,21 @@ class CommandConsumer:
         )
         await self.producer.start()
         self.events = EventPublisher(self.producer, self.settings.topics.events)
-        self._consumer = AIOKafkaConsumer(
-            self.topic,
-            bootstrap_servers=self.settings.bootstrap_servers,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
-            session_timeout_ms=self.settings.session_timeout_ms,
-            heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
-            max_poll_records=self.settings.max_poll_records,
-            client_id=f"{self.group_id}-consumer",
-        )
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run(), name=f"commands:{self.topic}")
-        self._lag_task = asyncio.create_task(
-            self._lag.run(self._consumer), name=f"lag:{self.topic}"
-        )
+        await self._loop.start()
 
     async def stop(self) -> None:
-        for task in (self._lag_task, self._task):
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self._consumer:
-            await self._consumer.stop()
+        await self._loop.stop()
         if self.producer:
             await self.producer.stop()
 
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._loop.running()
 
     async def healthy(self) -> bool:
         """True while the consumer loop runs and a broker answers a metadata request now."""
         if not self.running() or self.producer is None:
             return False
         return await broker_answers(self.producer)
-
-    async def _run(self) -> None:
-        assert self._consumer is not None
-        pending: dict[TopicPartition, OffsetAndMetadata] = {}
-        last_commit = time.monotonic()
-        while True:
-            # While offsets wait to be committed, poll briefly so they are committed soon.
-            wait_ms = int(self.commit_interval_s * 1000) if pending else 1000
-            batches = await self._consumer.getmany(timeout_ms=wait_ms)
-            if batches:
-                await self._process(batches)
-                for partition, records in batches.items():
-                    pending[partition] = OffsetAndMetadata(records[-1].offset + 1, "")
-            due = time.monotonic() - last_commit >= self.commit_interval_s
-            if pending and (due or not batches):
-                started = time.perf_counter()
-                await self._consumer.commit(pending)
-                COMMAND_STAGE_SECONDS.labels(self.topic, "commit").observe(
-                    time.perf_counter() - started
-                )
-                pending = {}
-                last_commit = time.monotonic()
 
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
         """Apply every fetched command, all partitions in one transaction, then publish.

@@ -11,18 +11,15 @@ backoff: events are never skipped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka import TopicPartition
 
-from tams_runtime.metrics import LagRecorder
+from tams_runtime.group_consumer import GroupConsumer
 from tams_runtime.settings import KafkaSettings
 from tams_schema.envelopes import EventContext, TamsEvent
 
@@ -78,64 +75,26 @@ class EventConsumer:
         self.group_id = group_id
         self.handler = handler
         self.retry_backoff_s = retry_backoff_s
-        self.commit_interval_s = commit_interval_s
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._lag = LagRecorder(group_id)
-        self._lag_task: asyncio.Task[None] | None = None
+        self._loop = GroupConsumer(
+            settings,
+            self.topic,
+            group_id,
+            self._handle,
+            client_id=f"{group_id}-events",
+            commit_interval_s=commit_interval_s,
+        )
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            self.topic,
-            bootstrap_servers=self.settings.bootstrap_servers,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            # A new group starts at the oldest retained event: events published while the
-            # service was first being deployed are not lost.
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
-            session_timeout_ms=self.settings.session_timeout_ms,
-            heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
-            max_poll_records=self.settings.max_poll_records,
-            client_id=f"{self.group_id}-events",
-        )
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run(), name=f"events:{self.group_id}")
-        self._lag_task = asyncio.create_task(
-            self._lag.run(self._consumer), name=f"lag:{self.group_id}"
-        )
+        await self._loop.start()
 
     async def stop(self) -> None:
-        for task in (self._lag_task, self._task):
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self._consumer:
-            await self._consumer.stop()
+        await self._loop.stop()
 
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._loop.running()
 
     async def healthy(self) -> bool:
         return self.running()
-
-    async def _run(self) -> None:
-        assert self._consumer is not None
-        pending: dict[TopicPartition, OffsetAndMetadata] = {}
-        last_commit = time.monotonic()
-        while True:
-            wait_ms = int(self.commit_interval_s * 1000) if pending else 1000
-            batches = await self._consumer.getmany(timeout_ms=wait_ms)
-            if batches:
-                await self._handle(batches)
-                for partition, records in batches.items():
-                    pending[partition] = OffsetAndMetadata(records[-1].offset + 1, "")
-            due = time.monotonic() - last_commit >= self.commit_interval_s
-            if pending and (due or not batches):
-                await self._consumer.commit(pending)
-                pending = {}
-                last_commit = time.monotonic()
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
         events: list[ReceivedEvent] = []
