@@ -40,12 +40,33 @@ class Page:
 
 
 @dataclass(frozen=True)
+class AccessFilter:
+    """Fine-grained authorisation of a listing (AppNote 0016): keep a resource whose tag
+    `name` lists one of `classes`, or, with `unclassified`, one whose tag has no value (absent,
+    or an empty list). Applied in the query, so pages are filtered, not thinned afterwards."""
+
+    classes: tuple[str, ...] = ()
+    unclassified: bool = False
+    name: str = "auth_classes"
+
+    @property
+    def impossible(self) -> bool:
+        return not self.classes and not self.unclassified
+
+
+@dataclass(frozen=True)
 class TagFilter:
     """`tag.{name}=v1,v2` (any stored value, or array element, equal to any listed value)
-    and `tag_exists.{name}=true|false`."""
+    and `tag_exists.{name}=true|false`, ANDed with the caller's permissions (`access`, None:
+    no restriction)."""
 
     values: dict[str, list[str]] = field(default_factory=dict)
     exists: dict[str, bool] = field(default_factory=dict)
+    access: AccessFilter | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.values and not self.exists and self.access is None
 
 
 @dataclass(frozen=True)
