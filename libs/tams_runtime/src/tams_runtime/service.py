@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from tams_runtime.http import ReadyCheck, add_probe_routes, start_site
+from tams_runtime.http import ReadyCheck, add_probe_routes, internal_token_middleware, start_site
 from tams_runtime.logs import configure_logging
 from tams_runtime.settings import HttpSettings, KafkaSettings
 from tams_schema.envelopes import CommandEnvelope, Outcome
@@ -32,10 +32,16 @@ async def serve(
     *,
     app: web.Application | None = None,
     http: HttpSettings | None = None,
+    public: bool = False,
 ) -> None:
-    """Start components in order, serve HTTP, wait for SIGINT/SIGTERM, stop in reverse."""
+    """Start components in order, serve HTTP, wait for SIGINT/SIGTERM, stop in reverse.
+
+    An internal service's app (`public` False) answers only the probes without the internal
+    token; the gateway's app is `public` and does its own authentication."""
     http = http or HttpSettings()
     app = app or web.Application()
+    if not public:
+        app.middlewares.insert(0, internal_token_middleware())
     add_probe_routes(app, name, checks)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -47,7 +53,9 @@ async def serve(
         for component in components:
             await component.start()
             started.append(component)
-        runner = await start_site(app, http.host, http.port)
+        runner = await start_site(
+            app, http.host, http.port, keepalive_timeout_s=http.keepalive_timeout_s
+        )
         log.info("service started", extra={"host": http.host, "port": http.port})
         await stop.wait()
     finally:

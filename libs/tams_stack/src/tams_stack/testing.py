@@ -1,11 +1,13 @@
 """pytest plugin: the real stack, started once per test session.
 
 Fixtures:
-  tams_infra   broker + S3 server (tansu + SeaweedFS here; Apache Kafka + MinIO
-               containers when TAMS_TEST_INFRA=containers, or =auto and Docker answers)
-  tams_stack   tams_infra plus the five services as processes, exactly as `tams up` runs them
-  gateway_url  the gateway's base URL
-  http         an aiohttp client session for the test
+  tams_infra     broker + S3 server (tansu + SeaweedFS here; Apache Kafka + MinIO
+                 containers when TAMS_TEST_INFRA=containers, or =auto and Docker answers)
+  tams_stack     tams_infra plus the five services as processes, exactly as `tams up` runs
+                 them, with authentication on (as users run it) and a local admin
+  gateway_url    the gateway's base URL
+  admin_headers  the local admin's Basic `Authorization` header
+  http           an aiohttp client session for the test, signed in as the admin
 
 Children are started with PDEATHSIG, so they die with pytest even if it crashes.
 """
@@ -153,10 +155,19 @@ def gateway_url(tams_stack: Stack) -> str:
     return tams_stack.gateway_url
 
 
+@pytest.fixture(scope="session")
+def admin_headers(tams_stack: Stack) -> dict[str, str]:
+    headers = tams_stack.client_headers()
+    assert headers, "the test stack runs with authentication and a local admin"
+    return headers
+
+
 @pytest_asyncio.fixture
-async def http(gateway_url: str) -> AsyncIterator[aiohttp.ClientSession]:
+async def http(
+    gateway_url: str, admin_headers: dict[str, str]
+) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(
-        base_url=gateway_url, timeout=aiohttp.ClientTimeout(total=30)
+        base_url=gateway_url, timeout=aiohttp.ClientTimeout(total=30), headers=admin_headers
     ) as session:
         yield session
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
+from tams_schema.auth import Principal
 from tams_schema.envelopes import Outcome
 from tams_schema.timerange import TimeRange
 
@@ -178,7 +179,9 @@ class WebhookRecord:
     `events`, `api_key_name`, the filters, the URL options and `tags`. `api_key_value` is kept
     apart, exactly as the service gave it (sealed when a secret key is configured), and is never
     part of `view()`. `generation` counts replacements (PUTs), so a delivery worker's status
-    change can be made conditional on the registration it was working for.
+    change can be made conditional on the registration it was working for. `owner` is who
+    registered or last replaced it (None: authentication was off): deliveries are limited to
+    what the owner may read. It is not part of `view()` either (the spec has no such field).
     """
 
     id: str
@@ -187,6 +190,7 @@ class WebhookRecord:
     error: Doc | None = None
     api_key_value: str | None = None
     generation: int = 1
+    owner: Principal | None = None
 
     @property
     def url(self) -> str:

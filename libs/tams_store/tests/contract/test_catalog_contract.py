@@ -259,6 +259,8 @@ async def test_access_filter_is_anded_with_the_callers_tag_filters(store: Store)
     open_source = source(tags={"m": marker})
     await put_all(store, classified, open_source)
     page = await store.read(
-        lambda tx: tx.list_sources(SourceQuery(tags=TagFilter(values=mine.values, access=news_only)))
+        lambda tx: tx.list_sources(
+            SourceQuery(tags=TagFilter(values=mine.values, access=news_only))
+        )
     )
     assert [s["id"] for s in page.items] == [classified["id"]]

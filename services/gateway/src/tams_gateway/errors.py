@@ -7,7 +7,7 @@ JSON `{"type", "summary", "time"}`. Nothing escapes as an HTML page or as a bare
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -23,11 +23,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, type_: str, summary: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        summary: str,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
         super().__init__(summary)
         self.status = status
         self.type = type_
         self.summary = summary
+        # A list, not a dict: a 401 carries one `WWW-Authenticate` header per scheme.
+        self.headers = list(headers)
 
 
 def bad_request(summary: str, type_: str = "BadRequest") -> ApiError:
@@ -36,6 +44,10 @@ def bad_request(summary: str, type_: str = "BadRequest") -> ApiError:
 
 def not_found(summary: str) -> ApiError:
     return ApiError(404, "NotFound", summary)
+
+
+def forbidden(summary: str) -> ApiError:
+    return ApiError(403, "Forbidden", summary)
 
 
 def error_response(status: int, type_: str, summary: str) -> web.Response:
@@ -59,7 +71,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.type, exc.summary)
+        response = error_response(exc.status, exc.type, exc.summary)
+        for name, value in exc.headers:
+            response.headers.add(name, value)
+        return response
     except TimeRangeError as exc:
         return error_response(400, "BadRequest", str(exc))
     except ValidationError as exc:

@@ -29,13 +29,14 @@ from typing import TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from tams_runtime.authz import AccessPolicy
 from tams_runtime.metrics import LATENCY_BUCKETS
 from tams_runtime.secret_box import SecretBox, SecretUnavailable
 from tams_runtime.settings import WebhookSettings
 from tams_schema.envelopes import ErrorBody
 from tams_store import Store, WriteTx
 from tams_store.port import Delivery, WebhookRecord
-from tams_webhooks.matching import Subscription
+from tams_webhooks.matching import Reader, Subscription
 from tams_webhooks.payloads import EventBody, Payloads, options_key
 from tams_webhooks.sender import Attempt, Sender
 
@@ -157,7 +158,12 @@ class Worker:
     def record(self, record: WebhookRecord) -> None:
         """Take a (changed) registration: what every delivery needs is worked out once here."""
         self._record = record
-        self.options = options_key(record.doc)
+        reader = Reader.of(self.dispatcher.policy, record.owner)
+        # The backends whose URLs the owner may see (ADR 0055); None: all.
+        self.readable_storage_ids = (
+            reader.readable_backends(self.dispatcher.payloads.urls.backends) if reader else None
+        )
+        self.options = (*options_key(record.doc), self.readable_storage_ids)
         self.headers = {"Content-Type": "application/json"}
         self.key_problem: str | None = None
         name = record.doc.get("api_key_name")
@@ -287,7 +293,7 @@ class Worker:
         if event.objects is None and event.object_ids():
             ids = event.object_ids()
             event.objects = await d.patiently(lambda: d.store.read(lambda tx: tx.get_objects(ids)))
-        body = d.payloads.body(record.doc, self.options, event)
+        body = d.payloads.body(record.doc, self.options, event, self.readable_storage_ids)
         return await d.sender.post(record.url, body, headers)
 
 
@@ -301,8 +307,10 @@ class Dispatcher:
         payloads: Payloads,
         secrets: SecretBox,
         settings: WebhookSettings,
+        policy: AccessPolicy | None = None,
     ) -> None:
         self.store = store
+        self.policy = policy or AccessPolicy.off()
         self.sender = sender
         self.payloads = payloads
         self.secrets = secrets
@@ -366,7 +374,9 @@ class Dispatcher:
                     self._stop_worker(worker)
                 queue.hot.clear()
                 continue
-            self.subscriptions[record.id] = Subscription.of(record.doc)
+            self.subscriptions[record.id] = Subscription.of(
+                record.doc, Reader.of(self.policy, record.owner)
+            )
             if (
                 worker is not None
                 and record.status == "created"

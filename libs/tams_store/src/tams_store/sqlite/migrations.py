@@ -189,6 +189,11 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX media_jobs_due ON media_jobs (kind, lease_until_ns)",
         "CREATE INDEX media_jobs_object ON media_jobs (object_id)",
     ],
+    # 7: who registered (or last replaced) each webhook: its deliveries are filtered by what
+    # that principal may read (fine-grained authorisation).
+    [
+        "ALTER TABLE webhooks ADD COLUMN owner TEXT",
+    ],
 ]
 
 
