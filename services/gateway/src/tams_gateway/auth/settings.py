@@ -19,7 +19,7 @@ class AuthSettings(BaseSettings):
     scope_prefix: str = "tams-api/"
 
     # --- HTTP Basic: users with scrypt hashes (`tams hash-password`), scopes and groups, as
-    # JSON `{"alice": {"password": "scrypt$...", "scopes": ["read"], "groups": ["news"]}}`,
+    # JSON `{"alice": {"password": "scrypt:...", "scopes": ["read"], "groups": ["news"]}}`,
     # inline or in a file (both: merged, the file's entries win).
     users: SecretStr | None = None
     users_file: str | None = None
