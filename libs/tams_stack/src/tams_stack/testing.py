@@ -106,6 +106,25 @@ ARCHIVE_BACKEND = {
 }
 TEST_SYNC_DELETE_LIMIT = 20
 TEST_DELETE_CHUNK = 7
+# The fine-grained policy of the test stack (gateway and webhooks service). Resources without
+# auth_classes allow everything, as before, and the local admin is unrestricted, so only the
+# tests that tag resources with these classes see any difference (tests/integration/test_auth*).
+AUTH_TEST_POLICY: dict[str, Any] = {
+    "classes": {
+        "news": {"news": ["read", "write", "delete"]},
+        "sport": {"sport": ["read", "write", "delete"]},
+        # News content shared read-only with sport.
+        "news_ro": {"sport": ["read"]},
+        # Interns may change, but not read, what carries this class.
+        "desk_write": {"interns": ["write"]},
+        # Copy editors read and change, never delete.
+        "copyedit": {"copyeds": ["read", "write"]},
+        "copyedit_full": {"copyeds": ["read", "write", "delete"]},
+        "public": {"*": ["read"]},
+        "archive": {"archivists": ["read", "write"]},
+    },
+    "unclassified": ["read", "write", "delete"],
+}
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +147,7 @@ def tams_infra() -> Iterator[Stack]:
             "TAMS_MEDIA_WORKER_INTERVAL_S": "0.2",
             # Stalled deletion requests are restarted after a second, not half a minute.
             "TAMS_MEDIA_DELETION_RESUME_AFTER_S": "1",
+            "TAMS_AUTH_POLICY": json.dumps(AUTH_TEST_POLICY),
         },
     )
     containers: list[object] = []
