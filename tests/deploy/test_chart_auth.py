@@ -102,3 +102,10 @@ def test_bad_auth_values_are_refused(values: dict[str, Any], where: str) -> None
     with pytest.raises(helm.HelmValuesError) as caught:
         render(values)
     assert where in str(caught.value)
+
+
+def test_the_default_backend_gets_its_deploy_time_tags() -> None:
+    tags = {"auth_classes": ["archive"]}
+    for container in render({"s3": {"storageTags": tags}}).tams_containers().values():
+        assert json.loads(env_values(container)["TAMS_S3_STORAGE_TAGS"]) == tags
+    assert "TAMS_S3_STORAGE_TAGS" not in env_of(render().tams_containers()["gateway"])

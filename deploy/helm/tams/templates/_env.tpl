@@ -100,6 +100,9 @@ Credentials only ever come from the existing Secret (valueFrom.secretKeyRef).
 {{- end -}}
 {{- $e = append $e (dict "name" "TAMS_S3_ACCESS_KEY" "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $v.credentials.s3AccessKeyKey))) -}}
 {{- $e = append $e (dict "name" "TAMS_S3_SECRET_KEY" "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $v.credentials.s3SecretKeyKey))) -}}
+{{- with $s3.storageTags -}}
+{{- $e = append $e (dict "name" "TAMS_S3_STORAGE_TAGS" "value" (toJson .)) -}}
+{{- end -}}
 {{- if $v.credentials.s3ExtraBackendsKey -}}
 {{- $e = append $e (dict "name" "TAMS_S3_EXTRA_BACKENDS" "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $v.credentials.s3ExtraBackendsKey))) -}}
 {{- else if $s3.extraBackends -}}

@@ -55,6 +55,9 @@ class S3Settings(BaseSettings):
     store_product: str = "SeaweedFS"
     # Presigned URLs stay valid at least this long (30 s .. the min object timeout).
     presigned_url_timeout_s: int = 3600
+    # Deploy-time tags of the default backend, as a JSON object (ADR 0055: an `auth_classes`
+    # tag here limits who may use it under fine-grained authorisation).
+    storage_tags: str | None = None
     # More storage backends, as a JSON array (tams_runtime.storage explains the format).
     extra_backends: str | None = None
 
