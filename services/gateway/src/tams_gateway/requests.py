@@ -49,7 +49,13 @@ def query_bool(request: web.Request, name: str, default: bool | None = None) -> 
     raise bad_request(f"query parameter {name}={raw!r} is not a boolean (true or false)")
 
 
-def query_int(request: web.Request, name: str, minimum: int | None = None) -> int | None:
+# The largest integer a store column holds (SQLite and VAST integers are 64-bit).
+MAX_QUERY_INT = 2**63 - 1
+
+
+def query_int(
+    request: web.Request, name: str, minimum: int | None = None, maximum: int = MAX_QUERY_INT
+) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
@@ -59,6 +65,8 @@ def query_int(request: web.Request, name: str, minimum: int | None = None) -> in
         raise bad_request(f"query parameter {name}={raw!r} is not an integer") from exc
     if minimum is not None and value < minimum:
         raise bad_request(f"query parameter {name}={raw!r} must be at least {minimum}")
+    if value > maximum:
+        raise bad_request(f"query parameter {name}={raw!r} must be at most {maximum}")
     return value
 
 
