@@ -147,7 +147,8 @@ def _parse_tags(raw: str | None) -> dict[str, str | list[str]]:
     )
     if not valid:
         raise ValueError("TAMS_S3_STORAGE_TAGS must be a JSON object of strings or string lists")
-    return tags
+    parsed: dict[str, str | list[str]] = tags
+    return parsed
 
 
 def _parse_extras(raw: str | None) -> list[dict[str, Any]]:
