@@ -93,17 +93,30 @@ class Access:
     ) -> None:
         """Refuse a change of `auth_classes` the caller may not make. `current`: the stored
         tags (ignored when the resource does not exist yet)."""
+        if not self.restricted:
+            return
         new_classes = auth_classes_of(new_tags)
-        old_classes = auth_classes_of(current) if exists else ()
+        if not exists:
+            # Creating: judged on the new resource, which the caller must be able to write
+            # (with a deny-by-default policy, an unclassified new resource is refused).
+            held = self.policy.permissions(self.principal, new_classes)
+            missing = sorted({"write", *self.policy.granted_by(new_classes)} - held)
+            if missing:
+                raise forbidden(
+                    f"creating {what} with auth_classes {list(new_classes)} needs "
+                    f"{', '.join(missing)} permission on it: give it classes that grant you "
+                    "write, and no permission you do not hold yourself"
+                )
+            return
+        old_classes = auth_classes_of(current)
         changed = set(old_classes) ^ set(new_classes)
-        if not changed or not self.restricted:
+        if not changed:
             return
         needed: set[Permission] = {"write", *self.policy.granted_by(changed)}
         if bool(old_classes) != bool(new_classes):
             # Becoming (un)classified takes away, or hands out, the unclassified default.
             needed |= self.policy.unclassified
-        # Creating: judged on the new resource; changing: on what the caller holds now.
-        held = self.policy.permissions(self.principal, old_classes if exists else new_classes)
+        held = self.policy.permissions(self.principal, old_classes)
         missing = sorted(needed - held)
         if missing:
             raise forbidden(
