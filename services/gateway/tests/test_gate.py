@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -93,3 +94,27 @@ async def test_verified_credentials_are_remembered_not_rehashed(
     assert await basic.authenticate("alice", "wrong") is None
     assert await basic.authenticate("mallory", "pw") is None  # costs a check as well
     assert checks == 3
+
+
+async def test_concurrent_requests_with_the_same_credentials_share_one_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    users = load_users(
+        AuthSettings(
+            _env_file=None,
+            users=json.dumps({"alice": {"password": hash_password("pw"), "scopes": ["read"]}}),
+        )
+    )
+    basic = BasicAuthenticator(users, cache_s=60)
+    checks = 0
+    real = passwords.verify_password
+
+    def counting(password: str, stored: str) -> bool:
+        nonlocal checks
+        checks += 1
+        return real(password, stored)
+
+    monkeypatch.setattr("tams_gateway.auth.basic.verify_password", counting)
+    found = await asyncio.gather(*(basic.authenticate("alice", "pw") for _ in range(16)))
+    assert all(p is not None and p.name == "alice" for p in found)
+    assert checks == 1

@@ -92,6 +92,7 @@ class BasicAuthenticator:
         self.cache_s = cache_s
         self._cache_key = os.urandom(32)
         self._verified: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+        self._checking: dict[bytes, asyncio.Future[Principal | None]] = {}
         self._dummy_hash = hash_password(os.urandom(16).hex())
 
     @property
@@ -103,11 +104,20 @@ class BasicAuthenticator:
 
     async def authenticate(self, name: str, password: str) -> Principal | None:
         key = self._fingerprint(name, password)
-        now = time.monotonic()
         hit = self._verified.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             self._verified.move_to_end(key)
             return hit[1]
+        # Concurrent requests with the same credentials (a client opening many connections
+        # at once) share one check instead of each paying for scrypt.
+        pending = self._checking.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._check(key, name, password))
+            self._checking[key] = pending
+            pending.add_done_callback(lambda _: self._checking.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _check(self, key: bytes, name: str, password: str) -> Principal | None:
         user = self.users.get(name)
         stored = user.password_hash if user is not None else self._dummy_hash
         # Off the event loop: scrypt holds the CPU for tens of milliseconds.
@@ -115,7 +125,7 @@ class BasicAuthenticator:
         if not ok or user is None:
             return None
         if self.cache_s > 0:
-            self._verified[key] = (now + self.cache_s, user.principal)
+            self._verified[key] = (time.monotonic() + self.cache_s, user.principal)
             while len(self._verified) > CACHE_ENTRIES:
                 self._verified.popitem(last=False)
         return user.principal
