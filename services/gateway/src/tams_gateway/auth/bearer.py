@@ -13,8 +13,10 @@ the configured claim; the name (`created_by`) from `sub` unless configured other
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,10 @@ from tams_gateway.auth.settings import AuthSettings
 from tams_schema.auth import Principal, parse_scopes
 
 log = logging.getLogger(__name__)
+
+# Verified tokens are remembered at most this long (and never past their `exp`).
+TOKEN_CACHE_S = 60.0
+TOKEN_CACHE_ENTRIES = 4096
 
 
 class TokenRejected(Exception):
@@ -134,6 +140,8 @@ class BearerAuthenticator:
                 "JWT authentication needs TAMS_AUTH_JWT_ISSUER and TAMS_AUTH_JWT_AUDIENCE"
             )
         self.jwks = JwksCache(settings) if settings.jwt_jwks_url else None
+        # sha256(token) -> (when to check it again, its principal)
+        self._verified: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
         self.static_key: Any = None
         if self.jwks is None:
             pem = settings.jwt_public_key.get_secret_value() if settings.jwt_public_key else None
@@ -143,6 +151,20 @@ class BearerAuthenticator:
             self.static_key = serialization.load_pem_public_key(pem.encode())
 
     async def authenticate(self, token: str) -> Principal:
+        key = hashlib.sha256(token.encode()).digest()
+        hit = self._verified.get(key)
+        if hit is not None and hit[0] > time.time():
+            self._verified.move_to_end(key)
+            return hit[1]
+        principal, expires = await self._verify(token)
+        # A client sends the same token until it expires: remember it, briefly (a key removed
+        # from the JWKS stops working within TOKEN_CACHE_S).
+        self._verified[key] = (min(expires, time.time() + TOKEN_CACHE_S), principal)
+        while len(self._verified) > TOKEN_CACHE_ENTRIES:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -182,7 +204,7 @@ class BearerAuthenticator:
             raise TokenRejected("the token signature does not verify") from exc
         except jwt.PyJWTError as exc:
             raise TokenRejected(f"the token is not acceptable: {exc}") from exc
-        return self.principal(claims)
+        return self.principal(claims), float(claims["exp"])
 
     def principal(self, claims: dict[str, Any]) -> Principal:
         name = claim(claims, self.settings.jwt_name_claim) or claims.get("sub")
