@@ -27,6 +27,8 @@ from typing import Any
 
 import aiohttp
 
+from tams_stack.credentials import add_auth_arguments, auth_from_arguments
+
 CLIENTS = 32
 
 
@@ -108,9 +110,9 @@ async def run_load(
     return report(name, latencies, time.perf_counter() - started, errors)
 
 
-async def bench(url: str, total: int, rate: float) -> list[dict[str, Any]]:
+async def bench(url: str, total: int, rate: float, headers: dict[str, str]) -> list[dict[str, Any]]:
     connector = aiohttp.TCPConnector(limit=CLIENTS * 2)
-    async with aiohttp.ClientSession(url, connector=connector) as http:
+    async with aiohttp.ClientSession(url, connector=connector, headers=headers) as http:
         source_ids = [str(uuid.uuid4()) for _ in range(64)]
         created: list[str] = []
         source_of: dict[str, str] = {}
@@ -152,6 +154,7 @@ async def bench(url: str, total: int, rate: float) -> list[dict[str, Any]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="gateway URL (default: start a stack in a temp dir)")
+    add_auth_arguments(parser)
     parser.add_argument("--requests", type=int, default=3000, help="requests per paced run")
     parser.add_argument("--rate", type=float, default=300.0, help="paced PUT rate, requests/s")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
@@ -159,6 +162,7 @@ def main() -> int:
 
     stack = None
     url = args.url
+    headers = auth_from_arguments(args)
     if url is None:
         from tams_stack.stack import Stack
 
@@ -166,9 +170,10 @@ def main() -> int:
         stack.start_infrastructure()
         asyncio.run(stack.start_services())
         url = stack.gateway_url
+        headers = stack.client_headers()
     try:
         print(f"gateway {url}, {CLIENTS} clients", flush=True)
-        results = asyncio.run(bench(url, args.requests, args.rate))
+        results = asyncio.run(bench(url, args.requests, args.rate, headers))
     finally:
         if stack is not None:
             stack.stop()

@@ -107,13 +107,19 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-async def run(url: str, db: Path, args: argparse.Namespace, storage_id: str) -> dict[str, Any]:
+async def run(
+    url: str,
+    db: Path,
+    args: argparse.Namespace,
+    storage_id: str,
+    headers: dict[str, str],
+) -> dict[str, Any]:
     from tams_store.sqlite import SqliteStore
 
     results: dict[str, Any] = {}
     store = SqliteStore(db)
     await store.open()
-    async with aiohttp.ClientSession(url) as http:
+    async with aiohttp.ClientSession(url, headers=headers) as http:
 
         async def new_flow(count: int) -> dict[str, Any]:
             flow = video_flow()
@@ -230,7 +236,13 @@ def main() -> int:
     try:
         asyncio.run(stack.start_services(("catalog", "segments", "gateway")))
         results = asyncio.run(
-            run(stack.gateway_url, data_dir / "tams.db", args, S3Settings().storage_id)
+            run(
+                stack.gateway_url,
+                data_dir / "tams.db",
+                args,
+                S3Settings().storage_id,
+                stack.client_headers(),
+            )
         )
     finally:
         stack.stop()

@@ -32,8 +32,8 @@ def snapshot(stack: Stack) -> dict[str, float]:
     return {name: rss_mib(s.process.pid) for name, s in stack.services.items()}
 
 
-async def load(gateway: str, flows: int) -> None:
-    async with aiohttp.ClientSession(base_url=gateway) as http:
+async def load(gateway: str, flows: int, headers: dict[str, str]) -> None:
+    async with aiohttp.ClientSession(base_url=gateway, headers=headers) as http:
         for _ in range(flows):
             flow_id = str(uuid.uuid4())
             body = {
@@ -66,7 +66,7 @@ def main() -> None:
         stack.start_infrastructure()
         asyncio.run(stack.start_services())
         idle = snapshot(stack)
-        asyncio.run(load(stack.gateway_url, args.flows))
+        asyncio.run(load(stack.gateway_url, args.flows, stack.client_headers()))
         busy = snapshot(stack)
     finally:
         stack.stop()

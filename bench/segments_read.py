@@ -69,11 +69,16 @@ async def load(store: Any, flow: dict[str, Any], count: int, s3_storage_id: str)
 
 
 async def read_pages(
-    url: str, flow_id: str, count: int, requests: int, rate: float
+    url: str,
+    flow_id: str,
+    count: int,
+    requests: int,
+    rate: float,
+    headers: dict[str, str],
 ) -> list[dict[str, Any]]:
     positions = {"start": 0, "middle": count // 2, "end": count - PAGE}
     results = []
-    async with aiohttp.ClientSession(url) as http:
+    async with aiohttp.ClientSession(url, headers=headers) as http:
         for name, index in positions.items():
             query = f"timerange=[{ts(index * SEGMENT_NS)}_&limit={PAGE}"
             path = f"/flows/{flow_id}/segments?{query}"
@@ -142,7 +147,7 @@ def main() -> int:
 
         async def setup() -> None:
             async with (
-                aiohttp.ClientSession(stack.gateway_url) as http,
+                aiohttp.ClientSession(stack.gateway_url, headers=stack.client_headers()) as http,
                 http.put(f"/flows/{flow_id}", json=flow) as resp,
             ):
                 assert resp.status == 201
@@ -155,7 +160,14 @@ def main() -> int:
 
         asyncio.run(setup())
         results = asyncio.run(
-            read_pages(stack.gateway_url, flow_id, args.segments, args.requests, args.rate)
+            read_pages(
+                stack.gateway_url,
+                flow_id,
+                args.segments,
+                args.requests,
+                args.rate,
+                stack.client_headers(),
+            )
         )
     finally:
         stack.stop()

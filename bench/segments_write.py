@@ -68,9 +68,13 @@ async def prepare_objects(http: aiohttp.ClientSession, count: int) -> list[str]:
     return [o["object_id"] for o in objects]
 
 
-async def bench(url: str, singles: int, bulks: int) -> list[dict[str, Any]]:
+async def bench(
+    url: str, singles: int, bulks: int, headers: dict[str, str]
+) -> list[dict[str, Any]]:
     results = []
-    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=64)) as http:
+    async with aiohttp.ClientSession(
+        url, connector=aiohttp.TCPConnector(limit=64), headers=headers
+    ) as http:
         objects = await prepare_objects(http, 100)
         flows = [video_flow() for _ in range(32)]
         for flow in flows:
@@ -125,7 +129,9 @@ def main() -> int:
     stack.start_infrastructure()
     try:
         asyncio.run(stack.start_services(("catalog", "segments", "gateway")))
-        results = asyncio.run(bench(stack.gateway_url, args.singles, args.bulks))
+        results = asyncio.run(
+            bench(stack.gateway_url, args.singles, args.bulks, stack.client_headers())
+        )
     finally:
         stack.stop()
     if args.json:

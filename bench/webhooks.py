@@ -31,6 +31,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tams_stack.credentials import add_auth_arguments, auth_from_arguments
+
 sys.path.insert(0, str(Path(__file__).parent))
 from catalog import percentile
 from segments_write import prepare_objects, tr, video_flow
@@ -182,12 +184,13 @@ async def bench(
     rate: float,
     pids: dict[str, int] | None = None,
     idle_s: float = 5.0,
+    headers: dict[str, str] | None = None,
 ) -> list[Any]:
     receiving = Receivers(receivers)
     await receiving.start()
     ids: list[str] = []
     try:
-        async with aiohttp.ClientSession(url) as http:
+        async with aiohttp.ClientSession(url, headers=headers) as http:
             objects = await prepare_objects(http, 50)
             flow = video_flow()
             async with http.put(f"/flows/{flow['id']}", json=flow) as resp:
@@ -282,6 +285,7 @@ async def bench(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="gateway URL (default: start a stack in a temp dir)")
+    add_auth_arguments(parser)
     parser.add_argument("--webhooks", type=int, default=100)
     parser.add_argument("--receivers", type=int, default=2, help="receiver processes")
     parser.add_argument("--segments", type=int, default=300, help="measured segment POSTs")
@@ -295,6 +299,7 @@ def main() -> int:
 
     stack = None
     url = args.url
+    headers = auth_from_arguments(args)
     pids: dict[str, int] = {}
     if url is None:
         from tams_stack.stack import Stack
@@ -303,12 +308,15 @@ def main() -> int:
         stack.start_infrastructure()
         asyncio.run(stack.start_services())
         url = stack.gateway_url
+        headers = stack.client_headers()
         pids = {name: service.process.pid for name, service in stack.services.items()}
         if stack.broker is not None:
             pids["tansu"] = stack.broker.process.pid
     try:
         results = asyncio.run(
-            bench(url, args.webhooks, args.receivers, args.segments, args.rate, pids)
+            bench(
+                url, args.webhooks, args.receivers, args.segments, args.rate, pids, headers=headers
+            )
         )
     finally:
         if stack is not None:

@@ -150,6 +150,7 @@ def test_credentials_come_from_the_named_secret_and_keys() -> None:
             "TAMS_S3_EXTRA_BACKENDS": ("vast-prod", "backends.json"),
             "VAST_ACCESS_KEY": ("vast-prod", "access"),
             "VAST_SECRET_KEY": ("vast-prod", "secret"),
+            "TAMS_INTERNAL_TOKEN": ("vast-prod", "internal-token"),
         }
 
 

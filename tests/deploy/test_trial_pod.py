@@ -5,13 +5,16 @@ as a process with exactly the command and environment the chart wrote, replacing
 cluster would supply: the broker and S3 addresses (a local tansu and SeaweedFS), the Secret's
 values, the pod's /data volume (a temporary directory) and the ports (free ones; each port
 moves together with the variable that sets it). The probes the chart declares must then
-answer 200 on those ports, and a write must travel gateway → Kafka → catalog → SQLite.
+answer 200 on those ports, the API must refuse anonymous callers, and a write by a Basic user
+from the Secret must travel gateway → Kafka → catalog → SQLite.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -21,6 +24,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tams_runtime.passwords import hash_password
+from tams_stack.credentials import basic_authorization
 from tams_stack.ports import free_ports
 from tams_stack.process import ManagedProcess, spawn
 from tams_stack.stack import Stack
@@ -96,9 +101,13 @@ async def test_the_trial_pod_starts_passes_its_probes_and_takes_a_write(
     (deployment,) = render(SCENARIOS["trial"]).of_kind("Deployment")
     containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == list(SERVICES)
+    password = secrets.token_urlsafe(12)
+    users = {"operator": {"password": hash_password(password), "scopes": ["admin"]}}
     secret = {
         "s3-access-key": infra.object_store.access_key,
         "s3-secret-key": infra.object_store.secret_key,
+        "internal-token": secrets.token_urlsafe(24),
+        "auth-users": json.dumps(users),
     }
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -126,7 +135,15 @@ async def test_the_trial_pod_starts_passes_its_probes_and_takes_a_write(
         await _wait_for_probes(processes, probes)
 
         gateway = f"http://127.0.0.1:{ports['gateway']}"
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as anonymous,
+            anonymous.get(f"{gateway}/service") as resp,
+        ):
+            assert resp.status == 401  # authentication is on in the pod too
+        signed_in = {"Authorization": basic_authorization("operator", password)}
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30), headers=signed_in
+        ) as http:
             async with http.post(f"{gateway}/service", json={"name": "Trial pod"}) as resp:
                 assert resp.status == 200, await resp.text()
             async with http.get(f"{gateway}/service") as resp:

@@ -207,7 +207,9 @@ async def test_bad_parameters_get_tams_errors(
         assert expected in error["summary"], (path, error)
 
 
-async def test_gateway_answers_503_when_analytics_is_down(tams_stack: Stack) -> None:
+async def test_gateway_answers_503_when_analytics_is_down(
+    tams_stack: Stack, admin_headers: dict[str, str]
+) -> None:
     """A second gateway whose analytics address is dead: a JSON 503, the API unaffected."""
     from .standalone import standalone
 
@@ -215,7 +217,7 @@ async def test_gateway_answers_503_when_analytics_is_down(tams_stack: Stack) -> 
         standalone(
             tams_stack, ("gateway",), {"TAMS_GATEWAY_ANALYTICS_URL": "http://127.0.0.1:9"}
         ) as stack,
-        aiohttp.ClientSession(base_url=stack.gateway_url) as client,
+        aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as client,
     ):
         async with client.get("/analytics/flow-usage") as resp:
             assert resp.status == 503

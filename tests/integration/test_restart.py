@@ -24,7 +24,7 @@ async def test_data_survives_a_full_restart() -> None:
     try:
         stack.start_infrastructure()
         await stack.start_services(("catalog", "gateway"))
-        async with aiohttp.ClientSession(stack.gateway_url) as http:
+        async with aiohttp.ClientSession(stack.gateway_url, headers=stack.client_headers()) as http:
             await put_flow(http, flow)
     finally:
         stack.stop()
@@ -33,7 +33,7 @@ async def test_data_survives_a_full_restart() -> None:
     try:
         again.start_infrastructure()
         await again.start_services(("catalog", "gateway"))
-        async with aiohttp.ClientSession(again.gateway_url) as http:
+        async with aiohttp.ClientSession(again.gateway_url, headers=again.client_headers()) as http:
             async with http.get(f"/flows/{flow['id']}") as resp:
                 assert resp.status == 200
                 assert (await resp.json())["tags"] == {"kept": "yes"}

@@ -101,7 +101,9 @@ async def wait_for(predicate: Any, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_a_write_is_one_trace_across_kafka(tams_stack: Stack) -> None:
+async def test_a_write_is_one_trace_across_kafka(
+    tams_stack: Stack, admin_headers: dict[str, str]
+) -> None:
     receiver = OtlpReceiver()
     await receiver.start()
     env = {
@@ -116,7 +118,7 @@ async def test_a_write_is_one_trace_across_kafka(tams_stack: Stack) -> None:
             bootstrap = stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]
             async with (
                 EventReader(bootstrap, f"{prefix}.events") as events,
-                aiohttp.ClientSession(base_url=stack.gateway_url) as client,
+                aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as client,
             ):
                 headers = {
                     "traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01",
@@ -174,7 +176,9 @@ async def test_a_write_is_one_trace_across_kafka(tams_stack: Stack) -> None:
         await receiver.stop()
 
 
-async def test_a_webhook_delivery_continues_the_trace_of_the_change(tams_stack: Stack) -> None:
+async def test_a_webhook_delivery_continues_the_trace_of_the_change(
+    tams_stack: Stack, admin_headers: dict[str, str]
+) -> None:
     """Client → gateway → Kafka → catalog → event → webhooks service → the receiver, whose
     request carries `traceparent` in the same trace."""
     receiver = OtlpReceiver()
@@ -195,7 +199,9 @@ async def test_a_webhook_delivery_continues_the_trace_of_the_change(tams_stack: 
     try:
         async with standalone(tams_stack, ("catalog", "webhooks", "gateway"), env) as stack:
             flow = video_flow()
-            async with aiohttp.ClientSession(base_url=stack.gateway_url) as client:
+            async with aiohttp.ClientSession(
+                base_url=stack.gateway_url, headers=admin_headers
+            ) as client:
                 hook = {"url": hook_url, "events": ["flows/created"], "flow_ids": [flow["id"]]}
                 async with client.post("/service/webhooks", json=hook) as resp:
                     assert resp.status == 201, await resp.text()
@@ -205,15 +211,16 @@ async def test_a_webhook_delivery_continues_the_trace_of_the_change(tams_stack: 
             await wait_for(lambda: bool(delivered))
             _, trace_id, parent_span, _ = delivered[0]["traceparent"].split("-")
             assert trace_id == CLIENT_TRACE
+            process = f"{stack.env['TAMS_KAFKA_TOPIC_PREFIX']}.catalog.commands process"
+            # Each service exports its spans in its own batches: wait for both.
             await wait_for(
-                lambda: receiver.find("tams-webhooks", "webhook deliver", CLIENT_TRACE) is not None
+                lambda: (
+                    receiver.find("tams-webhooks", "webhook deliver", CLIENT_TRACE) is not None
+                    and receiver.find("tams-catalog", process, CLIENT_TRACE) is not None
+                )
             )
             deliver = receiver.find("tams-webhooks", "webhook deliver", CLIENT_TRACE)
-            consumer = receiver.find(
-                "tams-catalog",
-                f"{stack.env['TAMS_KAFKA_TOPIC_PREFIX']}.catalog.commands process",
-                CLIENT_TRACE,
-            )
+            consumer = receiver.find("tams-catalog", process, CLIENT_TRACE)
             assert deliver is not None and consumer is not None
             # The delivery is a child of the command that made the event; the receiver's
             # request is in the delivery's span.

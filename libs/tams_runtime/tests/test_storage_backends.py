@@ -52,3 +52,12 @@ def test_extra_backends_inherit_what_they_leave_out() -> None:
 def test_a_bad_backend_list_is_refused_at_start(extra: str) -> None:
     with pytest.raises(ValueError):
         StorageBackends.from_settings(S3Settings(extra_backends=extra))
+
+
+def test_the_default_backend_takes_deploy_time_tags() -> None:
+    tags = {"auth_classes": ["archive"], "site": "north"}
+    backends = StorageBackends.from_settings(S3Settings(storage_tags=json.dumps(tags)))
+    assert backends.all[0].descriptor()["tags"] == tags
+    for bad in ("[]", '{"a": 1}', "nope"):
+        with pytest.raises(ValueError):
+            StorageBackends.from_settings(S3Settings(storage_tags=bad))

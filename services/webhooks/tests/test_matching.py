@@ -88,3 +88,42 @@ def test_events_without_routing_headers_fall_back_to_their_payload() -> None:
     assert not wants({"source_ids": [OTHER]}, bare)
     deleted = TamsEvent(key=SOURCE, event_type="sources/updated", event={"source_id": SOURCE})
     assert wants({"source_ids": [SOURCE]}, deleted)
+
+
+def test_an_owner_gets_only_what_they_may_read_when_it_happened() -> None:
+    from tams_runtime.authz import AccessPolicy
+    from tams_schema.auth import Principal
+    from tams_webhooks.matching import Reader
+
+    policy = AccessPolicy.parse(
+        {"classes": {"news": {"news": ["read"]}}, "unclassified": ["read", "write"]}
+    )
+    news = Principal(name="n", scopes=("read",), groups=("news",))
+
+    def event(classes: list[str] | None, kind: str = "flows/updated") -> TamsEvent:
+        return TamsEvent(
+            key=FLOW,
+            event_type=kind,
+            event={"flow_id": FLOW} if kind.startswith("flows/") else {"source_id": SOURCE},
+            context=EventContext(
+                flow_id=FLOW if kind.startswith("flows/") else None,
+                source_id=SOURCE,
+                flow_auth_classes=classes,
+                source_auth_classes=classes,
+            ),
+        )
+
+    events = ["flows/updated", "sources/updated"]
+    mine = Subscription.of({"events": events}, Reader.of(policy, news))
+    assert mine.wants(event(["news"])) and mine.wants(event([]))
+    assert not mine.wants(event(["sport"]))
+    assert mine.wants(event(["news"], "sources/updated"))
+    assert not mine.wants(event(None))  # classes unknown: only unrestricted owners
+    # Admins, owners of webhooks registered without authentication, and no policy: all.
+    admin = Principal(name="a", scopes=("admin",))
+    assert Reader.of(policy, admin) is None
+    assert Reader.of(policy, None) is None
+    assert Reader.of(AccessPolicy.off(), news) is None
+    # Without the read scope an owner could not GET what happened, so gets nothing.
+    writer = Principal(name="w", scopes=("write",), groups=("news",))
+    assert not Subscription.of({"events": events}, Reader.of(policy, writer)).wants(event([]))

@@ -107,10 +107,44 @@ Credentials only ever come from the existing Secret (valueFrom.secretKeyRef).
 {{- end -}}
 {{- $e = append $e (dict "name" "TAMS_S3_ACCESS_KEY" "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $v.credentials.s3AccessKeyKey))) -}}
 {{- $e = append $e (dict "name" "TAMS_S3_SECRET_KEY" "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $v.credentials.s3SecretKeyKey))) -}}
+{{- with $s3.storageTags -}}
+{{- $e = append $e (dict "name" "TAMS_S3_STORAGE_TAGS" "value" (toJson .)) -}}
+{{- end -}}
 {{- if $v.credentials.s3ExtraBackendsKey -}}
 {{- $e = append $e (dict "name" "TAMS_S3_EXTRA_BACKENDS" "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $v.credentials.s3ExtraBackendsKey))) -}}
 {{- else if $s3.extraBackends -}}
 {{- $e = append $e (dict "name" "TAMS_S3_EXTRA_BACKENDS" "value" (toJson $s3.extraBackends)) -}}
+{{- end -}}
+
+{{- /* Authentication: the internal token for all, the policy for the gateway and the webhooks
+service (which filters deliveries by it), the rest for the gateway. */ -}}
+{{- $e = append $e (dict "name" "TAMS_INTERNAL_TOKEN" "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $v.credentials.internalTokenKey))) -}}
+{{- $auth := $v.auth -}}
+{{- if and $auth.policy (or (eq $name "gateway") (eq $name "webhooks")) -}}
+{{- $e = append $e (dict "name" "TAMS_AUTH_POLICY" "value" (toJson $auth.policy)) -}}
+{{- end -}}
+{{- if eq $name "gateway" -}}
+{{- if $auth.disabled -}}
+{{- $e = append $e (dict "name" "TAMS_AUTH_DISABLED" "value" "true") -}}
+{{- end -}}
+{{- if $v.credentials.authUsersKey -}}
+{{- $e = append $e (dict "name" "TAMS_AUTH_USERS" "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $v.credentials.authUsersKey))) -}}
+{{- end -}}
+{{- $jwt := dict "JWKS_URL" $auth.jwt.jwksUrl "ISSUER" $auth.jwt.issuer "AUDIENCE" $auth.jwt.audience "GROUPS_CLAIM" $auth.jwt.groupsClaim "NAME_CLAIM" $auth.jwt.nameClaim -}}
+{{- range $key := list "JWKS_URL" "ISSUER" "AUDIENCE" "GROUPS_CLAIM" "NAME_CLAIM" -}}
+{{- with get $jwt $key -}}
+{{- $e = append $e (dict "name" (printf "TAMS_AUTH_JWT_%s" $key) "value" .) -}}
+{{- end -}}
+{{- end -}}
+{{- with $auth.corsOrigins -}}
+{{- $e = append $e (dict "name" "TAMS_GATEWAY_CORS_ORIGINS" "value" (join "," .)) -}}
+{{- end -}}
+{{- if $auth.rateLimitPerSecond -}}
+{{- $e = append $e (dict "name" "TAMS_GATEWAY_RATE_LIMIT_PER_S" "value" (toString $auth.rateLimitPerSecond)) -}}
+{{- end -}}
+{{- if include "tams.isSet" $auth.rateLimitBurst -}}
+{{- $e = append $e (dict "name" "TAMS_GATEWAY_RATE_LIMIT_BURST" "value" (include "tams.int" $auth.rateLimitBurst)) -}}
+{{- end -}}
 {{- end -}}
 
 {{- /* OpenTelemetry. */ -}}

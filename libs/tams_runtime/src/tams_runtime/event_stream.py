@@ -30,6 +30,10 @@ EVENT_HEADERS: dict[str, str] = {
     "tams-source-id": "the flow's source (flows/*) or the source (sources/*)",
     "tams-flow-collected-by": "flows/* events: comma-separated ids of flows collecting the flow",
     "tams-source-collected-by": "comma-separated ids of sources collecting the source",
+    "tams-flow-auth-classes": "flows/* events: the flow's auth_classes tag when the event "
+    "happened, as a JSON array ([] when it has none)",
+    "tams-source-auth-classes": "the (flow's) source's auth_classes tag when the event happened, "
+    "as a JSON array ([] when it has none)",
 }
 
 DESCRIPTION = (

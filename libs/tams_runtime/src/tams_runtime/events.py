@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from tams_schema.auth import auth_classes_of
 from tams_schema.envelopes import EventContext, TamsEvent
 from tams_store import ReadTx
 
@@ -12,19 +13,24 @@ Doc = dict[str, Any]
 
 
 def flow_context(tx: ReadTx, flow: Doc) -> EventContext:
-    """A flow's source and collectors, as they are now (call before deleting the flow)."""
+    """A flow's source, collectors and auth classes, as they are now (call before deleting
+    the flow)."""
     source = tx.get_source(flow["source_id"])
     return EventContext(
         flow_id=flow["id"],
         source_id=flow["source_id"],
         flow_collected_by=list(flow.get("collected_by") or []),
         source_collected_by=list((source or {}).get("collected_by") or []),
+        flow_auth_classes=list(auth_classes_of(flow.get("tags"))),
+        source_auth_classes=list(auth_classes_of((source or {}).get("tags"))),
     )
 
 
 def source_context(source: Doc) -> EventContext:
     return EventContext(
-        source_id=source["id"], source_collected_by=list(source.get("collected_by") or [])
+        source_id=source["id"],
+        source_collected_by=list(source.get("collected_by") or []),
+        source_auth_classes=list(auth_classes_of(source.get("tags"))),
     )
 
 

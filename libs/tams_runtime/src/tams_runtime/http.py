@@ -1,9 +1,14 @@
-"""Each service's own small HTTP server: /health, /ready and /metrics, and request telemetry.
+"""Each service's own small HTTP server: /health, /ready and /metrics, its internal API, and
+request telemetry.
 
 `/health` says the process and its event loop are alive: it answers from memory, never
 waits on anything. `/ready` runs the service's dependency checks (broker, store, S3) at
 once, each bounded by `TAMS_HTTP_READY_TIMEOUT_S`, and answers 503 naming the ones that
 fail, so an orchestrator stops routing to an instance that could not do its work.
+
+Anything else an internal service serves (the analytics service's API, which the gateway
+forwards to) requires the shared internal token (`TAMS_INTERNAL_TOKEN`) as a bearer token:
+clients reach it only through the gateway, which authenticates and authorises them first.
 
 `observe_requests` is the middleware every HTTP app here uses (the gateway's API included):
 a latency sample per request labelled by route template (`/flows/{flow_id}`, never the raw
@@ -15,10 +20,13 @@ lines of the request (the caller's `X-Correlation-Id`, or a new one), returned a
 from __future__ import annotations
 
 import asyncio
+import hmac
+import logging
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -26,13 +34,50 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tams_runtime.logs import correlated
 from tams_runtime.metrics import HTTP_REQUEST_SECONDS
-from tams_runtime.settings import HttpSettings
+from tams_runtime.settings import HttpSettings, InternalSettings
 from tams_runtime.tracing import extract_trace_context, tracer
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PROBE_ROUTES = frozenset({"/health", "/ready", "/metrics"})
+
+log = logging.getLogger(__name__)
+
+# Open on every port: orchestrators and Prometheus carry no credentials.
+PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+def internal_headers(settings: InternalSettings | None = None) -> dict[str, str]:
+    """Headers a caller (the gateway) sends to an internal service's API."""
+    token = (settings or InternalSettings()).token
+    return {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+
+
+def internal_token_middleware(settings: InternalSettings | None = None) -> Callable[..., Any]:
+    """Requires `Authorization: Bearer <TAMS_INTERNAL_TOKEN>` on everything but the probes.
+    Without a configured token every such request is refused (closed, not open)."""
+    token = (settings or InternalSettings()).token
+    expected = f"Bearer {token.get_secret_value()}".encode() if token else None
+    if expected is None:
+        log.warning("TAMS_INTERNAL_TOKEN is not set: this service's internal API refuses all")
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PROBE_PATHS:
+            return await handler(request)
+        given = request.headers.get("Authorization", "").encode()
+        if expected is None or not hmac.compare_digest(given, expected):
+            return web.json_response(
+                {
+                    "type": "Unauthorized",
+                    "summary": "this internal API needs the service token (TAMS_INTERNAL_TOKEN)",
+                },
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="tams-internal"'},
+            )
+        return await handler(request)
+
+    return middleware
 
 
 def route_template(request: web.Request) -> str:
@@ -56,7 +101,7 @@ async def observe_requests(request: web.Request, handler: Handler) -> web.Stream
     started = time.perf_counter()
     status = 500
     try:
-        if route in PROBE_ROUTES:
+        if route in PROBE_PATHS:
             response = await handler(request)
             status = response.status
             return response
@@ -149,8 +194,10 @@ def add_probe_routes(
     app.router.add_get("/metrics", metrics)
 
 
-async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
+async def start_site(
+    app: web.Application, host: str, port: int, *, keepalive_timeout_s: float = 75.0
+) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=keepalive_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -1,9 +1,13 @@
-"""Structured JSON logs on stderr, one object per line.
+"""Structured JSON logs on stderr, one object per line, with credentials scrubbed.
 
 Every line logged while a request or a command is handled carries `trace_id` and `span_id`
 (the current OpenTelemetry span) and `correlation_id` (the command's correlation id, which
 the gateway also returns as `X-Correlation-Id`), so one grep follows a write from the
 gateway through Kafka to the service that applied it.
+
+Code never logs headers or query strings on purpose; the scrubbing is the second line of
+defence for what slips into messages anyway (an HTTP client's error naming a URL with a token
+or a presigned signature, a library echoing an `Authorization` header).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -30,6 +35,23 @@ def correlated(correlation_id: str | None) -> Iterator[None]:
         yield
     finally:
         CORRELATION_ID.reset(token)
+
+
+REDACTED = "[redacted]"
+_SECRET_PARAMS = re.compile(
+    r"(?i)\b(access_token|api_key_value|password|secret_key|access_key|token"
+    r"|x-amz-signature|x-amz-credential|x-amz-security-token)=[^&\s\"'\\]+"
+)
+_AUTHORIZATION = re.compile(r"(?i)\b(basic|bearer) [A-Za-z0-9._~+/=-]{8,}")
+_USERINFO = re.compile(r"://[^/\s:@\"']+:[^/\s@\"']+@")
+
+
+def scrub(text: str) -> str:
+    """`text` with token-like query parameters, Authorization credentials and URL passwords
+    replaced by `[redacted]`."""
+    text = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    text = _AUTHORIZATION.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    return _USERINFO.sub(f"://{REDACTED}@", text)
 
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -60,7 +82,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return scrub(json.dumps(entry, default=str))
 
 
 def configure_logging(service: str) -> None:

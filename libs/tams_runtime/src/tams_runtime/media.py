@@ -44,8 +44,18 @@ class UrlFilter:
     presigned: bool | None = None
     verbose_storage: bool = False
     backend_tags: TagFilter = field(default_factory=TagFilter)
+    # Fine-grained authorisation (ADR 0055): the backends whose instances the caller may
+    # read; None: all. URLs of uncontrolled instances (no backend) are not affected.
+    readable_storage_ids: frozenset[str] | None = None
 
     def keep(self, url: Mapping[str, Any]) -> bool:
+        storage_id = url.get("storage_id")
+        if (
+            self.readable_storage_ids is not None
+            and storage_id is not None
+            and storage_id not in self.readable_storage_ids
+        ):
+            return False
         if self.accept_get_urls is not None and url.get("label") not in self.accept_get_urls:
             return False
         if self.accept_storage_ids and url.get("storage_id") not in self.accept_storage_ids:

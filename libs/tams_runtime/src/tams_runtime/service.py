@@ -11,7 +11,13 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from tams_runtime.http import ReadyCheck, add_probe_routes, observe_requests, start_site
+from tams_runtime.http import (
+    ReadyCheck,
+    add_probe_routes,
+    internal_token_middleware,
+    observe_requests,
+    start_site,
+)
 from tams_runtime.logs import configure_logging
 from tams_runtime.settings import HttpSettings, KafkaSettings
 from tams_runtime.tracing import configure_tracing, shutdown_tracing
@@ -33,10 +39,18 @@ async def serve(
     *,
     app: web.Application | None = None,
     http: HttpSettings | None = None,
+    public: bool = False,
 ) -> None:
-    """Start components in order, serve HTTP, wait for SIGINT/SIGTERM, stop in reverse."""
+    """Start components in order, serve HTTP, wait for SIGINT/SIGTERM, stop in reverse.
+
+    An internal service's app (`public` False) answers only the probes without the internal
+    token; the gateway's app is `public` and does its own authentication."""
     http = http or HttpSettings()
     app = app or web.Application(middlewares=[observe_requests])
+    if not public:
+        # After the request telemetry (refusals are measured too), before anything else.
+        position = 1 if app.middlewares and app.middlewares[0] is observe_requests else 0
+        app.middlewares.insert(position, internal_token_middleware())
     add_probe_routes(app, name, checks, http)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -48,7 +62,9 @@ async def serve(
         for component in components:
             await component.start()
             started.append(component)
-        runner = await start_site(app, http.host, http.port)
+        runner = await start_site(
+            app, http.host, http.port, keepalive_timeout_s=http.keepalive_timeout_s
+        )
         log.info("service started", extra={"host": http.host, "port": http.port})
         await stop.wait()
     finally:

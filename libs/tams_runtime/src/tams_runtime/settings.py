@@ -8,7 +8,7 @@ session timeout keeps start-up and rebalances quick (INFRA-NOTES §1.5, §1.6).
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tams_schema.topics import Topics
@@ -60,6 +60,9 @@ class S3Settings(BaseSettings):
     store_product: str = "SeaweedFS"
     # Presigned URLs stay valid at least this long (30 s .. the min object timeout).
     presigned_url_timeout_s: int = 3600
+    # Deploy-time tags of the default backend, as a JSON object (ADR 0055: an `auth_classes`
+    # tag here limits who may use it under fine-grained authorisation).
+    storage_tags: str | None = None
     # More storage backends, as a JSON array (tams_runtime.storage explains the format).
     extra_backends: str | None = None
 
@@ -73,6 +76,28 @@ class HttpSettings(BaseSettings):
     port: int = 0
     # Each /ready dependency check (broker, store, S3) is given up after this long.
     ready_timeout_s: float = 2.0
+    # An idle keep-alive connection is closed after this long (aiohttp's default is an hour).
+    keepalive_timeout_s: float = Field(default=75.0, gt=0)
+
+
+class AuthPolicySettings(BaseSettings):
+    """Fine-grained authorisation policy (tams_runtime.authz), read by the gateway and the
+    webhooks service. Neither set: fine-grained authorisation is off (scopes only)."""
+
+    model_config = SettingsConfigDict(env_prefix="TAMS_AUTH_", extra="ignore")
+
+    # The policy as JSON, or a file holding it (the file wins).
+    policy: str | None = None
+    policy_file: str | None = None
+
+
+class InternalSettings(BaseSettings):
+    """The shared token internal service APIs require (the analytics service's API, which the
+    gateway forwards to). Unset: those APIs refuse every request; probes stay open."""
+
+    model_config = SettingsConfigDict(env_prefix="TAMS_INTERNAL_", extra="ignore")
+
+    token: SecretStr | None = None
 
 
 class WebhookSettings(BaseSettings):

@@ -112,6 +112,7 @@ class StorageBackends:
             provider=base.provider,
             store_product=base.store_product,
             default_storage=True,
+            tags=_parse_tags(base.storage_tags),
         )
         extras = [_extra_backend(entry, default) for entry in _parse_extras(base.extra_backends)]
         return cls([default, *extras], base)
@@ -131,6 +132,23 @@ class StorageBackends:
 
     def s3_settings(self, storage_id: str) -> S3Settings:
         return self._by_id[storage_id].s3_settings(self.base)
+
+
+def _parse_tags(raw: str | None) -> dict[str, str | list[str]]:
+    if not raw:
+        return {}
+    try:
+        tags = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"TAMS_S3_STORAGE_TAGS is not valid JSON: {exc}") from exc
+    valid = isinstance(tags, dict) and all(
+        isinstance(v, str) or (isinstance(v, list) and all(isinstance(i, str) for i in v))
+        for v in tags.values()
+    )
+    if not valid:
+        raise ValueError("TAMS_S3_STORAGE_TAGS must be a JSON object of strings or string lists")
+    parsed: dict[str, str | list[str]] = tags
+    return parsed
 
 
 def _parse_extras(raw: str | None) -> list[dict[str, Any]]:

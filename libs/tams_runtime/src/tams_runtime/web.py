@@ -7,6 +7,7 @@ whose summary names the bad value. Query parameters are parsed here, once, at th
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from aiohttp import web
 
@@ -20,11 +21,19 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, type_: str, summary: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        summary: str,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
         super().__init__(summary)
         self.status = status
         self.type = type_
         self.summary = summary
+        # A list, not a dict: a 401 carries one `WWW-Authenticate` header per scheme.
+        self.headers = list(headers)
 
 
 def bad_request(summary: str, type_: str = "BadRequest") -> ApiError:
@@ -33,6 +42,10 @@ def bad_request(summary: str, type_: str = "BadRequest") -> ApiError:
 
 def not_found(summary: str) -> ApiError:
     return ApiError(404, "NotFound", summary)
+
+
+def forbidden(summary: str) -> ApiError:
+    return ApiError(403, "Forbidden", summary)
 
 
 def error_response(status: int, type_: str, summary: str) -> web.Response:
@@ -52,7 +65,13 @@ def query_bool(request: web.Request, name: str, default: bool | None = None) -> 
     raise bad_request(f"query parameter {name}={raw!r} is not a boolean (true or false)")
 
 
-def query_int(request: web.Request, name: str, minimum: int | None = None) -> int | None:
+# The largest integer a store column holds (SQLite and VAST integers are 64-bit).
+MAX_QUERY_INT = 2**63 - 1
+
+
+def query_int(
+    request: web.Request, name: str, minimum: int | None = None, maximum: int = MAX_QUERY_INT
+) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
@@ -62,6 +81,8 @@ def query_int(request: web.Request, name: str, minimum: int | None = None) -> in
         raise bad_request(f"query parameter {name}={raw!r} is not an integer") from exc
     if minimum is not None and value < minimum:
         raise bad_request(f"query parameter {name}={raw!r} must be at least {minimum}")
+    if value > maximum:
+        raise bad_request(f"query parameter {name}={raw!r} must be at most {maximum}")
     return value
 
 
@@ -79,7 +100,10 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.type, exc.summary)
+        response = error_response(exc.status, exc.type, exc.summary)
+        for name, value in exc.headers:
+            response.headers.add(name, value)
+        return response
     except (TimeRangeError, InvalidPageKey) as exc:
         return error_response(400, "BadRequest", str(exc))
     except StoreUnavailable as exc:

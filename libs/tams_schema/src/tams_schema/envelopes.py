@@ -9,6 +9,7 @@ consumers can drop a redelivered copy.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -84,17 +85,30 @@ class EventContext(BaseModel):
     source_id: str | None = None
     flow_collected_by: list[str] = Field(default_factory=list)
     source_collected_by: list[str] = Field(default_factory=list)
+    # The `auth_classes` of the flow and of the source when the event happened (fine-grained
+    # authorisation of webhook deliveries: a deleted flow cannot be looked up any more).
+    # None: not known (an event published without them); []: unclassified.
+    flow_auth_classes: list[str] | None = None
+    source_auth_classes: list[str] | None = None
 
     def headers(self) -> list[tuple[str, bytes]]:
         headers: list[tuple[str, bytes]] = []
         if self.flow_id is not None:
             headers.append(("tams-flow-id", self.flow_id.encode()))
             headers.append(("tams-flow-collected-by", ",".join(self.flow_collected_by).encode()))
+            if self.flow_auth_classes is not None:
+                headers.append(
+                    ("tams-flow-auth-classes", json.dumps(self.flow_auth_classes).encode())
+                )
         if self.source_id is not None:
             headers.append(("tams-source-id", self.source_id.encode()))
             headers.append(
                 ("tams-source-collected-by", ",".join(self.source_collected_by).encode())
             )
+            if self.source_auth_classes is not None:
+                headers.append(
+                    ("tams-source-auth-classes", json.dumps(self.source_auth_classes).encode())
+                )
         return headers
 
     @classmethod
@@ -103,11 +117,25 @@ class EventContext(BaseModel):
             value = headers.get(name, "")
             return value.split(",") if value else []
 
+        def classes(name: str) -> list[str] | None:
+            value = headers.get(name)
+            if value is None:
+                return None
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                return None
+            if not isinstance(parsed, list):
+                return None
+            return [str(item) for item in parsed]
+
         return cls(
             flow_id=headers.get("tams-flow-id"),
             source_id=headers.get("tams-source-id"),
             flow_collected_by=ids("tams-flow-collected-by"),
             source_collected_by=ids("tams-source-collected-by"),
+            flow_auth_classes=classes("tams-flow-auth-classes"),
+            source_auth_classes=classes("tams-source-auth-classes"),
         )
 
 

@@ -3,18 +3,22 @@
 tams up                  start tansu, SeaweedFS and the five services; Ctrl-C stops all
 tams up --external       use the broker, S3 and store given by TAMS_* variables
 tams asyncapi            print the AsyncAPI document of the public event stream
+tams hash-password       print the scrypt hash of a password, for TAMS_AUTH_USERS
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import signal
 import sys
 import time
 from pathlib import Path
 
+from tams_runtime.passwords import hash_password
+from tams_stack.credentials import TRUE
 from tams_stack.stack import Stack
 
 
@@ -38,6 +42,7 @@ def _up(args: argparse.Namespace) -> int:
             print(f"  Kafka broker  {stack.broker.bootstrap}", flush=True)
             print(f"  S3 endpoint   {stack.object_store.endpoint}", flush=True)
         print(f"  data and logs {Path(args.data_dir).resolve()}", flush=True)
+        _print_login(stack)
         print("Press Ctrl-C to stop.", flush=True)
         while not stop:
             for name, service in stack.services.items():
@@ -56,6 +61,36 @@ def _up(args: argparse.Namespace) -> int:
         print("stopped.", flush=True)
 
 
+def _print_login(stack: Stack) -> None:
+    if stack.admin is not None:
+        print(
+            f"  API user      {stack.admin.user}, password in {stack.admin.password_file}\n"
+            f"                curl -u {stack.admin.user}:$(cat {stack.admin.password_file}) "
+            f"{stack.gateway_url}/service",
+            flush=True,
+        )
+    elif stack.env.get("TAMS_AUTH_DISABLED", "").strip().lower() in TRUE:
+        print("  WARNING: authentication is DISABLED (TAMS_AUTH_DISABLED)", flush=True)
+    else:
+        print("  API users     as configured (TAMS_AUTH_USERS / TAMS_AUTH_JWT_*)", flush=True)
+
+
+def _hash_password() -> int:
+    """Read a password (twice from a terminal, or one line from a pipe) and print its hash."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        print("empty password", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tams", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,9 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         help="use TAMS_KAFKA_BOOTSTRAP_SERVERS, TAMS_S3_* and TAMS_STORE from the environment",
     )
     commands.add_parser("asyncapi", help="print the AsyncAPI document of the event stream")
+    commands.add_parser(
+        "hash-password",
+        help="hash a password for TAMS_AUTH_USERS (reads it from the terminal or stdin)",
+    )
     args = parser.parse_args(argv)
     if args.command == "up":
         return _up(args)
+    if args.command == "hash-password":
+        return _hash_password()
     if args.command == "asyncapi":
         from tams_runtime.event_stream import asyncapi_document
 

@@ -20,6 +20,7 @@ import aiohttp
 from tams_runtime.bus import ensure_topics
 from tams_runtime.settings import KafkaSettings, S3Settings
 from tams_stack.broker import Broker, start_broker
+from tams_stack.credentials import LocalAdmin, basic_authorization, local_auth_env
 from tams_stack.objectstore import ObjectStore, start_object_store
 from tams_stack.ports import free_port
 from tams_stack.process import ManagedProcess, spawn
@@ -58,10 +59,19 @@ class Stack:
     object_store: ObjectStore | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # The local admin user `tams up` creates (None when authentication is configured or off).
+    admin: LocalAdmin | None = None
 
     @property
     def gateway_url(self) -> str:
         return self.services["gateway"].url
+
+    def client_headers(self) -> dict[str, str]:
+        """Headers signing an API client in as the local admin (none: authentication is
+        configured some other way, or off)."""
+        if self.admin is None:
+            return {}
+        return {"Authorization": basic_authorization(self.admin.user, self.admin.password)}
 
     def start_infrastructure(self) -> None:
         """Start tansu and SeaweedFS (unless external) and work out the services' env."""
@@ -82,6 +92,7 @@ class Stack:
             env["TAMS_S3_SECRET_KEY"] = self.object_store.secret_key
             # On one machine, webhook receivers are usually on this machine too.
             env.setdefault("TAMS_WEBHOOKS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+        self.admin = local_auth_env(env, self.data_dir)
         self.env = env
 
     def kafka_settings(self) -> KafkaSettings:

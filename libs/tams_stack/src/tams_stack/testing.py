@@ -1,11 +1,13 @@
 """pytest plugin: the real stack, started once per test session.
 
 Fixtures:
-  tams_infra   broker + S3 server (tansu + SeaweedFS here; Apache Kafka + MinIO
-               containers when TAMS_TEST_INFRA=containers, or =auto and Docker answers)
-  tams_stack   tams_infra plus the five services as processes, exactly as `tams up` runs them
-  gateway_url  the gateway's base URL
-  http         an aiohttp client session for the test
+  tams_infra     broker + S3 server (tansu + SeaweedFS here; Apache Kafka + MinIO
+                 containers when TAMS_TEST_INFRA=containers, or =auto and Docker answers)
+  tams_stack     tams_infra plus the five services as processes, exactly as `tams up` runs
+                 them, with authentication on (as users run it) and a local admin
+  gateway_url    the gateway's base URL
+  admin_headers  the local admin's Basic `Authorization` header
+  http           an aiohttp client session for the test, signed in as the admin
 
 Children are started with PDEATHSIG, so they die with pytest even if it crashes.
 """
@@ -104,6 +106,25 @@ ARCHIVE_BACKEND = {
 }
 TEST_SYNC_DELETE_LIMIT = 20
 TEST_DELETE_CHUNK = 7
+# The fine-grained policy of the test stack (gateway and webhooks service). Resources without
+# auth_classes allow everything, as before, and the local admin is unrestricted, so only the
+# tests that tag resources with these classes see any difference (tests/integration/test_auth*).
+AUTH_TEST_POLICY: dict[str, Any] = {
+    "classes": {
+        "news": {"news": ["read", "write", "delete"]},
+        "sport": {"sport": ["read", "write", "delete"]},
+        # News content shared read-only with sport.
+        "news_ro": {"sport": ["read"]},
+        # Interns may change, but not read, what carries this class.
+        "desk_write": {"interns": ["write"]},
+        # Copy editors read and change, never delete.
+        "copyedit": {"copyeds": ["read", "write"]},
+        "copyedit_full": {"copyeds": ["read", "write", "delete"]},
+        "public": {"*": ["read"]},
+        "archive": {"archivists": ["read", "write"]},
+    },
+    "unclassified": ["read", "write", "delete"],
+}
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +149,7 @@ def tams_infra() -> Iterator[Stack]:
             "TAMS_MEDIA_DELETION_RESUME_AFTER_S": "1",
             # Tests read the store-wide gauges soon after writing.
             "TAMS_ANALYTICS_GAUGE_INTERVAL_S": "1",
+            "TAMS_AUTH_POLICY": json.dumps(AUTH_TEST_POLICY),
         },
     )
     containers: list[object] = []
@@ -155,10 +177,19 @@ def gateway_url(tams_stack: Stack) -> str:
     return tams_stack.gateway_url
 
 
+@pytest.fixture(scope="session")
+def admin_headers(tams_stack: Stack) -> dict[str, str]:
+    headers = tams_stack.client_headers()
+    assert headers, "the test stack runs with authentication and a local admin"
+    return headers
+
+
 @pytest_asyncio.fixture
-async def http(gateway_url: str) -> AsyncIterator[aiohttp.ClientSession]:
+async def http(
+    gateway_url: str, admin_headers: dict[str, str]
+) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(
-        base_url=gateway_url, timeout=aiohttp.ClientTimeout(total=30)
+        base_url=gateway_url, timeout=aiohttp.ClientTimeout(total=30), headers=admin_headers
     ) as session:
         yield session
 

@@ -1,9 +1,19 @@
 """The TAMS metadata store port and its adapters."""
 
 from tams_store.errors import StoreError, StoreUnavailable
-from tams_store.port import FlowQuery, Page, ReadTx, SourceQuery, Store, TagFilter, WriteTx
+from tams_store.port import (
+    AccessFilter,
+    FlowQuery,
+    Page,
+    ReadTx,
+    SourceQuery,
+    Store,
+    TagFilter,
+    WriteTx,
+)
 
 __all__ = [
+    "AccessFilter",
     "FlowQuery",
     "Page",
     "ReadTx",

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
+from tams_schema.auth import Principal
 from tams_schema.envelopes import Outcome
 from tams_schema.timerange import TimeRange
 from tams_store.analytics import (
@@ -47,12 +48,33 @@ class Page:
 
 
 @dataclass(frozen=True)
+class AccessFilter:
+    """Fine-grained authorisation of a listing (AppNote 0016): keep a resource whose tag
+    `name` lists one of `classes`, or, with `unclassified`, one whose tag has no value (absent,
+    or an empty list). Applied in the query, so pages are filtered, not thinned afterwards."""
+
+    classes: tuple[str, ...] = ()
+    unclassified: bool = False
+    name: str = "auth_classes"
+
+    @property
+    def impossible(self) -> bool:
+        return not self.classes and not self.unclassified
+
+
+@dataclass(frozen=True)
 class TagFilter:
     """`tag.{name}=v1,v2` (any stored value, or array element, equal to any listed value)
-    and `tag_exists.{name}=true|false`."""
+    and `tag_exists.{name}=true|false`, ANDed with the caller's permissions (`access`, None:
+    no restriction)."""
 
     values: dict[str, list[str]] = field(default_factory=dict)
     exists: dict[str, bool] = field(default_factory=dict)
+    access: AccessFilter | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.values and not self.exists and self.access is None
 
 
 @dataclass(frozen=True)
@@ -167,7 +189,9 @@ class WebhookRecord:
     `events`, `api_key_name`, the filters, the URL options and `tags`. `api_key_value` is kept
     apart, exactly as the service gave it (sealed when a secret key is configured), and is never
     part of `view()`. `generation` counts replacements (PUTs), so a delivery worker's status
-    change can be made conditional on the registration it was working for.
+    change can be made conditional on the registration it was working for. `owner` is who
+    registered or last replaced it (None: authentication was off): deliveries are limited to
+    what the owner may read. It is not part of `view()` either (the spec has no such field).
     """
 
     id: str
@@ -176,6 +200,7 @@ class WebhookRecord:
     error: Doc | None = None
     api_key_value: str | None = None
     generation: int = 1
+    owner: Principal | None = None
 
     @property
     def url(self) -> str:

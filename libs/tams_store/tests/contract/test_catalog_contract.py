@@ -8,7 +8,7 @@ import pytest
 
 from tams_schema.envelopes import Outcome, TamsEvent
 from tams_schema.timerange import TimeRange
-from tams_store import FlowQuery, SourceQuery, Store, TagFilter
+from tams_store import AccessFilter, FlowQuery, SourceQuery, Store, TagFilter
 from tams_store.port import InvalidPageKey
 
 from .docs import flow, new_id, source
@@ -203,3 +203,64 @@ async def test_profiles(store: Store) -> None:
         )
     )
     assert [p["id"] for p in page.items] == [profile["id"]]
+
+
+async def test_access_filter_is_anded_with_the_callers_tag_filters(store: Store) -> None:
+    """Fine-grained authorisation: `access` keeps flows/sources with an allowed class (or
+    none, when unclassified ones are allowed) and is ANDed with the caller's own filters."""
+    marker = new_id()
+
+    def tagged(classes: Any) -> dict[str, Any]:
+        tags: dict[str, Any] = {"m": marker}
+        if classes is not None:
+            tags["auth_classes"] = classes
+        return flow(tags=tags)
+
+    news, sport, both, single = (
+        tagged(["news"]),
+        tagged(["sport"]),
+        tagged(["sport", "news"]),
+        tagged("news"),
+    )
+    unset, emptied = tagged(None), tagged([])
+    await put_all(store, news, sport, both, single, unset, emptied)
+    mine = TagFilter(values={"m": [marker]})
+
+    async def visible(access: AccessFilter, **extra: Any) -> set[str]:
+        tags = TagFilter(values={**mine.values, **extra}, access=access)
+        return set(await flow_ids(store, FlowQuery(tags=tags, limit=2)))
+
+    ids = {
+        name: doc["id"]
+        for name, doc in (
+            ("news", news),
+            ("sport", sport),
+            ("both", both),
+            ("single", single),
+            ("unset", unset),
+            ("emptied", emptied),
+        )
+    }
+    news_only = AccessFilter(classes=("news",))
+    assert await visible(news_only) == {ids["news"], ids["both"], ids["single"]}
+    assert await visible(AccessFilter(classes=("news",), unclassified=True)) == {
+        ids["news"],
+        ids["both"],
+        ids["single"],
+        ids["unset"],
+        ids["emptied"],
+    }
+    assert await visible(AccessFilter(unclassified=True)) == {ids["unset"], ids["emptied"]}
+    assert await visible(AccessFilter()) == set()
+    # The caller's own `tag.auth_classes` filter narrows what the permission allows.
+    assert await visible(news_only, auth_classes=["sport"]) == {ids["both"]}
+    # Sources are filtered the same way.
+    classified = source(tags={"m": marker, "auth_classes": ["news"]})
+    open_source = source(tags={"m": marker})
+    await put_all(store, classified, open_source)
+    page = await store.read(
+        lambda tx: tx.list_sources(
+            SourceQuery(tags=TagFilter(values=mine.values, access=news_only))
+        )
+    )
+    assert [s["id"] for s in page.items] == [classified["id"]]

@@ -9,7 +9,7 @@ import pytest
 
 from tams_schema.envelopes import Outcome, TamsEvent
 from tams_schema.timerange import TimeRange
-from tams_store import Store, TagFilter
+from tams_store import AccessFilter, Store, TagFilter
 from tams_store.port import InvalidPageKey, ObjectAllocation, ObjectRecord, SegmentRecord
 
 from .docs import flow, new_id, source
@@ -294,6 +294,13 @@ async def test_object_flows_pages_and_tag_filter(store: Store) -> None:
         [],
         None,
     )
+    readable = TagFilter(access=AccessFilter(classes=("news",)))
+    assert await store.read(lambda tx: tx.object_flows(shared, readable, None, 10)) == ([], None)
+    await store.write(
+        lambda tx: tx.put_flow({**flows[3], "tags": {"n": "1", "auth_classes": ["news"]}})
+    )
+    news, _ = await store.read(lambda tx: tx.object_flows(shared, readable, None, 10))
+    assert news == [flows[3]["id"]]
 
 
 async def test_delete_flow_removes_its_segments(store: Store) -> None:

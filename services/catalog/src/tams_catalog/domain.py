@@ -11,6 +11,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from tams_schema.auth import AUTH_CLASSES_TAG
+
 Doc = dict[str, Any]
 
 # Fields the server owns: whatever a client sends for them is ignored (checklist §2.4).
@@ -124,16 +126,40 @@ def prepare_flow(body: Doc, existing: Doc | None, profile: Doc | None, now: date
     return flow
 
 
-def new_source(flow: Doc, now: datetime) -> Doc:
-    """The minimal Source created implicitly for a flow naming an unknown source_id."""
+def new_source(flow: Doc, now: datetime, principal: str | None = None) -> Doc:
+    """The minimal Source created implicitly for a flow naming an unknown source_id. It
+    inherits the flow's `auth_classes` (AppNote 0016: a new source gets the permissions of
+    the first flow that references it)."""
     stamp = timestamp(now)
-    return {
+    source: Doc = {
         "id": flow["source_id"],
         "format": flow["format"],
         "created": stamp,
         "updated": stamp,
         "tags": {},
     }
+    classes = (flow.get("tags") or {}).get(AUTH_CLASSES_TAG)
+    if classes is not None:
+        source["tags"] = {AUTH_CLASSES_TAG: classes}
+    if principal is not None:
+        source["created_by"] = source["updated_by"] = principal
+    return source
+
+
+def attribute(doc: Doc, existing: Doc | None, principal: str | None) -> Doc:
+    """`created_by`/`updated_by` of a created or changed flow or source. With an
+    authenticated caller they are the server's: `created_by` stays what it was (the caller,
+    for a new resource) and `updated_by` is the caller. Without authentication a client's
+    values are kept as the spec allows."""
+    if principal is None:
+        return doc
+    attributed = {k: v for k, v in doc.items() if k not in ("created_by", "updated_by")}
+    if existing is None:
+        attributed["created_by"] = principal
+    elif "created_by" in existing:
+        attributed["created_by"] = existing["created_by"]
+    attributed["updated_by"] = principal
+    return attributed
 
 
 def check_source_format(flow: Doc, source: Doc) -> None:

@@ -89,7 +89,9 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
         raise domain.read_only(flow_id)
     profile_id = body.get("profile_id")
     profile = tx.get_profile(profile_id) if profile_id else None
-    flow = domain.prepare_flow(body, existing, profile, now)
+    flow = domain.attribute(
+        domain.prepare_flow(body, existing, profile, now), existing, command.principal
+    )
     collection = flow.get("flow_collection") or []
     domain.check_collection(
         flow_id, collection, {m["id"] for m in collection if tx.get_flow(m["id"]) is not None}
@@ -97,7 +99,7 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     changes: list[TamsEvent] = []
     source = tx.get_source(flow["source_id"])
     if source is None:
-        source = domain.new_source(flow, now)
+        source = domain.new_source(flow, now, command.principal)
         tx.put_source(source)
         changes.append(source_event("created", source, now))
     else:
@@ -221,7 +223,7 @@ class FlowDeletion:
 
 def _flow_change(tx: WriteTx, command: CommandEnvelope, updated: Doc) -> Outcome:
     now = now_of(command)
-    tx.put_flow(stored(updated))
+    tx.put_flow(stored(domain.attribute(updated, updated, command.principal)))
     return Outcome(
         status=204, events=[flow_event(tx, "updated", require_flow(tx, updated["id"]), now)]
     )
@@ -266,7 +268,8 @@ def delete_flow_tag(tx: WriteTx, command: CommandEnvelope) -> Outcome:
 
 def _source_change(tx: WriteTx, command: CommandEnvelope, updated: Doc) -> Outcome:
     now = now_of(command)
-    tx.put_source(stored(domain.touch_source(updated, now)))
+    attributed = domain.attribute(updated, updated, command.principal)
+    tx.put_source(stored(domain.touch_source(attributed, now)))
     source = require_source(tx, updated["id"])
     return Outcome(status=204, events=[source_event("updated", source, now)])
 
@@ -309,7 +312,8 @@ def create_profile(tx: WriteTx, command: CommandEnvelope) -> Outcome:
         raise domain.bad_request(f"profile {profile['id']} already exists; profiles are immutable")
     profile["created"] = domain.timestamp(now_of(command))
     if command.principal:
-        profile.setdefault("created_by", command.principal)
+        # The authenticated caller, whatever the body says (as for flows and sources).
+        profile["created_by"] = command.principal
     tx.put_profile(profile)
     return Outcome(status=201, body=tx.get_profile(profile["id"]))
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from tams_gateway.auth.gate import GATE, Gate, gate_middleware
+from tams_gateway.auth.ratelimit import RateLimiter
+from tams_gateway.auth.settings import AuthSettings
 from tams_gateway.commands import BUS
 from tams_gateway.context import GATEWAY, Gateway
+from tams_gateway.cors import CORS, Cors, cors_middleware
 from tams_gateway.errors import error_middleware
 from tams_gateway.routes import (
     analytics,
@@ -22,6 +26,7 @@ from tams_gateway.routes import (
     webhooks,
 )
 from tams_gateway.settings import GatewaySettings
+from tams_runtime.authz import AccessPolicy
 from tams_runtime.bus import CommandBus
 from tams_runtime.components import StoreComponent
 from tams_runtime.egress import EgressPolicy
@@ -43,13 +48,25 @@ from tams_runtime.web import api_errors
 SERVICE = "gateway"
 
 
-def build_app(gateway: Gateway) -> web.Application:
+def build_app(gateway: Gateway, gate: Gate) -> web.Application:
+    # Outermost first: metrics and traces see every answer; CORS headers go on errors too (a
+    # browser must be able to read a 401); `api_errors` answers every failure as JSON, the
+    # gateway's own exceptions translated by `error_middleware`; the gate (authentication,
+    # scopes, rate limits) raises errors of its own.
     app = web.Application(
-        middlewares=[observe_requests, api_errors, error_middleware],
+        middlewares=[
+            observe_requests,
+            cors_middleware,
+            api_errors,
+            error_middleware,
+            gate_middleware,
+        ],
         client_max_size=gateway.settings.max_body_bytes,
     )
     app[GATEWAY] = gateway
     app[BUS] = gateway.bus
+    app[GATE] = gate
+    app[CORS] = Cors(gateway.settings)
     for table in (
         service.routes,
         profiles.routes,
@@ -84,12 +101,22 @@ async def main() -> None:
         secrets=SecretBox.from_settings(webhook_settings),
         media=MediaSettings(),
     )
+    gate = Gate.from_settings(
+        AuthSettings(),
+        AccessPolicy.from_settings(),
+        RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+    )
     await serve(
         SERVICE,
         [StoreComponent(store), bus],
         {"store": store.ping, "broker": bus.healthy},
-        app=build_app(gateway),
-        http=HttpSettings(host=settings.host, port=settings.port),
+        app=build_app(gateway, gate),
+        http=HttpSettings(
+            host=settings.host,
+            port=settings.port,
+            keepalive_timeout_s=settings.keepalive_timeout_s,
+        ),
+        public=True,
     )
 
 

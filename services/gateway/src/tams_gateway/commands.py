@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tams_gateway.auth.gate import principal_of
 from tams_gateway.context import GATEWAY
 from tams_runtime.bus import CommandBus
 from tams_schema.envelopes import Reply
@@ -30,7 +31,10 @@ async def send(
     request: web.Request, topic: str, name: str, key: str, payload: dict[str, Any]
 ) -> web.Response:
     bus: CommandBus = request.app[BUS]
-    reply = await bus.request(topic, name, key, payload, principal=request.get("principal"))
+    principal = principal_of(request)
+    reply = await bus.request(
+        topic, name, key, payload, principal=principal.name if principal else None
+    )
     return reply_response(reply, request)
 
 

@@ -48,9 +48,6 @@ class Gateway:
         except InvalidPageKey as exc:
             raise bad_request(f"invalid page key: {exc}") from exc
 
-    def storage_backends(self) -> list[dict[str, Any]]:
-        return [backend.descriptor() for backend in self.backends.all]
-
     def event_stream_mechanisms(self) -> list[dict[str, Any]]:
         return [
             {

@@ -13,9 +13,17 @@ from pydantic import ValidationError
 
 from tams_runtime.bus import BusUnavailable, CommandTimeout
 from tams_runtime.http import Handler
-from tams_runtime.web import ApiError, bad_request, error_response, not_found
+from tams_runtime.web import ApiError, bad_request, error_response, forbidden, not_found
 
-__all__ = ["ApiError", "Handler", "bad_request", "error_middleware", "error_response", "not_found"]
+__all__ = [
+    "ApiError",
+    "Handler",
+    "bad_request",
+    "error_middleware",
+    "error_response",
+    "forbidden",
+    "not_found",
+]
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -22,6 +22,8 @@ FORMATS = frozenset(
     }
 )
 MAX_LIST_VALUES = 100
+# Each filter is a clause of the store query: a request may name this many of each kind.
+MAX_TAG_FILTERS = 50
 
 S = TypeVar("S", bound=str)
 
@@ -38,6 +40,10 @@ def tag_filter(request: web.Request, prefix: str = "tag") -> TagFilter:
             flag = query_bool(request, key)
             assert flag is not None
             exists[key[len(exists_prefix) :]] = flag
+    if len(values) + len(exists) > MAX_TAG_FILTERS:
+        raise bad_request(
+            f"at most {MAX_TAG_FILTERS} {value_prefix}* and {exists_prefix}* filters per request"
+        )
     return TagFilter(values=values, exists=exists)
 
 

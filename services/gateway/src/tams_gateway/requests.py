@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from tams_gateway.errors import bad_request
+from tams_gateway.context import GATEWAY
+from tams_gateway.errors import ApiError, bad_request
 from tams_runtime.web import query_bool, query_int, query_timerange
 
 __all__ = ["json_body", "model_body", "query_bool", "query_int", "query_timerange"]
@@ -17,7 +19,14 @@ M = TypeVar("M", bound=BaseModel)
 
 
 async def json_body(request: web.Request) -> Any:
-    raw = await request.read()
+    timeout = request.app[GATEWAY].settings.body_timeout_s
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
+    except TimeoutError as exc:
+        raise ApiError(
+            408, "RequestTimeout", f"the body did not arrive within {timeout:g} s"
+        ) from exc
     if not raw:
         raise bad_request("request body is empty; a JSON body is required")
     try:

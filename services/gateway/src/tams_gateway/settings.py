@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,3 +22,18 @@ class GatewaySettings(BaseSettings):
     analytics_url: str | None = None
     # How long a forwarded analytics request may take before the gateway answers 504.
     analytics_timeout_s: float = 10.0
+    # A request body must arrive within this time (a slow sender gets 408), and an idle
+    # keep-alive connection is closed after `keepalive_timeout_s`.
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    keepalive_timeout_s: float = Field(default=75.0, gt=0)
+    # CORS: origins allowed to call the API from a browser (comma-separated, `*` for any;
+    # empty: no CORS headers), the request headers they may send, how long a preflight is
+    # cached, and whether credentialed requests (cookies, browser Basic prompts) are allowed.
+    cors_origins: str = ""
+    cors_allow_headers: str = "Authorization, Content-Type"
+    cors_max_age_s: int = Field(default=600, ge=0)
+    cors_allow_credentials: bool = False
+    # Per-principal rate limit: requests per second on average with bursts of `burst`
+    # (0: no limit). Failed authentications count against the client address.
+    rate_limit_per_s: float = Field(default=0.0, ge=0)
+    rate_limit_burst: int = Field(default=100, ge=1)

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from tams_gateway.access import Access
+from tams_gateway.context import GATEWAY
 from tams_gateway.queries import csv, tag_filter
 from tams_gateway.requests import query_bool
 from tams_runtime.media import UrlFilter
 
 
 def url_filter(request: web.Request) -> UrlFilter:
+    """The request's URL filters, and the backends the caller may read (ADR 0055)."""
     labels = csv(request, "accept_get_urls") if "accept_get_urls" in request.query else None
+    gw = request.app[GATEWAY]
     return UrlFilter(
+        readable_storage_ids=Access.of(request).readable_backends(gw.backends.all),
         accept_get_urls=labels,
         # Absent or empty: no filter (unlike accept_get_urls, where empty means no URLs).
         accept_storage_ids=csv(request, "accept_storage_ids") or None,

@@ -22,7 +22,18 @@ _COLLECTION = TypeAdapter(list[FlowCollectionItem])
 def _object(body: Any, what: str) -> Doc:
     if not isinstance(body, dict):
         raise bad_request(f"{what} must be a JSON object")
-    return body
+    return without_nulls(body)
+
+
+def without_nulls(doc: Doc) -> Doc:
+    """A member whose value is JSON null is treated as absent, at any depth of objects (no
+    TAMS schema allows null, and JSON clients often send unset fields as null); it is not
+    stored, so it is never sent back as null either."""
+    return {
+        key: without_nulls(value) if isinstance(value, dict) else value
+        for key, value in doc.items()
+        if value is not None
+    }
 
 
 def validate_flow_put(body: Any) -> Doc:

@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Sequence
 
 from tams_runtime.applier import CommandApplier
+from tams_runtime.authz import AccessPolicy
 from tams_runtime.components import StoreComponent
 from tams_runtime.consumer import CommandConsumer
 from tams_runtime.egress import EgressPolicy
@@ -62,7 +63,12 @@ async def main() -> None:
     backends = StorageBackends.from_settings(S3Settings())
     sender = Sender(settings, EgressPolicy.from_settings(settings))
     dispatcher = Dispatcher(
-        store, sender, Payloads(UrlBuilder(backends)), SecretBox.from_settings(settings), settings
+        store,
+        sender,
+        Payloads(UrlBuilder(backends)),
+        SecretBox.from_settings(settings),
+        settings,
+        AccessPolicy.from_settings(),
     )
     applier = CommandApplier(
         store, HANDLERS, is_retryable=lambda exc: isinstance(exc, StoreUnavailable)

@@ -30,6 +30,7 @@ from typing import TypeVar
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import Counter, Gauge, Histogram
 
+from tams_runtime.authz import AccessPolicy
 from tams_runtime.metrics import LATENCY_BUCKETS, WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_SECONDS
 from tams_runtime.secret_box import SecretBox, SecretUnavailable
 from tams_runtime.settings import WebhookSettings
@@ -37,7 +38,7 @@ from tams_runtime.tracing import extract_trace_context, inject_trace_context, tr
 from tams_schema.envelopes import ErrorBody
 from tams_store import Store, WriteTx
 from tams_store.port import Delivery, WebhookRecord
-from tams_webhooks.matching import Subscription
+from tams_webhooks.matching import Reader, Subscription
 from tams_webhooks.payloads import EventBody, Payloads, options_key
 from tams_webhooks.sender import Attempt, Sender
 
@@ -159,7 +160,12 @@ class Worker:
     def record(self, record: WebhookRecord) -> None:
         """Take a (changed) registration: what every delivery needs is worked out once here."""
         self._record = record
-        self.options = options_key(record.doc)
+        reader = Reader.of(self.dispatcher.policy, record.owner)
+        # The backends whose URLs the owner may see (ADR 0055); None: all.
+        self.readable_storage_ids = (
+            reader.readable_backends(self.dispatcher.payloads.urls.backends) if reader else None
+        )
+        self.options = (*options_key(record.doc), self.readable_storage_ids)
         self.headers = {"Content-Type": "application/json"}
         self.key_problem: str | None = None
         name = record.doc.get("api_key_name")
@@ -293,7 +299,7 @@ class Worker:
         if event.objects is None and event.object_ids():
             ids = event.object_ids()
             event.objects = await d.patiently(lambda: d.store.read(lambda tx: tx.get_objects(ids)))
-        body = d.payloads.body(record.doc, self.options, event)
+        body = d.payloads.body(record.doc, self.options, event, self.readable_storage_ids)
         # One span per attempt, in the trace of the change that caused the event; the
         # receiver gets `traceparent` so its own work can join the trace.
         with tracer().start_as_current_span(
@@ -322,8 +328,10 @@ class Dispatcher:
         payloads: Payloads,
         secrets: SecretBox,
         settings: WebhookSettings,
+        policy: AccessPolicy | None = None,
     ) -> None:
         self.store = store
+        self.policy = policy or AccessPolicy.off()
         self.sender = sender
         self.payloads = payloads
         self.secrets = secrets
@@ -387,7 +395,9 @@ class Dispatcher:
                     self._stop_worker(worker)
                 queue.hot.clear()
                 continue
-            self.subscriptions[record.id] = Subscription.of(record.doc)
+            self.subscriptions[record.id] = Subscription.of(
+                record.doc, Reader.of(self.policy, record.owner)
+            )
             if (
                 worker is not None
                 and record.status == "created"

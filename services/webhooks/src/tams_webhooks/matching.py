@@ -11,6 +11,13 @@ An absent filter keeps everything. The facts the payloads lack (a flow's source,
 the flow and its source when the event happened) come from the event's routing context
 (Kafka headers, `EventContext`); for events published without it they are taken from the
 payload where it has them.
+
+Under fine-grained authorisation a webhook also gets only the events its owner (who
+registered or last replaced it) may read: `flows/*` events by the flow's `auth_classes`,
+`sources/*` events by the source's, as they were when the event happened (the context
+carries them, so a deleted flow needs no lookup). The policy is evaluated per event, so a
+policy change applies to the next event. An event whose classes are unknown (published
+without them) goes only to unrestricted owners.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tams_runtime.authz import AccessPolicy
+from tams_runtime.storage import StorageBackends
+from tams_schema.auth import Principal, auth_classes_of
 from tams_schema.envelopes import EventContext, TamsEvent
 
 
@@ -53,28 +63,71 @@ def context_of(event: TamsEvent) -> EventContext:
 
 
 @dataclass(frozen=True)
+class Reader:
+    """A webhook owner's read permission, under a fine-grained policy."""
+
+    policy: AccessPolicy
+    owner: Principal
+
+    @classmethod
+    def of(cls, policy: AccessPolicy, owner: Principal | None) -> Reader | None:
+        """None when the owner is not restricted (no policy, an admin, or no owner)."""
+        if owner is None or (owner.has_scope("read") and not policy.restricts(owner)):
+            return None
+        return cls(policy, owner)
+
+    def may_read(self, event: TamsEvent, context: EventContext) -> bool:
+        if not self.owner.has_scope("read"):
+            return False  # an owner without the read scope could not GET it either
+        if event.event_type.startswith("flows/"):
+            classes = context.flow_auth_classes
+            document = event.event.get("flow")
+        else:
+            classes = context.source_auth_classes
+            document = event.event.get("source")
+        if classes is None and isinstance(document, dict):
+            classes = list(auth_classes_of(document.get("tags")))
+        if classes is None:
+            return False
+        return "read" in self.policy.permissions(self.owner, classes)
+
+    def readable_backends(self, backends: StorageBackends) -> frozenset[str] | None:
+        """Backends whose URLs the owner may see in `flows/segments_added` (None: all)."""
+        if not self.policy.restricts(self.owner):
+            return None
+        return frozenset(
+            b.id for b in backends.all if "read" in self.policy.permissions_on(self.owner, b.tags)
+        )
+
+
+@dataclass(frozen=True)
 class Subscription:
     events: frozenset[str]
     flow_ids: frozenset[str] | None = None
     source_ids: frozenset[str] | None = None
     flow_collected_by_ids: frozenset[str] | None = None
     source_collected_by_ids: frozenset[str] | None = None
+    # None: the owner may read everything.
+    reader: Reader | None = None
 
     @classmethod
-    def of(cls, doc: dict[str, Any]) -> Subscription:
-        """From a registration document (`WebhookRecord.doc`)."""
+    def of(cls, doc: dict[str, Any], reader: Reader | None = None) -> Subscription:
+        """From a registration document (`WebhookRecord.doc`) and its owner's permissions."""
         return cls(
             events=frozenset(doc.get("events") or ()),
             flow_ids=_ids(doc, "flow_ids"),
             source_ids=_ids(doc, "source_ids"),
             flow_collected_by_ids=_ids(doc, "flow_collected_by_ids"),
             source_collected_by_ids=_ids(doc, "source_collected_by_ids"),
+            reader=reader,
         )
 
     def wants(self, event: TamsEvent) -> bool:
         if event.event_type not in self.events:
             return False
         context = context_of(event)
+        if self.reader is not None and not self.reader.may_read(event, context):
+            return False
         if event.event_type.startswith("flows/"):
             if self.flow_ids is not None and context.flow_id not in self.flow_ids:
                 return False

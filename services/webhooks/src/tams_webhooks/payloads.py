@@ -71,22 +71,32 @@ class Payloads:
     def __init__(self, urls: UrlBuilder) -> None:
         self.urls = urls
 
-    def body(self, webhook: Doc, options: OptionsKey, event: EventBody) -> bytes:
-        """The body for this webhook (`options` is `options_key(webhook)`); a segments_added
-        event needs `event.objects` read."""
+    def body(
+        self,
+        webhook: Doc,
+        options: OptionsKey,
+        event: EventBody,
+        readable_storage_ids: frozenset[str] | None = None,
+    ) -> bytes:
+        """The body for this webhook (`options`: `options_key(webhook)` and, when they are
+        limited, the backends its owner may read); a segments_added event needs
+        `event.objects` read."""
         key: OptionsKey = options if event.event_type == SEGMENTS_ADDED else ()
         now = time.monotonic()
         cached = event._bodies.get(key)
         if cached is not None and now - cached[0] < BODY_REUSE_S:
             return cached[1]
-        body = _dumps(self._render(webhook, event))
+        body = _dumps(self._render(webhook, event, readable_storage_ids))
         event._bodies[key] = (now, body)
         return body
 
-    def _render(self, webhook: Doc, event: EventBody) -> Doc:
+    def _render(
+        self, webhook: Doc, event: EventBody, readable_storage_ids: frozenset[str] | None
+    ) -> Doc:
         if event.event_type != SEGMENTS_ADDED:
             return event.payload
         filters = UrlFilter(
+            readable_storage_ids=readable_storage_ids,
             accept_get_urls=webhook.get("accept_get_urls"),
             # Empty means no filter, as for the query parameter (checklist §0 "UF").
             accept_storage_ids=webhook.get("accept_storage_ids") or None,

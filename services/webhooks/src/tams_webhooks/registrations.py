@@ -19,6 +19,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from tams_schema.auth import Principal
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
 from tams_store import WriteTx
 from tams_store.port import WebhookRecord, WebhookStatus
@@ -46,6 +47,13 @@ def answers_refusals(handler: Handler) -> Handler:
     return wrapper
 
 
+def _owner(payload: dict[str, Any]) -> Principal | None:
+    """Whoever registered or replaced the webhook (its deliveries are filtered by what they
+    may read); None when the gateway authenticated nobody."""
+    owner = payload.get("owner")
+    return Principal.model_validate(owner) if owner is not None else None
+
+
 def _existing(tx: WriteTx, webhook_id: str) -> WebhookRecord:
     record = tx.get_webhook(webhook_id)
     if record is None:
@@ -65,6 +73,7 @@ def create_webhook(tx: WriteTx, command: CommandEnvelope) -> Outcome:
         doc=payload["webhook"],
         status=payload.get("status") or "created",
         api_key_value=payload.get("api_key_value"),
+        owner=_owner(payload),
     )
     tx.put_webhook(record)
     return Outcome(status=201, body=record.view())
@@ -119,6 +128,7 @@ def replace_webhook(tx: WriteTx, command: CommandEnvelope) -> Outcome:
         error=current.error if status == "error" else None,
         api_key_value=_key_value(current, doc, payload),
         generation=current.generation + 1,
+        owner=_owner(payload),
     )
     tx.put_webhook(record)
     return Outcome(status=201, body=record.view())

@@ -115,6 +115,23 @@ def tag_clauses(
             f"WHERE t.{owner} = {table}.id AND t.name = ?)"
         )
         params.append(name)
+    if tags.access is not None:
+        access = tags.access
+        allowed: list[str] = []
+        if access.classes:
+            allowed.append(
+                f"EXISTS (SELECT 1 FROM {tag_table} t WHERE t.{owner} = {table}.id "
+                f"AND t.name = ? AND t.value IN ({_placeholders(access.classes)}))"
+            )
+            params.extend([access.name, *access.classes])
+        if access.unclassified:
+            # No class at all: the tag is absent, or an empty list (its one row is NULL).
+            allowed.append(
+                f"NOT EXISTS (SELECT 1 FROM {tag_table} t WHERE t.{owner} = {table}.id "
+                "AND t.name = ? AND t.value IS NOT NULL)"
+            )
+            params.append(access.name)
+        clauses.append(f"({' OR '.join(allowed)})" if allowed else "0")
     return clauses, params
 
 

@@ -194,6 +194,11 @@ MIGRATIONS: list[list[str]] = [
     # 7: analytics counters, kept by triggers in the transaction of every change they count
     # (docs/analytics.md); filled from the existing rows once, here.
     ANALYTICS_STEP,
+    # 8: who registered (or last replaced) each webhook: its deliveries are filtered by what
+    # that principal may read (fine-grained authorisation).
+    [
+        "ALTER TABLE webhooks ADD COLUMN owner TEXT",
+    ],
 ]
 
 

@@ -15,6 +15,7 @@ import sqlite3
 from collections import Counter
 from typing import Any
 
+from tams_schema.auth import Principal
 from tams_store.documents import tag_rows
 from tams_store.port import (
     Delivery,
@@ -28,7 +29,7 @@ from tams_store.port import (
 from tams_store.sqlite import cursor
 from tams_store.sqlite.catalog import SortSpec, tag_clauses
 
-_COLUMNS = "id, url, status, generation, doc, error, api_key_value"
+_COLUMNS = "id, url, status, generation, doc, error, api_key_value, owner"
 URL_SORT = SortSpec(("webhooks.url", "webhooks.id"), descending=False)
 
 
@@ -40,6 +41,7 @@ def _record(row: sqlite3.Row) -> WebhookRecord:
         error=json.loads(row["error"]) if row["error"] else None,
         api_key_value=row["api_key_value"],
         generation=row["generation"],
+        owner=Principal.model_validate_json(row["owner"]) if row["owner"] else None,
     )
 
 
@@ -72,10 +74,10 @@ def list_webhooks(conn: sqlite3.Connection, query: WebhookQuery) -> Page:
 
 def put_webhook(conn: sqlite3.Connection, record: WebhookRecord) -> None:
     conn.execute(
-        f"INSERT INTO webhooks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        f"INSERT INTO webhooks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET url = excluded.url, status = excluded.status, "
         "generation = excluded.generation, doc = excluded.doc, error = excluded.error, "
-        "api_key_value = excluded.api_key_value",
+        "api_key_value = excluded.api_key_value, owner = excluded.owner",
         (
             record.id,
             record.url,
@@ -84,6 +86,7 @@ def put_webhook(conn: sqlite3.Connection, record: WebhookRecord) -> None:
             json.dumps(record.doc),
             json.dumps(record.error) if record.error is not None else None,
             record.api_key_value,
+            record.owner.model_dump_json() if record.owner is not None else None,
         ),
     )
     conn.execute("DELETE FROM webhook_tags WHERE webhook_id = ?", (record.id,))

@@ -75,6 +75,17 @@ def apply_tag_filter(
             into.require(owners)
         else:
             into.forbid(owners)
+    access = tags.access
+    if access is not None:
+        rows = table.rows([owner, "value"], _.name == access.name, scan=True)
+        classified = {r[owner] for r in rows if r["value"] is not None}
+        wanted = set(access.classes)
+        allowed = {r[owner] for r in rows if r["value"] in wanted}
+        if access.unclassified:
+            # Anything without a class, or with one of the allowed classes.
+            into.forbid(classified - allowed)
+        else:
+            into.require(allowed)
 
 
 def _replace_tags(tables: Tables, tag_table: str, owner: str, owner_id: str, doc: Doc) -> None:

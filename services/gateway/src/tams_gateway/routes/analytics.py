@@ -13,9 +13,11 @@ import aiohttp
 from aiohttp import web
 from opentelemetry.trace import SpanKind
 
+from tams_gateway.auth.gate import GATE, principal_of
 from tams_gateway.errors import ApiError
 from tams_gateway.paging import next_page_url
 from tams_gateway.settings import GatewaySettings
+from tams_runtime.http import internal_headers
 from tams_runtime.logs import CORRELATION_ID
 from tams_runtime.tracing import inject_trace_context, tracer
 
@@ -44,7 +46,8 @@ class AnalyticsForwarder:
     async def forward(self, request: web.Request) -> web.Response:
         if self.base_url is None or self._session is None:
             raise ApiError(503, "ServiceUnavailable", "analytics is not configured on this gateway")
-        headers = {"Accept": "application/json"}
+        # The analytics API is internal: it answers only callers with the service token.
+        headers = {"Accept": "application/json", **internal_headers()}
         correlation_id = CORRELATION_ID.get()
         if correlation_id is not None:
             headers["X-Correlation-Id"] = correlation_id
@@ -75,6 +78,16 @@ ANALYTICS = web.AppKey("analytics", AnalyticsForwarder)
 
 
 async def forward(request: web.Request) -> web.Response:
+    """Needs `read` (the gate checks it). The figures cover every flow, whoever may read it:
+    with a fine-grained policy in force only admins may see them (docs/security.md)."""
+    gate = request.app[GATE]
+    principal = principal_of(request)
+    if gate.policy.enabled and principal is not None and not principal.admin:
+        raise ApiError(
+            403,
+            "Forbidden",
+            "analytics cover every flow; with per-resource permissions only admins may read them",
+        )
     return await request.app[ANALYTICS].forward(request)
 
 

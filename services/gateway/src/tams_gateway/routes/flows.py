@@ -6,9 +6,10 @@ from typing import Any
 
 from aiohttp import web
 
+from tams_gateway.access import Access, check_auth_classes_value
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
-from tams_gateway.errors import bad_request, not_found
+from tams_gateway.errors import ApiError, bad_request, not_found
 from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import (
     check_uuid,
@@ -21,6 +22,7 @@ from tams_gateway.queries import (
 from tams_gateway.requests import json_body, query_bool, query_int, query_timerange
 from tams_gateway.validation import validate_collection, validate_flow_put
 from tams_gateway.values import bit_rate, json_bool, json_string, tag_value
+from tams_schema.auth import AUTH_CLASSES_TAG, Permission
 from tams_schema.timerange import TimeRange
 from tams_store import FlowQuery, Page
 from tams_store.port import Doc, FlowSort
@@ -48,7 +50,7 @@ async def list_flows(request: web.Request) -> web.Response:
         frame_width=query_int(request, "frame_width", minimum=0),
         frame_height=query_int(request, "frame_height", minimum=0),
         init_segments=query_bool(request, "init_segments"),
-        tags=tag_filter(request),
+        tags=Access.of(request).listing(tag_filter(request)),
         collected_by_ids=uuid_list(request, "collected_by_ids"),
         timerange=query_timerange(request),
         sort_by=choice(request, "sort_by", FLOW_SORTS, "created"),
@@ -68,12 +70,32 @@ async def list_flows(request: web.Request) -> web.Response:
     return web.json_response(page.items, headers=headers)
 
 
+def flow_missing(flow_id: str) -> ApiError:
+    return not_found(f"flow {flow_id} does not exist")
+
+
 async def load_flow(request: web.Request) -> Doc:
+    """The flow of the path, if the caller may read it (else the same 404 as a missing one)."""
     gw: Gateway = request.app[GATEWAY]
     flow_id = request.match_info["flow_id"]
     flow = await gw.store.read(lambda tx: tx.get_flow(flow_id))
     if flow is None:
-        raise not_found(f"flow {flow_id} does not exist")
+        raise flow_missing(flow_id)
+    Access.of(request).require(flow.get("tags"), "read", f"flow {flow_id}", flow_missing(flow_id))
+    return flow
+
+
+async def authorise_flow(request: web.Request, need: Permission, flow_id: str) -> Doc | None:
+    """Before a write: the caller must hold `need` on the flow. Returns the flow when it was
+    read for the check (only under fine-grained authorisation); a missing flow is left to
+    the owning service, which answers 404 as it always does."""
+    gw: Gateway = request.app[GATEWAY]
+    access = Access.of(request)
+    if not access.restricted:
+        return None
+    flow = await gw.store.read(lambda tx: tx.get_flow(flow_id))
+    if flow is not None:
+        access.require(flow.get("tags"), need, f"flow {flow_id}", flow_missing(flow_id))
     return flow
 
 
@@ -92,7 +114,8 @@ async def get_flow(request: web.Request) -> web.Response:
 
     flow, timerange = await gw.store.read(read)
     if flow is None:
-        raise not_found(f"flow {flow_id} does not exist")
+        raise flow_missing(flow_id)
+    Access.of(request).require(flow.get("tags"), "read", f"flow {flow_id}", flow_missing(flow_id))
     if timerange is not None:
         flow["timerange"] = str(timerange)
     return web.json_response(flow)
@@ -106,17 +129,49 @@ async def put_flow(request: web.Request) -> web.Response:
     flow = validate_flow_put(await json_body(request))
     if flow["id"] != flow_id:
         raise bad_request(f"body id {flow['id']} does not match the flow id {flow_id} in the path")
+    check_auth_classes_value(flow.get("tags"))
+    await authorise_flow_put(request, flow)
     return await send(request, gw.topics.catalog_commands, "flows.put", flow_id, {"flow": flow})
+
+
+async def authorise_flow_put(request: web.Request, flow: Doc) -> None:
+    """AppNote 0016: replacing needs write on the flow; a new flow on an existing source needs
+    write on the source (so does moving a flow to another source); a brand-new flow and
+    source need only the write scope. Classes given or changed must be the caller's to give."""
+    gw: Gateway = request.app[GATEWAY]
+    access = Access.of(request)
+    if not access.restricted:
+        return
+    flow_id, source_id = flow["id"], flow.get("source_id")
+
+    def read(tx: Any) -> tuple[Doc | None, Doc | None]:
+        return tx.get_flow(flow_id), tx.get_source(source_id) if source_id else None
+
+    existing, source = await gw.store.read(read)
+    if existing is not None:
+        access.require(existing.get("tags"), "write", f"flow {flow_id}", flow_missing(flow_id))
+    if source is not None and (existing is None or existing.get("source_id") != source_id):
+        missing = not_found(f"source {source_id} does not exist")
+        access.require(source.get("tags"), "write", f"source {source_id}", missing)
+    access.check_classes_change(
+        f"flow {flow_id}",
+        existing.get("tags") if existing else None,
+        flow.get("tags"),
+        exists=existing is not None,
+    )
 
 
 @routes.delete("/flows/{flow_id}")
 async def delete_flow(request: web.Request) -> web.Response:
-    return await _command(request, "flows.delete")
+    return await _command(request, "flows.delete", need="delete")
 
 
-async def _command(request: web.Request, command: str, **payload: object) -> web.Response:
+async def _command(
+    request: web.Request, command: str, *, need: Permission = "write", **payload: object
+) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     flow_id = request.match_info["flow_id"]
+    await authorise_flow(request, need, flow_id)
     return await send(
         request, gw.topics.catalog_commands, command, flow_id, {"flow_id": flow_id, **payload}
     )
@@ -139,13 +194,30 @@ async def get_flow_tag(request: web.Request) -> web.Response:
 
 @routes.put("/flows/{flow_id}/tags/{name}")
 async def put_flow_tag(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
     value = tag_value(await json_body(request))
-    return await _command(request, "flows.tag.set", name=request.match_info["name"], value=value)
+    if name == AUTH_CLASSES_TAG:
+        check_auth_classes_value({name: value})
+        await _authorise_classes(request, value)
+    return await _command(request, "flows.tag.set", name=name, value=value)
 
 
 @routes.delete("/flows/{flow_id}/tags/{name}")
 async def delete_flow_tag(request: web.Request) -> web.Response:
-    return await _command(request, "flows.tag.delete", name=request.match_info["name"])
+    name = request.match_info["name"]
+    if name == AUTH_CLASSES_TAG:
+        await _authorise_classes(request, None)
+    return await _command(request, "flows.tag.delete", name=name)
+
+
+async def _authorise_classes(request: web.Request, value: str | list[str] | None) -> None:
+    flow_id = request.match_info["flow_id"]
+    flow = await authorise_flow(request, "write", flow_id)
+    if flow is not None:
+        new_tags = {AUTH_CLASSES_TAG: value} if value is not None else {}
+        Access.of(request).check_classes_change(
+            f"flow {flow_id}", flow.get("tags"), new_tags, exists=True
+        )
 
 
 def _parse_property(prop: str, body: Any) -> Any:

@@ -9,14 +9,17 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import TypeAdapter
 
+from tams_gateway.access import Access
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
-from tams_gateway.errors import bad_request, not_found
+from tams_gateway.errors import ApiError, bad_request, forbidden, not_found
 from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import check_uuid, tag_filter
 from tams_gateway.requests import json_body, query_bool, query_timerange
+from tams_gateway.routes.flows import authorise_flow
 from tams_gateway.urls import url_filter
 from tams_runtime.media import object_ids_of, segment_view
+from tams_schema.auth import PERMISSIONS, Permission
 from tams_schema.models import (
     ControlledInstanceRequest,
     FlowSegmentPost,
@@ -25,6 +28,7 @@ from tams_schema.models import (
     dump,
 )
 from tams_schema.timerange import TimeRange
+from tams_store import ReadTx, TagFilter
 from tams_store.port import ObjectRecord, SegmentPage
 
 _SEGMENTS = TypeAdapter(list[FlowSegmentPost])
@@ -39,6 +43,12 @@ async def allocate_storage(request: web.Request) -> web.Response:
     flow_id = request.match_info["flow_id"]
     body = await json_body(request)
     storage = dump(StorageRequest.model_validate(body))
+    await authorise_flow(request, "write", flow_id)
+    storage_id = storage.get("storage_id")
+    backend = gw.backends.get(storage_id) if storage_id else gw.backends.default
+    if backend is not None:
+        # ADR 0055: allocating in a backend needs write on it as well as on the flow.
+        Access.of(request).require_backend(backend, "write")
     return await send(
         request,
         gw.topics.segments_commands,
@@ -61,6 +71,8 @@ async def post_segments(request: web.Request) -> web.Response:
     if len(items) > MAX_SEGMENTS_PER_POST:
         raise bad_request(f"at most {MAX_SEGMENTS_PER_POST} segments per request")
     segments = [dump(s) for s in _SEGMENTS.validate_python(items)]
+    await authorise_flow(request, "write", flow_id)
+    await authorise_objects(request, segments)
     return await send(
         request,
         gw.topics.segments_commands,
@@ -68,6 +80,62 @@ async def post_segments(request: web.Request) -> web.Response:
         flow_id,
         {"flow_id": flow_id, "segments": segments, "single": single},
     )
+
+
+async def authorise_objects(request: web.Request, segments: list[dict[str, Any]]) -> None:
+    """AppNote 0016: registering an object that is already registered (reuse) needs read
+    access to it (through a flow that uses it); a new object needs nothing more."""
+    gw: Gateway = request.app[GATEWAY]
+    access = Access.of(request)
+    readable = access.policy.listing_filter(access.principal, "read")
+    if readable is None:
+        return
+    ids = sorted(
+        {s["object_id"] for s in segments}
+        | {s["init_object_id"] for s in segments if s.get("init_object_id")}
+    )
+
+    def hidden(tx: ReadTx) -> list[str]:
+        registered = [i for i, o in tx.get_objects(ids).items() if o.registered]
+        only_readable = TagFilter(access=readable)
+        return [i for i in registered if not tx.object_flows(i, only_readable, None, 1)[0]]
+
+    refused = await gw.store.read(hidden)
+    if refused:
+        raise forbidden(
+            f"object {refused[0]} is registered already and you may not read it, so you may "
+            "not reuse it"
+        )
+
+
+def object_missing(object_id: str) -> ApiError:
+    return not_found(f"object {object_id} does not exist (or was never registered)")
+
+
+async def authorise_object(request: web.Request, object_id: str, need: Permission) -> None:
+    """Instances: `need` on the object, which it has through the flows that use it."""
+    gw: Gateway = request.app[GATEWAY]
+    access = Access.of(request)
+    if not access.restricted:
+        return
+    filters = {p: access.policy.listing_filter(access.principal, p) for p in PERMISSIONS}
+
+    def held(tx: ReadTx) -> set[Permission] | None:
+        obj = tx.get_objects([object_id]).get(object_id)
+        if obj is None or not obj.registered:
+            return None
+        return {
+            p
+            for p, only in filters.items()
+            if tx.object_flows(object_id, TagFilter(access=only), None, 1)[0]
+        }
+
+    permissions = await gw.store.read(held)
+    if permissions is None or need in permissions:
+        return  # a missing object is the segments service's 404
+    if permissions:
+        raise forbidden(f"you may not change object {object_id}")
+    raise object_missing(object_id)
 
 
 @routes.get("/flows/{flow_id}/segments")
@@ -81,8 +149,17 @@ async def list_segments(request: web.Request) -> web.Response:
     object_id = request.query.get("object_id")
     limit = page_limit(request, gw.settings)
     page_key = request.query.get("page")
+    access = Access.of(request)
 
     def read(tx: Any) -> tuple[SegmentPage, dict[str, ObjectRecord]]:
+        if access.restricted:
+            flow = tx.get_flow(flow_id)
+            held = access.permissions(flow.get("tags")) if flow is not None else None
+            if held is not None and "read" not in held:
+                if held:
+                    raise forbidden(f"you may not read flow {flow_id}")
+                # No permission at all: answered as for a flow that does not exist.
+                return SegmentPage(items=[], limit=limit), {}
         page = tx.list_segments(
             flow_id,
             timerange=timerange,
@@ -130,6 +207,7 @@ async def delete_segments(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     flow_id = request.match_info["flow_id"]
     timerange = query_timerange(request)
+    await authorise_flow(request, "delete", flow_id)
     payload: dict[str, Any] = {
         "flow_id": flow_id,
         "timerange": "_" if timerange is None else str(timerange),
@@ -164,6 +242,10 @@ async def add_instance(request: web.Request) -> web.Response:
         if not instance.label:
             raise bad_request("label must not be empty")
         payload.update(url=instance.url, label=instance.label)
+    await authorise_object(request, object_id, "write")
+    target = gw.backends.get(payload["storage_id"]) if "storage_id" in payload else None
+    if target is not None:
+        Access.of(request).require_backend(target, "write")
     return await send(request, gw.topics.segments_commands, "instances.add", object_id, payload)
 
 
@@ -181,6 +263,10 @@ async def delete_instance(request: web.Request) -> web.Response:
         payload["storage_id"] = check_uuid(storage_id, "query parameter storage_id")
     else:
         payload["label"] = label
+    await authorise_object(request, object_id, "write")
+    backend = gw.backends.get(storage_id) if storage_id else gw.backends.by_label(label or "")
+    if backend is not None:
+        Access.of(request).require_backend(backend, "write")
     return await send(request, gw.topics.segments_commands, "instances.delete", object_id, payload)
 
 
@@ -194,19 +280,29 @@ async def get_object(request: web.Request) -> web.Response:
     flow_tags = tag_filter(request, "flow_tag")
     limit = page_limit(request, gw.settings)
     page_key = request.query.get("page")
+    access = Access.of(request)
+    readable = access.policy.listing_filter(access.principal, "read")
 
     def read(tx: Any) -> tuple[ObjectRecord | None, list[str], str | None, ObjectRecord | None]:
         obj = tx.get_objects([object_id]).get(object_id)
         if obj is None or not obj.registered:
             return None, [], None, None
-        flows, next_key = tx.object_flows(object_id, flow_tags, page_key, limit)
+        if readable is not None:
+            # AppNote 0016: 404 unless some flow using it is readable; then only those are
+            # listed (none, if the caller's own flow_tag filters exclude them all).
+            if not tx.object_flows(object_id, TagFilter(access=readable), None, 1)[0]:
+                return None, [], None, None
+            flow_tags_readable = TagFilter(flow_tags.values, flow_tags.exists, readable)
+            flows, next_key = tx.object_flows(object_id, flow_tags_readable, page_key, limit)
+        else:
+            flows, next_key = tx.object_flows(object_id, flow_tags, page_key, limit)
         init_id = obj.doc.get("init_object_id")
         init = tx.get_objects([init_id]).get(init_id) if init_id else None
         return obj, flows, next_key, init
 
     obj, flows, next_key, init = await gw.read_page(read)
     if obj is None:
-        raise not_found(f"object {object_id} does not exist (or was never registered)")
+        raise object_missing(object_id)
     body: dict[str, Any] = {"id": object_id, "referenced_by_flows": flows}
     if obj.first_referenced_by_flow:
         body["first_referenced_by_flow"] = obj.first_referenced_by_flow

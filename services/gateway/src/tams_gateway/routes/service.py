@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tams_gateway.access import Access
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import bad_request
@@ -71,8 +72,11 @@ async def storage_backends(request: web.Request) -> web.Response:
     reverse = bool(query_bool(request, "reverse_order", False))
     limit = page_limit(request, gw.settings)
     tags = tag_filter(request)
+    access = Access.of(request)
+    # ADR 0055: only the backends the caller has some permission on.
+    visible = [b.descriptor() for b in gw.backends.all if access.backend_permissions(b)]
     backends = sorted(
-        (b for b in gw.storage_backends() if tags_match(b.get("tags") or {}, tags)),
+        (b for b in visible if tags_match(b.get("tags") or {}, tags)),
         key=lambda b: (b.get("label") is None, b.get("label") or "", b["id"]),
         reverse=reverse,
     )

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from tams_gateway.access import Access, check_auth_classes_value
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
-from tams_gateway.errors import not_found
+from tams_gateway.errors import ApiError, not_found
 from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import choice, content_format, tag_filter, uuid_list
 from tams_gateway.requests import json_body, query_bool
 from tams_gateway.values import json_string, tag_value
+from tams_schema.auth import AUTH_CLASSES_TAG
 from tams_store import Page, SourceQuery
 from tams_store.port import Doc, SourceSort
 
@@ -26,7 +28,7 @@ async def list_sources(request: web.Request) -> web.Response:
     query = SourceQuery(
         label=request.query.get("label"),
         format=content_format(request),
-        tags=tag_filter(request),
+        tags=Access.of(request).listing(tag_filter(request)),
         collected_by_ids=uuid_list(request, "collected_by_ids"),
         sort_by=choice(request, "sort_by", SOURCE_SORTS, "created"),
         reverse_order=reverse,
@@ -45,12 +47,34 @@ async def list_sources(request: web.Request) -> web.Response:
     return web.json_response(page.items, headers=headers)
 
 
+def source_missing(source_id: str) -> ApiError:
+    return not_found(f"source {source_id} does not exist")
+
+
 async def load_source(request: web.Request) -> Doc:
+    """The source of the path, if the caller may read it (else the 404 of a missing one)."""
     gw: Gateway = request.app[GATEWAY]
     source_id = request.match_info["source_id"]
     source = await gw.store.read(lambda tx: tx.get_source(source_id))
     if source is None:
-        raise not_found(f"source {source_id} does not exist")
+        raise source_missing(source_id)
+    access = Access.of(request)
+    access.require(source.get("tags"), "read", f"source {source_id}", source_missing(source_id))
+    return source
+
+
+async def authorise_source(request: web.Request) -> Doc | None:
+    """Before a change: write on the source (under fine-grained authorisation); a missing
+    source is left to the catalog's 404."""
+    gw: Gateway = request.app[GATEWAY]
+    access = Access.of(request)
+    if not access.restricted:
+        return None
+    source_id = request.match_info["source_id"]
+    source = await gw.store.read(lambda tx: tx.get_source(source_id))
+    if source is not None:
+        missing = source_missing(source_id)
+        access.require(source.get("tags"), "write", f"source {source_id}", missing)
     return source
 
 
@@ -77,6 +101,16 @@ async def get_source_tag(request: web.Request) -> web.Response:
 async def _command(request: web.Request, command: str, **payload: object) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     source_id = request.match_info["source_id"]
+    source = await authorise_source(request)
+    name = payload.get("name")
+    if source is not None and name == AUTH_CLASSES_TAG and command.startswith("sources.tag."):
+        value = payload.get("value")
+        Access.of(request).check_classes_change(
+            f"source {source_id}",
+            source.get("tags"),
+            {AUTH_CLASSES_TAG: value} if value is not None else {},
+            exists=True,
+        )
     return await send(
         request,
         gw.topics.catalog_commands,
@@ -89,6 +123,8 @@ async def _command(request: web.Request, command: str, **payload: object) -> web
 @routes.put("/sources/{source_id}/tags/{name}")
 async def put_source_tag(request: web.Request) -> web.Response:
     value = tag_value(await json_body(request))
+    if request.match_info["name"] == AUTH_CLASSES_TAG:
+        check_auth_classes_value({AUTH_CLASSES_TAG: value})
     return await _command(request, "sources.tag.set", name=request.match_info["name"], value=value)
 
 

@@ -1,0 +1,1 @@
+"""Authentication, scopes and rate limits of the gateway (docs/security.md)."""

@@ -1,0 +1,39 @@
+"""Coarse authorisation: which scopes may call which route (AppNote 0016's table).
+
+`tams-api/admin` may call everything. Otherwise: reads need `read`; creating and changing
+need `write`, and so does deleting a property, a tag or an object instance; deleting a flow,
+its segments or a webhook needs `delete`. `/`, `/service` and `/service/storage-backends`
+are open to any authenticated principal; `POST /service` and the deletion-request listing
+are for admins; one deletion request may also be read with `delete`. (AppNote 0016 shows
+`read` for webhook PUT and DELETE, an evident typo: they need `write` and `delete`.)
+"""
+
+from __future__ import annotations
+
+from tams_schema.auth import Scope
+
+# Any authenticated principal, whatever its scopes.
+ANYONE: tuple[Scope, ...] = ()
+OPEN_READS = frozenset({"/", "/service", "/service/storage-backends"})
+DELETE_ROUTES = frozenset(
+    {"/flows/{flow_id}", "/flows/{flow_id}/segments", "/service/webhooks/{webhook_id}"}
+)
+
+
+def required_scopes(method: str, route: str) -> tuple[Scope, ...]:
+    """The scopes any one of which lets a principal call `method` on the route template
+    `route` (`/flows/{flow_id}`); `ANYONE` for routes open to every authenticated caller."""
+    verb = "GET" if method == "HEAD" else method
+    if route == "/flow-delete-requests":
+        return ("admin",)
+    if route.startswith("/flow-delete-requests/"):
+        return ("admin", "delete")
+    if verb == "GET":
+        return ANYONE if route in OPEN_READS else ("read",)
+    if route == "/service" and verb == "POST":
+        return ("admin",)
+    if verb == "DELETE" and route in DELETE_ROUTES:
+        return ("delete",)
+    if verb in ("POST", "PUT", "DELETE"):
+        return ("write",)
+    return ("admin",)
