@@ -29,7 +29,9 @@ from tams_store.vast.tables import Predicate, TableHandle, all_of
 
 
 def _cap(want: int) -> int:
-    return 2 * want + 8
+    # Rows per select: enough that each narrowing cuts the range by a large factor (a queue
+    # of a million rows takes four or five selects to its first row), few enough to be cheap.
+    return max(2 * want + 8, 64)
 
 
 def first_rows(
@@ -64,11 +66,13 @@ def first_rows(
         found = read(None if bound is None else before(*bound), cap + 1)
         if found.num_rows <= cap:
             return found.sort_by([(key, order)]).slice(0, want)
-        pivot = found.sort_by([(key, order)]).column(key)[want - 1].as_py()
-        if bound != (pivot, True):
+        keys = found.sort_by([(key, order)]).column(key)
+        pivot = keys[want - 1].as_py()
+        if keys[0].as_py() != pivot and bound != (pivot, True):
             bound = (pivot, True)
             continue
-        # Stuck on a tie: more than `cap` rows up to the pivot, as many as `want` at it.
+        # A tie: the best `want` rows seen all share the pivot (or narrowing to it no longer
+        # helps). Read what lies strictly before it; the rest is any rows at the pivot.
         below = read(before(pivot, False), cap + 1)
         if below.num_rows > cap:
             bound = (pivot, False)
