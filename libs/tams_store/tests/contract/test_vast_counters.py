@@ -13,6 +13,7 @@ from typing import Any
 from ibis import _
 
 from tams_schema.timerange import TimeRange
+from tams_store import TagFilter
 from tams_store.analytics import BUCKET_NS, FlowFilter
 from tams_store.port import (
     Delivery,
@@ -271,6 +272,40 @@ async def test_a_batch_of_commands_touches_each_counter_row_once() -> None:
     # One shard, one row per (kind, key): sources, the flows' group, external objects.
     assert len(totals) == 3 and len({r["shard"] for r in totals}) == 1
     assert_counters_match(cluster)
+    await store.close()
+
+
+async def test_a_size_learned_late_and_a_changed_init_object_are_counted() -> None:
+    """Paths the services never take (sizes are known at the first registration, init
+    objects never change), kept exact all the same."""
+    cluster = FakeVastCluster(seed=3)
+    store = await opened(cluster)
+    first, second = flow(), flow()
+    object_id, init, other_init = new_id(), new_id(), new_id()
+    unsized = ObjectRecord(object_id, None, None, None, True, first["id"], {}, None)
+
+    def work(tx: Any) -> None:
+        for doc in (first, second):
+            tx.put_source(source(doc["source_id"]))
+            tx.put_flow(doc)
+        tx.add_segments(first["id"], [SegmentRecord(0, S, object_id, "x", {}, 0)], [unsized], "s")
+        tx.add_segments(second["id"], [SegmentRecord(0, S, object_id, "x", {}, 0)], [], "s")
+
+    await store.write(work)
+    sized = ObjectRecord(
+        object_id, None, None, None, True, first["id"], {"init_object_id": init}, 900
+    )
+    await store.write(
+        lambda tx: tx.add_segments(
+            first["id"], [SegmentRecord(S, 2 * S, object_id, "x", {}, 0)], [sized], "s"
+        )
+    )
+    assert_counters_match(cluster)
+    moved = ObjectRecord(**{**sized.__dict__, "doc": {"init_object_id": other_init}})
+    await store.write(lambda tx: tx.update_objects([moved]))
+    assert_counters_match(cluster)
+    users = await store.read(lambda tx: tx.object_flows(other_init, TagFilter(), None, 10))
+    assert users == (sorted([first["id"], second["id"]]), None)
     await store.close()
 
 

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from ibis import _
 
@@ -466,12 +467,13 @@ def register_objects(tables: Tables, objects: Sequence[ObjectRecord]) -> dict[st
         return {}
     table = tables["objects"]
     by_id = {o.object_id: o for o in objects}
-    columns = ["id", *_SHARE_COLUMNS]
+    columns = ["id", "init_object_id", *_SHARE_COLUMNS]
     found = table.select_in(columns, "id", list(by_id), row_ids=True)
     before = found.select(columns).to_pylist()
     stored: dict[str, ObjectProps] = {}
     after: list[Row] = []
     changes: list[Row] = []
+    _recount_used(tables, before, by_id)
     for row in before:
         record = by_id[row["id"]]
         size = row["size"] if record.size is None else record.size  # a known size stays
@@ -486,8 +488,6 @@ def register_objects(tables: Tables, objects: Sequence[ObjectRecord]) -> dict[st
                 "size": size,
             }
         )
-        if row["registered"] and row["size"] != size:
-            _resized(tables, record.object_id, row["size"], size)
     table.update_each(found, changes)
     new = [o for o in by_id.values() if o.object_id not in stored]
     table.insert(
@@ -520,14 +520,35 @@ def _segments_per_flow(tables: Tables, object_id: str) -> Counter[str]:
     return Counter(r["flow_id"] for r in rows)
 
 
-def _resized(tables: Tables, object_id: str, old: int | None, new: int | None) -> None:
-    """A registered object's size changed: the flows using it count its new bytes (never
-    done by the services, which learn the size before the first registration)."""
-    for flow_id, n in _segments_per_flow(tables, object_id).items():
+def _recount_used(tables: Tables, rows: Sequence[Row], by_id: Mapping[str, ObjectRecord]) -> None:
+    """Registered objects (`rows`, as stored) about to take the size and init object of
+    `by_id`: segments already using them are counted again, per flow, with the new size
+    and init object. The services never do this (an object's size is learned before its
+    first registration, and its init object never changes); it is kept exact all the same,
+    once per object whatever duplicate rows it has."""
+    done: set[str] = set()
+    for row in rows:
+        record = by_id[row["id"]]
+        old_size, new_size = row["size"], row["size"] if record.size is None else record.size
+        old_init, new_init = row["init_object_id"], record.init_object_id
+        if not row["registered"] or row["id"] in done:
+            continue
+        if old_size == new_size and old_init == new_init:
+            continue
+        done.add(row["id"])
+        per_flow = _segments_per_flow(tables, row["id"])
+        counters.init_refs_moved(tables, per_flow, old_init, new_init)
+        if old_size != new_size:
+            _resized(tables, per_flow, old_size, new_size)
+
+
+def _resized(tables: Tables, per_flow: Mapping[str, int], old: int | None, new: int | None) -> None:
+    """The flows using an object (`per_flow` segments each) count its new size."""
+    flows = tables["flows"]
+    for flow_id, n in per_flow.items():
         change = Figures(
             0, 0, n * ((new or 0) - (old or 0)), n * (int(new is None) - int(old is None))
         )
-        flows = tables["flows"]
         found = flows.select(_FLOW_COLUMNS, _.id == flow_id, row_ids=True)
         rows = found.select(_FLOW_COLUMNS).to_pylist()
         if rows:
@@ -543,9 +564,11 @@ def update_objects(tables: Tables, objects: Sequence[ObjectRecord]) -> None:
         return
     table = tables["objects"]
     by_id = {o.object_id: o for o in objects}
-    columns = ["id", "registered", "init_object_id"]
+    columns = ["id", "registered", "init_object_id", "size"]
     found = table.select_in(columns, "id", list(by_id), row_ids=True)
     rows = found.select(columns).to_pylist()
+    # Only the init object can change here (the size is kept as stored).
+    _recount_used(tables, rows, {r["id"]: replace(by_id[r["id"]], size=r["size"]) for r in rows})
     table.update_each(
         found,
         [
@@ -553,11 +576,6 @@ def update_objects(tables: Tables, objects: Sequence[ObjectRecord]) -> None:
             for r in rows
         ],
     )
-    for row in rows:
-        new = by_id[row["id"]].init_object_id
-        if row["registered"] and row["init_object_id"] != new:
-            per_flow = _segments_per_flow(tables, row["id"])
-            counters.init_refs_moved(tables, per_flow, row["init_object_id"], new)
 
 
 def _referenced(tables: Tables, table: str, column: str, ids: Iterable[str]) -> set[str]:
