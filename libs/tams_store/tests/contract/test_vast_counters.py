@@ -386,6 +386,26 @@ async def test_webhook_queue_paths_are_bounded_whatever_the_queue_length() -> No
     await store.close()
 
 
+async def test_queueing_an_event_whose_commit_landed_but_seemed_to_fail_answers_true() -> None:
+    """The webhooks service moves its positions on only for events reported queued; a retry
+    of a landed attempt must say so, or the next event would take the same positions."""
+    cluster = FakeVastCluster(seed=8)
+    store = await opened(cluster)
+    hook = new_id()
+    first = QueuedEvent(new_id(), {"n": 1}, {hook: 0})
+    cluster.inject("commit", lost_connection(), after=True)
+    assert await store.write(lambda tx: tx.queue_event(first, 1))
+    # A real redelivery comes with later positions: not queued again.
+    assert not await store.write(
+        lambda tx: tx.queue_event(QueuedEvent(first.event_id, {}, {hook: 1}), 2)
+    )
+    second = QueuedEvent(new_id(), {"n": 2}, {hook: 1})
+    assert await store.write(lambda tx: tx.queue_event(second, 3))
+    pending = await store.read(lambda tx: tx.pending_deliveries(hook, 0, 10))
+    assert [(d.seq, d.payload) for d in pending] == [(0, {"n": 1}), (1, {"n": 2})]
+    await store.close()
+
+
 async def test_deleting_a_chunk_of_a_long_flow_and_analytics_never_scan_segments() -> None:
     cluster = FakeVastCluster(seed=6)
     store = await opened(cluster)

@@ -50,10 +50,12 @@ _FLOW_COLUMNS = [
 ]
 
 
-def _totals(tables: Tables, kind: str) -> dict[TotalKey, Counter[str]]:
-    """The `totals` of one kind, summed over shards and duplicate rows."""
+def _totals(tables: Tables, *kinds: str) -> dict[TotalKey, Counter[str]]:
+    """The `totals` of these kinds, summed over shards and duplicate rows."""
     counters.flush(tables)  # a write transaction's own pending changes first
-    rows = tables["totals"].rows(["kind", "key", "subkey", *TOTAL_COLUMNS], _.kind == kind)
+    rows = tables["totals"].rows(
+        ["kind", "key", "subkey", *TOTAL_COLUMNS], _.kind.isin(sorted(kinds))
+    )
     sums: dict[TotalKey, Counter[str]] = {}
     for row in rows:
         total = sums.setdefault((row["kind"], row["key"], row["subkey"]), Counter())
@@ -78,15 +80,16 @@ def _flow_usage(figures: Figures, flows: int = 1) -> UsageFigures:
 
 
 def catalog_counts(tables: Tables) -> CatalogCounts:
+    totals = sorted(_totals(tables, "sources", "usage").items())
     sources = {
         key[1]: total["sources"]
-        for key, total in sorted(_totals(tables, "sources").items())
-        if total["sources"] > 0
+        for key, total in totals
+        if key[0] == "sources" and total["sources"] > 0
     }
     usage = [
         CodecUsage(key[1], key[2] or None, _usage(total))
-        for key, total in sorted(_totals(tables, "usage").items())
-        if total["flows"] > 0
+        for key, total in totals
+        if key[0] == "usage" and total["flows"] > 0
     ]
     return CatalogCounts(sources_by_format=sources, usage_by_codec=usage)
 

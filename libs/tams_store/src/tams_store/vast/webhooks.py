@@ -149,9 +149,13 @@ def set_webhook_status(
 
 
 def queue_event(tables: Tables, event: QueuedEvent, queued_ns: int) -> bool:
+    """Queue the event unless its id was queued before (False). An event already queued at
+    exactly these positions was queued by this very work, in an attempt whose commit landed
+    although it seemed to fail: that is answered True, as the attempt was, so the caller
+    moves its positions on (a real redelivery always comes with later positions)."""
     events = tables["webhook_events"]
     if events.select(["event_id"], _.event_id == event.event_id, limit_rows=1).num_rows:
-        return False  # a redelivery (or a retried transaction whose commit landed)
+        return _queued_at(tables, event)
     parts = text_parts(json.dumps(event.payload))
     events.insert(
         [
@@ -178,6 +182,20 @@ def queue_event(tables: Tables, event: QueuedEvent, queued_ns: int) -> bool:
         ]
     )
     return True
+
+
+def _queued_at(tables: Tables, event: QueuedEvent) -> bool:
+    """Whether every position of `event` holds this very event."""
+    if not event.positions:
+        return False
+    found = tables["webhook_deliveries"].rows_in(
+        ["webhook_id", "seq", "event_id"],
+        "webhook_id",
+        list(event.positions),
+        _.seq.isin(sorted(set(event.positions.values()))),
+    )
+    held = {(r["webhook_id"], r["seq"]) for r in found if r["event_id"] == event.event_id}
+    return held == set(event.positions.items())
 
 
 def _payloads(tables: Tables, event_ids: Sequence[str]) -> dict[str, Doc]:
