@@ -10,9 +10,13 @@ back, are what a page or a registration costs there. On the SDK double (rows ret
 random order, `limit_rows` returning arbitrary rows, as on VAST) the script counts them
 exactly: a 100-segment page at the start, middle and end of a long flow, a flow GET, a
 one-segment registration on a live flow (through the real registrar and command applier),
-and a flows listing page. Wall times on the double measure Python, not VAST, and are not
-printed. With `--cluster` the same operations run against the cluster configured by the
-`VAST_*` variables, in a fresh schema that is dropped afterwards, and the script prints
+a flows listing page, the webhook outbox (queueing an event for ten webhooks, reading and
+finishing 100 deliveries of a long queue, a queue's bounds), deleting a chunk of 250
+segments as a deletion step does (with the release of their objects), claiming 100 byte
+deletions from a long queue, and the analytics reads. Wall times on the double measure
+Python, not VAST, and are not printed (`--tables` adds which tables each one selects from).
+With `--cluster` the same operations run against the cluster configured by the `VAST_*`
+variables, in a fresh schema that is dropped afterwards, and the script prints
 their wall times instead (best and median of `--repeat` runs).
 """
 
@@ -28,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from tams_runtime import deletion
 from tams_runtime.applier import CommandApplier
 from tams_runtime.settings import S3Settings
 from tams_runtime.storage import BackendClients, StorageBackends
@@ -35,13 +40,18 @@ from tams_schema.envelopes import CommandEnvelope
 from tams_schema.timerange import TimeRange
 from tams_segments.registration import ObjectChecker, Registrar
 from tams_store import FlowQuery, StoreUnavailable
-from tams_store.port import ObjectRecord, SegmentRecord
+from tams_store.analytics import FlowFilter
+from tams_store.port import Delivery, ObjectRecord, QueuedEvent, SegmentRecord
 from tams_store.vast import VastSettings, VastStore, migrations
 from tams_store.vast.double import FakeVastCluster
+from tams_store.vast.tables import Tables
 
 SEGMENT_NS = 2_000_000_000
 PAGE = 100
 CALLS = ("begin", "commit", "select", "insert", "update", "delete", "stats")
+HOOK = "5b0f1d4e-0000-4000-8000-000000000001"
+QUEUED = 20_000  # deliveries waiting in one webhook's queue
+JOBS = 20_000  # byte deletions waiting to be claimed
 
 
 def flow_doc(flow_id: str, label: str) -> dict[str, Any]:
@@ -89,6 +99,29 @@ async def load(store: VastStore, flow_id: str, segments: int, flows: int) -> Non
         ]
         objects = [external] if offset == 0 else []
         await store.write(lambda tx, b=batch, o=objects: tx.add_segments(flow_id, b, o, "now"))
+    # A long webhook queue and a long queue of byte deletions, stored directly (what queueing
+    # costs is measured below, one event at a time).
+    events = [str(uuid.uuid4()) for _ in range(QUEUED)]
+    jobs = [
+        {"kind": "delete", "object_id": str(uuid.uuid4()), "storage_id": "s", "created_ns": i}
+        | {"attempts": 0, "lease_until_ns": 0}
+        for i in range(JOBS)
+    ]
+    bulk = {
+        "webhook_events": [
+            {"event_id": e, "payload": "{}", "parts": 1, "remaining": 1, "queued_ns": 0}
+            for e in events
+        ],
+        "webhook_deliveries": [
+            {"webhook_id": HOOK, "seq": i, "event_id": e} for i, e in enumerate(events)
+        ],
+        "media_jobs": jobs,
+    }
+    session = store._new_session()
+    for table, rows in bulk.items():
+        for offset in range(0, len(rows), 5000):
+            with session.transaction() as tx:
+                Tables(tx, store.catalog)[table].insert(rows[offset : offset + 5000])
 
 
 def operations(
@@ -128,6 +161,38 @@ def operations(
         (outcome,) = await applier([command])
         assert outcome.status == 201, outcome
 
+    next_seq = [QUEUED]
+    finished = [0]
+
+    async def queue_one() -> Any:
+        hooks = {HOOK: next_seq[0], **{str(uuid.uuid4()): 0 for _ in range(9)}}
+        next_seq[0] += 1
+        event = QueuedEvent(str(uuid.uuid4()), {"event_type": "flows/updated"}, hooks)
+        assert await store.write(lambda tx: tx.queue_event(event, time.time_ns()))
+
+    async def finish_page() -> Any:
+        start = finished[0]
+        finished[0] += PAGE
+        page = await store.read(lambda tx: tx.pending_deliveries(HOOK, start, PAGE))
+        done = [Delivery(HOOK, d.seq, d.event_id, d.payload) for d in page]
+        await store.write(lambda tx: tx.finish_deliveries(done))
+
+    async def delete_chunk() -> Any:
+        """What a deletion step does with the next 250 segments of the flow."""
+
+        def work(tx: Any) -> Any:
+            flow = tx.get_flow(flow_id)
+            chunk = tx.segments_within(flow_id, TimeRange.eternity(), object_id=None, limit=251)[
+                :250
+            ]
+            return deletion.delete_segments(tx, flow, chunk, sparse=False, now=datetime.now(UTC))
+
+        await store.write(work)
+
+    hour = 3600 * 1_000_000_000
+    window = (segments // 3 * SEGMENT_NS + 7, segments // 3 * SEGMENT_NS + 7 + hour)
+    everything = FlowFilter()
+    one_flow = FlowFilter(flow_id=flow_id)
     return {
         "segment page, start": page_at(0),
         "segment page, middle": page_at(segments // 2),
@@ -135,6 +200,24 @@ def operations(
         "GET flow": lambda: store.read(lambda tx: tx.get_flow(flow_id)),
         "register 1 segment (live)": register_one,
         "flows listing page": lambda: store.read(lambda tx: tx.list_flows(FlowQuery(limit=PAGE))),
+        "queue 1 event for 10 webhooks": queue_one,
+        "read 100 deliveries": lambda: store.read(
+            lambda tx: tx.pending_deliveries(HOOK, QUEUED // 2, PAGE)
+        ),
+        "read + finish 100 deliveries": finish_page,
+        "bounds of a queue": lambda: store.read(lambda tx: tx.delivery_queues(HOOK)),
+        "delete 250 segments (a step)": delete_chunk,
+        "claim 100 byte deletions": lambda: store.write(
+            lambda tx: tx.claim_media_jobs("delete", "bench", time.time_ns(), 10**12, PAGE)
+        ),
+        "analytics: catalog summary": lambda: store.read(lambda tx: tx.catalog_counts()),
+        "analytics: storage usage": lambda: store.read(lambda tx: tx.storage_usage()),
+        "analytics: flow usage page": lambda: store.read(
+            lambda tx: tx.flow_usage(everything, None, PAGE)
+        ),
+        "analytics: coverage, 1 h window": lambda: store.read(
+            lambda tx: tx.flow_coverage(one_flow, window, 100, None, 1)
+        ),
     }
 
 
@@ -157,6 +240,9 @@ async def on_double(args: argparse.Namespace) -> None:
         delta.subtract(before)
         figures = [delta[c] for c in (*CALLS, "rows_returned")]
         print(f"{name:30} " + " ".join(f"{f:>7}" for f in figures))
+        if args.tables:
+            tables = sorted((k[7:], n) for k, n in delta.items() if k.startswith("select ") and n)
+            print(f"{'':30} selects: " + ", ".join(f"{t} {n}" for t, n in tables))
     await store.close()
 
 
@@ -190,6 +276,7 @@ def main() -> None:
     parser.add_argument("--flows", type=int, default=200)
     parser.add_argument("--cluster", action="store_true", help="use the VAST_* cluster")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--tables", action="store_true", help="selects per table (double)")
     args = parser.parse_args()
     asyncio.run(on_cluster(args) if args.cluster else on_double(args))
 

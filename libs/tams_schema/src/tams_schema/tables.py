@@ -58,7 +58,23 @@ class AddColumns:
     columns: tuple[Column, ...]
 
 
-Operation = CreateTable | AddColumns
+@dataclass(frozen=True)
+class AddProjection:
+    """A semi-sorted projection on a table created by an earlier step."""
+
+    table: str
+    projection: Projection
+
+
+@dataclass(frozen=True)
+class Fill:
+    """Rows or columns computed once from what is already stored, by the adapter's fill of
+    this name, in the step's own transaction (e.g. counters introduced after the data)."""
+
+    name: str
+
+
+Operation = CreateTable | AddColumns | AddProjection | Fill
 Step = tuple[Operation, ...]
 
 
@@ -199,6 +215,145 @@ MIGRATIONS: list[Step] = [
             sorting_key=("id",),
         ),
     ),
+    # 4: webhook registrations and their delivery queues (the outbox).
+    (
+        CreateTable(
+            "webhooks",
+            (
+                _s("id"),
+                _s("url"),
+                _s("status"),
+                _i("generation"),
+                _s("doc"),
+                _s("error"),
+                _s("api_key_value"),
+            ),
+            sorting_key=("id",),
+        ),
+        CreateTable(
+            "webhook_tags", (_s("webhook_id"), _s("name"), _s("value")), sorting_key=("name",)
+        ),
+        # One row per queued event: the first part of its payload (the rest, if any, in
+        # `webhook_event_parts`), how many queues still hold it, and when it was queued. It
+        # outlives its deliveries (without the payload) so a redelivered event id is known.
+        CreateTable(
+            "webhook_events",
+            (_s("event_id"), _s("payload"), _i("parts"), _i("remaining"), _i("queued_ns")),
+            sorting_key=("event_id",),
+            projections=(
+                Projection("webhook_events_by_age", ("queued_ns",), ("event_id", "remaining")),
+            ),
+        ),
+        CreateTable(
+            "webhook_event_parts",
+            (_s("event_id"), _i("part"), _s("payload")),
+            sorting_key=("event_id",),
+        ),
+        # A queue: positions are consecutive per webhook, so the next deliveries are a range.
+        CreateTable(
+            "webhook_deliveries",
+            (_s("webhook_id"), _i("seq"), _s("event_id")),
+            sorting_key=("webhook_id", "seq"),
+        ),
+    ),
+    # 5: init objects, deletion requests and the queue of work on object bytes.
+    (
+        # Which media objects name an object as their init object (kept as registered).
+        AddColumns("objects", (_s("init_object_id"),)),
+        AddProjection("objects", Projection("objects_by_init", ("init_object_id",), ("id",))),
+        AddProjection(
+            "objects",
+            Projection("objects_unregistered", ("registered", "allocated_ns"), ("id",)),
+        ),
+        # Segments per (init object, flow) through the media objects naming the init object:
+        # an init object's `referenced_by_flows` without reading every media object.
+        CreateTable(
+            "init_refs",
+            (_s("init_object_id"), _s("flow_id"), _i("segments")),
+            sorting_key=("init_object_id",),
+        ),
+        CreateTable(
+            "deletion_requests",
+            (
+                _s("id"),
+                _s("flow_id"),
+                _s("status"),
+                _i("created_ns"),
+                _i("updated_ns"),
+                _i("expiry_ns"),
+                _s("object_id"),
+                _i("step"),
+                _i("resumes"),
+                _s("doc"),
+            ),
+            sorting_key=("id",),
+        ),
+        # One row per (kind, object, backend); leased by moving `lease_until_ns` forward
+        # (so it is not a sorting column: sorting columns cannot be updated).
+        CreateTable(
+            "media_jobs",
+            (
+                _s("kind"),
+                _s("object_id"),
+                _s("storage_id"),
+                _i("created_ns"),
+                _i("attempts"),
+                _s("lease_owner"),
+                _i("lease_until_ns"),
+            ),
+            sorting_key=("object_id",),
+            projections=(
+                Projection(
+                    "media_jobs_due",
+                    ("kind", "lease_until_ns"),
+                    ("object_id", "storage_id", "created_ns", "attempts", "lease_owner"),
+                ),
+            ),
+        ),
+    ),
+    # 6: analytics counters, kept in the adapter's write paths (docs/analytics.md, vast.md).
+    (
+        # Bytes of an object's controlled copy (S3 HEAD at its first registration).
+        AddColumns("objects", (_i("size"),)),
+        # A flow's usage next to its extent (`seg_count` is its exact number of segments).
+        AddColumns("flows", (_i("duration_ns"), _i("bytes"), _i("unsized"))),
+        # Store-wide sums, split in shards (each transaction adds to one shard, so concurrent
+        # writers rarely touch one row); a figure is the sum over its rows. `kind` is `usage`
+        # (key: format, subkey: codec or ''), `sources` (key: format) or `storage` (key:
+        # storage backend, '' for external objects).
+        CreateTable(
+            "totals",
+            (
+                _s("kind"),
+                _s("key"),
+                _s("subkey"),
+                _i("shard"),
+                _i("flows"),
+                _i("segments"),
+                _i("duration_ns"),
+                _i("bytes"),
+                _i("unsized"),
+                _i("objects"),
+                _i("allocated"),
+                _i("sources"),
+            ),
+            sorting_key=("shard",),
+        ),
+        # A flow's timeline as maximal runs of touching segments: coverage and gaps cost the
+        # number of gaps, not the number of segments.
+        CreateTable(
+            "flow_runs",
+            (_s("flow_id"), _i("run_start"), _i("run_end")),
+            sorting_key=("flow_id", "run_start"),
+        ),
+        # Segments per flow and hour of their start, for counts inside a time window.
+        CreateTable(
+            "flow_buckets",
+            (_s("flow_id"), _i("bucket"), _i("segments")),
+            sorting_key=("flow_id", "bucket"),
+        ),
+        Fill("analytics counters"),
+    ),
 ]
 
 
@@ -213,17 +368,26 @@ def table_specs(steps: Sequence[Step] = MIGRATIONS) -> dict[str, TableSpec]:
                 operation.table, operation.columns, operation.sorting_key, operation.projections
             )
             _check_columns(tables[operation.table])
-        else:
+        elif isinstance(operation, AddColumns | AddProjection):
             current = tables.get(operation.table)
             if current is None:
-                raise ValueError(f"columns added to {operation.table} before it is created")
-            tables[operation.table] = TableSpec(
-                current.name,
-                current.columns + operation.columns,
-                current.sorting_key,
-                current.projections,
-            )
-            _check_columns(tables[operation.table])
+                raise ValueError(f"{operation.table} is changed before it is created")
+            if isinstance(operation, AddColumns):
+                changed = TableSpec(
+                    current.name,
+                    current.columns + operation.columns,
+                    current.sorting_key,
+                    current.projections,
+                )
+            else:
+                changed = TableSpec(
+                    current.name,
+                    current.columns,
+                    current.sorting_key,
+                    (*current.projections, operation.projection),
+                )
+            tables[operation.table] = changed
+            _check_columns(changed)
     return tables
 
 

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Segments are also counted per flow and hour of their start, so counting the segments in a
+# time window reads one counter per whole hour inside it and range-counts only the two
+# partial hours at its edges.
+BUCKET_NS = 3600 * 1_000_000_000
+
 
 @dataclass(frozen=True)
 class UsageFigures:

@@ -10,9 +10,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tams_store.analytics import BUCKET_NS
 from tams_store.port import ObjectAllocation, ObjectRecord, SegmentRecord
 from tams_store.sqlite import SqliteStore
-from tams_store.sqlite.analytics_schema import BUCKET_NS
 from tams_store.sqlite.migrations import MIGRATIONS
 
 from .docs import flow, new_id, source

@@ -3,6 +3,7 @@ retried writes, unordered results, request economy, and the double's own faithfu
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -14,6 +15,7 @@ from tams_schema.envelopes import Outcome
 from tams_schema.tables import MIGRATIONS, AddColumns, Column, table_specs
 from tams_schema.timerange import TimeRange
 from tams_store import FlowQuery, StoreError, StoreUnavailable, open_store_from_env
+from tams_store.analytics import FlowFilter, UsageFigures
 from tams_store.port import ObjectAllocation
 from tams_store.vast import VastSettings, VastStore
 from tams_store.vast.double import (
@@ -25,6 +27,7 @@ from tams_store.vast.double import (
     signature_differences,
     slowdown,
 )
+from tams_store.vast.tables import Tables
 
 from .conftest import double_store
 from .docs import flow, new_id, source
@@ -140,11 +143,37 @@ async def test_first_open_creates_every_table_sorted_where_declared() -> None:
     )
 
 
-async def test_migrations_are_additive_and_keep_data() -> None:
+def store_old_rows(store: VastStore, table: str, rows: list[dict[str, Any]]) -> None:
+    """Rows as an older version of the adapter stored them (its schema, none of its code)."""
+    session = store._new_session()
+    with session.transaction() as tx:
+        Tables(tx, store.catalog)[table].insert(rows)
+
+
+async def test_migrations_are_additive_keep_data_and_fill_counters() -> None:
     cluster = FakeVastCluster()
     old = await opened(cluster, steps=MIGRATIONS[:2])
     doc = flow()
-    await put_flow(old, doc)
+    store_old_rows(old, "sources", [{"id": doc["source_id"], "format": doc["format"], "doc": "{}"}])
+    stored_doc = {k: v for k, v in doc.items() if k != "tags"}
+    flow_row = {"id": doc["id"], "source_id": doc["source_id"], "format": doc["format"]}
+    # Segments [0,2) [2,3) [5,6) [6,9) [12,13): runs [0,3) [5,9) [12,13).
+    extent = {"seg_start": 0, "seg_end": 13 * SECOND, "max_seg_dur": 3 * SECOND, "seg_count": 5}
+    store_old_rows(
+        old,
+        "flows",
+        [{**flow_row, **extent, "codec": doc["codec"], "doc": json.dumps(stored_doc)}],
+    )
+    bounds = [(0, 2), (2, 3), (5, 6), (6, 9), (12, 13)]
+    store_old_rows(
+        old,
+        "segments",
+        [
+            {"flow_id": doc["id"], "seg_start": a * SECOND, "seg_end": b * SECOND}
+            | {"object_id": new_id(), "timerange": "_", "doc": "{}"}
+            for a, b in bounds
+        ],
+    )
     await old.close()
     assert (*SCHEMA, "objects") not in cluster.state.tables
 
@@ -157,6 +186,17 @@ async def test_migrations_are_additive_and_keep_data() -> None:
     assert flows.schema.names[-1] == "extra_note"
     assert [r.get("extra_note") for r in flows.rows.values()] == [None]
     assert (*SCHEMA, "objects") in cluster.state.tables
+    # The counters introduced later were filled from the rows already there.
+    usage = await new.read(lambda tx: tx.flow_usage(FlowFilter(), None, 10))
+    assert usage.totals == UsageFigures(1, 5, 8 * SECOND, 0, 5)
+    coverage = await new.read(lambda tx: tx.flow_coverage(FlowFilter(), None, 10, None, 10))
+    assert coverage.flows[0].gaps == [(3 * SECOND, 5 * SECOND), (9 * SECOND, 12 * SECOND)]
+    counts = await new.read(lambda tx: tx.catalog_counts())
+    assert counts.sources_by_format == {doc["format"]: 1}
+    window = await new.read(
+        lambda tx: tx.flow_coverage(FlowFilter(), (SECOND, 6 * SECOND), 0, None, 10)
+    )
+    assert window.flows[0].segments == 3
     await new.close()
     # An older service still opens the newer schema (it ignores the extra column).
     again = await opened(cluster)

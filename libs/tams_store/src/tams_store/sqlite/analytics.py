@@ -13,6 +13,7 @@ from typing import Any
 
 from tams_schema.timerange import MAX_NS, MIN_NS
 from tams_store.analytics import (
+    BUCKET_NS,
     BackendUsage,
     CatalogCounts,
     CodecUsage,
@@ -25,7 +26,6 @@ from tams_store.analytics import (
 )
 from tams_store.port import InvalidPageKey
 from tams_store.sqlite import cursor
-from tams_store.sqlite.analytics_schema import BUCKET_NS
 
 _FIGURES = "segments, duration_ns, bytes, unsized"
 

@@ -29,12 +29,11 @@ give the segment's flow the object's bytes exactly once.
 
 from __future__ import annotations
 
+from tams_store.analytics import BUCKET_NS
+
 _SIZE = "(SELECT size FROM objects WHERE id = {row}.object_id)"
 
-# Segments are also counted per flow and hour of their start (`flow_buckets`), so counting
-# the segments in a time window reads one row per whole hour inside it and range-counts only
-# the two partial hours at its edges.
-BUCKET_NS = 3600 * 1_000_000_000
+# `flow_buckets` counts segments per flow and hour (`BUCKET_NS`) of their start.
 
 
 def _bucket(start: str) -> str:

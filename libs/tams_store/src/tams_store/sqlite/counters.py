@@ -11,8 +11,8 @@ import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 
+from tams_store.analytics import BUCKET_NS
 from tams_store.port import SegmentRecord
-from tams_store.sqlite.analytics_schema import BUCKET_NS
 
 
 def _sizes(conn: sqlite3.Connection, object_ids: set[str]) -> dict[str, int | None]:

@@ -16,6 +16,8 @@ from ibis import _
 
 from tams_store.documents import stored_doc, tag_rows, to_ns
 from tams_store.port import Doc, FlowQuery, Page, SourceQuery, TagFilter
+from tams_store.vast import counters
+from tams_store.vast.counters import FLOW_FIGURE_COLUMNS, Figures, group_of
 from tams_store.vast.listing import (
     ID_ORDER,
     Ordering,
@@ -174,7 +176,7 @@ def get_source(tables: Tables, source_id: str) -> Doc | None:
 
 
 def put_source(tables: Tables, source: Doc) -> None:
-    tables["sources"].upsert(
+    previous = tables["sources"].upsert(
         "id",
         {
             "id": source["id"],
@@ -185,13 +187,26 @@ def put_source(tables: Tables, source: Doc) -> None:
             "doc": stored_doc(source),
         },
         insert_only={},
+        read=("format",),
     )
+    # The source counters follow the rows: one inserted, or one reformatted, and any
+    # duplicate row the upsert removed.
+    if not previous:
+        counters.sources_changed(tables, [source["format"]], [])
+    else:
+        removed = [r["format"] for r in previous[1:]]
+        if previous[0]["format"] != source["format"]:
+            counters.sources_changed(tables, [source["format"]], [previous[0]["format"]])
+        counters.sources_changed(tables, [], removed)
     _replace_tags(tables, "source_tags", "source_id", source["id"], source)
 
 
 def delete_source(tables: Tables, source_id: str) -> None:
     tables["source_tags"].delete_where(_.source_id == source_id)
-    tables["sources"].delete_where(_.id == source_id)
+    sources = tables["sources"]
+    found = sources.select(["format"], _.id == source_id, row_ids=True)
+    sources.delete(found)
+    counters.sources_changed(tables, [], found["format"].to_pylist())
 
 
 def _sources_collected_by(tables: Tables, collector_sources: Sequence[str] | None) -> set[str]:
@@ -276,7 +291,7 @@ def put_flow(tables: Tables, flow: Doc) -> None:
     forget_flow(tables, flow["id"])
     essence = flow.get("essence_parameters") or {}
     init = essence.get("init_segments")
-    tables["flows"].upsert(
+    previous = tables["flows"].upsert(
         "id",
         {
             "id": flow["id"],
@@ -296,8 +311,10 @@ def put_flow(tables: Tables, flow: Doc) -> None:
             "doc": stored_doc(flow),
         },
         # Segment-owned columns are written only by the segments service (add_segments).
-        insert_only={"max_seg_dur": 0},
+        insert_only={"max_seg_dur": 0, **Figures().flow_columns()},
+        read=("format", "codec", *FLOW_FIGURE_COLUMNS),
     )
+    _count_flow_rows(tables, previous, group_of(flow))
     _replace_tags(tables, "flow_tags", "flow_id", flow["id"], flow)
     links = tables["flow_collections"]
     links.delete_where(_.collector_id == flow["id"])
@@ -312,6 +329,22 @@ def put_flow(tables: Tables, flow: Doc) -> None:
             for position, item in enumerate(flow.get("flow_collection") or [])
         ]
     )
+
+
+def _count_flow_rows(tables: Tables, previous: list[Row], group: counters.Group) -> None:
+    """The usage counters after an upsert of a flow: a new row joins its group; a replace
+    that changes the format or codec moves the flow and its figures to the new group; any
+    duplicate row the upsert removed leaves its group (the figures are counted once)."""
+    if not previous:
+        counters.flow_rows_changed(tables, [group], [])
+        return
+    kept = previous[0]
+    counters.flow_rows_changed(tables, [], [group_of(r) for r in previous[1:]])
+    if group_of(kept) != group:
+        figures = Figures.of_flow(kept)
+        counters.flow_rows_changed(tables, [group], [group_of(kept)])
+        counters.usage_changed(tables, group_of(kept), -figures)
+        counters.usage_changed(tables, group, figures)
 
 
 def delete_flow(tables: Tables, flow_id: str) -> None:
@@ -338,7 +371,16 @@ def delete_flow(tables: Tables, flow_id: str) -> None:
     tables["flow_tags"].delete_where(_.flow_id == flow_id)
     # Its segments go in the same transaction: nothing of the flow is left half-deleted.
     tables["segments"].delete_where(_.flow_id == flow_id)
-    flows.delete_where(_.id == flow_id)
+    # Its figures leave the totals with its row (counted once, from the newest row), and
+    # its runs, buckets and init references go: no per-segment work.
+    columns = ["id", "format", "codec", "metadata_updated_ns", *FLOW_FIGURE_COLUMNS]
+    found = flows.select(columns, _.id == flow_id, row_ids=True)
+    rows = found.select(columns).to_pylist()
+    for newest in newest_per_id(rows, "metadata_updated_ns"):
+        counters.usage_changed(tables, group_of(newest), -Figures.of_flow(newest))
+    counters.flow_rows_changed(tables, [], [group_of(r) for r in rows])
+    counters.flow_forgotten(tables, flow_id)
+    flows.delete(found)
 
 
 def count_flows_of_source(tables: Tables, source_id: str) -> int:

@@ -156,13 +156,13 @@ class VastStore:
                 "VAST schema is newer than this service",
                 extra={"applied": applied, "known": len(self.steps)},
             )
-        for number, step in enumerate(self.steps[applied:], start=applied + 1):
+        for number in range(applied + 1, len(self.steps) + 1):
             apply = functools.partial(
                 migrations.apply_step,
                 bucket=s.bucket,
                 path=s.schema_name,
                 number=number,
-                step=step,
+                steps=self.steps,
                 sorted_ok=sorted_ok,
                 queries=self.queries,
             )
@@ -205,6 +205,11 @@ class VastStore:
         if self._writer is None:
             raise StoreUnavailable("store is not open")
         catalog = self.catalog
-        return await self._writer.run(
-            lambda session: self._transaction(session, lambda tx: work(VastWriteTx(tx, catalog)))
-        )
+
+        def attempt(tx: Any) -> T:
+            wtx = VastWriteTx(tx, catalog)
+            result = work(wtx)
+            wtx.finish()  # the summed counters, once, in the same transaction
+            return result
+
+        return await self._writer.run(lambda session: self._transaction(session, attempt))

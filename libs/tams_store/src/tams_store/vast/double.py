@@ -17,6 +17,7 @@ where the real SDK and server are, and unkind where they are allowed to be:
   deletes build their request exactly as the SDK does, so a wrong row-id type fails;
 * a select without explicit data endpoints or split count is counted as the extra stats
   request the SDK would make; a reader must be consumed before its transaction ends;
+  requests and rows returned are counted (`requests`), selects also per table;
 * errors are the real `vastdb.errors` classes; schemas are validated by the SDK's own
   `validate_ibis_support_schema`; version gates are the SDK's own `Features`;
 * transactions are isolated (snapshot at begin, own writes visible, others' invisible until
@@ -555,6 +556,7 @@ class FakeTable:
         if len(request.serialized) > util.MAX_QUERY_DATA_REQUEST_SIZE:
             raise errors.TooLargeRequest(f"{len(request.serialized)} bytes")
         cluster.count("select")
+        cluster.count(f"select {self._ref.table}")
         cluster.fault("select")
         matching = [
             {**row, ROW_ID: row_id}
@@ -565,6 +567,7 @@ class FakeTable:
         if limit_rows is not None:
             matching = matching[:limit_rows]  # any n rows, not the first n
         cluster.count("rows_returned", len(matching))
+        cluster.count(f"rows_returned {self._ref.table}", len(matching))
         schema = request.response_schema
         if internal_row_id and data.sorted:
             for row in matching:

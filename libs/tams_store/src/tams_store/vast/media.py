@@ -20,15 +20,21 @@ returns *any* n matching rows. A page is therefore found by scanning bounded win
 
 So a page costs one query of at most about twice `limit` rows in a regular flow, at its
 start, middle or end alike. `max_seg_dur` and `seg_count` are kept per flow by
-`add_segments`: the first is the correctness bound of the overlap predicate and only ever
-grows (still safe when segments are deleted); the second only sizes windows (an estimate:
-a stale count costs a query more, never a wrong answer).
+`add_segments` and `delete_segments`: the first is the correctness bound of the overlap
+predicate and only ever grows while the flow has segments (still safe when some are
+deleted); the second is the flow's number of segments (an analytics figure, and what sizes
+the windows: a wrong count would cost a query more, never a wrong answer).
+
+Every write here also keeps the analytics counters (`counters`): the flow's figures in its
+`flows` row, written with its extent, and the sums at the end of the transaction.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from ibis import _
 
@@ -41,8 +47,11 @@ from tams_store.port import (
     SegmentRecord,
     TagFilter,
 )
+from tams_store.vast import counters
 from tams_store.vast.catalog import OwnerFilter, apply_tag_filter, flow_extent, forget_flow
-from tams_store.vast.tables import Row, Tables, all_of
+from tams_store.vast.counters import FLOW_FIGURE_COLUMNS, Figures, SegmentUse, group_of
+from tams_store.vast.ordered import first_distinct, first_rows
+from tams_store.vast.tables import Predicate, Row, Tables, all_of, in_chunks
 
 MIN_NS = -(2**63)
 MAX_NS = 2**63 - 1
@@ -65,9 +74,11 @@ def find_segments(
     object_id: str | None,
     reverse: bool,
     want: int,
+    also: Predicate | None = None,
+    columns: Sequence[str] = SEGMENT_COLUMNS,
 ) -> list[Row]:
     """The first `want` segments by `seg_start` (the last ones if `reverse`) with
-    lo <= seg_start < hi (and seg_end > overlaps_from, and the object, if given)."""
+    lo <= seg_start < hi (and seg_end > overlaps_from, the object, and `also`, if given)."""
     if extent["seg_start"] is None:
         return []
     lo = max(lo, extent["seg_start"])
@@ -93,8 +104,9 @@ def find_segments(
             _.seg_start < end,
             None if overlaps_from is None else _.seg_end > overlaps_from,
             None if object_id is None else _.object_id == object_id,
+            also,
         )
-        rows = segments.rows(SEGMENT_COLUMNS, where, limit_rows=cap + 1)
+        rows = segments.rows(columns, where, limit_rows=cap + 1)
         if len(rows) > cap and end - start > 1:
             # Too many to trust: these are an arbitrary subset. The `need`-th closest start
             # among them is no closer than the `need`-th closest in the window, so a window
@@ -123,7 +135,7 @@ def _record(row: Row) -> SegmentRecord:
         object_id=row["object_id"],
         timerange=row["timerange"],
         doc=json.loads(row["doc"]),
-        created_ns=0,
+        created_ns=row.get("created_ns") or 0,
     )
 
 
@@ -220,6 +232,42 @@ def overlapping(tables: Tables, flow_id: str, start: int, end: int) -> list[tupl
     return [(r["seg_start"], r["seg_end"]) for r in rows]
 
 
+def segments_within(
+    tables: Tables, flow_id: str, bounds: tuple[int, int], object_id: str | None, limit: int
+) -> list[SegmentRecord]:
+    """The first `limit` segments lying wholly inside [q_start, q_end), in time order."""
+    extent = flow_extent(tables, flow_id)
+    if extent is None:
+        return []
+    q_start, q_end = bounds
+    rows = find_segments(
+        tables,
+        flow_id,
+        extent,
+        lo=q_start,
+        hi=q_end,
+        overlaps_from=None,
+        object_id=object_id,
+        reverse=False,
+        want=limit,
+        also=_.seg_end <= q_end,
+        columns=(*SEGMENT_COLUMNS, "created_ns"),
+    )
+    return [_record(r) for r in rows]
+
+
+_FLOW_COLUMNS = ["format", "codec", "seg_start", "seg_end", "max_seg_dur", *FLOW_FIGURE_COLUMNS]
+
+
+def _uses(
+    tables: Tables, rows: Iterable[tuple[int, int, str]], known: dict[str, ObjectProps]
+) -> list[SegmentUse]:
+    """Segments (start, end, object id) with what the counters need of their objects."""
+    bounds = list(rows)
+    props = {**object_props(tables, [o for _s, _e, o in bounds if o not in known]), **known}
+    return [SegmentUse(s, e, *props.get(o, (None, None))) for s, e, o in bounds]
+
+
 def add_segments(
     tables: Tables,
     flow_id: str,
@@ -227,9 +275,11 @@ def add_segments(
     objects: Sequence[ObjectRecord],
     segments_updated: str,
 ) -> None:
-    """Insert segments, register their new objects, and extend the flow's extent."""
+    """Register the new objects, insert the segments, extend the flow's extent and count
+    them (objects first: their sizes are then known when the segments are counted)."""
     if not segments:
         return
+    known = register_objects(tables, objects)
     tables["segments"].insert(
         [
             {
@@ -244,11 +294,14 @@ def add_segments(
             for s in segments
         ]
     )
-    register_objects(tables, objects)
     forget_flow(tables, flow_id)
     flows = tables["flows"]
-    columns = ["seg_start", "seg_end", "max_seg_dur", "seg_count"]
-    found = flows.select(columns, _.id == flow_id, row_ids=True)
+    found = flows.select(_FLOW_COLUMNS, _.id == flow_id, row_ids=True)
+    rows = found.select(_FLOW_COLUMNS).to_pylist()
+    if not rows:
+        return  # no such flow: nothing to extend or count (the services never do this)
+    uses = _uses(tables, ((s.start, s.end, s.object_id) for s in segments), known)
+    change = counters.segments_changed(tables, flow_id, group_of(rows[0]), uses, +1)
     longest = max(s.end - s.start for s in segments)
     start, end = min(s.start for s in segments), max(s.end for s in segments)
     flows.update_each(
@@ -258,12 +311,77 @@ def add_segments(
                 "seg_start": start if row["seg_start"] is None else min(row["seg_start"], start),
                 "seg_end": end if row["seg_end"] is None else max(row["seg_end"], end),
                 "max_seg_dur": max(row["max_seg_dur"] or 0, longest),
-                "seg_count": (row["seg_count"] or 0) + len(segments),
+                **(Figures.of_flow(row) + change).flow_columns(),
                 "segments_updated": segments_updated,
             }
-            for row in found.select(columns).to_pylist()
+            for row in rows
         ],
     )
+
+
+def delete_segments(
+    tables: Tables, flow_id: str, starts: Sequence[int], segments_updated: str
+) -> None:
+    """Delete the flow's segments starting at `starts`, count them out, and shrink the flow's
+    extent to its first and last remaining segment (a bounded window search from each old
+    end, only at an end a deleted segment held)."""
+    table = tables["segments"]
+    columns = ["seg_start", "seg_end", "object_id"]
+    found = table.select_in(columns, "seg_start", starts, _.flow_id == flow_id, row_ids=True)
+    gone = [
+        (r["seg_start"], r["seg_end"], r["object_id"]) for r in found.select(columns).to_pylist()
+    ]
+    table.delete(found)
+    extent = flow_extent(tables, flow_id)  # as it was: a superset of what is left
+    forget_flow(tables, flow_id)
+    flows = tables["flows"]
+    selected = flows.select(_FLOW_COLUMNS, _.id == flow_id, row_ids=True)
+    rows = selected.select(_FLOW_COLUMNS).to_pylist()
+    if not rows or extent is None:
+        return
+    change = counters.segments_changed(
+        tables, flow_id, group_of(rows[0]), _uses(tables, gone, {}), -1
+    )
+    first, last = extent["seg_start"], extent["seg_end"]
+    if gone and first is not None:
+        if min(s for s, _e, _o in gone) <= first:
+            edge = _edge(tables, flow_id, extent, reverse=False)
+            first = None if edge is None else edge["seg_start"]
+        if first is not None and max(e for _s, e, _o in gone) >= last:
+            edge = _edge(tables, flow_id, extent, reverse=True)
+            last = None if edge is None else edge["seg_end"]
+        if first is None or last is None:
+            first = last = None
+    flows.update_each(
+        selected,
+        [
+            {
+                "seg_start": first,
+                "seg_end": last,
+                # Empty again: forget the longest-segment bound too.
+                "max_seg_dur": 0 if first is None else (row["max_seg_dur"] or 0),
+                **(Figures.of_flow(row) + change).flow_columns(),
+                "segments_updated": segments_updated,
+            }
+            for row in rows
+        ],
+    )
+
+
+def _edge(tables: Tables, flow_id: str, extent: Row, *, reverse: bool) -> Row | None:
+    """The flow's first (or last) segment, searched within its previous extent."""
+    found = find_segments(
+        tables,
+        flow_id,
+        extent,
+        lo=MIN_NS,
+        hi=MAX_NS,
+        overlaps_from=None,
+        object_id=None,
+        reverse=reverse,
+        want=1,
+    )
+    return found[0] if found else None
 
 
 # --- objects ---------------------------------------------------------------------------------
@@ -276,7 +394,12 @@ OBJECT_COLUMNS = (
     "registered",
     "first_referenced_by_flow",
     "doc",
+    "size",
 )
+# What the counters need of an object: its size and its init object.
+ObjectProps = tuple[int | None, str | None]
+# What the storage counters need of an `objects` row.
+_SHARE_COLUMNS = ["storage_id", "registered", "size"]
 
 
 def get_objects(tables: Tables, object_ids: Sequence[str]) -> dict[str, ObjectRecord]:
@@ -293,18 +416,31 @@ def get_objects(tables: Tables, object_ids: Sequence[str]) -> dict[str, ObjectRe
             registered=bool(row["registered"]),
             first_referenced_by_flow=row["first_referenced_by_flow"],
             doc=json.loads(row["doc"] or "{}"),
+            size=row["size"],
         )
     return found
 
 
-def existing_object_ids(tables: Tables, object_ids: Sequence[str]) -> set[str]:
+def object_props(tables: Tables, object_ids: Sequence[str]) -> dict[str, ObjectProps]:
+    rows = tables["objects"].rows_in(["id", "size", "init_object_id"], "id", object_ids)
+    return {r["id"]: (r["size"], r["init_object_id"]) for r in rows}
+
+
+def _stored_ids(tables: Tables, object_ids: Sequence[str]) -> set[str]:
     return {r["id"] for r in tables["objects"].rows_in(["id"], "id", object_ids)}
+
+
+def existing_object_ids(tables: Tables, object_ids: Sequence[str]) -> set[str]:
+    """Ids in use: objects, and ids whose bytes are still queued for deletion or copy."""
+    queued = tables["media_jobs"].rows_in(["object_id"], "object_id", object_ids)
+    return _stored_ids(tables, object_ids) | {r["object_id"] for r in queued}
 
 
 def allocate_objects(tables: Tables, allocations: Sequence[ObjectAllocation]) -> None:
     # Ids already present were allocated by this very work in an attempt whose commit
     # landed although it seemed to fail: skip them, so the retry adds no duplicates.
-    present = existing_object_ids(tables, [a.object_id for a in allocations])
+    present = _stored_ids(tables, [a.object_id for a in allocations])
+    new = [a for a in {a.object_id: a for a in allocations}.values() if a.object_id not in present]
     tables["objects"].insert(
         [
             {
@@ -316,32 +452,44 @@ def allocate_objects(tables: Tables, allocations: Sequence[ObjectAllocation]) ->
                 "registered": False,
                 "doc": "{}",
             }
-            for a in allocations
-            if a.object_id not in present
+            for a in new
         ]
     )
+    counters.objects_changed(
+        tables, [], [{"storage_id": a.storage_id, "registered": False} for a in new]
+    )
 
 
-def register_objects(tables: Tables, objects: Sequence[ObjectRecord]) -> None:
-    """Mark objects registered (first use) or record external ones, with their properties."""
+def register_objects(tables: Tables, objects: Sequence[ObjectRecord]) -> dict[str, ObjectProps]:
+    """Mark objects registered (first use) or record external ones, with their properties.
+    Returns their size and init object as now stored."""
     if not objects:
-        return
+        return {}
     table = tables["objects"]
     by_id = {o.object_id: o for o in objects}
-    found = table.select_in(["id"], "id", list(by_id), row_ids=True)
-    found_ids = found.column("id").to_pylist()
-    known = set(found_ids)
-    table.update_each(
-        found,
-        [
+    columns = ["id", "init_object_id", *_SHARE_COLUMNS]
+    found = table.select_in(columns, "id", list(by_id), row_ids=True)
+    before = found.select(columns).to_pylist()
+    stored: dict[str, ObjectProps] = {}
+    after: list[Row] = []
+    changes: list[Row] = []
+    _recount_used(tables, before, by_id)
+    for row in before:
+        record = by_id[row["id"]]
+        size = row["size"] if record.size is None else record.size  # a known size stays
+        stored[record.object_id] = (size, record.init_object_id)
+        after.append({"storage_id": row["storage_id"], "registered": True, "size": size})
+        changes.append(
             {
                 "registered": True,
-                "first_referenced_by_flow": by_id[i].first_referenced_by_flow,
-                "doc": json.dumps(by_id[i].doc),
+                "first_referenced_by_flow": record.first_referenced_by_flow,
+                "doc": json.dumps(record.doc),
+                "init_object_id": record.init_object_id,
+                "size": size,
             }
-            for i in found_ids
-        ],
-    )
+        )
+    table.update_each(found, changes)
+    new = [o for o in by_id.values() if o.object_id not in stored]
     table.insert(
         [
             {
@@ -353,28 +501,157 @@ def register_objects(tables: Tables, objects: Sequence[ObjectRecord]) -> None:
                 "registered": True,
                 "first_referenced_by_flow": o.first_referenced_by_flow,
                 "doc": json.dumps(o.doc),
+                "init_object_id": o.init_object_id,
+                "size": o.size,
             }
-            for o in objects
-            if o.object_id not in known
+            for o in new
         ]
     )
+    stored.update((o.object_id, (o.size, o.init_object_id)) for o in new)
+    after += [{"storage_id": o.storage_id, "registered": True, "size": o.size} for o in new]
+    counters.objects_changed(tables, before, after)
+    return stored
+
+
+def _segments_per_flow(tables: Tables, object_id: str) -> Counter[str]:
+    """How many segments of each flow use this object (the `segments_by_object` projection
+    serves it)."""
+    rows = tables["segments"].rows(["flow_id"], _.object_id == object_id)
+    return Counter(r["flow_id"] for r in rows)
+
+
+def _recount_used(tables: Tables, rows: Sequence[Row], by_id: Mapping[str, ObjectRecord]) -> None:
+    """Registered objects (`rows`, as stored) about to take the size and init object of
+    `by_id`: segments already using them are counted again, per flow, with the new size
+    and init object. The services never do this (an object's size is learned before its
+    first registration, and its init object never changes); it is kept exact all the same,
+    once per object whatever duplicate rows it has."""
+    done: set[str] = set()
+    for row in rows:
+        record = by_id[row["id"]]
+        old_size, new_size = row["size"], row["size"] if record.size is None else record.size
+        old_init, new_init = row["init_object_id"], record.init_object_id
+        if not row["registered"] or row["id"] in done:
+            continue
+        if old_size == new_size and old_init == new_init:
+            continue
+        done.add(row["id"])
+        per_flow = _segments_per_flow(tables, row["id"])
+        counters.init_refs_moved(tables, per_flow, old_init, new_init)
+        if old_size != new_size:
+            _resized(tables, per_flow, old_size, new_size)
+
+
+def _resized(tables: Tables, per_flow: Mapping[str, int], old: int | None, new: int | None) -> None:
+    """The flows using an object (`per_flow` segments each) count its new size."""
+    flows = tables["flows"]
+    for flow_id, n in per_flow.items():
+        change = Figures(
+            0, 0, n * ((new or 0) - (old or 0)), n * (int(new is None) - int(old is None))
+        )
+        found = flows.select(_FLOW_COLUMNS, _.id == flow_id, row_ids=True)
+        rows = found.select(_FLOW_COLUMNS).to_pylist()
+        if rows:
+            counters.usage_changed(tables, group_of(rows[0]), change)
+            flows.update_each(
+                found, [(Figures.of_flow(row) + change).flow_columns() for row in rows]
+            )
+
+
+def update_objects(tables: Tables, objects: Sequence[ObjectRecord]) -> None:
+    """Replace objects' documents (instances changed) and their recorded init object."""
+    if not objects:
+        return
+    table = tables["objects"]
+    by_id = {o.object_id: o for o in objects}
+    columns = ["id", "registered", "init_object_id", "size"]
+    found = table.select_in(columns, "id", list(by_id), row_ids=True)
+    rows = found.select(columns).to_pylist()
+    # Only the init object can change here (the size is kept as stored).
+    _recount_used(tables, rows, {r["id"]: replace(by_id[r["id"]], size=r["size"]) for r in rows})
+    table.update_each(
+        found,
+        [
+            {"doc": json.dumps(by_id[r["id"]].doc), "init_object_id": by_id[r["id"]].init_object_id}
+            for r in rows
+        ],
+    )
+
+
+def _referenced(tables: Tables, table: str, column: str, ids: Iterable[str]) -> set[str]:
+    """Which of these ids appear in `column` of `table` (one select per 256 distinct ids
+    found, however many rows use each)."""
+    found: set[str] = set()
+    for chunk in in_chunks(list(ids)):
+        found |= set(first_distinct(tables[table], column, _[column].isin(chunk), None))
+    return found
+
+
+def unreferenced_objects(tables: Tables, object_ids: Sequence[str]) -> list[str]:
+    """Registered objects among these that no segment uses and no object names as its init
+    object."""
+    rows = tables["objects"].rows_in(["id", "registered"], "id", object_ids)
+    candidates = {r["id"] for r in rows if r["registered"]}
+    if not candidates:
+        return []
+    used = _referenced(tables, "segments", "object_id", candidates)
+    named = _referenced(tables, "objects", "init_object_id", candidates - used)
+    return sorted(candidates - used - named)
+
+
+def expired_allocations(tables: Tables, allocated_before_ns: int, limit: int) -> list[ObjectRecord]:
+    """Objects allocated before this time and never registered, oldest first."""
+    oldest = first_rows(
+        tables["objects"],
+        ["id"],
+        (_.registered == False) & (_.allocated_ns < allocated_before_ns),  # noqa: E712
+        "allocated_ns",
+        limit,
+    )
+    ids = list(dict.fromkeys(oldest["id"].to_pylist()))
+    found = get_objects(tables, ids)
+    return [found[i] for i in ids if i in found]
+
+
+def remove_objects(tables: Tables, object_ids: Sequence[str]) -> None:
+    table = tables["objects"]
+    found = table.select_in(_SHARE_COLUMNS, "id", object_ids, row_ids=True)
+    table.delete(found)
+    counters.objects_changed(tables, found.select(_SHARE_COLUMNS).to_pylist(), [])
 
 
 def object_flows(
     tables: Tables, object_id: str, flow_tags: TagFilter, page: str | None, limit: int
 ) -> tuple[list[str], str | None]:
-    """Flows with a segment using the object (the `segments_by_object` projection serves
-    this), filtered by the flows' tags, in id order."""
-    flow_ids = {
-        r["flow_id"] for r in tables["segments"].rows(["flow_id"], _.object_id == object_id)
-    }
+    """Flows with a segment using the object, or (an init object) using a media object that
+    names it, filtered by the flows' tags, in id order. Segments are read as distinct flow
+    ids (`first_distinct`: the `segments_by_object` projection serves it), the init object's
+    flows from `init_refs`: bounded whatever the number of segments using the object."""
     owners = OwnerFilter()
     apply_tag_filter(tables, "flow_tags", "flow_id", flow_tags, owners)
-    ids = sorted(i for i in flow_ids if owners.admits(i))
+    after: str | None = None
     if page is not None:
-        (after,) = cursor.decode(page, 1)
-        ids = [i for i in ids if i > str(after)]
-    if len(ids) > limit:
-        ids = ids[:limit]
-        return ids, cursor.encode([ids[-1]])
-    return ids, None
+        (key,) = cursor.decode(page, 1)
+        if not isinstance(key, str):
+            raise InvalidPageKey(f"{page!r} is not a page key for this listing")
+        after = key
+    refs: Counter[str] = Counter()
+    for row in tables["init_refs"].rows(["flow_id", "segments"], _.init_object_id == object_id):
+        refs[row["flow_id"]] += row["segments"] or 0
+    through_init = sorted(f for f, n in refs.items() if n > 0)
+    chosen: list[str] = []
+    while len(chosen) <= limit:
+        want = limit + 1 - len(chosen)
+        direct = first_distinct(
+            tables["segments"], "flow_id", _.object_id == object_id, want, after=after
+        )
+        later = [f for f in through_init if after is None or f > after]
+        candidates = sorted({*direct, *later})[:want]
+        chosen += [f for f in candidates if owners.admits(f)]
+        if len(candidates) < want:
+            break
+        after = candidates[-1]
+    if len(chosen) > limit:
+        chosen = chosen[:limit]
+        return chosen, cursor.encode([chosen[-1]])
+    return chosen, None

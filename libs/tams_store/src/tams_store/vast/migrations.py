@@ -10,13 +10,16 @@ completed rather than repeated.
 Segments get a sorted table on (flow_id, seg_start) where the cluster supports it (VAST
 5.3+, `session.features.check_elysium`); on older clusters the same columns get a
 semi-sorted projection instead, which the server picks by itself for matching queries.
+
+A `Fill` operation computes rows from what is already stored (counters introduced after the
+data they count), through the adapter's own table access, in the step's transaction.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -26,7 +29,9 @@ from vastdb.table_metadata import TableMetadata, TableRef, TableType
 from tams_schema.tables import (
     SCHEMA_VERSION_TABLE,
     AddColumns,
+    AddProjection,
     CreateTable,
+    Fill,
     Projection,
     Step,
     TableSpec,
@@ -34,7 +39,8 @@ from tams_schema.tables import (
     table_specs,
 )
 from tams_store.errors import StoreError
-from tams_store.vast.tables import QueryConfigs
+from tams_store.vast import counters
+from tams_store.vast.tables import QueryConfigs, TableCatalog, Tables
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +91,12 @@ def _create_table(schema: Any, operation: CreateTable, sorted_ok: bool) -> None:
             sorting_key=sorting_key,
         )
         log.info("created VAST table", extra={"table": operation.table, "sorted": sorting_key})
+    _add_projections(table, _projections(operation, table.sorted_table))
+
+
+def _add_projections(table: Any, projections: Sequence[Projection]) -> None:
     present = {p.name for p in table.projections()}
-    for projection in _projections(operation, table.sorted_table):
+    for projection in projections:
         if projection.name in present:
             continue
         try:
@@ -128,24 +138,33 @@ def bootstrap(tx: Any, bucket: str, path: str, sorted_ok: bool, queries: QueryCo
     return _applied(schema, queries)
 
 
+# What each `Fill` operation runs: a function of the tables as the step leaves them.
+FILLS: dict[str, Callable[[Tables], None]] = {"analytics counters": counters.fill}
+
+
 def apply_step(
     tx: Any,
     bucket: str,
     path: str,
     number: int,
-    step: Step,
+    steps: Sequence[Step],
     sorted_ok: bool,
     queries: QueryConfigs,
 ) -> bool:
-    """Apply step `number` (1-based) unless it already is; True if this call applied it."""
+    """Apply step `number` (1-based) of `steps` unless it already is; True if this call
+    applied it."""
     schema = open_schema(tx, bucket, path, create=False)
     if _applied(schema, queries) >= number:
         return False
-    for operation in step:
+    for operation in steps[number - 1]:
         if isinstance(operation, CreateTable):
             _create_table(schema, operation, sorted_ok)
-        else:
+        elif isinstance(operation, AddColumns):
             _add_columns(schema, operation)
+        elif isinstance(operation, AddProjection):
+            _add_projections(schema.table(operation.table), [operation.projection])
+        else:
+            _fill(tx, schema, bucket, steps[:number], queries, operation)
     version = schema.table(SCHEMA_VERSION_TABLE.table)
     version.insert(
         pa.record_batch(
@@ -157,12 +176,25 @@ def apply_step(
     return True
 
 
+def _fill(
+    tx: Any, schema: Any, bucket: str, steps: Sequence[Step], queries: QueryConfigs, fill: Fill
+) -> None:
+    specs, metadata = _metadata(schema, bucket, steps)
+    FILLS[fill.name](Tables(tx, TableCatalog(specs=specs, metadata=metadata, queries=queries)))
+    log.info("filled VAST tables", extra={"fill": fill.name})
+
+
 def load_metadata(
     tx: Any, bucket: str, path: str, steps: Sequence[Step]
 ) -> tuple[dict[str, TableSpec], dict[str, TableMetadata]]:
     """Specs of every table and SDK metadata (schema as the server has it, table kind) to
     open them later with `tx.table_from_metadata` without metadata round-trips."""
-    schema = open_schema(tx, bucket, path, create=False)
+    return _metadata(open_schema(tx, bucket, path, create=False), bucket, steps)
+
+
+def _metadata(
+    schema: Any, bucket: str, steps: Sequence[Step]
+) -> tuple[dict[str, TableSpec], dict[str, TableMetadata]]:
     specs = table_specs(steps)
     metadata: dict[str, TableMetadata] = {}
     for name, spec in specs.items():

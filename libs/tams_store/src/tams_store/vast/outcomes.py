@@ -1,6 +1,6 @@
 """Command outcomes (exactly-once effect) and service info on VAST.
 
-An outcome is stored in parts of at most `PART_CHARS` characters: a bulk registration's
+An outcome is stored in parts of at most `tables.PART_CHARS` characters: a bulk registration's
 reply and events can reach hundreds of kilobytes, and VAST limits a request to 5 MiB and
 sends wide rows column by column; small cells keep every insert a plain one.
 """
@@ -14,9 +14,7 @@ from ibis import _
 
 from tams_schema.envelopes import Outcome
 from tams_store.port import Doc
-from tams_store.vast.tables import Tables
-
-PART_CHARS = 16_384  # at most 64 KiB of UTF-8
+from tams_store.vast.tables import Tables, text_parts
 
 
 def recorded_outcome(tables: Tables, command_id: str) -> Outcome | None:
@@ -35,10 +33,10 @@ def record_outcome(tables: Tables, command_id: str, outcome: Outcome) -> None:
             {
                 "command_id": command_id,
                 "part": number,
-                "outcome": text[offset : offset + PART_CHARS],
+                "outcome": part,
                 "recorded_ns": now,
             }
-            for number, offset in enumerate(range(0, max(len(text), 1), PART_CHARS))
+            for number, part in enumerate(text_parts(text))
         ]
     )
 

@@ -36,10 +36,28 @@ Row = dict[str, Any]
 Predicate = Any  # an ibis boolean expression or deferred (`ibis._`)
 
 
+# Characters per cell of long text (outcomes, event payloads): at most 64 KiB of UTF-8. VAST
+# limits a request to 5 MiB and inserts wide rows column by column; small cells keep every
+# insert a plain one.
+PART_CHARS = 16_384
+
+
+def text_parts(text: str) -> list[str]:
+    """`text` cut into cells of at most PART_CHARS characters (one, possibly empty, at least)."""
+    return [
+        text[offset : offset + PART_CHARS] for offset in range(0, max(len(text), 1), PART_CHARS)
+    ]
+
+
 def in_chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
     unique = sorted(set(values))
     for offset in range(0, len(unique), size):
         yield unique[offset : offset + size]
+
+
+def take(found: pa.Table, indices: Sequence[int]) -> pa.Table:
+    """The rows of `found` at these positions (with their `$row_id`, for changes)."""
+    return found.take(pa.array(indices, type=pa.int64()))
 
 
 def all_of(*predicates: Predicate | None) -> Predicate | None:
@@ -136,17 +154,24 @@ class TableHandle:
         return found
 
     def select_in(
-        self, columns: Sequence[str], column: str, values: Sequence[Any], *, row_ids: bool = False
+        self,
+        columns: Sequence[str],
+        column: str,
+        values: Sequence[Any],
+        where: Predicate = None,
+        *,
+        row_ids: bool = False,
     ) -> pa.Table:
+        """Like `rows_in`, as one Arrow table (with `$row_id` if asked, for changes)."""
         parts = [
-            self.select(columns, _[column].isin(chunk), row_ids=row_ids)
+            self.select(columns, all_of(_[column].isin(chunk), where), row_ids=row_ids)
             for chunk in in_chunks(values)
         ]
         if not parts:
-            return self._empty(columns, row_ids)
+            return self.empty(columns, row_ids)
         return pa.concat_tables(parts)
 
-    def _empty(self, columns: Sequence[str], row_ids: bool) -> pa.Table:
+    def empty(self, columns: Sequence[str], row_ids: bool) -> pa.Table:
         fields = [self.schema.field(c) for c in columns]
         if row_ids:
             fields.append(pa.field(ROW_ID, pa.uint64()))
@@ -200,15 +225,27 @@ class TableHandle:
         self.delete(found)
         return int(found.num_rows)
 
-    def upsert(self, key: str, row: Mapping[str, Any], *, insert_only: Mapping[str, Any]) -> None:
+    def upsert(
+        self,
+        key: str,
+        row: Mapping[str, Any],
+        *,
+        insert_only: Mapping[str, Any],
+        read: Sequence[str] = (),
+    ) -> list[Row]:
         """Insert `row` (with `insert_only` values) if no row has `row[key]`; else set `row`'s
-        columns on the existing row and delete any duplicates of it."""
-        found = self.select([key], _[key] == row[key], row_ids=True)
+        columns on the existing row and delete any duplicates of it. Returns the rows found
+        before the change (their `read` columns): the one updated first, then the deleted
+        duplicates; empty if `row` was inserted."""
+        columns = list(dict.fromkeys([key, *read]))
+        found = self.select(columns, _[key] == row[key], row_ids=True)
         if found.num_rows == 0:
             self.insert([{**insert_only, **row}])
-            return
+            return []
         self.update(found.slice(0, 1), {k: v for k, v in row.items() if k != key})
         self.delete(found.slice(1))
+        previous: list[Row] = found.select(columns).to_pylist()
+        return previous
 
 
 class Tables:

@@ -1,9 +1,12 @@
 """Transaction objects of the VAST adapter: the port's ReadTx and WriteTx.
 
 Each wraps one open VAST transaction and delegates to one module per domain (`catalog`,
-`media`, `outcomes`). Adding a port method: write it in the domain module as a function of
-`Tables` (a new table: a new step in `tams_schema.tables.MIGRATIONS`), and add the one-line
-delegation here.
+`media`, `outcomes`, `webhooks`, `lifecycle`, `analytics`). Adding a port method: write it
+in the domain module as a function of `Tables` (a new table: a new step in
+`tams_schema.tables.MIGRATIONS`), and add the one-line delegation here. A write path that
+inserts, changes or deletes flows, sources, segments or objects must report it to
+`counters` (VAST has no triggers); the store writes the summed counters at the end of the
+work (`VastWriteTx.finish`).
 
 Reads inside a write transaction see that transaction's own inserts, updates and deletes
 (the domain code writes and reads back within one `work`); VAST transactions provide this
@@ -17,18 +20,34 @@ from typing import Any
 
 from tams_schema.envelopes import Outcome
 from tams_schema.timerange import TimeRange
+from tams_store.analytics import (
+    BackendUsage,
+    CatalogCounts,
+    CoveragePage,
+    FlowFilter,
+    UsagePage,
+)
 from tams_store.port import (
+    DeletionRequestRecord,
+    DeletionRequestSort,
+    Delivery,
     Doc,
     FlowQuery,
+    MediaJob,
+    MediaJobKind,
     ObjectAllocation,
     ObjectRecord,
     Page,
+    QueuedEvent,
     SegmentPage,
     SegmentRecord,
     SourceQuery,
     TagFilter,
+    WebhookQuery,
+    WebhookRecord,
+    WebhookStatus,
 )
-from tams_store.vast import catalog, media, outcomes
+from tams_store.vast import analytics, catalog, counters, lifecycle, media, outcomes, webhooks
 from tams_store.vast.tables import TableCatalog, Tables
 
 
@@ -107,8 +126,76 @@ class VastReadTx:
             limit=limit,
         )
 
+    # --- webhooks ------------------------------------------------------------------------
+
+    def get_webhook(self, webhook_id: str) -> WebhookRecord | None:
+        return webhooks.get_webhook(self.tables, webhook_id)
+
+    def list_webhooks(self, query: WebhookQuery) -> Page:
+        return webhooks.list_webhooks(self.tables, query)
+
+    def all_webhooks(self) -> list[WebhookRecord]:
+        return webhooks.all_webhooks(self.tables)
+
+    def pending_deliveries(self, webhook_id: str, from_seq: int, limit: int) -> list[Delivery]:
+        return webhooks.pending_deliveries(self.tables, webhook_id, from_seq, limit)
+
+    def delivery_queues(self, webhook_id: str | None = None) -> dict[str, tuple[int, int]]:
+        return webhooks.delivery_queues(self.tables, webhook_id)
+
+    # --- deletion and object bytes -------------------------------------------------------
+
+    def segments_within(
+        self, flow_id: str, timerange: TimeRange, *, object_id: str | None, limit: int
+    ) -> list[SegmentRecord]:
+        bounds = timerange.half_open()
+        if bounds is None:
+            return []
+        return media.segments_within(self.tables, flow_id, bounds, object_id, limit)
+
+    def get_deletion_request(self, request_id: str) -> DeletionRequestRecord | None:
+        return lifecycle.get_deletion_request(self.tables, request_id)
+
+    def list_deletion_requests(
+        self, *, sort_by: DeletionRequestSort, reverse_order: bool, page: str | None, limit: int
+    ) -> Page:
+        return lifecycle.list_deletion_requests(self.tables, sort_by, reverse_order, page, limit)
+
+    def unfinished_deletion_requests(
+        self, updated_before_ns: int, limit: int
+    ) -> list[DeletionRequestRecord]:
+        return lifecycle.unfinished_deletion_requests(self.tables, updated_before_ns, limit)
+
+    def media_jobs_of(self, object_ids: list[str]) -> list[MediaJob]:
+        return lifecycle.media_jobs_of(self.tables, object_ids)
+
+    # --- analytics -------------------------------------------------------------------------
+
+    def catalog_counts(self) -> CatalogCounts:
+        return analytics.catalog_counts(self.tables)
+
+    def flow_usage(self, flows: FlowFilter, page: str | None, limit: int) -> UsagePage:
+        return analytics.flow_usage(self.tables, flows, page, limit)
+
+    def storage_usage(self) -> list[BackendUsage]:
+        return analytics.storage_usage(self.tables)
+
+    def flow_coverage(
+        self,
+        flows: FlowFilter,
+        window: tuple[int, int] | None,
+        gap_limit: int,
+        page: str | None,
+        limit: int,
+    ) -> CoveragePage:
+        return analytics.flow_coverage(self.tables, flows, window, gap_limit, page, limit)
+
 
 class VastWriteTx(VastReadTx):
+    def finish(self) -> None:
+        """Write what the work left pending (summed counters): the last act of a write."""
+        counters.flush(self.tables)
+
     def recorded_outcome(self, command_id: str) -> Outcome | None:
         return outcomes.recorded_outcome(self.tables, command_id)
 
@@ -153,3 +240,69 @@ class VastWriteTx(VastReadTx):
         segments_updated: str,
     ) -> None:
         media.add_segments(self.tables, flow_id, segments, objects, segments_updated)
+
+    # --- webhooks ------------------------------------------------------------------------
+
+    def put_webhook(self, record: WebhookRecord) -> None:
+        webhooks.put_webhook(self.tables, record)
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        webhooks.delete_webhook(self.tables, webhook_id)
+
+    def set_webhook_status(
+        self, webhook_id: str, status: WebhookStatus, error: Doc | None, *, generation: int
+    ) -> bool:
+        return webhooks.set_webhook_status(self.tables, webhook_id, status, error, generation)
+
+    def queue_event(self, event: QueuedEvent, queued_ns: int) -> bool:
+        return webhooks.queue_event(self.tables, event, queued_ns)
+
+    def finish_deliveries(self, deliveries: list[Delivery]) -> None:
+        webhooks.finish_deliveries(self.tables, deliveries)
+
+    def drop_deliveries(self, webhook_id: str) -> int:
+        return webhooks.drop_deliveries(self.tables, webhook_id)
+
+    def prune_queued_events(self, queued_before_ns: int) -> int:
+        return webhooks.prune_queued_events(self.tables, queued_before_ns)
+
+    # --- segment deletion and objects ----------------------------------------------------
+
+    def delete_segments(
+        self, flow_id: str, segments: list[SegmentRecord], segments_updated: str
+    ) -> None:
+        if segments:
+            media.delete_segments(
+                self.tables, flow_id, [s.start for s in segments], segments_updated
+            )
+
+    def update_objects(self, objects: list[ObjectRecord]) -> None:
+        media.update_objects(self.tables, objects)
+
+    def unreferenced_objects(self, object_ids: list[str]) -> list[str]:
+        return media.unreferenced_objects(self.tables, object_ids)
+
+    def expired_allocations(self, allocated_before_ns: int, limit: int) -> list[ObjectRecord]:
+        return media.expired_allocations(self.tables, allocated_before_ns, limit)
+
+    def remove_objects(self, object_ids: list[str]) -> None:
+        media.remove_objects(self.tables, object_ids)
+
+    def queue_media_jobs(self, jobs: list[MediaJob]) -> None:
+        lifecycle.queue_media_jobs(self.tables, jobs)
+
+    def claim_media_jobs(
+        self, kind: MediaJobKind, owner: str, now_ns: int, lease_ns: int, limit: int
+    ) -> list[MediaJob]:
+        return lifecycle.claim_media_jobs(self.tables, kind, owner, now_ns, lease_ns, limit)
+
+    def finish_media_jobs(self, jobs: list[MediaJob]) -> None:
+        lifecycle.finish_media_jobs(self.tables, jobs)
+
+    # --- deletion requests ---------------------------------------------------------------
+
+    def put_deletion_request(self, record: DeletionRequestRecord) -> None:
+        lifecycle.put_deletion_request(self.tables, record)
+
+    def purge_deletion_requests(self, expired_before_ns: int) -> int:
+        return lifecycle.purge_deletion_requests(self.tables, expired_before_ns)
