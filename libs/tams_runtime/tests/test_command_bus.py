@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tams_runtime.applier import CommandApplier
 from tams_runtime.bus import CommandBus, CommandTimeout, ensure_topics
@@ -303,3 +303,33 @@ async def test_follow_up_commands_run_as_a_chain_applied_once(
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+async def test_replies_reach_a_gateway_whose_reply_topic_has_more_partitions(
+    tams_infra: Stack, store: SqliteStore
+) -> None:
+    """A broker that auto-created the reply topic (with its default partition count) must
+    not scatter replies over partitions the gateway does not read."""
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    consumer = await start_consumer(settings, store, Counter())
+    bus = CommandBus(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(bus.reply_topic, 4, 1)])
+    finally:
+        await admin.close()
+    await bus.start()
+    try:
+        replies = await asyncio.gather(
+            *(
+                bus.request(settings.topics.catalog_commands, "count", f"flow-{i}", {})
+                for i in range(16)
+            )
+        )
+        assert all(r.status == 200 for r in replies)
+    finally:
+        await bus.stop()
+        await consumer.stop()
+

@@ -36,6 +36,10 @@ from tams_schema.envelopes import CommandEnvelope, FollowUp, Reply, new_id
 log = logging.getLogger(__name__)
 
 
+# Kafka's error code when a concurrent creator made the topic first: fine.
+TOPIC_ALREADY_EXISTS = 36
+
+
 class CommandTimeout(Exception):
     """No reply arrived before the deadline (the command may still be applied)."""
 
@@ -60,8 +64,17 @@ async def ensure_topics(settings: KafkaSettings, extra: dict[str, int] | None = 
         existing = set(await admin.list_topics())
         missing = [NewTopic(n, p, 1) for n, p in wanted.items() if n not in existing]
         if missing:
-            # A concurrent creator makes this answer "already exists" (code 36): fine.
-            await admin.create_topics(missing)
+            response = await admin.create_topics(missing)
+            # aiokafka reports failures in the response instead of raising. A topic left
+            # uncreated would be auto-created by the broker on first use, with the broker's
+            # default partition count, so a failure here must not pass silently.
+            failed = [
+                f"{topic[0]} (error {topic[1]})"
+                for topic in response.topic_errors
+                if topic[1] not in (0, TOPIC_ALREADY_EXISTS)
+            ]
+            if failed:
+                raise BusUnavailable(f"could not create Kafka topics: {', '.join(failed)}")
     finally:
         await admin.close()
 

@@ -311,11 +311,11 @@ class CommandConsumer:
         for command, outcome in zip(commands, outcomes, strict=True):
             if command.reply_to:
                 reply = outcome.reply_for(command)
+                # Partition 0, the only one a gateway reads: a reply topic that the broker
+                # auto-created with more partitions must not scatter replies.
                 sends.append(
                     await self.producer.send(
-                        command.reply_to,
-                        reply.model_dump_json().encode(),
-                        key=command.key.encode(),
+                        command.reply_to, reply.model_dump_json().encode(), partition=0
                     )
                 )
         if sends:
