@@ -332,4 +332,3 @@ async def test_replies_reach_a_gateway_whose_reply_topic_has_more_partitions(
     finally:
         await bus.stop()
         await consumer.stop()
-
