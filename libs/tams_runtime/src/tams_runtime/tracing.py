@@ -70,8 +70,13 @@ def shutdown_tracing() -> None:
         shutdown()
 
 
+# A proxy until `configure_tracing` installs the provider, then delegating to it: made once,
+# because `get_tracer` builds a new tracer (and compares instrumentation scopes) every call.
+_TRACER = trace.get_tracer(TRACER_NAME)
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(TRACER_NAME)
+    return _TRACER
 
 
 def inject_trace_context(context: otel_context.Context | None = None) -> dict[str, str]:
