@@ -92,9 +92,16 @@ async def get_json(http: aiohttp.ClientSession, path: str, status: int = 200) ->
 
 
 async def allocate_and_upload(
-    http: aiohttp.ClientSession, flow_id: str, payloads: list[bytes]
+    http: aiohttp.ClientSession,
+    flow_id: str,
+    payloads: list[bytes],
+    object_ids: list[str] | None = None,
 ) -> list[str]:
-    async with http.post(f"/flows/{flow_id}/storage", json={"limit": len(payloads)}) as resp:
+    """Allocate storage for `payloads` (with the given ids, if any) and upload them."""
+    request: dict[str, Any] = (
+        {"object_ids": object_ids} if object_ids is not None else {"limit": len(payloads)}
+    )
+    async with http.post(f"/flows/{flow_id}/storage", json=request) as resp:
         assert resp.status == 201, await resp.text()
         media_objects = (await resp.json())["media_objects"]
     async with aiohttp.ClientSession() as anonymous:

@@ -31,6 +31,7 @@ from .helpers import (
     put_flow,
     send_json,
     stack_store,
+    status_of,
     stored_bytes,
     video_flow,
 )
@@ -124,6 +125,42 @@ async def test_a_small_delete_removes_only_wholly_covered_segments(
     assert await timeranges(http, flow["id"]) == []
     got = await get_json(http, f"/flows/{flow['id']}?include_timerange=true")
     assert got["timerange"] == "()"
+
+
+async def test_a_collected_client_chosen_id_can_be_allocated_and_registered_again(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    # The registrar remembers ids it saw registered and does not look them up again; an id
+    # collected and then allocated anew must still be checked for its upload.
+    flow = video_flow()
+    await put_flow(http, flow)
+    object_id = new_id()
+    await allocate_and_upload(http, flow["id"], [b"first"], [object_id])
+    assert await status_of(http, flow["id"], object_id, "[0:0_1:0)") == 201
+    assert await status_of(http, flow["id"], object_id, "[1:0_2:0)") == 201  # reused
+
+    status, _, _ = await send_json(http, "DELETE", f"/flows/{flow['id']}/segments")
+    assert status == 204
+    await eventually(lambda: gone_from_s3(tams_stack, object_id), f"{object_id} collected")
+
+    put_urls: list[dict[str, str]] = []
+
+    async def allocated_again() -> bool:
+        request = {"object_ids": [object_id]}
+        async with http.post(f"/flows/{flow['id']}/storage", json=request) as resp:
+            if resp.status != 201:
+                return False
+            put_urls.append((await resp.json())["media_objects"][0]["put_url"])
+            return True
+
+    await eventually(allocated_again, f"{object_id} allocated again")
+    # Uploaded: registered, and the new bytes are what is stored.
+    async with aiohttp.ClientSession() as anonymous:
+        headers = {"Content-Type": put_urls[0]["content-type"]}
+        async with anonymous.put(put_urls[0]["url"], data=b"second", headers=headers) as resp:
+            assert resp.status == 200
+    assert await status_of(http, flow["id"], object_id, "[5:0_6:0)") == 201
+    assert await stored_bytes(tams_stack, object_id) == b"second"
 
 
 async def test_deleting_by_object_id_keeps_objects_other_flows_use(

@@ -8,6 +8,9 @@ recorded outcome instead of being applied again.
 A handler may also have `prepare(commands)` (awaited before the transaction, for I/O such as
 an S3 HEAD) and `committed(command, outcome)` (called once the transaction that applied the
 command has committed, never for a replayed outcome: the place to count what was done).
+A handler whose `prepare` skipped work it turns out to need (a cached answer gone stale)
+raises `PrepareAgain` inside the transaction: nothing is written, and the batch is prepared
+and applied again.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ class OutcomeLog(Protocol):
     def recorded_outcome(self, command_id: str) -> Outcome | None: ...
 
     def record_outcome(self, command_id: str, outcome: Outcome) -> None: ...
+
+
+class PrepareAgain(Exception):
+    """Roll the batch back and run `prepare` again: what it skipped is needed after all.
+    The handler must not skip the same thing twice, so this ends."""
 
 
 def error_outcome(status: int, type_: str, summary: str) -> Outcome:
@@ -72,24 +80,37 @@ class CommandApplier:
     async def _write(self, commands: Sequence[CommandEnvelope]) -> list[Outcome]:
         """Apply in one transaction, then tell the handlers what it committed."""
         fresh: list[tuple[CommandEnvelope, Outcome]] = []
-        outcomes: list[Outcome] = await self.store.write(
-            lambda tx: [self._apply_one(tx, c, fresh) for c in commands]
-        )
+
+        def work(tx: Any) -> list[Outcome]:
+            fresh.clear()  # an adapter may run the work again after a conflict
+            return [self._apply_one(tx, c, fresh) for c in commands]
+
+        outcomes: list[Outcome] = await self.store.write(work)
         for command, outcome in fresh:
             committed = getattr(self.handlers.get(command.name), "committed", None)
             if committed is not None:
                 committed(command, outcome)
         return outcomes
 
-    async def __call__(self, commands: Sequence[CommandEnvelope]) -> list[Outcome]:
+    async def _prepare(self, commands: Sequence[CommandEnvelope]) -> None:
         # Handlers that need I/O outside the store (an S3 HEAD, say) do it first, so the
         # transaction never waits on the network.
         for name in {c.name for c in commands}:
             prepare = getattr(self.handlers.get(name), "prepare", None)
             if prepare is not None:
                 await prepare([c for c in commands if c.name == name])
+
+    async def _prepare_and_write(self, commands: Sequence[CommandEnvelope]) -> list[Outcome]:
+        while True:
+            await self._prepare(commands)
+            try:
+                return await self._write(commands)
+            except PrepareAgain:
+                continue
+
+    async def __call__(self, commands: Sequence[CommandEnvelope]) -> list[Outcome]:
         try:
-            return await self._write(commands)
+            return await self._prepare_and_write(commands)
         except Exception as exc:
             if self.is_retryable(exc):
                 raise
@@ -97,7 +118,7 @@ class CommandApplier:
         outcomes = []
         for command in commands:
             try:
-                outcomes += await self._write([command])
+                outcomes += await self._prepare_and_write([command])
             except Exception as exc:
                 if self.is_retryable(exc):
                     raise

@@ -40,6 +40,13 @@ class ReceivedEvent:
 EventHandler = Callable[[Sequence[ReceivedEvent]], Awaitable[None]]
 
 
+def _event_type(headers: Sequence[tuple[str, bytes]]) -> str | None:
+    for name, raw in headers:
+        if name == "event_type":
+            return raw.decode()
+    return None
+
+
 def parse_record(
     key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
 ) -> ReceivedEvent:
@@ -97,9 +104,15 @@ class EventConsumer:
         return self.running()
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        # A handler may say which event types it wants right now (`wanted_types()`, None for
+        # all): the others are skipped on their `event_type` header, never parsed.
+        wanted_types = getattr(self.handler, "wanted_types", None)
+        wanted = wanted_types() if wanted_types is not None else None
         events: list[ReceivedEvent] = []
         for records in batches.values():
             for record in records:
+                if wanted is not None and _event_type(record.headers) not in wanted:
+                    continue
                 try:
                     events.append(parse_record(record.key, record.value, record.headers))
                 except (ValueError, KeyError, TypeError):

@@ -18,11 +18,13 @@ id that garbage collection forgot but whose bytes are still being deleted cannot
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
+from tams_runtime.applier import PrepareAgain
 from tams_runtime.events import flow_context, flow_event
 from tams_runtime.media import segment_view
 from tams_runtime.metrics import OBJECT_BYTES_REGISTERED, SEGMENTS_REGISTERED
@@ -34,6 +36,10 @@ from tams_store import Store, WriteTx
 from tams_store.port import ObjectRecord, SegmentRecord
 
 SEGMENT_FIELDS = ("ts_offset", "last_duration", "sample_offset", "sample_count", "init_object_id")
+
+
+# How many registered object ids the registrar remembers (about 100 bytes each).
+SEEN_REGISTERED_LIMIT = 100_000
 
 
 class Rejected(Exception):
@@ -79,18 +85,32 @@ class Registrar:
         self.uploaded: dict[str, bool] = {}
         # Bytes of uploaded objects (HEAD), recorded at their first registration.
         self.sizes: dict[str, int] = {}
-        # Objects each applied command registered for the first time, until it commits.
+        # Objects each applied command registered for the first time, and the ids it saw
+        # registered or not, until it commits (cleared with every batch).
         self._registered: dict[str, list[ObjectRecord]] = {}
+        self._seen: dict[str, dict[str, bool]] = {}
+        self.skipped: set[str] = set()
+        # Ids last seen registered (most recent last): reused objects, the usual case for a
+        # live ingest, need no upload check, so `prepare` skips its read for them.
+        self._seen_registered: OrderedDict[str, None] = OrderedDict()
 
     async def prepare(self, commands: Sequence[CommandEnvelope]) -> None:
         """HEAD the objects (media and init) being registered for the first time, before the
         transaction. Answers are kept for this batch only: an id can be forgotten by garbage
-        collection and, later, allocated and uploaded (or not) again."""
+        collection and, later, allocated and uploaded (or not) again. Ids last seen
+        registered are not looked up at all (`skipped`); should one have been collected and
+        allocated anew meanwhile (a client-chosen id), the transaction finds it unregistered,
+        forgets it and asks for the batch to be prepared again."""
         segments = [s for c in commands for s in c.payload["segments"]]
-        ids = sorted(
-            {s["object_id"] for s in segments}
-            | {s["init_object_id"] for s in segments if s.get("init_object_id")}
-        )
+        wanted = {s["object_id"] for s in segments} | {
+            s["init_object_id"] for s in segments if s.get("init_object_id")
+        }
+        self.skipped = wanted & self._seen_registered.keys()
+        ids = sorted(wanted - self.skipped)
+        self.uploaded, self.sizes = {}, {}
+        self._registered, self._seen = {}, {}
+        if not ids:
+            return
         known = await self.store.read(lambda tx: tx.get_objects(ids))
         first_time = [
             i for i in ids if i in known and not known[i].registered and known[i].storage_id
@@ -110,6 +130,15 @@ class Registrar:
                 SEGMENTS_REGISTERED.inc(len(event.event["segments"]))
         registered = self._registered.pop(command.command_id, [])
         OBJECT_BYTES_REGISTERED.inc(sum(o.size or 0 for o in registered))
+        # Only what a committed transaction saw may skip a later lookup.
+        for object_id, is_registered in self._seen.pop(command.command_id, {}).items():
+            if is_registered:
+                self._seen_registered[object_id] = None
+                self._seen_registered.move_to_end(object_id)
+            else:
+                self._seen_registered.pop(object_id, None)
+        while len(self._seen_registered) > SEEN_REGISTERED_LIMIT:
+            self._seen_registered.popitem(last=False)
 
     def __call__(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
         payload = command.payload
@@ -129,6 +158,11 @@ class Registrar:
             i["init_object_id"] for i in items if i.get("init_object_id")
         }
         known = tx.get_objects(sorted(ids))
+        stale = {i for i in ids & self.skipped if i not in known or not known[i].registered}
+        if stale:
+            for object_id in stale:
+                self._seen_registered.pop(object_id, None)
+            raise PrepareAgain(f"objects no longer registered: {sorted(stale)}")
         # Ids forgotten by garbage collection whose bytes are still being deleted.
         in_use = tx.existing_object_ids(sorted(ids - set(known)))
         context = Context(flow, known, in_use)
@@ -155,6 +189,9 @@ class Registrar:
 
         stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         tx.add_segments(flow_id, accepted, list(new_objects.values()), stamp)
+        self._seen[command.command_id] = {
+            object_id: obj.registered for object_id, obj in {**known, **new_objects}.items()
+        }
         self._registered[command.command_id] = list(new_objects.values())
         events = []
         if accepted:

@@ -35,6 +35,14 @@ class EventRouter:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
 
+    def wanted_types(self) -> frozenset[str]:
+        """Event types some enabled webhook wants: the event consumer skips the others
+        without parsing them (with no webhooks, every event)."""
+        wanted: frozenset[str] = frozenset()
+        for subscription in self.dispatcher.subscriptions.values():
+            wanted |= subscription.events
+        return wanted
+
     async def __call__(self, events: Sequence[ReceivedEvent]) -> None:
         d = self.dispatcher
         plan: Plan = []
