@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -359,8 +360,35 @@ async def test_a_stalled_deletion_request_is_restarted(
         now=long_ago,
         retention_s=3600 * 24,
     )
+    # Made after the flow, last updated an hour ago.
+    record = replace(record, doc={**record.doc, "created": deletion.stamp(datetime.now(UTC))})
     async with stack_store(tams_stack) as store:
         await store.write(lambda tx: tx.put_deletion_request(record))
     states = await follow(http, f"/flow-delete-requests/{record.id}", spec)
     assert states[-1]["status"] == "done"
     assert await timeranges(http, flow["id"]) == [f"[{i}:0_{i + 1}:0)" for i in range(5)]
+
+
+async def test_a_request_stalled_across_a_delete_and_re_create_leaves_the_new_flow_alone(
+    http: aiohttp.ClientSession, tams_stack: Stack, spec: SpecValidator
+) -> None:
+    """A request made for a flow that was then deleted, and whose id was used again for a
+    new flow, ends when it is resumed, deleting nothing of the new flow."""
+    count = TEST_SYNC_DELETE_LIMIT + 2
+    flow, _, _ = await flow_with_segments(http, count, objects=2)
+    # Made (and last updated) an hour ago: before this flow was created.
+    record = deletion.new_request(
+        flow["id"],
+        TimeRange.eternity(),
+        delete_flow=True,
+        object_id=None,
+        principal=None,
+        now=datetime.now(UTC) - timedelta(hours=1),
+        retention_s=3600 * 24,
+    )
+    async with stack_store(tams_stack) as store:
+        await store.write(lambda tx: tx.put_deletion_request(record))
+    states = await follow(http, f"/flow-delete-requests/{record.id}", spec)
+    assert states[-1]["status"] == "done"
+    assert len(await timeranges(http, flow["id"])) == count
+    await get_json(http, f"/flows/{flow['id']}")

@@ -168,6 +168,16 @@ def is_current(record: DeletionRequestRecord | None, step: object) -> bool:
     return record is not None and not record.finished and record.step == step
 
 
+def made_before(record: DeletionRequestRecord, flow: Doc) -> bool:
+    """Whether `flow` was created after the request: the flow the request was made for has
+    been deleted and another created with its id since (a request stalled meanwhile, then
+    resumed). Such a request must not touch the new flow: it ends, done. Both times come
+    from the gateways' clocks (`issued_at`), which are assumed to agree to well within the
+    seconds a delete and a re-create take."""
+    created = flow.get("created")
+    return isinstance(created, str) and created > str(record.doc["created"])
+
+
 def step_command(record: DeletionRequestRecord) -> FollowUp:
     """The next chunk of a request, for the segments service."""
     return FollowUp(

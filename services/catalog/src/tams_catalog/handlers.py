@@ -174,7 +174,8 @@ class FlowDeletion:
             return deletion.chain_outcome([])  # stale or repeated: already handled
         now = now_of(command)
         flow = tx.get_flow(record.flow_id)
-        if flow is None:
+        if flow is None or deletion.made_before(record, flow):
+            # Gone already, or a flow created since with its id: not this request's.
             tx.put_deletion_request(deletion.finished(record, now, self.retention_s))
             return deletion.chain_outcome([])
         limit = self.media.sync_delete_limit

@@ -77,8 +77,9 @@ class DeletionStep:
             return deletion.chain_outcome([])  # stale or repeated: changes nothing
         now = now_of(command)
         flow = tx.get_flow(record.flow_id)
-        if flow is None:
-            # Deleted meanwhile (by another request): its segments went with it.
+        if flow is None or deletion.made_before(record, flow):
+            # Deleted meanwhile (by another request): its segments went with it; a flow
+            # created since with its id is not this request's.
             tx.put_deletion_request(deletion.finished(record, now, self.retention_s))
             return deletion.chain_outcome([])
         remaining = TimeRange.parse(record.doc["timerange_remaining"])
