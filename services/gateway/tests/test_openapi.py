@@ -19,6 +19,7 @@ from referencing.jsonschema import DRAFT202012
 
 from tams_gateway.app import build_app
 from tams_gateway.auth.gate import Gate
+from tams_gateway.auth.scopes import ANYONE, required_scopes
 from tams_gateway.context import Gateway
 from tams_gateway.openapi.document import build_document, router_routes
 from tams_gateway.settings import GatewaySettings
@@ -149,9 +150,13 @@ def test_analytics_are_merged_in_place_of_the_forwarding_route(
     assert "Error" in document["components"]["schemas"]
 
 
-def test_public_routes_need_no_credentials(document: dict[str, Any]) -> None:
-    for path in ("/openapi.json", "/health", "/ready", "/metrics"):
+def test_only_the_probes_need_no_credentials(document: dict[str, Any]) -> None:
+    for path in ("/health", "/ready", "/metrics"):
         assert document["paths"][path]["get"]["security"] == []
+    # The document itself: any signed-in caller, whatever its scopes.
+    own = document["paths"]["/openapi.json"]["get"]
+    assert "security" not in own and own["x-required-scopes"] == []
+    assert required_scopes("HEAD", "/openapi.json") == ANYONE
     assert document["security"] == [
         {"basic_auth": []},
         {"bearer_token_auth": []},
@@ -227,3 +232,20 @@ def test_the_official_examples_fit_the_documented_schemas(
         body = json.loads(example.read_text())
         errors = [e.message for e in validator.iter_errors(body)]
         assert not errors, f"{example.name}: {errors[:3]}"
+
+
+def test_without_authentication_nothing_asks_for_credentials(app: web.Application) -> None:
+    document = build_document(app, schemes=[])
+    OpenAPIV31SpecValidator(document).validate()
+    assert document["security"] == [] and document["components"]["securitySchemes"] == {}
+    flows = document["paths"]["/flows"]["get"]
+    assert flows["security"] == [] and "401" not in flows["responses"]
+
+
+def test_tag_filters_are_described_not_declared_as_parameters(document: dict[str, Any]) -> None:
+    flows = document["paths"]["/flows"]["get"]
+    names = {p["name"] for p in flows["parameters"]}
+    assert {"limit", "page", "format", "timerange"} <= names
+    assert not any("{" in name for name in names)
+    assert "`tag.{name}`" in flows["description"]
+    assert "X-Paging-NextKey" in flows["responses"]["200"]["headers"]

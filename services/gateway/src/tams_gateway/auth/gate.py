@@ -4,8 +4,7 @@ they call this route at all (scopes), and are they within their rate.
 Any one scheme per request (checklist §6.1). Missing or bad credentials: 401 with a JSON error
 and `WWW-Authenticate` challenges for the schemes this gateway accepts. A known route without
 the scope it needs: 403. The probes (/health, /ready, /metrics) and OPTIONS (answered by the
-CORS middleware before this one) need no credentials; nor does `/openapi.json`, which is
-rate-limited by address instead. With `TAMS_AUTH_DISABLED=true` nobody is
+CORS middleware before this one) need no credentials. With `TAMS_AUTH_DISABLED=true` nobody is
 asked for anything and requests carry no principal.
 """
 
@@ -31,8 +30,6 @@ from tams_schema.auth import Principal
 log = logging.getLogger(__name__)
 
 PRINCIPAL = "principal"
-# Open to anyone, credentials or not (docs/ext-openapi.md); rate-limited by client address.
-PUBLIC_PATHS = frozenset({"/openapi.json"})
 
 
 @dataclass
@@ -168,9 +165,6 @@ def route_of(request: web.Request) -> str | None:
 async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     gate = request.app[GATE]
     if gate.disabled or request.path in PROBE_PATHS:
-        return await handler(request)
-    if request.path in PUBLIC_PATHS:
-        gate.throttle(f"address:{request.remote}")
         return await handler(request)
     try:
         principal = await gate.authenticate(request)

@@ -22,7 +22,6 @@ from aiohttp import web
 from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
-from tams_gateway.auth.gate import PUBLIC_PATHS
 from tams_gateway.auth.scopes import required_scopes
 from tams_gateway.openapi.operations import (
     OPERATIONS,
@@ -139,10 +138,17 @@ def path_parameters(template: str) -> list[Schema]:
     return params
 
 
+def queries_of(entry: Operation) -> list[Query]:
+    return [item if isinstance(item, Query) else QUERIES[item] for item in entry.query]
+
+
 def query_parameters(entry: Operation) -> list[Schema]:
+    """Parameters with fixed names; those named by a pattern (`tag.{name}`) cannot be
+    OpenAPI parameters and are described in the operation's description instead."""
     params = []
-    for item in entry.query:
-        query = item if isinstance(item, Query) else QUERIES[item]
+    for query in queries_of(entry):
+        if "{" in query.name:
+            continue
         params.append(
             {
                 "name": query.name,
@@ -166,7 +172,7 @@ def json_content(schema: Schema) -> Schema:
 
 
 def is_public(template: str) -> bool:
-    return template in PROBE_PATHS or template in PUBLIC_PATHS
+    return template in PROBE_PATHS
 
 
 def common_errors(
@@ -185,7 +191,7 @@ def common_errors(
     return responses
 
 
-def gateway_operation(route: RouteInfo, head_of: RouteInfo | None) -> Document:
+def gateway_operation(route: RouteInfo, head_of: RouteInfo | None, auth: bool) -> Document:
     """One operation of a route the gateway answers itself."""
     method, template = route.method, route.template
     key_method = "GET" if method == "HEAD" else method
@@ -198,8 +204,10 @@ def gateway_operation(route: RouteInfo, head_of: RouteInfo | None) -> Document:
         "summary": f"Headers only: {summary}" if method == "HEAD" else summary,
         "tags": [tag_of(template)],
     }
-    if doc:
-        operation["description"] = doc
+    patterned = [q for q in queries_of(entry) if "{" in q.name] if entry else []
+    notes = [f"Query `{q.name}`: {q.description}" for q in patterned]
+    if doc or notes:
+        operation["description"] = "\n\n".join([*([doc] if doc else []), *notes])
     params = path_parameters(template) + (query_parameters(entry) if entry else [])
     if params:
         operation["parameters"] = params
@@ -211,7 +219,7 @@ def gateway_operation(route: RouteInfo, head_of: RouteInfo | None) -> Document:
         if entry.body is not None:
             operation["requestBody"] = {"required": True, "content": json_content(entry.body)}
         has_input = entry.body is not None or bool(entry.query)
-    public = is_public(template)
+    public = is_public(template) or not auth
     operation["responses"] = common_errors(operation, template, has_input=has_input, public=public)
     secure(operation, method, template, public)
     return operation
@@ -275,7 +283,7 @@ def renamed(value: Any, prefix: str) -> Any:
 
 
 def merge_extension(
-    document: Document, api: ExtensionApi, routes: list[RouteInfo]
+    document: Document, api: ExtensionApi, routes: list[RouteInfo], auth: bool
 ) -> set[tuple[str, str]]:
     """Adds the extension's paths the gateway serves; returns the routes (method, template)
     they document."""
@@ -297,9 +305,9 @@ def merge_extension(
             operation.setdefault("tags", [tag_of(path)])
             operation["x-gateway-route"] = route.template
             operation["responses"] = common_errors(
-                operation, route.template, has_input=True, public=False
+                operation, route.template, has_input=True, public=not auth
             )
-            secure(operation, method, route.template, public=False)
+            secure(operation, method, route.template, public=not auth)
             document["paths"].setdefault(path, {})[method.lower()] = operation
             head = next((r for r in routes if r.serves("HEAD", concrete)), None)
             if method == "GET" and head is not None:
@@ -403,7 +411,7 @@ def build_document(
     }
     covered: set[tuple[str, str]] = set()
     for api in extension_apis() if extensions is None else extensions:
-        covered |= merge_extension(document, api, routes)
+        covered |= merge_extension(document, api, routes, auth=bool(schemes))
     gets = {r.template: r for r in routes if r.method == "GET"}
     for route in routes:
         if (route.method, route.template) in covered:
@@ -411,7 +419,7 @@ def build_document(
         head_of = gets.get(route.template) if route.method == "HEAD" else None
         path = re.sub(r"{([^}:]+):[^}]*}", r"{\1}", route.template)
         document["paths"].setdefault(path, {})[route.method.lower()] = gateway_operation(
-            route, head_of
+            route, head_of, auth=bool(schemes)
         )
     document["paths"] = dict(sorted(document["paths"].items()))
     document["tags"] = [

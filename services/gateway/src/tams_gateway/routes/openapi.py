@@ -1,9 +1,8 @@
 """`/openapi.json`: this gateway's OpenAPI 3.1 document (docs/ext-openapi.md).
 
-Open to anyone, like the probes (the gate lets it through without credentials, rate-limited
-by address): it holds no data, only what the routes are and how to sign in, which a client
-needs before it has credentials. Built from the router at the first request (the router is
-frozen by then) and kept.
+Open to any authenticated caller, whatever its scopes (like `/` and `/service`): the route
+map is not shown to strangers (docs/decisions.md), and anyone who may sign in may know the
+API. Built from the router at the first request (the router is frozen by then) and kept.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ def accepted_schemes(gate: Gate) -> list[str]:
 @routes.get("/openapi.json")
 async def openapi_json(request: web.Request) -> web.Response:
     """This gateway's OpenAPI 3.1 document: every route it serves, generated from its router.
-    Needs no credentials."""
+    Any authenticated caller may read it."""
     cache = request.app[DOCUMENT]
     if cache.body is None:
         document = build_document(
