@@ -1,4 +1,5 @@
-"""The analytics endpoints (documented in `openapi.yaml`, served at /analytics/openapi.yaml).
+"""The analytics endpoints (documented in `tams_schema/openapi/analytics.yaml`, served at
+/analytics/openapi.yaml and merged into the gateway's /openapi.json).
 
 Every figure is read, in one read transaction, from counters the store keeps in the same
 transaction as the writes they count (docs/analytics.md): exact, and never a scan of the
@@ -7,7 +8,6 @@ segments. Durations are integer nanoseconds; timeranges are TAMS timerange strin
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +15,7 @@ from aiohttp import web
 from tams_analytics.settings import AnalyticsSettings
 from tams_runtime.storage import StorageBackends
 from tams_runtime.web import bad_request, not_found, query_int, query_timerange
+from tams_schema.openapi import ANALYTICS_OPENAPI
 from tams_schema.timerange import TimeRange
 from tams_store import ReadTx, Store
 from tams_store.analytics import (
@@ -33,7 +34,7 @@ STORE = web.AppKey("store", Store)
 SETTINGS = web.AppKey("settings", AnalyticsSettings)
 BACKENDS = web.AppKey("backends", StorageBackends)
 
-OPENAPI = resources.files("tams_analytics").joinpath("openapi.yaml")
+OPENAPI = ANALYTICS_OPENAPI
 
 
 def usage_view(usage: UsageFigures, flows: bool = True) -> dict[str, int]:

@@ -20,6 +20,7 @@ from tams_gateway.routes import (
     deletion_requests,
     flows,
     media,
+    openapi,
     profiles,
     service,
     sources,
@@ -78,6 +79,7 @@ def build_app(gateway: Gateway, gate: Gate) -> web.Application:
     ):
         app.add_routes(table)
     analytics.install(app, gateway.settings)
+    openapi.install(app)
     return app
 
 

@@ -1,0 +1,1 @@
+"""The gateway's own OpenAPI document, generated from its router (docs/ext-openapi.md)."""
