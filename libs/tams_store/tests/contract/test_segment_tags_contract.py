@@ -71,7 +71,7 @@ def expected(segments: list[Any], tags: TagFilter) -> list[int]:
 
 
 async def test_tags_are_stored_and_listed(store: Store) -> None:
-    flow_id, segments = await tagged_flow(store)
+    flow_id, _segments = await tagged_flow(store)
     page = await store.read(
         lambda tx: tx.list_segments(
             flow_id, timerange=None, object_id=None, reverse=False, page=None, limit=100
@@ -85,7 +85,7 @@ async def test_tags_are_stored_and_listed(store: Store) -> None:
 
 
 async def test_replacing_with_nothing_removes_tags(store: Store) -> None:
-    flow_id, segments = await tagged_flow(store, 4)
+    flow_id, _segments = await tagged_flow(store, 4)
     await store.write(lambda tx: tx.replace_segment_tags(flow_id, {SECOND: {}, 99: {"x": "y"}}))
     page = await store.read(
         lambda tx: tx.list_segments(
@@ -108,6 +108,7 @@ async def test_tags_belong_to_the_flow_not_to_the_object(store: Store) -> None:
     assert [s.tags for s in page.items] == [{}]
     found = await tagged_pages(store, other["id"], TagFilter(exists={"genre": True}))
     assert found == []
+    assert await tagged_pages(store, first, TagFilter(exists={"genre": True})) == [SECOND]
 
 
 async def test_deleted_segments_take_their_tags(store: Store) -> None:
@@ -149,7 +150,7 @@ async def test_filters_and_with_timerange_and_object(store: Store) -> None:
 
 
 async def test_a_page_examines_a_bounded_number_of_segments(store: Store) -> None:
-    flow_id, segments = await tagged_flow(store)
+    flow_id, _segments = await tagged_flow(store)
     tags = TagFilter(values={"take": ["1", "19"]})
     first = await store.read(
         lambda tx: tx.list_segments(
