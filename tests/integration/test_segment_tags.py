@@ -46,6 +46,7 @@ async def test_tags_are_set_listed_filtered_and_removed(
     flow_id = flow["id"]
     plain = await get_json(http, f"/flows/{flow_id}/segments")
     assert all("tags" not in s for s in plain)
+    registered = (await get_json(http, f"/flows/{flow_id}"))["segments_updated"]
 
     status, body, _ = await send_json(
         http, "PUT", tags_path(flow_id, "genre", timerange="[0:0_3:0)"), "news"
@@ -66,6 +67,8 @@ async def test_tags_are_set_listed_filtered_and_removed(
         {"take": ["a", "b"]},
         None,
     ]
+    # What the listing shows changed, and segments_updated says so.
+    assert (await get_json(http, f"/flows/{flow_id}"))["segments_updated"] > registered
     # Everything else about a segment is as before.
     assert [{k: v for k, v in s.items() if k != "tags"} for s in listed] == plain
 

@@ -546,9 +546,11 @@ class WriteTx(ReadTx, Protocol):
         """Forget events queued before this time that no queue holds any more (their ids stop
         deduplicating redeliveries); returns how many."""
 
-    def replace_segment_tags(self, flow_id: str, tags: dict[int, dict[str, Any]]) -> None:
-        """Replace the tags of the flow's segments starting at these starts (`{}`: no tags);
-        a start without a segment is ignored."""
+    def replace_segment_tags(
+        self, flow_id: str, tags: dict[int, dict[str, Any]], segments_updated: str
+    ) -> None:
+        """Replace the tags of the flow's segments starting at these starts (`{}`: no tags;
+        a start without a segment is ignored) and set the flow's `segments_updated`."""
         ...
 
     def delete_segments(

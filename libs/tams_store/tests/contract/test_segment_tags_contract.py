@@ -62,7 +62,7 @@ async def tagged_flow(store: Store, count: int = 20) -> tuple[str, list[Any]]:
     segments = [segment(i * SECOND, (i + 1) * SECOND) for i in range(count)]
     await add(store, doc["id"], segments)
     wanted = {s.start: tags_of(i) for i, s in enumerate(segments) if tags_of(i) is not None}
-    await store.write(lambda tx: tx.replace_segment_tags(doc["id"], wanted))
+    await store.write(lambda tx: tx.replace_segment_tags(doc["id"], wanted, "tagged"))
     return doc["id"], segments
 
 
@@ -82,11 +82,15 @@ async def test_tags_are_stored_and_listed(store: Store) -> None:
         lambda tx: tx.segments_within(flow_id, TimeRange.eternity(), object_id=None, limit=3)
     )
     assert [s.tags for s in within] == [{}, tags_of(1), tags_of(2)]
+    stored = await store.read(lambda tx: tx.get_flow(flow_id))
+    assert stored is not None and stored["segments_updated"] == "tagged"
 
 
 async def test_replacing_with_nothing_removes_tags(store: Store) -> None:
     flow_id, _segments = await tagged_flow(store, 4)
-    await store.write(lambda tx: tx.replace_segment_tags(flow_id, {SECOND: {}, 99: {"x": "y"}}))
+    await store.write(
+        lambda tx: tx.replace_segment_tags(flow_id, {SECOND: {}, 99: {"x": "y"}}, "t2")
+    )
     page = await store.read(
         lambda tx: tx.list_segments(
             flow_id, timerange=None, object_id=None, reverse=False, page=None, limit=10

@@ -447,7 +447,9 @@ async def test_a_tag_filtered_page_reads_a_bounded_number_of_rows() -> None:
     for offset in range(0, total, 500):
         await add(store, doc["id"], segments[offset : offset + 500])
     rare = [segments[10].start, segments[total - 1].start]
-    await store.write(lambda tx: tx.replace_segment_tags(doc["id"], {s: {"k": "v"} for s in rare}))
+    await store.write(
+        lambda tx: tx.replace_segment_tags(doc["id"], {s: {"k": "v"} for s in rare}, "t")
+    )
     wanted = TagFilter(values={"k": ["v"]})
     before = dict(cluster.requests)
     page = await store.read(
@@ -480,7 +482,7 @@ async def test_tag_filtered_pages_are_exact_with_unordered_results() -> None:
         doc = flow()
         await put_flow(store, doc)
         await add(store, doc["id"], [segment(s, e) for s, e in bounds])
-        await store.write(lambda tx, d=doc: tx.replace_segment_tags(d["id"], every_third))
+        await store.write(lambda tx, d=doc: tx.replace_segment_tags(d["id"], every_third, "t"))
         wanted = TagFilter(values={"n": ["1"]})
         expected = [s for s, tags in every_third.items() if tags["n"] == "1"]
         for scan_limit in (7, 100, 5000):
@@ -507,6 +509,6 @@ async def test_segments_stored_before_tags_existed_read_without_tags() -> None:
         )
     )
     assert [s.tags for s in page.items] == [{}]
-    await new.write(lambda tx: tx.replace_segment_tags(doc["id"], {0: {"a": ["b"]}}))
+    await new.write(lambda tx: tx.replace_segment_tags(doc["id"], {0: {"a": ["b"]}}, "t"))
     assert await tagged_pages(new, doc["id"], TagFilter(exists={"a": True})) == [0]
     await new.close()

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from tams_runtime import deletion
 from tams_runtime.settings import MediaSettings
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
 from tams_schema.timerange import TimeRange
+from tams_segments.deletion import now_of
 from tams_store import WriteTx
 
 SET_COMMAND = "segments.tag.set"
@@ -62,5 +64,6 @@ class SegmentTagging:
             if tags != segment.tags:
                 changed[segment.start] = tags
         if changed:
-            tx.replace_segment_tags(flow_id, changed)
+            # What a segment listing shows changed: `segments_updated` says so.
+            tx.replace_segment_tags(flow_id, changed, deletion.stamp(now_of(command)))
         return Outcome(status=204)

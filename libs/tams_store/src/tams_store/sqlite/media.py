@@ -210,12 +210,13 @@ def _record(row: sqlite3.Row, created_ns: int) -> SegmentRecord:
 
 
 def replace_segment_tags(
-    conn: sqlite3.Connection, flow_id: str, tags: dict[int, dict[str, Any]]
+    conn: sqlite3.Connection, flow_id: str, tags: dict[int, dict[str, Any]], segments_updated: str
 ) -> None:
     conn.executemany(
         "UPDATE segments SET tags = ? WHERE flow_id = ? AND seg_start = ?",
         [(segment_tags.encode(value), flow_id, start) for start, value in tags.items()],
     )
+    conn.execute("UPDATE flows SET segments_updated = ? WHERE id = ?", (segments_updated, flow_id))
 
 
 def _segment_tag_clauses(wanted: TagFilter) -> tuple[list[str], list[Any]]:

@@ -279,8 +279,10 @@ class SqliteWriteTx(SqliteReadTx):
     def prune_queued_events(self, queued_before_ns: int) -> int:
         return webhooks.prune_queued_events(self.conn, queued_before_ns)
 
-    def replace_segment_tags(self, flow_id: str, tags: dict[int, dict[str, Any]]) -> None:
-        media.replace_segment_tags(self.conn, flow_id, tags)
+    def replace_segment_tags(
+        self, flow_id: str, tags: dict[int, dict[str, Any]], segments_updated: str
+    ) -> None:
+        media.replace_segment_tags(self.conn, flow_id, tags, segments_updated)
 
     def delete_segments(
         self, flow_id: str, segments: list[SegmentRecord], segments_updated: str

@@ -257,17 +257,19 @@ def _tagged_page(
 
 
 def replace_segment_tags(
-    tables: Tables, flow_id: str, tags: Mapping[int, Mapping[str, Any]]
+    tables: Tables, flow_id: str, tags: Mapping[int, Mapping[str, Any]], segments_updated: str
 ) -> None:
-    """Replace the tags of the flow's segments starting at these starts."""
-    if not tags:
-        return
+    """Replace the tags of the flow's segments starting at these starts and stamp the flow."""
     table = tables["segments"]
-    found = table.select_in(
-        ["seg_start"], "seg_start", list(tags), _.flow_id == flow_id, row_ids=True
-    )
+    where = _.flow_id == flow_id
+    found = table.select_in(["seg_start"], "seg_start", list(tags), where, row_ids=True)
     starts = [r["seg_start"] for r in found.select(["seg_start"]).to_pylist()]
     table.update_each(found, [{"tags": segment_tags.encode(tags[start])} for start in starts])
+    forget_flow(tables, flow_id)
+    flows = tables["flows"]
+    flows.update(
+        flows.select(["id"], _.id == flow_id, row_ids=True), {"segments_updated": segments_updated}
+    )
 
 
 def first_and_last(

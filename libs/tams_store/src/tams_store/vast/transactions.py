@@ -273,8 +273,10 @@ class VastWriteTx(VastReadTx):
 
     # --- segment deletion and objects ----------------------------------------------------
 
-    def replace_segment_tags(self, flow_id: str, tags: dict[int, dict[str, Any]]) -> None:
-        media.replace_segment_tags(self.tables, flow_id, tags)
+    def replace_segment_tags(
+        self, flow_id: str, tags: dict[int, dict[str, Any]], segments_updated: str
+    ) -> None:
+        media.replace_segment_tags(self.tables, flow_id, tags, segments_updated)
 
     def delete_segments(
         self, flow_id: str, segments: list[SegmentRecord], segments_updated: str
