@@ -2,10 +2,11 @@
 
 `tams-api/admin` may call everything. Otherwise: reads need `read`; creating and changing
 need `write`, and so does deleting a property, a tag (segment tags too) or an object
-instance; deleting a flow, its segments or a webhook needs `delete`. `/`, `/service` and `/service/storage-backends`
-are open to any authenticated principal; `POST /service` and the deletion-request listing
-are for admins; one deletion request may also be read with `delete`. (AppNote 0016 shows
-`read` for webhook PUT and DELETE, an evident typo: they need `write` and `delete`.)
+instance; deleting a flow, its segments or a webhook needs `delete`. `/`, `/service` and
+`/service/storage-backends` are open to any authenticated principal; `POST /service` and
+the deletion-request listing are for admins; one deletion request may also be read with
+`delete`. (AppNote 0016 shows `read` for webhook PUT and DELETE, an evident typo: they need
+`write` and `delete`.)
 """
 
 from __future__ import annotations
