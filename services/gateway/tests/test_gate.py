@@ -27,6 +27,9 @@ from tams_runtime.passwords import hash_password
         ("DELETE", "/flows/{flow_id}", ("delete",)),
         ("DELETE", "/flows/{flow_id}/segments", ("delete",)),
         ("DELETE", "/flows/{flow_id}/tags/{name}", ("write",)),
+        # The segment tags extension (docs/ext-segment-tags.md): like every tag route.
+        ("PUT", "/flows/{flow_id}/segments/tags/{name}", ("write",)),
+        ("DELETE", "/flows/{flow_id}/segments/tags/{name}", ("write",)),
         ("DELETE", "/flows/{flow_id}/label", ("write",)),
         ("POST", "/flows/{flow_id}/storage", ("write",)),
         ("DELETE", "/objects/{object_id}/instances", ("write",)),

@@ -127,6 +127,10 @@ def segment_view(
             init_obj = objects.get(init_id)
             init["get_urls"] = urls.get_urls(init_obj, filters or UrlFilter()) if init_obj else []
         view["init_object"] = init
+    if record.tags:
+        # The segment tags extension (docs/ext-segment-tags.md): only on tagged segments, so
+        # a plain TAMS client sees exactly the spec's segment.
+        view["tags"] = record.tags
     return view
 
 

@@ -144,6 +144,9 @@ class MediaSettings(BaseSettings):
     # deletion request that works in chunks of `delete_chunk_segments` (one transaction each).
     sync_delete_limit: int = Field(default=1000, ge=1)
     delete_chunk_segments: int = Field(default=250, ge=1)
+    # A segment tag PUT or DELETE (docs/ext-segment-tags.md) may touch at most this many
+    # segments (one transaction); a larger one is refused with 400.
+    segment_tag_limit: int = Field(default=1000, ge=1, le=100_000)
     # A finished deletion request is kept this long after its last update (its `expiry`).
     deletion_request_retention_s: int = Field(default=86400, ge=0)
     # An unfinished deletion request not updated for this long is restarted (its step command

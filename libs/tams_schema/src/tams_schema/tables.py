@@ -354,6 +354,9 @@ MIGRATIONS: list[Step] = [
         ),
         Fill("analytics counters"),
     ),
+    # 7: segment tags (docs/ext-segment-tags.md): a JSON object per segment row, NULL for
+    # none, so tags belong to one flow's segment and never to a (reusable) object.
+    (AddColumns("segments", (_s("tags"),)),),
 ]
 
 

@@ -37,6 +37,9 @@ WebhookStatus = Literal["created", "started", "disabled", "error"]
 DeletionRequestSort = Literal["created", "expiry"]
 MediaJobKind = Literal["delete", "copy"]
 
+# Segments one tag-filtered segment page may examine (ReadTx.list_segments).
+SEGMENT_TAG_SCAN_LIMIT = 5000
+
 
 @dataclass(frozen=True)
 class Page:
@@ -164,7 +167,9 @@ class ObjectRecord:
 @dataclass(frozen=True)
 class SegmentRecord:
     """A registered segment: half-open integer bounds, the canonical timerange as registered,
-    and the rest of the registration (`ts_offset`, `last_duration`, sample fields...)."""
+    and the rest of the registration (`ts_offset`, `last_duration`, sample fields...).
+    `tags` are the segment's own tags (the segment tags extension, docs/ext-segment-tags.md):
+    set after registration, scoped to this flow's segment, never to its object."""
 
     start: int
     end: int
@@ -172,6 +177,7 @@ class SegmentRecord:
     timerange: str
     doc: Doc
     created_ns: int
+    tags: dict[str, str | list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -344,9 +350,17 @@ class ReadTx(Protocol):
         reverse: bool,
         page: str | None,
         limit: int,
+        tags: TagFilter | None = None,
+        scan_limit: int = SEGMENT_TAG_SCAN_LIMIT,
     ) -> SegmentPage:
         """Segments overlapping `timerange` (all if None) in time order; an unknown flow has
-        none."""
+        none.
+
+        With `tags` (its `values` and `exists`; `access` is not used: segments are reached
+        through their flow) only segments whose tags match are listed. Such a page examines
+        at most `scan_limit` segments: when they hold fewer than `limit` matches the page is
+        short and `next_key` continues after the last segment examined, so each page costs a
+        bounded amount of work however rare the matches are."""
         ...
 
     def list_profiles(
@@ -531,6 +545,13 @@ class WriteTx(ReadTx, Protocol):
     def prune_queued_events(self, queued_before_ns: int) -> int:
         """Forget events queued before this time that no queue holds any more (their ids stop
         deduplicating redeliveries); returns how many."""
+
+    def replace_segment_tags(
+        self, flow_id: str, tags: dict[int, dict[str, Any]], segments_updated: str
+    ) -> None:
+        """Replace the tags of the flow's segments starting at these starts (`{}`: no tags;
+        a start without a segment is ignored) and set the flow's `segments_updated`."""
+        ...
 
     def delete_segments(
         self, flow_id: str, segments: list[SegmentRecord], segments_updated: str

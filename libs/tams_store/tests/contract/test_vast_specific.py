@@ -14,7 +14,7 @@ from vastdb import errors
 from tams_schema.envelopes import Outcome
 from tams_schema.tables import MIGRATIONS, AddColumns, Column, table_specs
 from tams_schema.timerange import TimeRange
-from tams_store import FlowQuery, StoreError, StoreUnavailable, open_store_from_env
+from tams_store import FlowQuery, StoreError, StoreUnavailable, TagFilter, open_store_from_env
 from tams_store.analytics import FlowFilter, UsageFigures
 from tams_store.port import ObjectAllocation
 from tams_store.vast import VastSettings, VastStore
@@ -32,6 +32,7 @@ from tams_store.vast.tables import Tables
 from .conftest import double_store
 from .docs import flow, new_id, source
 from .test_media_contract import SECOND, add, all_pages, segment
+from .test_segment_tags_contract import tagged_pages
 
 SCHEMA = ("tams", "tams")
 
@@ -431,3 +432,83 @@ async def test_random_order_and_arbitrary_limit_rows_still_give_exact_pages() ->
         expected = [s for s, e in bounds if s < starts[-5] and e > starts[100]]
         assert await all_pages(store, doc["id"], timerange=query, limit=40) == expected
         await store.close()
+
+
+# --- segment tags (docs/ext-segment-tags.md) ----------------------------------------------------
+
+
+async def test_a_tag_filtered_page_reads_a_bounded_number_of_rows() -> None:
+    cluster = FakeVastCluster(seed=3)
+    store = await opened(cluster)
+    doc = flow()
+    await put_flow(store, doc)
+    total = 3000
+    segments = [segment(i * 2 * SECOND, (i + 1) * 2 * SECOND) for i in range(total)]
+    for offset in range(0, total, 500):
+        await add(store, doc["id"], segments[offset : offset + 500])
+    rare = [segments[10].start, segments[total - 1].start]
+    await store.write(
+        lambda tx: tx.replace_segment_tags(doc["id"], {s: {"k": "v"} for s in rare}, "t")
+    )
+    wanted = TagFilter(values={"k": ["v"]})
+    before = dict(cluster.requests)
+    page = await store.read(
+        lambda tx: tx.list_segments(
+            doc["id"],
+            timerange=None,
+            object_id=None,
+            reverse=False,
+            page=None,
+            limit=10,
+            tags=wanted,
+            scan_limit=1000,
+        )
+    )
+    # One match among the first 1000 segments: a short page that goes on after them.
+    assert [s.start for s in page.items] == rare[:1]
+    assert page.next_key is not None
+    rows = cluster.requests["rows_returned"] - before["rows_returned"]
+    assert rows <= 2 * 1000 + 20, rows
+    assert await tagged_pages(store, doc["id"], wanted, scan_limit=1000) == rare
+    await store.close()
+
+
+async def test_tag_filtered_pages_are_exact_with_unordered_results() -> None:
+    bounds = bursty_bounds()
+    every_third = {s: {"n": str(i % 2)} for i, (s, _e) in enumerate(bounds) if i % 3 == 0}
+    for seed in range(2):
+        cluster = FakeVastCluster(seed=seed)
+        store = await opened(cluster)
+        doc = flow()
+        await put_flow(store, doc)
+        await add(store, doc["id"], [segment(s, e) for s, e in bounds])
+        await store.write(lambda tx, d=doc: tx.replace_segment_tags(d["id"], every_third, "t"))
+        wanted = TagFilter(values={"n": ["1"]})
+        expected = [s for s, tags in every_third.items() if tags["n"] == "1"]
+        for scan_limit in (7, 100, 5000):
+            got = await tagged_pages(store, doc["id"], wanted, limit=4, scan_limit=scan_limit)
+            assert got == expected
+            back = await tagged_pages(
+                store, doc["id"], wanted, limit=9, scan_limit=scan_limit, reverse=True
+            )
+            assert back == expected[::-1]
+        await store.close()
+
+
+async def test_segments_stored_before_tags_existed_read_without_tags() -> None:
+    cluster = FakeVastCluster()
+    old = await opened(cluster, steps=MIGRATIONS[:-1])
+    doc = flow()
+    await put_flow(old, doc)
+    await add(old, doc["id"], [segment(0, SECOND)])
+    await old.close()
+    new = await opened(cluster)
+    page = await new.read(
+        lambda tx: tx.list_segments(
+            doc["id"], timerange=None, object_id=None, reverse=False, page=None, limit=5
+        )
+    )
+    assert [s.tags for s in page.items] == [{}]
+    await new.write(lambda tx: tx.replace_segment_tags(doc["id"], {0: {"a": ["b"]}}, "t"))
+    assert await tagged_pages(new, doc["id"], TagFilter(exists={"a": True})) == [0]
+    await new.close()

@@ -1,4 +1,5 @@
-"""Segments service wiring: storage allocation, segments, objects, deletion requests.
+"""Segments service wiring: storage allocation, segments (and their tags), objects,
+deletion requests.
 
 Consumes `tams.segments.commands` (keyed by flow id; object instance commands by object id),
 so all media commands of one flow are applied in order by one consumer. A background worker
@@ -17,6 +18,7 @@ from tams_segments.deletion import DeletionStep, SegmentDeletion
 from tams_segments.instances import AddInstance, RemoveInstance
 from tams_segments.registration import ObjectChecker, Registrar
 from tams_segments.storage import Allocator
+from tams_segments.tagging import DELETE_COMMAND, SET_COMMAND, SegmentTagging
 from tams_segments.worker import MediaWorker
 
 SERVICE = "segments"
@@ -38,6 +40,8 @@ async def main() -> None:
             "deletion.step": DeletionStep(media),
             "instances.add": AddInstance(backends),
             "instances.delete": RemoveInstance(backends),
+            SET_COMMAND: SegmentTagging(media),
+            DELETE_COMMAND: SegmentTagging(media),
         }
 
     def workers(store: Any, kafka: KafkaSettings) -> list[Any]:

@@ -199,6 +199,11 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE webhooks ADD COLUMN owner TEXT",
     ],
+    # 9: segment tags (docs/ext-segment-tags.md): a JSON object per segment row, NULL for
+    # none, so tags belong to one flow's segment and never to a (reusable) object.
+    [
+        "ALTER TABLE segments ADD COLUMN tags TEXT",
+    ],
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from typing import Any
 
 from tams_schema.envelopes import Outcome
 from tams_schema.timerange import TimeRange
@@ -16,6 +17,7 @@ from tams_store.analytics import (
     UsagePage,
 )
 from tams_store.port import (
+    SEGMENT_TAG_SCAN_LIMIT,
     DeletionRequestRecord,
     DeletionRequestSort,
     Delivery,
@@ -89,6 +91,8 @@ class SqliteReadTx:
         reverse: bool,
         page: str | None,
         limit: int,
+        tags: TagFilter | None = None,
+        scan_limit: int = SEGMENT_TAG_SCAN_LIMIT,
     ) -> SegmentPage:
         bounds = None if timerange is None else timerange.half_open()
         if timerange is not None and bounds is None:
@@ -101,6 +105,8 @@ class SqliteReadTx:
             reverse=reverse,
             page=page,
             limit=limit,
+            tags=tags,
+            scan_limit=max(1, scan_limit),
         )
 
     def object_flows(
@@ -272,6 +278,11 @@ class SqliteWriteTx(SqliteReadTx):
 
     def prune_queued_events(self, queued_before_ns: int) -> int:
         return webhooks.prune_queued_events(self.conn, queued_before_ns)
+
+    def replace_segment_tags(
+        self, flow_id: str, tags: dict[int, dict[str, Any]], segments_updated: str
+    ) -> None:
+        media.replace_segment_tags(self.conn, flow_id, tags, segments_updated)
 
     def delete_segments(
         self, flow_id: str, segments: list[SegmentRecord], segments_updated: str

@@ -35,10 +35,11 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from ibis import _
 
-from tams_store import cursor
+from tams_store import cursor, segment_tags
 from tams_store.port import (
     InvalidPageKey,
     ObjectAllocation,
@@ -55,7 +56,7 @@ from tams_store.vast.tables import Predicate, Row, Tables, all_of, in_chunks
 
 MIN_NS = -(2**63)
 MAX_NS = 2**63 - 1
-SEGMENT_COLUMNS = ("seg_start", "seg_end", "object_id", "timerange", "doc")
+SEGMENT_COLUMNS = ("seg_start", "seg_end", "object_id", "timerange", "doc", "tags")
 
 
 def _window_cap(want: int) -> int:
@@ -136,6 +137,7 @@ def _record(row: Row) -> SegmentRecord:
         timerange=row["timerange"],
         doc=json.loads(row["doc"]),
         created_ns=row.get("created_ns") or 0,
+        tags=segment_tags.decode(row.get("tags")),
     )
 
 
@@ -148,8 +150,11 @@ def list_segments(
     reverse: bool,
     page: str | None,
     limit: int,
+    tags: TagFilter | None = None,
+    scan_limit: int = 1,
 ) -> SegmentPage:
-    """One page of a flow's segments in time order (keyset on seg_start)."""
+    """One page of a flow's segments in time order (keyset on seg_start); with a tag filter,
+    the matches among at most `scan_limit` segments (port.ReadTx.list_segments)."""
     extent = flow_extent(tables, flow_id)
     if extent is None:
         return SegmentPage(items=[], limit=limit)
@@ -165,6 +170,19 @@ def list_segments(
             hi = min(hi, after)
         else:
             lo = max(lo, after + 1)
+    if segment_tags.filters(tags):
+        assert tags is not None
+        return _tagged_page(
+            tables,
+            flow_id,
+            extent,
+            (lo, hi, overlaps_from),
+            object_id,
+            reverse,
+            limit,
+            tags,
+            scan_limit,
+        )
     rows = find_segments(
         tables,
         flow_id,
@@ -181,6 +199,77 @@ def list_segments(
         rows = rows[:limit]
         next_key = cursor.encode([rows[-1]["seg_start"]])
     return SegmentPage(items=[_record(r) for r in rows], limit=limit, next_key=next_key)
+
+
+# Segments read per window while looking for tag matches (a filter VAST cannot evaluate:
+# the tags are a JSON cell, matched here).
+TAG_SCAN_CHUNK = 1000
+
+
+def _tagged_page(
+    tables: Tables,
+    flow_id: str,
+    extent: Row,
+    window: tuple[int, int, int | None],
+    object_id: str | None,
+    reverse: bool,
+    limit: int,
+    tags: TagFilter,
+    scan_limit: int,
+) -> SegmentPage:
+    """The tag matches among the next `scan_limit` segments, read in time order in chunks
+    (each chunk is an ordinary bounded segment page); a short page when the scan stops at its
+    bound, continuing after the last segment examined."""
+    lo, hi, overlaps_from = window
+    matched: list[Row] = []
+    examined = 0
+    while True:
+        want = min(TAG_SCAN_CHUNK, scan_limit - examined)
+        rows = find_segments(
+            tables,
+            flow_id,
+            extent,
+            lo=lo,
+            hi=hi,
+            overlaps_from=overlaps_from,
+            object_id=object_id,
+            reverse=reverse,
+            want=want,
+        )
+        examined += len(rows)
+        for row in rows:
+            if segment_tags.matches(segment_tags.decode(row.get("tags")), tags):
+                matched.append(row)
+                if len(matched) > limit:
+                    kept = matched[:limit]
+                    key = cursor.encode([kept[-1]["seg_start"]])
+                    return SegmentPage(items=[_record(r) for r in kept], limit=limit, next_key=key)
+        if len(rows) < want:
+            return SegmentPage(items=[_record(r) for r in matched], limit=limit)
+        last = rows[-1]["seg_start"]
+        if examined >= scan_limit:
+            key = cursor.encode([last])
+            return SegmentPage(items=[_record(r) for r in matched], limit=limit, next_key=key)
+        if reverse:
+            hi = last
+        else:
+            lo = last + 1
+
+
+def replace_segment_tags(
+    tables: Tables, flow_id: str, tags: Mapping[int, Mapping[str, Any]], segments_updated: str
+) -> None:
+    """Replace the tags of the flow's segments starting at these starts and stamp the flow."""
+    table = tables["segments"]
+    where = _.flow_id == flow_id
+    found = table.select_in(["seg_start"], "seg_start", list(tags), where, row_ids=True)
+    starts = [r["seg_start"] for r in found.select(["seg_start"]).to_pylist()]
+    table.update_each(found, [{"tags": segment_tags.encode(tags[start])} for start in starts])
+    forget_flow(tables, flow_id)
+    flows = tables["flows"]
+    flows.update(
+        flows.select(["id"], _.id == flow_id, row_ids=True), {"segments_updated": segments_updated}
+    )
 
 
 def first_and_last(

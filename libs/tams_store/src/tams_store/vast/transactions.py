@@ -28,6 +28,7 @@ from tams_store.analytics import (
     UsagePage,
 )
 from tams_store.port import (
+    SEGMENT_TAG_SCAN_LIMIT,
     DeletionRequestRecord,
     DeletionRequestSort,
     Delivery,
@@ -112,6 +113,8 @@ class VastReadTx:
         reverse: bool,
         page: str | None,
         limit: int,
+        tags: TagFilter | None = None,
+        scan_limit: int = SEGMENT_TAG_SCAN_LIMIT,
     ) -> SegmentPage:
         bounds = None if timerange is None else timerange.half_open()
         if timerange is not None and bounds is None:
@@ -124,6 +127,8 @@ class VastReadTx:
             reverse=reverse,
             page=page,
             limit=limit,
+            tags=tags,
+            scan_limit=max(1, scan_limit),
         )
 
     # --- webhooks ------------------------------------------------------------------------
@@ -267,6 +272,11 @@ class VastWriteTx(VastReadTx):
         return webhooks.prune_queued_events(self.tables, queued_before_ns)
 
     # --- segment deletion and objects ----------------------------------------------------
+
+    def replace_segment_tags(
+        self, flow_id: str, tags: dict[int, dict[str, Any]], segments_updated: str
+    ) -> None:
+        media.replace_segment_tags(self.tables, flow_id, tags, segments_updated)
 
     def delete_segments(
         self, flow_id: str, segments: list[SegmentRecord], segments_updated: str

@@ -1,12 +1,12 @@
 """Coarse authorisation: which scopes may call which route (AppNote 0016's table).
 
 `tams-api/admin` may call everything. Otherwise: reads need `read`; creating and changing
-need `write`, and so does deleting a property, a tag or an object instance; deleting a flow,
-its segments or a webhook needs `delete`. `/`, `/service`, `/service/storage-backends`
-and the OpenAPI document `/openapi.json` are open to any authenticated principal;
-`POST /service` and the deletion-request listing are for admins; one deletion request may
-also be read with `delete`. (AppNote 0016 shows `read` for webhook PUT and DELETE, an evident
-typo: they need `write` and `delete`.)
+need `write`, and so does deleting a property, a tag (segment tags too) or an object
+instance; deleting a flow, its segments or a webhook needs `delete`. `/`, `/service`,
+`/service/storage-backends` and the OpenAPI document `/openapi.json` are open to any
+authenticated principal; `POST /service` and the deletion-request listing are for admins;
+one deletion request may also be read with `delete`. (AppNote 0016 shows `read` for webhook
+PUT and DELETE, an evident typo: they need `write` and `delete`.)
 """
 
 from __future__ import annotations

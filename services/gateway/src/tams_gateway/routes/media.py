@@ -18,6 +18,7 @@ from tams_gateway.queries import check_uuid, tag_filter
 from tams_gateway.requests import json_body, query_bool, query_timerange
 from tams_gateway.routes.flows import authorise_flow
 from tams_gateway.urls import url_filter
+from tams_gateway.values import tag_value
 from tams_runtime.media import object_ids_of, segment_view
 from tams_schema.auth import PERMISSIONS, Permission
 from tams_schema.models import (
@@ -150,6 +151,8 @@ async def list_segments(request: web.Request) -> web.Response:
     limit = page_limit(request, gw.settings)
     page_key = request.query.get("page")
     access = Access.of(request)
+    # The segment tags extension (docs/ext-segment-tags.md): `tag.{name}`, `tag_exists.{name}`.
+    segment_tags = tag_filter(request)
 
     def read(tx: Any) -> tuple[SegmentPage, dict[str, ObjectRecord]]:
         if access.restricted:
@@ -167,6 +170,7 @@ async def list_segments(request: web.Request) -> web.Response:
             reverse=reverse,
             page=page_key,
             limit=limit,
+            tags=None if segment_tags.empty else segment_tags,
         )
         objects = tx.get_objects(sorted({r.object_id for r in page.items}))
         inits = object_ids_of(page.items, objects) - set(objects)
@@ -218,6 +222,41 @@ async def delete_segments(request: web.Request) -> web.Response:
             raise bad_request("query parameter object_id is empty")
         payload["object_id"] = object_id
     return await send(request, gw.topics.segments_commands, "segments.delete", flow_id, payload)
+
+
+@routes.put("/flows/{flow_id}/segments/tags/{name}")
+async def put_segment_tag(request: web.Request) -> web.Response:
+    """Segment tags extension: set tag `name` (a string or an array of strings) on every
+    segment wholly inside `timerange` (default `_`), only those of `object_id` if given."""
+    value = tag_value(await json_body(request))
+    return await _segment_tag_command(request, "segments.tag.set", value=value)
+
+
+@routes.delete("/flows/{flow_id}/segments/tags/{name}")
+async def delete_segment_tag(request: web.Request) -> web.Response:
+    """Segment tags extension: remove tag `name` from the segments `PUT` would tag."""
+    return await _segment_tag_command(request, "segments.tag.delete")
+
+
+async def _segment_tag_command(
+    request: web.Request, command: str, **value: str | list[str]
+) -> web.Response:
+    gw: Gateway = request.app[GATEWAY]
+    flow_id = request.match_info["flow_id"]
+    timerange = query_timerange(request)
+    payload: dict[str, Any] = {
+        "flow_id": flow_id,
+        "name": request.match_info["name"],
+        "timerange": "_" if timerange is None else str(timerange),
+        **value,
+    }
+    object_id = request.query.get("object_id")
+    if object_id is not None:
+        if not object_id:
+            raise bad_request("query parameter object_id is empty")
+        payload["object_id"] = object_id
+    await authorise_flow(request, "write", flow_id)
+    return await send(request, gw.topics.segments_commands, command, flow_id, payload)
 
 
 @routes.post("/objects/{object_id:.+}/instances")
