@@ -212,7 +212,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/flows/{flow_id}/segments"): Operation(
         "List a flow's segments",
         returns=array(ref("FlowSegment")),
-        query=(*LISTING, "timerange", "object_id", *GET_URL_FILTERS),
+        query=(*LISTING, "timerange", "object_id", *GET_URL_FILTERS, *TAG_FILTERS),
         paged=True,
     ),
     ("POST", "/flows/{flow_id}/segments"): Operation(
