@@ -88,7 +88,9 @@ async def test_restore_brings_back_flow_segments_tags_extent_and_figures(store: 
     gone = await make_flow(store, model, tags={"team": "news"})
     await register(store, model, gone, [(0, S), (S, 2 * S), (5 * S, 6 * S)], size=7)
     await register(store, model, keep, [(0, S)], size=3)
-    before = await store.read(lambda tx: (tx.catalog_counts(), tx.flow_usage(FlowFilter(), None, 10)))
+    before = await store.read(
+        lambda tx: (tx.catalog_counts(), tx.flow_usage(FlowFilter(), None, 10))
+    )
     await hide(store, model.flows[gone])
 
     counts = await store.read(lambda tx: tx.catalog_counts())
@@ -109,7 +111,9 @@ async def test_restore_brings_back_flow_segments_tags_extent_and_figures(store: 
         tx.restore_flow(record.flow)
 
     await store.write(restore)
-    after = await store.read(lambda tx: (tx.catalog_counts(), tx.flow_usage(FlowFilter(), None, 10)))
+    after = await store.read(
+        lambda tx: (tx.catalog_counts(), tx.flow_usage(FlowFilter(), None, 10))
+    )
     assert after == before
     page = await store.read(
         lambda tx: tx.list_segments(
