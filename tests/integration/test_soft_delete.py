@@ -12,6 +12,7 @@ import pytest_asyncio
 from tams_stack.stack import Stack
 from tams_stack.testing import TEST_SYNC_DELETE_LIMIT, SpecValidator
 
+from .auth_support import IDENTITIES, basic, users_json
 from .helpers import (
     allocate_and_upload,
     eventually,
@@ -34,7 +35,12 @@ SERVICES = ("catalog", "segments", "analytics", "gateway")
 async def soft(tams_stack: Stack) -> AsyncIterator[Stack]:
     from .standalone import standalone
 
-    async with standalone(tams_stack, SERVICES, {"TAMS_SOFT_DELETE_RETENTION_S": "3600"}) as stack:
+    env = {
+        "TAMS_SOFT_DELETE_RETENTION_S": "3600",
+        # The authorisation tests' identities, beside the local admin.
+        "TAMS_AUTH_USERS": users_json(),
+    }
+    async with standalone(tams_stack, SERVICES, env) as stack:
         yield stack
 
 
@@ -175,3 +181,38 @@ async def test_bad_requests(client: aiohttp.ClientSession) -> None:
     assert status == 400 and "not-a-uuid" in error["summary"]
     status, error, _ = await send_json(client, "GET", "/deleted-flows?page=garbage")
     assert status == 400
+
+
+async def test_scopes_and_the_deleted_flows_own_classes(
+    client: aiohttp.ClientSession, soft: Stack
+) -> None:
+    flow = video_flow(tags={"auth_classes": ["news", "copyedit"]})
+    await put_flow(client, flow)
+    flow_id = flow["id"]
+    assert (await send_json(client, "DELETE", f"/flows/{flow_id}"))[0] == 204
+
+    async def call(who: str, method: str, path: str) -> int:
+        async with (
+            aiohttp.ClientSession(
+                base_url=soft.gateway_url, headers=basic(IDENTITIES[who])
+            ) as http,
+            http.request(method, path) as resp,
+        ):
+            return resp.status
+
+    one, restore = f"/deleted-flows/{flow_id}", f"/deleted-flows/{flow_id}/restore"
+    # No permission at all on its classes: as unknown, and not listed.
+    assert await call("sport", "GET", one) == 404
+    async with aiohttp.ClientSession(
+        base_url=soft.gateway_url, headers=basic(IDENTITIES["sport"])
+    ) as http:
+        assert flow_id not in [d["flow"]["id"] for d in await list_all(http, "/deleted-flows")]
+    # The read scope reads it, but restoring needs the delete scope...
+    assert await call("reader", "GET", one) == 200
+    assert await call("reader", "POST", restore) == 403
+    # ...and delete permission on the flow: copy editors may read and write it, not delete.
+    assert await call("copyed", "GET", one) == 200
+    assert await call("copyed", "POST", restore) == 403
+    assert await call("copyed", "DELETE", one) == 403
+    assert await call("news", "POST", restore) == 200
+    await get_json(client, f"/flows/{flow_id}")
