@@ -1,5 +1,8 @@
 """Soft-deleted flows on VAST (docs/ext-soft-delete.md).
 
+Every write here may run twice (a transaction whose commit seemed to fail is run again,
+docs/vast.md): hiding a flow already hidden, or restoring one already back, changes nothing.
+
 Hiding moves the flow's `flows` row, as JSON, into `deleted_flows` (with the deletion
 facts); its segments, runs, buckets and init references stay under its id. Every TAMS read
 starts from `flows` (a flow's extent, its listing, analytics), so the hidden flow's segments
@@ -123,6 +126,8 @@ def hide_flow(tables: Tables, record: DeletedFlowRecord) -> None:
     rows: list[Row] = found.select(columns).to_pylist()
     newest = newest_per_id(rows, "metadata_updated_ns")
     if not newest:
+        if tables["deleted_flows"].rows(["id"], _.id == flow_id, limit_rows=1):
+            return  # a retry of a transaction whose commit landed: hidden already
         raise KeyError(f"flow {flow_id} does not exist")
     state = {c: newest[0].get(c) for c in _SEGMENT_STATE}
     tables["deleted_flows"].upsert(
@@ -153,6 +158,8 @@ def restore_flow(tables: Tables, flow: Doc) -> None:
     found = hidden.select(["id", "deleted_ns", "state"], _.id == flow_id, row_ids=True)
     rows: list[Row] = found.select(["id", "deleted_ns", "state"]).to_pylist()
     if not rows:
+        if _is_live(tables, flow_id):
+            return  # a retry of a transaction whose commit landed: restored already
         raise KeyError(f"flow {flow_id} is not soft-deleted")
     state: dict[str, Any] = json.loads(max(rows, key=lambda r: r["deleted_ns"])["state"])
     catalog.put_flow(tables, flow)  # a new row: the flow joins its group's flow count
