@@ -14,6 +14,7 @@ from tams_stack.testing import TEST_SYNC_DELETE_LIMIT, SpecValidator
 
 from .auth_support import IDENTITIES, basic, users_json
 from .helpers import (
+    EventReader,
     allocate_and_upload,
     eventually,
     get_json,
@@ -216,3 +217,31 @@ async def test_scopes_and_the_deleted_flows_own_classes(
     assert await call("copyed", "DELETE", one) == 403
     assert await call("news", "POST", restore) == 200
     await get_json(client, f"/flows/{flow_id}")
+
+
+async def test_events_of_a_soft_delete_and_a_restore(
+    client: aiohttp.ClientSession, soft: Stack
+) -> None:
+    """A soft delete publishes what a deletion does; a restore what a creation does."""
+    flow, _ = await flow_with_segments(client, 2)
+    flow_id, source_id = flow["id"], flow["source_id"]
+    topic = f"{soft.env['TAMS_KAFKA_TOPIC_PREFIX']}.events"
+
+    def kinds(events: list[dict[str, Any]]) -> list[str]:
+        return [e["event_type"] for e in events if e["key"] in (flow_id, source_id)]
+
+    async with EventReader(soft.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"], topic) as reader:
+        assert (await send_json(client, "DELETE", f"/flows/{flow_id}"))[0] == 204
+        # (a flow's events are in order; its source's are keyed, so partitioned, apart)
+        seen = await reader.until(lambda events: len(kinds(events)) == 3)
+        assert sorted(kinds(seen)) == ["flows/deleted", "flows/segments_deleted", "sources/deleted"]
+        flow_kinds = [k for k in kinds(seen) if k.startswith("flows/")]
+        assert flow_kinds == ["flows/segments_deleted", "flows/deleted"]
+        deleted = next(e for e in seen if e["event_type"] == "flows/segments_deleted")
+        assert deleted["event"] == {"flow_id": flow_id, "timerange": "[0:0_2:0)"}
+        status, _, _ = await send_json(client, "POST", f"/deleted-flows/{flow_id}/restore")
+        assert status == 200
+        seen = await reader.until(lambda events: len(kinds(events)) == 5)
+        assert sorted(kinds(seen)[3:]) == ["flows/created", "sources/created"]
+        created = next(e for e in seen if e["event_type"] == "flows/created")
+        assert created["event"]["flow"]["id"] == flow_id
