@@ -227,8 +227,11 @@ async def test_events_of_a_soft_delete_and_a_restore(
     flow_id, source_id = flow["id"], flow["source_id"]
     topic = f"{soft.env['TAMS_KAFKA_TOPIC_PREFIX']}.events"
 
+    def mine(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in events if e["key"] in (flow_id, source_id)]
+
     def kinds(events: list[dict[str, Any]]) -> list[str]:
-        return [e["event_type"] for e in events if e["key"] in (flow_id, source_id)]
+        return [e["event_type"] for e in mine(events)]
 
     async with EventReader(soft.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"], topic) as reader:
         assert (await send_json(client, "DELETE", f"/flows/{flow_id}"))[0] == 204
@@ -237,11 +240,11 @@ async def test_events_of_a_soft_delete_and_a_restore(
         assert sorted(kinds(seen)) == ["flows/deleted", "flows/segments_deleted", "sources/deleted"]
         flow_kinds = [k for k in kinds(seen) if k.startswith("flows/")]
         assert flow_kinds == ["flows/segments_deleted", "flows/deleted"]
-        deleted = next(e for e in seen if e["event_type"] == "flows/segments_deleted")
+        deleted = next(e for e in mine(seen) if e["event_type"] == "flows/segments_deleted")
         assert deleted["event"] == {"flow_id": flow_id, "timerange": "[0:0_2:0)"}
         status, _, _ = await send_json(client, "POST", f"/deleted-flows/{flow_id}/restore")
         assert status == 200
         seen = await reader.until(lambda events: len(kinds(events)) == 5)
         assert sorted(kinds(seen)[3:]) == ["flows/created", "sources/created"]
-        created = next(e for e in seen if e["event_type"] == "flows/created")
+        created = next(e for e in mine(seen) if e["event_type"] == "flows/created")
         assert created["event"]["flow"]["id"] == flow_id
