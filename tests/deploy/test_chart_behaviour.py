@@ -254,6 +254,13 @@ def test_production_values_become_the_documented_variables() -> None:
     assert env["TAMS_MEDIA_MIN_OBJECT_TIMEOUT_S"] == "7200"
 
 
+def test_soft_delete_retention_reaches_the_services_only_when_set() -> None:
+    containers = render({"media": {"softDeleteRetentionSeconds": 604800}}).tams_containers()
+    assert env_values(containers["catalog"])["TAMS_SOFT_DELETE_RETENTION_S"] == "604800"
+    default = render().tams_containers()["catalog"]
+    assert "TAMS_SOFT_DELETE_RETENTION_S" not in env_values(default)
+
+
 def test_large_integers_are_not_written_in_exponent_form() -> None:
     env = env_values(render({"gateway": {"maxBodyBytes": 67108864}}).tams_containers()["gateway"])
     assert env["TAMS_GATEWAY_MAX_BODY_BYTES"] == "67108864"

@@ -38,6 +38,11 @@ from tams_runtime.passwords import hash_password
         ("GET", "/flow-delete-requests", ("admin",)),
         ("GET", "/flow-delete-requests/{request_id}", ("admin", "delete")),
         ("POST", "/service/profiles/{profile_id}", ("write",)),
+        ("GET", "/deleted-flows", ("read",)),
+        ("HEAD", "/deleted-flows/{flow_id}", ("read",)),
+        ("POST", "/deleted-flows/{flow_id}/restore", ("delete",)),
+        ("DELETE", "/deleted-flows/{flow_id}", ("delete",)),
+        ("POST", "/flows/{flow_id}/segments", ("write",)),
     ],
 )
 def test_scopes_follow_appnote_0016(method: str, route: str, scopes: tuple[str, ...]) -> None:

@@ -50,6 +50,10 @@ Credentials only ever come from the existing Secret (valueFrom.secretKeyRef).
 {{- $e = append $e (dict "name" (printf "TAMS_MEDIA_%s" $key) "value" (include "tams.int" $value)) -}}
 {{- end -}}
 {{- end -}}
+{{- /* Soft delete of flows (docs/ext-soft-delete.md): 0 or unset is off. */ -}}
+{{- if include "tams.isSet" $m.softDeleteRetentionSeconds -}}
+{{- $e = append $e (dict "name" "TAMS_SOFT_DELETE_RETENTION_S" "value" (include "tams.int" $m.softDeleteRetentionSeconds)) -}}
+{{- end -}}
 
 {{- /* Kafka. */ -}}
 {{- with include "tams.kafkaBootstrapServers" $root -}}

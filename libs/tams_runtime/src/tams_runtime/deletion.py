@@ -34,6 +34,9 @@ from tams_store.port import DeletionRequestRecord, Doc, MediaJob, SegmentRecord
 
 STEP_COMMAND = "deletion.step"
 FINISH_FLOW_COMMAND = "flows.delete"
+# Soft-deleted flows (docs/ext-soft-delete.md), owned by the catalog like flows.
+PURGE_COMMAND = "deleted_flows.purge"
+RESTORE_COMMAND = "deleted_flows.restore"
 
 
 def stamp(moment: datetime) -> str:
@@ -99,6 +102,34 @@ def delete_segments(
         flow_event("segments_deleted", {"flow_id": flow["id"], "timerange": r}, context, now)
         for r in ranges
     ]
+
+
+# --- purging soft-deleted flows ----------------------------------------------------------
+
+
+def purges(tx: WriteTx, record: DeletionRequestRecord) -> bool:
+    """Whether this request is the purge of a soft-deleted flow (its flow is hidden, not
+    live): its chunks then go through `purge_chunk` and publish no events, since the flow's
+    `flows/deleted` was published when it was hidden."""
+    hidden = tx.get_deleted_flow(record.flow_id)
+    return hidden is not None and hidden.purge_request_id == record.id
+
+
+def purge_chunk(tx: WriteTx, flow_id: str, limit: int, now: datetime) -> bool:
+    """Remove up to `limit` segments of a soft-deleted flow being purged and release their
+    objects as any segment deletion does; True if there may be more."""
+    gone = tx.purge_segments(flow_id, limit)
+    release_objects(tx, [s.object_id for s in gone], now)
+    return len(gone) >= limit
+
+
+def purge_command(flow_id: str) -> FollowUp:
+    """Purge a soft-deleted flow whose retention has expired (sent by the segments
+    service's worker to the catalog, which owns deleted flows)."""
+    return FollowUp(
+        service="catalog",
+        command=CommandEnvelope(name=PURGE_COMMAND, key=flow_id, payload={"flow_id": flow_id}),
+    )
 
 
 # --- deletion requests -------------------------------------------------------------------

@@ -129,6 +129,17 @@ class WebhookSettings(BaseSettings):
     event_retention_s: int = 86400
 
 
+class SoftDeleteSettings(BaseSettings):
+    """Soft delete of flows (docs/ext-soft-delete.md), read by the catalog (flow deletion).
+
+    `retention_s` 0 (the default) is off: `DELETE /flows/{id}` deletes at once, as the spec
+    has it. Above 0, a deleted flow is hidden and kept this long, then purged."""
+
+    model_config = SettingsConfigDict(env_prefix="TAMS_SOFT_DELETE_", extra="ignore")
+
+    retention_s: int = Field(default=0, ge=0)
+
+
 class MediaSettings(BaseSettings):
     """Object lifetime and deletion, read by the gateway (to advertise), the catalog (flow
     deletion) and the segments service (segment deletion, garbage collection, copies)."""

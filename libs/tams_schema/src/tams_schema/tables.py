@@ -357,6 +357,23 @@ MIGRATIONS: list[Step] = [
     # 7: segment tags (docs/ext-segment-tags.md): a JSON object per segment row, NULL for
     # none, so tags belong to one flow's segment and never to a (reusable) object.
     (AddColumns("segments", (_s("tags"),)),),
+    # 8: soft-deleted flows (docs/ext-soft-delete.md): the flow's row moves here (`record`:
+    # its document and deletion facts, JSON; `state`: the `flows` row's other columns, JSON);
+    # its segments, runs and buckets stay under its id, hidden, until restore or purge.
+    (
+        CreateTable(
+            "deleted_flows",
+            (
+                _s("id"),
+                _i("deleted_ns"),
+                _i("purge_after_ns"),
+                _s("purge_request_id"),
+                _s("record"),
+                _s("state"),
+            ),
+            sorting_key=("id",),
+        ),
+    ),
 ]
 
 

@@ -302,6 +302,48 @@ class MediaJob:
     lease_until_ns: int = 0
 
 
+@dataclass(frozen=True)
+class DeletedFlowRecord:
+    """A soft-deleted flow (docs/ext-soft-delete.md): hidden from every TAMS read, its
+    segments and objects kept (so never garbage collected) until it is restored or purged.
+
+    `flow` is the flow document as stored (no computed fields); `timerange` its covering
+    range when it was hidden; `source` the document of its source when the source was
+    hidden with it (it was the source's last flow). `purge_request_id` is set once a purge
+    has started: from then on the flow can no longer be restored.
+    """
+
+    flow: Doc
+    deleted: str
+    deleted_ns: int
+    purge_after: str
+    purge_after_ns: int
+    deleted_by: str | None = None
+    timerange: str = "()"
+    source: Doc | None = None
+    purge_request_id: str | None = None
+
+    @property
+    def flow_id(self) -> str:
+        return str(self.flow["id"])
+
+    def view(self) -> Doc:
+        """`GET /deleted-flows/{id}`: `{flow, deleted, deleted_by, purge_after}` (+ the
+        purge's deletion request once one runs)."""
+        body: Doc = {
+            "flow": {**self.flow, "timerange": self.timerange},
+            "deleted": self.deleted,
+            "purge_after": self.purge_after,
+        }
+        if self.deleted_by is not None:
+            body["deleted_by"] = self.deleted_by
+        if self.source is not None:
+            body["source_deleted_with_flow"] = True
+        if self.purge_request_id is not None:
+            body["purge_request_id"] = self.purge_request_id
+        return body
+
+
 class InvalidPageKey(ValueError):
     """A `page` cursor that this store did not issue."""
 
@@ -417,6 +459,20 @@ class ReadTx(Protocol):
         self, updated_before_ns: int, limit: int
     ) -> list[DeletionRequestRecord]:
         """Requests still `created` or `started` whose `updated` is older than this."""
+        ...
+
+    # --- soft-deleted flows (docs/ext-soft-delete.md) ----------------------------------
+
+    def get_deleted_flow(self, flow_id: str) -> DeletedFlowRecord | None: ...
+
+    def list_deleted_flows(
+        self, page: str | None, limit: int
+    ) -> tuple[list[DeletedFlowRecord], str | None]:
+        """Soft-deleted flows, most recently deleted first (then by id), keyset paged."""
+        ...
+
+    def due_deleted_flows(self, now_ns: int, limit: int) -> list[DeletedFlowRecord]:
+        """Soft-deleted flows whose `purge_after` has passed and whose purge has not started."""
         ...
 
     # --- object bytes ------------------------------------------------------------------
@@ -604,6 +660,36 @@ class WriteTx(ReadTx, Protocol):
 
     def purge_deletion_requests(self, expired_before_ns: int) -> int:
         """Delete finished requests whose `expiry` has passed; returns how many."""
+        ...
+
+    # --- soft-deleted flows (docs/ext-soft-delete.md) ----------------------------------
+
+    def hide_flow(self, record: DeletedFlowRecord) -> None:
+        """Soft-delete a live flow: it leaves every TAMS read (its row, tags, collection
+        links, and its membership of other flows' `flow_collection`, as `delete_flow`), and
+        is kept as `record`. Its segments, objects and analytics figures stay, hidden (the
+        analytics totals no longer count it). The caller hides its source (`delete_source`)."""
+        ...
+
+    def restore_flow(self, flow: Doc) -> None:
+        """Bring a soft-deleted flow back as `flow` (its stored document, possibly with a
+        trimmed `flow_collection`), with its segments, extent and analytics figures, and
+        forget its deleted record. The caller restores its source first."""
+        ...
+
+    def start_purge(self, flow_id: str, request_id: str) -> None:
+        """Mark the purge of a soft-deleted flow started (it can no longer be restored) and
+        drop its analytics figures, so removing its segments costs no per-segment counting."""
+        ...
+
+    def purge_segments(self, flow_id: str, limit: int) -> list[SegmentRecord]:
+        """Remove up to `limit` segments of a soft-deleted flow whose purge has started and
+        return them (their objects are then released by the caller). A live flow's segments
+        are never touched: [] for a flow that is not soft-deleted."""
+        ...
+
+    def forget_deleted_flow(self, flow_id: str) -> None:
+        """Drop a purged flow's record (and anything left of its figures)."""
         ...
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tams_store.analytics import BUCKET_NS
-from tams_store.port import ObjectAllocation, ObjectRecord, SegmentRecord
+from tams_store.port import DeletedFlowRecord, ObjectAllocation, ObjectRecord, SegmentRecord
 from tams_store.sqlite import SqliteStore
 from tams_store.sqlite.migrations import MIGRATIONS
 
@@ -190,3 +190,62 @@ async def test_migration_fills_counters_from_existing_rows(tmp_path: Path) -> No
     with sqlite3.connect(path) as conn:
         runs = conn.execute("SELECT run_start, run_end FROM flow_runs ORDER BY 1").fetchall()
     assert runs == [(0, 3 * S), (5 * S, 9 * S), (12 * S, 13 * S)]
+
+
+async def test_triggers_follow_soft_delete_restore_and_purge(tmp_path: Path) -> None:
+    """docs/ext-soft-delete.md: a hidden flow (and its source) leave the totals, keep their
+    own figures for a restore that brings them back exactly, and a purge leaves nothing."""
+    rng = random.Random(12)
+    path = tmp_path / "tams.db"
+    store = SqliteStore(path)
+    await store.open()
+    flow_ids = await fill(store, rng)
+
+    def snapshot() -> dict[str, list[Any]]:
+        with sqlite3.connect(path) as conn:
+            return {t: conn.execute(q).fetchall() for t, q in COUNTERS.items()}
+
+    before = snapshot()
+
+    def hide(tx: Any, flow_id: str) -> None:
+        doc = tx.get_flow(flow_id)
+        tx.hide_flow(
+            DeletedFlowRecord(
+                flow=doc,
+                deleted="2026-01-02T00:00:00.000000Z",
+                deleted_ns=1,
+                purge_after="2026-01-03T00:00:00.000000Z",
+                purge_after_ns=2,
+                source=tx.get_source(doc["source_id"]),
+            )
+        )
+        tx.delete_source(doc["source_id"])
+
+    await store.write(lambda tx: hide(tx, flow_ids[0]))
+    with sqlite3.connect(path) as conn:
+        # The totals count live flows only; the hidden flow's own row stays for a restore.
+        for table in ("usage_totals", "source_totals", "storage_totals"):
+            assert (
+                conn.execute(COUNTERS[table]).fetchall() == conn.execute(RECOUNT[table]).fetchall()
+            )
+        kept = conn.execute(
+            "SELECT segments FROM flow_stats WHERE flow_id = ?", (flow_ids[0],)
+        ).fetchone()
+        assert kept == (45,)
+
+    def restore(tx: Any) -> None:
+        record = tx.get_deleted_flow(flow_ids[0])
+        tx.put_source(record.source)
+        tx.restore_flow(record.flow)
+
+    await store.write(restore)
+    assert snapshot() == before
+    assert_counters_match(path)
+
+    await store.write(lambda tx: hide(tx, flow_ids[1]))
+    await store.write(lambda tx: tx.start_purge(flow_ids[1], new_id()))
+    while await store.write(lambda tx: tx.purge_segments(flow_ids[1], 10)):
+        pass
+    await store.write(lambda tx: tx.forget_deleted_flow(flow_ids[1]))
+    assert_counters_match(path)
+    await store.close()

@@ -16,6 +16,7 @@ from tams_schema.timerange import TimeRange
 from tams_store import TagFilter
 from tams_store.analytics import BUCKET_NS, FlowFilter
 from tams_store.port import (
+    DeletedFlowRecord,
     Delivery,
     MediaJob,
     ObjectAllocation,
@@ -460,4 +461,42 @@ async def test_deleting_a_chunk_of_a_long_flow_and_analytics_never_scan_segments
     reads = delta(cluster, before)
     # Only the window's two partial edge hours (here a few seconds each) read segments.
     assert reads["rows_returned segments"] <= 4, reads
+    await store.close()
+
+
+def _hidden(doc: dict[str, Any]) -> DeletedFlowRecord:
+    return DeletedFlowRecord(
+        flow=doc,
+        deleted="2026-01-02T00:00:00.000000Z",
+        deleted_ns=1,
+        purge_after="2026-01-03T00:00:00.000000Z",
+        purge_after_ns=2,
+    )
+
+
+async def test_counters_follow_soft_delete_restore_and_purge() -> None:
+    """docs/ext-soft-delete.md: a hidden flow leaves the totals, comes back exactly, and its
+    runs, buckets and init references go with its purge (a commit that seems to fail, once)."""
+    rng = random.Random(9)
+    cluster = FakeVastCluster(seed=9)
+    store = await opened(cluster)
+    docs = await fill(store, rng, flows=3)
+    before = counted(cluster)
+    await store.write(lambda tx: tx.hide_flow(_hidden(docs[0])))
+    assert_counters_match(cluster)  # its segments' runs and buckets are kept, hidden
+    cluster.inject("commit", lost_connection(), after=True)
+    await store.write(lambda tx: tx.restore_flow(docs[0]))
+    assert counted(cluster) == before
+    assert_counters_match(cluster)
+
+    flow_id = docs[1]["id"]
+    cluster.inject("commit", lost_connection(), after=True)
+    await store.write(lambda tx: tx.hide_flow(_hidden(docs[1])))
+    assert_counters_match(cluster)
+    cluster.inject("commit", conflict("concurrent writer"))
+    await store.write(lambda tx: tx.start_purge(flow_id, new_id()))
+    while await store.write(lambda tx: tx.purge_segments(flow_id, 20)):
+        pass
+    await store.write(lambda tx: tx.forget_deleted_flow(flow_id))
+    assert_counters_match(cluster)
     await store.close()

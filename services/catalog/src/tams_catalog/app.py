@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from tams_catalog.handlers import handlers
 from tams_runtime.service import run, serve_command_service
-from tams_runtime.settings import MediaSettings
+from tams_runtime.settings import MediaSettings, SoftDeleteSettings
 
 SERVICE = "catalog"
 
 
 async def main() -> None:
     media = MediaSettings()
+    soft_delete = SoftDeleteSettings()
     await serve_command_service(
-        SERVICE, lambda kafka: kafka.topics.catalog_commands, lambda _store: handlers(media)
+        SERVICE,
+        lambda kafka: kafka.topics.catalog_commands,
+        lambda _store: handlers(media, soft_delete),
     )
 
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
 
-from tams_catalog import domain
+from tams_catalog import domain, soft_delete
 from tams_catalog.domain import CatalogError, Doc
 from tams_runtime import deletion, events
-from tams_runtime.settings import MediaSettings
+from tams_runtime.settings import MediaSettings, SoftDeleteSettings
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome, TamsEvent
 from tams_schema.timerange import TimeRange
 from tams_store import ReadTx, WriteTx
@@ -87,6 +87,8 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     existing = tx.get_flow(flow_id)
     if existing is not None and existing.get("read_only"):
         raise domain.read_only(flow_id)
+    if existing is None:
+        soft_delete.refuse_hidden_id(tx, flow_id)
     profile_id = body.get("profile_id")
     profile = tx.get_profile(profile_id) if profile_id else None
     flow = domain.attribute(
@@ -129,11 +131,15 @@ class FlowDeletion:
     segments; otherwise 202 and a deletion request whose steps the segments service runs,
     ending with this same command (with `deletion_request_id`) to remove the emptied flow.
 
-    The flow stays readable until its last segment is gone."""
+    The flow stays readable until its last segment is gone.
 
-    def __init__(self, media: MediaSettings) -> None:
+    With soft delete on (`TAMS_SOFT_DELETE_RETENTION_S` > 0) the flow is hidden instead,
+    whatever its size (204), and purged later through this same path (`soft_delete.py`)."""
+
+    def __init__(self, media: MediaSettings, soft: SoftDeleteSettings | None = None) -> None:
         self.media = media
         self.retention_s = media.deletion_request_retention_s
+        self.soft_retention_s = soft.retention_s if soft is not None else 0
         self._handle = rules(self._apply)
 
     def __call__(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
@@ -148,6 +154,15 @@ class FlowDeletion:
         flow = require_flow(tx, flow_id)
         if flow.get("read_only"):
             raise domain.read_only(flow_id)
+        if self.soft_retention_s > 0:
+            changes = soft_delete.hide(
+                tx,
+                flow,
+                principal=command.principal,
+                now=now,
+                retention_s=self.soft_retention_s,
+            )
+            return Outcome(status=204, events=changes)
         limit = self.media.sync_delete_limit
         segments = tx.segments_within(
             flow_id, TimeRange.eternity(), object_id=None, limit=limit + 1
@@ -174,6 +189,8 @@ class FlowDeletion:
             return deletion.chain_outcome([])  # stale or repeated: already handled
         now = now_of(command)
         flow = tx.get_flow(record.flow_id)
+        if flow is None and deletion.purges(tx, record):
+            return soft_delete.finish_purge(tx, record, self.media, now)
         if flow is None or deletion.made_before(record, flow):
             # Gone already, or a flow created since with its id: not this request's.
             tx.put_deletion_request(deletion.finished(record, now, self.retention_s))
@@ -334,6 +351,12 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def handlers(media: MediaSettings) -> dict[str, Handler]:
-    """Every catalog command handler; flow deletion needs the deletion settings."""
-    return {**HANDLERS, deletion.FINISH_FLOW_COMMAND: FlowDeletion(media)}
+def handlers(media: MediaSettings, soft: SoftDeleteSettings | None = None) -> dict[str, Handler]:
+    """Every catalog command handler; flow deletion needs the deletion settings (and the
+    soft-delete retention, docs/ext-soft-delete.md)."""
+    return {
+        **HANDLERS,
+        deletion.FINISH_FLOW_COMMAND: FlowDeletion(media, soft),
+        deletion.RESTORE_COMMAND: rules(soft_delete.restore),
+        deletion.PURGE_COMMAND: rules(soft_delete.Purge(media)),
+    }

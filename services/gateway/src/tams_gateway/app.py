@@ -17,6 +17,7 @@ from tams_gateway.cors import CORS, Cors, cors_middleware
 from tams_gateway.errors import error_middleware
 from tams_gateway.routes import (
     analytics,
+    deleted_flows,
     deletion_requests,
     flows,
     media,
@@ -76,6 +77,7 @@ def build_app(gateway: Gateway, gate: Gate) -> web.Application:
         flows.routes,
         media.routes,
         deletion_requests.routes,
+        deleted_flows.routes,
     ):
         app.add_routes(table)
     analytics.install(app, gateway.settings)

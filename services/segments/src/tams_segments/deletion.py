@@ -17,6 +17,7 @@ from tams_runtime.settings import MediaSettings
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
 from tams_schema.timerange import TimeRange
 from tams_store import WriteTx
+from tams_store.port import DeletionRequestRecord
 
 
 def now_of(command: CommandEnvelope) -> datetime:
@@ -77,6 +78,8 @@ class DeletionStep:
             return deletion.chain_outcome([])  # stale or repeated: changes nothing
         now = now_of(command)
         flow = tx.get_flow(record.flow_id)
+        if flow is None and deletion.purges(tx, record):
+            return self._purge_step(tx, record, now)
         if flow is None or deletion.made_before(record, flow):
             # Deleted meanwhile (by another request): its segments went with it; a flow
             # created since with its id is not this request's.
@@ -105,3 +108,17 @@ class DeletionStep:
             return deletion.chain_outcome(events, [deletion.finish_flow_command(record)])
         tx.put_deletion_request(deletion.finished(record, now, self.retention_s))
         return deletion.chain_outcome(events)
+
+    def _purge_step(self, tx: WriteTx, record: DeletionRequestRecord, now: datetime) -> Outcome:
+        """One chunk of the purge of a soft-deleted flow (docs/ext-soft-delete.md): no
+        events (its deletion was published when it was hidden); the catalog finishes."""
+        more = deletion.purge_chunk(tx, record.flow_id, self.media.delete_chunk_segments, now)
+        if more:
+            record = deletion.advanced(record, now, self.retention_s, status="started")
+            tx.put_deletion_request(record)
+            return deletion.chain_outcome([], [deletion.step_command(record)])
+        record = deletion.advanced(
+            record, now, self.retention_s, status="started", timerange_remaining="()"
+        )
+        tx.put_deletion_request(record)
+        return deletion.chain_outcome([], [deletion.finish_flow_command(record)])

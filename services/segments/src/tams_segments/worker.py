@@ -11,7 +11,10 @@ Every `worker_interval_s` (and at start-up) the worker:
 * restarts deletion requests that have stalled (their step command was lost, e.g. with a
   local broker's topics) by publishing their current step again (stale duplicates are
   ignored), and marks one `error` after `deletion_max_resumes` restarts without progress;
-* purges finished deletion requests past their `expiry`.
+* purges finished deletion requests past their `expiry`;
+* starts the purge of soft-deleted flows past their `purge_after` (docs/ext-soft-delete.md)
+  by sending `deleted_flows.purge` to the catalog, which owns them (again after
+  `deletion_resume_after_s` if the command was lost; a duplicate changes nothing).
 
 Several segments-service instances can run this at once: queue entries are claimed under a
 lease, and deleting or copying the same bytes twice gives the same result.
@@ -207,6 +210,8 @@ class DeletionResumer:
         self.store = store
         self.publisher = publisher
         self.media = media
+        # Soft-deleted flows whose purge was asked for, and when (not asked again at once).
+        self._purges_sent: dict[str, int] = {}
 
     async def resume(self, now_ns: int, *, everything: bool = False) -> list[str]:
         """Publish the current step of every unfinished request not updated lately (all of
@@ -246,6 +251,27 @@ class DeletionResumer:
 
     async def purge(self, now_ns: int) -> int:
         return await self.store.write(lambda tx: tx.purge_deletion_requests(now_ns))
+
+    async def purge_expired_flows(self, now_ns: int) -> list[str]:
+        """Ask the catalog to purge the soft-deleted flows whose retention has passed.
+        Returns the flow ids asked for."""
+        due = await self.store.read(lambda tx: tx.due_deleted_flows(now_ns, BATCH))
+        again_ns = int(self.media.deletion_resume_after_s * NS)
+        ids = [
+            r.flow_id
+            for r in due
+            if now_ns - self._purges_sent.get(r.flow_id, -again_ns) >= again_ns
+        ]
+        if ids:
+            await self.publisher.publish([deletion.purge_command(i) for i in ids])
+            for flow_id in ids:
+                self._purges_sent[flow_id] = now_ns
+            log.info("purging expired soft-deleted flows", extra={"count": len(ids)})
+        # Forget what is no longer due (purged, restored, or started).
+        due_ids = {r.flow_id for r in due}
+        for flow_id in [f for f in self._purges_sent if f not in due_ids]:
+            del self._purges_sent[flow_id]
+        return ids
 
 
 class MediaWorker:
@@ -307,6 +333,7 @@ class MediaWorker:
             ("copies", lambda: self.copies.run(now_ns)),
             ("resume", lambda: self.resumer.resume(now_ns, everything=startup)),
             ("purge", lambda: self.resumer.purge(now_ns)),
+            ("expired soft deletes", lambda: self.resumer.purge_expired_flows(now_ns)),
         )
         for name, part in parts:
             try:

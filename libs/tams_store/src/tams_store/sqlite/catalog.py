@@ -341,9 +341,8 @@ def put_flow(conn: sqlite3.Connection, flow: Doc) -> None:
     )
 
 
-def delete_flow(conn: sqlite3.Connection, flow_id: str) -> None:
-    """Remove the flow and its segments, and remove it from the `flow_collection` of flows
-    that collect it."""
+def remove_from_collections(conn: sqlite3.Connection, flow_id: str) -> None:
+    """Take the flow out of the `flow_collection` of the flows that collect it."""
     for (collector_id,) in conn.execute(
         "SELECT collector_id FROM flow_collections WHERE member_id = ?", (flow_id,)
     ).fetchall():
@@ -352,6 +351,12 @@ def delete_flow(conn: sqlite3.Connection, flow_id: str) -> None:
         doc["flow_collection"] = [m for m in doc.get("flow_collection", []) if m["id"] != flow_id]
         conn.execute("UPDATE flows SET doc = ? WHERE id = ?", (json.dumps(doc), collector_id))
     conn.execute("DELETE FROM flow_collections WHERE member_id = ?", (flow_id,))
+
+
+def delete_flow(conn: sqlite3.Connection, flow_id: str) -> None:
+    """Remove the flow and its segments, and remove it from the `flow_collection` of flows
+    that collect it."""
+    remove_from_collections(conn, flow_id)
     # Its segments go in the same transaction: nothing of the flow is left half-deleted.
     # The flow row first: its analytics figures then go in one step, not segment by segment.
     conn.execute("DELETE FROM flows WHERE id = ?", (flow_id,))

@@ -353,6 +353,8 @@ def object_flows(
         "(s.object_id = ? OR s.object_id IN (SELECT id FROM objects WHERE init_object_id = ?))"
     ]
     params: list[Any] = [object_id, object_id]
+    # Soft-deleted flows keep their segments but are no flow of any TAMS answer.
+    where.append("s.flow_id NOT IN (SELECT id FROM deleted_flows)")
     clauses, args = tag_clauses(flow_tags, "f", "flow_id", "flow_tags")
     if clauses:
         where.append(

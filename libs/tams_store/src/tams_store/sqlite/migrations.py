@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from tams_store.sqlite.analytics_schema import ANALYTICS_STEP
+from tams_store.sqlite.soft_delete_schema import SOFT_DELETE_STEP
 
 MIGRATIONS: list[list[str]] = [
     # 1: command outcomes (idempotency) and service info.
@@ -204,6 +205,9 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE segments ADD COLUMN tags TEXT",
     ],
+    # 10: soft-deleted flows (docs/ext-soft-delete.md): the flow row moves to its own table;
+    # its segments and analytics figures stay, hidden, until it is restored or purged.
+    SOFT_DELETE_STEP,
 ]
 
 

@@ -18,6 +18,7 @@ from tams_store.analytics import (
 )
 from tams_store.port import (
     SEGMENT_TAG_SCAN_LIMIT,
+    DeletedFlowRecord,
     DeletionRequestRecord,
     DeletionRequestSort,
     Delivery,
@@ -37,7 +38,7 @@ from tams_store.port import (
     WebhookRecord,
     WebhookStatus,
 )
-from tams_store.sqlite import analytics, catalog, lifecycle, media, webhooks
+from tams_store.sqlite import analytics, catalog, lifecycle, media, soft_delete, webhooks
 
 
 class SqliteReadTx:
@@ -147,6 +148,17 @@ class SqliteReadTx:
 
     def media_jobs_of(self, object_ids: list[str]) -> list[MediaJob]:
         return lifecycle.media_jobs_of(self.conn, object_ids)
+
+    def get_deleted_flow(self, flow_id: str) -> DeletedFlowRecord | None:
+        return soft_delete.get_deleted_flow(self.conn, flow_id)
+
+    def list_deleted_flows(
+        self, page: str | None, limit: int
+    ) -> tuple[list[DeletedFlowRecord], str | None]:
+        return soft_delete.list_deleted_flows(self.conn, page, limit)
+
+    def due_deleted_flows(self, now_ns: int, limit: int) -> list[DeletedFlowRecord]:
+        return soft_delete.due_deleted_flows(self.conn, now_ns, limit)
 
     def unfinished_deletion_requests(
         self, updated_before_ns: int, limit: int
@@ -318,3 +330,18 @@ class SqliteWriteTx(SqliteReadTx):
 
     def purge_deletion_requests(self, expired_before_ns: int) -> int:
         return lifecycle.purge_deletion_requests(self.conn, expired_before_ns)
+
+    def hide_flow(self, record: DeletedFlowRecord) -> None:
+        soft_delete.hide_flow(self.conn, record)
+
+    def restore_flow(self, flow: Doc) -> None:
+        soft_delete.restore_flow(self.conn, flow)
+
+    def start_purge(self, flow_id: str, request_id: str) -> None:
+        soft_delete.start_purge(self.conn, flow_id, request_id)
+
+    def purge_segments(self, flow_id: str, limit: int) -> list[SegmentRecord]:
+        return soft_delete.purge_segments(self.conn, flow_id, limit)
+
+    def forget_deleted_flow(self, flow_id: str) -> None:
+        soft_delete.forget_deleted_flow(self.conn, flow_id)

@@ -351,6 +351,27 @@ def delete_flow(tables: Tables, flow_id: str) -> None:
     """Remove the flow, its tags, collection links and segments, and take it out of the
     `flow_collection` of the flows that collect it."""
     forget_flow(tables, flow_id)
+    remove_from_collections(tables, flow_id)
+    flows = tables["flows"]
+    links = tables["flow_collections"]
+    links.delete_where(_.collector_id == flow_id)
+    tables["flow_tags"].delete_where(_.flow_id == flow_id)
+    # Its segments go in the same transaction: nothing of the flow is left half-deleted.
+    tables["segments"].delete_where(_.flow_id == flow_id)
+    # Its figures leave the totals with its row (counted once, from the newest row), and
+    # its runs, buckets and init references go: no per-segment work.
+    columns = ["id", "format", "codec", "metadata_updated_ns", *FLOW_FIGURE_COLUMNS]
+    found = flows.select(columns, _.id == flow_id, row_ids=True)
+    rows = found.select(columns).to_pylist()
+    for newest in newest_per_id(rows, "metadata_updated_ns"):
+        counters.usage_changed(tables, group_of(newest), -Figures.of_flow(newest))
+    counters.flow_rows_changed(tables, [], [group_of(r) for r in rows])
+    counters.flow_forgotten(tables, flow_id)
+    flows.delete(found)
+
+
+def remove_from_collections(tables: Tables, flow_id: str) -> None:
+    """Take the flow out of the `flow_collection` of the flows that collect it."""
     flows = tables["flows"]
     links = tables["flow_collections"]
     collector_ids = {
@@ -367,20 +388,6 @@ def delete_flow(tables: Tables, flow_id: str) -> None:
             updated.append({"doc": json.dumps(doc)})
         flows.update_each(found, updated)
     links.delete_where(_.member_id == flow_id)
-    links.delete_where(_.collector_id == flow_id)
-    tables["flow_tags"].delete_where(_.flow_id == flow_id)
-    # Its segments go in the same transaction: nothing of the flow is left half-deleted.
-    tables["segments"].delete_where(_.flow_id == flow_id)
-    # Its figures leave the totals with its row (counted once, from the newest row), and
-    # its runs, buckets and init references go: no per-segment work.
-    columns = ["id", "format", "codec", "metadata_updated_ns", *FLOW_FIGURE_COLUMNS]
-    found = flows.select(columns, _.id == flow_id, row_ids=True)
-    rows = found.select(columns).to_pylist()
-    for newest in newest_per_id(rows, "metadata_updated_ns"):
-        counters.usage_changed(tables, group_of(newest), -Figures.of_flow(newest))
-    counters.flow_rows_changed(tables, [], [group_of(r) for r in rows])
-    counters.flow_forgotten(tables, flow_id)
-    flows.delete(found)
 
 
 def count_flows_of_source(tables: Tables, source_id: str) -> int:

@@ -736,7 +736,9 @@ def object_flows(
         )
         later = [f for f in through_init if after is None or f > after]
         candidates = sorted({*direct, *later})[:want]
-        chosen += [f for f in candidates if owners.admits(f)]
+        # Soft-deleted flows keep their segments but are no flow of any TAMS answer.
+        live = {r["id"] for r in tables["flows"].rows_in(["id"], "id", candidates)}
+        chosen += [f for f in candidates if owners.admits(f) and f in live]
         if len(candidates) < want:
             break
         after = candidates[-1]

@@ -29,6 +29,7 @@ from tams_store.analytics import (
 )
 from tams_store.port import (
     SEGMENT_TAG_SCAN_LIMIT,
+    DeletedFlowRecord,
     DeletionRequestRecord,
     DeletionRequestSort,
     Delivery,
@@ -48,7 +49,16 @@ from tams_store.port import (
     WebhookRecord,
     WebhookStatus,
 )
-from tams_store.vast import analytics, catalog, counters, lifecycle, media, outcomes, webhooks
+from tams_store.vast import (
+    analytics,
+    catalog,
+    counters,
+    lifecycle,
+    media,
+    outcomes,
+    soft_delete,
+    webhooks,
+)
 from tams_store.vast.tables import TableCatalog, Tables
 
 
@@ -173,6 +183,17 @@ class VastReadTx:
 
     def media_jobs_of(self, object_ids: list[str]) -> list[MediaJob]:
         return lifecycle.media_jobs_of(self.tables, object_ids)
+
+    def get_deleted_flow(self, flow_id: str) -> DeletedFlowRecord | None:
+        return soft_delete.get_deleted_flow(self.tables, flow_id)
+
+    def list_deleted_flows(
+        self, page: str | None, limit: int
+    ) -> tuple[list[DeletedFlowRecord], str | None]:
+        return soft_delete.list_deleted_flows(self.tables, page, limit)
+
+    def due_deleted_flows(self, now_ns: int, limit: int) -> list[DeletedFlowRecord]:
+        return soft_delete.due_deleted_flows(self.tables, now_ns, limit)
 
     # --- analytics -------------------------------------------------------------------------
 
@@ -316,3 +337,18 @@ class VastWriteTx(VastReadTx):
 
     def purge_deletion_requests(self, expired_before_ns: int) -> int:
         return lifecycle.purge_deletion_requests(self.tables, expired_before_ns)
+
+    def hide_flow(self, record: DeletedFlowRecord) -> None:
+        soft_delete.hide_flow(self.tables, record)
+
+    def restore_flow(self, flow: Doc) -> None:
+        soft_delete.restore_flow(self.tables, flow)
+
+    def start_purge(self, flow_id: str, request_id: str) -> None:
+        soft_delete.start_purge(self.tables, flow_id, request_id)
+
+    def purge_segments(self, flow_id: str, limit: int) -> list[SegmentRecord]:
+        return soft_delete.purge_segments(self.tables, flow_id, limit)
+
+    def forget_deleted_flow(self, flow_id: str) -> None:
+        soft_delete.forget_deleted_flow(self.tables, flow_id)

@@ -5,7 +5,9 @@ need `write`, and so does deleting a property, a tag (segment tags too) or an ob
 instance; deleting a flow, its segments or a webhook needs `delete`. `/`, `/service`,
 `/service/storage-backends` and the OpenAPI document `/openapi.json` are open to any
 authenticated principal; `POST /service` and the deletion-request listing are for admins;
-one deletion request may also be read with `delete`. (AppNote 0016 shows `read` for webhook
+one deletion request may also be read with `delete`. The soft-delete extension's
+`/deleted-flows` (docs/ext-soft-delete.md) is read with `read`; restoring and purging a
+deleted flow need `delete`, as deleting it did. (AppNote 0016 shows `read` for webhook
 PUT and DELETE, an evident typo: they need `write` and `delete`.)
 """
 
@@ -17,7 +19,12 @@ from tams_schema.auth import Scope
 ANYONE: tuple[Scope, ...] = ()
 OPEN_READS = frozenset({"/", "/service", "/service/storage-backends", "/openapi.json"})
 DELETE_ROUTES = frozenset(
-    {"/flows/{flow_id}", "/flows/{flow_id}/segments", "/service/webhooks/{webhook_id}"}
+    {
+        "/flows/{flow_id}",
+        "/flows/{flow_id}/segments",
+        "/service/webhooks/{webhook_id}",
+        "/deleted-flows/{flow_id}",
+    }
 )
 
 
@@ -33,6 +40,8 @@ def required_scopes(method: str, route: str) -> tuple[Scope, ...]:
         return ANYONE if route in OPEN_READS else ("read",)
     if route == "/service" and verb == "POST":
         return ("admin",)
+    if verb == "POST" and route == "/deleted-flows/{flow_id}/restore":
+        return ("delete",)
     if verb == "DELETE" and route in DELETE_ROUTES:
         return ("delete",)
     if verb in ("POST", "PUT", "DELETE"):
