@@ -13,30 +13,16 @@ import sqlite3
 from typing import Any
 
 from tams_store import cursor
+from tams_store.deleted_flows import record_json, record_of
 from tams_store.port import DeletedFlowRecord, Doc, InvalidPageKey, SegmentRecord
 from tams_store.sqlite import catalog
 
 _COLUMNS = "id, deleted_ns, purge_after_ns, purge_request_id, record"
 
 
-def _record(row: sqlite3.Row) -> DeletedFlowRecord:
-    data = json.loads(row["record"])
-    return DeletedFlowRecord(
-        flow=data["flow"],
-        deleted=data["deleted"],
-        deleted_ns=row["deleted_ns"],
-        purge_after=data["purge_after"],
-        purge_after_ns=row["purge_after_ns"],
-        deleted_by=data.get("deleted_by"),
-        timerange=data.get("timerange", "()"),
-        source=data.get("source"),
-        purge_request_id=row["purge_request_id"],
-    )
-
-
 def get_deleted_flow(conn: sqlite3.Connection, flow_id: str) -> DeletedFlowRecord | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM deleted_flows WHERE id = ?", (flow_id,)).fetchone()
-    return None if row is None else _record(row)
+    return None if row is None else record_of(row)
 
 
 def list_deleted_flows(
@@ -58,7 +44,7 @@ def list_deleted_flows(
     if len(rows) > limit:
         rows = rows[:limit]
         next_key = cursor.encode([rows[-1]["deleted_ns"], rows[-1]["id"]])
-    return [_record(r) for r in rows], next_key
+    return [record_of(r) for r in rows], next_key
 
 
 def due_deleted_flows(conn: sqlite3.Connection, now_ns: int, limit: int) -> list[DeletedFlowRecord]:
@@ -67,7 +53,7 @@ def due_deleted_flows(conn: sqlite3.Connection, now_ns: int, limit: int) -> list
         "AND purge_after_ns <= ? ORDER BY purge_after_ns LIMIT ?",
         (now_ns, limit),
     )
-    return [_record(r) for r in rows]
+    return [record_of(r) for r in rows]
 
 
 def hide_flow(conn: sqlite3.Connection, record: DeletedFlowRecord) -> None:
@@ -78,16 +64,6 @@ def hide_flow(conn: sqlite3.Connection, record: DeletedFlowRecord) -> None:
     ).fetchone()
     if state is None:
         raise KeyError(f"flow {flow_id} does not exist")
-    data: Doc = {
-        "flow": record.flow,
-        "deleted": record.deleted,
-        "purge_after": record.purge_after,
-        "timerange": record.timerange,
-    }
-    if record.deleted_by is not None:
-        data["deleted_by"] = record.deleted_by
-    if record.source is not None:
-        data["source"] = record.source
     # The record first: the analytics triggers keep the figures of a flow that has one.
     conn.execute(
         "INSERT INTO deleted_flows (id, deleted_ns, purge_after_ns, purge_request_id, record, "
@@ -96,7 +72,7 @@ def hide_flow(conn: sqlite3.Connection, record: DeletedFlowRecord) -> None:
             flow_id,
             record.deleted_ns,
             record.purge_after_ns,
-            json.dumps(data),
+            record_json(record),
             json.dumps(dict(state)),
         ),
     )

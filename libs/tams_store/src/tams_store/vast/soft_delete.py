@@ -20,6 +20,7 @@ from typing import Any
 from ibis import _
 
 from tams_store import cursor
+from tams_store.deleted_flows import record_json, record_of
 from tams_store.port import DeletedFlowRecord, Doc, InvalidPageKey, SegmentRecord
 from tams_store.vast import catalog, counters
 from tams_store.vast.counters import Figures, group_of
@@ -38,21 +39,6 @@ _SEGMENT_STATE = (
 )
 
 
-def _record(row: Row) -> DeletedFlowRecord:
-    data = json.loads(row["record"])
-    return DeletedFlowRecord(
-        flow=data["flow"],
-        deleted=data["deleted"],
-        deleted_ns=row["deleted_ns"],
-        purge_after=data["purge_after"],
-        purge_after_ns=row["purge_after_ns"],
-        deleted_by=data.get("deleted_by"),
-        timerange=data.get("timerange", "()"),
-        source=data.get("source"),
-        purge_request_id=row["purge_request_id"],
-    )
-
-
 def _one(rows: list[Row]) -> Row | None:
     """The row of an id (a racing duplicate: the one whose purge started, if any)."""
     if not rows:
@@ -62,7 +48,7 @@ def _one(rows: list[Row]) -> Row | None:
 
 def get_deleted_flow(tables: Tables, flow_id: str) -> DeletedFlowRecord | None:
     row = _one(tables["deleted_flows"].rows(_COLUMNS, _.id == flow_id))
-    return None if row is None else _record(row)
+    return None if row is None else record_of(row)
 
 
 def list_deleted_flows(
@@ -89,7 +75,7 @@ def list_deleted_flows(
     for row in found:
         by_id.setdefault(row["id"], []).append(row)
     records = [_one(by_id.get(i, [])) for _n, i in chosen]
-    return [_record(r) for r in records if r is not None], next_key
+    return [record_of(r) for r in records if r is not None], next_key
 
 
 def due_deleted_flows(tables: Tables, now_ns: int, limit: int) -> list[DeletedFlowRecord]:
@@ -101,21 +87,7 @@ def due_deleted_flows(tables: Tables, now_ns: int, limit: int) -> list[DeletedFl
         limit,
     )
     rows = {r["id"]: r for r in oldest.to_pylist()}
-    return [_record(r) for r in sorted(rows.values(), key=lambda r: r["purge_after_ns"])]
-
-
-def _record_json(record: DeletedFlowRecord) -> str:
-    data: Doc = {
-        "flow": record.flow,
-        "deleted": record.deleted,
-        "purge_after": record.purge_after,
-        "timerange": record.timerange,
-    }
-    if record.deleted_by is not None:
-        data["deleted_by"] = record.deleted_by
-    if record.source is not None:
-        data["source"] = record.source
-    return json.dumps(data)
+    return [record_of(r) for r in sorted(rows.values(), key=lambda r: r["purge_after_ns"])]
 
 
 def hide_flow(tables: Tables, record: DeletedFlowRecord) -> None:
@@ -137,7 +109,7 @@ def hide_flow(tables: Tables, record: DeletedFlowRecord) -> None:
             "deleted_ns": record.deleted_ns,
             "purge_after_ns": record.purge_after_ns,
             "purge_request_id": None,
-            "record": _record_json(record),
+            "record": record_json(record),
             "state": json.dumps(state),
         },
         insert_only={},
