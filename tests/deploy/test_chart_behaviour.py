@@ -261,6 +261,11 @@ def test_soft_delete_retention_reaches_the_services_only_when_set() -> None:
     assert "TAMS_SOFT_DELETE_RETENTION_S" not in env_values(default)
 
 
+def test_the_segment_tag_limit_reaches_the_segments_service() -> None:
+    containers = render({"media": {"segmentTagLimit": 5000}}).tams_containers()
+    assert env_values(containers["segments"])["TAMS_MEDIA_SEGMENT_TAG_LIMIT"] == "5000"
+
+
 def test_large_integers_are_not_written_in_exponent_form() -> None:
     env = env_values(render({"gateway": {"maxBodyBytes": 67108864}}).tams_containers()["gateway"])
     assert env["TAMS_GATEWAY_MAX_BODY_BYTES"] == "67108864"
