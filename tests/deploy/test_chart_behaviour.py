@@ -266,6 +266,13 @@ def test_the_segment_tag_limit_reaches_the_segments_service() -> None:
     assert env_values(containers["segments"])["TAMS_MEDIA_SEGMENT_TAG_LIMIT"] == "5000"
 
 
+def test_the_playlist_limit_reaches_the_gateway() -> None:
+    containers = render({"gateway": {"playlistMaxSegments": 500}}).tams_containers()
+    assert env_values(containers["gateway"])["TAMS_GATEWAY_PLAYLIST_MAX_SEGMENTS"] == "500"
+    default = render().tams_containers()["gateway"]
+    assert "TAMS_GATEWAY_PLAYLIST_MAX_SEGMENTS" not in env_values(default)
+
+
 def test_large_integers_are_not_written_in_exponent_form() -> None:
     env = env_values(render({"gateway": {"maxBodyBytes": 67108864}}).tams_containers()["gateway"])
     assert env["TAMS_GATEWAY_MAX_BODY_BYTES"] == "67108864"

@@ -39,11 +39,13 @@ async def test_head_mirrors_get_on_every_route(http: aiohttp.ClientSession) -> N
         f"/flows/{f}/read_only",
         f"/flows/{f}/segments",
         f"/flows/{f}/segments?limit=1",
+        f"/flows/{f}/playlist.m3u8",
         f"/objects/{object_id}",
         # Errors too: the same status and JSON error headers.
         f"/flows/{new_id()}",
         f"/flows/{f}/tags/missing",
         "/flows?timerange=nonsense",
+        f"/flows/{f}/playlist.m3u8?timerange=nonsense",
     ]
     for path in paths:
         async with http.get(path) as got:

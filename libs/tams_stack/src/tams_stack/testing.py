@@ -108,6 +108,8 @@ TEST_SYNC_DELETE_LIMIT = 20
 TEST_DELETE_CHUNK = 7
 # A segment tag request may touch this many segments (docs/ext-segment-tags.md).
 TEST_SEGMENT_TAG_LIMIT = 12
+# An HLS playlist may hold this many segments (docs/ext-hls.md).
+TEST_PLAYLIST_MAX_SEGMENTS = 8
 # The fine-grained policy of the test stack (gateway and webhooks service). Resources without
 # auth_classes allow everything, as before, and the local admin is unrestricted, so only the
 # tests that tag resources with these classes see any difference (tests/integration/test_auth*).
@@ -146,6 +148,7 @@ def tams_infra() -> Iterator[Stack]:
             "TAMS_MEDIA_SYNC_DELETE_LIMIT": str(TEST_SYNC_DELETE_LIMIT),
             "TAMS_MEDIA_DELETE_CHUNK_SEGMENTS": str(TEST_DELETE_CHUNK),
             "TAMS_MEDIA_SEGMENT_TAG_LIMIT": str(TEST_SEGMENT_TAG_LIMIT),
+            "TAMS_GATEWAY_PLAYLIST_MAX_SEGMENTS": str(TEST_PLAYLIST_MAX_SEGMENTS),
             # The segments worker looks for work often, so tests wait little for it.
             "TAMS_MEDIA_WORKER_INTERVAL_S": "0.2",
             # Stalled deletion requests are restarted after a second, not half a minute.

@@ -20,6 +20,7 @@ from tams_gateway.routes import (
     deleted_flows,
     deletion_requests,
     flows,
+    hls,
     media,
     openapi,
     profiles,
@@ -76,6 +77,7 @@ def build_app(gateway: Gateway, gate: Gate) -> web.Application:
         sources.routes,
         flows.routes,
         media.routes,
+        hls.routes,
         deletion_requests.routes,
         deleted_flows.routes,
     ):

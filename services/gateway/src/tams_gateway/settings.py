@@ -18,6 +18,9 @@ class GatewaySettings(BaseSettings):
     default_page_limit: int = 100
     max_page_limit: int = 1000
     max_body_bytes: int = 16 * 1024 * 1024
+    # The HLS extension (docs/ext-hls.md): a playlist holds at most this many segments;
+    # more is a 400 asking for a narrower timerange.
+    playlist_max_segments: int = Field(default=10_000, ge=1)
     # The analytics service's own HTTP address; /analytics/* is forwarded there.
     analytics_url: str | None = None
     # How long a forwarded analytics request may take before the gateway answers 504.

@@ -228,7 +228,7 @@ def gateway_operation(route: RouteInfo, head_of: RouteInfo | None, auth: bool) -
 def success_responses(entry: Operation, method: str) -> dict[str, Any]:
     answer: Document = {"description": entry.summary}
     if entry.returns is not None and method != "HEAD" and entry.status != 204:
-        answer["content"] = json_content(entry.returns)
+        answer["content"] = {entry.media_type: {"schema": entry.returns}}
     if entry.paged:
         answer["headers"] = {
             name: {"$ref": f"#/components/headers/{name}"} for name in PAGING_HEADERS

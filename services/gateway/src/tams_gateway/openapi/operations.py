@@ -96,6 +96,8 @@ class Operation:
     paged: bool = False
     # Further answers than the success one and the errors every operation may give.
     also: dict[int, str] = field(default_factory=dict)
+    # The media type of the success answer's `returns`.
+    media_type: str = "application/json"
 
 
 def _property(what: str, schema: Schema, deletable: bool) -> dict[tuple[str, str], Operation]:
@@ -214,6 +216,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         returns=array(ref("FlowSegment")),
         query=(*LISTING, "timerange", "object_id", *GET_URL_FILTERS, *TAG_FILTERS),
         paged=True,
+    ),
+    ("GET", "/flows/{flow_id}/playlist.m3u8"): Operation(
+        "The flow's segments as an HLS media playlist (extension, docs/ext-hls.md)",
+        returns={"type": "string", "description": "An RFC 8216 VOD media playlist"},
+        query=("timerange", *GET_URL_FILTERS),
+        media_type="application/vnd.apple.mpegurl",
     ),
     ("POST", "/flows/{flow_id}/segments"): Operation(
         "Register segments (one or an array)",

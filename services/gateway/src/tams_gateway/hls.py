@@ -1,0 +1,92 @@
+"""HLS media playlists (RFC 8216) of a flow's segments: the HLS extension (docs/ext-hls.md).
+
+Pure functions: the route (`routes/hls.py`) reads the segments and their URLs, and
+`render_playlist` writes the playlist text. A VOD playlist only: HLS media sequence numbers
+must grow by one per segment, which a timerange window over TAMS segments cannot give cheaply
+and stably (see the doc).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MEDIA_TYPE = "application/vnd.apple.mpegurl"
+NS_PER_S = 1_000_000_000
+
+# Flow containers an HLS player can play (RFC 8216 §3): MPEG-TS; fragmented MPEG-4 (its init
+# segment comes from the segments' init objects, ADR 0045); packed AAC audio. Compared without
+# case and parameters (media types are case-insensitive).
+MPEG_TS = frozenset({"video/mp2t"})
+FRAGMENTED_MP4 = frozenset({"video/mp4", "audio/mp4", "video/iso.segment", "audio/iso.segment"})
+PACKED_AUDIO = frozenset({"audio/aac"})
+PLAYABLE_CONTAINERS = MPEG_TS | FRAGMENTED_MP4 | PACKED_AUDIO
+
+
+def playable(container: str | None) -> bool:
+    """Whether HLS can play segments in this container."""
+    if not container:
+        return False
+    return container.split(";", 1)[0].strip().lower() in PLAYABLE_CONTAINERS
+
+
+@dataclass(frozen=True)
+class PlaylistSegment:
+    """One segment as the playlist needs it: half-open bounds in nanoseconds, the URL a player
+    fetches, and its init object (id and URL) when it has one."""
+
+    start: int
+    end: int
+    url: str
+    init_object_id: str | None = None
+    init_url: str | None = None
+
+
+def seconds(ns: int) -> str:
+    """Nanoseconds as exact decimal seconds: `2.0`, `1.92`, `0.033366667`."""
+    whole, fraction = divmod(ns, NS_PER_S)
+    return f"{whole}.{f'{fraction:09d}'.rstrip('0') or '0'}"
+
+
+def target_duration(segments: Sequence[PlaylistSegment]) -> int:
+    """The longest segment's duration rounded up to whole seconds (RFC 8216 §4.3.3.1: every
+    EXTINF rounded to the nearest integer must not exceed it); 1 for an empty playlist."""
+    longest = max((s.end - s.start for s in segments), default=0)
+    return max(1, -(-longest // NS_PER_S))
+
+
+def render_playlist(segments: Sequence[PlaylistSegment]) -> str:
+    """A VOD media playlist of `segments` (in time order).
+
+    `#EXT-X-DISCONTINUITY` before a segment that does not start where the previous one ended
+    (a gap, or an overlap) and before a change of init object: RFC 8216 §4.3.2.3 requires it
+    when the file format, the tracks or the timestamp sequence change, which a new init
+    segment may do. `#EXT-X-MAP` before the first segment with an init object and at every
+    change. EXT-X-MAP outside an I-frame playlist needs version 6 (§7); without it, decimal
+    EXTINF durations need version 3.
+    """
+    uses_map = any(s.init_url for s in segments)
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{6 if uses_map else 3}",
+        f"#EXT-X-TARGETDURATION:{target_duration(segments)}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+    ]
+    previous: PlaylistSegment | None = None
+    for segment in segments:
+        init_changed = previous is not None and segment.init_object_id != previous.init_object_id
+        if previous is not None and (segment.start != previous.end or init_changed):
+            lines.append("#EXT-X-DISCONTINUITY")
+        if segment.init_url and (previous is None or init_changed):
+            lines.append(f'#EXT-X-MAP:URI="{segment.init_url}"')
+        lines.append(f"#EXTINF:{seconds(segment.end - segment.start)},")
+        lines.append(segment.url)
+        previous = segment
+    lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def usable_url(url: str) -> bool:
+    """A URL a playlist line (or a quoted EXT-X-MAP URI) can carry: no line breaks or quotes."""
+    return bool(url) and not any(c in url for c in '"\r\n')

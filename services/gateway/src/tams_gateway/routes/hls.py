@@ -1,0 +1,117 @@
+"""The HLS extension (docs/ext-hls.md): a flow's segments as an HLS VOD media playlist."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tams_gateway.access import Access
+from tams_gateway.context import GATEWAY, Gateway
+from tams_gateway.errors import bad_request, forbidden
+from tams_gateway.hls import MEDIA_TYPE, PlaylistSegment, playable, render_playlist, usable_url
+from tams_gateway.requests import query_timerange
+from tams_gateway.routes.flows import flow_missing
+from tams_gateway.urls import url_filter
+from tams_runtime.media import UrlFilter, UrlBuilder, object_ids_of
+from tams_store import ReadTx
+from tams_store.port import ObjectRecord, SegmentRecord
+
+routes = web.RouteTableDef()
+
+Selection = tuple[list[SegmentRecord], dict[str, ObjectRecord]]
+
+
+@routes.get("/flows/{flow_id}/playlist.m3u8")
+async def get_playlist(request: web.Request) -> web.Response:
+    """An HLS media playlist (VOD) of the flow's segments overlapping `timerange` (default
+    `_`), each with the first of its `get_urls` the segment listing would show."""
+    gw: Gateway = request.app[GATEWAY]
+    flow_id = request.match_info["flow_id"]
+    timerange = query_timerange(request)
+    filters = url_filter(request)
+    access = Access.of(request)
+    cap = gw.settings.playlist_max_segments
+    page_size = gw.settings.max_page_limit
+
+    def read(tx: ReadTx) -> Selection | None:
+        flow = tx.get_flow(flow_id)
+        if flow is None:
+            return None
+        if access.restricted:
+            # As for the segment listing: read needed; no permission at all reads as missing.
+            held = access.permissions(flow.get("tags"))
+            if "read" not in held:
+                if held:
+                    raise forbidden(f"you may not read flow {flow_id}")
+                return None
+        container = flow.get("container")
+        if not playable(container):
+            raise bad_request(
+                f"flow {flow_id} has container {container!r}, which HLS cannot play "
+                "(docs/ext-hls.md lists the containers it can)"
+            )
+        records: list[SegmentRecord] = []
+        objects: dict[str, ObjectRecord] = {}
+        page_key: str | None = None
+        while True:
+            # Pages of the listing's own query, never more than one past the cap.
+            page = tx.list_segments(
+                flow_id,
+                timerange=timerange,
+                object_id=None,
+                reverse=False,
+                page=page_key,
+                limit=min(page_size, cap + 1 - len(records)),
+            )
+            records.extend(page.items)
+            if len(records) > cap:
+                raise bad_request(
+                    f"the playlist would hold more than {cap} segments: narrow the timerange"
+                )
+            page_objects = tx.get_objects(sorted({r.object_id for r in page.items}))
+            objects.update(page_objects)
+            inits = object_ids_of(page.items, page_objects) - set(objects)
+            if inits:
+                objects.update(tx.get_objects(sorted(inits)))
+            page_key = page.next_key
+            if page_key is None:
+                return records, objects
+
+    selection = await gw.store.read(read)
+    if selection is None:
+        raise flow_missing(flow_id)
+    records, objects = selection
+    segments = [s for s in (playlist_segment(r, objects, gw.urls, filters) for r in records) if s]
+    return web.Response(body=render_playlist(segments).encode(), content_type=MEDIA_TYPE)
+
+
+def playlist_segment(
+    record: SegmentRecord,
+    objects: dict[str, ObjectRecord],
+    urls: UrlBuilder,
+    filters: UrlFilter,
+) -> PlaylistSegment | None:
+    """The segment with the first of its `get_urls` (and of its init object's) under the
+    request's URL filters, signed locally; None when it has no usable URL (the playlist then
+    shows a gap there)."""
+    obj = objects.get(record.object_id)
+    if obj is None:
+        return None
+    url = first_url(urls, obj, filters)
+    if url is None:
+        return None
+    init_id = obj.doc.get("init_object_id") or record.doc.get("init_object_id")
+    if not init_id:
+        return PlaylistSegment(record.start, record.end, url)
+    init = objects.get(init_id)
+    init_url = first_url(urls, init, filters) if init is not None else None
+    if init_url is None:
+        return None  # fMP4 media without its init segment cannot be decoded
+    return PlaylistSegment(record.start, record.end, url, init_id, init_url)
+
+
+def first_url(urls: UrlBuilder, obj: ObjectRecord, filters: UrlFilter) -> str | None:
+    for entry in urls.get_urls(obj, filters):
+        url = entry.get("url")
+        if isinstance(url, str) and usable_url(url):
+            return url
+    return None

@@ -1,0 +1,89 @@
+"""HLS playlist rendering (docs/ext-hls.md), a pure function."""
+
+from __future__ import annotations
+
+import pytest
+
+from tams_gateway.hls import PlaylistSegment, playable, render_playlist, seconds
+
+S = 1_000_000_000
+
+
+def test_a_ts_playlist_with_a_gap() -> None:
+    text = render_playlist(
+        [
+            PlaylistSegment(0, 2 * S, "http://s3/a"),
+            PlaylistSegment(2 * S, 3 * S + S // 2, "http://s3/b"),
+            PlaylistSegment(5 * S, 6 * S, "http://s3/c"),
+        ]
+    )
+    assert text == (
+        "#EXTM3U\n"
+        "#EXT-X-VERSION:3\n"
+        "#EXT-X-TARGETDURATION:2\n"
+        "#EXT-X-MEDIA-SEQUENCE:0\n"
+        "#EXT-X-PLAYLIST-TYPE:VOD\n"
+        "#EXTINF:2.0,\nhttp://s3/a\n"
+        "#EXTINF:1.5,\nhttp://s3/b\n"
+        "#EXT-X-DISCONTINUITY\n"
+        "#EXTINF:1.0,\nhttp://s3/c\n"
+        "#EXT-X-ENDLIST\n"
+    )
+
+
+def test_init_segments_get_a_map_at_first_and_at_every_change() -> None:
+    text = render_playlist(
+        [
+            PlaylistSegment(0, S, "http://s3/a", "i1", "http://s3/i1"),
+            PlaylistSegment(S, 2 * S, "http://s3/b", "i1", "http://s3/i1"),
+            PlaylistSegment(2 * S, 3 * S, "http://s3/c", "i2", "http://s3/i2"),
+        ]
+    )
+    lines = text.splitlines()
+    assert lines[1] == "#EXT-X-VERSION:6"  # EXT-X-MAP outside an I-frame playlist (§7)
+    assert lines[5:] == [
+        '#EXT-X-MAP:URI="http://s3/i1"',
+        "#EXTINF:1.0,",
+        "http://s3/a",
+        "#EXTINF:1.0,",
+        "http://s3/b",
+        "#EXT-X-DISCONTINUITY",
+        '#EXT-X-MAP:URI="http://s3/i2"',
+        "#EXTINF:1.0,",
+        "http://s3/c",
+        "#EXT-X-ENDLIST",
+    ]
+
+
+def test_target_duration_is_the_longest_segment_rounded_up() -> None:
+    text = render_playlist(
+        [PlaylistSegment(0, 4 * S + 1, "u"), PlaylistSegment(4 * S + 1, 5 * S, "v")]
+    )
+    assert "#EXT-X-TARGETDURATION:5\n" in text
+    assert "#EXT-X-TARGETDURATION:1\n" in render_playlist([])
+
+
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [(0, "0.0"), (2 * S, "2.0"), (1_920_000_000, "1.92"), (33_366_667, "0.033366667")],
+)
+def test_durations_are_exact_decimal_seconds(ns: int, text: str) -> None:
+    assert seconds(ns) == text
+
+
+@pytest.mark.parametrize(
+    ("container", "ok"),
+    [
+        ("video/mp2t", True),
+        ("Video/MP2T", True),
+        ("video/mp4", True),
+        ("video/iso.segment", True),
+        ("audio/aac", True),
+        ("application/mxf", False),
+        ("image/jpeg", False),
+        (None, False),
+        ("", False),
+    ],
+)
+def test_playable_containers(container: str | None, ok: bool) -> None:
+    assert playable(container) is ok
