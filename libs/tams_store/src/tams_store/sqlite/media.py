@@ -194,10 +194,10 @@ def segments_within(
         f"WHERE {where} ORDER BY seg_start LIMIT ?",
         [*params, limit],
     )
-    return [_record(r, r["created_ns"]) for r in rows]
+    return [segment_record(r, r["created_ns"]) for r in rows]
 
 
-def _record(row: sqlite3.Row, created_ns: int) -> SegmentRecord:
+def segment_record(row: sqlite3.Row, created_ns: int) -> SegmentRecord:
     return SegmentRecord(
         start=row["seg_start"],
         end=row["seg_end"],
@@ -337,7 +337,7 @@ def list_segments(
         ).fetchone()
         if examined >= scan_limit and last is not None:
             next_key = cursor.encode([last])
-    items = [_record(r, 0) for r in rows]
+    items = [segment_record(r, 0) for r in rows]
     return SegmentPage(items=items, limit=limit, next_key=next_key)
 
 

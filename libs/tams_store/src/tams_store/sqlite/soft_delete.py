@@ -15,7 +15,7 @@ from typing import Any
 from tams_store import cursor
 from tams_store.deleted_flows import record_json, record_of
 from tams_store.port import DeletedFlowRecord, Doc, InvalidPageKey, SegmentRecord
-from tams_store.sqlite import catalog
+from tams_store.sqlite import catalog, media
 
 _COLUMNS = "id, deleted_ns, purge_after_ns, purge_request_id, record"
 
@@ -126,20 +126,10 @@ def purge_segments(conn: sqlite3.Connection, flow_id: str, limit: int) -> list[S
     rows = conn.execute(
         "DELETE FROM segments WHERE flow_id = ? AND seg_start IN "
         "(SELECT seg_start FROM segments WHERE flow_id = ? ORDER BY seg_start LIMIT ?) "
-        "RETURNING seg_start, seg_end, object_id, timerange, doc, created_ns",
+        "RETURNING seg_start, seg_end, object_id, timerange, doc, created_ns, tags",
         (flow_id, flow_id, limit),
     ).fetchall()
-    records = [
-        SegmentRecord(
-            start=r["seg_start"],
-            end=r["seg_end"],
-            object_id=r["object_id"],
-            timerange=r["timerange"],
-            doc=json.loads(r["doc"]),
-            created_ns=r["created_ns"],
-        )
-        for r in rows
-    ]
+    records = [media.segment_record(r, r["created_ns"]) for r in rows]
     return sorted(records, key=lambda r: r.start)
 
 

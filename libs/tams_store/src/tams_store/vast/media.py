@@ -129,7 +129,7 @@ def find_segments(
     return found[:want]
 
 
-def _record(row: Row) -> SegmentRecord:
+def segment_record(row: Row) -> SegmentRecord:
     return SegmentRecord(
         start=row["seg_start"],
         end=row["seg_end"],
@@ -198,7 +198,7 @@ def list_segments(
     if len(rows) > limit:
         rows = rows[:limit]
         next_key = cursor.encode([rows[-1]["seg_start"]])
-    return SegmentPage(items=[_record(r) for r in rows], limit=limit, next_key=next_key)
+    return SegmentPage(items=[segment_record(r) for r in rows], limit=limit, next_key=next_key)
 
 
 # Segments read per window while looking for tag matches (a filter VAST cannot evaluate:
@@ -243,13 +243,17 @@ def _tagged_page(
                 if len(matched) > limit:
                     kept = matched[:limit]
                     key = cursor.encode([kept[-1]["seg_start"]])
-                    return SegmentPage(items=[_record(r) for r in kept], limit=limit, next_key=key)
+                    return SegmentPage(
+                        items=[segment_record(r) for r in kept], limit=limit, next_key=key
+                    )
         if len(rows) < want:
-            return SegmentPage(items=[_record(r) for r in matched], limit=limit)
+            return SegmentPage(items=[segment_record(r) for r in matched], limit=limit)
         last = rows[-1]["seg_start"]
         if examined >= scan_limit:
             key = cursor.encode([last])
-            return SegmentPage(items=[_record(r) for r in matched], limit=limit, next_key=key)
+            return SegmentPage(
+                items=[segment_record(r) for r in matched], limit=limit, next_key=key
+            )
         if reverse:
             hi = last
         else:
@@ -342,7 +346,7 @@ def segments_within(
         also=_.seg_end <= q_end,
         columns=(*SEGMENT_COLUMNS, "created_ns"),
     )
-    return [_record(r) for r in rows]
+    return [segment_record(r) for r in rows]
 
 
 _FLOW_COLUMNS = ["format", "codec", "seg_start", "seg_end", "max_seg_dur", *FLOW_FIGURE_COLUMNS]

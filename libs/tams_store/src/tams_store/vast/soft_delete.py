@@ -22,7 +22,7 @@ from ibis import _
 from tams_store import cursor
 from tams_store.deleted_flows import record_json, record_of
 from tams_store.port import DeletedFlowRecord, Doc, InvalidPageKey, SegmentRecord
-from tams_store.vast import catalog, counters
+from tams_store.vast import catalog, counters, media
 from tams_store.vast.counters import Figures, group_of
 from tams_store.vast.listing import newest_per_id
 from tams_store.vast.ordered import first_rows
@@ -161,20 +161,10 @@ def purge_segments(tables: Tables, flow_id: str, limit: int) -> list[SegmentReco
     if not started or _is_live(tables, flow_id):
         return []
     segments = tables["segments"]
-    columns = ["seg_start", "seg_end", "object_id", "timerange", "doc", "created_ns"]
+    columns = ["seg_start", "seg_end", "object_id", "timerange", "doc", "created_ns", "tags"]
     found = segments.select(columns, _.flow_id == flow_id, row_ids=True, limit_rows=limit)
     segments.delete(found)
-    records = [
-        SegmentRecord(
-            start=r["seg_start"],
-            end=r["seg_end"],
-            object_id=r["object_id"],
-            timerange=r["timerange"],
-            doc=json.loads(r["doc"]),
-            created_ns=r["created_ns"] or 0,
-        )
-        for r in found.select(columns).to_pylist()
-    ]
+    records = [media.segment_record(r) for r in found.select(columns).to_pylist()]
     return sorted(records, key=lambda r: r.start)
 
 
