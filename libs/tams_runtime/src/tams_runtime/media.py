@@ -13,12 +13,13 @@ absent or empty = no filter; `presigned` true/false/absent; `storage_backend_tag
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tams_runtime.s3 import object_key
 from tams_runtime.storage import StorageBackends
+from tams_store import ReadTx
 from tams_store.port import ObjectRecord, SegmentRecord, TagFilter
 
 BRIEF_KEYS = ("url", "presigned", "label")
@@ -134,17 +135,21 @@ def segment_view(
     return view
 
 
-def object_ids_of(records: list[SegmentRecord], objects: Mapping[str, ObjectRecord]) -> set[str]:
-    """The init objects these segments' objects point at (to fetch them in one go)."""
-    ids = {r.object_id for r in records}
+def objects_of(tx: ReadTx, records: Sequence[SegmentRecord]) -> dict[str, ObjectRecord]:
+    """The objects of these segments and the init objects they point at (two reads at most)."""
+    objects = tx.get_objects(sorted({r.object_id for r in records}))
+    inits = {r.object_id for r in records}
     for record in records:
         obj = objects.get(record.object_id)
         init_id = (obj.doc.get("init_object_id") if obj else None) or record.doc.get(
             "init_object_id"
         )
         if init_id:
-            ids.add(init_id)
-    return ids
+            inits.add(init_id)
+    missing = inits - set(objects)
+    if missing:
+        objects.update(tx.get_objects(sorted(missing)))
+    return objects
 
 
 def event_object_ids(segments: list[dict[str, Any]]) -> set[str]:

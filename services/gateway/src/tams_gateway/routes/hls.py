@@ -11,7 +11,7 @@ from tams_gateway.hls import MEDIA_TYPE, PlaylistSegment, playable, render_playl
 from tams_gateway.requests import query_timerange
 from tams_gateway.routes.flows import flow_missing
 from tams_gateway.urls import url_filter
-from tams_runtime.media import UrlFilter, UrlBuilder, object_ids_of
+from tams_runtime.media import UrlBuilder, UrlFilter, objects_of
 from tams_store import ReadTx
 from tams_store.port import ObjectRecord, SegmentRecord
 
@@ -67,11 +67,7 @@ async def get_playlist(request: web.Request) -> web.Response:
                 raise bad_request(
                     f"the playlist would hold more than {cap} segments: narrow the timerange"
                 )
-            page_objects = tx.get_objects(sorted({r.object_id for r in page.items}))
-            objects.update(page_objects)
-            inits = object_ids_of(page.items, page_objects) - set(objects)
-            if inits:
-                objects.update(tx.get_objects(sorted(inits)))
+            objects.update(objects_of(tx, page.items))
             page_key = page.next_key
             if page_key is None:
                 return records, objects

@@ -19,7 +19,7 @@ from tams_gateway.requests import json_body, query_bool, query_timerange
 from tams_gateway.routes.flows import authorise_flow
 from tams_gateway.urls import url_filter
 from tams_gateway.values import tag_value
-from tams_runtime.media import object_ids_of, segment_view
+from tams_runtime.media import objects_of, segment_view
 from tams_schema.auth import PERMISSIONS, Permission
 from tams_schema.models import (
     ControlledInstanceRequest,
@@ -172,11 +172,7 @@ async def list_segments(request: web.Request) -> web.Response:
             limit=limit,
             tags=None if segment_tags.empty else segment_tags,
         )
-        objects = tx.get_objects(sorted({r.object_id for r in page.items}))
-        inits = object_ids_of(page.items, objects) - set(objects)
-        if inits:
-            objects.update(tx.get_objects(sorted(inits)))
-        return page, objects
+        return page, objects_of(tx, page.items)
 
     page, objects = await gw.read_page(read)
     items = [
