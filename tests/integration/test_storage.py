@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import aiohttp
@@ -96,3 +97,25 @@ async def test_allocation_rules(http: aiohttp.ClientSession) -> None:
     async with http.post(base, json={}) as resp:
         assert resp.status == 201
         assert len((await resp.json())["media_objects"]) == 10  # the default limit
+
+
+async def test_presigned_uploads_carry_checksums_and_a_wrong_one_is_refused(
+    http: aiohttp.ClientSession,
+) -> None:
+    """ADR 0048: `Content-MD5` passes through a presigned upload and the object store
+    verifies it: a client that sends it cannot store bytes damaged on the way."""
+    flow = video_flow()
+    await put_flow(http, flow)
+    async with http.post(f"/flows/{flow['id']}/storage", json={"limit": 2}) as resp:
+        assert resp.status == 201, await resp.text()
+        objects = (await resp.json())["media_objects"]
+    media = b"\x47" + bytes(range(187)) * 10
+    md5 = base64.b64encode(hashlib.md5(media).digest()).decode()
+    wrong_md5 = base64.b64encode(hashlib.md5(media + b"x").digest()).decode()
+    cases = [({"Content-MD5": md5}, 200), ({"Content-MD5": wrong_md5}, 400)]
+    async with aiohttp.ClientSession() as anonymous:
+        for item, (checksum, status) in zip(objects, cases, strict=True):
+            put_url = item["put_url"]
+            headers = {"Content-Type": put_url["content-type"], **checksum}
+            async with anonymous.put(put_url["url"], data=media, headers=headers) as resp:
+                assert resp.status == status, (checksum, await resp.text())
