@@ -4,33 +4,20 @@ never a flow still within its retention or already being purged."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest_asyncio
-from aiokafka import AIOKafkaConsumer
-
 from tams_runtime import deletion
-from tams_runtime.bus import CommandPublisher, ensure_topics
+from tams_runtime.bus import CommandPublisher
 from tams_runtime.settings import KafkaSettings, MediaSettings
 from tams_segments.worker import DeletionResumer
-from tams_stack.stack import Stack
 from tams_store.port import DeletedFlowRecord
 from tams_store.sqlite import SqliteStore
 
+from .helpers import published_commands
+
 S = 1_000_000_000
-
-
-@pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    db = SqliteStore(tmp_path / "tams.db")
-    await db.open()
-    yield db
-    await db.close()
 
 
 async def hidden_flow(store: SqliteStore, purge_after_ns: int) -> str:
@@ -61,14 +48,8 @@ async def hidden_flow(store: SqliteStore, purge_after_ns: int) -> str:
 
 
 async def test_expired_soft_deletes_are_sent_to_the_catalog_for_purging(
-    tams_infra: Stack, store: SqliteStore
+    kafka: KafkaSettings, store: SqliteStore
 ) -> None:
-    kafka = KafkaSettings(
-        bootstrap_servers=tams_infra.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"],
-        topic_prefix=f"t{uuid.uuid4().hex[:8]}",
-        command_partitions=1,
-    )
-    await ensure_topics(kafka)
     now = time.time_ns()
     expired = await hidden_flow(store, now - S)
     purging = await hidden_flow(store, now - S)
@@ -87,17 +68,7 @@ async def test_expired_soft_deletes_are_sent_to_the_catalog_for_purging(
     finally:
         await publisher.stop()
 
-    consumer = AIOKafkaConsumer(
-        kafka.topics.catalog_commands,
-        bootstrap_servers=kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        batches = await consumer.getmany(timeout_ms=10_000)
-        commands = [json.loads(r.value) for records in batches.values() for r in records]
-    finally:
-        await consumer.stop()
+    commands = await published_commands(kafka, kafka.topics.catalog_commands)
     assert {(c["name"], c["key"], c["payload"]["flow_id"]) for c in commands} == {
         (deletion.PURGE_COMMAND, expired, expired)
     }

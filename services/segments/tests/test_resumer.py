@@ -3,32 +3,19 @@ broker), a request that never progresses is given up as `error`, a live one is l
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest_asyncio
-from aiokafka import AIOKafkaConsumer
 
 from tams_runtime import deletion
-from tams_runtime.bus import CommandPublisher, ensure_topics
+from tams_runtime.bus import CommandPublisher
 from tams_runtime.settings import KafkaSettings, MediaSettings
 from tams_schema.timerange import TimeRange
 from tams_segments.worker import DeletionResumer
-from tams_stack.stack import Stack
 from tams_store.port import DeletionRequestRecord
 from tams_store.sqlite import SqliteStore
 
-
-@pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    db = SqliteStore(tmp_path / "tams.db")
-    await db.open()
-    yield db
-    await db.close()
+from .helpers import published_commands
 
 
 def request(updated: datetime, resumes: int = 0, step: int = 0) -> DeletionRequestRecord:
@@ -45,14 +32,8 @@ def request(updated: datetime, resumes: int = 0, step: int = 0) -> DeletionReque
 
 
 async def test_stalled_requests_are_restarted_or_given_up(
-    tams_infra: Stack, store: SqliteStore
+    kafka: KafkaSettings, store: SqliteStore
 ) -> None:
-    kafka = KafkaSettings(
-        bootstrap_servers=tams_infra.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"],
-        topic_prefix=f"t{uuid.uuid4().hex[:8]}",
-        command_partitions=1,
-    )
-    await ensure_topics(kafka)
     media = MediaSettings(deletion_resume_after_s=30, deletion_max_resumes=3)
     now = datetime.now(UTC)
     stalled = request(now - timedelta(minutes=5), resumes=1, step=4)
@@ -72,17 +53,7 @@ async def test_stalled_requests_are_restarted_or_given_up(
     finally:
         await publisher.stop()
 
-    consumer = AIOKafkaConsumer(
-        kafka.topics.segments_commands,
-        bootstrap_servers=kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        batches = await consumer.getmany(timeout_ms=10_000)
-        commands = [json.loads(r.value) for records in batches.values() for r in records]
-    finally:
-        await consumer.stop()
+    commands = await published_commands(kafka, kafka.topics.segments_commands)
     assert {(c["name"], c["key"], c["payload"]["step"]) for c in commands} >= {
         ("deletion.step", stalled.flow_id, 4)
     }
