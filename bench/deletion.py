@@ -34,27 +34,15 @@ import aiohttp
 
 from tams_store.port import ObjectRecord, SegmentRecord
 
+sys.path.insert(0, str(Path(__file__).parent))
+from segments_write import video_flow
+
 SEGMENT_NS = 2_000_000_000
 STAMP = "2026-11-24T00:00:00.000000Z"
 
 
 def ts(ns: int) -> str:
     return f"{ns // 1_000_000_000}:{ns % 1_000_000_000}"
-
-
-def video_flow() -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "source_id": str(uuid.uuid4()),
-        "format": "urn:x-nmos:format:video",
-        "codec": "video/h264",
-        "container": "video/mp2t",
-        "essence_parameters": {
-            "frame_width": 1920,
-            "frame_height": 1080,
-            "frame_rate": {"numerator": 50},
-        },
-    }
 
 
 async def load(store: Any, flow_id: str, count: int, storage_id: str) -> None:
