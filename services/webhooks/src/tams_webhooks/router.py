@@ -37,7 +37,7 @@ class EventRouter:
 
     def wanted_types(self) -> frozenset[str]:
         """Event types some enabled webhook wants: the event consumer skips the others
-        without parsing them (with no webhooks, every event)."""
+        without parsing them (with no webhooks, every event: none would be delivered)."""
         wanted: frozenset[str] = frozenset()
         for subscription in self.dispatcher.subscriptions.values():
             wanted |= subscription.events
