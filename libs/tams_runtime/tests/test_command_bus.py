@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from tams_runtime.applier import CommandApplier
 from tams_runtime.bus import CommandBus, CommandTimeout, ensure_topics
@@ -163,7 +164,7 @@ async def test_crash_after_the_write_before_the_commit_applies_once(
         crashed.set()
         raise asyncio.CancelledError  # the process dies: nothing published, nothing committed
 
-    monkeypatch.setattr(first, "_publish", crash)
+    monkeypatch.setattr(first, "_publish", crash)  # the publish step of the first fetch
     bus = CommandBus(settings)
     await bus.start()
     try:
@@ -186,6 +187,51 @@ async def test_crash_after_the_write_before_the_commit_applies_once(
         assert (await store.read(lambda tx: tx.get_service_info()))["count"] == 1
     finally:
         await bus.stop()
+
+
+async def test_sends_the_broker_did_not_take_are_sent_again_in_order(
+    tams_infra: Stack, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker refuses a batch's sends while the next batch is being applied: the
+    consumer rewinds, and every command is still applied once, answered, and its event
+    published in order."""
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    counter = Counter()
+    consumer = await start_consumer(settings, store, counter)
+    real_send = consumer._send
+    refused: list[int] = []
+
+    async def refuse_the_first(*args: Any) -> list[asyncio.Future[Any]]:
+        if not refused:
+            refused.append(1)
+            lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            lost.set_exception(KafkaError("the broker lost the batch"))
+            return [lost]
+        return await real_send(*args)
+
+    monkeypatch.setattr(consumer, "_send", refuse_the_first)
+    bus = CommandBus(settings)
+    await bus.start()
+    try:
+        replies = await asyncio.gather(
+            *(
+                bus.request(settings.topics.catalog_commands, "count", "flow-1", {}, timeout=20)
+                for _ in range(20)
+            )
+        )
+        assert refused
+        assert sorted(r.body["count"] for r in replies) == list(range(1, 21))
+        assert len(counter.applied) == len(set(counter.applied)) == 20
+        events = await read_events(settings, 20)
+        first_seen: dict[str, int] = {}
+        for event in events:
+            first_seen.setdefault(event["headers"]["event_id"], event["value"]["event"]["n"])
+        # A deduplicating consumer sees every change once, in the order it was applied.
+        assert list(first_seen.values()) == list(range(1, 21))
+    finally:
+        await bus.stop()
+        await consumer.stop()
 
 
 async def test_no_consumer_means_a_timeout(tams_infra: Stack) -> None:

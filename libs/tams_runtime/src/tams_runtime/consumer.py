@@ -4,15 +4,17 @@ Each fetch (from every partition this consumer owns) is applied in one store tra
 partition order, so the commands of one flow keep their order. Each command's outcome is
 recorded under its command id in that same transaction. Then the outcomes' events and the
 replies are sent, and once the broker has them all, the offsets become due for commit
-(committed in batches, every `commit_interval_s`). A crash anywhere before the commit
-redelivers the commands; the handler finds their recorded outcomes and the consumer re-sends
-the same events (same event ids), follow-up commands (same command ids) and replies, so every
-command is applied once and answered with the same result.
+(committed in batches, every `commit_interval_s`). The next fetch is applied while the broker
+acknowledges this one's sends; its own sends follow once those are in (`GroupConsumer`). A
+crash anywhere before the commit redelivers the commands; the handler finds their recorded
+outcomes and the consumer re-sends the same events (same event ids), follow-up commands (same
+command ids) and replies, so every command is applied once and answered with the same result.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,7 +25,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tams_runtime.bus import broker_answers
-from tams_runtime.group_consumer import GroupConsumer
+from tams_runtime.group_consumer import GroupConsumer, Publish
 from tams_runtime.logs import correlated
 from tams_runtime.metrics import (
     COMMAND_BATCH_SIZE,
@@ -151,12 +153,14 @@ class CommandConsumer:
             return False
         return await broker_answers(self.producer)
 
-    async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        """Apply every fetched command, all partitions in one transaction, then publish.
+    async def _process(self, batches: dict[TopicPartition, list[Any]]) -> Publish | None:
+        """Apply every fetched command, all partitions in one transaction; return the step
+        that sends the outcomes.
 
-        Each flow's commands live in one partition and keep their order here. Offsets are
-        committed afterwards (batched): a crash before that redelivers commands whose
-        outcomes are recorded, so they are answered again, not applied again.
+        Each flow's commands live in one partition and keep their order here. The offsets
+        are committed once the broker has every send (batched). A crash before then
+        redelivers commands whose outcomes are recorded, so they are answered again, not
+        applied again.
         """
         commands: list[CommandEnvelope] = []
         parents: list[Any] = []
@@ -172,18 +176,18 @@ class CommandConsumer:
                     continue
                 parents.append(record.headers)
         if not commands:
-            return
+            return None
         spans = self._start_spans(commands, parents)
         outcomes: list[Outcome] = []
         try:
-            # The batch's shared work (its transaction, its sends) is traced under the first
-            # command; the applier makes each command's own span current while applying it.
+            # The batch's shared work (its transaction) is traced under the first command;
+            # the applier makes each command's own span current while applying it.
             with (
                 commands_in_flight({c.command_id: s for c, s in zip(commands, spans, strict=True)}),
                 trace.use_span(spans[0], end_on_exit=False),
                 correlated(commands[0].correlation_id if len(commands) == 1 else None),
             ):
-                outcomes = await self._apply_until_done(commands, spans)
+                outcomes = await self._apply_until_done(commands)
         finally:
             for index, span in enumerate(spans):
                 if index < len(outcomes):
@@ -192,6 +196,54 @@ class CommandConsumer:
                     if status >= 500:
                         span.set_status(Status(StatusCode.ERROR))
                 span.end()
+        if log.isEnabledFor(logging.DEBUG):
+            self._log_applied(commands, outcomes, spans)
+        return functools.partial(self._publish, commands, outcomes, spans)
+
+    async def _apply_until_done(self, commands: list[CommandEnvelope]) -> list[Outcome]:
+        while True:
+            try:
+                started = time.perf_counter()
+                outcomes = await self.handler(commands)
+                COMMAND_STAGE_SECONDS.labels(self.topic, "apply").observe(
+                    time.perf_counter() - started
+                )
+                for outcome in outcomes:
+                    COMMANDS_APPLIED.labels(self.topic, f"{outcome.status // 100}xx").inc()
+                COMMAND_BATCH_SIZE.labels(self.topic).observe(len(commands))
+                self.applied += len(commands)
+                return outcomes
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Store trouble: nothing was written, so try the same batch again; recorded
+                # outcomes make the retry apply each command at most once.
+                log.exception("command batch failed; retrying", extra={"topic": self.topic})
+                COMMAND_RETRIES.labels(self.topic).inc()
+                await asyncio.sleep(self.retry_backoff_s)
+
+    async def _publish(
+        self,
+        commands: Sequence[CommandEnvelope],
+        outcomes: list[Outcome],
+        spans: Sequence[trace.Span],
+    ) -> asyncio.Future[Any]:
+        """Queue the batch's sends; the future completes when the broker has them all."""
+        while True:
+            started = time.perf_counter()
+            try:
+                sent = asyncio.gather(*await self._send(commands, outcomes, spans))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The producer refused a send (its buffer full, say). Sending the batch
+                # again may repeat some messages, with the same ids and in the same order.
+                log.exception("sending a batch failed; retrying", extra={"topic": self.topic})
+                COMMAND_RETRIES.labels(self.topic).inc()
+                await asyncio.sleep(self.retry_backoff_s)
+                continue
+            sent.add_done_callback(self._publish_timer(started))
+            return sent
 
     def _start_spans(
         self, commands: Sequence[CommandEnvelope], headers: Sequence[Any]
@@ -226,34 +278,10 @@ class CommandConsumer:
             )
         return spans
 
-    async def _apply_until_done(
-        self, commands: list[CommandEnvelope], spans: list[trace.Span]
-    ) -> list[Outcome]:
-        while True:
-            try:
-                started = time.perf_counter()
-                outcomes = await self.handler(commands)
-                applied = time.perf_counter()
-                COMMAND_STAGE_SECONDS.labels(self.topic, "apply").observe(applied - started)
-                await self._publish(commands, outcomes, spans)
-                COMMAND_STAGE_SECONDS.labels(self.topic, "publish").observe(
-                    time.perf_counter() - applied
-                )
-                for outcome in outcomes:
-                    COMMANDS_APPLIED.labels(self.topic, f"{outcome.status // 100}xx").inc()
-                COMMAND_BATCH_SIZE.labels(self.topic).observe(len(commands))
-                self.applied += len(commands)
-                if log.isEnabledFor(logging.DEBUG):
-                    self._log_applied(commands, outcomes, spans)
-                return outcomes
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Store or broker trouble: nothing was acknowledged, so try the same batch
-                # again; recorded outcomes make the retry apply each command at most once.
-                log.exception("command batch failed; retrying", extra={"topic": self.topic})
-                COMMAND_RETRIES.labels(self.topic).inc()
-                await asyncio.sleep(self.retry_backoff_s)
+    def _publish_timer(self, started: float) -> Callable[[asyncio.Future[Any]], None]:
+        """Observes how long the broker took to have a batch's sends."""
+        stage = COMMAND_STAGE_SECONDS.labels(self.topic, "publish")
+        return lambda _: stage.observe(time.perf_counter() - started)
 
     def _log_applied(
         self,
@@ -268,15 +296,15 @@ class CommandConsumer:
                     extra={"command": command.name, "status": outcome.status},
                 )
 
-    async def _publish(
+    async def _send(
         self,
         commands: Sequence[CommandEnvelope],
         outcomes: list[Outcome],
         spans: Sequence[trace.Span],
-    ) -> None:
-        """Send the events, the follow-up commands and the replies, and wait until the broker
-        has them all (only then are the offsets committed). Events and follow-ups carry the
-        trace context of the command that caused them."""
+    ) -> list[asyncio.Future[Any]]:
+        """Queue the events, the follow-up commands and the replies; the returned futures
+        complete when the broker has each. Events and follow-ups carry the trace context of
+        the command that caused them."""
         assert self.producer is not None and self.events is not None
         sends: list[asyncio.Future[Any]] = []
         for outcome, span in zip(outcomes, spans, strict=True):
@@ -318,5 +346,4 @@ class CommandConsumer:
                         command.reply_to, reply.model_dump_json().encode(), partition=0
                     )
                 )
-        if sends:
-            await asyncio.gather(*sends)
+        return sends

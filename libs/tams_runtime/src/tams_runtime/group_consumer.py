@@ -1,19 +1,29 @@
 """Following one topic in a Kafka consumer group: process a fetch, then commit its offsets.
 
 The command consumer and the event consumer share this loop. `process` gets every record of
-one fetch (all partitions this member owns) and must have made its effect durable when it
-returns; only then do that fetch's offsets become due, and they are committed in batches,
-every `commit_interval_s`. A crash in between redelivers the records, so processing must be
-idempotent. `process` is expected to retry store or broker trouble itself: the loop never
-skips a fetch. Consumer lag is measured beside the loop (`LagRecorder`).
+one fetch (all partitions this member owns). It either finishes the fetch (returns None), or
+applies it and returns its publish step: the loop runs that step once every earlier fetch is
+durable, and the future it returns completes when this fetch is (the command consumer's
+sends acknowledged by the broker). Meanwhile the loop fetches and processes the next one, so
+applying a batch overlaps with the broker acknowledging the previous batch, while sends still
+leave in fetch order. Only a durable fetch's offsets become due, and they are committed in
+batches, every `commit_interval_s`.
+
+A crash in between redelivers the records, so processing must be idempotent. If a fetch's
+sends fail, the loop rewinds every partition to the first record not yet durable and
+processes from there again, as a restart would: the recorded outcomes make that re-send the
+same messages in the same order. `process` is expected to retry store trouble itself: the
+loop never skips a fetch. Consumer lag is measured beside the loop (`LagRecorder`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -22,9 +32,22 @@ from aiokafka.structs import OffsetAndMetadata
 from tams_runtime.metrics import LagRecorder
 from tams_runtime.settings import KafkaSettings
 
+log = logging.getLogger(__name__)
+
 Fetch = dict[TopicPartition, list[Any]]
-ProcessFetch = Callable[[Fetch], Awaitable[None]]
+# A processed fetch's publish step; its future completes when the fetch's effect is durable.
+Publish = Callable[[], Awaitable[asyncio.Future[Any]]]
+ProcessFetch = Callable[[Fetch], Awaitable[Publish | None]]
 CommitTimer = Callable[[float], None]
+
+
+@dataclass
+class _Published:
+    """A fetch whose sends are out but may not be acknowledged yet."""
+
+    durable: asyncio.Future[Any]
+    first: dict[TopicPartition, int]
+    next: dict[TopicPartition, OffsetAndMetadata]
 
 
 class GroupConsumer:
@@ -88,15 +111,33 @@ class GroupConsumer:
     async def _run(self) -> None:
         assert self._consumer is not None
         pending: dict[TopicPartition, OffsetAndMetadata] = {}
+        waiting: _Published | None = None
         last_commit = time.monotonic()
         while True:
             # While offsets wait to be committed, poll briefly so they are committed soon.
-            wait_ms = int(self.commit_interval_s * 1000) if pending else 1000
+            wait_ms = int(self.commit_interval_s * 1000) if pending or waiting else 1000
             fetch = await self._consumer.getmany(timeout_ms=wait_ms)
+            publish = await self.process(fetch) if fetch else None
+            if waiting is not None:
+                try:
+                    await waiting.durable
+                except Exception:
+                    log.exception("sends not acknowledged; rewinding", extra={"topic": self.topic})
+                    self._rewind(waiting, fetch)
+                    waiting = None
+                    continue
+                pending.update(waiting.next)
+                waiting = None
             if fetch:
-                await self.process(fetch)
-                for partition, records in fetch.items():
-                    pending[partition] = OffsetAndMetadata(records[-1].offset + 1, "")
+                next_offsets = {
+                    partition: OffsetAndMetadata(records[-1].offset + 1, "")
+                    for partition, records in fetch.items()
+                }
+                if publish is None:
+                    pending.update(next_offsets)
+                else:
+                    first = {partition: records[0].offset for partition, records in fetch.items()}
+                    waiting = _Published(await publish(), first, next_offsets)
             due = time.monotonic() - last_commit >= self.commit_interval_s
             if pending and (due or not fetch):
                 started = time.perf_counter()
@@ -105,3 +146,15 @@ class GroupConsumer:
                     self.on_commit(time.perf_counter() - started)
                 pending = {}
                 last_commit = time.monotonic()
+
+    def _rewind(self, failed: _Published, unsent: Fetch) -> None:
+        """Seek every partition back to its first record whose effect is not durable: the
+        failed fetch's, and the one applied since, whose sends never left."""
+        assert self._consumer is not None
+        earliest = dict(failed.first)
+        for partition, records in unsent.items():
+            earliest.setdefault(partition, records[0].offset)
+        assigned = self._consumer.assignment()
+        for partition, offset in earliest.items():
+            if partition in assigned:
+                self._consumer.seek(partition, offset)
