@@ -20,7 +20,7 @@ from tams_runtime.http import (
     start_site,
 )
 from tams_runtime.logs import configure_logging
-from tams_runtime.settings import HttpSettings, KafkaSettings
+from tams_runtime.settings import HttpSettings, KafkaSettings, ProcessSettings
 from tams_runtime.tracing import configure_tracing, shutdown_tracing
 from tams_schema.envelopes import CommandEnvelope, Outcome
 
@@ -83,14 +83,24 @@ async def serve(
 
 
 def run(name: str, main: object) -> None:
-    """Entry point helper: JSON logging and tracing, then run the coroutine function `main`."""
+    """Entry point helper: JSON logging and tracing, then run the coroutine function `main`
+    on the configured event loop."""
     configure_logging(name)
     configure_tracing(name)
     assert callable(main)
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=event_loop_factory(ProcessSettings())) as runner:
+            runner.run(main())
     finally:
         shutdown_tracing()
+
+
+def event_loop_factory(settings: ProcessSettings) -> Callable[[], asyncio.AbstractEventLoop]:
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
 
 
 async def serve_command_service(
