@@ -18,7 +18,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from opentelemetry import trace
@@ -45,6 +45,8 @@ from tams_runtime.tracing import (
 from tams_schema.envelopes import EVENT_SCHEMA_VERSION, CommandEnvelope, Outcome, TamsEvent
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CommandHandler = Callable[[Sequence[CommandEnvelope]], Awaitable[list[Outcome]]]
 
@@ -201,26 +203,19 @@ class CommandConsumer:
         return functools.partial(self._publish, commands, outcomes, spans)
 
     async def _apply_until_done(self, commands: list[CommandEnvelope]) -> list[Outcome]:
-        while True:
-            try:
-                started = time.perf_counter()
-                outcomes = await self.handler(commands)
-                COMMAND_STAGE_SECONDS.labels(self.topic, "apply").observe(
-                    time.perf_counter() - started
-                )
-                for outcome in outcomes:
-                    COMMANDS_APPLIED.labels(self.topic, f"{outcome.status // 100}xx").inc()
-                COMMAND_BATCH_SIZE.labels(self.topic).observe(len(commands))
-                self.applied += len(commands)
-                return outcomes
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Store trouble: nothing was written, so try the same batch again; recorded
-                # outcomes make the retry apply each command at most once.
-                log.exception("command batch failed; retrying", extra={"topic": self.topic})
-                COMMAND_RETRIES.labels(self.topic).inc()
-                await asyncio.sleep(self.retry_backoff_s)
+        # After store trouble nothing was written, so the same batch is applied again;
+        # recorded outcomes make each command applied at most once.
+        return await self._until_done(lambda: self._apply(commands), "applying a batch failed")
+
+    async def _apply(self, commands: list[CommandEnvelope]) -> list[Outcome]:
+        started = time.perf_counter()
+        outcomes = await self.handler(commands)
+        COMMAND_STAGE_SECONDS.labels(self.topic, "apply").observe(time.perf_counter() - started)
+        for outcome in outcomes:
+            COMMANDS_APPLIED.labels(self.topic, f"{outcome.status // 100}xx").inc()
+        COMMAND_BATCH_SIZE.labels(self.topic).observe(len(commands))
+        self.applied += len(commands)
+        return outcomes
 
     async def _publish(
         self,
@@ -229,21 +224,28 @@ class CommandConsumer:
         spans: Sequence[trace.Span],
     ) -> asyncio.Future[Any]:
         """Queue the batch's sends; the future completes when the broker has them all."""
-        while True:
+
+        async def queue() -> asyncio.Future[Any]:
             started = time.perf_counter()
+            sent = asyncio.gather(*await self._send(commands, outcomes, spans))
+            sent.add_done_callback(self._publish_timer(started))
+            return sent
+
+        # After the producer refused a send (its buffer full, say), the batch is sent again:
+        # some messages may repeat, with the same ids and in the same order.
+        return await self._until_done(queue, "sending a batch failed")
+
+    async def _until_done(self, attempt: Callable[[], Awaitable[T]], failure: str) -> T:
+        """Runs `attempt` until it succeeds, waiting `retry_backoff_s` after each failure."""
+        while True:
             try:
-                sent = asyncio.gather(*await self._send(commands, outcomes, spans))
+                return await attempt()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # The producer refused a send (its buffer full, say). Sending the batch
-                # again may repeat some messages, with the same ids and in the same order.
-                log.exception("sending a batch failed; retrying", extra={"topic": self.topic})
+                log.exception(f"{failure}; retrying", extra={"topic": self.topic})
                 COMMAND_RETRIES.labels(self.topic).inc()
                 await asyncio.sleep(self.retry_backoff_s)
-                continue
-            sent.add_done_callback(self._publish_timer(started))
-            return sent
 
     def _start_spans(
         self, commands: Sequence[CommandEnvelope], headers: Sequence[Any]
