@@ -44,10 +44,11 @@ COPY --from=build /app/.venv /app/.venv
 COPY deploy/docker/healthcheck.py /app/healthcheck.py
 ENV PATH=/app/.venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     TAMS_GATEWAY_HOST=0.0.0.0 TAMS_GATEWAY_PORT=8000 \
-    TAMS_HTTP_HOST=0.0.0.0 TAMS_HTTP_PORT=8080 TAMS_DATA_DIR=/data
+    TAMS_HTTP_HOST=0.0.0.0 TAMS_HTTP_PORT=8080 TAMS_DATA_DIR=/data \
+    TAMS_REPLY_HOST=0.0.0.0 TAMS_REPLY_PORT=9190
 WORKDIR /data
 USER 10001:10001
-EXPOSE 8000 8080
+EXPOSE 8000 8080 9190
 # Liveness of whichever service this container runs (GET /health on its port).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/app/healthcheck.py"]

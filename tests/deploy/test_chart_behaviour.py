@@ -142,7 +142,7 @@ def test_credentials_come_from_the_named_secret_and_keys() -> None:
         refs = {
             name: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
             for name, e in env_of(container).items()
-            if "valueFrom" in e
+            if "secretKeyRef" in e.get("valueFrom", {})
         }
         assert refs == {
             "TAMS_S3_ACCESS_KEY": ("vast-prod", "AWS_ACCESS_KEY_ID"),
@@ -459,6 +459,42 @@ def test_the_api_is_open_and_prometheus_may_scrape_every_service() -> None:
         port = _named_port(containers[name], name)
         assert port in _ingress_ports(policy, [{"namespaceSelector": {}}]), name
     assert 8000 in _ingress_ports(_policy_for(rendered, "gateway"), None)
+
+
+@pytest.mark.parametrize("scenario", ["default", "production", "in-cluster-kafka"])
+def test_services_reach_the_gateway_pod_that_waits_for_their_reply(scenario: str) -> None:
+    rendered = render(SCENARIOS[scenario])
+    gateway = rendered.tams_containers()["gateway"]
+    port = _named_port(gateway, "replies")
+    env = env_of(gateway)
+    assert env["TAMS_REPLY_PORT"]["value"] == str(port)
+    assert env["TAMS_REPLY_HOST"]["value"] == "0.0.0.0"
+    assert env["TAMS_REPLY_ADVERTISE_HOST"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "status.podIP"}
+    }
+    gateway_labels = _policy_for(rendered, "gateway")["spec"]["podSelector"]["matchLabels"]
+    senders = [
+        {
+            "podSelector": {
+                "matchLabels": _policy_for(rendered, name)["spec"]["podSelector"]["matchLabels"]
+            }
+        }
+        for name in ("catalog", "segments", "webhooks")
+    ]
+    assert _ingress_ports(_policy_for(rendered, "gateway"), senders) == {port}
+    for name in ("catalog", "segments", "webhooks"):
+        egress = _policy_for(rendered, name)["spec"]["egress"]
+        to_gateway = [
+            r for r in egress if r.get("to") == [{"podSelector": {"matchLabels": gateway_labels}}]
+        ]
+        assert [p["port"] for r in to_gateway for p in r["ports"]] == [port], name
+
+
+def test_the_sqlite_trial_pod_answers_its_gateway_over_loopback() -> None:
+    gateway = render(SCENARIOS["trial"]).tams_containers()["gateway"]
+    env = env_of(gateway)
+    assert env["TAMS_REPLY_HOST"]["value"] == "127.0.0.1"
+    assert "TAMS_REPLY_ADVERTISE_HOST" not in env
 
 
 def test_production_policies_admit_only_the_ingress_controller_and_monitoring() -> None:

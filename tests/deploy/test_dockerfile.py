@@ -71,8 +71,10 @@ def test_ports_match_what_the_chart_and_compose_expect() -> None:
     env = " ".join(rest for instruction, rest in _instructions() if instruction == "ENV")
     assert "TAMS_GATEWAY_PORT=8000" in env and "TAMS_HTTP_PORT=8080" in env
     assert "TAMS_GATEWAY_HOST=0.0.0.0" in env and "TAMS_HTTP_HOST=0.0.0.0" in env
+    # The gateway takes the services' replies from other containers (the chart's port too).
+    assert "TAMS_REPLY_HOST=0.0.0.0" in env and "TAMS_REPLY_PORT=9190" in env
     exposed = [rest for instruction, rest in _instructions() if instruction == "EXPOSE"]
-    assert exposed == ["8000 8080"]
+    assert exposed == ["8000 8080 9190"]
 
 
 def test_oci_labels_describe_the_image() -> None:

@@ -1,15 +1,16 @@
 """The gateway's command carries the request's correlation id, and only the reply to that very
 command answers the request (a late reply to an older command with the same correlation id,
-say after a 504 and a client retry, is ignored)."""
+say after a 504 and a client retry, is ignored; so is a line that is not a reply)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tams_runtime.bus import CommandBus, ensure_topics
 from tams_runtime.logs import correlated
+from tams_runtime.replies import parse_reply_address
 from tams_schema.envelopes import CommandEnvelope, Reply
 from tams_stack.stack import Stack
 
@@ -26,8 +27,6 @@ async def test_only_the_reply_to_this_command_answers_the_request(tams_infra: St
         bootstrap_servers=settings.bootstrap_servers, group_id=None, fetch_max_wait_ms=10
     )
     await commands.start()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
-    await producer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.command_partitions)]
         commands.assign(partitions)
@@ -41,19 +40,25 @@ async def test_only_the_reply_to_this_command_answers_the_request(tams_infra: St
                     record = records[0]
         command = CommandEnvelope.model_validate_json(record.value)
         assert command.correlation_id == "client-request-7"
-        assert command.reply_to is not None
+        assert command.reply_to == bus.reply_address
+        # What a service sends the gateway: one line of JSON per reply.
+        _, writer = await asyncio.open_connection(*parse_reply_address(command.reply_to))
 
-        async def reply(command_id: str, status: int) -> None:
+        def reply(command_id: str, status: int) -> bytes:
             answer = Reply(
                 command_id=command_id, correlation_id=command.correlation_id, status=status
             )
-            await producer.send_and_wait(command.reply_to, answer.model_dump_json().encode())
+            return answer.model_dump_json().encode() + b"\n"
 
-        await reply("an-older-command", 500)
-        await reply(command.command_id, 201)
+        writer.write(reply("an-older-command", 500) + b"not a reply\n")
+        # The right reply arrives in two pieces, as TCP may deliver it.
+        whole = reply(command.command_id, 201)
+        writer.write(whole[:10])
+        await writer.drain()
+        writer.write(whole[10:])
         answered = await asyncio.wait_for(request, 10)
         assert (answered.command_id, answered.status) == (command.command_id, 201)
+        writer.close()
     finally:
-        await producer.stop()
         await commands.stop()
         await bus.stop()

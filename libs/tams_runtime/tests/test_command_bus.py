@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,13 +13,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from tams_runtime.applier import CommandApplier
 from tams_runtime.bus import CommandBus, CommandTimeout, ensure_topics
 from tams_runtime.consumer import CommandConsumer
-from tams_runtime.settings import KafkaSettings
+from tams_runtime.replies import reply_address
+from tams_runtime.settings import KafkaSettings, ReplySettings
 from tams_schema.envelopes import CommandEnvelope, FollowUp, Outcome, TamsEvent
 from tams_stack.stack import Stack
 from tams_store import StoreUnavailable
@@ -130,7 +131,7 @@ async def test_redelivered_command_is_applied_once_with_the_same_answer(
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
     try:
-        command = CommandEnvelope(name="count", key="flow-1", reply_to=bus.reply_topic)
+        command = CommandEnvelope(name="count", key="flow-1", reply_to=bus.reply_address)
         # The same command twice, as Kafka redelivers it after a crash.
         for _ in range(2):
             await producer.send_and_wait(
@@ -160,11 +161,11 @@ async def test_crash_after_the_write_before_the_commit_applies_once(
 
     crashed = asyncio.Event()
 
-    async def crash(*_: object) -> None:
+    def crash(*_: object) -> None:
         crashed.set()
-        raise asyncio.CancelledError  # the process dies: nothing published, nothing committed
+        raise asyncio.CancelledError  # the process dies: nothing sent, nothing committed
 
-    monkeypatch.setattr(first, "_publish", crash)  # the publish step of the first fetch
+    monkeypatch.setattr(first, "_answer", crash)  # right after the first fetch's commit
     bus = CommandBus(settings)
     await bus.start()
     try:
@@ -246,48 +247,6 @@ async def test_no_consumer_means_a_timeout(tams_infra: Stack) -> None:
         await bus.stop()
 
 
-async def test_replies_keep_flowing_across_reply_topic_rotations(
-    tams_infra: Stack, store: SqliteStore
-) -> None:
-    settings = unique_settings(tams_infra).model_copy(update={"reply_topic_rotate_after": 5})
-    await ensure_topics(settings)
-    counter = Counter()
-    consumer = await start_consumer(settings, store, counter)
-    bus = CommandBus(settings)
-    await bus.start()
-    first_topic = bus.reply_topic
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        # Concurrent requests straddle the rotations: some wait on a retiring topic.
-        for round_ in range(4):
-            replies = await asyncio.gather(
-                *(
-                    bus.request(settings.topics.catalog_commands, "count", f"flow-{i}", {})
-                    for i in range(4)
-                )
-            )
-            assert all(r.status == 200 for r in replies), round_
-        assert bus.reply_topic != first_topic
-        assert len({c["count"] for c in [r.body for r in replies]}) == 4
-
-        async def only_the_current_reply_topic_is_left() -> bool:
-            replies_topics = {
-                t
-                for t in await admin.list_topics()
-                if t.startswith(f"{settings.topic_prefix}.replies.")
-            }
-            return replies_topics == {bus.reply_topic}
-
-        async with asyncio.timeout(10):
-            while not await only_the_current_reply_topic_is_left():
-                await bus.request(settings.topics.catalog_commands, "count", "flow-x", {})
-    finally:
-        await admin.close()
-        await bus.stop()
-        await consumer.stop()
-
-
 class Countdown:
     """A chain of commands: `countdown n` applies, then asks for `countdown n-1` as a
     follow-up, down to 0."""
@@ -351,30 +310,59 @@ async def test_follow_up_commands_run_as_a_chain_applied_once(
         await consumer.stop()
 
 
-async def test_replies_reach_a_gateway_whose_reply_topic_has_more_partitions(
+async def test_a_gateway_that_went_away_holds_up_no_other(
     tams_infra: Stack, store: SqliteStore
 ) -> None:
-    """A broker that auto-created the reply topic (with its default partition count) must
-    not scatter replies over partitions the gateway does not read."""
+    """Replies to a gateway nobody can reach are dropped; the next commands, from a gateway
+    that is there, are applied and answered as usual."""
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    counter = Counter()
+    consumer = await start_consumer(settings, store, counter)
+    bus = CommandBus(settings)
+    await bus.start()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        gone = CommandEnvelope(
+            name="count", key="flow-1", reply_to=reply_address("127.0.0.1", closed_port())
+        )
+        await producer.send_and_wait(
+            settings.topics.catalog_commands, gone.model_dump_json().encode(), key=b"flow-1"
+        )
+        reply = await bus.request(settings.topics.catalog_commands, "count", "flow-1", {})
+        assert reply.body == {"count": 2}
+        assert counter.applied[0] == gone.command_id
+    finally:
+        await producer.stop()
+        await bus.stop()
+        await consumer.stop()
+
+
+async def test_a_gateway_restarted_at_the_same_address_is_answered(
+    tams_infra: Stack, store: SqliteStore
+) -> None:
+    """The service's connection to the old gateway closed with it; the service connects
+    again for the new one."""
     settings = unique_settings(tams_infra)
     await ensure_topics(settings)
     consumer = await start_consumer(settings, store, Counter())
-    bus = CommandBus(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
+    address = ReplySettings(port=closed_port())
     try:
-        await admin.create_topics([NewTopic(bus.reply_topic, 4, 1)])
+        for expected in (1, 2):
+            bus = CommandBus(settings, address)
+            await bus.start()
+            try:
+                reply = await bus.request(settings.topics.catalog_commands, "count", "k", {})
+                assert reply.body == {"count": expected}
+            finally:
+                await bus.stop()
     finally:
-        await admin.close()
-    await bus.start()
-    try:
-        replies = await asyncio.gather(
-            *(
-                bus.request(settings.topics.catalog_commands, "count", f"flow-{i}", {})
-                for i in range(16)
-            )
-        )
-        assert all(r.status == 200 for r in replies)
-    finally:
-        await bus.stop()
         await consumer.stop()
+
+
+def closed_port() -> int:
+    """A port nothing listens on (for now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -19,6 +19,14 @@ Credentials only ever come from the existing Secret (valueFrom.secretKeyRef).
 {{- if eq $name "gateway" -}}
 {{- $e = append $e (dict "name" "TAMS_GATEWAY_HOST" "value" $v.listenHost) -}}
 {{- $e = append $e (dict "name" "TAMS_GATEWAY_PORT" "value" (include "tams.port" .)) -}}
+{{- /* The services send replies straight to the pod that sent the command: its own IP. */ -}}
+{{- $e = append $e (dict "name" "TAMS_REPLY_PORT" "value" (include "tams.replyPort" $root)) -}}
+{{- if include "tams.sqlite" $root -}}
+{{- $e = append $e (dict "name" "TAMS_REPLY_HOST" "value" "127.0.0.1") -}}
+{{- else -}}
+{{- $e = append $e (dict "name" "TAMS_REPLY_HOST" "value" $v.listenHost) -}}
+{{- $e = append $e (dict "name" "TAMS_REPLY_ADVERTISE_HOST" "valueFrom" (dict "fieldRef" (dict "fieldPath" "status.podIP"))) -}}
+{{- end -}}
 {{- with include "tams.gatewayPublicUrl" $root -}}
 {{- $e = append $e (dict "name" "TAMS_GATEWAY_PUBLIC_URL" "value" .) -}}
 {{- end -}}

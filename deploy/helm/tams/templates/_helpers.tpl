@@ -98,6 +98,11 @@ pod (one network namespace), so each takes its own port.
 {{- end -}}
 {{- end -}}
 
+{{/* The port a gateway takes the services' replies on (tams_runtime.replies). */}}
+{{- define "tams.replyPort" -}}
+9190
+{{- end -}}
+
 {{/* The Service port of a service (the gateway's is configurable). */}}
 {{- define "tams.servicePort" -}}
 {{- if eq .name "gateway" -}}

@@ -8,6 +8,13 @@
 {{- $rule := dict "ports" (list (dict "protocol" "TCP" "port" $port)) -}}
 {{- with $np.gatewayFrom }}{{ $_ := set $rule "from" . }}{{ end -}}
 {{- $rules = append $rules $rule -}}
+{{- if not (include "tams.sqlite" $root) -}}
+{{- $from := list -}}
+{{- range $service := list "catalog" "segments" "webhooks" -}}
+{{- $from = append $from (dict "podSelector" (dict "matchLabels" (include "tams.selectorLabels" (dict "root" $root "component" $service) | fromYaml))) -}}
+{{- end -}}
+{{- $rules = append $rules (dict "ports" (list (dict "protocol" "TCP" "port" (include "tams.replyPort" $root | int))) "from" $from) -}}
+{{- end -}}
 {{- end -}}
 {{- if and (eq .name "analytics") (not (include "tams.sqlite" $root)) -}}
 {{- $gateway := include "tams.selectorLabels" (dict "root" $root "component" "gateway") | fromYaml -}}
@@ -61,6 +68,11 @@
 {{- if and (eq .name "gateway") (not (include "tams.sqlite" $root)) -}}
 {{- $analytics := include "tams.selectorLabels" (dict "root" $root "component" "analytics") | fromYaml -}}
 {{- $rules = append $rules (dict "to" (list (dict "podSelector" (dict "matchLabels" $analytics))) "ports" (list (dict "protocol" "TCP" "port" 8080))) -}}
+{{- end -}}
+{{- /* The services answer the gateway that sent each command, pod to pod. */ -}}
+{{- if and (has .name (list "catalog" "segments" "webhooks")) (not (include "tams.sqlite" $root)) -}}
+{{- $gateway := include "tams.selectorLabels" (dict "root" $root "component" "gateway") | fromYaml -}}
+{{- $rules = append $rules (dict "to" (list (dict "podSelector" (dict "matchLabels" $gateway))) "ports" (list (dict "protocol" "TCP" "port" (include "tams.replyPort" $root | int)))) -}}
 {{- end -}}
 {{- /* The OpenTelemetry collector, when one is configured. */ -}}
 {{- with include "tams.urlPort" $v.otel.exporterOtlpEndpoint -}}

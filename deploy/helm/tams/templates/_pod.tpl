@@ -16,6 +16,11 @@ service has its own pod or shares the SQLite trial pod.
     - name: {{ $name }}
       containerPort: {{ include "tams.port" . }}
       protocol: TCP
+    {{- if eq $name "gateway" }}
+    - name: replies
+      containerPort: {{ include "tams.replyPort" $root }}
+      protocol: TCP
+    {{- end }}
   env:
     {{- include "tams.env" . | nindent 4 }}
   {{- with include "tams.envFrom" . }}

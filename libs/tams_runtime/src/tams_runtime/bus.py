@@ -1,35 +1,29 @@
-"""Request/reply over Kafka for the gateway.
+"""Request/reply for the gateway: commands go through Kafka, replies come straight back.
 
 FastStream's `broker.request()` only works with its test client, so the gateway does what
-it would do by hand: each gateway instance owns a reply topic (one partition, consumed
-without a group so it starts at once), publishes a command with its correlation id and
-`reply_to`, and resolves a waiting future when the reply with that id arrives.
-
-The reply topic rolls over to a fresh one every `reply_topic_rotate_after` replies, and the
-old one is deleted once no request still waits for a reply on it. Replies
-are worthless once answered, and a partition that never stops growing costs the local broker
-dearly: tansu lists every stored batch of a partition on each fetch that returns data, so a
-reply's delivery time grows with the number of replies before it.
+it would do by hand: it publishes a command with its correlation id and `reply_to`, the
+address of this instance's reply listener, and resolves a waiting future when the reply
+with that id arrives there (tams_runtime.replies explains why replies skip the broker).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import socket
 import time
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from opentelemetry.trace import SpanKind
 
 from tams_runtime.logs import CORRELATION_ID
 from tams_runtime.metrics import COMMAND_ROUND_TRIP_SECONDS
-from tams_runtime.settings import KafkaSettings
+from tams_runtime.replies import ReplyListener, reply_address
+from tams_runtime.settings import KafkaSettings, ReplySettings
 from tams_runtime.tracing import inject_trace_context, kafka_trace_headers, tracer
 from tams_schema.envelopes import CommandEnvelope, FollowUp, Reply, new_id
 
@@ -79,6 +73,15 @@ async def ensure_topics(settings: KafkaSettings, extra: dict[str, int] | None = 
         await admin.close()
 
 
+def advertised_host(settings: ReplySettings) -> str:
+    """The host services reach this gateway's reply listener at (see ReplySettings)."""
+    if settings.advertise_host:
+        return settings.advertise_host
+    if settings.host in ("0.0.0.0", "::", ""):
+        return socket.gethostbyname(socket.gethostname())
+    return settings.host
+
+
 async def broker_answers(producer: AIOKafkaProducer, timeout: float = 2.0) -> bool:
     """A real round trip (a metadata request), not the client's cached metadata."""
     try:
@@ -89,133 +92,51 @@ async def broker_answers(producer: AIOKafkaProducer, timeout: float = 2.0) -> bo
 
 
 class CommandBus:
-    """Publishes commands and awaits their replies on this instance's reply topic."""
+    """Publishes commands and awaits their replies on this instance's reply listener."""
 
-    def __init__(self, settings: KafkaSettings, instance_id: str | None = None) -> None:
+    def __init__(self, settings: KafkaSettings, replies: ReplySettings | None = None) -> None:
         self.settings = settings
-        self.instance_id = instance_id or uuid.uuid4().hex[:12]
-        self._generation = 0
-        self.reply_topic = self._reply_topic_name()
-        self._replies_on_topic = 0
-        # Reply topics replaced by a fresh one, deleted once no request awaits a reply there.
-        self._retiring: set[str] = set()
-        self._in_flight: Counter[str] = Counter()
+        self.replies = replies or ReplySettings()
+        self.reply_address = ""
         # correlation id → (command id, waiting future): a reply must match both, so a late
         # reply to a timed-out command never answers a newer request with the same id.
         self._pending: dict[str, tuple[str, asyncio.Future[Reply]]] = {}
         self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._reader: asyncio.Task[None] | None = None
-
-    def _reply_topic_name(self) -> str:
-        return self.settings.topics.replies(f"{self.instance_id}-{self._generation}")
+        self._listener = ReplyListener(self.replies.host, self.replies.port, self._resolve)
 
     async def start(self) -> None:
-        await ensure_topics(self.settings, {self.reply_topic: 1})
+        await ensure_topics(self.settings)
+        port = await self._listener.start()
+        self.reply_address = reply_address(advertised_host(self.replies), port)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.bootstrap_servers,
             acks="all",
             linger_ms=0,
-            client_id=f"gateway-{self.instance_id}",
+            client_id=f"gateway-{uuid.uuid4().hex[:12]}",
         )
         await self._producer.start()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
-            client_id=f"gateway-{self.instance_id}-replies",
-        )
-        await self._consumer.start()
-        partition = TopicPartition(self.reply_topic, 0)
-        self._consumer.assign([partition])
-        await self._consumer.seek_to_end(partition)
-        self._reader = asyncio.create_task(self._read_replies(), name="reply-reader")
+        log.info("listening for replies", extra={"address": self.reply_address})
 
     async def stop(self) -> None:
-        if self._reader:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await self._listener.stop()
         for _, fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(BusUnavailable("gateway is stopping"))
-        if self._consumer:
-            await self._consumer.stop()
         if self._producer:
             await self._producer.stop()
-        if self._consumer:
-            # Reply topics belong to this instance only; leave no clutter behind.
-            await self._delete_topics([self.reply_topic, *self._retiring])
 
-    async def _delete_topics(self, names: list[str]) -> None:
-        with contextlib.suppress(Exception):
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
-            await admin.start()
-            try:
-                await admin.delete_topics(names)
-            finally:
-                await admin.close()
-
-    async def _read_replies(self) -> None:
-        assert self._consumer is not None
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
-            for partition, records in batches.items():
-                if partition.topic == self.reply_topic:
-                    self._replies_on_topic += len(records)
-                for record in records:
-                    try:
-                        reply = Reply.model_validate_json(record.value)
-                    except ValueError:
-                        log.warning("dropping malformed reply", extra={"offset": record.offset})
-                        continue
-                    waiting = self._pending.get(reply.correlation_id)
-                    if waiting is None or waiting[0] != reply.command_id:
-                        continue
-                    del self._pending[reply.correlation_id]
-                    if not waiting[1].done():
-                        waiting[1].set_result(reply)
-            # Topic changes happen here, between fetches, in the task that owns the consumer.
-            if self._replies_on_topic >= self.settings.reply_topic_rotate_after:
-                await self._rotate_reply_topic()
-            await self._retire_drained_topics()
-
-    async def _rotate_reply_topic(self) -> None:
-        assert self._consumer is not None
-        self._generation += 1
-        fresh = self._reply_topic_name()
-        await ensure_topics(self.settings, {fresh: 1})
-        await self._reassign([*self._consumer.assignment(), TopicPartition(fresh, 0)])
-        # Commands sent from now on are answered on the fresh topic; replies to earlier ones
-        # can arrive on the old topic until their deadline.
-        self._retiring.add(self.reply_topic)
-        self.reply_topic = fresh
-        self._replies_on_topic = 0
-        log.info("reply topic rotated", extra={"topic": fresh})
-
-    async def _retire_drained_topics(self) -> None:
-        assert self._consumer is not None
-        drained = [topic for topic in self._retiring if not self._in_flight[topic]]
-        if not drained:
+    def _resolve(self, line: bytes) -> None:
+        try:
+            reply = Reply.model_validate_json(line)
+        except ValueError:
+            log.warning("dropping a malformed reply", extra={"bytes": len(line)})
             return
-        self._retiring.difference_update(drained)
-        await self._reassign([p for p in self._consumer.assignment() if p.topic not in drained])
-        await self._delete_topics(drained)
-
-    async def _reassign(self, partitions: list[TopicPartition]) -> None:
-        """Assign these partitions, keeping the read position of those already assigned
-        (`assign` forgets positions) and reading new ones from their beginning."""
-        assert self._consumer is not None
-        kept = set(self._consumer.assignment())
-        positions = {tp: await self._consumer.position(tp) for tp in partitions if tp in kept}
-        self._consumer.assign(partitions)
-        for tp in partitions:
-            if tp in positions:
-                self._consumer.seek(tp, positions[tp])
-            else:
-                # Async: it also brings a new topic into the consumer's metadata.
-                await self._consumer.seek_to_beginning(tp)
+        waiting = self._pending.get(reply.correlation_id)
+        if waiting is None or waiting[0] != reply.command_id:
+            return
+        del self._pending[reply.correlation_id]
+        if not waiting[1].done():
+            waiting[1].set_result(reply)
 
     async def request(
         self,
@@ -240,8 +161,6 @@ class CommandBus:
         started = time.perf_counter()
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = (command_id, fut)
-        reply_topic = self.reply_topic
-        self._in_flight[reply_topic] += 1
         try:
             with tracer().start_as_current_span(
                 f"{topic} publish",
@@ -259,7 +178,7 @@ class CommandBus:
                     name=name,
                     key=key,
                     payload=payload,
-                    reply_to=reply_topic,
+                    reply_to=self.reply_address,
                     principal=principal,
                     correlation_id=correlation_id,
                     trace_context=inject_trace_context(),
@@ -282,11 +201,10 @@ class CommandBus:
         finally:
             if self._pending.get(correlation_id, (None,))[0] == command_id:
                 del self._pending[correlation_id]
-            self._in_flight[reply_topic] -= 1
 
     async def healthy(self) -> bool:
-        """True while the reply reader runs and a broker answers a metadata request now."""
-        if self._producer is None or self._reader is None or self._reader.done():
+        """True while the reply listener serves and a broker answers a metadata request now."""
+        if self._producer is None or not self._listener.serving():
             return False
         return await broker_answers(self._producer)
 

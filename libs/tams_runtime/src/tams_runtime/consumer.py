@@ -1,14 +1,16 @@
-"""The service side of the command bus: apply, publish, answer, then commit.
+"""The service side of the command bus: apply, answer, publish, then commit.
 
 Each fetch (from every partition this consumer owns) is applied in one store transaction, in
 partition order, so the commands of one flow keep their order. Each command's outcome is
-recorded under its command id in that same transaction. Then the outcomes' events and the
-replies are sent, and once the broker has them all, the offsets become due for commit
-(committed in batches, every `commit_interval_s`). The next fetch is applied while the broker
+recorded under its command id in that same transaction. Then the replies go straight to the
+waiting gateways (tams_runtime.replies), the outcomes' events and follow-up commands are
+sent, and once the broker has them all, the offsets become due for commit (committed in
+batches, every `commit_interval_s`). A reply therefore means the change is in the store; its
+events may reach the topic a few milliseconds later. The next fetch is applied while the broker
 acknowledges this one's sends; its own sends follow once those are in (`GroupConsumer`). A
 crash anywhere before the commit redelivers the commands; the handler finds their recorded
-outcomes and the consumer re-sends the same events (same event ids), follow-up commands (same
-command ids) and replies, so every command is applied once and answered with the same result.
+outcomes and the consumer re-sends the same replies, events (same event ids) and follow-up
+commands (same command ids), so every command is applied once and answered with the same result.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tams_runtime.metrics import (
     COMMAND_STAGE_SECONDS,
     COMMANDS_APPLIED,
 )
+from tams_runtime.replies import ReplySender
 from tams_runtime.settings import KafkaSettings
 from tams_runtime.tracing import (
     commands_in_flight,
@@ -129,6 +132,7 @@ class CommandConsumer:
             on_commit=COMMAND_STAGE_SECONDS.labels(topic, "commit").observe,
         )
         self.applied = 0
+        self.replies = ReplySender()
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(
@@ -143,6 +147,7 @@ class CommandConsumer:
 
     async def stop(self) -> None:
         await self._loop.stop()
+        await self.replies.stop()
         if self.producer:
             await self.producer.stop()
 
@@ -200,7 +205,16 @@ class CommandConsumer:
                 span.end()
         if log.isEnabledFor(logging.DEBUG):
             self._log_applied(commands, outcomes, spans)
+        self._answer(commands, outcomes)
         return functools.partial(self._publish, commands, outcomes, spans)
+
+    def _answer(self, commands: Sequence[CommandEnvelope], outcomes: Sequence[Outcome]) -> None:
+        """Reply to the gateways waiting on these commands: their changes are in the store."""
+        self.replies.send(
+            (command.reply_to, outcome.reply_for(command).model_dump_json().encode())
+            for command, outcome in zip(commands, outcomes, strict=True)
+            if command.reply_to
+        )
 
     async def _apply_until_done(self, commands: list[CommandEnvelope]) -> list[Outcome]:
         # After store trouble nothing was written, so the same batch is applied again;
@@ -304,8 +318,8 @@ class CommandConsumer:
         outcomes: list[Outcome],
         spans: Sequence[trace.Span],
     ) -> list[asyncio.Future[Any]]:
-        """Queue the events, the follow-up commands and the replies; the returned futures
-        complete when the broker has each. Events and follow-ups carry the trace context of
+        """Queue the events and the follow-up commands; the returned futures complete when
+        the broker has each. Events and follow-ups carry the trace context of
         the command that caused them."""
         assert self.producer is not None and self.events is not None
         sends: list[asyncio.Future[Any]] = []
@@ -338,14 +352,4 @@ class CommandConsumer:
                     ],
                 )
             )
-        for command, outcome in zip(commands, outcomes, strict=True):
-            if command.reply_to:
-                reply = outcome.reply_for(command)
-                # Partition 0, the only one a gateway reads: a reply topic that the broker
-                # auto-created with more partitions must not scatter replies.
-                sends.append(
-                    await self.producer.send(
-                        command.reply_to, reply.model_dump_json().encode(), partition=0
-                    )
-                )
         return sends

@@ -31,10 +31,12 @@ class KafkaSettings(BaseSettings):
     session_timeout_ms: int = 10000
     heartbeat_interval_ms: int = 3000
     max_poll_records: int = 500
+    # The webhooks service's consumers (event delivery and webhook registrations) wait longer
+    # on an empty fetch: a webhook called 50 ms later matters little, and a consumer polling
+    # every 5 ms costs the broker and its service CPU that the media path needs.
+    webhooks_fetch_max_wait_ms: int = 50
     # How long the gateway waits for a command's reply before answering 504.
     reply_timeout_s: float = 10.0
-    # A gateway moves to a fresh reply topic after this many replies (see tams_runtime.bus).
-    reply_topic_rotate_after: int = 5000
 
     @property
     def topics(self) -> Topics:
@@ -44,6 +46,22 @@ class KafkaSettings(BaseSettings):
         """A service's consumer group (`tams-catalog`): it follows the topic prefix, so two
         deployments with different prefixes can share a broker."""
         return f"{self.topic_prefix}-{service}"
+
+
+class ReplySettings(BaseSettings):
+    """Where a gateway listens for the services' replies to its commands (tams_runtime.replies).
+
+    The services connect to the advertised address, so it must reach this gateway instance
+    itself, not a load balancer in front of several: in Kubernetes, the pod's IP."""
+
+    model_config = SettingsConfigDict(env_prefix="TAMS_REPLY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    # 0: a port the system chooses (one machine); a fixed one where a firewall needs it.
+    port: int = Field(default=0, ge=0, le=65535)
+    # Unset: `host`, or when that is every interface (0.0.0.0, ::), the address this
+    # machine's name resolves to (a pod's or container's own IP).
+    advertise_host: str | None = None
 
 
 class S3Settings(BaseSettings):

@@ -32,7 +32,7 @@ class CommandEnvelope(BaseModel):
 
     `command_id` identifies the command itself (a redelivery carries the same id and is
     answered from the recorded outcome); `correlation_id` ties the reply to the waiting
-    request; `reply_to` is the requesting gateway instance's reply topic.
+    request; `reply_to` is the address of the requesting gateway's reply listener.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -1,6 +1,6 @@
 """Kafka topic names shared by the gateway and the services.
 
-The command and reply topics are internal; the events topic is the public, documented
+The command topics are internal; the events topic is the public, documented
 interface (docs/events.md). Names can be prefixed per deployment (TAMS_TOPIC_PREFIX).
 """
 
@@ -29,9 +29,6 @@ class Topics:
     @property
     def events(self) -> str:
         return self.events_name or f"{self.prefix}.events"
-
-    def replies(self, instance_id: str) -> str:
-        return f"{self.prefix}.replies.{instance_id}"
 
     def commands_of(self, service: str) -> str:
         """The command topic of an owning service (`catalog`, `segments`, `webhooks`)."""

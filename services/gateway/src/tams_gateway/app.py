@@ -41,6 +41,7 @@ from tams_runtime.settings import (
     HttpSettings,
     KafkaSettings,
     MediaSettings,
+    ReplySettings,
     S3Settings,
     WebhookSettings,
 )
@@ -91,7 +92,7 @@ async def main() -> None:
     settings = GatewaySettings()
     kafka = KafkaSettings()
     store = open_store()
-    bus = CommandBus(kafka)
+    bus = CommandBus(kafka, ReplySettings())
     s3 = S3Settings()
     backends = StorageBackends.from_settings(s3)
     webhook_settings = WebhookSettings()

@@ -79,13 +79,15 @@ async def main() -> None:
         await dispatcher.refresh()
         return outcomes
 
+    # Off the media path: these consumers poll less often (KafkaSettings explains).
+    quiet = kafka.model_copy(update={"fetch_max_wait_ms": kafka.webhooks_fetch_max_wait_ms})
     commands = CommandConsumer(
-        kafka,
+        quiet,
         kafka.topics.webhooks_commands,
         group_id=kafka.group_id(SERVICE),
         handler=apply_registrations,
     )
-    events = EventConsumer(kafka, kafka.group_id(DELIVERY_GROUP), EventRouter(dispatcher))
+    events = EventConsumer(quiet, kafka.group_id(DELIVERY_GROUP), EventRouter(dispatcher))
     await serve(
         SERVICE,
         [StoreComponent(store), sender, dispatcher, Together(commands, events)],
