@@ -1,30 +1,36 @@
 """Benchmark: registering segments through the gateway (single POSTs and bulk POSTs of 100).
 
-    uv run python bench/segments_write.py
+    uv run python bench/segments_write.py [--sustain SECONDS]
 
 A pool of objects is allocated, uploaded and registered once; the measured POSTs then reuse
 those objects (as a loop recorder or an edit would), so the figures are about registration,
-not about uploading bytes. Two loads, on a fresh stack:
+not about uploading bytes. Two loads, on a fresh stack of all five services:
   single  32 clients, each POSTing one segment at a time to its own flow (closed loop);
   bulk    8 clients, each POSTing arrays of 100 segments to its own flow (closed loop).
-Prints segments/s and request latency percentiles for each.
+Prints segments/s and request latency percentiles for each. `--sustain` first runs the
+single load for that many seconds and prints each 10-second window, with the broker's CPU
+share, to show whether a rate holds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import os
 import sys
 import tempfile
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from catalog import run_load
+from catalog import CLIENTS, report, run_load
 
 SEGMENT_NS = 1_000_000_000
 
@@ -68,8 +74,70 @@ async def prepare_objects(http: aiohttp.ClientSession, count: int) -> list[str]:
     return [o["object_id"] for o in objects]
 
 
+async def sustain(
+    seconds: float, post: Callable[[int], Awaitable[int]], broker_pid: int | None
+) -> list[dict[str, Any]]:
+    """Closed-loop single POSTs for `seconds`; one row per 10-second window."""
+    window_s = 10.0
+    started = time.monotonic()
+    windows: dict[int, list[float]] = {}
+    errors = 0
+    counter = itertools.count()
+
+    async def client() -> None:
+        nonlocal errors
+        while time.monotonic() - started < seconds:
+            sent = time.perf_counter()
+            if await post(next(counter)) != 201:
+                errors += 1
+            window = int((time.monotonic() - started) // window_s)
+            windows.setdefault(window, []).append(time.perf_counter() - sent)
+
+    async def watch_broker() -> list[float]:
+        shares = []
+        last = cpu_seconds(broker_pid)
+        for _ in range(int(seconds // window_s)):
+            await asyncio.sleep(window_s)
+            now = cpu_seconds(broker_pid)
+            shares.append((now - last) / window_s * 100)
+            last = now
+        return shares
+
+    shares, *_ = await asyncio.gather(watch_broker(), *(client() for _ in range(CLIENTS)))
+    rows = []
+    for window in range(int(seconds // window_s)):
+        latencies = sorted(windows.get(window, []))
+        if not latencies:
+            continue
+        row = report(
+            f"sustained {window * window_s:4.0f}-{(window + 1) * window_s:.0f} s",
+            latencies,
+            window_s,
+            0,
+        )
+        row["broker_cpu_percent"] = round(shares[window]) if window < len(shares) else None
+        print(f"    broker CPU {row['broker_cpu_percent']}%", flush=True)
+        rows.append(row)
+    if errors:
+        print(f"sustained: {errors} errors", flush=True)
+    return rows
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of a process, from /proc (0 where there is none)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def bench(
-    url: str, singles: int, bulks: int, headers: dict[str, str]
+    url: str,
+    singles: int,
+    bulks: int,
+    headers: dict[str, str],
+    sustain_s: float = 0.0,
+    broker_pid: int | None = None,
 ) -> list[dict[str, Any]]:
     results = []
     async with aiohttp.ClientSession(
@@ -91,6 +159,8 @@ async def bench(
                 await resp.read()
                 return resp.status
 
+        if sustain_s:
+            results += await sustain(sustain_s, single, broker_pid)
         row = await run_load("single POST (closed)", single, 201, total=singles, rate=None)
         row["segments_per_s"] = row["throughput_per_s"]
         results.append(row)
@@ -120,6 +190,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--singles", type=int, default=5000)
     parser.add_argument("--bulks", type=int, default=500)
+    parser.add_argument("--sustain", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -128,9 +199,16 @@ def main() -> int:
     stack = Stack(Path(tempfile.mkdtemp(prefix="tams-bench-")))
     stack.start_infrastructure()
     try:
-        asyncio.run(stack.start_services(("catalog", "segments", "gateway")))
+        asyncio.run(stack.start_services())
         results = asyncio.run(
-            bench(stack.gateway_url, args.singles, args.bulks, stack.client_headers())
+            bench(
+                stack.gateway_url,
+                args.singles,
+                args.bulks,
+                stack.client_headers(),
+                args.sustain,
+                stack.broker.process.pid if stack.broker else None,
+            )
         )
     finally:
         stack.stop()

@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -84,6 +85,14 @@ class Stack:
             # the production defaults (10 s) would add 5 s per consumer group to start-up.
             env.setdefault("TAMS_KAFKA_SESSION_TIMEOUT_MS", "3000")
             env.setdefault("TAMS_KAFKA_HEARTBEAT_INTERVAL_MS", "1000")
+            # One partition per topic. Every fetch that returns data makes tansu list every
+            # batch stored in each partition it reads, so its CPU per fetch grows with what
+            # the topics hold; one partition turns each produce into one stored batch instead
+            # of up to four. Under sustained load that halves the broker's growth
+            # (docs/benchmarks.md, "Sustained registrations"). One instance of each service
+            # runs here, so no consumer needs a partition of its own.
+            env.setdefault("TAMS_KAFKA_COMMAND_PARTITIONS", "1")
+            env.setdefault("TAMS_KAFKA_EVENTS_PARTITIONS", "1")
             self.broker = start_broker(self.data_dir)
             self.object_store = start_object_store(self.data_dir, local_buckets(env))
             env["TAMS_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap
@@ -96,7 +105,12 @@ class Stack:
         self.env = env
 
     def kafka_settings(self) -> KafkaSettings:
-        return KafkaSettings(bootstrap_servers=self.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"])
+        """The services' Kafka settings (those in `env`, not only this process's own)."""
+        prefix = "TAMS_KAFKA_"
+        values: dict[str, Any] = {
+            k[len(prefix) :].lower(): v for k, v in self.env.items() if k.startswith(prefix)
+        }
+        return KafkaSettings(**values)
 
     async def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
         await ensure_topics(self.kafka_settings())
