@@ -42,7 +42,7 @@ class BusUnavailable(Exception):
     """The broker could not take the command."""
 
 
-async def ensure_topics(settings: KafkaSettings, extra: dict[str, int] | None = None) -> None:
+async def ensure_topics(settings: KafkaSettings) -> None:
     """Create the internal and public topics if missing (idempotent).
 
     Run at every start: tansu's memory engine forgets topics on restart, and nothing the
@@ -51,7 +51,6 @@ async def ensure_topics(settings: KafkaSettings, extra: dict[str, int] | None = 
     topics = settings.topics
     wanted = {name: settings.command_partitions for name in topics.command_topics()}
     wanted[topics.events] = settings.events_partitions
-    wanted.update(extra or {})
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
