@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from catalog import CLIENTS, report, run_load
+from catalog import CLIENTS, cpu_seconds, report, run_load
 
 SEGMENT_NS = 1_000_000_000
 
@@ -95,10 +94,10 @@ async def sustain(
 
     async def watch_broker() -> list[float]:
         shares = []
-        last = cpu_seconds(broker_pid)
+        last = broker_cpu_seconds(broker_pid)
         for _ in range(int(seconds // window_s)):
             await asyncio.sleep(window_s)
-            now = cpu_seconds(broker_pid)
+            now = broker_cpu_seconds(broker_pid)
             shares.append((now - last) / window_s * 100)
             last = now
         return shares
@@ -123,12 +122,8 @@ async def sustain(
     return rows
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """CPU time (user + system) of a process, from /proc (0 where there is none)."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def broker_cpu_seconds(pid: int | None) -> float:
+    return cpu_seconds({"broker": pid}).get("broker", 0.0) if pid is not None else 0.0
 
 
 async def bench(

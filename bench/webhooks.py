@@ -34,7 +34,7 @@ from aiohttp import web
 from tams_stack.credentials import add_auth_arguments, auth_from_arguments
 
 sys.path.insert(0, str(Path(__file__).parent))
-from catalog import percentile
+from catalog import cpu_seconds, percentile
 from segments_write import prepare_objects, tr, video_flow
 
 # --- receiver process --------------------------------------------------------------------
@@ -106,20 +106,6 @@ class Receivers:
 
 
 # --- load ----------------------------------------------------------------------------------
-
-
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """User + system CPU time of each process so far (Linux /proc)."""
-    import os
-
-    found = {}
-    for name, pid in pids.items():
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        found[name] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-    return found
 
 
 async def wait_for(condition: Any, timeout: float, what: str) -> None:
