@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
+from tams_runtime.epochs import epoch_of
 from tams_runtime.settings import KafkaSettings
 
 
 async def published_commands(kafka: KafkaSettings, topic: str) -> list[dict[str, Any]]:
-    """The commands on `topic`, from the start (as the consuming service would read them)."""
+    """The commands sent to `topic` (or to its epochs), from the start, as the consuming
+    service would read them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        partitions = [
+            TopicPartition(described["topic"], p["partition"])
+            for described in await admin.describe_topics()
+            if described["topic"] == topic or epoch_of(topic, described["topic"]) is not None
+            for p in described["partitions"]
+        ]
+    finally:
+        await admin.close()
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest"
+        bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
-        batches = await consumer.getmany(timeout_ms=10_000)
-        return [json.loads(r.value) for records in batches.values() for r in records]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        commands: list[dict[str, Any]] = []
+        async with asyncio.timeout(10):
+            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                batches = await consumer.getmany(timeout_ms=200)
+                commands += [json.loads(r.value) for records in batches.values() for r in records]
+        return commands
     finally:
         await consumer.stop()

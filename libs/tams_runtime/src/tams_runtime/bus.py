@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry.trace import SpanKind
 
+from tams_runtime.epochs import CommandTopics, TopicCreationFailed, create_topics
 from tams_runtime.logs import CORRELATION_ID
 from tams_runtime.metrics import COMMAND_ROUND_TRIP_SECONDS
 from tams_runtime.replies import ReplyListener, reply_address
@@ -28,10 +29,6 @@ from tams_runtime.tracing import inject_trace_context, kafka_trace_headers, trac
 from tams_schema.envelopes import CommandEnvelope, FollowUp, Reply, new_id
 
 log = logging.getLogger(__name__)
-
-
-# Kafka's error code when a concurrent creator made the topic first: fine.
-TOPIC_ALREADY_EXISTS = 36
 
 
 class CommandTimeout(Exception):
@@ -46,28 +43,19 @@ async def ensure_topics(settings: KafkaSettings) -> None:
     """Create the internal and public topics if missing (idempotent).
 
     Run at every start: tansu's memory engine forgets topics on restart, and nothing the
-    stack has acknowledged depends on what was in them.
+    stack has acknowledged depends on what was in them. With command epochs on, the command
+    topics' epochs are made as they come (tams_runtime.epochs) and only the events topic here.
     """
     topics = settings.topics
-    wanted = {name: settings.command_partitions for name in topics.command_topics()}
-    wanted[topics.events] = settings.events_partitions
+    wanted = {topics.events: settings.events_partitions}
+    if settings.command_epoch_s == 0:
+        wanted.update({name: settings.command_partitions for name in topics.command_topics()})
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(n, p, 1) for n, p in wanted.items() if n not in existing]
-        if missing:
-            response = await admin.create_topics(missing)
-            # aiokafka reports failures in the response instead of raising. A topic left
-            # uncreated would be auto-created by the broker on first use, with the broker's
-            # default partition count, so a failure here must not pass silently.
-            failed = [
-                f"{topic[0]} (error {topic[1]})"
-                for topic in response.topic_errors
-                if topic[1] not in (0, TOPIC_ALREADY_EXISTS)
-            ]
-            if failed:
-                raise BusUnavailable(f"could not create Kafka topics: {', '.join(failed)}")
+        await create_topics(admin, wanted)
+    except TopicCreationFailed as exc:
+        raise BusUnavailable(str(exc)) from exc
     finally:
         await admin.close()
 
@@ -101,6 +89,7 @@ class CommandBus:
         # reply to a timed-out command never answers a newer request with the same id.
         self._pending: dict[str, tuple[str, asyncio.Future[Reply]]] = {}
         self._producer: AIOKafkaProducer | None = None
+        self._topics = CommandTopics(settings)
         self._listener = ReplyListener(self.replies.host, self.replies.port, self._resolve)
 
     async def start(self) -> None:
@@ -123,6 +112,7 @@ class CommandBus:
                 fut.set_exception(BusUnavailable("gateway is stopping"))
         if self._producer:
             await self._producer.stop()
+        await self._topics.stop()
 
     def _resolve(self, line: bytes) -> None:
         try:
@@ -184,7 +174,7 @@ class CommandBus:
                 )
                 try:
                     await self._producer.send_and_wait(
-                        topic,
+                        await self._topics.topic(topic),
                         command.model_dump_json().encode(),
                         key=key.encode(),
                         headers=[("command", name.encode()), *kafka_trace_headers()],
@@ -216,6 +206,7 @@ class CommandPublisher:
         self.settings = settings
         self.client_id = client_id
         self._producer: AIOKafkaProducer | None = None
+        self._topics = CommandTopics(settings)
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
@@ -230,6 +221,7 @@ class CommandPublisher:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        await self._topics.stop()
 
     async def publish(self, follow_ups: Sequence[FollowUp]) -> None:
         """Send the commands and wait until the broker has them all."""
@@ -239,7 +231,7 @@ class CommandPublisher:
             command = follow_up.command
             sends.append(
                 await self._producer.send(
-                    self.settings.topics.commands_of(follow_up.service),
+                    await self._topics.topic(self.settings.topics.commands_of(follow_up.service)),
                     command.model_dump_json().encode(),
                     key=command.key.encode(),
                     headers=[("command", command.name.encode())],

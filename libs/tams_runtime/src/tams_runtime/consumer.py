@@ -27,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tams_runtime.bus import broker_answers
+from tams_runtime.epochs import CommandTopics, EpochAssignment
 from tams_runtime.group_consumer import GroupConsumer, Publish
 from tams_runtime.logs import correlated
 from tams_runtime.metrics import (
@@ -121,6 +122,9 @@ class CommandConsumer:
         self.retry_backoff_s = retry_backoff_s
         self.producer: AIOKafkaProducer | None = None
         self.events: EventPublisher | None = None
+        # Where this service's follow-up commands go, and (with epochs) which of its own
+        # command topic's epochs it reads.
+        self._topics = CommandTopics(settings)
         self._loop = GroupConsumer(
             settings,
             topic,
@@ -130,6 +134,7 @@ class CommandConsumer:
             commit_interval_s=commit_interval_s,
             lag_interval_s=lag_interval_s,
             on_commit=COMMAND_STAGE_SECONDS.labels(topic, "commit").observe,
+            epochs=EpochAssignment(self._topics, topic) if self._topics.enabled else None,
         )
         self.applied = 0
         self.replies = ReplySender()
@@ -150,6 +155,7 @@ class CommandConsumer:
         await self.replies.stop()
         if self.producer:
             await self.producer.stop()
+        await self._topics.stop()
 
     def running(self) -> bool:
         return self._loop.running()
@@ -343,7 +349,7 @@ class CommandConsumer:
             command = follow_up.command
             sends.append(
                 await self.producer.send(
-                    topics.commands_of(follow_up.service),
+                    await self._topics.topic(topics.commands_of(follow_up.service)),
                     command.model_dump_json().encode(),
                     key=command.key.encode(),
                     headers=[

@@ -14,6 +14,11 @@ sends fail, the loop rewinds every partition to the first record not yet durable
 processes from there again, as a restart would: the recorded outcomes make that re-send the
 same messages in the same order. `process` is expected to retry store trouble itself: the
 loop never skips a fetch. Consumer lag is measured beside the loop (`LagRecorder`).
+
+With an `EpochAssignment` (command topics in epochs, tams_runtime.epochs) the consumer
+assigns itself the epoch topics' partitions instead of joining the group's rebalance. At
+each new epoch the loop lets its sends settle, commits everything, and refreshes that
+assignment, so each partition it keeps resumes exactly at its committed offset.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from tams_runtime.epochs import EpochAssignment
 from tams_runtime.metrics import LagRecorder
 from tams_runtime.settings import KafkaSettings
 
@@ -62,6 +68,7 @@ class GroupConsumer:
         commit_interval_s: float = 0.05,
         lag_interval_s: float = 5.0,
         on_commit: CommitTimer | None = None,
+        epochs: EpochAssignment | None = None,
     ) -> None:
         self.settings = settings
         self.topic = topic
@@ -70,6 +77,7 @@ class GroupConsumer:
         self.client_id = client_id
         self.commit_interval_s = commit_interval_s
         self.on_commit = on_commit
+        self.epochs = epochs
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._lag = LagRecorder(group_id, lag_interval_s)
@@ -77,7 +85,7 @@ class GroupConsumer:
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            self.topic,
+            *([] if self.epochs else [self.topic]),
             bootstrap_servers=self.settings.bootstrap_servers,
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -91,6 +99,8 @@ class GroupConsumer:
             client_id=self.client_id,
         )
         await self._consumer.start()
+        if self.epochs is not None:
+            await self.epochs.refresh(self._consumer)
         self._task = asyncio.create_task(self._run(), name=f"consume:{self.topic}")
         self._lag_task = asyncio.create_task(
             self._lag.run(self._consumer), name=f"lag:{self.topic}"
@@ -114,6 +124,10 @@ class GroupConsumer:
         waiting: _Published | None = None
         last_commit = time.monotonic()
         while True:
+            if self.epochs is not None and self.epochs.due():
+                await self._settle(pending, waiting)
+                pending, waiting = {}, None
+                await self._refresh_epochs()
             # While offsets wait to be committed, poll briefly so they are committed soon.
             wait_ms = int(self.commit_interval_s * 1000) if pending or waiting else 1000
             fetch = await self._consumer.getmany(timeout_ms=wait_ms)
@@ -146,6 +160,31 @@ class GroupConsumer:
                     self.on_commit(time.perf_counter() - started)
                 pending = {}
                 last_commit = time.monotonic()
+
+    async def _settle(
+        self, pending: dict[TopicPartition, OffsetAndMetadata], waiting: _Published | None
+    ) -> None:
+        """Wait for the last fetch's sends and commit every durable offset (a failed fetch
+        is rewound instead, to be processed again)."""
+        assert self._consumer is not None
+        if waiting is not None:
+            try:
+                await waiting.durable
+                pending = {**pending, **waiting.next}
+            except Exception:
+                log.exception("sends not acknowledged; rewinding", extra={"topic": self.topic})
+                self._rewind(waiting, {})
+        if pending:
+            await self._consumer.commit(pending)
+
+    async def _refresh_epochs(self) -> None:
+        assert self._consumer is not None and self.epochs is not None
+        try:
+            await self.epochs.refresh(self._consumer)
+        except Exception:
+            # The current assignment still reads this epoch, made ahead during the last one;
+            # the next pass tries again.
+            log.exception("could not refresh the epoch topics", extra={"topic": self.topic})
 
     def _rewind(self, failed: _Published, unsent: Fetch) -> None:
         """Seek every partition back to its first record whose effect is not durable: the

@@ -9,6 +9,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from tams_runtime.epochs import topic_family
+
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -108,7 +110,9 @@ class LagRecorder:
                 done = await consumer.committed(tp)
                 if done is None:
                     done = (await consumer.beginning_offsets([tp]))[tp]
-                lags[(tp.topic, tp.partition)] = max(ends[tp] - done, 0)
+                # An epoch topic counts under its command topic: the label set stays bounded.
+                key = (topic_family(tp.topic), tp.partition)
+                lags[key] = lags.get(key, 0) + max(ends[tp] - done, 0)
         for (topic, partition), lag in lags.items():
             CONSUMER_LAG.labels(self.group, topic, str(partition)).set(lag)
         for topic, partition in self._owned - set(lags):

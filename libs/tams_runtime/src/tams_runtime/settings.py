@@ -35,6 +35,9 @@ class KafkaSettings(BaseSettings):
     # on an empty fetch: a webhook called 50 ms later matters little, and a consumer polling
     # every 5 ms costs the broker and its service CPU that the media path needs.
     webhooks_fetch_max_wait_ms: int = 50
+    # Command topics in epochs of this many seconds (0: off). Only for a broker that cannot
+    # delete records, with one consumer per command topic: the local tansu (tams_runtime.epochs).
+    command_epoch_s: float = Field(default=0, ge=0)
     # How long the gateway waits for a command's reply before answering 504.
     reply_timeout_s: float = 10.0
 

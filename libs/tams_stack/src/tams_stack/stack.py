@@ -93,6 +93,9 @@ class Stack:
             # runs here, so no consumer needs a partition of its own.
             env.setdefault("TAMS_KAFKA_COMMAND_PARTITIONS", "1")
             env.setdefault("TAMS_KAFKA_EVENTS_PARTITIONS", "1")
+            # For the same reason the command topics come in 5-second epochs, each deleted
+            # once read (tams_runtime.epochs), so a fetch lists a few seconds of commands.
+            env.setdefault("TAMS_KAFKA_COMMAND_EPOCH_S", "5")
             self.broker = start_broker(self.data_dir)
             self.object_store = start_object_store(self.data_dir, local_buckets(env))
             env["TAMS_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap

@@ -1,0 +1,222 @@
+"""Command topics in epochs, for a broker that cannot forget records (the local tansu).
+
+tansu 0.6.0 lists every batch a partition ever stored on each fetch that returns data, and
+it can delete a topic but not the records in one, so a command topic that only grows makes
+every fetch slower (docs/benchmarks.md, "Sustained registrations"). With
+`TAMS_KAFKA_COMMAND_EPOCH_S` set, a command produced at time t goes to the topic
+`<command topic>.epoch-<t // period>` instead. The consuming service reads every epoch topic
+of its command topic, and deletes an epoch once the group has committed all of it and
+`RETIRE_AFTER_EPOCHS` periods have passed since anyone could last produce to it.
+
+Order across epochs needs no care: commands of one flow that are in flight at the same time
+have no order between them over HTTP either, and a command that depends on an earlier one (a
+client's next request, the next link of a deletion chain) is produced only after the earlier
+one was applied. Off (0) with Apache Kafka, which answers a fetch from an offset index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tams_runtime.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+# Kafka's error code when a concurrent creator made the topic first: fine.
+TOPIC_ALREADY_EXISTS = 36
+# An epoch topic is deleted no sooner than this many periods after its own: a producer would
+# have to hold a command that long between naming the topic and sending to it (the gateway
+# gives up on a reply well before) for it to arrive after the deletion.
+RETIRE_AFTER_EPOCHS = 2
+
+# After a failed refresh the consumer goes on reading its current assignment (which already
+# holds the next epoch) and tries again this much later.
+RETRY_AFTER_S = 1.0
+
+_EPOCH_SUFFIX = re.compile(r"\.epoch-(\d+)$")
+
+
+class TopicCreationFailed(Exception):
+    """The broker refused to create a topic."""
+
+
+def epoch_topic(base: str, epoch: int) -> str:
+    return f"{base}.epoch-{epoch}"
+
+
+def epoch_of(base: str, name: str) -> int | None:
+    """The epoch of `name` if it is one of `base`'s epoch topics, else None."""
+    if not name.startswith(base):
+        return None
+    found = _EPOCH_SUFFIX.fullmatch(name[len(base) :])
+    return int(found.group(1)) if found else None
+
+
+def topic_family(name: str) -> str:
+    """The topic an epoch topic belongs to (itself for any other topic): a bounded metric
+    label."""
+    return _EPOCH_SUFFIX.sub("", name)
+
+
+async def create_topics(admin: AIOKafkaAdminClient, wanted: dict[str, int]) -> None:
+    """Create the topics in `wanted` (name → partitions) that do not exist yet."""
+    existing = set(await admin.list_topics())
+    missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
+    if not missing:
+        return
+    response = await admin.create_topics(missing)
+    # aiokafka reports failures in the response instead of raising. A topic left uncreated
+    # would be auto-created by the broker on first use, with the broker's default partition
+    # count, so a failure here must not pass silently.
+    failed = [
+        f"{topic[0]} (error {topic[1]})"
+        for topic in response.topic_errors
+        if topic[1] not in (0, TOPIC_ALREADY_EXISTS)
+    ]
+    if failed:
+        raise TopicCreationFailed(f"could not create Kafka topics: {', '.join(failed)}")
+
+
+class CommandTopics:
+    """Names the topic a command goes to now, creating epoch topics before they are needed.
+
+    Every producer of commands (the gateway, a service's follow-ups, its resumers) asks this
+    for the topic. With epochs off it returns the command topic itself."""
+
+    def __init__(self, settings: KafkaSettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.period_s = settings.command_epoch_s
+        self.clock = clock
+        self._admin: AIOKafkaAdminClient | None = None
+        self._admin_lock = asyncio.Lock()
+        self._created: set[str] = set()
+        self._creating: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.period_s > 0
+
+    def epoch(self) -> int:
+        return int(self.clock() // self.period_s)
+
+    async def topic(self, base: str) -> str:
+        """The topic to send a command for `base` to now."""
+        if not self.enabled:
+            return base
+        epoch = self.epoch()
+        name = epoch_topic(base, epoch)
+        if name not in self._created:
+            await self.ensure(base, [epoch])
+        # The next epoch's topic is made ahead, so no command waits for it at the boundary.
+        upcoming = epoch_topic(base, epoch + 1)
+        if upcoming not in self._created and upcoming not in self._creating:
+            task = asyncio.create_task(self._create_quietly(base, epoch + 1))
+            self._creating[upcoming] = task
+            task.add_done_callback(lambda _: self._creating.pop(upcoming, None))
+        return name
+
+    async def ensure(self, base: str, epochs: Iterable[int]) -> None:
+        names = [epoch_topic(base, epoch) for epoch in epochs]
+        wanted = {name: self.settings.command_partitions for name in names}
+        await create_topics(await self.admin(), wanted)
+        self._created.update(names)
+
+    async def _create_quietly(self, base: str, epoch: int) -> None:
+        try:
+            await self.ensure(base, [epoch])
+        except Exception:
+            # The first command of that epoch creates it instead (and reports the failure).
+            log.warning("could not create the next epoch's topic", exc_info=True)
+
+    async def admin(self) -> AIOKafkaAdminClient:
+        async with self._admin_lock:
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+                await admin.start()
+                self._admin = admin
+            return self._admin
+
+    async def stop(self) -> None:
+        for task in list(self._creating.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+
+    def forget(self, names: Iterable[str]) -> None:
+        self._created.difference_update(names)
+
+
+class EpochAssignment:
+    """The consuming side: which epoch topics one consumer reads, and retiring drained ones.
+
+    The consumer assigns itself every partition of every epoch topic of its command topic,
+    with no group rebalance (tansu holds each join for half the session timeout), and
+    commits its offsets to its group as before. So it must be the only consumer of its
+    command topic: the local stack runs one instance of each service.
+    """
+
+    def __init__(self, topics: CommandTopics, base: str) -> None:
+        self.topics = topics
+        self.base = base
+        self._epoch: int | None = None
+        self._next_try = 0.0
+
+    def due(self) -> bool:
+        """True when the epoch changed since the last `refresh` (or there was none), and a
+        failed one is not being retried too soon."""
+        return self._epoch != self.topics.epoch() and time.monotonic() >= self._next_try
+
+    async def refresh(self, consumer: AIOKafkaConsumer) -> None:
+        """Create this epoch's and the next one's topics, delete the old ones the group has
+        read to the end, and assign the partitions of the rest.
+
+        The caller commits everything it has processed first: a new assignment starts each
+        partition at its committed offset."""
+        self._next_try = time.monotonic() + RETRY_AFTER_S
+        epoch = self.topics.epoch()
+        await self.topics.ensure(self.base, [epoch, epoch + 1])
+        admin = await self.topics.admin()
+        partitions: dict[str, list[TopicPartition]] = {}
+        retiring: dict[str, int] = {}
+        for described in await admin.describe_topics():
+            name = described["topic"]
+            topic_epoch = epoch_of(self.base, name)
+            if topic_epoch is None:
+                continue
+            partitions[name] = [
+                TopicPartition(name, p["partition"]) for p in described["partitions"]
+            ]
+            if topic_epoch < epoch - RETIRE_AFTER_EPOCHS:
+                retiring[name] = topic_epoch
+        drained = [name for name in retiring if await _read_to_end(consumer, partitions[name])]
+        if drained:
+            await admin.delete_topics(drained)
+            self.topics.forget(drained)
+            log.info("retired drained command topics", extra={"topics": drained})
+        wanted = {tp for name, tps in partitions.items() if name not in drained for tp in tps}
+        if wanted != consumer.assignment():
+            consumer.assign(sorted(wanted))
+        self._epoch = epoch
+
+
+async def _read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> bool:
+    """True when the group's committed offset is at the end of every partition."""
+    if not partitions:
+        return True
+    ends = await consumer.end_offsets(partitions)
+    for tp in partitions:
+        committed = await consumer.committed(tp)
+        if ends[tp] > (committed or 0):
+            return False
+    return True

@@ -1,0 +1,185 @@
+"""Command topics in epochs (tams_runtime.epochs), over the real local broker.
+
+The epochs here last one second, so a test sees several of them come and go."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from tams_runtime.applier import CommandApplier
+from tams_runtime.bus import CommandBus, CommandPublisher, ensure_topics
+from tams_runtime.consumer import CommandConsumer
+from tams_runtime.epochs import (
+    RETIRE_AFTER_EPOCHS,
+    epoch_of,
+    epoch_topic,
+    topic_family,
+)
+from tams_runtime.metrics import CONSUMER_LAG
+from tams_runtime.settings import KafkaSettings
+from tams_schema.envelopes import CommandEnvelope, FollowUp, Outcome
+from tams_stack.stack import Stack
+from tams_store import StoreUnavailable
+from tams_store.sqlite import SqliteStore
+
+from .test_command_bus import Counter, unique_settings
+
+PERIOD_S = 1.0
+
+
+def epoch_settings(infra: Stack) -> KafkaSettings:
+    return unique_settings(infra).model_copy(update={"command_epoch_s": PERIOD_S})
+
+
+def current_epoch() -> int:
+    return int(time.time() // PERIOD_S)
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        await asyncio.sleep(0.05)
+
+
+async def epoch_topics(settings: KafkaSettings) -> dict[int, str]:
+    """The catalog command topic's epoch topics on the broker now, by epoch."""
+    base = settings.topics.catalog_commands
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        names = await admin.list_topics()
+    finally:
+        await admin.close()
+    return {e: n for n in names if (e := epoch_of(base, n)) is not None}
+
+
+class Handled:
+    """Wraps the applier to record every command the consumer handed it, redeliveries too."""
+
+    def __init__(self, store: SqliteStore, counter: Counter) -> None:
+        self.applier = CommandApplier(
+            store, {"count": counter}, is_retryable=lambda e: isinstance(e, StoreUnavailable)
+        )
+        self.ids: list[str] = []
+
+    async def __call__(self, commands: Sequence[CommandEnvelope]) -> list[Outcome]:
+        outcomes = await self.applier(commands)
+        self.ids += [c.command_id for c in commands]
+        return outcomes
+
+
+def test_epoch_topic_names() -> None:
+    base = "tams.segments.commands"
+    assert epoch_topic(base, 42) == "tams.segments.commands.epoch-42"
+    assert epoch_of(base, "tams.segments.commands.epoch-42") == 42
+    assert epoch_of(base, base) is None
+    assert epoch_of(base, "tams.segments.commands.epoch-x") is None
+    assert epoch_of(base, "tams.catalog.commands.epoch-42") is None
+    assert topic_family("tams.segments.commands.epoch-42") == base
+    assert topic_family("tams.events") == "tams.events"
+
+
+async def test_commands_cross_epochs_in_order_and_drained_epochs_are_deleted(
+    tams_infra: Stack, tmp_path: Path
+) -> None:
+    settings = epoch_settings(tams_infra)
+    await ensure_topics(settings)
+    store = SqliteStore(tmp_path / "tams.db")
+    await store.open()
+    counter = Counter()
+    handled = Handled(store, counter)
+    group = f"{settings.topic_prefix}-catalog"
+    consumer = CommandConsumer(
+        settings, settings.topics.catalog_commands, group, handled, lag_interval_s=0.1
+    )
+    await consumer.start()
+    bus = CommandBus(settings)
+    await bus.start()
+    try:
+        first = current_epoch()
+        counts = []
+        while current_epoch() < first + 4:
+            reply = await bus.request(settings.topics.catalog_commands, "count", "flow-1", {})
+            counts.append(reply.body["count"])
+        # Every command answered, in order, and none handed to the handler twice: moving
+        # to each new epoch resumed every partition at its committed offset.
+        assert counts == list(range(1, len(counts) + 1))
+        assert len(handled.ids) == len(set(handled.ids)) == len(counts)
+
+        async def old_epochs_retired() -> bool:
+            present = await epoch_topics(settings)
+            return min(present) >= current_epoch() - RETIRE_AFTER_EPOCHS and first not in present
+
+        await until(old_epochs_retired)
+
+        # Lag is reported under the command topic, whichever epochs it is spread over.
+        async def lag_labelled_by_command_topic() -> bool:
+            topics = {
+                sample.labels["topic"]
+                for metric in CONSUMER_LAG.collect()
+                for sample in metric.samples
+                if sample.labels["group"] == group
+            }
+            return topics == {settings.topics.catalog_commands}
+
+        await until(lag_labelled_by_command_topic)
+    finally:
+        await bus.stop()
+        await consumer.stop()
+        await store.close()
+
+
+async def test_a_restarted_consumer_reads_the_epochs_it_missed(
+    tams_infra: Stack, tmp_path: Path
+) -> None:
+    """Commands sent while the service was down wait in their epochs, however old those are
+    by the time it comes back, and are applied then; the drained epochs are deleted."""
+    settings = epoch_settings(tams_infra)
+    await ensure_topics(settings)
+    store = SqliteStore(tmp_path / "tams.db")
+    await store.open()
+    publisher = CommandPublisher(settings, client_id="epochs-test")
+    await publisher.start()
+    sent: list[str] = []
+    try:
+        first = current_epoch()
+        while current_epoch() < first + 2:
+            command = CommandEnvelope(name="count", key="flow-1")
+            await publisher.publish([FollowUp(service="catalog", command=command)])
+            sent.append(command.command_id)
+        missed = set(await epoch_topics(settings))
+        assert {first, first + 1} <= missed
+
+        async def all_old_enough() -> bool:
+            return current_epoch() - RETIRE_AFTER_EPOCHS > first + 1
+
+        await until(all_old_enough)
+        counter = Counter()
+        consumer = CommandConsumer(
+            settings, settings.topics.catalog_commands, "epochs-restart", Handled(store, counter)
+        )
+        await consumer.start()
+        try:
+
+            async def all_applied() -> bool:
+                return len(counter.applied) == len(sent)
+
+            await until(all_applied)
+            assert sorted(counter.applied) == sorted(sent)
+
+            async def missed_epochs_retired() -> bool:
+                return not missed & set(await epoch_topics(settings))
+
+            await until(missed_epochs_retired)
+        finally:
+            await consumer.stop()
+    finally:
+        await publisher.stop()
+        await store.close()
