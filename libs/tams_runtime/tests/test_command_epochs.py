@@ -5,11 +5,13 @@ The epochs here last one second, so a test sees several of them come and go."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tams_runtime.applier import CommandApplier
@@ -87,8 +89,9 @@ def test_epoch_topic_names() -> None:
 
 
 async def test_commands_cross_epochs_in_order_and_drained_epochs_are_deleted(
-    tams_infra: Stack, tmp_path: Path
+    tams_infra: Stack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="tams_runtime.epochs")
     settings = epoch_settings(tams_infra)
     await ensure_topics(settings)
     store = SqliteStore(tmp_path / "tams.db")
@@ -118,6 +121,21 @@ async def test_commands_cross_epochs_in_order_and_drained_epochs_are_deleted(
             return min(present) >= current_epoch() - RETIRE_AFTER_EPOCHS and first not in present
 
         await until(old_epochs_retired)
+        # Sending on for two more epochs brings none of the deleted ones back: the
+        # producers no longer ask the broker about them (tansu would create them again).
+        last = current_epoch()
+        while current_epoch() < last + 2:
+            await bus.request(settings.topics.catalog_commands, "count", "flow-1", {})
+        await until(old_epochs_retired)
+        retired = [
+            name
+            for record in caplog.records
+            if record.getMessage() == "retired drained command topics"
+            for name in record.__dict__["topics"]
+            if epoch_of(settings.topics.catalog_commands, name) is not None
+        ]
+        assert first in {epoch_of(settings.topics.catalog_commands, n) for n in retired}
+        assert len(retired) == len(set(retired)), "a deleted epoch came back"
 
         # Lag is reported under the command topic, whichever epochs it is spread over.
         async def lag_labelled_by_command_topic() -> bool:

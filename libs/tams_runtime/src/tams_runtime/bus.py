@@ -103,6 +103,7 @@ class CommandBus:
             client_id=f"gateway-{uuid.uuid4().hex[:12]}",
         )
         await self._producer.start()
+        self._topics.track(self._producer)
         log.info("listening for replies", extra={"address": self.reply_address})
 
     async def stop(self) -> None:
@@ -216,6 +217,7 @@ class CommandPublisher:
             client_id=self.client_id,
         )
         await self._producer.start()
+        self._topics.track(self._producer)
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -147,6 +147,7 @@ class CommandConsumer:
             client_id=f"{self.group_id}-producer",
         )
         await self.producer.start()
+        self._topics.track(self.producer, [self.settings.topics.events])
         self.events = EventPublisher(self.producer, self.settings.topics.events)
         await self._loop.start()
 

@@ -22,8 +22,9 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tams_runtime.settings import KafkaSettings
@@ -99,6 +100,9 @@ class CommandTopics:
         self._admin_lock = asyncio.Lock()
         self._created: set[str] = set()
         self._creating: dict[str, asyncio.Task[None]] = {}
+        self._producers: list[tuple[Any, frozenset[str]]] = []
+        self._handed_out: dict[str, int] = {}
+        self._epoch: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -107,12 +111,25 @@ class CommandTopics:
     def epoch(self) -> int:
         return int(self.clock() // self.period_s)
 
+    def track(self, producer: AIOKafkaProducer, other_topics: Iterable[str] = ()) -> None:
+        """Keep `producer` from asking for old epochs' topics (it sends to the topics named
+        here and to `other_topics`).
+
+        A Kafka client asks the broker for the metadata of every topic it has ever sent to,
+        each time it meets a new one, and tansu creates any topic it is asked about. The
+        producer would bring every deleted epoch back, empty, once per epoch."""
+        self._producers.append((producer, frozenset(other_topics)))
+
     async def topic(self, base: str) -> str:
         """The topic to send a command for `base` to now."""
         if not self.enabled:
             return base
         epoch = self.epoch()
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._forget_before(epoch - 1)
         name = epoch_topic(base, epoch)
+        self._handed_out[name] = epoch
         if name not in self._created:
             await self.ensure(base, [epoch])
         # The next epoch's topic is made ahead, so no command waits for it at the boundary.
@@ -122,6 +139,13 @@ class CommandTopics:
             self._creating[upcoming] = task
             task.add_done_callback(lambda _: self._creating.pop(upcoming, None))
         return name
+
+    def _forget_before(self, oldest: int) -> None:
+        """Producers stop tracking the topics of epochs before `oldest`. A send still in
+        flight to the epoch before this one keeps its topic."""
+        self._handed_out = {n: e for n, e in self._handed_out.items() if e >= oldest}
+        for producer, other_topics in self._producers:
+            producer.client.set_topics(sorted(other_topics | set(self._handed_out)))
 
     async def ensure(self, base: str, epochs: Iterable[int]) -> None:
         names = [epoch_topic(base, epoch) for epoch in epochs]
@@ -200,13 +224,15 @@ class EpochAssignment:
             if topic_epoch < epoch - RETIRE_AFTER_EPOCHS:
                 retiring[name] = topic_epoch
         drained = [name for name in retiring if await _read_to_end(consumer, partitions[name])]
+        wanted = {tp for name, tps in partitions.items() if name not in drained for tp in tps}
+        if wanted != consumer.assignment():
+            # Before the deletion: a consumer still assigned a deleted topic would ask the
+            # broker about it, and tansu would create it again.
+            consumer.assign(sorted(wanted))
         if drained:
             await admin.delete_topics(drained)
             self.topics.forget(drained)
             log.info("retired drained command topics", extra={"topics": drained})
-        wanted = {tp for name, tps in partitions.items() if name not in drained for tp in tps}
-        if wanted != consumer.assignment():
-            consumer.assign(sorted(wanted))
         self._epoch = epoch
 
 
