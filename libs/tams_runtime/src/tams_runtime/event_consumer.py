@@ -25,6 +25,10 @@ from tams_schema.envelopes import EventContext, TamsEvent
 
 log = logging.getLogger(__name__)
 
+# While the handler wants no event type at all, the pace is this many times slower: every
+# event is still read, in order, only in larger and rarer fetches.
+IDLE_PACE_FACTOR = 4
+
 
 @dataclass(frozen=True)
 class ReceivedEvent:
@@ -76,8 +80,10 @@ class EventConsumer:
         *,
         retry_backoff_s: float = 0.5,
         commit_interval_s: float = 0.05,
+        pace_s: float = 0.0,
     ) -> None:
         self.settings = settings
+        self.pace_s = pace_s
         self.topic = settings.topics.events
         self.group_id = group_id
         self.handler = handler
@@ -89,6 +95,7 @@ class EventConsumer:
             self._handle,
             client_id=f"{group_id}-events",
             commit_interval_s=commit_interval_s,
+            pace_s=self._pace if pace_s > 0 else None,
         )
 
     async def start(self) -> None:
@@ -102,6 +109,13 @@ class EventConsumer:
 
     async def healthy(self) -> bool:
         return self.running()
+
+    def _pace(self) -> float:
+        """How long to wait before reading on, once caught up (IDLE_PACE_FACTOR times
+        longer while the handler wants no event at all)."""
+        wanted_types = getattr(self.handler, "wanted_types", None)
+        idle = wanted_types is not None and not wanted_types()
+        return self.pace_s * IDLE_PACE_FACTOR if idle else self.pace_s
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
         # A handler may say which event types it wants right now (`wanted_types()`, None for

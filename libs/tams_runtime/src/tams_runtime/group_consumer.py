@@ -69,6 +69,7 @@ class GroupConsumer:
         lag_interval_s: float = 5.0,
         on_commit: CommitTimer | None = None,
         epochs: EpochAssignment | None = None,
+        pace_s: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self.topic = topic
@@ -78,6 +79,7 @@ class GroupConsumer:
         self.commit_interval_s = commit_interval_s
         self.on_commit = on_commit
         self.epochs = epochs
+        self.pace_s = pace_s
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._lag = LagRecorder(group_id, lag_interval_s)
@@ -160,6 +162,15 @@ class GroupConsumer:
                     self.on_commit(time.perf_counter() - started)
                 pending = {}
                 last_commit = time.monotonic()
+            if fetch and self.pace_s is not None:
+                await self._pace(fetch)
+
+    async def _pace(self, fetch: Fetch) -> None:
+        """Once a fetch has emptied the client's buffer (fewer records than a full poll),
+        wait `pace_s()` before the next: the broker is then asked less often, for more."""
+        interval = self.pace_s() if self.pace_s is not None else 0.0
+        if interval > 0 and sum(map(len, fetch.values())) < self.settings.max_poll_records:
+            await asyncio.sleep(interval)
 
     async def _settle(
         self, pending: dict[TopicPartition, OffsetAndMetadata], waiting: _Published | None

@@ -87,7 +87,12 @@ async def main() -> None:
         group_id=kafka.group_id(SERVICE),
         handler=apply_registrations,
     )
-    events = EventConsumer(quiet, kafka.group_id(DELIVERY_GROUP), EventRouter(dispatcher))
+    events = EventConsumer(
+        quiet,
+        kafka.group_id(DELIVERY_GROUP),
+        EventRouter(dispatcher),
+        pace_s=kafka.webhooks_events_pace_ms / 1000,
+    )
     await serve(
         SERVICE,
         [StoreComponent(store), sender, dispatcher, Together(commands, events)],
