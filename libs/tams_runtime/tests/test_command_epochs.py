@@ -25,7 +25,7 @@ from tams_runtime.epochs import (
 )
 from tams_runtime.metrics import CONSUMER_LAG
 from tams_runtime.settings import KafkaSettings
-from tams_schema.envelopes import CommandEnvelope, FollowUp, Outcome
+from tams_schema.envelopes import CommandEnvelope, FollowUp, Outcome, TamsEvent
 from tams_stack.stack import Stack
 from tams_store import StoreUnavailable
 from tams_store.sqlite import SqliteStore
@@ -201,3 +201,60 @@ async def test_a_restarted_consumer_reads_the_epochs_it_missed(
     finally:
         await publisher.stop()
         await store.close()
+
+
+class Relay:
+    """Applies a command by publishing an event and sending a follow-up to the segments
+    service's command topic: a service's producer writing to two other topics."""
+
+    def __call__(self, tx: Any, command: CommandEnvelope) -> Outcome:
+        event = TamsEvent(key=command.key, event_type="flows/updated", event={})
+        onward = CommandEnvelope(name="count", key=command.key)
+        return Outcome(
+            status=200, events=[event], commands=[FollowUp(service="segments", command=onward)]
+        )
+
+
+async def test_follow_ups_to_another_service_cross_epochs(
+    tams_infra: Stack, tmp_path: Path
+) -> None:
+    """The relaying service's producer learnt of the other service's epoch topics from the
+    broker's answer about all topics, before it first sent to one; its sends must not stall
+    at its next metadata update."""
+    settings = epoch_settings(tams_infra)
+    await ensure_topics(settings)
+    stores = [SqliteStore(tmp_path / f"{name}.db") for name in ("catalog", "segments")]
+    for store in stores:
+        await store.open()
+    counter = Counter()
+    segments = CommandConsumer(
+        settings, settings.topics.segments_commands, "relay-segments", Handled(stores[1], counter)
+    )
+    await segments.start()
+    relay = CommandApplier(
+        stores[0], {"relay": Relay()}, is_retryable=lambda e: isinstance(e, StoreUnavailable)
+    )
+    catalog = CommandConsumer(settings, settings.topics.catalog_commands, "relay-catalog", relay)
+    await catalog.start()
+    bus = CommandBus(settings)
+    await bus.start()
+    try:
+        first = current_epoch()
+        sent = 0
+        while current_epoch() < first + 3:
+            reply = await bus.request(
+                settings.topics.catalog_commands, "relay", "flow-1", {}, timeout=5
+            )
+            assert reply.status == 200
+            sent += 1
+
+        async def all_relayed() -> bool:
+            return len(counter.applied) == sent
+
+        await until(all_relayed, timeout=10)
+    finally:
+        await bus.stop()
+        await catalog.stop()
+        await segments.stop()
+        for store in stores:
+            await store.close()

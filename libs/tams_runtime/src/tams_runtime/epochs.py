@@ -102,7 +102,6 @@ class CommandTopics:
         self._creating: dict[str, asyncio.Task[None]] = {}
         self._producers: list[tuple[Any, frozenset[str]]] = []
         self._handed_out: dict[str, int] = {}
-        self._epoch: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -125,13 +124,11 @@ class CommandTopics:
         if not self.enabled:
             return base
         epoch = self.epoch()
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._forget_before(epoch - 1)
         name = epoch_topic(base, epoch)
-        self._handed_out[name] = epoch
         if name not in self._created:
             await self.ensure(base, [epoch])
+        if name not in self._handed_out:
+            await self._track(name, epoch)
         # The next epoch's topic is made ahead, so no command waits for it at the boundary.
         upcoming = epoch_topic(base, epoch + 1)
         if upcoming not in self._created and upcoming not in self._creating:
@@ -140,12 +137,17 @@ class CommandTopics:
             task.add_done_callback(lambda _: self._creating.pop(upcoming, None))
         return name
 
-    def _forget_before(self, oldest: int) -> None:
-        """Producers stop tracking the topics of epochs before `oldest`. A send still in
-        flight to the epoch before this one keeps its topic."""
-        self._handed_out = {n: e for n, e in self._handed_out.items() if e >= oldest}
+    async def _track(self, name: str, epoch: int) -> None:
+        """Producers track exactly their other topics and the epoch topics named since the
+        previous epoch (a send to that one may still be in flight), `name` among them.
+
+        Every topic a producer sends to must be in that list: a client that knows a topic
+        only from an earlier answer about all topics forgets it at its next metadata update,
+        and its sends then wait for a leader until they time out."""
+        self._handed_out = {n: e for n, e in self._handed_out.items() if e >= epoch - 1}
+        self._handed_out[name] = epoch
         for producer, other_topics in self._producers:
-            producer.client.set_topics(sorted(other_topics | set(self._handed_out)))
+            await producer.client.set_topics(sorted(other_topics | set(self._handed_out)))
 
     async def ensure(self, base: str, epochs: Iterable[int]) -> None:
         names = [epoch_topic(base, epoch) for epoch in epochs]
