@@ -9,7 +9,9 @@ not about uploading bytes. Two loads, on a fresh stack of all five services:
   bulk    8 clients, each POSTing arrays of 100 segments to its own flow (closed loop).
 Prints segments/s and request latency percentiles for each. `--sustain` first runs the
 single load for that many seconds and prints each 10-second window, with the broker's CPU
-share, to show whether a rate holds.
+share, to show whether a rate holds. `--webhook` first registers one webhook, for an event
+type this load never causes, so the webhooks service reads every event as it comes (with no
+webhook it reads the events topic once a second).
 """
 
 from __future__ import annotations
@@ -133,11 +135,16 @@ async def bench(
     headers: dict[str, str],
     sustain_s: float = 0.0,
     broker_pid: int | None = None,
+    webhook: bool = False,
 ) -> list[dict[str, Any]]:
     results = []
     async with aiohttp.ClientSession(
         url, connector=aiohttp.TCPConnector(limit=64), headers=headers
     ) as http:
+        if webhook:
+            body = {"url": "http://127.0.0.1:9/never-called", "events": ["flows/deleted"]}
+            async with http.post("/service/webhooks", json=body) as resp:
+                assert resp.status == 201, await resp.text()
         objects = await prepare_objects(http, 100)
         flows = [video_flow() for _ in range(32)]
         for flow in flows:
@@ -186,6 +193,7 @@ def main() -> int:
     parser.add_argument("--singles", type=int, default=5000)
     parser.add_argument("--bulks", type=int, default=500)
     parser.add_argument("--sustain", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--webhook", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -203,6 +211,7 @@ def main() -> int:
                 stack.client_headers(),
                 args.sustain,
                 stack.broker.process.pid if stack.broker else None,
+                args.webhook,
             )
         )
     finally:

@@ -25,10 +25,6 @@ from tams_schema.envelopes import EventContext, TamsEvent
 
 log = logging.getLogger(__name__)
 
-# While the handler wants no event type at all, the pace is this many times slower: every
-# event is still read, in order, only in larger and rarer fetches.
-IDLE_PACE_FACTOR = 4
-
 
 @dataclass(frozen=True)
 class ReceivedEvent:
@@ -80,10 +76,10 @@ class EventConsumer:
         *,
         retry_backoff_s: float = 0.5,
         commit_interval_s: float = 0.05,
-        pace_s: float = 0.0,
+        idle_read_interval_s: float = 0.0,
     ) -> None:
         self.settings = settings
-        self.pace_s = pace_s
+        self.idle_read_interval_s = idle_read_interval_s
         self.topic = settings.topics.events
         self.group_id = group_id
         self.handler = handler
@@ -95,7 +91,7 @@ class EventConsumer:
             self._handle,
             client_id=f"{group_id}-events",
             commit_interval_s=commit_interval_s,
-            pace_s=self._pace if pace_s > 0 else None,
+            pace_s=self._pace if idle_read_interval_s > 0 else None,
         )
 
     async def start(self) -> None:
@@ -111,11 +107,11 @@ class EventConsumer:
         return self.running()
 
     def _pace(self) -> float:
-        """How long to wait before reading on, once caught up (IDLE_PACE_FACTOR times
-        longer while the handler wants no event at all)."""
+        """How long to wait before reading on, once caught up: `idle_read_interval_s` while
+        the handler wants no event type at all, else nothing."""
         wanted_types = getattr(self.handler, "wanted_types", None)
         idle = wanted_types is not None and not wanted_types()
-        return self.pace_s * IDLE_PACE_FACTOR if idle else self.pace_s
+        return self.idle_read_interval_s if idle else 0.0
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
         # A handler may say which event types it wants right now (`wanted_types()`, None for

@@ -35,11 +35,11 @@ class KafkaSettings(BaseSettings):
     # on an empty fetch: a webhook called 50 ms later matters little, and a consumer polling
     # every 5 ms costs the broker and its service CPU that the media path needs.
     webhooks_fetch_max_wait_ms: int = 50
-    # Once it has read all there is, the webhooks service waits this long before reading the
-    # events topic again (four times as long while no webhook wants any event). 0: it reads
-    # events as they come. With tansu every read costs in proportion to all the topic holds,
-    # so `tams up` sets 250 (docs/benchmarks.md, "Sustained registrations").
-    webhooks_events_pace_ms: int = Field(default=0, ge=0)
+    # While no webhook wants any event, the webhooks service reads the events topic at most
+    # this often, all of it and in order, only in larger and rarer fetches. With tansu each
+    # read costs in proportion to all the topic holds (docs/benchmarks.md, "Sustained
+    # registrations"). A webhook's first events may then wait up to this long.
+    webhooks_idle_read_interval_ms: int = Field(default=1000, ge=0)
     # Command topics in epochs of this many seconds (0: off). Only for a broker that cannot
     # delete records, with one consumer per command topic: the local tansu (tams_runtime.epochs).
     command_epoch_s: float = Field(default=0, ge=0)

@@ -96,9 +96,6 @@ class Stack:
             # For the same reason the command topics come in 5-second epochs, each deleted
             # once read (tams_runtime.epochs), so a fetch lists a few seconds of commands.
             env.setdefault("TAMS_KAFKA_COMMAND_EPOCH_S", "5")
-            # The public events topic keeps its one name, so its reader, the webhooks
-            # service, reads it at most four times a second instead.
-            env.setdefault("TAMS_KAFKA_WEBHOOKS_EVENTS_PACE_MS", "250")
             self.broker = start_broker(self.data_dir)
             self.object_store = start_object_store(self.data_dir, local_buckets(env))
             env["TAMS_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap

@@ -91,7 +91,7 @@ async def main() -> None:
         quiet,
         kafka.group_id(DELIVERY_GROUP),
         EventRouter(dispatcher),
-        pace_s=kafka.webhooks_events_pace_ms / 1000,
+        idle_read_interval_s=kafka.webhooks_idle_read_interval_ms / 1000,
     )
     await serve(
         SERVICE,
