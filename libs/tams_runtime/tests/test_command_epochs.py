@@ -118,7 +118,9 @@ async def test_commands_cross_epochs_in_order_and_drained_epochs_are_deleted(
 
         async def old_epochs_retired() -> bool:
             present = await epoch_topics(settings)
-            return min(present) >= current_epoch() - RETIRE_AFTER_EPOCHS and first not in present
+            # Read for RETIRE_AFTER_EPOCHS more periods, deleted one period after that.
+            oldest = current_epoch() - RETIRE_AFTER_EPOCHS - 1
+            return min(present) >= oldest and first not in present
 
         await until(old_epochs_retired)
         # Sending on for two more epochs brings none of the deleted ones back: the
@@ -130,7 +132,7 @@ async def test_commands_cross_epochs_in_order_and_drained_epochs_are_deleted(
         retired = [
             name
             for record in caplog.records
-            if record.getMessage() == "retired drained command topics"
+            if record.getMessage() == "deleted drained command topics"
             for name in record.__dict__["topics"]
             if epoch_of(settings.topics.catalog_commands, name) is not None
         ]

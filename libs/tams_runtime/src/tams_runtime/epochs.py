@@ -22,6 +22,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -33,9 +34,10 @@ log = logging.getLogger(__name__)
 
 # Kafka's error code when a concurrent creator made the topic first: fine.
 TOPIC_ALREADY_EXISTS = 36
-# An epoch topic is deleted no sooner than this many periods after its own: a producer would
-# have to hold a command that long between naming the topic and sending to it (the gateway
-# gives up on a reply well before) for it to arrive after the deletion.
+# An epoch topic is read until this many periods after its own, and deleted one period later
+# once the group has read it to the end: a producer would have to hold a command that long
+# between naming the topic and sending to it (the gateway gives up on a reply well before)
+# for it to arrive after the deletion.
 RETIRE_AFTER_EPOCHS = 2
 
 # After a failed refresh the consumer goes on reading its current assignment (which already
@@ -197,45 +199,64 @@ class EpochAssignment:
         self.base = base
         self._epoch: int | None = None
         self._next_try = 0.0
+        # Old epochs the group has read to the end, left out of the last plan's assignment.
+        self._given_up: set[str] = set()
+
+    def until_next_s(self) -> float:
+        """Seconds until the next epoch begins."""
+        period = self.topics.period_s
+        return period - self.topics.clock() % period
 
     def due(self) -> bool:
-        """True when the epoch changed since the last `refresh` (or there was none), and a
-        failed one is not being retried too soon."""
+        """True when the epoch changed since the last plan (or there was none), and a failed
+        one is not being retried too soon."""
         return self._epoch != self.topics.epoch() and time.monotonic() >= self._next_try
 
-    async def refresh(self, consumer: AIOKafkaConsumer) -> None:
-        """Create this epoch's and the next one's topics, delete the old ones the group has
-        read to the end, and assign the partitions of the rest.
-
-        The caller commits everything it has processed first: a new assignment starts each
-        partition at its committed offset."""
+    async def plan(self, consumer: AIOKafkaConsumer) -> EpochPlan:
+        """Create this epoch's and the next one's topics, delete the old ones given up
+        earlier, and say which partitions to read now: all but those of old epochs the group
+        has read to the end. Runs beside the consumer's loop, which goes on meanwhile."""
         self._next_try = time.monotonic() + RETRY_AFTER_S
         epoch = self.topics.epoch()
         await self.topics.ensure(self.base, [epoch, epoch + 1])
         admin = await self.topics.admin()
+        assigned = {tp.topic for tp in consumer.assignment()}
         partitions: dict[str, list[TopicPartition]] = {}
-        retiring: dict[str, int] = {}
         for described in await admin.describe_topics():
             name = described["topic"]
-            topic_epoch = epoch_of(self.base, name)
-            if topic_epoch is None:
-                continue
-            partitions[name] = [
-                TopicPartition(name, p["partition"]) for p in described["partitions"]
-            ]
-            if topic_epoch < epoch - RETIRE_AFTER_EPOCHS:
-                retiring[name] = topic_epoch
-        drained = [name for name in retiring if await _read_to_end(consumer, partitions[name])]
-        wanted = {tp for name, tps in partitions.items() if name not in drained for tp in tps}
-        if wanted != consumer.assignment():
-            # Before the deletion: a consumer still assigned a deleted topic would ask the
-            # broker about it, and tansu would create it again.
-            consumer.assign(sorted(wanted))
-        if drained:
-            await admin.delete_topics(drained)
-            self.topics.forget(drained)
-            log.info("retired drained command topics", extra={"topics": drained})
+            if epoch_of(self.base, name) is not None:
+                partitions[name] = [
+                    TopicPartition(name, p["partition"]) for p in described["partitions"]
+                ]
+        old = [n for n in partitions if (epoch_of(self.base, n) or 0) < epoch - RETIRE_AFTER_EPOCHS]
+        drained = {n for n in old if await _read_to_end(consumer, partitions[n])}
+        # Deleted once the last plan gave them up: a consumer still reading a deleted topic
+        # would ask the broker about it, and tansu would create it again.
+        deleting = sorted(n for n in drained & self._given_up if n not in assigned)
+        if deleting:
+            await admin.delete_topics(deleting)
+            self.topics.forget(deleting)
+            log.info("deleted drained command topics", extra={"topics": deleting})
+        self._given_up = drained.difference(deleting)
+        reading = [tp for name, tps in partitions.items() if name not in drained for tp in tps]
         self._epoch = epoch
+        return EpochPlan(epoch, frozenset(reading))
+
+    @staticmethod
+    def changes(consumer: AIOKafkaConsumer, plan: EpochPlan) -> bool:
+        return plan.partitions != frozenset(consumer.assignment())
+
+    @staticmethod
+    def apply(consumer: AIOKafkaConsumer, plan: EpochPlan) -> None:
+        """Assign the plan's partitions. The caller has committed everything it processed:
+        each partition it keeps starts again at its committed offset."""
+        consumer.assign(sorted(plan.partitions))
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    epoch: int
+    partitions: frozenset[TopicPartition]
 
 
 async def _read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> bool:

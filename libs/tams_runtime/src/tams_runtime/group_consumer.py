@@ -17,8 +17,9 @@ loop never skips a fetch. Consumer lag is measured beside the loop (`LagRecorder
 
 With an `EpochAssignment` (command topics in epochs, tams_runtime.epochs) the consumer
 assigns itself the epoch topics' partitions instead of joining the group's rebalance. At
-each new epoch the loop lets its sends settle, commits everything, and refreshes that
-assignment, so each partition it keeps resumes exactly at its committed offset.
+each new epoch a task beside the loop works out the new assignment (creating and deleting
+topics on the way); the loop then lets its sends settle, commits everything and assigns,
+so each partition it keeps resumes exactly at its committed offset.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from tams_runtime.epochs import EpochAssignment
+from tams_runtime.epochs import EpochAssignment, EpochPlan
 from tams_runtime.metrics import LagRecorder
 from tams_runtime.settings import KafkaSettings
 
@@ -79,6 +80,7 @@ class GroupConsumer:
         self.commit_interval_s = commit_interval_s
         self.on_commit = on_commit
         self.epochs = epochs
+        self._planning: asyncio.Task[EpochPlan] | None = None
         self.pace_s = pace_s
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -102,14 +104,14 @@ class GroupConsumer:
         )
         await self._consumer.start()
         if self.epochs is not None:
-            await self.epochs.refresh(self._consumer)
+            self.epochs.apply(self._consumer, await self.epochs.plan(self._consumer))
         self._task = asyncio.create_task(self._run(), name=f"consume:{self.topic}")
         self._lag_task = asyncio.create_task(
             self._lag.run(self._consumer), name=f"lag:{self.topic}"
         )
 
     async def stop(self) -> None:
-        for task in (self._lag_task, self._task):
+        for task in (self._lag_task, self._task, self._planning):
             if task:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -126,12 +128,15 @@ class GroupConsumer:
         waiting: _Published | None = None
         last_commit = time.monotonic()
         while True:
-            if self.epochs is not None and self.epochs.due():
+            plan = self._epoch_plan()
+            if plan is not None and self.epochs is not None:
                 await self._settle(pending, waiting)
                 pending, waiting = {}, None
-                await self._refresh_epochs()
-            # While offsets wait to be committed, poll briefly so they are committed soon.
-            wait_ms = int(self.commit_interval_s * 1000) if pending or waiting else 1000
+                self.epochs.apply(self._consumer, plan)
+            # While offsets wait to be committed (or a new assignment is being worked out),
+            # poll briefly so they are committed (or it is made) soon.
+            busy = pending or waiting or self._planning
+            wait_ms = int(self.commit_interval_s * 1000) if busy else self._idle_wait_ms()
             fetch = await self._consumer.getmany(timeout_ms=wait_ms)
             publish = await self.process(fetch) if fetch else None
             if waiting is not None:
@@ -188,14 +193,32 @@ class GroupConsumer:
         if pending:
             await self._consumer.commit(pending)
 
-    async def _refresh_epochs(self) -> None:
-        assert self._consumer is not None and self.epochs is not None
+    def _idle_wait_ms(self) -> int:
+        """How long an empty poll may wait: a second, or until the next epoch begins."""
+        if self.epochs is None:
+            return 1000
+        return max(1, min(1000, int(self.epochs.until_next_s() * 1000) + 1))
+
+    def _epoch_plan(self) -> EpochPlan | None:
+        """A new assignment to make now, if a plan has come in that changes it; starts the
+        next plan when a new epoch has begun."""
+        if self.epochs is None or self._consumer is None:
+            return None
+        if self._planning is None:
+            if self.epochs.due():
+                self._planning = asyncio.create_task(self.epochs.plan(self._consumer))
+            return None
+        if not self._planning.done():
+            return None
+        planning, self._planning = self._planning, None
         try:
-            await self.epochs.refresh(self._consumer)
+            plan = planning.result()
         except Exception:
             # The current assignment still reads this epoch, made ahead during the last one;
-            # the next pass tries again.
-            log.exception("could not refresh the epoch topics", extra={"topic": self.topic})
+            # a later pass tries again.
+            log.exception("could not plan the epoch topics", extra={"topic": self.topic})
+            return None
+        return plan if self.epochs.changes(self._consumer, plan) else None
 
     def _rewind(self, failed: _Published, unsent: Fetch) -> None:
         """Seek every partition back to its first record whose effect is not durable: the
