@@ -5,8 +5,9 @@ it can delete a topic but not the records in one, so a command topic that only g
 every fetch slower (docs/benchmarks.md, "Sustained registrations"). With
 `TAMS_KAFKA_COMMAND_EPOCH_S` set, a command produced at time t goes to the topic
 `<command topic>.epoch-<t // period>` instead. The consuming service reads every epoch topic
-of its command topic, and deletes an epoch once the group has committed all of it and
-`RETIRE_AFTER_EPOCHS` periods have passed since anyone could last produce to it.
+of its command topic. Once an epoch is more than `RETIRE_AFTER_EPOCHS` periods old and the
+group has committed all of it, the consumer stops reading it, and deletes it at the next
+epoch.
 
 Order across epochs needs no care: commands of one flow that are in flight at the same time
 have no order between them over HTTP either, and a command that depends on an earlier one (a
@@ -23,7 +24,6 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -102,7 +102,7 @@ class CommandTopics:
         self._admin_lock = asyncio.Lock()
         self._created: set[str] = set()
         self._creating: dict[str, asyncio.Task[None]] = {}
-        self._producers: list[tuple[Any, frozenset[str]]] = []
+        self._producers: list[tuple[AIOKafkaProducer, frozenset[str]]] = []
         self._handed_out: dict[str, int] = {}
 
     @property
@@ -113,11 +113,11 @@ class CommandTopics:
         return int(self.clock() // self.period_s)
 
     def track(self, producer: AIOKafkaProducer, other_topics: Iterable[str] = ()) -> None:
-        """Keep `producer` from asking for old epochs' topics (it sends to the topics named
-        here and to `other_topics`).
+        """Make `producer`'s client ask the broker about `other_topics` and the recent epoch
+        topics named here, and no others (see `_track`).
 
-        A Kafka client asks the broker for the metadata of every topic it has ever sent to,
-        each time it meets a new one, and tansu creates any topic it is asked about. The
+        A Kafka client asks for the metadata of every topic it has ever sent to, each time
+        it meets a new one, and tansu creates any topic it is asked about: left alone, a
         producer would bring every deleted epoch back, empty, once per epoch."""
         self._producers.append((producer, frozenset(other_topics)))
 
