@@ -4,10 +4,9 @@ The epochs here last one second, so a test sees several of them come and go."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from tams_store import StoreUnavailable
 from tams_store.sqlite import SqliteStore
 
 from .test_command_bus import Counter, unique_settings
+from .waiting import until
 
 PERIOD_S = 1.0
 
@@ -41,13 +41,6 @@ def epoch_settings(infra: Stack) -> KafkaSettings:
 
 def current_epoch() -> int:
     return int(time.time() // PERIOD_S)
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.05)
 
 
 async def epoch_topics(settings: KafkaSettings) -> dict[int, str]:

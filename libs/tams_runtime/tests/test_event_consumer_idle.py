@@ -3,9 +3,7 @@ nothing once the handler wants events again. Over the real local broker."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -17,6 +15,7 @@ from tams_schema.envelopes import TamsEvent
 from tams_stack.stack import Stack
 
 from .test_command_bus import unique_settings
+from .waiting import until
 
 
 class Subscriber:
@@ -31,13 +30,6 @@ class Subscriber:
 
     async def __call__(self, events: Sequence[ReceivedEvent]) -> None:
         self.received += [e.event.event_id for e in events]
-
-
-async def until(predicate: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.05)
 
 
 async def publish(events: EventPublisher, count: int) -> list[str]:

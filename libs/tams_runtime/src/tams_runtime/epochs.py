@@ -40,7 +40,7 @@ TOPIC_ALREADY_EXISTS = 36
 # for it to arrive after the deletion.
 RETIRE_AFTER_EPOCHS = 2
 
-# After a failed refresh the consumer goes on reading its current assignment (which already
+# After a failed plan the consumer goes on reading its current assignment (which already
 # holds the next epoch) and tries again this much later.
 RETRY_AFTER_S = 1.0
 
