@@ -37,6 +37,7 @@ from tams_runtime.metrics import (
     COMMAND_STAGE_SECONDS,
     COMMANDS_APPLIED,
 )
+from tams_runtime.partitioner import KeyPartitioner
 from tams_runtime.replies import ReplySender
 from tams_runtime.settings import KafkaSettings
 from tams_runtime.tracing import (
@@ -144,6 +145,7 @@ class CommandConsumer:
             bootstrap_servers=self.settings.bootstrap_servers,
             acks="all",
             linger_ms=0,
+            partitioner=KeyPartitioner(),
             client_id=f"{self.group_id}-producer",
         )
         await self.producer.start()

@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -92,7 +92,7 @@ def correlation_id_of(request: web.Request) -> str:
     """The caller's `X-Correlation-Id` if it is a plain token (the gateway passes its own on
     to the services it calls), else a new one."""
     given = request.headers.get("X-Correlation-Id", "")
-    return given if _CORRELATION_ID.fullmatch(given) else uuid.uuid4().hex
+    return given if _CORRELATION_ID.fullmatch(given) else os.urandom(16).hex()
 
 
 @web.middleware
