@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -88,6 +89,53 @@ async def test_a_listener_stops_while_services_are_connected() -> None:
         await listener.stop()
     assert not listener.serving()
     await sender.stop()
+
+
+class Wakes:
+    """Wake-ups received per topic; `until(expected)` waits for the counts to match."""
+
+    def __init__(self, topics: list[str]) -> None:
+        self.counts = dict.fromkeys(topics, 0)
+        self._arrived = asyncio.Event()
+
+    def of(self, topic: str) -> Callable[[], None]:
+        def woken() -> None:
+            self.counts[topic] += 1
+            self._arrived.set()
+
+        return woken
+
+    async def until(self, expected: dict[str, int], deadline_s: float = 5.0) -> None:
+        async with asyncio.timeout(deadline_s):
+            while self.counts != expected:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+
+async def test_wake_ups_reach_the_services_listening_on_their_topic() -> None:
+    received = Received()
+    listener = ReplyListener("127.0.0.1", 0, received)
+    address = reply_address("127.0.0.1", await listener.start())
+    wakes = Wakes(["tams.segments.commands", "tams.catalog.commands"])
+    senders = [ReplySender(listen=topic, on_wake=wakes.of(topic)) for topic in wakes.counts]
+    try:
+        for sender in senders:
+            sender.send([(address, b'{"n":1}')])
+        # Each connection asks for wake-ups before its first reply: it is listening now.
+        await received.until(2)
+        assert received.lines == [b'{"n":1}', b'{"n":1}']
+
+        # Many commands in one turn of the loop: one wake-up.
+        for _ in range(5):
+            listener.wake("tams.segments.commands")
+        await wakes.until({"tams.segments.commands": 1, "tams.catalog.commands": 0})
+        listener.wake("tams.catalog.commands")
+        listener.wake("tams.flows.commands")  # nobody listens: nothing is sent
+        await wakes.until({"tams.segments.commands": 1, "tams.catalog.commands": 1})
+    finally:
+        for sender in senders:
+            await sender.stop()
+        await listener.stop()
 
 
 def test_reply_addresses_round_trip_ipv4_ipv6_and_names() -> None:

@@ -180,6 +180,8 @@ class CommandBus:
                     )
                 except Exception as exc:  # aiokafka raises many KafkaError kinds
                     raise BusUnavailable(f"could not publish command {name}: {exc}") from exc
+            # The broker has it: a consumer resting until told so fetches it now.
+            self._listener.wake(topic)
             try:
                 reply = await asyncio.wait_for(fut, timeout or self.settings.reply_timeout_s)
             except TimeoutError as exc:

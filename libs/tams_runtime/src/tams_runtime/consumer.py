@@ -28,7 +28,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tams_runtime.bus import broker_answers
 from tams_runtime.epochs import CommandTopics, EpochAssignment
-from tams_runtime.group_consumer import GroupConsumer, Publish
+from tams_runtime.group_consumer import GroupConsumer, Publish, Rest
 from tams_runtime.logs import correlated
 from tams_runtime.metrics import (
     COMMAND_BATCH_SIZE,
@@ -126,6 +126,11 @@ class CommandConsumer:
         # Where this service's follow-up commands go, and (with epochs) which of its own
         # command topic's epochs it reads.
         self._topics = CommandTopics(settings)
+        rest = (
+            Rest(settings.quiet_after_ms / 1000, settings.quiet_poll_ms / 1000)
+            if settings.quiet_after_ms
+            else None
+        )
         self._loop = GroupConsumer(
             settings,
             topic,
@@ -136,9 +141,14 @@ class CommandConsumer:
             lag_interval_s=lag_interval_s,
             on_commit=COMMAND_STAGE_SECONDS.labels(topic, "commit").observe,
             epochs=EpochAssignment(self._topics, topic) if self._topics.enabled else None,
+            rest=rest,
         )
         self.applied = 0
-        self.replies = ReplySender()
+        # While resting, the consumer listens for its gateways' wake-ups on the connections
+        # its replies take to them.
+        self.replies = (
+            ReplySender(listen=topic, on_wake=rest.wake) if rest is not None else ReplySender()
+        )
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(
@@ -152,6 +162,11 @@ class CommandConsumer:
         self._topics.track(self.producer, [self.settings.topics.events])
         self.events = EventPublisher(self.producer, self.settings.topics.events)
         await self._loop.start()
+
+    @property
+    def resting(self) -> bool:
+        """True while the consumer, idle, fetches nothing until woken (`Rest`)."""
+        return self._loop.resting
 
     async def stop(self) -> None:
         await self._loop.stop()

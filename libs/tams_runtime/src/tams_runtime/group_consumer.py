@@ -15,6 +15,10 @@ processes from there again, as a restart would: the recorded outcomes make that 
 same messages in the same order. `process` is expected to retry store trouble itself: the
 loop never skips a fetch. Consumer lag is measured beside the loop (`LagRecorder`).
 
+With a `Rest`, a consumer that has read nothing for a while pauses its partitions (no
+fetches) until it is woken (a gateway's wake-up, tams_runtime.replies) or its poll interval
+passes, then fetches once and rests again if that finds nothing.
+
 With an `EpochAssignment` (command topics in epochs, tams_runtime.epochs) the consumer
 assigns itself the epoch topics' partitions instead of joining the group's rebalance. At
 each new epoch a task beside the loop works out the new assignment (creating and deleting
@@ -48,6 +52,26 @@ ProcessFetch = Callable[[Fetch], Awaitable[Publish | None]]
 CommitTimer = Callable[[float], None]
 
 
+class Rest:
+    """When an idle consumer stops polling, and what wakes it."""
+
+    def __init__(self, after_s: float, poll_s: float) -> None:
+        self.after_s = after_s
+        self.poll_s = poll_s
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """A record may be waiting: fetch now (a no-op while the consumer is not resting,
+        apart from one early fetch at its next rest)."""
+        self._woken.set()
+
+    async def until_woken(self, limit_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), limit_s)
+        # Cleared before the fetch that follows: a wake-up from now on is not lost.
+        self._woken.clear()
+
+
 @dataclass
 class _Published:
     """A fetch whose sends are out but may not be acknowledged yet."""
@@ -71,6 +95,7 @@ class GroupConsumer:
         on_commit: CommitTimer | None = None,
         epochs: EpochAssignment | None = None,
         pace_s: Callable[[], float] | None = None,
+        rest: Rest | None = None,
     ) -> None:
         self.settings = settings
         self.topic = topic
@@ -82,6 +107,9 @@ class GroupConsumer:
         self.epochs = epochs
         self._planning: asyncio.Task[EpochPlan] | None = None
         self.pace_s = pace_s
+        self.rest = rest
+        # True while resting (no fetches until woken).
+        self.resting = False
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._lag = LagRecorder(group_id, lag_interval_s)
@@ -127,6 +155,8 @@ class GroupConsumer:
         pending: dict[TopicPartition, OffsetAndMetadata] = {}
         waiting: _Published | None = None
         last_commit = time.monotonic()
+        last_records = time.monotonic()
+        woken = False
         while True:
             plan = self._epoch_plan()
             if plan is not None and self.epochs is not None:
@@ -136,8 +166,16 @@ class GroupConsumer:
             # While offsets wait to be committed (or a new assignment is being worked out),
             # poll briefly so they are committed (or it is made) soon.
             busy = pending or waiting or self._planning
-            wait_ms = int(self.commit_interval_s * 1000) if busy else self._idle_wait_ms()
+            if busy:
+                wait_ms = int(self.commit_interval_s * 1000)
+            elif self.rest is not None:
+                wait_ms = self._until_rest_ms(last_records, woken)
+            else:
+                wait_ms = self._idle_wait_ms()
             fetch = await self._consumer.getmany(timeout_ms=wait_ms)
+            woken = False
+            if fetch:
+                last_records = time.monotonic()
             publish = await self.process(fetch) if fetch else None
             if waiting is not None:
                 try:
@@ -169,6 +207,36 @@ class GroupConsumer:
                 last_commit = time.monotonic()
             if fetch and self.pace_s is not None:
                 await self._pace(fetch)
+            if (
+                self.rest is not None
+                and not (fetch or pending or waiting or self._planning)
+                and time.monotonic() - last_records >= self.rest.after_s
+            ):
+                await self._rest(self.rest)
+                woken = True
+
+    def _until_rest_ms(self, last_records: float, woken: bool) -> int:
+        """How long an empty poll may wait before the consumer rests: just one fetch's time
+        right after it was woken, otherwise until it has been idle `rest.after_s`."""
+        assert self.rest is not None
+        if woken:
+            return self.settings.fetch_max_wait_ms + 3
+        idle_s = time.monotonic() - last_records
+        return max(1, min(self._idle_wait_ms(), int((self.rest.after_s - idle_s) * 1000) + 1))
+
+    async def _rest(self, rest: Rest) -> None:
+        """No fetches until woken, the poll interval passes, or the next epoch begins."""
+        assert self._consumer is not None
+        self._consumer.pause(*self._consumer.assignment())
+        self.resting = True
+        try:
+            limit_s = rest.poll_s
+            if self.epochs is not None:
+                limit_s = min(limit_s, self.epochs.until_next_s())
+            await rest.until_woken(max(limit_s, 0.0))
+        finally:
+            self.resting = False
+            self._consumer.resume(*self._consumer.paused())
 
     async def _pace(self, fetch: Fetch) -> None:
         """Once a fetch has emptied the client's buffer (fewer records than a full poll),

@@ -12,6 +12,13 @@ Nothing is lost if a reply is: the change is in the store, its events and the of
 through Kafka, and the gateway answers 504 at its deadline (the command may have been
 applied), as it would for a gateway that restarted while waiting. A reply cannot be forged
 without the command's id, a random UUID that only the gateway and the broker have seen.
+
+The same connection carries wake-ups the other way. A service whose command consumer rests
+while it has nothing to read (`KafkaSettings.quiet_after_ms`, for tansu, which answers a
+waiting fetch only when its wait expires) opens each connection with `listen <topic>`; the
+gateway then writes `wake <topic>` once it has sent a command to that topic (at most one per
+topic per turn of its event loop), and the consumer fetches at once instead of at its next
+slow poll. A lost wake-up only delays a command until that poll.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ SCHEME = "tcp"
 # A reply is a few hundred bytes (a bulk registration's failures, a deletion request): a
 # line far longer than this means the peer is not a TAMS service.
 MAX_REPLY_BYTES = 16 * 1024 * 1024
+# Lines that are not replies (a reply is a JSON object).
+LISTEN = b"listen "
+WAKE = b"wake "
 
 
 def reply_address(host: str, port: int) -> str:
@@ -53,6 +63,7 @@ class ReplyListener:
         self.on_reply = on_reply
         self._server: asyncio.Server | None = None
         self._readers: set[_LineReader] = set()
+        self._to_wake: set[str] = set()
 
     async def start(self) -> int:
         """Listen; returns the port (the one the system chose when `port` is 0)."""
@@ -65,6 +76,19 @@ class ReplyListener:
 
     def serving(self) -> bool:
         return self._server is not None and self._server.is_serving()
+
+    def wake(self, topic: str) -> None:
+        """Tell the services listening on `topic` that a command waits there: once per topic
+        per turn of the event loop, however many commands this turn sent."""
+        if not self._to_wake:
+            asyncio.get_running_loop().call_soon(self._send_wake_ups)
+        self._to_wake.add(topic)
+
+    def _send_wake_ups(self) -> None:
+        topics, self._to_wake = self._to_wake, set()
+        for reader in self._readers:
+            for topic in reader.listening & topics:
+                reader.write(WAKE + topic.encode() + b"\n")
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -81,11 +105,18 @@ class _LineReader(asyncio.Protocol):
         self.on_line = on_line
         self.open_readers = open_readers
         self.pending = bytearray()
-        self.transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.WriteTransport | None = None
+        # Command topics whose consumer at the other end wants wake-ups.
+        self.listening: set[str] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        # A cast, not an isinstance check: uvloop's transports do not subclass asyncio's.
+        self.transport = cast(asyncio.WriteTransport, transport)
         self.open_readers.add(self)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open_readers.discard(self)
@@ -105,7 +136,10 @@ class _LineReader(asyncio.Protocol):
         complete = bytes(self.pending[:end])
         del self.pending[: end + 1]
         for line in complete.split(b"\n"):
-            self.on_line(line)
+            if line.startswith(LISTEN):
+                self.listening.add(line[len(LISTEN) :].decode(errors="replace"))
+            else:
+                self.on_line(line)
 
 
 class ReplySender:
@@ -117,10 +151,19 @@ class ReplySender:
     """
 
     def __init__(
-        self, connect_timeout_s: float = 2.0, max_buffered_bytes: int = 8 * 1024 * 1024
+        self,
+        connect_timeout_s: float = 2.0,
+        max_buffered_bytes: int = 8 * 1024 * 1024,
+        *,
+        listen: str | None = None,
+        on_wake: Callable[[], None] = lambda: None,
     ) -> None:
+        """With `listen`, each connection asks its gateway for wake-ups about that command
+        topic, and `on_wake` is called for each."""
         self.connect_timeout_s = connect_timeout_s
         self.max_buffered_bytes = max_buffered_bytes
+        self.listen = listen
+        self.on_wake = on_wake
         self._links: dict[str, _Link] = {}
         self._connecting: set[asyncio.Task[None]] = set()
 
@@ -143,6 +186,10 @@ class ReplySender:
             return None
         link = _Link(self.max_buffered_bytes)
         link.on_closed = lambda: self._forget(address, link)
+        if self.listen is not None:
+            link.write(LISTEN + self.listen.encode() + b"\n")
+            link.wake_up = WAKE + self.listen.encode()
+            link.on_wake = self.on_wake
         self._links[address] = link
         task = asyncio.create_task(self._connect(address, host, port, link))
         self._connecting.add(task)
@@ -183,6 +230,10 @@ class _Link(asyncio.Protocol):
         self.on_closed: Callable[[], None] = lambda: None
         self.transport: asyncio.WriteTransport | None = None
         self.queued: list[bytes] = []
+        # The wake-up line this link listens for, and what to call on one.
+        self.wake_up: bytes | None = None
+        self.on_wake: Callable[[], None] = lambda: None
+        self._incoming = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A cast, not an isinstance check: uvloop's transports do not subclass asyncio's.
@@ -195,6 +246,19 @@ class _Link(asyncio.Protocol):
         self.transport = None
         self.on_closed()
 
+    def data_received(self, data: bytes) -> None:
+        """Wake-ups from the gateway (nothing else comes this way)."""
+        self._incoming += data
+        end = self._incoming.rfind(b"\n")
+        if end < 0:
+            if len(self._incoming) > 4096:
+                self._incoming.clear()
+            return
+        lines = bytes(self._incoming[:end]).split(b"\n")
+        del self._incoming[: end + 1]
+        if self.wake_up is not None and self.wake_up in lines:
+            self.on_wake()
+
     def write(self, data: bytes) -> None:
         if self.transport is None:
             self.queued.append(data)
@@ -206,7 +270,7 @@ class _Link(asyncio.Protocol):
             self.transport.write(data)
 
     def dropped(self) -> int:
-        count = sum(chunk.count(b"\n") for chunk in self.queued)
+        count = sum(chunk.count(b"\n") for chunk in self.queued if not chunk.startswith(LISTEN))
         self.queued.clear()
         return count
 

@@ -43,6 +43,14 @@ class KafkaSettings(BaseSettings):
     # Command topics in epochs of this many seconds (0: off). Only for a broker that cannot
     # delete records, with one consumer per command topic: the local tansu (tams_runtime.epochs).
     command_epoch_s: float = Field(default=0, ge=0)
+    # A command consumer that has read nothing for `quiet_after_ms` stops polling (0: never):
+    # it fetches again when a gateway says it sent it a command (tams_runtime.replies), and
+    # after `quiet_poll_ms` at the latest, for commands no gateway announces (services'
+    # follow-ups). For tansu, which answers a waiting fetch only when the wait expires, so an
+    # idle consumer polls it every `fetch_max_wait_ms`; Apache Kafka answers as soon as a
+    # record arrives, and needs none of this.
+    quiet_after_ms: int = Field(default=0, ge=0)
+    quiet_poll_ms: int = Field(default=100, ge=1)
     # How long the gateway waits for a command's reply before answering 504.
     reply_timeout_s: float = 10.0
 

@@ -96,6 +96,10 @@ class Stack:
             # For the same reason the command topics come in 5-second epochs, each deleted
             # once read (tams_runtime.epochs), so a fetch lists a few seconds of commands.
             env.setdefault("TAMS_KAFKA_COMMAND_EPOCH_S", "5")
+            # tansu answers a waiting fetch only when its wait expires, so an idle command
+            # consumer polls it 200 times a second; instead it rests after 100 ms without a
+            # command, until a gateway wakes it (tams_runtime.replies) or 100 ms pass.
+            env.setdefault("TAMS_KAFKA_QUIET_AFTER_MS", "100")
             self.broker = start_broker(self.data_dir)
             self.object_store = start_object_store(self.data_dir, local_buckets(env))
             env["TAMS_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap

@@ -1,0 +1,81 @@
+"""A command consumer that rests while idle (`KafkaSettings.quiet_after_ms`, for tansu): the
+gateway that sent a command wakes it, and a command nobody announced is still applied, at
+its slow poll. Over the real local broker, with a real SQLite store."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaProducer
+
+from tams_runtime.bus import CommandBus, ensure_topics
+from tams_runtime.settings import KafkaSettings
+from tams_schema.envelopes import CommandEnvelope
+from tams_stack.stack import Stack
+from tams_store.sqlite import SqliteStore
+
+from .test_command_bus import Counter, start_consumer, store, unique_settings  # noqa: F401
+from .waiting import until
+
+
+def resting_settings(infra: Stack, poll_ms: int) -> KafkaSettings:
+    return unique_settings(infra).model_copy(
+        update={"quiet_after_ms": 2000, "quiet_poll_ms": poll_ms, "reply_timeout_s": 20.0}
+    )
+
+
+async def test_a_resting_consumer_is_woken_by_the_gateway_that_sent_a_command(
+    tams_infra: Stack,
+    store: SqliteStore,  # noqa: F811
+) -> None:
+    # Polling once a minute: only a wake-up gets the second command applied in time.
+    settings = resting_settings(tams_infra, poll_ms=60_000)
+    await ensure_topics(settings)
+    bus = CommandBus(settings)
+    await bus.start()
+    counter = Counter()
+    consumer = await start_consumer(settings, store, counter)
+    topic = settings.topics.catalog_commands
+    try:
+        # Sent while the new consumer still polls; its reply opens the connection on which
+        # the consumer asks this gateway for wake-ups.
+        first = await bus.request(topic, "count", "flow-1", {})
+
+        async def resting() -> bool:
+            return consumer.resting
+
+        await until(resting)
+        second = await bus.request(topic, "count", "flow-1", {})
+        assert (first.body, second.body) == ({"count": 1}, {"count": 2})
+    finally:
+        await bus.stop()
+        await consumer.stop()
+
+
+async def test_a_command_nobody_announced_is_applied_at_the_next_poll(
+    tams_infra: Stack,
+    store: SqliteStore,  # noqa: F811
+) -> None:
+    settings = resting_settings(tams_infra, poll_ms=300)
+    await ensure_topics(settings)
+    counter = Counter()
+    consumer = await start_consumer(settings, store, counter)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+
+        async def resting() -> bool:
+            return consumer.resting
+
+        await until(resting)
+        # As a service's follow-up or a restarted step would be: no gateway, no wake-up.
+        command = CommandEnvelope(name="count", key="flow-1")
+        await producer.send_and_wait(
+            settings.topics.catalog_commands, command.model_dump_json().encode(), key=b"flow-1"
+        )
+
+        async def applied() -> bool:
+            return counter.applied == [command.command_id]
+
+        await until(applied)
+    finally:
+        await producer.stop()
+        await consumer.stop()
