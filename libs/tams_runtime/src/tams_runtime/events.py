@@ -15,7 +15,7 @@ Doc = dict[str, Any]
 def flow_context(tx: ReadTx, flow: Doc) -> EventContext:
     """A flow's source, collectors and auth classes, as they are now (call before deleting
     the flow)."""
-    source = tx.get_source(flow["source_id"])
+    source = tx.source_routing(flow["source_id"])
     return EventContext(
         flow_id=flow["id"],
         source_id=flow["source_id"],

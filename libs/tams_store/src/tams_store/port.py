@@ -359,6 +359,11 @@ class ReadTx(Protocol):
         """The Source with `collected_by` and `source_collection` filled in."""
         ...
 
+    def source_routing(self, source_id: str) -> Doc | None:
+        """What the events of the source's flows are routed by: its `tags` and `collected_by`
+        as `get_source` has them (absent keys stay absent), or None; cheaper than it."""
+        ...
+
     def list_sources(self, query: SourceQuery) -> Page: ...
 
     def get_flow(self, flow_id: str) -> Doc | None:

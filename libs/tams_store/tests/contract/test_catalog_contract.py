@@ -76,6 +76,28 @@ async def test_source_collections_are_inferred_in_order(store: Store) -> None:
     assert {s["id"] for s in by_collector.items} == {video["source_id"], audio["source_id"]}
 
 
+async def test_source_routing_is_what_get_source_says_of_tags_and_collectors(
+    store: Store,
+) -> None:
+    member = flow()
+    collector = flow(flow_collection=[{"id": member["id"]}])
+    await put_all(store, source(member["source_id"], tags={"auth_classes": ["news"]}), member)
+    await put_all(store, collector)
+
+    def both(tx: Any, source_id: str) -> tuple[Any, Any]:
+        return tx.get_source(source_id), tx.source_routing(source_id)
+
+    for source_id in (member["source_id"], collector["source_id"]):
+        full, routing = await store.read(lambda tx, s=source_id: both(tx, s))
+        assert routing == {k: full[k] for k in ("tags", "collected_by") if k in full}
+    member_routing = await store.read(lambda tx: tx.source_routing(member["source_id"]))
+    assert member_routing == {
+        "tags": {"auth_classes": ["news"]},
+        "collected_by": [collector["source_id"]],
+    }
+    assert await store.read(lambda tx: tx.source_routing(new_id())) is None
+
+
 async def test_tag_filters(store: Store) -> None:
     a = flow(tags={"lang": ["en", "fr"], "genre": "news"})
     b = flow(tags={"lang": "cy"})

@@ -18,6 +18,7 @@ id that garbage collection forgot but whose bytes are still being deleted cannot
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -171,9 +172,13 @@ class Registrar:
         accepted: list[SegmentRecord] = []
         new_objects = context.new_objects
         failures: list[dict[str, Any]] = []
-        for item in items:
+        ranges = [TimeRange.parse(item["timerange"]) for item in items]
+        # A bulk registration usually extends a flow: when nothing in the flow overlaps the
+        # whole request, no segment of it needs its own overlap query.
+        context.span_clear = len(items) > 1 and not _overlaps_span(tx, flow_id, ranges)
+        for item, timerange in zip(items, ranges, strict=True):
             try:
-                record, registered = self._check(tx, context, item, accepted, now_ns)
+                record, registered = self._check(tx, context, item, timerange, now_ns)
             except Rejected as exc:
                 failures.append(
                     {
@@ -184,6 +189,7 @@ class Registrar:
                 )
                 continue
             accepted.append(record)
+            context.take(record)
             for obj in registered:
                 new_objects[obj.object_id] = obj
 
@@ -212,13 +218,12 @@ class Registrar:
         tx: WriteTx,
         context: Context,
         item: dict[str, Any],
-        accepted: list[SegmentRecord],
+        timerange: TimeRange,
         now_ns: int,
     ) -> tuple[SegmentRecord, list[ObjectRecord]]:
         """One segment: its timerange, then its object (and init object). Returns the segment
         and the objects it registers for the first time."""
         flow_id = context.flow["id"]
-        timerange = TimeRange.parse(item["timerange"])
         if timerange.is_empty:
             raise Rejected(f"timerange {item['timerange']} is empty")
         if timerange.start is None or timerange.end is None:
@@ -226,20 +231,18 @@ class Registrar:
         bounds = timerange.half_open()
         assert bounds is not None
         start, end = bounds
-        clash = tx.overlapping_segments(flow_id, start, end)
+        clash = [] if context.span_clear else tx.overlapping_segments(flow_id, start, end)
         if clash:
             existing = TimeRange.from_half_open(*clash[0])
             raise Rejected(f"timerange {timerange} overlaps the existing segment {existing}")
-        for other in accepted:
-            if other.start < end and start < other.end:
-                raise Rejected(f"timerange {timerange} overlaps {other.timerange} in this request")
+        other = context.taken_overlapping(start, end)
+        if other is not None:
+            raise Rejected(f"timerange {timerange} overlaps {other.timerange} in this request")
 
         object_id = item["object_id"]
         init_id: str | None = item.get("init_object_id")
         if init_id is not None and init_id == object_id:
             raise Rejected(f"object {object_id} cannot be its own init object")
-        ts_offset = Timestamp.parse(item["ts_offset"]).ns if "ts_offset" in item else 0
-        default_object_range = str(timerange.shift(-ts_offset))
         obj = context.object(object_id)
         registered: list[ObjectRecord] = []
         if obj is not None and obj.is_init:
@@ -273,7 +276,7 @@ class Registrar:
                     content_type=None,
                     registered=True,
                     first_referenced_by_flow=flow_id,
-                    doc=object_properties(item, default_object_range, external=True),
+                    doc=object_properties(item, timerange, external=True),
                 )
             )
         elif not obj.registered:
@@ -298,7 +301,7 @@ class Registrar:
                     content_type=obj.content_type,
                     registered=True,
                     first_referenced_by_flow=flow_id,
-                    doc=object_properties(item, default_object_range, external=False),
+                    doc=object_properties(item, timerange, external=False),
                     size=self.sizes.get(object_id),
                 )
             )
@@ -375,14 +378,44 @@ class Context:
     known: dict[str, ObjectRecord]
     in_use: set[str]
     new_objects: dict[str, ObjectRecord] = field(default_factory=dict)
+    # Nothing in the flow overlaps the whole request: its segments need no overlap query.
+    span_clear: bool = False
+    # The segments accepted so far, by start (they never overlap each other).
+    _taken: list[SegmentRecord] = field(default_factory=list)
 
     def object(self, object_id: str) -> ObjectRecord | None:
         return self.new_objects.get(object_id) or self.known.get(object_id)
 
+    def taken_overlapping(self, start: int, end: int) -> SegmentRecord | None:
+        """An accepted segment overlapping [start, end): only the neighbours by start can."""
+        at = bisect.bisect_left(self._taken, start, key=lambda r: r.start)
+        if at > 0 and self._taken[at - 1].end > start:
+            return self._taken[at - 1]
+        if at < len(self._taken) and self._taken[at].start < end:
+            return self._taken[at]
+        return None
 
-def object_properties(item: dict[str, Any], default_range: str, external: bool) -> dict[str, Any]:
-    """Properties fixed at an object's first registration."""
-    props: dict[str, Any] = {"timerange": item.get("object_timerange") or default_range}
+    def take(self, record: SegmentRecord) -> None:
+        bisect.insort(self._taken, record, key=lambda r: r.start)
+
+
+def _overlaps_span(tx: WriteTx, flow_id: str, ranges: list[TimeRange]) -> bool:
+    """Whether any segment of the flow overlaps the span of these (bounded) timeranges."""
+    bounds = [b for b in (r.half_open() for r in ranges if not r.is_empty) if b is not None]
+    if not bounds:
+        return True
+    start, end = min(b[0] for b in bounds), max(b[1] for b in bounds)
+    return bool(tx.overlapping_segments(flow_id, start, end))
+
+
+def object_properties(item: dict[str, Any], timerange: TimeRange, external: bool) -> dict[str, Any]:
+    """Properties fixed at an object's first registration. Its timerange defaults to the
+    segment's, moved back by `ts_offset`, on the media timeline."""
+    object_range = item.get("object_timerange")
+    if not object_range:
+        ts_offset = Timestamp.parse(item["ts_offset"]).ns if "ts_offset" in item else 0
+        object_range = str(timerange.shift(-ts_offset))
+    props: dict[str, Any] = {"timerange": object_range}
     if "key_frame_count" in item:
         props["key_frame_count"] = item["key_frame_count"]
     if "init_object_id" in item:

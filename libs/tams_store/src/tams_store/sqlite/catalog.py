@@ -186,6 +186,21 @@ def get_source(conn: sqlite3.Connection, source_id: str) -> Doc | None:
     return None if row is None else _source_view(conn, json.loads(row["doc"]))
 
 
+def source_routing(conn: sqlite3.Connection, source_id: str) -> Doc | None:
+    row = conn.execute(
+        "SELECT json_extract(doc, '$.tags') AS tags FROM sources WHERE id = ?", (source_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    routing: Doc = {}
+    if row["tags"] is not None:
+        routing["tags"] = json.loads(row["tags"])
+    collectors = source_collected_by(conn, source_id)
+    if collectors:
+        routing["collected_by"] = collectors
+    return routing
+
+
 def put_source(conn: sqlite3.Connection, source: Doc) -> None:
     conn.execute(
         "INSERT INTO sources (id, format, label, created_ns, updated_ns, doc) "

@@ -75,19 +75,23 @@ def _touching_runs(segments: Sequence[SegmentRecord]) -> list[tuple[int, int]]:
 
 def _add_run(conn: sqlite3.Connection, flow_id: str, start: int, end: int) -> None:
     """Add [start, end) (overlapping no run) to the flow's runs, joining the runs it touches."""
-    before = conn.execute(
-        "SELECT run_start FROM flow_runs WHERE flow_id = ? AND run_end = ?", (flow_id, start)
-    ).fetchone()
-    after = conn.execute(
-        "SELECT run_end FROM flow_runs WHERE flow_id = ? AND run_start = ?", (flow_id, end)
-    ).fetchone()
+    # The run ending where this one starts and the run starting where it ends, in one
+    # statement of two index lookups (an OR would scan the flow's runs). Runs never overlap,
+    # so there is at most one of each.
+    touching = conn.execute(
+        "SELECT run_start, run_end FROM flow_runs WHERE flow_id = ? AND run_end = ? "
+        "UNION ALL SELECT run_start, run_end FROM flow_runs WHERE flow_id = ? AND run_start = ?",
+        (flow_id, start, flow_id, end),
+    ).fetchall()
+    before = next((run[0] for run in touching if run[1] == start), None)
+    after = next((run[1] for run in touching if run[0] == end), None)
     if after is not None:
         conn.execute("DELETE FROM flow_runs WHERE flow_id = ? AND run_start = ?", (flow_id, end))
-        end = after[0]
+        end = after
     if before is not None:
         conn.execute(
             "UPDATE flow_runs SET run_end = ? WHERE flow_id = ? AND run_start = ?",
-            (end, flow_id, before[0]),
+            (end, flow_id, before),
         )
     else:
         conn.execute(

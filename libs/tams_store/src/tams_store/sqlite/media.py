@@ -34,12 +34,13 @@ def max_seg_dur(conn: sqlite3.Connection, flow_id: str) -> int | None:
 def overlapping(
     conn: sqlite3.Connection, flow_id: str, start: int, end: int, limit: int = 1
 ) -> list[tuple[int, int]]:
-    longest = max_seg_dur(conn, flow_id) or 0
-    where, params = _bounded(longest, start, end)
+    # The bounded predicate, with the flow's longest segment read in the same statement (a
+    # scalar subquery, evaluated once; the primary key range stays bounded on both sides).
     rows = conn.execute(
-        f"SELECT seg_start, seg_end FROM segments WHERE flow_id = ? AND {where} "
-        "ORDER BY seg_start LIMIT ?",
-        [flow_id, *params, limit],
+        "SELECT seg_start, seg_end FROM segments WHERE flow_id = ? AND seg_start < ? "
+        "AND seg_start >= max(? - coalesce((SELECT max_seg_dur FROM flows WHERE id = ?), 0), ?) "
+        "AND seg_end > ? ORDER BY seg_start LIMIT ?",
+        [flow_id, end, start, flow_id, MIN_NS, start, limit],
     )
     return [(r[0], r[1]) for r in rows]
 

@@ -52,6 +52,9 @@ class SqliteReadTx:
     def get_source(self, source_id: str) -> Doc | None:
         return catalog.get_source(self.conn, source_id)
 
+    def source_routing(self, source_id: str) -> Doc | None:
+        return catalog.source_routing(self.conn, source_id)
+
     def list_sources(self, query: SourceQuery) -> Page:
         return catalog.list_sources(self.conn, query)
 

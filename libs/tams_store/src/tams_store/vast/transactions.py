@@ -72,6 +72,12 @@ class VastReadTx:
     def get_source(self, source_id: str) -> Doc | None:
         return catalog.get_source(self.tables, source_id)
 
+    def source_routing(self, source_id: str) -> Doc | None:
+        source = catalog.get_source(self.tables, source_id)
+        if source is None:
+            return None
+        return {k: source[k] for k in ("tags", "collected_by") if k in source}
+
     def list_sources(self, query: SourceQuery) -> Page:
         return catalog.list_sources(self.tables, query)
 
