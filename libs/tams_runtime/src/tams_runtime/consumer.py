@@ -45,6 +45,7 @@ from tams_runtime.tracing import (
     context_from_kafka_headers,
     extract_trace_context,
     kafka_trace_headers,
+    recording,
     tracer,
 )
 from tams_schema.envelopes import EVENT_SCHEMA_VERSION, CommandEnvelope, Outcome, TamsEvent
@@ -300,6 +301,13 @@ class CommandConsumer:
                 if command.trace_context
                 else context_from_kafka_headers(record_headers)
             )
+            if not recording():
+                # Nothing records spans here: the sender's context serves as the command's
+                # (its trace id in the logs and in the events), with no span of its own.
+                sender = trace.get_current_span(parent)
+                if sender.get_span_context().is_valid:
+                    spans.append(sender)
+                    continue
             spans.append(
                 tracer().start_span(
                     f"{self.topic} process",

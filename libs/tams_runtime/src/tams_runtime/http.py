@@ -29,13 +29,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tams_runtime.logs import correlated
 from tams_runtime.metrics import HTTP_REQUEST_SECONDS
 from tams_runtime.settings import HttpSettings, InternalSettings
-from tams_runtime.tracing import extract_trace_context, tracer
+from tams_runtime.tracing import extract_trace_context, recording, tracer, unrecorded_span
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -106,20 +107,25 @@ async def observe_requests(request: web.Request, handler: Handler) -> web.Stream
             status = response.status
             return response
         correlation_id = correlation_id_of(request)
+        parent = extract_trace_context(request.headers)
         with (
             correlated(correlation_id),
-            tracer().start_as_current_span(
-                f"{request.method} {route}",
-                context=extract_trace_context(request.headers),
-                kind=SpanKind.SERVER,
-                attributes={
-                    "http.request.method": request.method,
-                    "http.route": route,
-                    "url.path": request.path,
-                    "tams.correlation_id": correlation_id,
-                },
-                record_exception=False,
-                set_status_on_exception=False,
+            (
+                tracer().start_as_current_span(
+                    f"{request.method} {route}",
+                    context=parent,
+                    kind=SpanKind.SERVER,
+                    attributes={
+                        "http.request.method": request.method,
+                        "http.route": route,
+                        "url.path": request.path,
+                        "tams.correlation_id": correlation_id,
+                    },
+                    record_exception=False,
+                    set_status_on_exception=False,
+                )
+                if recording()
+                else trace.use_span(unrecorded_span(parent), end_on_exit=False)
             ) as span,
         ):
             try:

@@ -7,6 +7,7 @@ what it touched.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -14,7 +15,7 @@ from typing import TypeVar
 from opentelemetry.trace import SpanKind
 
 from tams_runtime.metrics import STORE_SECONDS
-from tams_runtime.tracing import tracer
+from tams_runtime.tracing import recording, tracer
 from tams_store import ReadTx, Store, StoreUnavailable, WriteTx, open_store_from_env
 
 T = TypeVar("T")
@@ -45,10 +46,15 @@ class ObservedStore:
     async def _observe(self, operation: str, transaction: Awaitable[T]) -> T:
         started = time.perf_counter()
         outcome = "ok"
-        with tracer().start_as_current_span(
-            f"store.{operation}",
-            kind=SpanKind.CLIENT,
-            attributes={"db.system": self.system, "db.operation": operation},
+        # Where nothing records spans, the transaction's work logs under its caller's span.
+        with (
+            tracer().start_as_current_span(
+                f"store.{operation}",
+                kind=SpanKind.CLIENT,
+                attributes={"db.system": self.system, "db.operation": operation},
+            )
+            if recording()
+            else contextlib.nullcontext()
         ):
             try:
                 return await transaction
