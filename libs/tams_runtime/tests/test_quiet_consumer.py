@@ -4,7 +4,9 @@ its slow poll. Over the real local broker, with a real SQLite store."""
 
 from __future__ import annotations
 
+import pytest
 from aiokafka import AIOKafkaProducer
+from pydantic import ValidationError
 
 from tams_runtime.bus import CommandBus, ensure_topics
 from tams_runtime.settings import KafkaSettings
@@ -79,3 +81,10 @@ async def test_a_command_nobody_announced_is_applied_at_the_next_poll(
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+def test_a_rest_shorter_than_the_wake_up_interval_is_refused() -> None:
+    with pytest.raises(ValidationError, match="at least 20"):
+        KafkaSettings(quiet_after_ms=10)
+    assert KafkaSettings(quiet_after_ms=0).quiet_after_ms == 0
+    assert KafkaSettings(quiet_after_ms=20).quiet_after_ms == 20

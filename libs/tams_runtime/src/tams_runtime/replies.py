@@ -17,8 +17,9 @@ The same connection carries wake-ups the other way. A service whose command cons
 while it has nothing to read (`KafkaSettings.quiet_after_ms`, for tansu, which answers a
 waiting fetch only when its wait expires) opens each connection with `listen <topic>`; the
 gateway then writes `wake <topic>` once it has sent a command to that topic (at most one per
-topic per turn of its event loop), and the consumer fetches at once instead of at its next
-slow poll. A lost wake-up only delays a command until that poll.
+topic every 10 ms: a woken consumer reads on for a while by itself), and the consumer fetches
+at once instead of at its next slow poll. A lost wake-up only delays a command until that
+poll.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import cast
 from urllib.parse import urlsplit
@@ -39,6 +41,10 @@ MAX_REPLY_BYTES = 16 * 1024 * 1024
 # Lines that are not replies (a reply is a JSON object).
 LISTEN = b"listen "
 WAKE = b"wake "
+# At most one wake-up per topic this often. A woken consumer reads on for its
+# `quiet_after_ms` (20 ms at least, KafkaSettings) before it rests again, so it finds the
+# commands sent meanwhile itself; under load this keeps wake-ups to 100 a second at most.
+WAKE_INTERVAL_S = 0.01
 
 
 def reply_address(host: str, port: int) -> str:
@@ -64,6 +70,7 @@ class ReplyListener:
         self._server: asyncio.Server | None = None
         self._readers: set[_LineReader] = set()
         self._to_wake: set[str] = set()
+        self._woken_at: dict[str, float] = {}
 
     async def start(self) -> int:
         """Listen; returns the port (the one the system chose when `port` is 0)."""
@@ -78,8 +85,12 @@ class ReplyListener:
         return self._server is not None and self._server.is_serving()
 
     def wake(self, topic: str) -> None:
-        """Tell the services listening on `topic` that a command waits there: once per topic
-        per turn of the event loop, however many commands this turn sent."""
+        """Tell the services listening on `topic` that a command waits there: at most once
+        per topic every `WAKE_INTERVAL_S`, however many commands were sent meanwhile."""
+        now = time.monotonic()
+        if now - self._woken_at.get(topic, -WAKE_INTERVAL_S) < WAKE_INTERVAL_S:
+            return
+        self._woken_at[topic] = now
         if not self._to_wake:
             asyncio.get_running_loop().call_soon(self._send_wake_ups)
         self._to_wake.add(topic)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tams_schema.topics import Topics
@@ -53,6 +53,15 @@ class KafkaSettings(BaseSettings):
     quiet_poll_ms: int = Field(default=100, ge=1)
     # How long the gateway waits for a command's reply before answering 504.
     reply_timeout_s: float = 10.0
+
+    @field_validator("quiet_after_ms")
+    @classmethod
+    def _quiet_after_spans_wake_ups(cls, value: int) -> int:
+        # A gateway wakes each topic at most every 10 ms; a woken consumer must read on
+        # longer than that to find the commands sent meanwhile (tams_runtime.replies).
+        if 0 < value < 20:
+            raise ValueError("must be 0 (never rest) or at least 20")
+        return value
 
     @property
     def topics(self) -> Topics:
