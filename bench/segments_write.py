@@ -7,7 +7,9 @@ those objects (as a loop recorder or an edit would), so the figures are about re
 not about uploading bytes. Two loads, on a fresh stack of all five services:
   single  32 clients, each POSTing one segment at a time to its own flow (closed loop);
   bulk    8 clients, each POSTing arrays of 100 segments to its own flow (closed loop).
-Prints segments/s and request latency percentiles for each. `--sustain` first runs the
+Prints segments/s and request latency percentiles for each. The measured POSTs go through
+a lean HTTP client (`lean_http.py`), so the load generator leaves the stack the CPU that
+aiohttp's client would take on the same cores. `--sustain` first runs the
 single load for that many seconds and prints each 10-second window, with the broker's CPU
 share, to show whether a rate holds. `--webhook` first registers one webhook, for an event
 type this load never causes, so the webhooks service reads every event as it comes (with no
