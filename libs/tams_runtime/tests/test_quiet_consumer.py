@@ -4,11 +4,14 @@ its slow poll. Over the real local broker, with a real SQLite store."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from tams_runtime.bus import CommandBus, ensure_topics
+from tams_runtime.consumer import CommandConsumer
 from tams_runtime.settings import KafkaSettings
 from tams_schema.envelopes import CommandEnvelope
 from tams_stack.stack import Stack
@@ -16,6 +19,13 @@ from tams_store.sqlite import SqliteStore
 
 from .test_command_bus import Counter, start_consumer, store, unique_settings  # noqa: F401
 from .waiting import until
+
+
+def resting(consumer: CommandConsumer) -> Callable[[], Awaitable[bool]]:
+    async def is_resting() -> bool:
+        return consumer.resting
+
+    return is_resting
 
 
 def resting_settings(infra: Stack, poll_ms: int) -> KafkaSettings:
@@ -41,10 +51,7 @@ async def test_a_resting_consumer_is_woken_by_the_gateway_that_sent_a_command(
         # the consumer asks this gateway for wake-ups.
         first = await bus.request(topic, "count", "flow-1", {})
 
-        async def resting() -> bool:
-            return consumer.resting
-
-        await until(resting)
+        await until(resting(consumer))
         second = await bus.request(topic, "count", "flow-1", {})
         assert (first.body, second.body) == ({"count": 1}, {"count": 2})
     finally:
@@ -63,11 +70,7 @@ async def test_a_command_nobody_announced_is_applied_at_the_next_poll(
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
     try:
-
-        async def resting() -> bool:
-            return consumer.resting
-
-        await until(resting)
+        await until(resting(consumer))
         # As a service's follow-up or a restarted step would be: no gateway, no wake-up.
         command = CommandEnvelope(name="count", key="flow-1")
         await producer.send_and_wait(

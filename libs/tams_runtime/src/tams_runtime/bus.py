@@ -19,7 +19,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tams_runtime.epochs import CommandTopics, TopicCreationFailed, create_topics
@@ -28,7 +27,7 @@ from tams_runtime.metrics import COMMAND_ROUND_TRIP_SECONDS
 from tams_runtime.partitioner import KeyPartitioner
 from tams_runtime.replies import ReplyListener, reply_address
 from tams_runtime.settings import KafkaSettings, ReplySettings
-from tams_runtime.tracing import inject_trace_context, tracer
+from tams_runtime.tracing import inject_trace_context, recording, tracer
 from tams_schema.envelopes import CommandEnvelope, FollowUp, Reply, new_id
 
 log = logging.getLogger(__name__)
@@ -196,10 +195,9 @@ class CommandBus:
     def _producer_span(
         topic: str, name: str, correlation_id: str
     ) -> contextlib.AbstractContextManager[object]:
-        """A producer span under the request's span, when that one is recorded. When it is
-        not (nothing exports traces), a child would not be either: the command then carries
-        the request span's own context, at a tenth of the cost of minting another."""
-        if not trace.get_current_span().is_recording():
+        """A producer span under the request's span. Where nothing records spans
+        (`recording()`), none: the command carries the request span's own context."""
+        if not recording():
             return contextlib.nullcontext()
         return tracer().start_as_current_span(
             f"{topic} publish",

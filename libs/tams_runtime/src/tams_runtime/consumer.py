@@ -47,6 +47,7 @@ from tams_runtime.tracing import (
     kafka_trace_headers,
     recording,
     tracer,
+    unrecorded_span,
 )
 from tams_schema.envelopes import EVENT_SCHEMA_VERSION, CommandEnvelope, Outcome, TamsEvent
 
@@ -304,10 +305,8 @@ class CommandConsumer:
             if not recording():
                 # Nothing records spans here: the sender's context serves as the command's
                 # (its trace id in the logs and in the events), with no span of its own.
-                sender = trace.get_current_span(parent)
-                if sender.get_span_context().is_valid:
-                    spans.append(sender)
-                    continue
+                spans.append(unrecorded_span(parent))
+                continue
             spans.append(
                 tracer().start_span(
                     f"{self.topic} process",
