@@ -152,6 +152,58 @@ async def test_triggers_agree_with_a_recount_after_writes_and_deletes(tmp_path: 
     await store.close()
 
 
+async def test_sizes_read_earlier_in_the_transaction_count_as_stored(tmp_path: Path) -> None:
+    """A registration reads its objects, then inserts their segments: the counters take the
+    sizes from that read, or from what the registration itself wrote, never a stale one."""
+    store = SqliteStore(tmp_path / "tams.db")
+    await store.open()
+    doc = flow()
+    sized, unsized, fresh, kept = new_id(), new_id(), new_id(), new_id()
+
+    def setup(tx: Any) -> None:
+        tx.put_source(source(doc["source_id"]))
+        tx.put_flow(doc)
+        tx.allocate_objects(
+            [ObjectAllocation(i, doc["id"], "backend-0", "video/mp2t", 0) for i in (fresh, kept)]
+        )
+        registered = [
+            ObjectRecord(sized, None, "backend-0", None, True, doc["id"], {}, 700),
+            ObjectRecord(unsized, None, None, None, True, doc["id"], {}, None),
+            ObjectRecord(kept, doc["id"], "backend-0", None, True, doc["id"], {}, 300),
+        ]
+        segments = [
+            SegmentRecord(n * S, (n + 1) * S, o.object_id, "x", {}, 0)
+            for n, o in enumerate(registered)
+        ]
+        tx.add_segments(doc["id"], segments, registered, "2026-01-01T00:00:00.000000Z")
+
+    await store.write(setup)
+
+    def register(tx: Any) -> None:
+        known = tx.get_objects([sized, unsized, fresh, kept])
+        assert known[fresh].size is None
+        segments = [
+            SegmentRecord((10 + n) * S, (11 + n) * S, i, "x", {}, 0)
+            for n, i in enumerate((sized, unsized, fresh, kept))
+        ]
+        # `fresh` gets its size at this first registration; `kept` is written again without
+        # one, and keeps the size it has.
+        objects = [
+            ObjectRecord(fresh, doc["id"], "backend-0", None, True, doc["id"], {}, 2500),
+            ObjectRecord(kept, doc["id"], "backend-0", None, True, doc["id"], {}, None),
+        ]
+        tx.add_segments(doc["id"], segments, objects, "2026-01-01T00:00:01.000000Z")
+
+    await store.write(register)
+    assert_counters_match(tmp_path / "tams.db")
+    with sqlite3.connect(tmp_path / "tams.db") as conn:
+        stats = conn.execute(
+            "SELECT segments, bytes, unsized FROM flow_stats WHERE flow_id = ?", (doc["id"],)
+        ).fetchone()
+    assert stats == (7, 700 + 300 + 700 + 2500 + 300, 2)
+    await store.close()
+
+
 async def test_migration_fills_counters_from_existing_rows(tmp_path: Path) -> None:
     path = tmp_path / "tams.db"
     previous = MIGRATIONS.index(next(m for m in MIGRATIONS if any("flow_stats" in s for s in m)))

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tams_store.analytics import BUCKET_NS
 from tams_store.port import SegmentRecord
 
 
-def _sizes(conn: sqlite3.Connection, object_ids: set[str]) -> dict[str, int | None]:
-    ids = sorted(object_ids)
-    sizes: dict[str, int | None] = {}
+def _sizes(
+    conn: sqlite3.Connection, object_ids: set[str], known: Mapping[str, int | None]
+) -> dict[str, int | None]:
+    sizes = {object_id: known[object_id] for object_id in object_ids if object_id in known}
+    ids = sorted(object_ids - sizes.keys())
     for offset in range(0, len(ids), 500):
         chunk = ids[offset : offset + 500]
         rows = conn.execute(
@@ -28,13 +30,16 @@ def _sizes(conn: sqlite3.Connection, object_ids: set[str]) -> dict[str, int | No
 
 
 def segments_inserted(
-    conn: sqlite3.Connection, flow_id: str, segments: Sequence[SegmentRecord]
+    conn: sqlite3.Connection,
+    flow_id: str,
+    segments: Sequence[SegmentRecord],
+    known_sizes: Mapping[str, int | None],
 ) -> None:
     """Add just-inserted segments to the counters. Objects whose size is not known yet count
     as unsized; the `analytics_object_sized` trigger moves them to bytes when it is set."""
     if not segments:
         return
-    sizes = _sizes(conn, {s.object_id for s in segments})
+    sizes = _sizes(conn, {s.object_id for s in segments}, known_sizes)
     known = [sizes.get(s.object_id) for s in segments]
     delta = (
         len(segments),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from tams_store import cursor, segment_tags
@@ -45,7 +46,14 @@ def overlapping(
     return [(r[0], r[1]) for r in rows]
 
 
-def insert_segments(conn: sqlite3.Connection, flow_id: str, rows: list[SegmentRecord]) -> None:
+def insert_segments(
+    conn: sqlite3.Connection,
+    flow_id: str,
+    rows: list[SegmentRecord],
+    known_sizes: Mapping[str, int | None] | None = None,
+) -> None:
+    """Insert a flow's new segments and count them; `known_sizes` are object sizes the
+    caller has just read or written in this transaction (the rest are read)."""
     conn.executemany(
         "INSERT INTO segments (flow_id, seg_start, seg_end, object_id, timerange, doc, "
         "created_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -55,7 +63,7 @@ def insert_segments(conn: sqlite3.Connection, flow_id: str, rows: list[SegmentRe
         ],
     )
     # The one place segments are inserted keeps the analytics counters (once per batch).
-    counters.segments_inserted(conn, flow_id, rows)
+    counters.segments_inserted(conn, flow_id, rows, known_sizes or {})
 
 
 def update_flow_extent(

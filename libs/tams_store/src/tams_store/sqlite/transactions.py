@@ -189,6 +189,17 @@ class SqliteReadTx:
 
 
 class SqliteWriteTx(SqliteReadTx):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(conn)
+        # The size of each object this transaction read or registered, for the segment
+        # counters: a registration reads its objects just before it inserts their segments.
+        self._object_sizes: dict[str, int | None] = {}
+
+    def get_objects(self, object_ids: list[str]) -> dict[str, ObjectRecord]:
+        found = media.get_objects(self.conn, object_ids)
+        self._object_sizes.update((object_id, o.size) for object_id, o in found.items())
+        return found
+
     def recorded_outcome(self, command_id: str) -> Outcome | None:
         row = self.conn.execute(
             "SELECT outcome FROM command_outcomes WHERE command_id = ?", (command_id,)
@@ -261,7 +272,13 @@ class SqliteWriteTx(SqliteReadTx):
             return
         # Objects first: their sizes are then known when the segments are counted.
         media.register_objects(self.conn, objects)
-        media.insert_segments(self.conn, flow_id, segments)
+        for obj in objects:
+            if obj.size is None:
+                # The stored size is kept (coalesce): ask the table again.
+                self._object_sizes.pop(obj.object_id, None)
+            else:
+                self._object_sizes[obj.object_id] = obj.size
+        media.insert_segments(self.conn, flow_id, segments, self._object_sizes)
         media.update_flow_extent(
             self.conn,
             flow_id,
@@ -315,6 +332,8 @@ class SqliteWriteTx(SqliteReadTx):
         return media.expired_allocations(self.conn, allocated_before_ns, limit)
 
     def remove_objects(self, object_ids: list[str]) -> None:
+        for object_id in object_ids:
+            self._object_sizes.pop(object_id, None)
         media.remove_objects(self.conn, object_ids)
 
     def queue_media_jobs(self, jobs: list[MediaJob]) -> None:
