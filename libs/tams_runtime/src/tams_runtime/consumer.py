@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaProducer, TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from pydantic_core import to_json
 
 from tams_runtime.bus import broker_answers
 from tams_runtime.epochs import CommandTopics, EpochAssignment
@@ -99,9 +100,9 @@ class EventPublisher:
 
 
 def _json_bytes(value: object) -> bytes:
-    import json
-
-    return json.dumps(value, separators=(",", ":")).encode()
+    # pydantic-core's serialiser: compact JSON, several times faster than `json.dumps` on a
+    # bulk registration's event.
+    return to_json(value)
 
 
 class CommandConsumer:

@@ -11,13 +11,13 @@ backoff: events are never skipped.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import TopicPartition
+from pydantic_core import from_json
 
 from tams_runtime.group_consumer import GroupConsumer
 from tams_runtime.settings import KafkaSettings
@@ -52,7 +52,7 @@ def parse_record(
 ) -> ReceivedEvent:
     """Raises ValueError for a record that is not a TAMS event of this server."""
     names = {name: raw.decode() for name, raw in headers}
-    payload = json.loads(value)
+    payload = from_json(value)
     if not isinstance(payload, dict) or "event_id" not in names:
         raise ValueError("not a TAMS event (no event_id header, or not a JSON object)")
     event = TamsEvent(

@@ -7,10 +7,23 @@ import json
 from datetime import datetime
 from typing import Any
 
+from pydantic_core import from_json, to_json
+
 Doc = dict[str, Any]
 
 # Filled in by the adapter on read from other records; never stored in a document.
 COMPUTED_KEYS = ("collected_by", "source_collection", "timerange", "segments_updated")
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse stored JSON. pydantic-core's parser gives the same values as `json.loads` in a
+    fraction of the time (a registration parses its flow's and objects' documents)."""
+    return from_json(text)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text, serialised by pydantic-core (UTF-8, not \\u escapes)."""
+    return to_json(value).decode()
 
 
 def to_ns(stamp: str) -> int:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
+from pydantic_core import from_json
 
 from tams_gateway.context import GATEWAY
 from tams_gateway.errors import ApiError, bad_request
@@ -30,8 +30,10 @@ async def json_body(request: web.Request) -> Any:
     if not raw:
         raise bad_request("request body is empty; a JSON body is required")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # pydantic-core's parser: the same values as `json.loads`, several times faster on a
+        # bulk registration; it also refuses lone surrogates, which no store could keep.
+        return from_json(raw)
+    except ValueError as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from exc
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tams_schema.timerange import TimeRange
-from tams_store import cursor
+from tams_store import cursor, documents
 from tams_store.documents import stored_doc as _stored_doc
 from tams_store.documents import tag_rows, to_ns
 from tams_store.port import Doc, FlowQuery, Page, SourceQuery, TagFilter
@@ -183,7 +183,7 @@ def _source_view(conn: sqlite3.Connection, doc: Doc) -> Doc:
 
 def get_source(conn: sqlite3.Connection, source_id: str) -> Doc | None:
     row = conn.execute("SELECT doc FROM sources WHERE id = ?", (source_id,)).fetchone()
-    return None if row is None else _source_view(conn, json.loads(row["doc"]))
+    return None if row is None else _source_view(conn, documents.loads(row["doc"]))
 
 
 def source_routing(conn: sqlite3.Connection, source_id: str) -> Doc | None:
@@ -194,7 +194,7 @@ def source_routing(conn: sqlite3.Connection, source_id: str) -> Doc | None:
         return None
     routing: Doc = {}
     if row["tags"] is not None:
-        routing["tags"] = json.loads(row["tags"])
+        routing["tags"] = documents.loads(row["tags"])
     collectors = source_collected_by(conn, source_id)
     if collectors:
         routing["collected_by"] = collectors
@@ -266,7 +266,7 @@ def list_sources(conn: sqlite3.Connection, query: SourceQuery) -> Page:
         query.page,
         query.limit,
     )
-    items = [_source_view(conn, json.loads(row["doc"])) for row in rows]
+    items = [_source_view(conn, documents.loads(row["doc"])) for row in rows]
     return Page(items=items, limit=query.limit, next_key=next_key)
 
 
@@ -290,7 +290,7 @@ def _collectors_of(conn: sqlite3.Connection, flow_ids: Sequence[str]) -> dict[st
 def _flow_views(conn: sqlite3.Connection, rows: Iterable[sqlite3.Row]) -> list[Doc]:
     docs = []
     for row in rows:
-        doc = json.loads(row["doc"])
+        doc = documents.loads(row["doc"])
         if row["segments_updated"] is not None:
             doc["segments_updated"] = row["segments_updated"]
         docs.append(doc)
@@ -362,7 +362,7 @@ def remove_from_collections(conn: sqlite3.Connection, flow_id: str) -> None:
         "SELECT collector_id FROM flow_collections WHERE member_id = ?", (flow_id,)
     ).fetchall():
         row = conn.execute("SELECT doc FROM flows WHERE id = ?", (collector_id,)).fetchone()
-        doc = json.loads(row["doc"])
+        doc = documents.loads(row["doc"])
         doc["flow_collection"] = [m for m in doc.get("flow_collection", []) if m["id"] != flow_id]
         conn.execute("UPDATE flows SET doc = ? WHERE id = ?", (json.dumps(doc), collector_id))
     conn.execute("DELETE FROM flow_collections WHERE member_id = ?", (flow_id,))
@@ -477,7 +477,7 @@ PROFILE_SORT = SortSpec(("profiles.id",), descending=False)
 
 def get_profile(conn: sqlite3.Connection, profile_id: str) -> Doc | None:
     row = conn.execute("SELECT doc FROM profiles WHERE id = ?", (profile_id,)).fetchone()
-    return None if row is None else dict(json.loads(row["doc"]))
+    return None if row is None else dict(documents.loads(row["doc"]))
 
 
 def put_profile(conn: sqlite3.Connection, profile: Doc) -> None:
@@ -513,4 +513,4 @@ def list_profiles(
             where.append(f"profiles.{column} = ?")
             params.append(value)
     rows, next_key = _page(conn, "profiles", where, params, PROFILE_SORT, False, page, limit)
-    return Page(items=[json.loads(r["doc"]) for r in rows], limit=limit, next_key=next_key)
+    return Page(items=[documents.loads(r["doc"]) for r in rows], limit=limit, next_key=next_key)

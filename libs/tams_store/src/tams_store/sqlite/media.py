@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from tams_store import cursor, segment_tags
+from tams_store import cursor, documents, segment_tags
 from tams_store.port import ObjectRecord, SegmentPage, SegmentRecord, TagFilter
 from tams_store.sqlite import counters
 from tams_store.sqlite.catalog import tag_clauses
@@ -58,7 +58,15 @@ def insert_segments(
         "INSERT INTO segments (flow_id, seg_start, seg_end, object_id, timerange, doc, "
         "created_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (flow_id, r.start, r.end, r.object_id, r.timerange, json.dumps(r.doc), r.created_ns)
+            (
+                flow_id,
+                r.start,
+                r.end,
+                r.object_id,
+                r.timerange,
+                documents.dumps(r.doc),
+                r.created_ns,
+            )
             for r in rows
         ],
     )
@@ -103,7 +111,7 @@ def get_objects(conn: sqlite3.Connection, object_ids: list[str]) -> dict[str, Ob
                 content_type=row["content_type"],
                 registered=bool(row["registered"]),
                 first_referenced_by_flow=row["first_referenced_by_flow"],
-                doc=json.loads(row["doc"]),
+                doc=documents.loads(row["doc"]),
                 size=row["size"],
             )
     return found
@@ -212,7 +220,7 @@ def segment_record(row: sqlite3.Row, created_ns: int) -> SegmentRecord:
         end=row["seg_end"],
         object_id=row["object_id"],
         timerange=row["timerange"],
-        doc=json.loads(row["doc"]),
+        doc=documents.loads(row["doc"]),
         created_ns=created_ns,
         tags=segment_tags.decode(row["tags"]),
     )
