@@ -374,6 +374,7 @@ def test_sqlite_trial_runs_the_five_services_in_one_pod_on_one_volume() -> None:
         env = env_values(container)
         assert env["TAMS_STORE"] == "sqlite"
         assert env["TAMS_SQLITE_SYNCHRONOUS"] == "FULL"
+        assert env["TAMS_SQLITE_WRITER_CACHE_MB"] == "64"
         assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
     assert not rendered.of_kind("HorizontalPodAutoscaler")
     assert not rendered.of_kind("PodDisruptionBudget")

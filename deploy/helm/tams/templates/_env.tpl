@@ -90,6 +90,7 @@ Credentials only ever come from the existing Secret (valueFrom.secretKeyRef).
 {{- $e = append $e (dict "name" "TAMS_DATA_DIR" "value" "/data") -}}
 {{- if include "tams.sqlite" $root -}}
 {{- $e = append $e (dict "name" "TAMS_SQLITE_SYNCHRONOUS" "value" $v.store.sqlite.synchronous) -}}
+{{- $e = append $e (dict "name" "TAMS_SQLITE_WRITER_CACHE_MB" "value" (toString $v.store.sqlite.writerCacheMb)) -}}
 {{- else -}}
 {{- $vast := $v.store.vast -}}
 {{- with $vast.endpoint -}}

@@ -34,7 +34,11 @@ def open_store_from_env() -> Store:
     if settings.store == "sqlite":
         from tams_store.sqlite import SqliteStore
 
-        return SqliteStore(settings.sqlite_file, synchronous=settings.sqlite_synchronous)
+        return SqliteStore(
+            settings.sqlite_file,
+            synchronous=settings.sqlite_synchronous,
+            writer_cache_mb=settings.sqlite_writer_cache_mb,
+        )
     if settings.store == "vast":
         # Imported only here: vastdb and pyarrow are the optional `tams-store[vast]` extra.
         from tams_store.vast import VastSettings, VastStore

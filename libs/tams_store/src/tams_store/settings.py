@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -13,6 +14,10 @@ class StoreSettings(BaseSettings):
     sqlite_path: str | None = None
     # FULL survives power loss (~7k commits/s); NORMAL survives process crashes (~49k/s).
     sqlite_synchronous: str = "NORMAL"
+    # The writing connection's page cache, at most (filled as pages are used). Registrations
+    # insert into indexes at many places at once (segments by object, objects by id); with
+    # SQLite's 2 MB default those pages are read back from the OS for every batch.
+    sqlite_writer_cache_mb: int = Field(default=64, ge=1)
 
     @property
     def sqlite_file(self) -> str:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from tams_store import open_store_from_env
 from tams_store.sqlite import SqliteStore
 from tams_store.sqlite.migrations import MIGRATIONS
 
@@ -40,3 +43,20 @@ async def test_put_flow_keeps_segment_owned_columns(tmp_path: Path) -> None:
     got = await store.read(lambda tx: tx.get_flow(doc["id"]))
     assert got is not None and got["segments_updated"] == "x" and got["label"] == "replaced"
     await store.close()
+
+
+async def test_the_writer_cache_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAMS_STORE", "sqlite")
+    monkeypatch.setenv("TAMS_SQLITE_PATH", str(tmp_path / "tams.db"))
+    monkeypatch.setenv("TAMS_SQLITE_WRITER_CACHE_MB", "8")
+    store = open_store_from_env()
+    assert isinstance(store, SqliteStore)
+    await store.open()
+    try:
+        assert store._writer is not None
+        cache = await store._writer.run(lambda c: c.execute("PRAGMA cache_size").fetchone()[0])
+        assert cache == -8 * 1024  # KiB
+    finally:
+        await store.close()

@@ -9,6 +9,10 @@ other processes. `synchronous=NORMAL` survives process crashes; set
 Checkpoints (copying the WAL back into the database file, with an fsync) run in a background
 thread once a second instead of inside whichever commit crosses the auto-checkpoint size, so
 no write request pays for one.
+
+The writing connection keeps a larger page cache (`TAMS_SQLITE_WRITER_CACHE_MB`, 64 MB) than
+SQLite's 2 MB: a bulk registration inserts at hundreds of places in the segments-by-object
+index, and with the default those pages were read back from the OS every batch.
 """
 
 from __future__ import annotations
@@ -30,8 +34,16 @@ T = TypeVar("T")
 
 
 class SqliteStore:
-    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", readers: int = 4) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "NORMAL",
+        readers: int = 4,
+        writer_cache_mb: int = 64,
+    ) -> None:
         self.path = Path(path)
+        self.writer_cache_mb = writer_cache_mb
         self.synchronous = synchronous.upper()
         if self.synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"invalid SQLite synchronous mode {synchronous!r}")
@@ -51,6 +63,12 @@ class SqliteStore:
         conn.execute("PRAGMA wal_autocheckpoint=0")
         return conn
 
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        # A negative cache_size is in KiB.
+        conn.execute(f"PRAGMA cache_size=-{self.writer_cache_mb * 1024}")
+        return conn
+
     def _checkpoint_loop(self) -> None:
         conn = self._connect()
         try:
@@ -63,7 +81,7 @@ class SqliteStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = ThreadBoundExecutor("sqlite-writer", 1, self._connect)
+        self._writer = ThreadBoundExecutor("sqlite-writer", 1, self._connect_writer)
         self._readers = ThreadBoundExecutor("sqlite-reader", self._readers_count, self._connect)
         await self._writer.run(migrate)
         self._stop_checkpoints.clear()
