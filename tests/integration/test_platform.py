@@ -54,6 +54,8 @@ async def test_post_service_rejects_bad_bodies_with_a_json_error(
 ) -> None:
     cases = [
         (b"{not json", "not valid JSON"),
+        # A lone surrogate can be neither stored nor sent on as UTF-8: malformed, not a 503.
+        (b'{"name": "\\ud800"}', "not valid JSON"),
         (b'{"name": 5}', "name must be a string"),
         (b'{"colour": "red"}', "colour"),
         (b"[]", "JSON object"),
