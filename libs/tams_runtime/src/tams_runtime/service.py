@@ -121,6 +121,8 @@ async def serve_command_service(
     from tams_runtime.applier import CommandApplier
     from tams_runtime.components import StoreComponent
     from tams_runtime.consumer import CommandConsumer
+    from tams_runtime.outcomes import OutcomePruner
+    from tams_runtime.settings import OutcomeSettings
     from tams_runtime.store import open_store
     from tams_store import StoreUnavailable
 
@@ -135,6 +137,12 @@ async def serve_command_service(
     workers = list(workers_for(store, kafka)) if workers_for else []
     await serve(
         name,
-        [StoreComponent(store), *components, consumer, *workers],
+        [
+            StoreComponent(store),
+            *components,
+            consumer,
+            OutcomePruner(store, OutcomeSettings()),
+            *workers,
+        ],
         {"store": store.ping, "broker": consumer.healthy, **(checks or {})},
     )

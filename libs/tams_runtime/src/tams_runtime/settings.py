@@ -136,6 +136,20 @@ class ProcessSettings(BaseSettings):
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
 
+class OutcomeSettings(BaseSettings):
+    """How long recorded command outcomes are kept (tams_runtime.outcomes)."""
+
+    model_config = SettingsConfigDict(env_prefix="TAMS_COMMAND_", extra="ignore")
+
+    # 0: kept for ever. Otherwise longer than any command can be read again: seconds after a
+    # crash, but on Apache Kafka a group whose committed offsets expired reads again from the
+    # oldest command its topic keeps. The local stack (tansu, command epochs deleted once
+    # read) sets an hour.
+    outcome_retention_s: float = Field(default=0, ge=0)
+    # How often each service with a command consumer forgets the expired ones.
+    outcome_prune_interval_s: float = Field(default=60, gt=0)
+
+
 class AuthPolicySettings(BaseSettings):
     """Fine-grained authorisation policy (tams_runtime.authz), read by the gateway and the
     webhooks service. Neither set: fine-grained authorisation is off (scopes only)."""

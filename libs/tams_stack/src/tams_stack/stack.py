@@ -100,6 +100,10 @@ class Stack:
             # consumer polls it 200 times a second; instead it rests after 100 ms without a
             # command, until a gateway wakes it (tams_runtime.replies) or 100 ms pass.
             env.setdefault("TAMS_KAFKA_QUIET_AFTER_MS", "100")
+            # Command epochs are deleted once read: an applied command is read again only
+            # until its offset is committed, so its outcome can go after an hour
+            # (tams_runtime.outcomes).
+            env.setdefault("TAMS_COMMAND_OUTCOME_RETENTION_S", "3600")
             self.broker = start_broker(self.data_dir)
             self.object_store = start_object_store(self.data_dir, local_buckets(env))
             env["TAMS_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap

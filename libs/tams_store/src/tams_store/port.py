@@ -522,6 +522,12 @@ class WriteTx(ReadTx, Protocol):
 
     def record_outcome(self, command_id: str, outcome: Outcome) -> None: ...
 
+    def forget_outcomes(self, recorded_before_ns: int, limit: int) -> int:
+        """Forget up to about `limit` outcomes recorded before `recorded_before_ns`, oldest
+        first (tams_runtime.outcomes); returns how many. A command whose outcome is forgotten
+        would be applied again if read again."""
+        ...
+
     def set_service_info(self, info: Doc) -> None: ...
 
     def put_source(self, source: Doc) -> None:

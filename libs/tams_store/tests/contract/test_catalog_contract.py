@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -208,6 +209,35 @@ async def test_outcomes_are_recorded(store: Store) -> None:
     got = await store.write(lambda tx: tx.recorded_outcome(command_id))
     assert got == outcome
     assert await store.write(lambda tx: tx.recorded_outcome(new_id())) is None
+
+
+async def test_old_outcomes_are_forgotten_oldest_first(store: Store) -> None:
+    """Outcomes recorded before the cutoff go, a batch at a time and every part of each (a
+    bulk registration's outcome spans several rows on VAST); later ones stay."""
+    large = Outcome(
+        status=201,
+        events=[
+            TamsEvent(
+                key="k",
+                event_type="flows/segments_added",
+                event={"segments": [{"timerange": f"[{i}:0_{i + 1}:0)"} for i in range(5000)]},
+            )
+        ],
+    )
+    small = Outcome(status=204)
+    old = [new_id(), new_id()]
+    await store.write(lambda tx: tx.record_outcome(old[0], large))
+    await store.write(lambda tx: tx.record_outcome(old[1], small))
+    cutoff = time.time_ns()
+    kept = new_id()
+    await store.write(lambda tx: tx.record_outcome(kept, small))
+
+    assert await store.write(lambda tx: tx.forget_outcomes(cutoff, 1)) == 1
+    assert await store.write(lambda tx: tx.forget_outcomes(cutoff, 100)) == 1
+    assert await store.write(lambda tx: tx.forget_outcomes(cutoff, 100)) == 0
+    for command_id in old:
+        assert await store.write(lambda tx, c=command_id: tx.recorded_outcome(c)) is None
+    assert await store.write(lambda tx: tx.recorded_outcome(kept)) == small
 
 
 async def test_profiles(store: Store) -> None:

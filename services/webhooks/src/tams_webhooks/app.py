@@ -23,9 +23,10 @@ from tams_runtime.consumer import CommandConsumer
 from tams_runtime.egress import EgressPolicy
 from tams_runtime.event_consumer import EventConsumer
 from tams_runtime.media import UrlBuilder
+from tams_runtime.outcomes import OutcomePruner
 from tams_runtime.secret_box import SecretBox
 from tams_runtime.service import Component, run, serve
-from tams_runtime.settings import KafkaSettings, S3Settings, WebhookSettings
+from tams_runtime.settings import KafkaSettings, OutcomeSettings, S3Settings, WebhookSettings
 from tams_runtime.storage import StorageBackends
 from tams_runtime.store import open_store
 from tams_schema.envelopes import CommandEnvelope, Outcome
@@ -95,7 +96,13 @@ async def main() -> None:
     )
     await serve(
         SERVICE,
-        [StoreComponent(store), sender, dispatcher, Together(commands, events)],
+        [
+            StoreComponent(store),
+            sender,
+            dispatcher,
+            Together(commands, events),
+            OutcomePruner(store, OutcomeSettings()),
+        ],
         {"store": store.ping, "broker": commands.healthy, "events": events.healthy},
     )
 

@@ -212,6 +212,17 @@ class SqliteWriteTx(SqliteReadTx):
             (command_id, outcome.model_dump_json(), time.time_ns()),
         )
 
+    def forget_outcomes(self, recorded_before_ns: int, limit: int) -> int:
+        # Among the `limit` oldest rows (rowids follow insertion), those recorded before the
+        # cutoff: the scan stops there, however many outcomes the table holds.
+        deleted = self.conn.execute(
+            "DELETE FROM command_outcomes WHERE rowid IN (SELECT rowid FROM "
+            "(SELECT rowid, recorded_ns FROM command_outcomes ORDER BY rowid LIMIT ?) "
+            "WHERE recorded_ns < ?)",
+            (limit, recorded_before_ns),
+        )
+        return deleted.rowcount
+
     def set_service_info(self, info: Doc) -> None:
         self.conn.execute(
             "INSERT INTO service_info (id, doc) VALUES (1, ?) "

@@ -41,6 +41,19 @@ def record_outcome(tables: Tables, command_id: str, outcome: Outcome) -> None:
     )
 
 
+def forget_outcomes(tables: Tables, recorded_before_ns: int, limit: int) -> int:
+    """Forget up to `limit` outcomes recorded before the cutoff (any of them: VAST reads rows
+    in no order), every part of each."""
+    table = tables["command_outcomes"]
+    found = table.select(
+        ["command_id"], _.recorded_ns < recorded_before_ns, limit_rows=limit, scan=True
+    )
+    ids = sorted(set(found["command_id"].to_pylist()))
+    if ids:
+        table.delete(table.select_in(["command_id"], "command_id", ids, row_ids=True))
+    return len(ids)
+
+
 def get_service_info(tables: Tables) -> Doc:
     rows = tables["service_info"].rows(["doc"], _.id == 1)
     return dict(json.loads(rows[0]["doc"])) if rows else {}

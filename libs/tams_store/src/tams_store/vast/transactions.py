@@ -234,6 +234,9 @@ class VastWriteTx(VastReadTx):
     def record_outcome(self, command_id: str, outcome: Outcome) -> None:
         outcomes.record_outcome(self.tables, command_id, outcome)
 
+    def forget_outcomes(self, recorded_before_ns: int, limit: int) -> int:
+        return outcomes.forget_outcomes(self.tables, recorded_before_ns, limit)
+
     def set_service_info(self, info: Doc) -> None:
         outcomes.set_service_info(self.tables, info)
 
