@@ -6,12 +6,9 @@ import asyncio
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
@@ -51,14 +48,6 @@ class Counter:
         tx.set_service_info(info)
         event = TamsEvent(key=command.key, event_type="flows/updated", event={"n": info["count"]})
         return Outcome(status=200, body={"count": info["count"]}, events=[event])
-
-
-@pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    db = SqliteStore(tmp_path / "tams.db")
-    await db.open()
-    yield db
-    await db.close()
 
 
 async def start_consumer(

@@ -4,10 +4,6 @@ old ones go in batches, recent ones stay, and a pruner with no retention never s
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from tams_runtime.outcomes import NS, OutcomePruner
 from tams_runtime.settings import OutcomeSettings
@@ -15,14 +11,6 @@ from tams_schema.envelopes import Outcome, new_id
 from tams_store.sqlite import SqliteStore
 
 from .waiting import until
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "tams.db")
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def record(store: SqliteStore, count: int) -> list[str]:

@@ -17,7 +17,7 @@ from tams_schema.envelopes import CommandEnvelope
 from tams_stack.stack import Stack
 from tams_store.sqlite import SqliteStore
 
-from .test_command_bus import Counter, start_consumer, store, unique_settings  # noqa: F401
+from .test_command_bus import Counter, start_consumer, unique_settings
 from .waiting import until
 
 
@@ -36,7 +36,7 @@ def resting_settings(infra: Stack, poll_ms: int) -> KafkaSettings:
 
 async def test_a_resting_consumer_is_woken_by_the_gateway_that_sent_a_command(
     tams_infra: Stack,
-    store: SqliteStore,  # noqa: F811
+    store: SqliteStore,
 ) -> None:
     # Polling once a minute: only a wake-up gets the second command applied in time.
     settings = resting_settings(tams_infra, poll_ms=60_000)
@@ -61,7 +61,7 @@ async def test_a_resting_consumer_is_woken_by_the_gateway_that_sent_a_command(
 
 async def test_a_command_nobody_announced_is_applied_at_the_next_poll(
     tams_infra: Stack,
-    store: SqliteStore,  # noqa: F811
+    store: SqliteStore,
 ) -> None:
     settings = resting_settings(tams_infra, poll_ms=300)
     await ensure_topics(settings)
