@@ -1,26 +1,15 @@
-"""Fixtures of the segments service's own tests: a fresh SQLite store, and topics of their
-own on the session's real broker."""
+"""Fixtures of the segments service's own tests: topics of their own on the session's real
+broker (the fresh SQLite `store` comes from tams_stack.testing)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest_asyncio
 
 from tams_runtime.bus import ensure_topics
 from tams_runtime.settings import KafkaSettings
 from tams_stack.stack import Stack
-from tams_store.sqlite import SqliteStore
-
-
-@pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    db = SqliteStore(tmp_path / "tams.db")
-    await db.open()
-    yield db
-    await db.close()
 
 
 @pytest_asyncio.fixture

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from tams_schema.envelopes import CommandEnvelope, Outcome
 from tams_store.port import QueuedEvent
 from tams_store.sqlite import SqliteStore
 from tams_webhooks.registrations import HANDLERS
-
-
-@pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    adapter = SqliteStore(tmp_path / "tams.db")
-    await adapter.open()
-    yield adapter
-    await adapter.close()
 
 
 async def run(store: SqliteStore, name: str, webhook_id: str, **payload: Any) -> Outcome:

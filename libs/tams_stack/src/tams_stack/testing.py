@@ -8,6 +8,8 @@ Fixtures:
   gateway_url    the gateway's base URL
   admin_headers  the local admin's Basic `Authorization` header
   http           an aiohttp client session for the test, signed in as the admin
+  store          a fresh SQLite store in the test's own directory, opened (a test module
+                 may define its own, seeded, `store` instead)
 
 Children are started with PDEATHSIG, so they die with pytest even if it crashes.
 """
@@ -29,6 +31,7 @@ import pytest
 import pytest_asyncio
 
 from tams_stack.stack import Stack, local_buckets
+from tams_store.sqlite import SqliteStore
 
 
 def _docker_answers() -> bool:
@@ -198,6 +201,14 @@ async def http(
         base_url=gateway_url, timeout=aiohttp.ClientTimeout(total=30), headers=admin_headers
     ) as session:
         yield session
+
+
+@pytest_asyncio.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    db = SqliteStore(tmp_path / "tams.db")
+    await db.open()
+    yield db
+    await db.close()
 
 
 def find_tams_api_dir() -> Path:

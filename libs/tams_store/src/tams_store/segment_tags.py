@@ -14,8 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic_core import from_json
-
+from tams_store import documents
 from tams_store.port import TagFilter
 
 SegmentTags = dict[str, str | list[str]]
@@ -37,7 +36,7 @@ def filters(wanted: TagFilter | None) -> bool:
 
 def decode(text: str | None) -> SegmentTags:
     """A stored tags cell (JSON object text, NULL for none)."""
-    return from_json(text) if text else {}
+    return documents.loads(text) if text else {}
 
 
 def encode(tags: Mapping[str, Any]) -> str | None:
