@@ -68,8 +68,8 @@ class ObservedStore:
                 STORE_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
 
 
-def open_store() -> ObservedStore:
-    """The adapter selected by TAMS_STORE, observed."""
+def open_store(*, writes_on_loop: bool = True) -> ObservedStore:
+    """The adapter selected by TAMS_STORE, observed (`writes_on_loop`: open_store_from_env)."""
     from tams_store.settings import StoreSettings
 
-    return ObservedStore(open_store_from_env(), StoreSettings().store)
+    return ObservedStore(open_store_from_env(writes_on_loop=writes_on_loop), StoreSettings().store)

@@ -26,8 +26,10 @@ __all__ = [
 ]
 
 
-def open_store_from_env() -> Store:
-    """The adapter selected by TAMS_STORE (`sqlite` default, `vast`)."""
+def open_store_from_env(*, writes_on_loop: bool = True) -> Store:
+    """The adapter selected by TAMS_STORE (`sqlite` default, `vast`). `writes_on_loop=False`:
+    a service whose loop has other work to do while it writes keeps SQLite's writes on the
+    writer thread (TAMS_SQLITE_WRITES_ON_LOOP=false does so for every service)."""
     from tams_store.settings import StoreSettings
 
     settings = StoreSettings()
@@ -38,6 +40,7 @@ def open_store_from_env() -> Store:
             settings.sqlite_file,
             synchronous=settings.sqlite_synchronous,
             writer_cache_mb=settings.sqlite_writer_cache_mb,
+            writes_on_loop=writes_on_loop and settings.sqlite_writes_on_loop,
         )
     if settings.store == "vast":
         # Imported only here: vastdb and pyarrow are the optional `tams-store[vast]` extra.

@@ -1,6 +1,7 @@
 """Runs a synchronous store adapter off the event loop.
 
-Store SDKs (sqlite3, vastdb) are blocking. All writes go through one writer thread, so the
+Store SDKs (sqlite3, vastdb) are blocking. All writes go through one writer thread (SQLite
+runs those that can start at once on the loop, tams_store.sqlite.database), so the
 writes of one process are serialised in arrival order and never contend with each other;
 reads use a small pool of threads, each with its own connection.
 """

@@ -1,10 +1,11 @@
 """The store port: what the services need from a metadata store, in TAMS terms.
 
 Adapters (SQLite embedded default, VAST Database) implement `Store`. Work is handed to the
-store as a synchronous function of a transaction object, and the adapter runs it off the
-event loop: `await store.write(lambda tx: ...)` runs in one transaction on the writer
-thread, `await store.read(lambda tx: ...)` on a reader. Domain logic therefore never awaits
-in the middle of a transaction, and a whole batch of commands can share one transaction.
+store as a synchronous function of a transaction object: `await store.write(lambda tx: ...)`
+runs it in one transaction on the writer thread, `await store.read(lambda tx: ...)` on a
+reader. (The SQLite adapter runs a write that can start at once on the event loop itself:
+it is local and short.) Domain logic therefore never awaits in the middle of a
+transaction, and a whole batch of commands can share one transaction.
 
 Documents are TAMS JSON objects (plain dicts, as the API shows them), not adapter rows.
 Server-managed fields computed from other records (`collected_by`, `source_collection`) are

@@ -18,6 +18,8 @@ class StoreSettings(BaseSettings):
     # insert into indexes at many places at once (segments by object, objects by id); with
     # SQLite's 2 MB default those pages are read back from the OS for every batch.
     sqlite_writer_cache_mb: int = Field(default=64, ge=1)
+    # Run a write on the event loop when it can start at once (tams_store.sqlite.database).
+    sqlite_writes_on_loop: bool = True
 
     @property
     def sqlite_file(self) -> str:

@@ -1,9 +1,13 @@
-"""SQLite-only checks: migrations, and segment-owned columns survive a flow replace."""
+"""SQLite-only checks: migrations, segment-owned columns survive a flow replace, the writer's
+settings, and where writes run (the event loop, or the writer thread when they must wait)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,12 +55,79 @@ async def test_the_writer_cache_follows_the_environment(
     monkeypatch.setenv("TAMS_STORE", "sqlite")
     monkeypatch.setenv("TAMS_SQLITE_PATH", str(tmp_path / "tams.db"))
     monkeypatch.setenv("TAMS_SQLITE_WRITER_CACHE_MB", "8")
+    monkeypatch.setenv("TAMS_SQLITE_WRITES_ON_LOOP", "false")
     store = open_store_from_env()
     assert isinstance(store, SqliteStore)
+    assert store.writes_on_loop is False
     await store.open()
     try:
         assert store._writer is not None
         cache = await store._writer.run(lambda c: c.execute("PRAGMA cache_size").fetchone()[0])
         assert cache == -8 * 1024  # KiB
     finally:
+        await store.close()
+
+
+def _thread_of_write(tx: object) -> int:
+    return threading.get_ident()
+
+
+async def test_a_write_that_can_start_at_once_runs_on_the_event_loop(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "tams.db")
+    await store.open()
+    try:
+        doc = flow()
+
+        def put(tx: Any) -> int:
+            tx.put_source(source(doc["source_id"]))
+            tx.put_flow(doc)
+            return threading.get_ident()
+
+        assert await store.write(put) == threading.get_ident()
+        assert await store.read(lambda tx: tx.get_flow(doc["id"])) is not None
+    finally:
+        await store.close()
+
+
+async def test_with_writes_on_loop_off_every_write_runs_on_the_writer_thread(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "tams.db", writes_on_loop=False)
+    await store.open()
+    try:
+        assert await store.write(_thread_of_write) != threading.get_ident()
+    finally:
+        await store.close()
+
+
+async def test_a_write_waiting_for_another_process_leaves_the_loop_free_and_keeps_order(
+    tmp_path: Path,
+) -> None:
+    """Another connection holds the write lock: the write waits on the writer thread (not on
+    the loop), a later write queues behind it, and both commit once the lock is free."""
+    store = SqliteStore(tmp_path / "tams.db")
+    await store.open()
+    other = sqlite3.connect(tmp_path / "tams.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        ran: list[tuple[str, int]] = []
+        first = asyncio.create_task(
+            store.write(lambda tx: ran.append(("first", threading.get_ident())))
+        )
+        await asyncio.sleep(0)  # let it try the lock
+        second = asyncio.create_task(
+            store.write(lambda tx: ran.append(("second", threading.get_ident())))
+        )
+        await asyncio.sleep(0)
+        # The loop runs on while both wait (a write stuck on the loop would have held it
+        # here for the whole busy timeout, and then failed).
+        assert not first.done() and not second.done() and ran == []
+        other.execute("COMMIT")
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
+        assert [name for name, _ in ran] == ["first", "second"]
+        assert all(thread != threading.get_ident() for _, thread in ran)
+        # Once nothing waits, writes run on the loop again.
+        assert await store.write(_thread_of_write) == threading.get_ident()
+    finally:
+        other.close()
         await store.close()
