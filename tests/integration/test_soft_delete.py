@@ -219,6 +219,42 @@ async def test_scopes_and_the_deleted_flows_own_classes(
     await get_json(client, f"/flows/{flow_id}")
 
 
+async def test_pages_of_deleted_flows_fill_with_what_the_caller_may_read(
+    client: aiohttp.ClientSession, soft: Stack
+) -> None:
+    """Deleted flows the caller may not read are skipped, not left as holes: a page reads on
+    until it holds `limit` readable ones, so only the last page is short."""
+    first = video_flow(tags={"auth_classes": ["news"]})
+    sport = [video_flow(tags={"auth_classes": ["sport"]}) for _ in range(4)]
+    last = video_flow(tags={"auth_classes": ["news"]})
+    for flow in (first, *sport, last):
+        await put_flow(client, flow)
+        assert (await send_json(client, "DELETE", f"/flows/{flow['id']}"))[0] == 204
+
+    async def pages(who: str) -> list[list[str]]:
+        found: list[list[str]] = []
+        url: str | None = "/deleted-flows?limit=2"
+        async with aiohttp.ClientSession(
+            base_url=soft.gateway_url, headers=basic(IDENTITIES[who])
+        ) as http:
+            while url is not None:
+                async with http.get(url) as resp:
+                    assert resp.status == 200, await resp.text()
+                    found.append([d["flow"]["id"] for d in await resp.json()])
+                    link = resp.headers.get("Link")
+                    url = None if link is None else link[1 : link.index(">")]
+        return found
+
+    news_pages = await pages("news")
+    # Most recently deleted first: the four sport flows between the two are skipped.
+    assert news_pages[0] == [last["id"], first["id"]]
+    assert all(len(page) == 2 for page in news_pages[:-1])
+    assert not {f["id"] for f in sport} & {i for page in news_pages for i in page}
+    sport_pages = await pages("sport")
+    assert sport_pages[:2] == [[sport[3]["id"], sport[2]["id"]], [sport[1]["id"], sport[0]["id"]]]
+    assert all(len(page) == 2 for page in sport_pages[:-1])
+
+
 async def test_events_of_a_soft_delete_and_a_restore(
     client: aiohttp.ClientSession, soft: Stack
 ) -> None:

@@ -28,17 +28,33 @@ def deleted_missing(flow_id: str) -> ApiError:
     return not_found(f"flow {flow_id} is not soft-deleted (unknown, restored or purged)")
 
 
+# Under fine-grained authorisation, how many store pages one listing page may read to fill
+# itself with deleted flows the caller may read.
+SCAN_PAGES = 10
+
+
 @routes.get("/deleted-flows")
 async def list_deleted_flows(request: web.Request) -> web.Response:
     """Soft-deleted flows, most recently deleted first; keyset paged. Under fine-grained
-    authorisation, flows the caller may not read are left out of each page (pages may be
-    shorter than `limit`; the `Link` still leads on)."""
+    authorisation the flows the caller may not read are skipped: a page reads on (in one
+    transaction) until it holds `limit` readable ones, for up to `SCAN_PAGES` store pages,
+    so a page is shorter than `limit` only at the end, or after that many unreadable ones
+    (its `Link` then leads on)."""
     gw: Gateway = request.app[GATEWAY]
     limit = page_limit(request, gw.settings)
-    page_key = request.query.get("page")
-    records, next_key = await gw.read_page(lambda tx: tx.list_deleted_flows(page_key, limit))
     access = Access.of(request)
-    items = [r.view() for r in records if access.may(r.flow.get("tags"), "read")]
+
+    def readable_page(tx: ReadTx) -> tuple[list[Doc], str | None]:
+        items: list[Doc] = []
+        page_key = request.query.get("page")
+        for _ in range(SCAN_PAGES):
+            records, page_key = tx.list_deleted_flows(page_key, limit - len(items))
+            items += [r.view() for r in records if access.may(r.flow.get("tags"), "read")]
+            if page_key is None or len(items) == limit:
+                break
+        return items, page_key
+
+    items, next_key = await gw.read_page(readable_page)
     headers = paging_headers(
         request,
         gw.settings,
