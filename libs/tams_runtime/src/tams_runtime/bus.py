@@ -74,7 +74,9 @@ def advertised_host(settings: ReplySettings) -> str:
 async def broker_answers(producer: AIOKafkaProducer, timeout: float = 2.0) -> bool:
     """A real round trip (a metadata request), not the client's cached metadata."""
     try:
-        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+        # asyncio.timeout, not wait_for: cancelled, this ends at once (LagRecorder.run).
+        async with asyncio.timeout(timeout):
+            await producer.client.fetch_all_metadata()
     except Exception:
         return False
     return True

@@ -158,7 +158,9 @@ async def run_checks(checks: Mapping[str, ReadyCheck], timeout: float) -> dict[s
 
     async def one(check: ReadyCheck) -> str:
         try:
-            return "ok" if await asyncio.wait_for(check(), timeout) else "failing"
+            async with asyncio.timeout(timeout):
+                healthy = await check()
+            return "ok" if healthy else "failing"
         except TimeoutError:
             return "timeout"
         except Exception:

@@ -124,7 +124,11 @@ class LagRecorder:
         """Update every `interval_s` until cancelled (run it as a task beside the consumer)."""
         while True:
             try:
-                await asyncio.wait_for(self.update(consumer), self.interval_s)
+                # Not `asyncio.wait_for`: on Python 3.11 it runs `update` as a task of its own
+                # and, cancelled, waits for it; aiokafka's own wait_for inside can swallow
+                # that cancellation, and the consumer's stop then waited for ever.
+                async with asyncio.timeout(self.interval_s):
+                    await self.update(consumer)
             except asyncio.CancelledError:
                 raise
             except Exception:
