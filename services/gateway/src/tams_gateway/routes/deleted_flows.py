@@ -28,16 +28,16 @@ def deleted_missing(flow_id: str) -> ApiError:
     return not_found(f"flow {flow_id} is not soft-deleted (unknown, restored or purged)")
 
 
-# Under fine-grained authorisation, how many store pages one listing page may read to fill
-# itself with deleted flows the caller may read.
-SCAN_PAGES = 10
+# Under fine-grained authorisation, how many times one listing page may read the store to
+# fill itself with deleted flows the caller may read.
+MAX_STORE_READS = 10
 
 
 @routes.get("/deleted-flows")
 async def list_deleted_flows(request: web.Request) -> web.Response:
     """Soft-deleted flows, most recently deleted first; keyset paged. Under fine-grained
     authorisation the flows the caller may not read are skipped: a page reads on (in one
-    transaction) until it holds `limit` readable ones, for up to `SCAN_PAGES` store pages,
+    transaction) until it holds `limit` readable ones, for up to `MAX_STORE_READS` reads,
     so a page is shorter than `limit` only at the end, or after that many unreadable ones
     (its `Link` then leads on)."""
     gw: Gateway = request.app[GATEWAY]
@@ -47,7 +47,7 @@ async def list_deleted_flows(request: web.Request) -> web.Response:
     def readable_page(tx: ReadTx) -> tuple[list[Doc], str | None]:
         items: list[Doc] = []
         page_key = request.query.get("page")
-        for _ in range(SCAN_PAGES):
+        for _ in range(MAX_STORE_READS):
             records, page_key = tx.list_deleted_flows(page_key, limit - len(items))
             items += [r.view() for r in records if access.may(r.flow.get("tags"), "read")]
             if page_key is None or len(items) == limit:
