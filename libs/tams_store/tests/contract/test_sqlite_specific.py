@@ -4,6 +4,7 @@ settings, and where writes run (the event loop, or the writer thread when they m
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import sqlite3
 import threading
 from pathlib import Path
@@ -26,6 +27,38 @@ async def test_migrations_are_idempotent(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "tams.db") as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _open_and_close(path: Path, start: Any) -> str:
+    """In a process of its own: open the store at `path` as soon as all have started."""
+
+    async def open_and_close() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        await store.close()
+
+    start.wait()
+    try:
+        asyncio.run(open_and_close())
+    except Exception as exc:
+        return repr(exc)
+    return ""
+
+
+def test_processes_opening_a_new_database_at_once_all_open_it(tmp_path: Path) -> None:
+    # The local stack's services share one database file and start together. Switching a
+    # new file to WAL takes an exclusive lock, and SQLite refuses a contending switch with
+    # "database is locked" at once instead of waiting out the busy timeout.
+    processes = 5
+    with multiprocessing.Manager() as manager, multiprocessing.Pool(processes) as pool:
+        for attempt in range(15):
+            path = tmp_path / f"tams-{attempt}.db"
+            start = manager.Barrier(processes)
+            errors = pool.starmap(_open_and_close, [(path, start)] * processes)
+            assert errors == [""] * processes, f"attempt {attempt}: {errors}"
+            with sqlite3.connect(path) as conn:
+                assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+                assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
 async def test_put_flow_keeps_segment_owned_columns(tmp_path: Path) -> None:

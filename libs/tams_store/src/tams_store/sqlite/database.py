@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -76,9 +77,9 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        _enter_wal(conn)
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA wal_autocheckpoint=0")
         return conn
@@ -177,6 +178,28 @@ def _begin_now(conn: sqlite3.Connection) -> bool:
     finally:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return True
+
+
+def _enter_wal(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode (a no-op once it is).
+
+    The local stack's services share one file and open it together. Switching a new file
+    to WAL needs an exclusive lock, and SQLite refuses a contending switch with "database is
+    locked" at once, without the busy timeout, or leaves the mode unchanged. So retry, for
+    as long as a write would wait."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
+                return
+            problem = "the journal mode did not change to WAL"
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in _BUSY:
+                raise
+            problem = str(exc)
+        if time.monotonic() >= deadline:
+            raise StoreUnavailable(f"could not put the database in WAL mode: {problem}")
+        time.sleep(0.005)
 
 
 def _finish(conn: sqlite3.Connection, work: Callable[[WriteTx], T]) -> T:
