@@ -1,12 +1,16 @@
 """The HLS extension (docs/ext-hls.md) over real HTTP: a flow's segments as a VOD media
-playlist whose URLs fetch the uploaded bytes from the real S3 server."""
+playlist whose URLs fetch the uploaded bytes from the real S3 server, and that a real HLS
+client (ffmpeg) plays back frame for frame."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import imageio_ffmpeg
 
 from tams_stack.testing import TEST_PLAYLIST_MAX_SEGMENTS
 
@@ -184,3 +188,110 @@ async def test_reading_needs_read_on_the_flow(
     # No permission at all: as if the flow did not exist; some, but not read: 403.
     assert await status("sport", news) == 404
     assert await status("intern", desk) == 403
+
+
+# A real HLS client: ffmpeg's HLS demuxer, the one ffplay plays with. It reads the playlist
+# as a player would, fetches every segment from S3 through its presigned URL, and decodes.
+
+
+async def ffmpeg(*args: str, cwd: Path) -> str:
+    """Run the ffmpeg binary of the `imageio-ffmpeg` wheel; its standard output."""
+    process = await asyncio.create_subprocess_exec(
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode(errors="replace")[-2000:]
+    return out.decode()
+
+
+async def decoded_frames(source: str, cwd: Path, *options: str) -> list[str]:
+    """The MD5 of every decoded video frame of `source`, in order."""
+    lines = await ffmpeg(*options, "-i", source, "-map", "0:v", "-f", "framemd5", "-", cwd=cwd)
+    return [line.rsplit(",", 1)[1].strip() for line in lines.splitlines() if line[:1] != "#"]
+
+
+HLS_CLIENT = ("-protocol_whitelist", "file,http,tcp", "-extension_picky", "0")
+TEST_VIDEO = ("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "6")
+H264 = ("-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p")
+
+
+async def played(
+    http: aiohttp.ClientSession, flow_id: str, cwd: Path, query: str = ""
+) -> list[str]:
+    """The frames ffmpeg decodes from the flow's playlist."""
+    async with http.get(f"/flows/{flow_id}/playlist.m3u8{query}") as resp:
+        assert resp.status == 200, await resp.text()
+        (cwd / "flow.m3u8").write_text(await resp.text())
+    return await decoded_frames("flow.m3u8", cwd, *HLS_CLIENT)
+
+
+async def test_ffmpeg_plays_an_mpeg_ts_flow_frame_for_frame(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    # Six seconds of H.264 in MPEG-TS, cut into three 2 s segments at key frames.
+    await ffmpeg(
+        *TEST_VIDEO, *H264, "-f", "segment", "-segment_time", "2", "-segment_format", "mpegts",
+        "segment%d.ts",
+        cwd=tmp_path,
+    )  # fmt: skip
+    payloads = [(tmp_path / f"segment{i}.ts").read_bytes() for i in range(3)]
+    (tmp_path / "whole.ts").write_bytes(b"".join(payloads))
+    source_frames = await decoded_frames("whole.ts", tmp_path)
+    assert len(source_frames) == 150
+
+    flow = video_flow()
+    await put_flow(http, flow)
+    objects = await allocate_and_upload(http, flow["id"], payloads)
+    await register(
+        http,
+        flow["id"],
+        [
+            {"object_id": o, "timerange": f"[{2 * i}:0_{2 * i + 2}:0)"}
+            for i, o in enumerate(objects)
+        ],
+    )
+
+    assert await played(http, flow["id"], tmp_path) == source_frames
+    # A timerange plays the segments it overlaps: here the middle one alone.
+    middle = await played(http, flow["id"], tmp_path, "?timerange=[2:0_4:0)")
+    assert middle == source_frames[50:100]
+
+
+async def test_ffmpeg_plays_a_fragmented_mp4_flow_with_its_init_segment(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    # The same video as CMAF: one init segment (EXT-X-MAP) and three 2 s media segments,
+    # as ffmpeg's own HLS muxer cuts them; its playlist is the reference.
+    await ffmpeg(
+        *TEST_VIDEO, *H264, "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod",
+        "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+        "-hls_segment_filename", "segment%d.m4s", "reference.m3u8",
+        cwd=tmp_path,
+    )  # fmt: skip
+    source_frames = await decoded_frames("reference.m3u8", tmp_path, *HLS_CLIENT)
+    assert len(source_frames) == 150
+
+    flow = fmp4_flow()
+    await put_flow(http, flow)
+    (init,) = await upload(
+        http, flow["id"], [(tmp_path / "init.mp4").read_bytes()], "application/mp4"
+    )
+    media = await upload(
+        http, flow["id"], [(tmp_path / f"segment{i}.m4s").read_bytes() for i in range(3)]
+    )
+    await register(
+        http,
+        flow["id"],
+        [
+            {"object_id": o, "timerange": f"[{2 * i}:0_{2 * i + 2}:0)", "init_object_id": init}
+            for i, o in enumerate(media)
+        ],
+    )
+
+    assert await played(http, flow["id"], tmp_path) == source_frames
