@@ -33,10 +33,18 @@ from .test_command_bus import Counter, unique_settings
 from .waiting import until
 
 PERIOD_S = 1.0
+# A gateway waits this many periods for a reply: longer than an epoch is read for, so a
+# drained epoch is left unread for a while before it may be deleted.
+REPLY_TIMEOUT_PERIODS = 4
 
 
 def epoch_settings(infra: Stack) -> KafkaSettings:
-    return unique_settings(infra).model_copy(update={"command_epoch_s": PERIOD_S})
+    return unique_settings(infra).model_copy(
+        update={
+            "command_epoch_s": PERIOD_S,
+            "reply_timeout_s": REPLY_TIMEOUT_PERIODS * PERIOD_S,
+        }
+    )
 
 
 def current_epoch() -> int:
@@ -111,8 +119,8 @@ async def test_commands_cross_epochs_in_order_and_drained_epochs_are_deleted(
 
         async def old_epochs_retired() -> bool:
             present = await epoch_topics(settings)
-            # Read for RETIRE_AFTER_EPOCHS more periods, deleted one period after that.
-            oldest = current_epoch() - RETIRE_AFTER_EPOCHS - 1
+            # Deleted once it ended longer ago than a gateway waits for a reply.
+            oldest = current_epoch() - REPLY_TIMEOUT_PERIODS
             return min(present) >= oldest and first not in present
 
         await until(old_epochs_retired)
@@ -122,15 +130,20 @@ async def test_commands_cross_epochs_in_order_and_drained_epochs_are_deleted(
         while current_epoch() < last + 2:
             await bus.request(settings.topics.catalog_commands, "count", "flow-1", {})
         await until(old_epochs_retired)
-        retired = [
-            name
+        base = settings.topics.catalog_commands
+        deleted = [
+            (epoch, record.created)
             for record in caplog.records
             if record.getMessage() == "deleted drained command topics"
             for name in record.__dict__["topics"]
-            if epoch_of(settings.topics.catalog_commands, name) is not None
+            if (epoch := epoch_of(base, name)) is not None
         ]
-        assert first in {epoch_of(settings.topics.catalog_commands, n) for n in retired}
-        assert len(retired) == len(set(retired)), "a deleted epoch came back"
+        epochs = [epoch for epoch, _ in deleted]
+        assert first in epochs
+        assert len(epochs) == len(set(epochs)), "a deleted epoch came back"
+        # None went while a gateway could still be waiting on a command sent to it.
+        for epoch, deleted_at in deleted:
+            assert deleted_at >= (epoch + 1) * PERIOD_S + settings.reply_timeout_s
 
         # Lag is reported under the command topic, whichever epochs it is spread over.
         async def lag_labelled_by_command_topic() -> bool:

@@ -6,8 +6,8 @@ every fetch slower (docs/benchmarks.md, "Sustained registrations"). With
 `TAMS_KAFKA_COMMAND_EPOCH_S` set, a command produced at time t goes to the topic
 `<command topic>.epoch-<t // period>` instead. The consuming service reads every epoch topic
 of its command topic. Once an epoch is more than `RETIRE_AFTER_EPOCHS` periods old and the
-group has committed all of it, the consumer stops reading it, and deletes it at the next
-epoch.
+group has committed all of it, the consumer stops reading it. It deletes it at a later epoch,
+once the epoch ended longer ago than the gateway waits for a reply.
 
 Order across epochs needs no care: commands of one flow that are in flight at the same time
 have no order between them over HTTP either, and a command that depends on an earlier one (a
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -34,10 +35,11 @@ log = logging.getLogger(__name__)
 
 # Kafka's error code when a concurrent creator made the topic first: fine.
 TOPIC_ALREADY_EXISTS = 36
-# An epoch topic is read until this many periods after its own, and deleted one period later
-# once the group has read it to the end: a producer would have to hold a command that long
-# between naming the topic and sending to it (the gateway gives up on a reply well before)
-# for it to arrive after the deletion.
+# An epoch topic is read until this many periods after its own, then no longer once the
+# group has read it to the end. It is deleted only once it ended longer ago than the gateway
+# waits for a reply (`reply_timeout_s`, and at least one period after it was given up): a
+# command whose producer held it longer than that between naming the topic and sending it
+# could arrive after the deletion, and its client has had a 504 by then.
 RETIRE_AFTER_EPOCHS = 2
 
 # After a failed plan the consumer goes on reading its current assignment (which already
@@ -230,9 +232,14 @@ class EpochAssignment:
                 ]
         old = [n for n in partitions if (epoch_of(self.base, n) or 0) < epoch - RETIRE_AFTER_EPOCHS]
         drained = {n for n in old if await _read_to_end(consumer, partitions[n])}
-        # Deleted once the last plan gave them up: a consumer still reading a deleted topic
-        # would ask the broker about it, and tansu would create it again.
-        deleting = sorted(n for n in drained & self._given_up if n not in assigned)
+        # Deleted once the last plan gave them up (a consumer still reading a deleted topic
+        # would ask the broker about it, and tansu would create it again), and once no
+        # gateway still waits on a command sent to them.
+        deleting = sorted(
+            n
+            for n in drained & self._given_up
+            if n not in assigned and (epoch_of(self.base, n) or 0) < epoch - self._kept_epochs()
+        )
         if deleting:
             await admin.delete_topics(deleting)
             self.topics.forget(deleting)
@@ -241,6 +248,10 @@ class EpochAssignment:
         reading = [tp for name, tps in partitions.items() if name not in drained for tp in tps]
         self._epoch = epoch
         return EpochPlan(epoch, frozenset(reading))
+
+    def _kept_epochs(self) -> int:
+        """How many whole periods must have passed since an epoch ended before it may go."""
+        return math.ceil(self.topics.settings.reply_timeout_s / self.topics.period_s)
 
     @staticmethod
     def changes(consumer: AIOKafkaConsumer, plan: EpochPlan) -> bool:

@@ -93,9 +93,11 @@ class Stack:
             # runs here, so no consumer needs a partition of its own.
             env.setdefault("TAMS_KAFKA_COMMAND_PARTITIONS", "1")
             env.setdefault("TAMS_KAFKA_EVENTS_PARTITIONS", "1")
-            # For the same reason the command topics come in 5-second epochs, each deleted
+            # For the same reason the command topics come in 2-second epochs, each deleted
             # once read (tams_runtime.epochs), so a fetch lists a few seconds of commands.
-            env.setdefault("TAMS_KAFKA_COMMAND_EPOCH_S", "5")
+            # Shorter than 5 s for clients that send independently, whose commands each
+            # make a batch of their own (docs/benchmarks.md, "Paced single POSTs").
+            env.setdefault("TAMS_KAFKA_COMMAND_EPOCH_S", "2")
             # tansu answers a waiting fetch only when its wait expires, so an idle command
             # consumer polls it 200 times a second; instead it rests after 100 ms without a
             # command, until a gateway wakes it (tams_runtime.replies) or 100 ms pass.
