@@ -1,6 +1,6 @@
 """Benchmark: registering segments through the gateway (single POSTs and bulk POSTs of 100).
 
-    uv run python bench/segments_write.py [--sustain SECONDS]
+    uv run python bench/segments_write.py [--sustain SECONDS [--rate POSTS_PER_S]]
 
 A pool of objects is allocated, uploaded and registered once; the measured POSTs then reuse
 those objects (as a loop recorder or an edit would), so the figures are about registration,
@@ -11,9 +11,11 @@ Prints segments/s and request latency percentiles for each. The measured POSTs g
 a lean HTTP client (`lean_http.py`), so the load generator leaves the stack the CPU that
 aiohttp's client would take on the same cores. `--sustain` first runs the
 single load for that many seconds and prints each 10-second window, with the broker's CPU
-share, to show whether a rate holds. `--webhook` first registers one webhook, for an event
-type this load never causes, so the webhooks service reads every event as it comes (with no
-webhook it reads the events topic once a second).
+share, to show whether a rate holds; with `--rate` that load is paced at that many POSTs/s
+instead of closed-loop, as independent recorders would send (see `sustain`). `--webhook`
+first registers one webhook, for an event type this load never causes, so the webhooks
+service reads every event as it comes (with no webhook it reads the events topic once a
+second).
 """
 
 from __future__ import annotations
@@ -80,23 +82,42 @@ async def prepare_objects(http: aiohttp.ClientSession, count: int) -> list[str]:
 
 
 async def sustain(
-    seconds: float, post: Callable[[int], Awaitable[int]], broker_pid: int | None
+    seconds: float,
+    post: Callable[[int], Awaitable[int]],
+    broker_pid: int | None,
+    rate: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Closed-loop single POSTs for `seconds`; one row per 10-second window."""
+    """Single POSTs for `seconds`, closed-loop or paced at `rate`/s; one row per 10 s window.
+
+    Paced, each client keeps its own timetable (clients evenly out of phase). A client behind
+    its timetable sends at once, and the latency counts from when the POST was due, not from
+    when it went: a stall cannot hide by holding back the POSTs that would have met it
+    (coordinated omission).
+    """
     window_s = 10.0
-    started = time.monotonic()
+    started = time.perf_counter()
     windows: dict[int, list[float]] = {}
     errors = 0
     counter = itertools.count()
+    interval = CLIENTS / rate if rate else 0.0
 
-    async def client() -> None:
+    async def client(offset: int) -> None:
         nonlocal errors
-        while time.monotonic() - started < seconds:
-            sent = time.perf_counter()
+        due = started + offset * interval / CLIENTS
+        while (now := time.perf_counter()) - started < seconds:
+            sent = now
+            if interval:
+                if due > now:
+                    await asyncio.sleep(due - now)
+                    sent = time.perf_counter()
+                else:
+                    sent = due  # behind its timetable: the wait counts
+                due += interval
             if await post(next(counter)) != 201:
                 errors += 1
-            window = int((time.monotonic() - started) // window_s)
-            windows.setdefault(window, []).append(time.perf_counter() - sent)
+            done = time.perf_counter()
+            window = int((done - started) // window_s)
+            windows.setdefault(window, []).append(done - sent)
 
     async def watch_broker() -> list[float]:
         shares = []
@@ -108,7 +129,7 @@ async def sustain(
             last = now
         return shares
 
-    shares, *_ = await asyncio.gather(watch_broker(), *(client() for _ in range(CLIENTS)))
+    shares, *_ = await asyncio.gather(watch_broker(), *(client(i) for i in range(CLIENTS)))
     rows = []
     for window in range(int(seconds // window_s)):
         latencies = sorted(windows.get(window, []))
@@ -140,6 +161,7 @@ async def bench(
     sustain_s: float = 0.0,
     broker_pid: int | None = None,
     webhook: bool = False,
+    rate: float | None = None,
 ) -> list[dict[str, Any]]:
     results = []
     async with aiohttp.ClientSession(
@@ -169,7 +191,7 @@ async def bench(
             return status
 
         if sustain_s:
-            results += await sustain(sustain_s, single, broker_pid)
+            results += await sustain(sustain_s, single, broker_pid, rate)
         row = await run_load("single POST (closed)", single, 201, total=singles, rate=None)
         row["segments_per_s"] = row["throughput_per_s"]
         results.append(row)
@@ -202,6 +224,7 @@ def main() -> int:
     parser.add_argument("--bulks", type=int, default=500)
     parser.add_argument("--sustain", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--webhook", action="store_true")
+    parser.add_argument("--rate", type=float, help="pace the --sustain load at this many POSTs/s")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -222,6 +245,7 @@ def main() -> int:
                 args.sustain,
                 stack.broker.process.pid if stack.broker else None,
                 args.webhook,
+                args.rate,
             )
         )
     finally:
