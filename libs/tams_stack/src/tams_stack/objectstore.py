@@ -53,6 +53,8 @@ def start_object_store(
     s3_port: int | None = None,
 ) -> ObjectStore:
     """Start `weed mini` with every port explicit and wait for its S3 port."""
+    # weed runs in its own directory, so every path it is given must be absolute.
+    data_dir = data_dir.resolve()
     weed_dir = data_dir / "seaweedfs"
     weed_dir.mkdir(parents=True, exist_ok=True)
     config = weed_dir / "s3.json"

@@ -63,6 +63,11 @@ class Stack:
     # The local admin user `tams up` creates (None when authentication is configured or off).
     admin: LocalAdmin | None = None
 
+    def __post_init__(self) -> None:
+        # The processes run in directories of their own: a relative path (`tams up`'s default
+        # `.tams-data`) would mean something else to each.
+        self.data_dir = self.data_dir.resolve()
+
     @property
     def gateway_url(self) -> str:
         return self.services["gateway"].url
@@ -79,7 +84,7 @@ class Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_HTTP_")}
         env.update(self.extra_env)
-        env.setdefault("TAMS_DATA_DIR", str(self.data_dir.resolve()))
+        env.setdefault("TAMS_DATA_DIR", str(self.data_dir))
         if not self.external:
             # tansu holds each group join for half the session timeout (INFRA-NOTES §1.5);
             # the production defaults (10 s) would add 5 s per consumer group to start-up.

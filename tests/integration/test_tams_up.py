@@ -1,0 +1,54 @@
+"""`tams up`, the README's command, as a newcomer runs it: from a working directory, with the
+default relative data directory, until it serves, then Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tams_stack.credentials import PASSWORD_FILE, basic_authorization
+from tams_stack.ports import free_port
+
+START_DEADLINE_S = 90.0
+STOP_DEADLINE_S = 30.0
+
+
+async def test_tams_up_serves_from_a_relative_data_directory_and_stops_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    tams = Path(sys.executable).parent / "tams"
+    process = await asyncio.create_subprocess_exec(
+        str(tams), "up", "--port", str(port),  # the default data directory: ./.tams-data
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(START_DEADLINE_S):
+            while not any(line.startswith("TAMS is ready") for line in output):
+                line = await process.stdout.readline()
+                assert line, "tams up exited:\n" + "".join(output)
+                output.append(line.decode())
+
+        password = (tmp_path / ".tams-data" / PASSWORD_FILE).read_text().strip()
+        headers = {"Authorization": basic_authorization("admin", password)}
+        async with (
+            aiohttp.ClientSession(headers=headers) as http,
+            http.get(f"http://127.0.0.1:{port}/service") as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["api_version"] == "8.2"
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already
+            process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(STOP_DEADLINE_S):
+            rest, _ = await process.communicate()
+    assert process.returncode == 0, "".join(output) + rest.decode()
