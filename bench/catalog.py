@@ -89,6 +89,18 @@ def report(name: str, latencies: list[float], elapsed: float, errors: int) -> di
     return row
 
 
+async def await_turn(due: float) -> float:
+    """Wait until a paced request is `due` (a `perf_counter` time); the time its latency
+    counts from. A client behind its timetable goes at once, and its wait counts, so a
+    stall cannot hide by holding back the requests that would have met it (coordinated
+    omission)."""
+    now = time.perf_counter()
+    if due <= now:
+        return due
+    await asyncio.sleep(due - now)
+    return time.perf_counter()
+
+
 async def run_load(
     name: str,
     operation: Callable[[int], Awaitable[int]],
@@ -109,13 +121,7 @@ async def run_load(
         for n in counter:
             started = time.perf_counter()
             if interval:
-                if next_at > started:
-                    await asyncio.sleep(next_at - started)
-                    started = time.perf_counter()
-                else:
-                    # Behind its timetable: the wait counts, so a stall cannot hide by
-                    # holding back the requests that would have met it.
-                    started = next_at
+                started = await await_turn(next_at)
                 next_at += interval
             status = await operation(n)
             latencies.append(time.perf_counter() - started)

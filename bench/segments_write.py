@@ -36,7 +36,7 @@ import aiohttp
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).parent))
-from catalog import CLIENTS, cpu_seconds, report, run_load
+from catalog import CLIENTS, await_turn, cpu_seconds, report, run_load
 from lean_http import LeanClient
 
 SEGMENT_NS = 1_000_000_000
@@ -107,11 +107,7 @@ async def sustain(
         while (now := time.perf_counter()) - started < seconds:
             sent = now
             if interval:
-                if due > now:
-                    await asyncio.sleep(due - now)
-                    sent = time.perf_counter()
-                else:
-                    sent = due  # behind its timetable: the wait counts
+                sent = await await_turn(due)
                 due += interval
             if await post(next(counter)) != 201:
                 errors += 1

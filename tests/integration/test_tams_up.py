@@ -33,7 +33,7 @@ async def test_tams_up_serves_from_a_relative_data_directory_and_stops_on_ctrl_c
     output: list[str] = []
     try:
         async with asyncio.timeout(START_DEADLINE_S):
-            while not any(line.startswith("TAMS is ready") for line in output):
+            while not output or not output[-1].startswith("TAMS is ready"):
                 line = await process.stdout.readline()
                 assert line, "tams up exited:\n" + "".join(output)
                 output.append(line.decode())

@@ -59,8 +59,8 @@ class Broker:
 
 
 def start_broker(data_dir: Path, port: int | None = None, attempts: int = 3) -> Broker:
-    """Start tansu on a loopback port and wait until it owns its listening socket."""
-    data_dir = data_dir.resolve()
+    """Start tansu on a loopback port and wait until it owns its listening socket. `data_dir`
+    must be absolute: tansu runs in it."""
     binary = tansu_binary()
     last_error = ""
     for _ in range(attempts):

@@ -52,9 +52,8 @@ def start_object_store(
     secret_key: str = DEFAULT_SECRET_KEY,
     s3_port: int | None = None,
 ) -> ObjectStore:
-    """Start `weed mini` with every port explicit and wait for its S3 port."""
-    # weed runs in its own directory, so every path it is given must be absolute.
-    data_dir = data_dir.resolve()
+    """Start `weed mini` with every port explicit and wait for its S3 port. `data_dir` must
+    be absolute: weed runs in a directory of its own."""
     weed_dir = data_dir / "seaweedfs"
     weed_dir.mkdir(parents=True, exist_ok=True)
     config = weed_dir / "s3.json"

@@ -64,8 +64,8 @@ class Stack:
     admin: LocalAdmin | None = None
 
     def __post_init__(self) -> None:
-        # The processes run in directories of their own: a relative path (`tams up`'s default
-        # `.tams-data`) would mean something else to each.
+        # Every process started here runs in a directory of its own: a relative path (`tams
+        # up`'s default `.tams-data`) would mean something else to each.
         self.data_dir = self.data_dir.resolve()
 
     @property
