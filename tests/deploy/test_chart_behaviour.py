@@ -376,6 +376,7 @@ def test_sqlite_trial_runs_the_five_services_in_one_pod_on_one_volume() -> None:
         assert env["TAMS_SQLITE_SYNCHRONOUS"] == "FULL"
         assert env["TAMS_SQLITE_WRITER_CACHE_MB"] == "64"
         assert env["TAMS_SQLITE_WRITES_ON_LOOP"] == "true"
+        assert env["TAMS_SQLITE_COMMANDS_PER_TRANSACTION"] == "6"
         assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
     assert not rendered.of_kind("HorizontalPodAutoscaler")
     assert not rendered.of_kind("PodDisruptionBudget")

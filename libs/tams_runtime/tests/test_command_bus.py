@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -355,3 +357,134 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+async def until_records_in(settings: KafkaSettings, topic: str, count: int) -> None:
+    """Wait until `topic` holds `count` records (read from the start, outside any group)."""
+    probe = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=10,
+    )
+    await probe.start()
+    seen = 0
+    try:
+        async with asyncio.timeout(15):
+            while seen < count:
+                batches = await probe.getmany(timeout_ms=200)
+                seen += sum(map(len, batches.values()))
+    finally:
+        await probe.stop()
+
+
+async def requests_in_one_fetch(
+    settings: KafkaSettings, bus: CommandBus, count: int
+) -> list[asyncio.Task[Any]]:
+    """`count` requests, all in the topic before a consumer starts (so one fetch has them)."""
+    topic = settings.topics.catalog_commands
+    requests = []
+    for n in range(count):
+        requests.append(
+            asyncio.create_task(bus.request(topic, "gated", "flow-1", {"n": n}, timeout=20))
+        )
+        await asyncio.sleep(0)  # started in order, so sent in order
+    await until_records_in(settings, topic, count)
+    return requests
+
+
+async def test_a_fetch_in_several_transactions_answers_each_as_it_commits(
+    tams_infra: Stack, tmp_path: Path
+) -> None:
+    """With two commands per transaction, the first two of a fetch of six are answered
+    while the later ones are still being applied: their gateway is not kept waiting for
+    the whole fetch."""
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    # Writes on the writer thread, so the test's own loop receives replies meanwhile.
+    store = SqliteStore(tmp_path / "tams.db", writes_on_loop=False)
+    await store.open()
+    first_answered = threading.Event()
+    waited: dict[int, bool] = {}
+
+    def gated(tx: Any, command: CommandEnvelope) -> Outcome:
+        n = command.payload["n"]
+        if n >= 2:  # the second transaction on: wait (on the writer thread) for answer 0
+            waited[n] = first_answered.wait(timeout=10)
+        return Outcome(status=200, body={"n": n})
+
+    applier = CommandApplier(store, {"gated": gated}, is_retryable=lambda e: False)
+    bus = CommandBus(settings)
+    await bus.start()
+    consumer = CommandConsumer(
+        settings,
+        settings.topics.catalog_commands,
+        group_id="test-parts",
+        handler=applier,
+        commands_per_transaction=2,
+    )
+    try:
+        requests = await requests_in_one_fetch(settings, bus, 6)
+        requests[0].add_done_callback(lambda _: first_answered.set())
+        await consumer.start()
+        replies = await asyncio.gather(*requests)
+        assert [r.body for r in replies] == [{"n": n} for n in range(6)]
+        assert waited == {2: True, 3: True, 4: True, 5: True}
+    finally:
+        await consumer.stop()
+        await bus.stop()
+        await store.close()
+
+
+async def test_a_crash_between_the_transactions_of_a_fetch_applies_each_command_once(
+    tams_infra: Stack, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first transaction of a fetch is committed and answered, then the process dies:
+    the next instance gets the whole fetch again, answers the first commands from their
+    recorded outcomes and applies the others, each once."""
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    counter = Counter()
+    applier = CommandApplier(
+        store, {"gated": counter}, is_retryable=lambda e: isinstance(e, StoreUnavailable)
+    )
+
+    def consumer_of(group: str) -> CommandConsumer:
+        return CommandConsumer(
+            settings,
+            settings.topics.catalog_commands,
+            group_id=group,
+            handler=applier,
+            commands_per_transaction=2,
+        )
+
+    first = consumer_of("test-parts-crash")
+    real_answer = first._answer
+    crashed = asyncio.Event()
+
+    def answer_then_crash(*args: Any) -> None:
+        real_answer(*args)
+        crashed.set()
+        raise asyncio.CancelledError  # the process dies before the fetch's second part
+
+    monkeypatch.setattr(first, "_answer", answer_then_crash)
+    bus = CommandBus(settings)
+    await bus.start()
+    try:
+        requests = await requests_in_one_fetch(settings, bus, 4)
+        await first.start()
+        async with asyncio.timeout(15):
+            await crashed.wait()
+        await first.stop()
+        assert len(counter.applied) == 2
+        second = consumer_of("test-parts-crash")
+        await second.start()
+        try:
+            replies = await asyncio.gather(*requests)
+        finally:
+            await second.stop()
+        assert sorted(r.body["count"] for r in replies) == [1, 2, 3, 4]
+        assert len(counter.applied) == len(set(counter.applied)) == 4
+        assert (await store.read(lambda tx: tx.get_service_info()))["count"] == 4
+    finally:
+        await bus.stop()

@@ -92,6 +92,7 @@ Credentials only ever come from the existing Secret (valueFrom.secretKeyRef).
 {{- $e = append $e (dict "name" "TAMS_SQLITE_SYNCHRONOUS" "value" $v.store.sqlite.synchronous) -}}
 {{- $e = append $e (dict "name" "TAMS_SQLITE_WRITER_CACHE_MB" "value" (toString $v.store.sqlite.writerCacheMb)) -}}
 {{- $e = append $e (dict "name" "TAMS_SQLITE_WRITES_ON_LOOP" "value" (toString $v.store.sqlite.writesOnLoop)) -}}
+{{- $e = append $e (dict "name" "TAMS_SQLITE_COMMANDS_PER_TRANSACTION" "value" (toString $v.store.sqlite.commandsPerTransaction)) -}}
 {{- else -}}
 {{- $vast := $v.store.vast -}}
 {{- with $vast.endpoint -}}

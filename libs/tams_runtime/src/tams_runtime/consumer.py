@@ -1,9 +1,11 @@
 """The service side of the command bus: apply, answer, publish, then commit.
 
-Each fetch (from every partition this consumer owns) is applied in one store transaction, in
-partition order, so the commands of one flow keep their order. Each command's outcome is
-recorded under its command id in that same transaction. Then the replies go straight to the
-waiting gateways (tams_runtime.replies), the outcomes' events and follow-up commands are
+Each fetch (from every partition this consumer owns) is applied in partition order, so the
+commands of one flow keep their order: in one store transaction, or in transactions of at most
+`commands_per_transaction` commands. Each command's outcome is recorded under its command id
+in the transaction that applies it. As each transaction commits, its replies go straight to
+the waiting gateways (tams_runtime.replies), so a gateway answers the first commands of a
+large fetch while the rest are applied. Then the outcomes' events and follow-up commands are
 sent, and once the broker has them all, the offsets become due for commit (committed in
 batches, every `commit_interval_s`). A reply therefore means the change is in the store; its
 events may reach the topic a few milliseconds later. The next fetch is applied while the broker
@@ -118,11 +120,14 @@ class CommandConsumer:
         retry_backoff_s: float = 0.5,
         commit_interval_s: float = 0.05,
         lag_interval_s: float = 5.0,
+        commands_per_transaction: int = 0,
     ) -> None:
         self.settings = settings
         self.topic = topic
         self.group_id = group_id
         self.handler = handler
+        # 0: a whole fetch in one transaction.
+        self.commands_per_transaction = commands_per_transaction
         self.retry_backoff_s = retry_backoff_s
         self.producer: AIOKafkaProducer | None = None
         self.events: EventPublisher | None = None
@@ -188,8 +193,8 @@ class CommandConsumer:
         return await broker_answers(self.producer)
 
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> Publish | None:
-        """Apply every fetched command, all partitions in one transaction; return the step
-        that sends the outcomes.
+        """Apply every fetched command, all partitions together, answering each transaction's
+        commands once it commits; return the step that sends the outcomes.
 
         Each flow's commands live in one partition and keep their order here. The offsets
         are committed once the broker has every send (batched). A crash before then
@@ -221,7 +226,10 @@ class CommandConsumer:
                 trace.use_span(spans[0], end_on_exit=False),
                 correlated(commands[0].correlation_id if len(commands) == 1 else None),
             ):
-                outcomes = await self._apply_until_done(commands)
+                for part in self._transactions(commands):
+                    applied = await self._apply_until_done(part)
+                    outcomes += applied
+                    self._answer(part, applied)
         finally:
             for index, span in enumerate(spans):
                 if index < len(outcomes):
@@ -232,8 +240,12 @@ class CommandConsumer:
                 span.end()
         if log.isEnabledFor(logging.DEBUG):
             self._log_applied(commands, outcomes, spans)
-        self._answer(commands, outcomes)
         return functools.partial(self._publish, commands, outcomes, spans)
+
+    def _transactions(self, commands: list[CommandEnvelope]) -> list[list[CommandEnvelope]]:
+        """The fetch's commands, in order, split into the runs each transaction applies."""
+        size = self.commands_per_transaction or len(commands)
+        return [commands[start : start + size] for start in range(0, len(commands), size)]
 
     def _answer(self, commands: Sequence[CommandEnvelope], outcomes: Sequence[Outcome]) -> None:
         """Reply to the gateways waiting on these commands: their changes are in the store."""

@@ -125,6 +125,7 @@ async def serve_command_service(
     from tams_runtime.settings import OutcomeSettings
     from tams_runtime.store import open_store
     from tams_store import StoreUnavailable
+    from tams_store.settings import StoreSettings
 
     kafka = KafkaSettings()
     store = open_store()
@@ -132,7 +133,11 @@ async def serve_command_service(
         store, handlers_for(store), is_retryable=lambda exc: isinstance(exc, StoreUnavailable)
     )
     consumer = CommandConsumer(
-        kafka, topic_of(kafka), group_id=kafka.group_id(name), handler=applier
+        kafka,
+        topic_of(kafka),
+        group_id=kafka.group_id(name),
+        handler=applier,
+        commands_per_transaction=StoreSettings().commands_per_transaction,
     )
     workers = list(workers_for(store, kafka)) if workers_for else []
     await serve(
