@@ -383,12 +383,10 @@ async def requests_in_one_fetch(
 ) -> list[asyncio.Task[Any]]:
     """`count` requests, all in the topic before a consumer starts (so one fetch has them)."""
     topic = settings.topics.catalog_commands
-    requests = []
-    for n in range(count):
-        requests.append(
-            asyncio.create_task(bus.request(topic, "gated", "flow-1", {"n": n}, timeout=20))
-        )
-        await asyncio.sleep(0)  # started in order, so sent in order
+    requests = [
+        asyncio.create_task(bus.request(topic, "gated", "flow-1", {"n": n}, timeout=20))
+        for n in range(count)
+    ]
     await until_records_in(settings, topic, count)
     return requests
 
@@ -397,21 +395,22 @@ async def test_a_fetch_in_several_transactions_answers_each_as_it_commits(
     tams_infra: Stack, tmp_path: Path
 ) -> None:
     """With two commands per transaction, the first two of a fetch of six are answered
-    while the later ones are still being applied: their gateway is not kept waiting for
-    the whole fetch."""
+    while the others are still being applied: their gateway is not kept waiting for the
+    whole fetch."""
     settings = unique_settings(tams_infra)
     await ensure_topics(settings)
     # Writes on the writer thread, so the test's own loop receives replies meanwhile.
     store = SqliteStore(tmp_path / "tams.db", writes_on_loop=False)
     await store.open()
-    first_answered = threading.Event()
-    waited: dict[int, bool] = {}
+    answered = threading.Event()
+    applied: list[int] = []
+    answered_before: list[bool] = []
 
     def gated(tx: Any, command: CommandEnvelope) -> Outcome:
-        n = command.payload["n"]
-        if n >= 2:  # the second transaction on: wait (on the writer thread) for answer 0
-            waited[n] = first_answered.wait(timeout=10)
-        return Outcome(status=200, body={"n": n})
+        applied.append(command.payload["n"])
+        if len(applied) > 2:  # after the first transaction: wait (on the writer thread)
+            answered_before.append(answered.wait(timeout=10))  # for a reply to arrive
+        return Outcome(status=200, body={"n": command.payload["n"]})
 
     applier = CommandApplier(store, {"gated": gated}, is_retryable=lambda e: False)
     bus = CommandBus(settings)
@@ -425,11 +424,13 @@ async def test_a_fetch_in_several_transactions_answers_each_as_it_commits(
     )
     try:
         requests = await requests_in_one_fetch(settings, bus, 6)
-        requests[0].add_done_callback(lambda _: first_answered.set())
+        for request in requests:
+            request.add_done_callback(lambda _: answered.set())
         await consumer.start()
         replies = await asyncio.gather(*requests)
         assert [r.body for r in replies] == [{"n": n} for n in range(6)]
-        assert waited == {2: True, 3: True, 4: True, 5: True}
+        assert sorted(applied) == list(range(6))
+        assert answered_before == [True, True, True, True]
     finally:
         await consumer.stop()
         await bus.stop()
