@@ -65,25 +65,32 @@ async def start_consumer(
     return consumer
 
 
-async def read_events(settings: KafkaSettings, expected: int) -> list[dict[str, Any]]:
+async def read_records(settings: KafkaSettings, topic: str, expected: int) -> list[Any]:
+    """The first `expected` records of `topic`, read from the start outside any group."""
     consumer = AIOKafkaConsumer(
-        settings.topics.events,
+        topic,
         bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=10,
     )
     await consumer.start()
-    events: list[dict[str, Any]] = []
+    found: list[Any] = []
     try:
         async with asyncio.timeout(15):
-            while len(events) < expected:
+            while len(found) < expected:
                 batches = await consumer.getmany(timeout_ms=200)
                 for records in batches.values():
-                    for record in records:
-                        headers = {k: v.decode() for k, v in record.headers}
-                        events.append({"headers": headers, "value": json.loads(record.value)})
+                    found += records
     finally:
         await consumer.stop()
+    return found
+
+
+async def read_events(settings: KafkaSettings, expected: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for record in await read_records(settings, settings.topics.events, expected):
+        headers = {k: v.decode() for k, v in record.headers}
+        events.append({"headers": headers, "value": json.loads(record.value)})
     return events
 
 
@@ -359,25 +366,6 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def until_records_in(settings: KafkaSettings, topic: str, count: int) -> None:
-    """Wait until `topic` holds `count` records (read from the start, outside any group)."""
-    probe = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=10,
-    )
-    await probe.start()
-    seen = 0
-    try:
-        async with asyncio.timeout(15):
-            while seen < count:
-                batches = await probe.getmany(timeout_ms=200)
-                seen += sum(map(len, batches.values()))
-    finally:
-        await probe.stop()
-
-
 async def requests_in_one_fetch(
     settings: KafkaSettings, bus: CommandBus, count: int
 ) -> list[asyncio.Task[Any]]:
@@ -387,7 +375,7 @@ async def requests_in_one_fetch(
         asyncio.create_task(bus.request(topic, "gated", "flow-1", {"n": n}, timeout=20))
         for n in range(count)
     ]
-    await until_records_in(settings, topic, count)
+    await read_records(settings, topic, count)
     return requests
 
 
@@ -450,16 +438,16 @@ async def test_a_crash_between_the_transactions_of_a_fetch_applies_each_command_
         store, {"gated": counter}, is_retryable=lambda e: isinstance(e, StoreUnavailable)
     )
 
-    def consumer_of(group: str) -> CommandConsumer:
+    def new_instance() -> CommandConsumer:
         return CommandConsumer(
             settings,
             settings.topics.catalog_commands,
-            group_id=group,
+            group_id="test-parts-crash",
             handler=applier,
             commands_per_transaction=2,
         )
 
-    first = consumer_of("test-parts-crash")
+    first = new_instance()
     real_answer = first._answer
     crashed = asyncio.Event()
 
@@ -478,7 +466,7 @@ async def test_a_crash_between_the_transactions_of_a_fetch_applies_each_command_
             await crashed.wait()
         await first.stop()
         assert len(counter.applied) == 2
-        second = consumer_of("test-parts-crash")
+        second = new_instance()
         await second.start()
         try:
             replies = await asyncio.gather(*requests)
