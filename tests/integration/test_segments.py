@@ -186,6 +186,101 @@ async def test_bulk_partial_failure_and_object_rules(http: aiohttp.ClientSession
         assert resp.status == 400
 
 
+async def test_registration_adds_urls_and_keeps_object_properties(
+    http: aiohttp.ClientSession,
+) -> None:
+    """A segment's get_urls add uncontrolled URLs to its object, also to one allocated here or
+    registered before; a reuse may not change the object's key frames nor break the rule that
+    its content-type is the flow's container (flow-segment-post.json)."""
+    flow, other = video_flow(), video_flow()
+    await put_flow(http, flow)
+    await put_flow(http, other)
+    object_id = (await allocate_and_upload(http, flow["id"], [b"media"]))[0]
+    mirror = {"url": "https://mirror.example.com/a.ts", "label": "mirror"}
+    first = {"object_id": object_id, "timerange": "[0:0_1:0)", "key_frame_count": 1}
+    assert (await post(http, flow["id"], {**first, "get_urls": [mirror]}))[0] == 201
+
+    def uncontrolled(obj: dict[str, Any]) -> list[tuple[str, str]]:
+        return [(u["label"], u["url"]) for u in obj["get_urls"] if not u.get("controlled")]
+
+    got = await get_json(http, f"/objects/{object_id}?verbose_storage=true")
+    assert uncontrolled(got) == [("mirror", mirror["url"])]
+    assert any(u.get("controlled") for u in got["get_urls"])
+
+    # Reused by another flow with one URL it has and one it has not.
+    cdn = {"url": "https://cdn.example.com/a.ts", "label": "cdn"}
+    reuse = {"object_id": object_id, "timerange": "[5:0_6:0)", "ts_offset": "5:0"}
+    assert (await post(http, other["id"], {**reuse, "get_urls": [mirror, cdn]}))[0] == 201
+    got = await get_json(http, f"/objects/{object_id}?verbose_storage=true")
+    assert uncontrolled(got) == [("mirror", mirror["url"]), ("cdn", cdn["url"])]
+
+    # A label the object has, with another URL, is refused, and nothing is registered.
+    moved = {**reuse, "timerange": "[6:0_7:0)", "get_urls": [{**cdn, "url": "https://x/a.ts"}]}
+    status, error = await post(http, other["id"], moved)
+    assert status == 400 and "cdn" in error["summary"]
+    assert (await post(http, other["id"], {**moved, "get_urls": [{**cdn, "label": "c2"}]}))[
+        0
+    ] == 400
+    assert len(await get_json(http, f"/flows/{other['id']}/segments")) == 1
+
+    # Key frames are the object's: the same count is fine, another is refused.
+    same = {**reuse, "timerange": "[7:0_8:0)", "key_frame_count": 1}
+    assert (await post(http, other["id"], same))[0] == 201
+    status, error = await post(
+        http, other["id"], {**same, "timerange": "[8:0_9:0)", "key_frame_count": 7}
+    )
+    assert status == 400 and "key_frame_count" in error["summary"]
+    assert (await get_json(http, f"/objects/{object_id}"))["key_frame_count"] == 1
+
+    # An MPEG-TS object in an MP4 flow.
+    mp4 = video_flow(container="video/mp4")
+    await put_flow(http, mp4)
+    status, error = await post(http, mp4["id"], {**reuse, "timerange": "[0:0_1:0)"})
+    assert status == 400 and "video/mp4" in error["summary"]
+
+
+async def test_values_must_have_the_schema_types(http: aiohttp.ClientSession) -> None:
+    """No coercion: "3" or true is not an integer, and a duration is not negative."""
+    flow = video_flow()
+    await put_flow(http, flow)
+    ids = await allocate_and_upload(http, flow["id"], [b"a"])
+    segment = {"object_id": ids[0], "timerange": "[0:0_1:0)"}
+    for bad in (
+        {"key_frame_count": "3"},
+        {"key_frame_count": True},
+        {"key_frame_count": 3.0},
+        {"sample_count": "3"},
+        {"last_duration": "-1:0"},
+    ):
+        status, error = await post(http, flow["id"], {**segment, **bad})
+        assert status == 400, bad
+        assert next(iter(bad)) in error["summary"], (bad, error)
+    async with http.post(f"/flows/{flow['id']}/storage", json={"limit": "3"}) as resp:
+        assert resp.status == 400
+    wide = video_flow()
+    wide["essence_parameters"] = {**wide["essence_parameters"], "frame_width": "1920"}
+    async with http.put(f"/flows/{wide['id']}", json=wide) as resp:
+        assert resp.status == 400
+        assert "frame_width" in (await resp.json())["summary"]
+    await get_json(http, f"/flows/{wide['id']}", status=404)
+    assert (await post(http, flow["id"], {**segment, "last_duration": "0:5"}))[0] == 201
+
+
+async def test_ids_in_the_path_and_query_must_be_uuids(http: aiohttp.ClientSession) -> None:
+    # The spec's 404 "Flow ID in the path is invalid"; a flow that merely does not exist
+    # has no segments.
+    await get_json(http, "/flows/not-a-uuid/segments", status=404)
+    async with http.head("/flows/not-a-uuid/segments") as resp:
+        assert resp.status == 404
+    assert await get_json(http, f"/flows/{new_id()}/segments") == []
+    flow = video_flow()
+    async with http.put("/flows/not-a-uuid", json={**flow, "id": "not-a-uuid"}) as resp:
+        assert resp.status == 404
+    await put_flow(http, flow)
+    await get_json(http, f"/flows/{flow['id']}/segments?accept_storage_ids=not-a-uuid", status=400)
+    assert await get_json(http, f"/flows/{flow['id']}/segments?accept_storage_ids=") == []
+
+
 async def test_objects_endpoint(http: aiohttp.ClientSession, spec: SpecValidator) -> None:
     first, second = video_flow(tags={"team": "news"}), video_flow(tags={"team": "sport"})
     await put_flow(http, first)

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from tams_gateway.errors import bad_request
+from tams_gateway.errors import bad_request, not_found
 from tams_gateway.requests import query_bool
 from tams_store import TagFilter
 
@@ -68,6 +68,14 @@ def uuid_list(request: web.Request, name: str) -> list[str] | None:
 def check_uuid(value: str, what: str) -> str:
     if not UUID_RE.match(value):
         raise bad_request(f"{what} {value!r} is not a UUID")
+    return value
+
+
+def path_uuid(value: str, what: str) -> str:
+    """An id in the path: the spec answers one that is not a UUID with 404 ("the ... ID in
+    the path is invalid")."""
+    if not UUID_RE.match(value):
+        raise not_found(f"{what} {value!r} is not a UUID")
     return value
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from tams_gateway.access import Access
 from tams_gateway.context import GATEWAY
-from tams_gateway.queries import csv, tag_filter
+from tams_gateway.queries import csv, tag_filter, uuid_list
 from tams_gateway.requests import query_bool
 from tams_runtime.media import UrlFilter
 
@@ -23,7 +23,7 @@ def url_filter(request: web.Request) -> UrlFilter:
         readable_storage_ids=Access.of(request).readable_backends(gw.backends.all),
         accept_get_urls=labels,
         # Absent or empty: no filter (unlike accept_get_urls, where empty means no URLs).
-        accept_storage_ids=csv(request, "accept_storage_ids") or None,
+        accept_storage_ids=uuid_list(request, "accept_storage_ids") or None,
         presigned=query_bool(request, "presigned"),
         verbose_storage=bool(query_bool(request, "verbose_storage", False)),
         backend_tags=tag_filter(request, "storage_backend_tag"),

@@ -33,6 +33,7 @@ from tams_runtime.s3 import object_key
 from tams_runtime.storage import BackendClients
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
 from tams_schema.timerange import TimeRange, Timestamp
+from tams_segments.instances import with_instances
 from tams_store import Store, WriteTx
 from tams_store.port import ObjectRecord, SegmentRecord
 
@@ -178,7 +179,7 @@ class Registrar:
         context.span_clear = len(items) > 1 and not _overlaps_span(tx, flow_id, ranges)
         for item, timerange in zip(items, ranges, strict=True):
             try:
-                record, registered = self._check(tx, context, item, timerange, now_ns)
+                record, registered, updated = self._check(tx, context, item, timerange, now_ns)
             except Rejected as exc:
                 failures.append(
                     {
@@ -192,8 +193,12 @@ class Registrar:
             context.take(record)
             for obj in registered:
                 new_objects[obj.object_id] = obj
+            if updated is not None:
+                context.update(updated)
 
         stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if context.updated:
+            tx.update_objects(list(context.updated.values()))
         tx.add_segments(flow_id, accepted, list(new_objects.values()), stamp)
         self._seen[command.command_id] = {
             object_id: obj.registered for object_id, obj in {**known, **new_objects}.items()
@@ -220,9 +225,10 @@ class Registrar:
         item: dict[str, Any],
         timerange: TimeRange,
         now_ns: int,
-    ) -> tuple[SegmentRecord, list[ObjectRecord]]:
-        """One segment: its timerange, then its object (and init object). Returns the segment
-        and the objects it registers for the first time."""
+    ) -> tuple[SegmentRecord, list[ObjectRecord], ObjectRecord | None]:
+        """One segment: its timerange, then its object (and init object). Returns the segment,
+        the objects it registers for the first time, and its object with the uncontrolled
+        URLs it adds when the object was registered before (None when it adds none)."""
         flow_id = context.flow["id"]
         if timerange.is_empty:
             raise Rejected(f"timerange {item['timerange']} is empty")
@@ -245,6 +251,8 @@ class Registrar:
             raise Rejected(f"object {object_id} cannot be its own init object")
         obj = context.object(object_id)
         registered: list[ObjectRecord] = []
+        external_urls = self._external_urls(object_id, item.get("get_urls") or [])
+        updated: ObjectRecord | None = None
         if obj is not None and obj.is_init:
             raise Rejected(
                 f"object {object_id} is an init object; it cannot be used as a media object"
@@ -260,14 +268,6 @@ class Registrar:
                     f"object {object_id} is unknown: allocate it with POST /flows/{{id}}/storage "
                     "or give its get_urls"
                 )
-            labels = [u["label"] for u in item["get_urls"]]
-            if len(set(labels)) != len(labels):
-                raise Rejected(f"the get_urls labels of object {object_id} must be unique")
-            taken = sorted(set(labels) & self.backend_labels)
-            if taken:
-                raise Rejected(
-                    f"get_urls label {taken[0]!r} belongs to a storage backend; choose another"
-                )
             registered.append(
                 ObjectRecord(
                     object_id=object_id,
@@ -276,7 +276,7 @@ class Registrar:
                     content_type=None,
                     registered=True,
                     first_referenced_by_flow=flow_id,
-                    doc=object_properties(item, timerange, external=True),
+                    doc=object_properties(item, timerange, external_urls),
                 )
             )
         elif not obj.registered:
@@ -301,11 +301,18 @@ class Registrar:
                     content_type=obj.content_type,
                     registered=True,
                     first_referenced_by_flow=flow_id,
-                    doc=object_properties(item, timerange, external=False),
+                    doc=object_properties(item, timerange, external_urls),
                     size=self.sizes.get(object_id),
                 )
             )
         else:
+            container = context.flow.get("container")
+            if obj.content_type and obj.content_type != container:
+                # flow-segment-post.json: the object's content-type MUST match the container.
+                raise Rejected(
+                    f"object {object_id} is {obj.content_type}; media objects of this flow "
+                    f"are {container}"
+                )
             stored_range = obj.doc.get("timerange")
             sent_range = item.get("object_timerange")
             if (
@@ -320,9 +327,34 @@ class Registrar:
                 raise Rejected(
                     f"object {object_id} has init object {obj.init_object_id}; it cannot change"
                 )
+            key_frames = obj.doc.get("key_frame_count")
+            if "key_frame_count" in item and item["key_frame_count"] != key_frames:
+                raise Rejected(
+                    f"object {object_id} has key_frame_count {key_frames}; it cannot change"
+                )
+            added = _new_urls(obj, external_urls)
+            if added:
+                uncontrolled = [*obj.doc.get("get_urls", []), *added]
+                updated = with_instances(obj, obj.controlled_storage_ids, uncontrolled)
         doc = {k: item[k] for k in SEGMENT_FIELDS if k in item}
         record = SegmentRecord(start, end, object_id, str(timerange), doc, now_ns)
-        return record, registered
+        return record, registered, updated
+
+    def _external_urls(self, object_id: str, urls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The segment's `get_urls`: uncontrolled instances of its object, each with its own
+        label, none of them a storage backend's (ADR 0042)."""
+        labels = [u["label"] for u in urls]
+        if len(set(labels)) != len(labels):
+            raise Rejected(f"the get_urls labels of object {object_id} must be unique")
+        taken = sorted(set(labels) & self.backend_labels)
+        if taken:
+            raise Rejected(
+                f"get_urls label {taken[0]!r} belongs to a storage backend; choose another"
+            )
+        return [
+            {"url": u["url"], "label": u["label"], "presigned": False, "controlled": False}
+            for u in urls
+        ]
 
     def _init_object(
         self, context: Context, object_id: str, init_id: str | None
@@ -378,13 +410,26 @@ class Context:
     known: dict[str, ObjectRecord]
     in_use: set[str]
     new_objects: dict[str, ObjectRecord] = field(default_factory=dict)
+    # Objects registered before whose uncontrolled URLs this command adds to.
+    updated: dict[str, ObjectRecord] = field(default_factory=dict)
     # Nothing in the flow overlaps the whole request: its segments need no overlap query.
     span_clear: bool = False
     # The segments accepted so far, by start (they never overlap each other).
     _taken: list[SegmentRecord] = field(default_factory=list)
 
     def object(self, object_id: str) -> ObjectRecord | None:
-        return self.new_objects.get(object_id) or self.known.get(object_id)
+        return (
+            self.new_objects.get(object_id)
+            or self.updated.get(object_id)
+            or self.known.get(object_id)
+        )
+
+    def update(self, obj: ObjectRecord) -> None:
+        """Keeps an object's added URLs: registered by this command, it is still new."""
+        if obj.object_id in self.new_objects:
+            self.new_objects[obj.object_id] = obj
+        else:
+            self.updated[obj.object_id] = obj
 
     def taken_overlapping(self, start: int, end: int) -> SegmentRecord | None:
         """An accepted segment overlapping [start, end): only the neighbours by start can."""
@@ -408,9 +453,12 @@ def _overlaps_span(tx: WriteTx, flow_id: str, ranges: list[TimeRange]) -> bool:
     return bool(tx.overlapping_segments(flow_id, start, end))
 
 
-def object_properties(item: dict[str, Any], timerange: TimeRange, external: bool) -> dict[str, Any]:
-    """Properties fixed at an object's first registration. Its timerange defaults to the
-    segment's, moved back by `ts_offset`, on the media timeline."""
+def object_properties(
+    item: dict[str, Any], timerange: TimeRange, external_urls: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Properties fixed at an object's first registration, and the uncontrolled URLs it
+    starts with. Its timerange defaults to the segment's, moved back by `ts_offset`, on the
+    media timeline."""
     object_range = item.get("object_timerange")
     if not object_range:
         ts_offset = Timestamp.parse(item["ts_offset"]).ns if "ts_offset" in item else 0
@@ -420,9 +468,26 @@ def object_properties(item: dict[str, Any], timerange: TimeRange, external: bool
         props["key_frame_count"] = item["key_frame_count"]
     if "init_object_id" in item:
         props["init_object_id"] = item["init_object_id"]
-    if external:
-        props["get_urls"] = [
-            {"url": u["url"], "label": u["label"], "presigned": False, "controlled": False}
-            for u in item["get_urls"]
-        ]
+    if external_urls:
+        props["get_urls"] = external_urls
     return props
+
+
+def _new_urls(obj: ObjectRecord, urls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Those of `urls` the object lacks. One it has already (same label, same URL) is no
+    change, so a repeated registration is accepted; a label or a URL the object has with
+    another partner is refused, as `POST /objects/{id}/instances` refuses it."""
+    have = {u.get("label"): u.get("url") for u in obj.doc.get("get_urls", [])}
+    have_urls = set(have.values())
+    added = []
+    for url in urls:
+        if have.get(url["label"]) == url["url"]:
+            continue
+        if url["label"] in have:
+            raise Rejected(
+                f"object {obj.object_id} already has an instance labelled {url['label']!r}"
+            )
+        if url["url"] in have_urls:
+            raise Rejected(f"object {obj.object_id} already has the instance {url['url']}")
+        added.append(url)
+    return added

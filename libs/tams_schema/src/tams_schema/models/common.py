@@ -32,16 +32,23 @@ EventType = Literal[
 ]
 
 
+# Strict: a JSON value must already have the schema's type. Lax validation would take "3" or
+# true for an integer and "yes" for a boolean, and the gateway passes the client's own JSON on,
+# so the store would keep, and serve back, values the schema forbids.
 class TamsModel(BaseModel):
     """Open models: fields the schema does not name are kept and sent back unchanged."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, strict=True)
 
 
 class ClosedModel(BaseModel):
     """Models whose schema says `additionalProperties: false` (or unevaluated: false)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
+
+
+# A date-time in JSON is a string: strict validation would take only a `datetime` object.
+DateTime = Annotated[datetime, Field(strict=False)]
 
 
 def dump(model: BaseModel) -> Any:
@@ -66,7 +73,7 @@ class StrictRational(TamsModel):
 class Error(TamsModel):
     type: str
     summary: str
-    time: datetime
+    time: DateTime
     traceback: list[str] | None = None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tams_schema.models.common import (
     ClosedModel,
@@ -15,7 +15,7 @@ from tams_schema.models.common import (
     TamsModel,
     Uuid,
 )
-from tams_schema.timerange import TimeRangeField, TimestampField
+from tams_schema.timerange import Timestamp, TimeRangeField, TimestampField
 
 
 class SegmentInitObject(TamsModel):
@@ -56,6 +56,14 @@ class FlowSegmentPost(TamsModel):
     sample_count: int | None = None
     key_frame_count: int | None = None
     get_urls: list[ExternalUrl] | None = None
+
+    @field_validator("last_duration")
+    @classmethod
+    def last_duration_not_negative(cls, value: Timestamp | None) -> Timestamp | None:
+        # flow-segment-post.json: "cannot be negative".
+        if value is not None and value.ns < 0:
+            raise ValueError(f"last_duration {value} cannot be negative")
+        return value
 
 
 class FailedSegment(TamsModel):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field
 
-from tams_schema.models.common import Error, EventType, Tags, TamsModel, Uuid
+from tams_schema.models.common import DateTime, Error, EventType, Tags, TamsModel, Uuid
 from tams_schema.models.flows import Flow, Source
 from tams_schema.models.media import FlowSegment
 from tams_schema.timerange import TimeRangeField
@@ -75,7 +74,7 @@ class SourceIdEvent(TamsModel):
 
 
 class _Notification(TamsModel):
-    event_timestamp: datetime
+    event_timestamp: DateTime
 
 
 class FlowCreated(_Notification):

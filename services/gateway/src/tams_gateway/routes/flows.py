@@ -12,10 +12,10 @@ from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import ApiError, bad_request, not_found
 from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import (
-    check_uuid,
     choice,
     content_format,
     optional_uuid,
+    path_uuid,
     tag_filter,
     uuid_list,
 )
@@ -124,8 +124,7 @@ async def get_flow(request: web.Request) -> web.Response:
 @routes.put("/flows/{flow_id}")
 async def put_flow(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
-    flow_id = request.match_info["flow_id"]
-    check_uuid(flow_id, "flow id")
+    flow_id = path_uuid(request.match_info["flow_id"], "flow id")
     flow = validate_flow_put(await json_body(request))
     if flow["id"] != flow_id:
         raise bad_request(f"body id {flow['id']} does not match the flow id {flow_id} in the path")

@@ -14,7 +14,7 @@ from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import ApiError, bad_request, forbidden, not_found
 from tams_gateway.paging import page_limit, paging_headers
-from tams_gateway.queries import check_uuid, tag_filter
+from tams_gateway.queries import check_uuid, path_uuid, tag_filter
 from tams_gateway.requests import json_body, query_bool, query_timerange
 from tams_gateway.routes.flows import authorise_flow
 from tams_gateway.urls import url_filter
@@ -144,8 +144,10 @@ async def authorise_object(request: web.Request, object_id: str, need: Permissio
 
 @routes.get("/flows/{flow_id}/segments")
 async def list_segments(request: web.Request) -> web.Response:
+    """A page of the flow's segments; `[]` for a flow that does not exist (the spec), 404
+    only for an id that is not a UUID."""
     gw: Gateway = request.app[GATEWAY]
-    flow_id = request.match_info["flow_id"]
+    flow_id = path_uuid(request.match_info["flow_id"], "flow id")
     reverse = bool(query_bool(request, "reverse_order", False))
     include_object_timerange = bool(query_bool(request, "include_object_timerange", False))
     filters = url_filter(request)

@@ -8,7 +8,7 @@ from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import bad_request, not_found
 from tams_gateway.paging import page_limit, paging_headers
-from tams_gateway.queries import check_uuid
+from tams_gateway.queries import path_uuid
 from tams_gateway.requests import json_body
 from tams_gateway.validation import validate_profile
 from tams_store import Page
@@ -67,10 +67,7 @@ async def get_profile(request: web.Request) -> web.Response:
 async def create_profile(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     profile_id = request.match_info["profile_id"]
-    try:
-        check_uuid(profile_id, "profile id")
-    except Exception as exc:
-        raise not_found(f"profile id {profile_id!r} is not a UUID") from exc
+    path_uuid(profile_id, "profile id")
     profile = validate_profile(await json_body(request))
     if profile["id"] != profile_id:
         raise bad_request(f"body id {profile['id']} does not match the profile id in the path")

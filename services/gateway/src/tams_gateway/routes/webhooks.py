@@ -18,7 +18,7 @@ from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import ApiError, bad_request, not_found
 from tams_gateway.paging import page_limit, paging_headers
-from tams_gateway.queries import UUID_RE, tag_filter
+from tams_gateway.queries import path_uuid, tag_filter
 from tams_gateway.requests import json_body, query_bool
 from tams_gateway.webhook_bodies import WebhookBody, parse_webhook
 from tams_schema.auth import Permission
@@ -29,11 +29,7 @@ routes = web.RouteTableDef()
 
 
 def _webhook_id(request: web.Request) -> str:
-    webhook_id = request.match_info["webhook_id"]
-    if not UUID_RE.match(webhook_id):
-        # The spec answers an invalid id in the path with 404.
-        raise not_found(f"webhook id {webhook_id!r} is not a UUID")
-    return webhook_id
+    return path_uuid(request.match_info["webhook_id"], "webhook id")
 
 
 @routes.get("/service/webhooks")
