@@ -15,7 +15,7 @@ from tams_schema.models.common import (
     TamsModel,
     Uuid,
 )
-from tams_schema.timerange import Timestamp, TimeRangeField, TimestampField
+from tams_schema.timerange import TimeRangeField, Timestamp, TimestampField
 
 
 class SegmentInitObject(TamsModel):
