@@ -421,4 +421,22 @@ async def test_unknown_methods_on_known_paths_are_405_after_authentication(
 ) -> None:
     async with client.patch("/flows", json={}, headers=basic(IDENTITIES["reader"])) as resp:
         assert resp.status == 405
-        assert "GET" in resp.headers["Allow"]
+        allow = resp.headers["Allow"]
+    # The same methods an OPTIONS request lists, OPTIONS included (RFC 9110 §10.2.1).
+    async with client.options("/flows") as resp:
+        assert resp.status == 204
+        assert allow == resp.headers["Allow"] == "GET, HEAD, OPTIONS"
+
+
+async def test_a_token_where_tokens_are_not_accepted_gets_the_basic_challenge(
+    gateway_url: str,
+) -> None:
+    # The main test stack has Basic users and no token issuer: a 401 must name a scheme
+    # that could succeed (RFC 9110 §11.6.1).
+    async with aiohttp.ClientSession() as anonymous:
+        headers = {"Authorization": "Bearer not.a.jwt"}
+        async with anonymous.get(f"{gateway_url}/service", headers=headers) as resp:
+            assert resp.status == 401
+            challenges = resp.headers.getall("WWW-Authenticate")
+            assert challenges == ['Basic realm="TAMS", charset="UTF-8"']
+            assert "Bearer tokens are not accepted" in (await resp.json())["summary"]

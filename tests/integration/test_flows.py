@@ -246,20 +246,112 @@ async def test_collections_and_collected_by(http: aiohttp.ClientSession) -> None
         assert resp.status == 400
 
 
+async def test_a_deleted_member_leaves_its_collections_as_a_change_of_each(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    video, audio = video_flow(), audio_flow()
+    await put_flow(http, video)
+    await put_flow(http, audio)
+    multi = await put_flow(http, multi_flow([video["id"], audio["id"]]))
+    frozen = await put_flow(http, multi_flow([video["id"]]))
+    async with http.put(f"/flows/{frozen['id']}/read_only", json=True) as resp:
+        assert resp.status == 204
+    frozen = await get_json(http, f"/flows/{frozen['id']}")
+    async with EventReader(tams_stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]) as reader:
+        async with http.delete(f"/flows/{video['id']}") as resp:
+            assert resp.status == 204
+
+        def updates(evs: list[dict[str, Any]]) -> set[str]:
+            return {e["key"] for e in evs if e["event_type"] == "flows/updated"}
+
+        await reader.until(lambda evs: {multi["id"], frozen["id"]} <= updates(evs))
+    after = await get_json(http, f"/flows/{multi['id']}")
+    assert after["flow_collection"] == [{"id": audio["id"], "role": "track1"}]
+    assert after["metadata_version"] != multi["metadata_version"]
+    assert after["metadata_updated"] > multi["metadata_updated"]
+    # Read-only, yet a collection never names a flow that does not exist.
+    after = await get_json(http, f"/flows/{frozen['id']}")
+    assert "flow_collection" not in after and after["read_only"] is True
+    assert after["metadata_version"] != frozen["metadata_version"]
+
+
+async def test_collections_of_one_source_agree_on_roles_and_order(
+    http: aiohttp.ClientSession,
+) -> None:
+    video, audio, data = video_flow(), audio_flow(), video_flow()
+    for flow in (video, audio, data):
+        await put_flow(http, flow)
+    source_id = new_id()
+    first = multi_flow([video["id"], audio["id"]], source_id=source_id)
+    first["flow_collection"] = [
+        {"id": video["id"], "role": "video"},
+        {"id": audio["id"], "role": "audio"},
+    ]
+    await put_flow(http, first)
+    # Other renditions of the same source: the same roles, in the same order; fewer is fine.
+    await put_flow(http, {**first, "id": new_id()})
+    fewer = [{"id": video["id"], "role": "video"}]
+    await put_flow(http, {**first, "id": new_id(), "flow_collection": fewer})
+    second = {**multi_flow([]), "source_id": source_id}
+    for collection, why in (
+        ([{"id": audio["id"], "role": "sound"}, {"id": video["id"], "role": "video"}], "role"),
+        ([{"id": audio["id"], "role": "audio"}, {"id": video["id"], "role": "video"}], "order"),
+    ):
+        async with http.put(
+            f"/flows/{second['id']}", json={**second, "flow_collection": collection}
+        ) as resp:
+            assert resp.status == 400, why
+            assert why in (await resp.json())["summary"]
+    await get_json(http, f"/flows/{second['id']}", status=404)
+    # The same rule on the property; the flow itself may change its own collection.
+    async with http.put(
+        f"/flows/{first['id']}/flow_collection",
+        json=[{"id": audio["id"], "role": "audio"}, {"id": video["id"], "role": "video"}],
+    ) as resp:
+        assert resp.status == 400
+    async with http.put(
+        f"/flows/{first['id']}/flow_collection",
+        json=[{"id": video["id"], "role": "video"}, {"id": data["id"], "role": "data"}],
+    ) as resp:
+        assert resp.status == 204
+
+
+async def test_deleting_a_property_that_is_not_set_changes_nothing(
+    http: aiohttp.ClientSession,
+) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    before = await get_json(http, f"/flows/{flow['id']}")
+    for prop in ("label", "description", "max_bit_rate", "avg_bit_rate"):
+        async with http.delete(f"/flows/{flow['id']}/{prop}") as resp:
+            assert resp.status == 204, prop
+    for prop in ("label", "description"):
+        async with http.delete(f"/sources/{flow['source_id']}/{prop}") as resp:
+            assert resp.status == 204, prop
+    after = await get_json(http, f"/flows/{flow['id']}")
+    assert after["metadata_version"] == before["metadata_version"]
+
+
 async def test_listing_filters(http: aiohttp.ClientSession) -> None:
     marker = new_id()
     a = video_flow(label=f"A {marker}", tags={"run": marker, "lang": ["en", "fr"]})
     b = audio_flow(label=f"B {marker}", tags={"run": marker, "lang": "cy"})
     c = video_flow(label=f"C {marker}", tags={"run": marker})
     c["essence_parameters"] = {**c["essence_parameters"], "frame_width": 1280, "frame_height": 720}
-    for flow in (a, b, c):
+    # An image flow of the same size: the frame size filters are on video flows only.
+    still = {
+        **video_flow(tags={"run": marker}, codec="image/jpeg", container="image/jpeg"),
+        "format": "urn:x-tam:format:image",
+        "essence_parameters": {"frame_width": 1280, "frame_height": 720},
+    }
+    for flow in (a, b, c, still):
         await put_flow(http, flow)
     run = f"tag.run={marker}"
 
     async def ids(query: str) -> set[str]:
         return {f["id"] for f in await list_all(http, f"/flows?{run}&{query}")}
 
-    assert await ids("") == {a["id"], b["id"], c["id"]}
+    assert await ids("") == {a["id"], b["id"], c["id"], still["id"]}
     assert await ids("format=urn:x-nmos:format:audio") == {b["id"]}
     assert await ids("codec=video/h264") == {a["id"], c["id"]}
     assert await ids(f"label=A {marker}") == {a["id"]}
@@ -267,9 +359,9 @@ async def test_listing_filters(http: aiohttp.ClientSession) -> None:
     assert await ids("frame_width=1280&frame_height=720") == {c["id"]}
     assert await ids("tag.lang=fr") == {a["id"]}
     assert await ids("tag.lang=cy,fr") == {a["id"], b["id"]}
-    assert await ids("tag_exists.lang=false") == {c["id"]}
+    assert await ids("tag_exists.lang=false") == {c["id"], still["id"]}
     assert await ids("tag_exists.lang=true") == {a["id"], b["id"]}
-    assert await ids("timerange=()") == {a["id"], b["id"], c["id"]}  # no segments yet
+    assert await ids("timerange=()") == {a["id"], b["id"], c["id"], still["id"]}  # no segments
     assert await ids("timerange=[0:0_10:0)") == set()
     sources = {
         s["id"]
@@ -281,6 +373,7 @@ async def test_listing_filters(http: aiohttp.ClientSession) -> None:
     for bad in (
         "format=nonsense",
         "frame_width=wide",
+        "codec=h264",
         "timerange=[1:0_x)",
         "sort_by=size",
         "reverse_order=maybe",

@@ -7,6 +7,8 @@ import aiohttp
 from tams_stack.stack import Stack
 from tams_stack.testing import SpecValidator
 
+from .helpers import get_json
+
 
 async def test_root_lists_the_top_level_paths(http: aiohttp.ClientSession) -> None:
     async with http.get("/") as resp:
@@ -57,7 +59,6 @@ async def test_post_service_rejects_bad_bodies_with_a_json_error(
         # A lone surrogate can be neither stored nor sent on as UTF-8: malformed, not a 503.
         (b'{"name": "\\ud800"}', "not valid JSON"),
         (b'{"name": 5}', "name must be a string"),
-        (b'{"colour": "red"}', "colour"),
         (b"[]", "JSON object"),
     ]
     for body, expected in cases:
@@ -68,6 +69,16 @@ async def test_post_service_rejects_bad_bodies_with_a_json_error(
             error = await resp.json()
         spec.validate(error, "error.json")
         assert expected in error["summary"]
+
+
+async def test_post_service_ignores_members_it_does_not_keep(
+    http: aiohttp.ClientSession,
+) -> None:
+    # service-post.json allows other members; only name and description are kept.
+    async with http.post("/service", json={"colour": "red", "name": "with colour"}) as resp:
+        assert resp.status == 200
+    service = await get_json(http, "/service")
+    assert service["name"] == "with colour" and "colour" not in service
 
 
 async def test_storage_backends_lists_the_default_backend(

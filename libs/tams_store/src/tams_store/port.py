@@ -102,6 +102,7 @@ class FlowQuery:
     label: str | None = None
     profile_id: str | None = None
     status: str | None = None
+    # Video flows only, as the spec says (image flows have a frame size too).
     frame_width: int | None = None
     frame_height: int | None = None
     init_segments: bool | None = None

@@ -125,7 +125,13 @@ async def test_flow_filters(store: Store) -> None:
         "frame_width": 1280,
         "init_segments": True,
     }
-    await put_all(store, a, b)
+    # An image flow of the same size: frame size filters are on video flows only.
+    still = flow(
+        format="urn:x-tam:format:image",
+        codec="image/jpeg",
+        essence_parameters={"frame_width": 1280, "frame_height": 1080},
+    )
+    await put_all(store, a, b, still)
     assert await flow_ids(store, FlowQuery(source_id=source_id)) == [a["id"]]
     assert await flow_ids(store, FlowQuery(codec="video/jpeg")) == [b["id"]]
     assert await flow_ids(store, FlowQuery(label="A")) == [a["id"]]
@@ -133,9 +139,10 @@ async def test_flow_filters(store: Store) -> None:
     assert await flow_ids(store, FlowQuery(profile_id=b["profile_id"])) == [b["id"]]
     assert await flow_ids(store, FlowQuery(frame_width=1280)) == [b["id"]]
     assert await flow_ids(store, FlowQuery(init_segments=True)) == [b["id"]]
-    assert await flow_ids(store, FlowQuery(init_segments=False)) == [a["id"]]
+    assert set(await flow_ids(store, FlowQuery(init_segments=False))) == {a["id"], still["id"]}
+    assert set(await flow_ids(store, FlowQuery(frame_height=1080))) == {a["id"], b["id"]}
     empty = TimeRange.never()
-    assert set(await flow_ids(store, FlowQuery(timerange=empty))) == {a["id"], b["id"]}
+    assert set(await flow_ids(store, FlowQuery(timerange=empty))) == {a["id"], b["id"], still["id"]}
     assert await flow_ids(store, FlowQuery(timerange=TimeRange.eternity())) == []
 
 

@@ -108,6 +108,47 @@ def check_collection(flow_id: str, collection: list[Doc], existing_ids: set[str]
             raise bad_request(f"flow_collection member {member} does not exist")
 
 
+SourceCollection = list[tuple[str, str | None]]
+
+
+def implied_source_collection(collection: list[Doc], source_of: dict[str, str]) -> SourceCollection:
+    """The sources a flow collection collects, with their roles, in order (a source whose
+    flows appear twice counts at its first place)."""
+    implied: SourceCollection = []
+    seen: set[str] = set()
+    for item in collection:
+        source_id = source_of[item["id"]]
+        if source_id not in seen:
+            seen.add(source_id)
+            implied.append((source_id, item.get("role")))
+    return implied
+
+
+def check_matches_source(
+    flow_id: str, source_id: str, mine: SourceCollection, others: dict[str, SourceCollection]
+) -> None:
+    """The spec's conflict: a collection whose roles or order disagree with the
+    `source_collection` its source has from its other flows (`others`, by flow). Each flow
+    may collect fewer of the source's members; the ones it shares must agree."""
+    for other_id, theirs in sorted(others.items()):
+        their_roles = dict(theirs)
+        shared = [(member, role) for member, role in mine if member in their_roles]
+        for member, role in shared:
+            if role != their_roles[member]:
+                raise bad_request(
+                    f"flow_collection of flow {flow_id} gives source {member} the role "
+                    f"{role!r}, but flow {other_id} of source {source_id} gives it "
+                    f"{their_roles[member]!r}"
+                )
+        mine_order = [member for member, _ in shared]
+        their_order = [member for member, _ in theirs if member in set(mine_order)]
+        if mine_order != their_order:
+            raise bad_request(
+                f"flow_collection of flow {flow_id} orders the sources {mine_order}, but flow "
+                f"{other_id} of source {source_id} orders them {their_order}"
+            )
+
+
 def prepare_flow(body: Doc, existing: Doc | None, profile: Doc | None, now: datetime) -> Doc:
     """The document to store for a PUT /flows/{id}, given the stored flow if any."""
     flow = {k: v for k, v in body.items() if k not in SERVER_FLOW_FIELDS}
@@ -186,7 +227,9 @@ def set_flow_property(flow: Doc, name: str, value: Any, now: datetime) -> Doc:
     return touch_flow({**flow, name: value}, now)
 
 
-def delete_flow_property(flow: Doc, name: str, now: datetime) -> Doc:
+def delete_flow_property(flow: Doc, name: str, now: datetime) -> Doc | None:
+    """The flow without the property; None when it has none (nothing changes: the DELETE
+    still succeeds, as the spec lists no error for it)."""
     if flow.get("read_only"):
         raise read_only(flow["id"])
     if name == "avg_bit_rate" and flow.get("profile_id"):
@@ -195,7 +238,7 @@ def delete_flow_property(flow: Doc, name: str, now: datetime) -> Doc:
             "unlink the profile first"
         )
     if name not in flow:
-        raise not_found(f"flow {flow['id']} has no {name}")
+        return None
     return touch_flow({k: v for k, v in flow.items() if k != name}, now)
 
 

@@ -13,12 +13,13 @@ from functools import wraps
 
 from tams_catalog import domain, soft_delete
 from tams_catalog.domain import CatalogError, Doc
+from tams_catalog.membership import leave_collections
 from tams_runtime import deletion, events
 from tams_runtime.settings import MediaSettings, SoftDeleteSettings
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome, TamsEvent
 from tams_schema.timerange import TimeRange
 from tams_store import ReadTx, WriteTx
-from tams_store.port import SegmentRecord
+from tams_store.port import FlowQuery, SegmentRecord
 
 Handler = Callable[[WriteTx, CommandEnvelope], Outcome]
 
@@ -94,10 +95,7 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     flow = domain.attribute(
         domain.prepare_flow(body, existing, profile, now), existing, command.principal
     )
-    collection = flow.get("flow_collection") or []
-    domain.check_collection(
-        flow_id, collection, {m["id"] for m in collection if tx.get_flow(m["id"]) is not None}
-    )
+    check_collection(tx, flow_id, flow["source_id"], flow.get("flow_collection") or [])
     changes: list[TamsEvent] = []
     source = tx.get_source(flow["source_id"])
     if source is None:
@@ -114,6 +112,41 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     if existing is None:
         return Outcome(status=201, body=stored_flow, events=changes)
     return Outcome(status=204, events=changes)
+
+
+def check_collection(tx: WriteTx, flow_id: str, source_id: str, collection: list[Doc]) -> None:
+    """The members exist, once each, and agree with the source's other flows' collections."""
+    members = {m["id"]: tx.get_flow(m["id"]) for m in collection}
+    found = {member_id: flow for member_id, flow in members.items() if flow is not None}
+    domain.check_collection(flow_id, collection, set(found))
+    if not collection:
+        return
+    source_of = {member_id: flow["source_id"] for member_id, flow in found.items()}
+    mine = domain.implied_source_collection(collection, source_of)
+    others = {}
+    for other in _flows_of_source(tx, source_id):
+        if other["id"] == flow_id or not other.get("flow_collection"):
+            continue
+        theirs = other["flow_collection"]
+        for item in theirs:
+            if item["id"] not in source_of:
+                member = tx.get_flow(item["id"])
+                if member is not None:
+                    source_of[item["id"]] = member["source_id"]
+        present = [item for item in theirs if item["id"] in source_of]
+        others[other["id"]] = domain.implied_source_collection(present, source_of)
+    domain.check_matches_source(flow_id, source_id, mine, others)
+
+
+def _flows_of_source(tx: WriteTx, source_id: str) -> list[Doc]:
+    flows: list[Doc] = []
+    page: str | None = None
+    while True:
+        listed = tx.list_flows(FlowQuery(source_id=source_id, page=page, limit=1000))
+        flows += listed.items
+        if listed.next_key is None:
+            return flows
+        page = listed.next_key
 
 
 def _drop_source_if_orphaned(tx: WriteTx, source_id: str, now: datetime) -> list[TamsEvent]:
@@ -222,6 +255,7 @@ class FlowDeletion:
         flow_id = flow["id"]
         extent = tx.flow_timerange(flow_id)
         context = events.flow_context(tx, flow)
+        collectors_changed = leave_collections(tx, flow, now)
         tx.delete_flow(flow_id)
         deletion.release_objects(tx, [s.object_id for s in segments], now)
         changes = []
@@ -235,6 +269,7 @@ class FlowDeletion:
                 )
             )
         changes.append(events.flow_event("deleted", {"flow_id": flow_id}, context, now))
+        changes.extend(collectors_changed)
         changes.extend(_drop_source_if_orphaned(tx, flow["source_id"], now))
         return changes
 
@@ -252,9 +287,7 @@ def set_flow_property(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     flow = require_flow(tx, command.payload["flow_id"])
     name, value = command.payload["name"], command.payload["value"]
     if name == "flow_collection":
-        domain.check_collection(
-            flow["id"], value, {m["id"] for m in value if tx.get_flow(m["id"]) is not None}
-        )
+        check_collection(tx, flow["id"], flow["source_id"], value)
     updated = domain.set_flow_property(flow, name, value, now_of(command))
     return _flow_change(tx, command, updated)
 
@@ -263,6 +296,8 @@ def set_flow_property(tx: WriteTx, command: CommandEnvelope) -> Outcome:
 def delete_flow_property(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     flow = require_flow(tx, command.payload["flow_id"])
     updated = domain.delete_flow_property(flow, command.payload["name"], now_of(command))
+    if updated is None:
+        return Outcome(status=204)
     return _flow_change(tx, command, updated)
 
 
@@ -305,7 +340,8 @@ def delete_source_property(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     source = require_source(tx, command.payload["source_id"])
     name = command.payload["name"]
     if name not in source:
-        raise domain.not_found(f"source {source['id']} has no {name}")
+        # Nothing to delete, so nothing changes; the spec lists no error for it.
+        return Outcome(status=204)
     return _source_change(tx, command, {k: v for k, v in source.items() if k != name})
 
 

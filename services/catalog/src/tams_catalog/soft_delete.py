@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from tams_catalog import domain
 from tams_catalog.domain import CatalogError, Doc
+from tams_catalog.membership import leave_collections
 from tams_runtime import deletion, events
 from tams_runtime.settings import MediaSettings
 from tams_schema.envelopes import CommandEnvelope, Outcome, TamsEvent
@@ -61,6 +62,7 @@ def hide(
     source_id = flow["source_id"]
     source = tx.get_source(source_id) if tx.count_flows_of_source(source_id) == 1 else None
     purge_after = now + timedelta(seconds=retention_s)
+    collectors_changed = leave_collections(tx, flow, now)
     tx.hide_flow(
         DeletedFlowRecord(
             flow={k: v for k, v in flow.items() if k not in COMPUTED_KEYS},
@@ -81,6 +83,7 @@ def hide(
             )
         )
     changes.append(events.flow_event("deleted", {"flow_id": flow_id}, context, now))
+    changes.extend(collectors_changed)
     if source is not None:
         tx.delete_source(source_id)
         changes.append(

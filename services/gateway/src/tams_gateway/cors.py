@@ -55,7 +55,7 @@ class Cors:
 
     def preflight(self, request: web.Request, allowed_methods: set[str]) -> web.Response:
         methods = sorted(allowed_methods | {"OPTIONS"})
-        response = web.Response(status=204, headers={"Allow": ", ".join(methods)})
+        response = web.Response(status=204, headers={"Allow": allow_header(allowed_methods)})
         if self.allowed(request.headers.get("Origin")):
             response.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
             response.headers["Access-Control-Allow-Headers"] = self.allow_headers
@@ -65,6 +65,11 @@ class Cors:
 
 
 CORS = web.AppKey("cors", Cors)
+
+
+def allow_header(methods: set[str]) -> str:
+    """`Allow` for a resource: its methods and OPTIONS, which this middleware answers."""
+    return ", ".join(sorted(methods | {"OPTIONS"}))
 
 
 def allowed_methods(request: web.Request) -> set[str] | None:
@@ -94,5 +99,10 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
             return response
         return cors.preflight(request, methods)
     response = await handler(request)
+    if response.status == 405:
+        # The same list as an OPTIONS answer (aiohttp's own leaves OPTIONS out).
+        methods = allowed_methods(request)
+        if methods is not None:
+            response.headers["Allow"] = allow_header(methods)
     cors.add_headers(request, response)
     return response

@@ -20,6 +20,7 @@ ContentFormat = Literal[
     "urn:x-nmos:format:data",
     "urn:x-nmos:format:multi",
 ]
+VIDEO_FORMAT = "urn:x-nmos:format:video"
 EventType = Literal[
     "flows/created",
     "flows/updated",

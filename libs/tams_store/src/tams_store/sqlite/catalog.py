@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tams_schema.models.common import VIDEO_FORMAT
 from tams_schema.timerange import TimeRange
 from tams_store import cursor, documents
 from tams_store.documents import stored_doc as _stored_doc
@@ -406,6 +407,10 @@ def list_flows(conn: sqlite3.Connection, query: FlowQuery) -> Page:
         if value is not None:
             where.append(f"flows.{column} = ?")
             params.append(value)
+    if query.frame_width is not None or query.frame_height is not None:
+        # The spec's frame size filters are on video flows (image flows have sizes too).
+        where.append("flows.format = ?")
+        params.append(VIDEO_FORMAT)
     if query.init_segments is not None:
         where.append("coalesce(flows.init_segments, 0) = ?")
         params.append(int(query.init_segments))

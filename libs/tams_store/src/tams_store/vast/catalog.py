@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterable, Sequence
 
 from ibis import _
 
+from tams_schema.models.common import VIDEO_FORMAT
 from tams_store.documents import stored_doc, tag_rows, to_ns
 from tams_store.port import Doc, FlowQuery, Page, SourceQuery, TagFilter
 from tams_store.vast import counters
@@ -408,6 +409,9 @@ def _flow_where(query: FlowQuery) -> list[Predicate | None]:
             ("frame_height", query.frame_height),
         )
     ]
+    if query.frame_width is not None or query.frame_height is not None:
+        # The spec's frame size filters are on video flows (image flows have sizes too).
+        where.append(_.format == VIDEO_FORMAT)
     if query.init_segments is True:
         where.append(_.init_segments == True)  # noqa: E712 (an ibis expression, not a test)
     elif query.init_segments is False:

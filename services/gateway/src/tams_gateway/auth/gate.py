@@ -81,11 +81,13 @@ class Gate:
     # --- authentication ------------------------------------------------------------------
 
     def challenges(self, bearer_error: str | None = None) -> list[tuple[str, str]]:
+        """The schemes this gateway accepts (RFC 9110 §11.6.1). After a rejected token only
+        the Bearer one, with why, so that a browser does not prompt for a Basic login."""
         realm = self.settings.realm.replace('"', "")
         found: list[tuple[str, str]] = []
         if self.basic is not None and bearer_error is None:
             found.append(("WWW-Authenticate", f'Basic realm="{realm}", charset="UTF-8"'))
-        if self.bearer is not None or bearer_error is not None:
+        if self.bearer is not None:
             challenge = f'Bearer realm="{realm}"'
             if bearer_error is not None:
                 challenge += f', error="invalid_token", error_description="{bearer_error}"'
@@ -128,7 +130,7 @@ class Gate:
 
     async def _bearer(self, token: str) -> Principal:
         if self.bearer is None:
-            raise self.unauthorized("Bearer tokens are not accepted here", "not accepted here")
+            raise self.unauthorized("Bearer tokens are not accepted here")
         try:
             return await self.bearer.authenticate(token)
         except TokenRejected as exc:

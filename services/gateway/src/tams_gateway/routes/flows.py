@@ -14,6 +14,7 @@ from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import (
     choice,
     content_format,
+    mime_type,
     optional_uuid,
     path_uuid,
     tag_filter,
@@ -43,7 +44,7 @@ async def list_flows(request: web.Request) -> web.Response:
     query = FlowQuery(
         source_id=optional_uuid(request, "source_id"),
         format=content_format(request),
-        codec=request.query.get("codec"),
+        codec=mime_type(request, "codec"),
         label=request.query.get("label"),
         profile_id=optional_uuid(request, "profile_id"),
         status=status,

@@ -55,13 +55,12 @@ async def post_service(request: web.Request) -> web.Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object with optional name and description")
-    unknown = sorted(set(body) - {"name", "description"})
-    if unknown:
-        raise bad_request(f"unknown field(s) {', '.join(unknown)}; only name and description")
-    for key, value in body.items():
+    # service-post.json allows other members; only these two are the service's to keep.
+    update = {key: body[key] for key in ("name", "description") if key in body}
+    for key, value in update.items():
         if not isinstance(value, str):
             raise bad_request(f"{key} must be a string")
-    return await send(request, gw.topics.catalog_commands, "service.update", "service", body)
+    return await send(request, gw.topics.catalog_commands, "service.update", "service", update)
 
 
 @routes.get("/service/storage-backends")
