@@ -95,7 +95,7 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     flow = domain.attribute(
         domain.prepare_flow(body, existing, profile, now), existing, command.principal
     )
-    check_collection(tx, flow_id, flow["source_id"], flow.get("flow_collection") or [])
+    check_flow_collection(tx, flow_id, flow["source_id"], flow.get("flow_collection") or [])
     changes: list[TamsEvent] = []
     source = tx.get_source(flow["source_id"])
     if source is None:
@@ -114,7 +114,7 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     return Outcome(status=204, events=changes)
 
 
-def check_collection(tx: WriteTx, flow_id: str, source_id: str, collection: list[Doc]) -> None:
+def check_flow_collection(tx: WriteTx, flow_id: str, source_id: str, collection: list[Doc]) -> None:
     """The members exist, once each, and agree with the source's other flows' collections."""
     members = {m["id"]: tx.get_flow(m["id"]) for m in collection}
     found = {member_id: flow for member_id, flow in members.items() if flow is not None}
@@ -287,7 +287,7 @@ def set_flow_property(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     flow = require_flow(tx, command.payload["flow_id"])
     name, value = command.payload["name"], command.payload["value"]
     if name == "flow_collection":
-        check_collection(tx, flow["id"], flow["source_id"], value)
+        check_flow_collection(tx, flow["id"], flow["source_id"], value)
     updated = domain.set_flow_property(flow, name, value, now_of(command))
     return _flow_change(tx, command, updated)
 
