@@ -185,6 +185,19 @@ async def test_deleting_a_flow_removes_its_figures(http: aiohttp.ClientSession) 
     await get_json(http, f"/analytics/flow-usage?flow_id={flow['id']}", status=404)
 
 
+async def test_the_index_lists_the_reports_the_document_describes(
+    http: aiohttp.ClientSession,
+) -> None:
+    index = await get_json(http, "/analytics")
+    document = await get_json(http, "/openapi.json")
+    assert {f"/analytics/{name}" for name in index} | {"/analytics"} == {
+        path for path in document["paths"] if path.startswith("/analytics")
+    }
+    for name in index:
+        async with http.get(f"/analytics/{name}") as resp:
+            assert resp.status == 200, name
+
+
 async def test_bad_parameters_get_tams_errors(
     http: aiohttp.ClientSession, spec: SpecValidator
 ) -> None:
@@ -195,6 +208,9 @@ async def test_bad_parameters_get_tams_errors(
         ("/analytics/flow-usage?limit=many", 400, "many"),
         ("/analytics/flow-usage?page=garbage", 400, "page"),
         ("/analytics/time-range-analysis?gap_limit=-1", 400, "gap_limit"),
+        ("/analytics/flow-usage?flow_id=nope", 400, "flow_id"),
+        ("/analytics/flow-usage?source_id=nope", 400, "source_id"),
+        ("/analytics/storage-usage?storage_id=nope", 400, "storage_id"),
         (f"/analytics/time-range-analysis?flow_id={new_id()}", 404, "does not exist"),
         (f"/analytics/storage-usage?storage_id={new_id()}", 404, "storage"),
         ("/analytics/no-such-report", 404, "no-such-report"),

@@ -249,3 +249,16 @@ def test_tag_filters_are_described_not_declared_as_parameters(document: dict[str
     assert not any("{" in name for name in names)
     assert "`tag.{name}`" in flows["description"]
     assert "X-Paging-NextKey" in flows["responses"]["200"]["headers"]
+
+
+def test_every_operation_that_takes_query_parameters_can_answer_400(
+    document: dict[str, Any],
+) -> None:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            parameters = operation.get("parameters", [])
+            # The analytics document's parameters are references to query parameters.
+            if any(p.get("in") == "query" or "$ref" in p for p in parameters):
+                assert "400" in operation["responses"], (method, path)
+    deleted = document["paths"]["/deleted-flows"]["get"]
+    assert {p["name"] for p in deleted["parameters"]} == {"limit", "page"}

@@ -7,12 +7,14 @@ whose summary names the bad value. Query parameters are parsed here, once, at th
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 
 from aiohttp import web
 
 from tams_runtime.http import Handler
 from tams_schema.envelopes import ErrorBody
+from tams_schema.models.common import UUID_PATTERN
 from tams_schema.timerange import TimeRange, TimeRangeError
 from tams_store import StoreUnavailable
 from tams_store.port import InvalidPageKey
@@ -67,6 +69,16 @@ def query_bool(request: web.Request, name: str, default: bool | None = None) -> 
 
 # The largest integer a store column holds (SQLite and VAST integers are 64-bit).
 MAX_QUERY_INT = 2**63 - 1
+
+
+_UUID = re.compile(UUID_PATTERN)
+
+
+def query_uuid(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name)
+    if value is not None and not _UUID.match(value):
+        raise bad_request(f"query parameter {name}={value!r} is not a UUID")
+    return value
 
 
 def query_int(

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from tams_analytics.settings import AnalyticsSettings
 from tams_runtime.storage import StorageBackends
-from tams_runtime.web import bad_request, not_found, query_int, query_timerange
+from tams_runtime.web import bad_request, not_found, query_int, query_timerange, query_uuid
 from tams_schema.openapi import ANALYTICS_OPENAPI
 from tams_schema.timerange import TimeRange
 from tams_store import ReadTx, Store
@@ -54,8 +54,8 @@ def extent_view(extent: tuple[int, int] | None) -> str:
 def flow_filter(request: web.Request) -> FlowFilter:
     query = request.query
     return FlowFilter(
-        flow_id=query.get("flow_id"),
-        source_id=query.get("source_id"),
+        flow_id=query_uuid(request, "flow_id"),
+        source_id=query_uuid(request, "source_id"),
         format=query.get("format"),
         codec=query.get("codec"),
     )
@@ -79,6 +79,15 @@ def require_flow(tx: ReadTx, flows: FlowFilter) -> None:
     """A named flow that does not exist is a 404, not an empty answer."""
     if flows.flow_id is not None and tx.get_flow(flows.flow_id) is None:
         raise not_found(f"flow {flows.flow_id} does not exist")
+
+
+REPORTS = ("catalog-summary", "flow-usage", "storage-usage", "time-range-analysis")
+
+
+@routes.get("/analytics")
+async def index(_: web.Request) -> web.Response:
+    """The reports under /analytics, as `GET /` lists the API's top-level paths."""
+    return web.json_response([*REPORTS, "openapi.yaml"])
 
 
 @routes.get("/analytics/openapi.yaml")
@@ -137,7 +146,7 @@ async def flow_usage(request: web.Request) -> web.Response:
 
 @routes.get("/analytics/storage-usage")
 async def storage_usage(request: web.Request) -> web.Response:
-    storage_id = request.query.get("storage_id")
+    storage_id = query_uuid(request, "storage_id")
     configured = request.app[BACKENDS]
     if storage_id is not None and configured.get(storage_id) is None:
         raise not_found(f"storage_id {storage_id} is not a storage backend of this store")

@@ -267,9 +267,25 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/flow-delete-requests/{request_id}"): Operation(
         "One flow delete request", returns=ref("DeletionRequest")
     ),
-    ("GET", "/analytics"): Operation(
-        "Forwarded to the analytics service, which has no index here (404): its operations "
-        "are the /analytics/* paths below, its own document /analytics/openapi.yaml"
+    ("GET", "/deleted-flows"): Operation(
+        "Soft-deleted flows, most recently deleted first (extension, docs/ext-soft-delete.md)",
+        returns=array({"type": "object"}),
+        query=("limit", "page"),
+        paged=True,
+    ),
+    ("GET", "/deleted-flows/{flow_id}"): Operation(
+        "One soft-deleted flow: `{flow, deleted, deleted_by, purge_after}`",
+        returns={"type": "object"},
+    ),
+    ("POST", "/deleted-flows/{flow_id}/restore"): Operation(
+        "Restore a soft-deleted flow, with its segments and tags",
+        returns=ref("Flow"),
+        also={409: "Its source has changed format meanwhile, or a live flow has its id"},
+    ),
+    ("DELETE", "/deleted-flows/{flow_id}"): Operation(
+        "Purge a soft-deleted flow now",
+        204,
+        also={202: "Purged in the background: a deletion request (`Location`)"},
     ),
     ("GET", "/openapi.json"): Operation("This document (OpenAPI 3.1)", returns={"type": "object"}),
     ("GET", "/health"): Operation("Liveness probe", returns={"type": "object"}),
