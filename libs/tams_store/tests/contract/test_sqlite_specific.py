@@ -4,16 +4,18 @@ settings, and where writes run (the event loop, or the writer thread when they m
 from __future__ import annotations
 
 import asyncio
+import itertools
 import multiprocessing
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tams_store import open_store_from_env
-from tams_store.sqlite import SqliteStore
+from tams_store.sqlite import SqliteStore, database
 from tams_store.sqlite.migrations import MIGRATIONS
 
 from .docs import flow, source
@@ -164,3 +166,42 @@ async def test_a_write_waiting_for_another_process_leaves_the_loop_free_and_keep
     finally:
         other.close()
         await store.close()
+
+
+async def test_the_wal_starts_over_under_a_steady_stream_of_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With writes always queued, a passive checkpoint is always a little behind, and the
+    # WAL starts over only when a write begins with all of it copied back: it only grew, by
+    # gigabytes under load. With a limit of 256 frames (1 MiB), a restart and the cut of the
+    # file back to the limit show as the WAL file getting smaller.
+    monkeypatch.setattr(database, "WAL_RESTART_FRAMES", 256)
+    monkeypatch.setattr(database, "WAL_SIZE_LIMIT_BYTES", 256 * 4096)
+    store = SqliteStore(tmp_path / "tams.db", writes_on_loop=False)
+    await store.open()
+    wal = tmp_path / "tams.db-wal"
+    sizes: list[int] = []
+    started = time.monotonic()
+
+    def started_over() -> bool:
+        return any(b < a for a, b in itertools.pairwise(sizes))
+
+    async def writer() -> None:
+        # Until it starts over, within a few checkpoint rounds (one a second). Without the
+        # RESTART it could take ten seconds or more to find a moment to start over.
+        while not started_over():
+            assert time.monotonic() - started < 5, f"the WAL only grew, to {sizes[-1]} bytes"
+            doc = flow(description="x" * 4000)
+
+            def put(tx: Any, doc: dict[str, Any] = doc) -> None:
+                tx.put_source(source(doc["source_id"]))
+                tx.put_flow(doc)
+
+            await store.write(put)
+            sizes.append(wal.stat().st_size)
+
+    try:
+        await asyncio.gather(*(writer() for _ in range(8)))
+    finally:
+        await store.close()
+    assert max(sizes) > 1024 * 1024

@@ -4,11 +4,21 @@ WAL mode lets the services and the gateway read while one process writes. Each p
 writes through one thread with `BEGIN IMMEDIATE`, so a transaction takes the write lock at
 its start and never fails half-way on a lock upgrade; `busy_timeout` queues writers from
 other processes. `synchronous=NORMAL` survives process crashes; set
-`TAMS_SQLITE_SYNCHRONOUS=FULL` to survive power loss too (docs/storage.md).
+`TAMS_SQLITE_SYNCHRONOUS=FULL` to survive power loss too (docs/deploy.md).
 
 Checkpoints (copying the WAL back into the database file, with an fsync) run in a background
 thread once a second instead of inside whichever commit crosses the auto-checkpoint size, so
-no write request pays for one.
+no write request pays for one. Those are passive: they never stop a writer. But the WAL
+starts over from its beginning only when a write begins with every frame copied back, and
+under a steady stream of writes a passive checkpoint never quite catches up: the WAL grew
+by 3 GB in 70 s of single registrations, and every process slowed down as it grew. So once
+the thread finds the WAL at `WAL_RESTART_FRAMES`, the process's next write first runs a
+RESTART checkpoint on the writer thread, between its own writes (a checkpoint from another
+thread waits for a free moment, which back-to-back writes never leave). It copies what the
+passive ones left, waits at most `WAL_RESTART_WAIT_MS` for readers to move to the database
+file, and the write that follows starts the WAL over; `journal_size_limit` cuts the file
+back to that size. Meanwhile the process's other writes queue behind it; the event loop
+does not wait.
 
 The writing connection keeps a larger page cache (`TAMS_SQLITE_WRITER_CACHE_MB`, 64 MB) than
 SQLite's 2 MB: a bulk registration inserts at hundreds of places in the segments-by-object
@@ -45,6 +55,12 @@ T = TypeVar("T")
 
 # How long a write waits for another process's write lock before failing (retried then).
 BUSY_TIMEOUT_MS = 10_000
+# A WAL this long (frames, 4 KiB pages: 256 MiB) is checkpointed in RESTART mode, so that it
+# starts over; the file is cut back to that size when it does.
+WAL_RESTART_FRAMES = 65_536
+WAL_SIZE_LIMIT_BYTES = WAL_RESTART_FRAMES * 4096
+# How long a RESTART checkpoint waits for the writer and readers; writers wait behind it.
+WAL_RESTART_WAIT_MS = 50
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
@@ -72,6 +88,8 @@ class SqliteStore:
         self._thread_writes = 0
         self._readers: ThreadBoundExecutor[sqlite3.Connection] | None = None
         self._stop_checkpoints = threading.Event()
+        # Set by the checkpoint thread: the next write restarts the WAL first.
+        self._wal_restart_due = threading.Event()
         self._checkpointer: threading.Thread | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -82,6 +100,7 @@ class SqliteStore:
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
         return conn
 
     def _connect_writer(self) -> sqlite3.Connection:
@@ -96,7 +115,9 @@ class SqliteStore:
             while not self._stop_checkpoints.wait(1.0):
                 # Busy or locked: the next round will do it.
                 with contextlib.suppress(sqlite3.Error):
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if row[1] >= WAL_RESTART_FRAMES:
+                        self._wal_restart_due.set()
         finally:
             conn.close()
 
@@ -156,14 +177,34 @@ class SqliteStore:
             conn.execute("BEGIN IMMEDIATE")
             return _finish(conn, work)
 
+        if self._wal_restart_due.is_set():
+            self._wal_restart_due.clear()
+            await self._on_writer_thread(_restart_wal)
         conn = self._writer_conn
         if self.writes_on_loop and self._thread_writes == 0 and _begin_now(conn):
             return _translated(lambda conn: _finish(conn, work))(conn)
+        return await self._on_writer_thread(_translated(run))
+
+    async def _on_writer_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs `work` on the writer thread; the process's writes meanwhile queue behind it."""
+        assert self._writer is not None
         self._thread_writes += 1
         try:
-            return await self._writer.run(_translated(run))
+            return await self._writer.run(work)
         finally:
             self._thread_writes -= 1
+
+
+def _restart_wal(conn: sqlite3.Connection) -> None:
+    """A RESTART checkpoint on the writing connection (the module's docstring says why).
+    Readers that outlast the wait, or another process's write, leave the WAL as it is: the
+    checkpoint thread asks again a second later."""
+    conn.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
+    try:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def _begin_now(conn: sqlite3.Connection) -> bool:
