@@ -16,9 +16,12 @@ the thread finds the WAL at `WAL_RESTART_FRAMES`, the process's next write first
 RESTART checkpoint on the writer thread, between its own writes (a checkpoint from another
 thread waits for a free moment, which back-to-back writes never leave). It copies what the
 passive ones left, waits at most `WAL_RESTART_WAIT_MS` for readers to move to the database
-file, and the write that follows starts the WAL over; `journal_size_limit` cuts the file
-back to that size. Meanwhile the process's other writes queue behind it; the event loop
-does not wait.
+file, and the write that follows starts the WAL over. Meanwhile the process's other writes
+queue behind it; the event loop does not wait. `journal_size_limit` cuts the file back to
+twice the restart size at most, not to it: the WAL outgrows the restart size by about a
+second of writes before each restart, and cutting the file back every time made the writer
+wait for the filesystem to allocate those blocks again (p99 spikes of 55 to 114 ms, against
+46 to 72 ms).
 
 The writing connection keeps a larger page cache (`TAMS_SQLITE_WRITER_CACHE_MB`, 64 MB) than
 SQLite's 2 MB: a bulk registration inserts at hundreds of places in the segments-by-object
@@ -56,9 +59,9 @@ T = TypeVar("T")
 # How long a write waits for another process's write lock before failing (retried then).
 BUSY_TIMEOUT_MS = 10_000
 # A WAL this long (frames, 4 KiB pages: 256 MiB) is checkpointed in RESTART mode, so that it
-# starts over; the file is cut back to that size when it does.
+# starts over; a restart cuts the file back to twice that size at most (512 MiB).
 WAL_RESTART_FRAMES = 65_536
-WAL_SIZE_LIMIT_BYTES = WAL_RESTART_FRAMES * 4096
+WAL_SIZE_LIMIT_BYTES = 2 * WAL_RESTART_FRAMES * 4096
 # How long a RESTART checkpoint waits for the writer and readers; writers wait behind it.
 WAL_RESTART_WAIT_MS = 50
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
