@@ -46,6 +46,17 @@ def with_instances(
     )
 
 
+def instance_conflict(obj: ObjectRecord, url: str, label: str) -> str | None:
+    """Why the object cannot take the uncontrolled instance `url` labelled `label`: it has
+    an instance with that label, or that URL, already. None if it can."""
+    uncontrolled = obj.doc.get("get_urls", [])
+    if any(u.get("label") == label for u in uncontrolled):
+        return f"object {obj.object_id} already has an instance labelled {label!r}"
+    if any(u.get("url") == url for u in uncontrolled):
+        return f"object {obj.object_id} already has the instance {url}"
+    return None
+
+
 class InstanceHandler:
     """Base of the two handlers: turns an `InstanceError` into its outcome."""
 
@@ -99,12 +110,9 @@ class AddInstance(InstanceHandler):
                 400, f"label {label!r} belongs to a storage backend; choose another label"
             )
         uncontrolled = list(obj.doc.get("get_urls", []))
-        if any(u.get("label") == label for u in uncontrolled):
-            raise InstanceError(
-                400, f"object {obj.object_id} already has an instance labelled {label!r}"
-            )
-        if any(u.get("url") == url for u in uncontrolled):
-            raise InstanceError(400, f"object {obj.object_id} already has the instance {url}")
+        conflict = instance_conflict(obj, url, label)
+        if conflict is not None:
+            raise InstanceError(400, conflict)
         uncontrolled.append({"url": url, "label": label, "presigned": False, "controlled": False})
         tx.update_objects([with_instances(obj, obj.controlled_storage_ids, uncontrolled)])
         return Outcome(status=201)

@@ -33,7 +33,7 @@ from tams_runtime.s3 import object_key
 from tams_runtime.storage import BackendClients
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
 from tams_schema.timerange import TimeRange, Timestamp
-from tams_segments.instances import with_instances
+from tams_segments.instances import instance_conflict, with_instances
 from tams_store import Store, WriteTx
 from tams_store.port import ObjectRecord, SegmentRecord
 
@@ -478,16 +478,12 @@ def _new_urls(obj: ObjectRecord, urls: list[dict[str, Any]]) -> list[dict[str, A
     change, so a repeated registration is accepted; a label or a URL the object has with
     another partner is refused, as `POST /objects/{id}/instances` refuses it."""
     have = {u.get("label"): u.get("url") for u in obj.doc.get("get_urls", [])}
-    have_urls = set(have.values())
     added = []
     for url in urls:
         if have.get(url["label"]) == url["url"]:
             continue
-        if url["label"] in have:
-            raise Rejected(
-                f"object {obj.object_id} already has an instance labelled {url['label']!r}"
-            )
-        if url["url"] in have_urls:
-            raise Rejected(f"object {obj.object_id} already has the instance {url['url']}")
+        conflict = instance_conflict(obj, url["url"], url["label"])
+        if conflict is not None:
+            raise Rejected(conflict)
         added.append(url)
     return added
