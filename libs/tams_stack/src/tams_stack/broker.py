@@ -78,7 +78,11 @@ def start_broker(data_dir: Path, port: int | None = None, attempts: int = 3) -> 
                 "--storage-engine",
                 "memory://tansu/",
             ],
-            env=clean_env({"RUST_LOG": "warn"}),
+            # One tokio worker thread: with two, much of tansu's CPU was the threads waking
+            # each other (futex waits and wakes, half its time in the kernel), and one thread
+            # is plenty for a single machine's stack (docs/benchmarks.md, "One thread for
+            # the local broker").
+            env=clean_env({"RUST_LOG": "warn", "TOKIO_WORKER_THREADS": "1"}),
             cwd=data_dir,
             log_dir=data_dir / "logs",
             # SIGINT stops tansu at once; SIGTERM waits 5 s for clients to drain.
