@@ -112,6 +112,37 @@ async def test_an_mpeg_ts_flow_with_a_gap(http: aiohttp.ClientSession) -> None:
     assert (await get_playlist(http, flow["id"], "?accept_get_urls=")).entries == []
 
 
+async def test_reused_objects_and_objects_played_in_part(http: aiohttp.ClientSession) -> None:
+    # An edit: two 2 s objects, each registered whole and then reused later in the flow
+    # with a ts_offset, and once in part, which HLS cannot play (it plays whole files).
+    flow = video_flow()
+    await put_flow(http, flow)
+    payloads = [b"ts object a" * 50, b"ts object b" * 50]
+    a, b = await allocate_and_upload(http, flow["id"], payloads)
+    await register(
+        http,
+        flow["id"],
+        [
+            {"object_id": a, "timerange": "[0:0_2:0)"},
+            {"object_id": b, "timerange": "[2:0_4:0)"},
+            {"object_id": a, "timerange": "[4:0_6:0)", "ts_offset": "4:0"},
+            {"object_id": b, "timerange": "[6:0_7:0)", "ts_offset": "4:0"},  # b's first half
+            {"object_id": b, "timerange": "[7:0_9:0)", "ts_offset": "5:0"},
+        ],
+    )
+
+    playlist = await get_playlist(http, flow["id"])
+    assert [await fetch(e.url) for e in playlist.entries] == [
+        payloads[0],
+        payloads[1],
+        payloads[0],
+        payloads[1],
+    ]
+    assert [e.duration for e in playlist.entries] == ["2.0", "2.0", "2.0", "2.0"]
+    # Each reuse restarts the media timestamps, and the part left out is a gap.
+    assert [e.discontinuity for e in playlist.entries] == [False, False, True, True]
+
+
 async def test_init_segments_become_ext_x_map(http: aiohttp.ClientSession) -> None:
     flow = fmp4_flow()
     await put_flow(http, flow)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tams_gateway.hls import PlaylistSegment, playable, render_playlist, seconds
+from tams_gateway.hls import (
+    PlaylistSegment,
+    playable,
+    plays_whole_object,
+    render_playlist,
+    seconds,
+)
 
 S = 1_000_000_000
 
@@ -53,6 +59,45 @@ def test_init_segments_get_a_map_at_first_and_at_every_change() -> None:
         "http://s3/c",
         "#EXT-X-ENDLIST",
     ]
+
+
+def test_a_change_of_ts_offset_is_a_discontinuity() -> None:
+    # Contiguous on the flow's timeline, but the second segment's media timestamps start
+    # 10 s before the first's ended (RFC 8216 §4.3.2.3: the timestamp sequence changes).
+    text = render_playlist(
+        [
+            PlaylistSegment(0, 2 * S, "http://s3/a", ts_offset=-8 * S),
+            PlaylistSegment(2 * S, 4 * S, "http://s3/b", ts_offset=2 * S),
+            PlaylistSegment(4 * S, 6 * S, "http://s3/c", ts_offset=2 * S),
+        ]
+    )
+    assert text.splitlines()[5:] == [
+        "#EXTINF:2.0,",
+        "http://s3/a",
+        "#EXT-X-DISCONTINUITY",
+        "#EXTINF:2.0,",
+        "http://s3/b",
+        "#EXTINF:2.0,",
+        "http://s3/c",
+        "#EXT-X-ENDLIST",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "ts_offset", "object_range", "whole"),
+    [
+        (0, 2 * S, 0, (0, 2 * S), True),
+        (10 * S, 12 * S, 10 * S, (0, 2 * S), True),  # moved by ts_offset
+        (0, 2 * S, 0, None, True),  # no known object timerange
+        (0, 2 * S, 0, (0, 2 * S - 1), True),  # an inclusive object end inside the segment
+        (0, S, 0, (0, 2 * S), False),  # the first half of the object
+        (S, 2 * S, -2 * S, (2 * S, 4 * S), False),  # the second half of [2:0_4:0)
+    ],
+)
+def test_a_segment_plays_only_if_it_covers_its_whole_object(
+    start: int, end: int, ts_offset: int, object_range: tuple[int, int] | None, whole: bool
+) -> None:
+    assert plays_whole_object(start, end, ts_offset, object_range) is whole
 
 
 def test_target_duration_is_the_longest_segment_rounded_up() -> None:

@@ -33,13 +33,28 @@ def playable(container: str | None) -> bool:
 @dataclass(frozen=True)
 class PlaylistSegment:
     """One segment as the playlist needs it: half-open bounds in nanoseconds, the URL a player
-    fetches, and its init object (id and URL) when it has one."""
+    fetches, its init object (id and URL) when it has one, and its `ts_offset` in
+    nanoseconds (segment time minus the media's own timestamps)."""
 
     start: int
     end: int
     url: str
     init_object_id: str | None = None
     init_url: str | None = None
+    ts_offset: int = 0
+
+
+def plays_whole_object(
+    start: int, end: int, ts_offset: int, object_range: tuple[int, int] | None
+) -> bool:
+    """Whether a segment's time covers all of its object's media: HLS plays a segment's whole
+    file and cannot trim it, so a segment using part of an object (`object_timerange`
+    wider than the segment's own time, moved back by `ts_offset`) would play the wrong
+    media for the wrong duration. Half-open nanosecond bounds; an object with no known
+    timerange counts as whole."""
+    if object_range is None:
+        return True
+    return start - ts_offset <= object_range[0] and end - ts_offset >= object_range[1]
 
 
 def seconds(ns: int) -> str:
@@ -59,11 +74,12 @@ def render_playlist(segments: Sequence[PlaylistSegment]) -> str:
     """A VOD media playlist of `segments` (in time order).
 
     `#EXT-X-DISCONTINUITY` before a segment that does not start where the previous one ended
-    (a gap, or an overlap) and before a change of init object: RFC 8216 §4.3.2.3 requires it
-    when the file format, the tracks or the timestamp sequence change, which a new init
-    segment may do. `#EXT-X-MAP` before the first segment with an init object and at every
-    change. EXT-X-MAP outside an I-frame playlist needs version 6 (§7); without it, decimal
-    EXTINF durations need version 3.
+    (a gap, or an overlap), before a change of `ts_offset` (its media timestamps then jump
+    even where the flow's timeline runs on: a reused or edited object), and before a change
+    of init object: RFC 8216 §4.3.2.3 requires it when the file format, the tracks or the
+    timestamp sequence change, which a new init segment may do. `#EXT-X-MAP` before the
+    first segment with an init object and at every change. EXT-X-MAP outside an I-frame
+    playlist needs version 6 (§7); without it, decimal EXTINF durations need version 3.
     """
     uses_map = any(s.init_url for s in segments)
     lines = [
@@ -76,7 +92,9 @@ def render_playlist(segments: Sequence[PlaylistSegment]) -> str:
     previous: PlaylistSegment | None = None
     for segment in segments:
         init_changed = previous is not None and segment.init_object_id != previous.init_object_id
-        if previous is not None and (segment.start != previous.end or init_changed):
+        if previous is not None and (
+            segment.start != previous.end or segment.ts_offset != previous.ts_offset or init_changed
+        ):
             lines.append("#EXT-X-DISCONTINUITY")
         if segment.init_url and (previous is None or init_changed):
             lines.append(f'#EXT-X-MAP:URI="{segment.init_url}"')

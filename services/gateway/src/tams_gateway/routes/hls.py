@@ -7,11 +7,19 @@ from aiohttp import web
 from tams_gateway.access import Access
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import bad_request, forbidden
-from tams_gateway.hls import MEDIA_TYPE, PlaylistSegment, playable, render_playlist, usable_url
+from tams_gateway.hls import (
+    MEDIA_TYPE,
+    PlaylistSegment,
+    playable,
+    plays_whole_object,
+    render_playlist,
+    usable_url,
+)
 from tams_gateway.requests import query_timerange
 from tams_gateway.routes.flows import flow_missing
 from tams_gateway.urls import url_filter
 from tams_runtime.media import UrlBuilder, UrlFilter, objects_of
+from tams_schema.timerange import TimeRange, Timestamp
 from tams_store import ReadTx
 from tams_store.port import ObjectRecord, SegmentRecord
 
@@ -87,22 +95,31 @@ def playlist_segment(
     filters: UrlFilter,
 ) -> PlaylistSegment | None:
     """The segment with the first of its `get_urls` (and of its init object's) under the
-    request's URL filters, signed locally; None when it has no usable URL (the playlist then
-    shows a gap there)."""
+    request's URL filters, signed locally; None when it has no usable URL, or uses only part
+    of its object (the playlist then shows a gap there)."""
     obj = objects.get(record.object_id)
     if obj is None:
+        return None
+    ts_offset = Timestamp.parse(record.doc["ts_offset"]).ns if "ts_offset" in record.doc else 0
+    if not plays_whole_object(record.start, record.end, ts_offset, object_range(obj)):
         return None
     url = first_url(urls, obj, filters)
     if url is None:
         return None
     init_id = obj.doc.get("init_object_id") or record.doc.get("init_object_id")
     if not init_id:
-        return PlaylistSegment(record.start, record.end, url)
+        return PlaylistSegment(record.start, record.end, url, ts_offset=ts_offset)
     init = objects.get(init_id)
     init_url = first_url(urls, init, filters) if init is not None else None
     if init_url is None:
         return None  # fMP4 media without its init segment cannot be decoded
-    return PlaylistSegment(record.start, record.end, url, init_id, init_url)
+    return PlaylistSegment(record.start, record.end, url, init_id, init_url, ts_offset)
+
+
+def object_range(obj: ObjectRecord) -> tuple[int, int] | None:
+    """The object's own timerange (`object_timerange`) as half-open bounds, if bounded."""
+    text = obj.doc.get("timerange")
+    return TimeRange.parse(text).half_open() if isinstance(text, str) else None
 
 
 def first_url(urls: UrlBuilder, obj: ObjectRecord, filters: UrlFilter) -> str | None:
