@@ -180,12 +180,18 @@ async def test_a_webhook_delivery_continues_the_trace_of_the_change(
     tams_stack: Stack, admin_headers: dict[str, str]
 ) -> None:
     """Client → gateway → Kafka → catalog → event → webhooks service → the receiver, whose
-    request carries `traceparent` in the same trace."""
+    request carries `traceparent` in the same trace. The log line of a failed attempt is in
+    that trace too, not in the one of the request that registered the webhook."""
     receiver = OtlpReceiver()
     await receiver.start()
     delivered: list[dict[str, str]] = []
+    attempts = 0
 
     async def on_event(request: web.Request) -> web.Response:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            return web.Response(status=503)  # the first attempt fails; the retry succeeds
         delivered.append(dict(request.headers))
         return web.Response(status=200)
 
@@ -203,7 +209,10 @@ async def test_a_webhook_delivery_continues_the_trace_of_the_change(
                 base_url=stack.gateway_url, headers=admin_headers
             ) as client:
                 hook = {"url": hook_url, "events": ["flows/created"], "flow_ids": [flow["id"]]}
-                async with client.post("/service/webhooks", json=hook) as resp:
+                registration = {"X-Correlation-Id": "webhook-registration-7"}
+                async with client.post(
+                    "/service/webhooks", json=hook, headers=registration
+                ) as resp:
                     assert resp.status == 201, await resp.text()
                 headers = {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}
                 async with client.put(f"/flows/{flow['id']}", json=flow, headers=headers) as resp:
@@ -212,20 +221,36 @@ async def test_a_webhook_delivery_continues_the_trace_of_the_change(
             _, trace_id, parent_span, _ = delivered[0]["traceparent"].split("-")
             assert trace_id == CLIENT_TRACE
             process = f"{stack.env['TAMS_KAFKA_TOPIC_PREFIX']}.catalog.commands process"
+
+            def attempts_traced() -> list[Span]:
+                return [
+                    s
+                    for s in receiver.spans
+                    if s.name == "webhook deliver" and s.trace_id == CLIENT_TRACE
+                ]
+
             # Each service exports its spans in its own batches: wait for both.
             await wait_for(
                 lambda: (
-                    receiver.find("tams-webhooks", "webhook deliver", CLIENT_TRACE) is not None
+                    len(attempts_traced()) == 2
                     and receiver.find("tams-catalog", process, CLIENT_TRACE) is not None
                 )
             )
-            deliver = receiver.find("tams-webhooks", "webhook deliver", CLIENT_TRACE)
             consumer = receiver.find("tams-catalog", process, CLIENT_TRACE)
-            assert deliver is not None and consumer is not None
-            # The delivery is a child of the command that made the event; the receiver's
-            # request is in the delivery's span.
-            assert deliver.parent_id == consumer.span_id
-            assert parent_span == deliver.span_id
+            assert consumer is not None
+            # Each attempt is a child of the command that made the event; the receiver's
+            # request is in the successful attempt's span.
+            assert {s.parent_id for s in attempts_traced()} == {consumer.span_id}
+            assert parent_span in {s.span_id for s in attempts_traced()}
+
+            log_path = stack.services["webhooks"].process.log_path
+            failed = [
+                entry
+                for entry in map(json.loads, log_path.read_text().splitlines())
+                if entry.get("message") == "webhook delivery attempt failed"
+            ]
+            assert [(e["level"], e["trace_id"]) for e in failed] == [("warning", CLIENT_TRACE)]
+            assert failed[0].get("correlation_id") != "webhook-registration-7"
     finally:
         await hook_runner.cleanup()
         await receiver.stop()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
@@ -150,7 +151,11 @@ class Worker:
         self.generation = record.generation
         self.queue = queue
         self.record = record
-        self.task = asyncio.create_task(self._run(), name=f"webhook:{record.id}")
+        # In a context of its own: not the one of whatever made the worker (a registration's
+        # command), whose correlation and trace ids would otherwise mark every delivery log.
+        self.task = asyncio.create_task(
+            self._run(), name=f"webhook:{record.id}", context=contextvars.Context()
+        )
 
     @property
     def record(self) -> WebhookRecord:
@@ -268,15 +273,6 @@ class Worker:
                 DELIVERED.inc()
                 return True
             (ATTEMPT_REJECTED if result.permanent else ATTEMPT_FAILED).inc()
-            log.info(
-                "webhook delivery attempt failed",
-                extra={
-                    "webhook_id": record.id,
-                    "event_type": item.event.event_type,
-                    "attempt": attempt,
-                    "reason": result.summary,
-                },
-            )
             if result.permanent or attempt >= d.settings.max_attempts:
                 if await d.fail(record, item.event, attempt, result):
                     DELIVERY_DROPPED.inc()
@@ -315,6 +311,16 @@ class Worker:
             result = await d.sender.post(record.url, body, {**headers, **inject_trace_context()})
             if not result.ok:
                 span.set_status(StatusCode.ERROR, result.summary)
+                # Under the attempt's span: the log line carries the trace of the change.
+                log.warning(
+                    "webhook delivery attempt failed",
+                    extra={
+                        "webhook_id": record.id,
+                        "event_type": event.event_type,
+                        "attempt": attempt,
+                        "reason": result.summary,
+                    },
+                )
             return result
 
 
