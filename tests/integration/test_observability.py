@@ -149,6 +149,65 @@ def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in document["groups"] for rule in group["rules"]]
 
 
+async def test_a_bad_request_found_in_a_transaction_is_not_a_store_error(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    gateway_url = tams_stack.services["gateway"].url
+    flow = video_flow()
+    await put_flow(http, flow)
+    _, before, _ = await scrape(gateway_url)
+    # A page key the store did not issue: the store reads fine, the request is refused.
+    async with http.get(f"/flows/{flow['id']}/segments?page=garbage") as resp:
+        assert resp.status == 400
+    _, after, _ = await scrape(gateway_url)
+
+    def change(outcome: str) -> float:
+        labels = {"operation": "read", "outcome": outcome}
+        name = "tams_store_transaction_seconds_count"
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert change("refused") == 1
+    assert change("error") == 0
+
+
+async def test_a_refused_request_is_logged_with_its_correlation_id_and_reason(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    headers = {"X-Correlation-Id": "refused-write-17"}
+    segment = {"object_id": "5f3c7f0e-1111-4a2b-8c3d-00000000abcd", "timerange": "[0:0_1:0)"}
+    async with http.post(
+        f"/flows/{flow['id']}/segments?secret=x", json=segment, headers=headers
+    ) as resp:
+        assert resp.status == 400
+        summary = (await resp.json())["summary"]
+    log_path = tams_stack.services["gateway"].process.log_path
+
+    def logged() -> list[dict[str, Any]]:
+        return [
+            entry
+            for entry in map(json.loads, log_path.read_text().splitlines())
+            if entry.get("correlation_id") == "refused-write-17"
+        ]
+
+    async def found() -> bool:
+        return bool(logged())
+
+    await eventually(found)
+    (line,) = logged()
+    assert line["level"] == "info"
+    assert line["message"] == "request answered with an error"
+    assert (line["method"], line["route"], line["status"]) == (
+        "POST",
+        "/flows/{flow_id}/segments",
+        400,
+    )
+    assert line["summary"] == summary
+    assert line["path"] == f"/flows/{flow['id']}/segments"  # never the query string
+    assert "secret" not in json.dumps(line)
+
+
 async def test_dashboard_and_alerts_use_only_metrics_the_services_expose(
     tams_stack: Stack,
 ) -> None:

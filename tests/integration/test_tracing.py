@@ -242,6 +242,9 @@ async def test_a_webhook_delivery_continues_the_trace_of_the_change(
             # request is in the successful attempt's span.
             assert {s.parent_id for s in attempts_traced()} == {consumer.span_id}
             assert parent_span in {s.span_id for s in attempts_traced()}
+            # The services' background work (polls, pruning) starts no traces of its own.
+            roots = {(s.service, s.name) for s in receiver.spans if not s.parent_id}
+            assert not {name for _, name in roots if name.startswith("store.")}, roots
 
             log_path = stack.services["webhooks"].process.log_path
             failed = [

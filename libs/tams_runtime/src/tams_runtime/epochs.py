@@ -243,7 +243,7 @@ class EpochAssignment:
         if deleting:
             await admin.delete_topics(deleting)
             self.topics.forget(deleting)
-            log.info("deleted drained command topics", extra={"topics": deleting})
+            log.debug("deleted drained command topics", extra={"topics": deleting})
         self._given_up = drained.difference(deleting)
         reading = [tp for name, tps in partitions.items() if name not in drained for tp in tps]
         self._epoch = epoch

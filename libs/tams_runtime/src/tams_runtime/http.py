@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import os
 import re
@@ -131,11 +132,15 @@ async def observe_requests(request: web.Request, handler: Handler) -> web.Stream
             try:
                 response = await handler(request)
                 status = response.status
+                if status >= 400:
+                    log_error_answer(request, route, status, error_summary(response))
                 if not response.prepared:
                     response.headers["X-Correlation-Id"] = correlation_id
                 return response
             except web.HTTPException as exc:
                 status = exc.status
+                if status >= 400:
+                    log_error_answer(request, route, status, exc.reason)
                 raise
             except BaseException as exc:
                 span.record_exception(exc)
@@ -151,6 +156,38 @@ async def observe_requests(request: web.Request, handler: Handler) -> web.Stream
         HTTP_REQUEST_SECONDS.labels(route, request.method, f"{status // 100}xx").observe(
             time.perf_counter() - started
         )
+
+
+def error_summary(response: web.StreamResponse) -> str | None:
+    """The `summary` of a JSON error body (schemas/error.json), if the response has one."""
+    if not isinstance(response, web.Response) or response.content_type != "application/json":
+        return None
+    body = response.body
+    if not isinstance(body, bytes):
+        return None
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    summary = parsed.get("summary") if isinstance(parsed, dict) else None
+    return summary if isinstance(summary, str) else None
+
+
+def log_error_answer(request: web.Request, route: str, status: int, summary: str | None) -> None:
+    """One line per request answered with an error, under the request's trace and correlation
+    ids, so a client's report of a failure leads to what the server said and why. The path,
+    never the query string (it can hold an `access_token`)."""
+    log.log(
+        logging.WARNING if status >= 500 else logging.INFO,
+        "request answered with an error",
+        extra={
+            "method": request.method,
+            "route": route,
+            "path": request.path,
+            "status": status,
+            "summary": summary,
+        },
+    )
 
 
 async def run_checks(checks: Mapping[str, ReadyCheck], timeout: float) -> dict[str, str]:

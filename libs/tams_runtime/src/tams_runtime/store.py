@@ -1,8 +1,9 @@
 """The store as every service opens it: the configured adapter, observed.
 
-Each transaction gets a span (`store.read` / `store.write`, a child of whatever request or
-command it serves) and a latency observation labelled by operation kind and outcome, never by
-what it touched.
+Each transaction of a request or a command gets a span (`store.read` / `store.write`, a child
+of the request's or the command's), and every transaction a latency observation labelled by
+operation kind and outcome, never by what it touched. Background work (pruning, polling)
+makes no spans of its own: a root trace per idle poll would bury the traces that matter.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tams_runtime.metrics import STORE_SECONDS
 from tams_runtime.tracing import recording, tracer
+from tams_runtime.web import ApiError
 from tams_store import ReadTx, Store, StoreUnavailable, WriteTx, open_store_from_env
+from tams_store.port import InvalidPageKey
 
 T = TypeVar("T")
 
@@ -53,13 +57,18 @@ class ObservedStore:
                 kind=SpanKind.CLIENT,
                 attributes={"db.system": self.system, "db.operation": operation},
             )
-            if recording()
+            if recording() and trace.get_current_span().get_span_context().is_valid
             else contextlib.nullcontext()
         ):
             try:
                 return await transaction
             except StoreUnavailable:
                 outcome = "unavailable"
+                raise
+            except (ApiError, InvalidPageKey):
+                # The caller's answer to a bad request, found inside the transaction (a
+                # malformed page key, an unplayable flow): the store did its part.
+                outcome = "refused"
                 raise
             except Exception:
                 outcome = "error"

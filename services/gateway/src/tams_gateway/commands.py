@@ -24,7 +24,7 @@ def reply_response(reply: Reply, request: web.Request) -> web.Response:
     if reply.body is None or reply.status == 204:
         return web.Response(status=reply.status, headers=headers)
     headers["Content-Type"] = "application/json"
-    return web.Response(status=reply.status, headers=headers, body=json.dumps(reply.body))
+    return web.Response(status=reply.status, headers=headers, body=json.dumps(reply.body).encode())
 
 
 async def send(
