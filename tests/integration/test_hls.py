@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import imageio_ffmpeg
@@ -73,6 +74,11 @@ async def fetch(url: str) -> bytes:
         return await resp.read()
 
 
+def expires_s(url: str) -> int:
+    """How long a presigned URL is valid (`X-Amz-Expires`)."""
+    return int(parse_qs(urlsplit(url).query)["X-Amz-Expires"][0])
+
+
 async def register(http: aiohttp.ClientSession, flow_id: str, segments: list[Any]) -> None:
     status, body = await post(http, flow_id, segments)
     assert status == 201, body
@@ -101,6 +107,11 @@ async def test_an_mpeg_ts_flow_with_a_gap(http: aiohttp.ClientSession) -> None:
     assert [e.discontinuity for e in playlist.entries] == [False, False, True]
     assert all(e.map_uri is None for e in playlist.entries)
     assert [await fetch(e.url) for e in playlist.entries] == payloads
+    # A player fetches the playlist once and plays for hours: its URLs outlive the
+    # listing's (TAMS_GATEWAY_PLAYLIST_URL_TIMEOUT_S, 6 h).
+    async with http.get(f"/flows/{flow['id']}/segments") as resp:
+        listed = (await resp.json())[0]["get_urls"][0]["url"]
+    assert expires_s(listed) < 6 * 3600 <= expires_s(playlist.entries[0].url)
 
     # The segments overlapping the timerange, as the listing selects them.
     only_b = await get_playlist(http, flow["id"], "?timerange=[2:0_5:0)")

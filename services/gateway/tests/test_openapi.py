@@ -44,6 +44,7 @@ def gateway_app() -> web.Application:
         bus=absent,
         backends=absent,
         urls=absent,
+        playlist_urls=absent,
         egress=absent,
         secrets=absent,
         media=absent,

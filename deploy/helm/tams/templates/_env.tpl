@@ -37,8 +37,8 @@ Credentials only ever come from the existing Secret (valueFrom.secretKeyRef).
 {{- else -}}
 {{- $e = append $e (dict "name" "TAMS_GATEWAY_ANALYTICS_URL" "value" (printf "http://%s-analytics.%s.svc.%s:8080" (include "tams.fullname" $root) $root.Release.Namespace $v.clusterDomain)) -}}
 {{- end -}}
-{{- $gw := dict "DEFAULT_PAGE_LIMIT" $svc.defaultPageLimit "MAX_PAGE_LIMIT" $svc.maxPageLimit "MAX_BODY_BYTES" $svc.maxBodyBytes "PLAYLIST_MAX_SEGMENTS" $svc.playlistMaxSegments -}}
-{{- range $key := list "DEFAULT_PAGE_LIMIT" "MAX_PAGE_LIMIT" "MAX_BODY_BYTES" "PLAYLIST_MAX_SEGMENTS" -}}
+{{- $gw := dict "DEFAULT_PAGE_LIMIT" $svc.defaultPageLimit "MAX_PAGE_LIMIT" $svc.maxPageLimit "MAX_BODY_BYTES" $svc.maxBodyBytes "PLAYLIST_MAX_SEGMENTS" $svc.playlistMaxSegments "PLAYLIST_URL_TIMEOUT_S" $svc.playlistUrlTimeoutS -}}
+{{- range $key := list "DEFAULT_PAGE_LIMIT" "MAX_PAGE_LIMIT" "MAX_BODY_BYTES" "PLAYLIST_MAX_SEGMENTS" "PLAYLIST_URL_TIMEOUT_S" -}}
 {{- $value := get $gw $key -}}
 {{- if include "tams.isSet" $value -}}
 {{- $e = append $e (dict "name" (printf "TAMS_GATEWAY_%s" $key) "value" (include "tams.int" $value)) -}}

@@ -117,6 +117,12 @@ class StorageBackends:
         extras = [_extra_backend(entry, default) for entry in _parse_extras(base.extra_backends)]
         return cls([default, *extras], base)
 
+    def with_url_timeout(self, seconds: int) -> StorageBackends:
+        """The same backends, presigning URLs valid for at least `seconds`."""
+        return StorageBackends(
+            self.all, self.base.model_copy(update={"presigned_url_timeout_s": seconds})
+        )
+
     @property
     def default(self) -> StorageBackend | None:
         return next((b for b in self.all if b.default_storage), None)

@@ -104,6 +104,11 @@ async def main() -> None:
         bus=bus,
         backends=backends,
         urls=UrlBuilder(backends),
+        playlist_urls=UrlBuilder(
+            backends.with_url_timeout(
+                max(settings.playlist_url_timeout_s, s3.presigned_url_timeout_s)
+            )
+        ),
         egress=EgressPolicy.from_settings(webhook_settings),
         secrets=SecretBox.from_settings(webhook_settings),
         media=MediaSettings(),

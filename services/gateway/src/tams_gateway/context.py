@@ -32,6 +32,8 @@ class Gateway:
     bus: CommandBus
     backends: StorageBackends
     urls: UrlBuilder
+    # Playlists' URLs, valid longer: a player fetches the playlist once (docs/ext-hls.md).
+    playlist_urls: UrlBuilder
     # Webhook registrations: which receiver URLs are acceptable, and sealing of key values.
     egress: EgressPolicy
     secrets: SecretBox

@@ -21,6 +21,11 @@ class GatewaySettings(BaseSettings):
     # The HLS extension (docs/ext-hls.md): a playlist holds at most this many segments;
     # more is a 400 asking for a narrower timerange.
     playlist_max_segments: int = Field(default=10_000, ge=1)
+    # How long a playlist's presigned URLs stay valid (at least TAMS_S3_PRESIGNED_URL_TIMEOUT_S).
+    # A player fetches a VOD playlist once and its segments as it plays, so the URLs must
+    # outlive the playback: 6 h covers the longest playlist at the default cap (10,000
+    # two-second segments, 5.6 h). SigV4 allows at most 7 days (minus a minute of signing window).
+    playlist_url_timeout_s: int = Field(default=6 * 3600, ge=1, le=7 * 24 * 3600 - 60)
     # The analytics service's own HTTP address; /analytics/* is forwarded there.
     analytics_url: str | None = None
     # How long a forwarded analytics request may take before the gateway answers 504.

@@ -84,7 +84,8 @@ async def get_playlist(request: web.Request) -> web.Response:
     if selection is None:
         raise flow_missing(flow_id)
     records, objects = selection
-    segments = [s for s in (playlist_segment(r, objects, gw.urls, filters) for r in records) if s]
+    urls = gw.playlist_urls
+    segments = [s for s in (playlist_segment(r, objects, urls, filters) for r in records) if s]
     return web.Response(body=render_playlist(segments).encode(), content_type=MEDIA_TYPE)
 
 
