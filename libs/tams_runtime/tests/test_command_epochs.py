@@ -92,7 +92,7 @@ def test_epoch_topic_names() -> None:
 async def test_commands_cross_epochs_in_order_and_drained_epochs_are_deleted(
     tams_infra: Stack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="tams_runtime.epochs")
+    caplog.set_level(logging.DEBUG, logger="tams_runtime.epochs")
     settings = epoch_settings(tams_infra)
     await ensure_topics(settings)
     store = SqliteStore(tmp_path / "tams.db")
