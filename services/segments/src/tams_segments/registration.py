@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
+from botocore.exceptions import BotoCoreError
+
 from tams_runtime.applier import PrepareAgain
 from tams_runtime.events import flow_context, flow_event
 from tams_runtime.media import segment_view
@@ -44,8 +46,18 @@ SEGMENT_FIELDS = ("ts_offset", "last_duration", "sample_offset", "sample_count",
 SEEN_REGISTERED_LIMIT = 100_000
 
 
+# How long the HEAD of a new object may take, retries included. The segments service applies
+# one partition's commands in order, so a hung or unreachable S3 must not hold the others for
+# long: the command that needed the check gets a 503 instead, and the rest go on.
+HEAD_TIMEOUT_S = 3.0
+
+
 class Rejected(Exception):
     """One segment cannot be registered; the message says why."""
+
+
+class ObjectStoreUnavailable(Exception):
+    """S3 did not answer whether an object was uploaded (unreachable, timed out, 5xx)."""
 
 
 def error(type_: str, summary: str) -> dict[str, Any]:
@@ -64,13 +76,22 @@ class ObjectChecker:
         client = self.s3.client(storage_id)
         async with self.limit:
             try:
-                head = await client.head_object(
-                    Bucket=self.s3.bucket(storage_id), Key=object_key(object_id)
-                )
+                async with asyncio.timeout(HEAD_TIMEOUT_S):
+                    head = await client.head_object(
+                        Bucket=self.s3.bucket(storage_id), Key=object_key(object_id)
+                    )
             except client.exceptions.ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                error = exc.response.get("Error", {})
+                if error.get("Code") in ("404", "NoSuchKey", "NotFound"):
                     return None
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                if status >= 500:
+                    raise ObjectStoreUnavailable(f"S3 answered {status}") from exc
                 raise
+            except TimeoutError as exc:
+                raise ObjectStoreUnavailable(f"no answer within {HEAD_TIMEOUT_S:g} s") from exc
+            except (BotoCoreError, OSError) as exc:
+                raise ObjectStoreUnavailable(type(exc).__name__) from exc
             return int(head["ContentLength"])
 
 
@@ -85,6 +106,8 @@ class Registrar:
         # Labels of controlled instances: an external URL may not pose as one (ADR 0042).
         self.backend_labels = backend_labels
         self.uploaded: dict[str, bool] = {}
+        # Objects whose upload S3 could not confirm in this batch, and why.
+        self.unchecked: dict[str, str] = {}
         # Bytes of uploaded objects (HEAD), recorded at their first registration.
         self.sizes: dict[str, int] = {}
         # Objects each applied command registered for the first time, and the ids it saw
@@ -109,7 +132,7 @@ class Registrar:
         }
         self.skipped = wanted & self._seen_registered.keys()
         ids = sorted(wanted - self.skipped)
-        self.uploaded, self.sizes = {}, {}
+        self.uploaded, self.sizes, self.unchecked = {}, {}, {}
         self._registered, self._seen = {}, {}
         if not ids:
             return
@@ -117,13 +140,19 @@ class Registrar:
         first_time = [
             i for i in ids if i in known and not known[i].registered and known[i].storage_id
         ]
-        sizes = await asyncio.gather(
-            *(self.checker.uploaded_size(i, str(known[i].storage_id)) for i in first_time)
+        answers = await asyncio.gather(
+            *(self.checker.uploaded_size(i, str(known[i].storage_id)) for i in first_time),
+            return_exceptions=True,
         )
-        self.uploaded = {i: size is not None for i, size in zip(first_time, sizes, strict=True)}
-        self.sizes = {
-            i: size for i, size in zip(first_time, sizes, strict=True) if size is not None
-        }
+        for object_id, answer in zip(first_time, answers, strict=True):
+            if isinstance(answer, ObjectStoreUnavailable):
+                self.unchecked[object_id] = str(answer)
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                self.uploaded[object_id] = answer is not None
+                if answer is not None:
+                    self.sizes[object_id] = answer
 
     def committed(self, command: CommandEnvelope, outcome: Outcome) -> None:
         """Count what a committed registration added (metrics only)."""
@@ -159,6 +188,18 @@ class Registrar:
         ids = {i["object_id"] for i in items} | {
             i["init_object_id"] for i in items if i.get("init_object_id")
         }
+        unchecked = sorted(ids & self.unchecked.keys())
+        if unchecked:
+            # Nothing of the request is applied: which segments would pass is not known.
+            summary = (
+                f"the object store did not answer whether object {unchecked[0]} was uploaded "
+                f"({self.unchecked[unchecked[0]]}); nothing was registered, try again"
+            )
+            return Outcome(
+                status=503,
+                headers={"Retry-After": "5"},
+                body=error("ServiceUnavailable", summary),
+            )
         known = tx.get_objects(sorted(ids))
         stale = {i for i in ids & self.skipped if i not in known or not known[i].registered}
         if stale:
