@@ -50,6 +50,9 @@ SEEN_REGISTERED_LIMIT = 100_000
 # one partition's commands in order, so a hung or unreachable S3 must not hold the others for
 # long: the command that needed the check gets a 503 instead, and the rest go on.
 HEAD_TIMEOUT_S = 3.0
+# And all of a batch's HEADs together (a bulk registration of new objects makes hundreds,
+# a few at a time): the objects not checked by then count as unanswered.
+BATCH_HEADS_TIMEOUT_S = 5.0
 
 
 class Rejected(Exception):
@@ -140,19 +143,29 @@ class Registrar:
         first_time = [
             i for i in ids if i in known and not known[i].registered and known[i].storage_id
         ]
-        answers = await asyncio.gather(
-            *(self.checker.uploaded_size(i, str(known[i].storage_id)) for i in first_time),
-            return_exceptions=True,
-        )
-        for object_id, answer in zip(first_time, answers, strict=True):
-            if isinstance(answer, ObjectStoreUnavailable):
-                self.unchecked[object_id] = str(answer)
-            elif isinstance(answer, BaseException):
-                raise answer
+        heads = {
+            i: asyncio.ensure_future(self.checker.uploaded_size(i, str(known[i].storage_id)))
+            for i in first_time
+        }
+        if not heads:
+            return
+        _, late = await asyncio.wait(heads.values(), timeout=BATCH_HEADS_TIMEOUT_S)
+        for head in late:
+            head.cancel()
+        for object_id, head in heads.items():
+            if head in late:
+                self.unchecked[object_id] = f"no answer within {BATCH_HEADS_TIMEOUT_S:g} s"
+                continue
+            error = head.exception()
+            if isinstance(error, ObjectStoreUnavailable):
+                self.unchecked[object_id] = str(error)
+            elif error is not None:
+                raise error
             else:
-                self.uploaded[object_id] = answer is not None
-                if answer is not None:
-                    self.sizes[object_id] = answer
+                size = head.result()
+                self.uploaded[object_id] = size is not None
+                if size is not None:
+                    self.sizes[object_id] = size
 
     def committed(self, command: CommandEnvelope, outcome: Outcome) -> None:
         """Count what a committed registration added (metrics only)."""
