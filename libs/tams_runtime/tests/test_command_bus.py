@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from tams_runtime.consumer import CommandConsumer
 from tams_runtime.replies import reply_address
 from tams_runtime.settings import KafkaSettings, ReplySettings
 from tams_schema.envelopes import CommandEnvelope, FollowUp, Outcome, TamsEvent
+from tams_stack.broker import start_broker
 from tams_stack.stack import Stack
 from tams_store import StoreUnavailable
 from tams_store.sqlite import SqliteStore
@@ -477,3 +481,27 @@ async def test_a_crash_between_the_transactions_of_a_fetch_applies_each_command_
         assert (await store.read(lambda tx: tx.get_service_info()))["count"] == 4
     finally:
         await bus.stop()
+
+
+async def test_a_broker_that_stops_answering_gets_a_timeout_within_the_reply_deadline(
+    tmp_path: Path,
+) -> None:
+    """A hung broker (SIGSTOP: connections open, no answers) may or may not have taken the
+    command: the gateway says so (CommandTimeout, a 504) at its reply deadline, not after
+    aiokafka's 40 s request timeout."""
+    broker = start_broker(tmp_path)
+    settings = KafkaSettings(bootstrap_servers=broker.bootstrap, reply_timeout_s=1.0)
+    bus = CommandBus(settings, ReplySettings(host="127.0.0.1", port=0))
+    try:
+        await bus.start()
+        os.kill(broker.process.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(CommandTimeout, match="did not confirm"):
+                await bus.request(settings.topics.catalog_commands, "count", "k", {})
+            assert time.monotonic() - started < 3
+        finally:
+            os.kill(broker.process.pid, signal.SIGCONT)
+    finally:
+        await bus.stop()
+        broker.stop()

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaTimeoutError, RequestTimedOutError
 from opentelemetry.trace import SpanKind
 
 from tams_runtime.epochs import CommandTopics, TopicCreationFailed, create_topics
@@ -106,6 +107,8 @@ class CommandBus:
             linger_ms=0,
             partitioner=KeyPartitioner(),
             client_id=f"gateway-{uuid.uuid4().hex[:12]}",
+            # Not aiokafka's 40 s: nobody waits longer than the reply timeout for the answer.
+            request_timeout_ms=int(self.settings.reply_timeout_s * 1000),
         )
         await self._producer.start()
         self._topics.track(self._producer)
@@ -156,6 +159,7 @@ class CommandBus:
         started = time.perf_counter()
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = (command_id, fut)
+        deadline = asyncio.get_running_loop().time() + (timeout or self.settings.reply_timeout_s)
         try:
             with self._producer_span(topic, name, correlation_id):
                 trace_context = inject_trace_context()
@@ -170,21 +174,33 @@ class CommandBus:
                     trace_context=trace_context,
                 )
                 try:
-                    await self._producer.send_and_wait(
-                        await self._topics.topic(topic),
-                        command.model_dump_json().encode(),
-                        key=key.encode(),
-                        headers=[
-                            ("command", name.encode()),
-                            *((k, v.encode()) for k, v in trace_context.items()),
-                        ],
-                    )
+                    # One deadline for the publish and the reply: a broker that takes the
+                    # command but does not confirm it in time may still have it.
+                    async with asyncio.timeout_at(deadline):
+                        await self._producer.send_and_wait(
+                            await self._topics.topic(topic),
+                            command.model_dump_json().encode(),
+                            key=key.encode(),
+                            headers=[
+                                ("command", name.encode()),
+                                *((k, v.encode()) for k, v in trace_context.items()),
+                            ],
+                        )
+                except TimeoutError as exc:
+                    raise CommandTimeout(
+                        f"the broker did not confirm {name} within the deadline"
+                    ) from exc
                 except Exception as exc:  # aiokafka raises many KafkaError kinds
+                    if isinstance(exc, KafkaTimeoutError | RequestTimedOutError):
+                        raise CommandTimeout(
+                            f"the broker did not confirm {name} in time: {exc}"
+                        ) from exc
                     raise BusUnavailable(f"could not publish command {name}: {exc}") from exc
             # The broker has it: a consumer resting until told so fetches it now.
             self._listener.wake(topic)
             try:
-                reply = await asyncio.wait_for(fut, timeout or self.settings.reply_timeout_s)
+                async with asyncio.timeout_at(deadline):
+                    reply = await fut
             except TimeoutError as exc:
                 raise CommandTimeout(f"no reply to {name} within the deadline") from exc
             COMMAND_ROUND_TRIP_SECONDS.labels(name).observe(time.perf_counter() - started)
