@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -52,3 +53,44 @@ async def test_tams_up_serves_from_a_relative_data_directory_and_stops_on_ctrl_c
         async with asyncio.timeout(STOP_DEADLINE_S):
             rest, _ = await process.communicate()
     assert process.returncode == 0, "".join(output) + rest.decode()
+
+
+async def test_tams_up_stops_the_stack_when_the_broker_exits(tmp_path: Path) -> None:
+    # The local broker forgets its topics and, restarted alone, would acknowledge sends
+    # to topics it no longer has: the stack stops, to be started again as a whole.
+    port = free_port()
+    tams = Path(sys.executable).parent / "tams"
+    data_dir = tmp_path / "data"
+    process = await asyncio.create_subprocess_exec(
+        str(tams), "up", "--port", str(port), "--data-dir", str(data_dir),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(START_DEADLINE_S):
+            while not output or not output[-1].startswith("TAMS is ready"):
+                line = await process.stdout.readline()
+                assert line, "tams up exited:\n" + "".join(output)
+                output.append(line.decode())
+        os.kill(broker_pid(data_dir), signal.SIGKILL)
+        async with asyncio.timeout(STOP_DEADLINE_S):
+            rest, _ = await process.communicate()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+    assert process.returncode == 1
+    assert "the Kafka broker (tansu) exited; stopping the stack" in rest.decode()
+
+
+def broker_pid(data_dir: Path) -> int:
+    """The tansu process running in `data_dir` (the stack starts it there)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if Path(argv[0].decode()).name == "tansu" and (entry / "cwd").resolve() == data_dir:
+                return int(entry.name)
+    raise AssertionError(f"no tansu process runs in {data_dir}")

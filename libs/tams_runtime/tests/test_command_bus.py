@@ -196,8 +196,8 @@ async def test_sends_the_broker_did_not_take_are_sent_again_in_order(
     tams_infra: Stack, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The broker refuses a batch's sends while the next batch is being applied: the
-    consumer rewinds, and every command is still applied once, answered, and its event
-    published in order."""
+    consumer sends them again, and every command is still applied once, answered, and its
+    event published in order."""
     settings = unique_settings(tams_infra)
     await ensure_topics(settings)
     counter = Counter()

@@ -29,7 +29,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic_core import to_json
 
-from tams_runtime.bus import broker_answers
+from tams_runtime.bus import broker_answers, ensure_topics
 from tams_runtime.epochs import CommandTopics, EpochAssignment
 from tams_runtime.group_consumer import GroupConsumer, Publish, Rest
 from tams_runtime.logs import correlated
@@ -150,6 +150,9 @@ class CommandConsumer:
             on_commit=COMMAND_STAGE_SECONDS.labels(topic, "commit").observe,
             epochs=EpochAssignment(self._topics, topic) if self._topics.enabled else None,
             rest=rest,
+            # Sends refused because a topic is gone (a restarted local broker forgets them
+            # all): make the missing topics again before sending again.
+            recover=functools.partial(ensure_topics, settings),
         )
         self.applied = 0
         # While resting, the consumer listens for its gateways' wake-ups on the connections

@@ -10,9 +10,11 @@ leave in fetch order. Only a durable fetch's offsets become due, and they are co
 batches, every `commit_interval_s`.
 
 A crash in between redelivers the records, so processing must be idempotent. If a fetch's
-sends fail, the loop rewinds every partition to the first record not yet durable and
-processes from there again, as a restart would: the recorded outcomes make that re-send the
-same messages in the same order. `process` is expected to retry store trouble itself: the
+sends fail, the loop runs its publish step again (after `recover`, which may recreate
+topics) until the broker has them, before any later fetch's sends: the same messages, with
+the same ids, in the same order. It does not rewind to fetch the commands again: a broker
+that lost its topics (the local broker keeps them in memory) would have lost those
+commands too, and their events with them. `process` is expected to retry store trouble itself: the
 loop never skips a fetch. Consumer lag is measured beside the loop (`LagRecorder`).
 
 With a `Rest`, a consumer that has read nothing for a while pauses its partitions (no
@@ -77,8 +79,8 @@ class _Published:
     """A fetch whose sends are out but may not be acknowledged yet."""
 
     durable: asyncio.Future[Any]
-    first: dict[TopicPartition, int]
     next: dict[TopicPartition, OffsetAndMetadata]
+    publish: Publish
 
 
 class GroupConsumer:
@@ -96,8 +98,12 @@ class GroupConsumer:
         epochs: EpochAssignment | None = None,
         pace_s: Callable[[], float] | None = None,
         rest: Rest | None = None,
+        recover: Callable[[], Awaitable[None]] | None = None,
+        resend_backoff_s: float = 0.5,
     ) -> None:
         self.settings = settings
+        self.recover = recover
+        self.resend_backoff_s = resend_backoff_s
         self.topic = topic
         self.group_id = group_id
         self.process = process
@@ -178,13 +184,7 @@ class GroupConsumer:
                 last_records = time.monotonic()
             publish = await self.process(fetch) if fetch else None
             if waiting is not None:
-                try:
-                    await waiting.durable
-                except Exception:
-                    log.exception("sends not acknowledged; rewinding", extra={"topic": self.topic})
-                    self._rewind(waiting, fetch)
-                    waiting = None
-                    continue
+                await self._until_durable(waiting)
                 pending.update(waiting.next)
                 waiting = None
             if fetch:
@@ -195,8 +195,7 @@ class GroupConsumer:
                 if publish is None:
                     pending.update(next_offsets)
                 else:
-                    first = {partition: records[0].offset for partition, records in fetch.items()}
-                    waiting = _Published(await publish(), first, next_offsets)
+                    waiting = _Published(await publish(), next_offsets, publish)
             due = time.monotonic() - last_commit >= self.commit_interval_s
             if pending and (due or not fetch):
                 started = time.perf_counter()
@@ -252,12 +251,8 @@ class GroupConsumer:
         is rewound instead, to be processed again)."""
         assert self._consumer is not None
         if waiting is not None:
-            try:
-                await waiting.durable
-                pending = {**pending, **waiting.next}
-            except Exception:
-                log.exception("sends not acknowledged; rewinding", extra={"topic": self.topic})
-                self._rewind(waiting, {})
+            await self._until_durable(waiting)
+            pending = {**pending, **waiting.next}
         if pending:
             await self._consumer.commit(pending)
 
@@ -288,14 +283,22 @@ class GroupConsumer:
             return None
         return plan if self.epochs.changes(self._consumer, plan) else None
 
-    def _rewind(self, failed: _Published, unsent: Fetch) -> None:
-        """Seek every partition back to its first record whose effect is not durable: the
-        failed fetch's, and the one applied since, whose sends never left."""
-        assert self._consumer is not None
-        earliest = dict(failed.first)
-        for partition, records in unsent.items():
-            earliest.setdefault(partition, records[0].offset)
-        assigned = self._consumer.assignment()
-        for partition, offset in earliest.items():
-            if partition in assigned:
-                self._consumer.seek(partition, offset)
+    async def _until_durable(self, published: _Published) -> None:
+        """Wait until the broker has the fetch's sends, sending them again as long as it
+        refuses them."""
+        while True:
+            try:
+                await published.durable
+                return
+            except Exception:
+                log.exception("sends not acknowledged; sending again", extra={"topic": self.topic})
+            await asyncio.sleep(self.resend_backoff_s)
+            if self.recover is not None:
+                try:
+                    await self.recover()
+                except Exception:
+                    log.exception("could not recover before sending again")
+            try:
+                published.durable = await published.publish()
+            except Exception:
+                log.exception("could not send again", extra={"topic": self.topic})

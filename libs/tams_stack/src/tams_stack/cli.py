@@ -45,11 +45,12 @@ def _up(args: argparse.Namespace) -> int:
         _print_login(stack)
         print("Press Ctrl-C to stop.", flush=True)
         while not stop:
-            for name, service in stack.services.items():
-                if not service.process.alive():
-                    print(f"service {name} exited; stopping the stack", file=sys.stderr)
-                    print(service.process.log_tail(), file=sys.stderr)
-                    return 1
+            gone = stack.exited()
+            if gone is not None:
+                name, log_tail = gone
+                print(f"{name} exited; stopping the stack", file=sys.stderr)
+                print(log_tail, file=sys.stderr)
+                return 1
             time.sleep(0.2)
         return 0
     except RuntimeError as exc:
