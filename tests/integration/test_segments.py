@@ -134,6 +134,11 @@ async def test_overlaps_and_brackets(http: aiohttp.ClientSession) -> None:
     assert (await post(http, flow["id"], {"object_id": ids[3], "timerange": "(30:0_31:0)"}))[
         0
     ] == 201
+    # The same registration again (a client retrying after a 504 whose first attempt was
+    # applied) is still an overlap, and the error says what probably happened.
+    status, error = await post(http, flow["id"], {"object_id": ids[0], "timerange": "[10:0_20:0)"})
+    assert status == 400
+    assert "exactly this timerange" in error["summary"] and "timed out" in error["summary"]
 
 
 async def test_bulk_partial_failure_and_object_rules(http: aiohttp.ClientSession) -> None:

@@ -294,7 +294,14 @@ class Registrar:
         clash = [] if context.span_clear else tx.overlapping_segments(flow_id, start, end)
         if clash:
             existing = TimeRange.from_half_open(*clash[0])
-            raise Rejected(f"timerange {timerange} overlaps the existing segment {existing}")
+            summary = f"timerange {timerange} overlaps the existing segment {existing}"
+            if clash[0] == (start, end):
+                # What a client retrying after a 504 meets when the first attempt was applied.
+                summary += (
+                    " of exactly this timerange (if an earlier attempt of this request timed "
+                    "out, it was applied: GET the flow's segments to check)"
+                )
+            raise Rejected(summary)
         other = context.taken_overlapping(start, end)
         if other is not None:
             raise Rejected(f"timerange {timerange} overlaps {other.timerange} in this request")
