@@ -237,6 +237,7 @@ async def test_gateway_answers_503_when_analytics_is_down(
     ):
         async with client.get("/analytics/flow-usage") as resp:
             assert resp.status == 503
+            assert resp.headers["Retry-After"] == "5"
             error = await resp.json()
         assert error["type"] == "ServiceUnavailable" and "analytics" in error["summary"]
         async with client.get("/service") as resp:

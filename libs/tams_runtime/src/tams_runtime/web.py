@@ -50,9 +50,17 @@ def forbidden(summary: str) -> ApiError:
     return ApiError(403, "Forbidden", summary)
 
 
+# What a 503 asks a client to wait before trying again: the outages behind one (a broker or
+# a store that cannot be reached, a service restarting) last seconds, not milliseconds.
+RETRY_AFTER_S = 5
+
+
 def error_response(status: int, type_: str, summary: str) -> web.Response:
     body = ErrorBody(type=type_, summary=summary).model_dump(mode="json", exclude_none=True)
-    return web.json_response(body, status=status)
+    response = web.json_response(body, status=status)
+    if status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 def query_bool(request: web.Request, name: str, default: bool | None = None) -> bool | None:

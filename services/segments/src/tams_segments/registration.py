@@ -33,6 +33,7 @@ from tams_runtime.media import segment_view
 from tams_runtime.metrics import OBJECT_BYTES_REGISTERED, SEGMENTS_REGISTERED
 from tams_runtime.s3 import object_key
 from tams_runtime.storage import BackendClients
+from tams_runtime.web import RETRY_AFTER_S
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
 from tams_schema.timerange import TimeRange, Timestamp
 from tams_segments.instances import instance_conflict, with_instances
@@ -210,7 +211,7 @@ class Registrar:
             )
             return Outcome(
                 status=503,
-                headers={"Retry-After": "5"},
+                headers={"Retry-After": str(RETRY_AFTER_S)},
                 body=error("ServiceUnavailable", summary),
             )
         known = tx.get_objects(sorted(ids))
