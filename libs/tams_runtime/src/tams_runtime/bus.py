@@ -159,24 +159,24 @@ class CommandBus:
         started = time.perf_counter()
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = (command_id, fut)
-        deadline = asyncio.get_running_loop().time() + (timeout or self.settings.reply_timeout_s)
+        published = False
         try:
-            with self._producer_span(topic, name, correlation_id):
-                trace_context = inject_trace_context()
-                command = CommandEnvelope(
-                    command_id=command_id,
-                    name=name,
-                    key=key,
-                    payload=payload,
-                    reply_to=self.reply_address,
-                    principal=principal,
-                    correlation_id=correlation_id,
-                    trace_context=trace_context,
-                )
-                try:
-                    # One deadline for the publish and the reply: a broker that takes the
-                    # command but does not confirm it in time may still have it.
-                    async with asyncio.timeout_at(deadline):
+            # One deadline for the publish and the reply: a broker that takes the command but
+            # does not confirm it in time may still have it, so that is a timeout too.
+            async with asyncio.timeout(timeout or self.settings.reply_timeout_s):
+                with self._producer_span(topic, name, correlation_id):
+                    trace_context = inject_trace_context()
+                    command = CommandEnvelope(
+                        command_id=command_id,
+                        name=name,
+                        key=key,
+                        payload=payload,
+                        reply_to=self.reply_address,
+                        principal=principal,
+                        correlation_id=correlation_id,
+                        trace_context=trace_context,
+                    )
+                    try:
                         await self._producer.send_and_wait(
                             await self._topics.topic(topic),
                             command.model_dump_json().encode(),
@@ -186,25 +186,22 @@ class CommandBus:
                                 *((k, v.encode()) for k, v in trace_context.items()),
                             ],
                         )
-                except TimeoutError as exc:
-                    raise CommandTimeout(
-                        f"the broker did not confirm {name} within the deadline"
-                    ) from exc
-                except Exception as exc:  # aiokafka raises many KafkaError kinds
-                    if isinstance(exc, KafkaTimeoutError | RequestTimedOutError):
+                    except (KafkaTimeoutError, RequestTimedOutError) as exc:
                         raise CommandTimeout(
                             f"the broker did not confirm {name} in time: {exc}"
                         ) from exc
-                    raise BusUnavailable(f"could not publish command {name}: {exc}") from exc
-            # The broker has it: a consumer resting until told so fetches it now.
-            self._listener.wake(topic)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    reply = await fut
-            except TimeoutError as exc:
-                raise CommandTimeout(f"no reply to {name} within the deadline") from exc
+                    except Exception as exc:  # aiokafka raises many KafkaError kinds
+                        raise BusUnavailable(f"could not publish command {name}: {exc}") from exc
+                published = True
+                # The broker has it: a consumer resting until told so fetches it now.
+                self._listener.wake(topic)
+                reply = await fut
             COMMAND_ROUND_TRIP_SECONDS.labels(name).observe(time.perf_counter() - started)
             return reply
+        except TimeoutError as exc:
+            if published:
+                raise CommandTimeout(f"no reply to {name} within the deadline") from exc
+            raise CommandTimeout(f"the broker did not confirm {name} within the deadline") from exc
         finally:
             if self._pending.get(correlation_id, (None,))[0] == command_id:
                 del self._pending[correlation_id]
