@@ -19,26 +19,38 @@ START_DEADLINE_S = 90.0
 STOP_DEADLINE_S = 30.0
 
 
+async def start_tams_up(cwd: Path, *args: str) -> asyncio.subprocess.Process:
+    """`tams up` as the README runs it, from `cwd`, its output (both streams) in a pipe."""
+    tams = Path(sys.executable).parent / "tams"
+    return await asyncio.create_subprocess_exec(
+        str(tams), "up", *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+
+
+async def ready_output(process: asyncio.subprocess.Process) -> list[str]:
+    """The lines `tams up` prints until it says it is ready."""
+    assert process.stdout is not None
+    output: list[str] = []
+    async with asyncio.timeout(START_DEADLINE_S):
+        while not output or not output[-1].startswith("TAMS is ready"):
+            line = await process.stdout.readline()
+            assert line, "tams up exited:\n" + "".join(output)
+            output.append(line.decode())
+    return output
+
+
 async def test_tams_up_serves_from_a_relative_data_directory_and_stops_on_ctrl_c(
     tmp_path: Path,
 ) -> None:
     port = free_port()
-    tams = Path(sys.executable).parent / "tams"
-    process = await asyncio.create_subprocess_exec(
-        str(tams), "up", "--port", str(port),  # the default data directory: ./.tams-data
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert process.stdout is not None
+    # The default data directory: ./.tams-data
+    process = await start_tams_up(tmp_path, "--port", str(port))
     output: list[str] = []
     try:
-        async with asyncio.timeout(START_DEADLINE_S):
-            while not output or not output[-1].startswith("TAMS is ready"):
-                line = await process.stdout.readline()
-                assert line, "tams up exited:\n" + "".join(output)
-                output.append(line.decode())
-
+        output = await ready_output(process)
         password = (tmp_path / ".tams-data" / PASSWORD_FILE).read_text().strip()
         headers = {"Authorization": basic_authorization("admin", password)}
         async with (
@@ -58,22 +70,10 @@ async def test_tams_up_serves_from_a_relative_data_directory_and_stops_on_ctrl_c
 async def test_tams_up_stops_the_stack_when_the_broker_exits(tmp_path: Path) -> None:
     # The local broker forgets its topics and, restarted alone, would acknowledge sends
     # to topics it no longer has: the stack stops, to be started again as a whole.
-    port = free_port()
-    tams = Path(sys.executable).parent / "tams"
     data_dir = tmp_path / "data"
-    process = await asyncio.create_subprocess_exec(
-        str(tams), "up", "--port", str(port), "--data-dir", str(data_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert process.stdout is not None
-    output: list[str] = []
+    process = await start_tams_up(tmp_path, "--port", str(free_port()), "--data-dir", str(data_dir))
     try:
-        async with asyncio.timeout(START_DEADLINE_S):
-            while not output or not output[-1].startswith("TAMS is ready"):
-                line = await process.stdout.readline()
-                assert line, "tams up exited:\n" + "".join(output)
-                output.append(line.decode())
+        await ready_output(process)
         os.kill(broker_pid(data_dir), signal.SIGKILL)
         async with asyncio.timeout(STOP_DEADLINE_S):
             rest, _ = await process.communicate()
