@@ -13,9 +13,9 @@ A crash in between redelivers the records, so processing must be idempotent. If 
 sends fail, the loop runs its publish step again (after `recover`, which may recreate
 topics) until the broker has them, before any later fetch's sends: the same messages, with
 the same ids, in the same order. It does not rewind to fetch the commands again: a broker
-that lost its topics (the local broker keeps them in memory) would have lost those
-commands too, and their events with them. `process` is expected to retry store trouble itself: the
-loop never skips a fetch. Consumer lag is measured beside the loop (`LagRecorder`).
+that lost its topics would have lost those commands too, and their events with them.
+`process` is expected to retry store trouble itself: the loop never skips a fetch. Consumer
+lag is measured beside the loop (`LagRecorder`).
 
 With a `Rest`, a consumer that has read nothing for a while pauses its partitions (no
 fetches) until it is woken (a gateway's wake-up, tams_runtime.replies) or its poll interval
@@ -247,8 +247,8 @@ class GroupConsumer:
     async def _settle(
         self, pending: dict[TopicPartition, OffsetAndMetadata], waiting: _Published | None
     ) -> None:
-        """Wait for the last fetch's sends and commit every durable offset (a failed fetch
-        is rewound instead, to be processed again)."""
+        """Wait for the last fetch's sends (sending them again if refused) and commit every
+        durable offset."""
         assert self._consumer is not None
         if waiting is not None:
             await self._until_durable(waiting)
