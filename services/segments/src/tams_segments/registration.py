@@ -85,8 +85,8 @@ class ObjectChecker:
                         Bucket=self.s3.bucket(storage_id), Key=object_key(object_id)
                     )
             except client.exceptions.ClientError as exc:
-                error = exc.response.get("Error", {})
-                if error.get("Code") in ("404", "NoSuchKey", "NotFound"):
+                code = exc.response.get("Error", {}).get("Code")
+                if code in ("404", "NoSuchKey", "NotFound"):
                     return None
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
                 if status >= 500:
@@ -157,11 +157,11 @@ class Registrar:
             if head in late:
                 self.unchecked[object_id] = f"no answer within {BATCH_HEADS_TIMEOUT_S:g} s"
                 continue
-            error = head.exception()
-            if isinstance(error, ObjectStoreUnavailable):
-                self.unchecked[object_id] = str(error)
-            elif error is not None:
-                raise error
+            failure = head.exception()
+            if isinstance(failure, ObjectStoreUnavailable):
+                self.unchecked[object_id] = str(failure)
+            elif failure is not None:
+                raise failure
             else:
                 size = head.result()
                 self.uploaded[object_id] = size is not None
