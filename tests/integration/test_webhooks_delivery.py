@@ -305,6 +305,16 @@ async def test_key_value_is_kept_on_replace_and_sealed_at_rest(
         ).fetchone()
     assert stored.startswith("fernet:") and "21238dksdjqwpqscj9" not in stored
 
+    # The stored key goes only to the receiver it was given for: moving the webhook to
+    # another origin needs the key again (else anyone who may edit it could take the key).
+    elsewhere = "http://127.0.0.1:9/collect"
+    refused = await hooks.put(webhook, url=elsewhere, status="created")
+    assert refused.status == 400
+    moved = await hooks.put(
+        webhook, url=elsewhere, status="created", api_key_value="Bearer another"
+    )
+    assert moved.status == 201
+
 
 async def test_nothing_is_lost_when_the_service_is_killed_mid_stream(
     http: aiohttp.ClientSession, hooks: Webhooks, receiver: Receiver, tams_stack: Stack

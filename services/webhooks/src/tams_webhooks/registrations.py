@@ -9,8 +9,10 @@ registration is decided here: existence (404) and the status state machine (chec
     created | started  --created--->  unchanged       (a configuration change only)
 
 `api_key_value` arrives sealed (tams_runtime.secret_box) and is never part of a reply. A
-replacement that leaves it out keeps the stored value as long as `api_key_name` is unchanged,
-so a client can edit a webhook it read back (the value is write-only) without resending it.
+replacement that leaves it out keeps the stored value as long as `api_key_name` and the URL's
+origin (scheme, host and port) are unchanged, so a client can edit a webhook it read back
+(the value is write-only) without resending it, but nobody can send the stored key to a
+receiver of their own choosing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
 from tams_schema.auth import Principal
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
@@ -108,7 +111,25 @@ def _key_value(current: WebhookRecord, doc: dict[str, Any], payload: dict[str, A
             f"api_key_value is needed with api_key_name {name!r}: there is no stored value for "
             "that header name to keep",
         )
+    if _origin(doc.get("url")) != _origin(current.doc.get("url")):
+        raise Refused(
+            400,
+            "BadRequest",
+            "api_key_value is needed when the url moves to another scheme, host or port: the "
+            "stored key goes only to the receiver it was given for",
+        )
     return current.api_key_value
+
+
+def _origin(url: object) -> tuple[str, str, int | None] | None:
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 @answers_refusals
