@@ -214,8 +214,16 @@ async def test_no_credentials_is_401_with_a_challenge_per_scheme(
         {"Authorization": "Basic !!!"},
         {"Authorization": "Digest username=news"},
         {"Authorization": "Bearer not-a-jwt"},
+        {"Authorization": "Basic\tbmV3czp3cm9uZw=="},  # a tab: an unknown "scheme"
     ],
-    ids=["wrong-password", "no-colon", "not-base64", "unknown-scheme", "garbage-token"],
+    ids=[
+        "wrong-password",
+        "no-colon",
+        "not-base64",
+        "unknown-scheme",
+        "garbage-token",
+        "tab-separated",
+    ],
 )
 async def test_bad_credentials_are_401(
     client: aiohttp.ClientSession, headers: dict[str, str]
@@ -226,7 +234,7 @@ async def test_bad_credentials_are_401(
         text = await resp.text()
         assert (await resp.json())["type"] == "Unauthorized"
         # Nothing of what was sent comes back.
-        assert headers["Authorization"].split(" ", 1)[1] not in text
+        assert headers["Authorization"].split(maxsplit=1)[1] not in text
 
 
 async def test_an_unknown_user_is_refused_like_a_wrong_password(
@@ -251,6 +259,8 @@ def _rejected(issuer: TokenIssuer) -> dict[str, str]:
         "no expiry": issuer.token(news, exp=None),
         "unknown kid": issuer.token(news, key=stranger, kid="nobody-knows-me"),
         "forged signature": issuer.token(news, key=stranger, kid="rsa-1"),
+        # RS256 naming the EC key: PyJWT cannot even use the key for that algorithm.
+        "alg of another key type": issuer.token(news, key=stranger, kid="ec-1", algorithm="RS256"),
         "alg none": jwt.encode(
             {"iss": ISSUER, "aud": "tams-test", "sub": "x", "exp": now + 60},
             key=None,
@@ -276,6 +286,7 @@ def _rejected(issuer: TokenIssuer) -> dict[str, str]:
         "no expiry",
         "unknown kid",
         "forged signature",
+        "alg of another key type",
         "alg none",
         "hs256 with the public key",
     ],

@@ -9,6 +9,7 @@ The admin (`http`, the stack's own gateway) sets things up; the identities of
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest_asyncio
 
+from tams_runtime.passwords import hash_password
 from tams_stack.stack import Stack
 from tams_stack.testing import ARCHIVE_BACKEND, TEST_SYNC_DELETE_LIMIT
 
@@ -385,7 +387,30 @@ async def test_rate_limits_answer_429_with_retry_after_per_principal(tams_stack:
         for _ in range(5):
             async with http.get("/service", headers=wrong) as resp:
                 failures.append(resp.status)
-        assert failures[:3] == [401, 401, 401] and 429 in failures[3:]
+        assert failures[:3] == [401, 401, 401] and failures[3:] == [429, 429]
+
+
+async def test_a_throttled_address_gets_429_even_with_the_right_password(
+    tams_stack: Stack,
+) -> None:
+    # While failed sign-ins have emptied an address's bucket, no credentials from it are
+    # checked at all: a guesser cannot tell a right password from the 429s.
+    user = {"password": hash_password("right-one"), "scopes": ["read"]}
+    env = {
+        "TAMS_AUTH_USERS": json.dumps({"guessed": user}),
+        "TAMS_GATEWAY_RATE_LIMIT_PER_S": "0.2",
+        "TAMS_GATEWAY_RATE_LIMIT_BURST": "3",
+    }
+    async with (
+        extra_gateway(tams_stack, env, "gateway-guessed") as url,
+        aiohttp.ClientSession(url) as http,
+    ):
+        statuses = []
+        for password in ("a", "b", "c", "d", "right-one"):
+            token = base64.b64encode(f"guessed:{password}".encode()).decode()
+            async with http.get("/service", headers={"Authorization": f"Basic {token}"}) as resp:
+                statuses.append(resp.status)
+        assert statuses == [401, 401, 401, 429, 429]
 
 
 async def test_internal_service_apis_need_the_internal_token(tams_stack: Stack) -> None:

@@ -204,6 +204,10 @@ class BearerAuthenticator:
             raise TokenRejected("the token signature does not verify") from exc
         except jwt.PyJWTError as exc:
             raise TokenRejected(f"the token is not acceptable: {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            # PyJWT's answer to an algorithm that does not fit the key's type (an RS256
+            # header naming an EC key, say): the token is bad, not the server.
+            raise TokenRejected(f"the token's algorithm {alg} does not fit its key") from exc
         return self.principal(claims), float(claims["exp"])
 
     def principal(self, claims: dict[str, Any]) -> Principal:

@@ -105,7 +105,9 @@ class Gate:
                 return await self._basic(credentials.strip())
             if scheme.lower() == "bearer":
                 return await self._bearer(credentials.strip())
-            raise self.unauthorized(f"authorization scheme {scheme!r} is not accepted")
+            # Named up to any whitespace and briefly: what follows may be credentials.
+            shown = scheme.split(maxsplit=1)[0][:20] if scheme.strip() else ""
+            raise self.unauthorized(f"authorization scheme {shown!r} is not accepted")
         token = request.query.get("access_token")
         if token is not None:
             return await self._bearer(token)
@@ -141,7 +143,15 @@ class Gate:
     # --- rate limits -----------------------------------------------------------------------
 
     def throttle(self, key: str) -> None:
-        wait = self.limiter.take(key)
+        self._refuse_for(self.limiter.take(key))
+
+    def refuse_while_throttled(self, key: str) -> None:
+        """429 while `key`'s bucket is empty, spending nothing: credentials are then not
+        even checked, so a guesser learns nothing from the answers."""
+        self._refuse_for(self.limiter.wait(key))
+
+    @staticmethod
+    def _refuse_for(wait: float) -> None:
         if wait > 0:
             raise ApiError(
                 429,
@@ -168,12 +178,15 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
     gate = request.app[GATE]
     if gate.disabled or request.path in PROBE_PATHS:
         return await handler(request)
+    # Failed attempts count against the client's address, which slows password guessing:
+    # while its bucket is empty, no credentials from it are checked at all.
+    address = f"address:{request.remote}"
+    gate.refuse_while_throttled(address)
     try:
         principal = await gate.authenticate(request)
     except ApiError as exc:
         if exc.status == 401:
-            # Failed attempts count against the client's address: slows password guessing.
-            gate.throttle(f"address:{request.remote}")
+            gate.throttle(address)
         raise
     gate.throttle(f"principal:{principal.name}")
     request[PRINCIPAL] = principal

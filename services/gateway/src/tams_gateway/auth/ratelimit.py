@@ -32,6 +32,17 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self.rate > 0
 
+    def wait(self, key: str, now: float | None = None) -> float:
+        """The seconds until `key`'s bucket has a token (0: it has one now), spending none."""
+        if not self.enabled:
+            return 0.0
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
     def take(self, key: str, now: float | None = None) -> float:
         """Spend one token of `key`'s bucket: 0 if allowed, else the seconds to wait."""
         if not self.enabled:
