@@ -76,6 +76,13 @@ async def test_allocation_rules(http: aiohttp.ClientSession) -> None:
         ({"presigned": False}, 400),
         ({"content_type": "video/mp4"}, 400),
         ({"object_ids": ["a", "a"]}, 400),
+        # Ids become S3 keys and URL paths: no path steps, control characters or spaces.
+        ({"object_ids": ["ab/../../ea/x"]}, 400),
+        ({"object_ids": [".."]}, 400),
+        ({"object_ids": [""]}, 400),
+        ({"object_ids": ["a\nb"]}, 400),
+        ({"object_ids": ["with space"]}, 400),
+        ({"object_ids": ["x" * 257]}, 400),
     ):
         async with http.post(base, json=body) as resp:
             assert resp.status == status, f"{body}: {resp.status} {await resp.text()}"

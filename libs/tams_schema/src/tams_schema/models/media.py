@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -76,6 +77,9 @@ class FailedSegments(TamsModel):
     failed_segments: list[FailedSegment]
 
 
+CLIENT_OBJECT_ID = re.compile(r"[A-Za-z0-9._~/-]{1,256}")
+
+
 class StorageRequest(TamsModel):
     """`POST /flows/{id}/storage` (note `content_type` with an underscore here)."""
 
@@ -84,6 +88,24 @@ class StorageRequest(TamsModel):
     storage_id: Uuid | None = None
     content_type: MimeType | None = None
     presigned: bool | None = None
+
+    @field_validator("object_ids")
+    @classmethod
+    def _safe_object_ids(cls, ids: list[str] | None) -> list[str] | None:
+        # A client's id becomes part of an S3 key (`objects/{id[:2]}/{id}`) and of URLs
+        # (`/objects/{id}`): URL-unreserved characters and `/` only, and no empty, `.` or
+        # `..` steps between the slashes, which a store could read as a path.
+        for object_id in ids or []:
+            steps = object_id.split("/")
+            if not CLIENT_OBJECT_ID.fullmatch(object_id) or any(
+                step in ("", ".", "..") for step in steps
+            ):
+                raise ValueError(
+                    f"object id {object_id[:80]!r} is not allowed: use up to 256 letters, "
+                    "digits and . _ ~ - /, with no empty, '.' or '..' steps between slashes "
+                    "(it becomes part of an S3 key and of URLs)"
+                )
+        return ids
 
     @model_validator(mode="after")
     def limit_or_ids(self) -> StorageRequest:
