@@ -177,8 +177,11 @@ async def test_objects_show_only_readable_flows_and_backends(
     sport, news = As(client, "sport"), As(client, "news")
     status, found = await sport.send("GET", f"/objects/{shared}")
     assert status == 200 and found["referenced_by_flows"] == [sport_flow["id"]]
+    # The news flow registered it first; sport may not know that flow exists.
+    assert "first_referenced_by_flow" not in found
     status, found = await news.send("GET", f"/objects/{shared}")
     assert status == 200 and found["referenced_by_flows"] == [news_flow["id"]]
+    assert found["first_referenced_by_flow"] == news_flow["id"]
     admin_view = await get_json(http, f"/objects/{shared}")
     assert set(admin_view["referenced_by_flows"]) == {news_flow["id"], sport_flow["id"]}
     # No readable flow uses it: as if it did not exist.

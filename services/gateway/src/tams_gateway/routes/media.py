@@ -3,6 +3,7 @@ instances."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -110,6 +111,11 @@ async def authorise_objects(request: web.Request, segments: list[dict[str, Any]]
             f"object {refused[0]} is registered already and you may not read it, so you may "
             "not reuse it"
         )
+
+
+def readable_flow(tx: ReadTx, access: Access, flow_id: str) -> bool:
+    flow = tx.get_flow(flow_id)
+    return flow is not None and "read" in access.permissions(flow.get("tags"))
 
 
 def object_missing(object_id: str) -> ApiError:
@@ -327,6 +333,10 @@ async def get_object(request: web.Request) -> web.Response:
         obj = tx.get_objects([object_id]).get(object_id)
         if obj is None or not obj.registered:
             return None, [], None, None
+        first = obj.first_referenced_by_flow
+        if readable is not None and first and not readable_flow(tx, access, first):
+            # Named only to those who may read that flow (its existence is not disclosed).
+            obj = replace(obj, first_referenced_by_flow=None)
         if readable is not None:
             # AppNote 0016: 404 unless some flow using it is readable; then only those are
             # listed (none, if the caller's own flow_tag filters exclude them all).
