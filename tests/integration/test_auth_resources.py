@@ -309,6 +309,31 @@ async def test_webhook_filters_must_name_readable_flows_and_sources(
     await ok(http, "DELETE", path, None, 204)
 
 
+async def test_collections_may_name_only_readable_flows(
+    http: aiohttp.ClientSession, client: aiohttp.ClientSession
+) -> None:
+    sport_flow = await classed_flow(http, ["sport"])
+    news_flow = await classed_flow(http, ["news"])
+    sport = As(client, "sport")
+    path = f"/flows/{sport_flow['id']}/flow_collection"
+    # An unreadable flow is refused exactly like one that does not exist.
+    answers = []
+    for member in (news_flow["id"], new_id()):
+        status, answer = await sport.send("PUT", path, [{"id": member, "role": "x"}])
+        answers.append((status, answer["summary"].replace(member, "<id>")))
+    assert answers[0] == answers[1] and answers[0][0] == 400, answers
+    status, whole = await sport.send(
+        "PUT",
+        f"/flows/{sport_flow['id']}",
+        {**sport_flow, "flow_collection": [{"id": news_flow["id"], "role": "x"}]},
+    )
+    assert status == 400 and "does not exist" in whole["summary"], whole
+    assert "collected_by" not in await get_json(http, f"/flows/{news_flow['id']}")
+    own = await classed_flow(http, ["sport"])
+    status, _ = await sport.send("PUT", path, [{"id": own["id"], "role": "x"}])
+    assert status == 204
+
+
 async def test_deliveries_follow_the_owners_permission_at_event_time(
     http: aiohttp.ClientSession, client: aiohttp.ClientSession
 ) -> None:

@@ -131,7 +131,31 @@ async def put_flow(request: web.Request) -> web.Response:
         raise bad_request(f"body id {flow['id']} does not match the flow id {flow_id} in the path")
     check_auth_classes_value(flow.get("tags"))
     await authorise_flow_put(request, flow)
+    await authorise_members(request, flow.get("flow_collection") or [])
     return await send(request, gw.topics.catalog_commands, "flows.put", flow_id, {"flow": flow})
+
+
+async def authorise_members(request: web.Request, members: list[Doc]) -> None:
+    """AppNote 0016: a collection may name only flows the caller may read. Any other is
+    refused as if it did not exist, as the catalog refuses a missing one: collecting it would
+    disclose that it exists, and change its `collected_by` for those who may read it."""
+    gw: Gateway = request.app[GATEWAY]
+    access = Access.of(request)
+    ids = [m["id"] for m in members if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    if not access.restricted or not ids:
+        return
+
+    def unreadable(tx: Any) -> list[str]:
+        found = {i: tx.get_flow(i) for i in ids}
+        return [
+            i
+            for i, member in found.items()
+            if member is not None and "read" not in access.permissions(member.get("tags"))
+        ]
+
+    hidden = await gw.store.read(unreadable)
+    if hidden:
+        raise bad_request(f"flow_collection member {hidden[0]} does not exist")
 
 
 async def authorise_flow_put(request: web.Request, flow: Doc) -> None:
@@ -243,6 +267,8 @@ def _property_routes(prop: str, deletable: bool) -> None:
 
     async def put(request: web.Request) -> web.Response:
         value = _parse_property(prop, await json_body(request))
+        if prop == "flow_collection":
+            await authorise_members(request, value)
         return await _command(request, "flows.property.set", name=prop, value=value)
 
     async def delete(request: web.Request) -> web.Response:
