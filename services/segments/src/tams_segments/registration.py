@@ -343,9 +343,10 @@ class Registrar:
             )
         elif not obj.registered:
             if obj.allocated_flow_id != flow_id:
+                # The other flow is not named: the caller may not be allowed to know it.
                 raise Rejected(
-                    f"object {object_id} was allocated for flow {obj.allocated_flow_id}; its "
-                    "first registration must be on that flow"
+                    f"object {object_id} was allocated for another flow; its first "
+                    "registration must be on that flow"
                 )
             container = context.flow.get("container")
             if obj.content_type and obj.content_type != container:
@@ -444,8 +445,8 @@ class Registrar:
             return []
         if init.allocated_flow_id != flow_id:
             raise Rejected(
-                f"init object {init_id} was allocated for flow {init.allocated_flow_id}; its "
-                "first registration must be on that flow"
+                f"init object {init_id} was allocated for another flow; its first "
+                "registration must be on that flow"
             )
         if not self.uploaded.get(init_id):
             raise Rejected(f"init object {init_id} has not been uploaded to its put_url")
