@@ -98,11 +98,17 @@ async def test_disabling_and_re_enabling_empty_the_queue(
     assert (webhook_id not in queues) is emptied
 
 
-async def test_key_value_is_kept_only_for_the_same_header_name(store: SqliteStore) -> None:
+async def test_key_value_is_kept_only_for_the_same_header_name_and_origin(
+    store: SqliteStore,
+) -> None:
     webhook_id = await created(store)
-    assert (await replace(store, webhook_id, "created", url="https://b.example/")).status == 201
+    same_origin = "https://a.example/elsewhere?x=1"
+    assert (await replace(store, webhook_id, "created", url=same_origin)).status == 201
     record = await store.read(lambda tx: tx.get_webhook(webhook_id))
     assert record is not None and record.api_key_value == "plain:k"
+    for other in ("https://b.example/", "http://a.example/", "https://a.example:8443/"):
+        moved = await replace(store, webhook_id, "created", url=other)
+        assert moved.status == 400 and "api_key_value" in moved.body["summary"], other
     renamed = await replace(store, webhook_id, "created", api_key_name="X-Other")
     assert renamed.status == 400 and "api_key_value" in renamed.body["summary"]
     unnamed = {k: v for k, v in DOC.items() if k != "api_key_name"}
