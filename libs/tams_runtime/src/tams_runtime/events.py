@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from tams_schema.auth import auth_classes_of
-from tams_schema.envelopes import EventContext, TamsEvent
+from tams_schema.envelopes import CommandEnvelope, EventContext, FollowUp, Outcome, TamsEvent
 from tams_store import ReadTx
 
 Doc = dict[str, Any]
@@ -56,3 +56,33 @@ def source_event(kind: str, event: Doc, context: EventContext, now: datetime) ->
         event=event,
         context=context,
     )
+
+
+# The segments service's command that publishes events another service made (`relayed`).
+RELAY_COMMAND = "events.relay"
+
+
+def relayed(flow_id: str, events: list[TamsEvent]) -> FollowUp:
+    """`events` (a flow's deletion) for the segments service to publish, keyed by the flow.
+
+    Events about one flow come from two services: the segments service announces its
+    segments, the catalog the flow. Each service publishes in the order it applies, but the
+    catalog's `flows/deleted` could overtake a `flows/segments_added` the segments service
+    had committed and not yet published. Published by the segments service instead, after
+    everything it applied before (this command reaches it only once the catalog has seen
+    those segments), the deletion's events come last, as docs/events.md promises. The
+    events keep the ids the catalog's recorded outcome gave them."""
+    return FollowUp(
+        service="segments",
+        command=CommandEnvelope(
+            name=RELAY_COMMAND,
+            key=flow_id,
+            payload={"events": [event.model_dump(mode="json") for event in events]},
+        ),
+    )
+
+
+def relay(_tx: object, command: CommandEnvelope) -> Outcome:
+    """The segments service's handler of `events.relay`: publish them, change nothing."""
+    events = [TamsEvent.model_validate(event) for event in command.payload["events"]]
+    return Outcome(status=200, events=events)

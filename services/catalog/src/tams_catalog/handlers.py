@@ -195,7 +195,7 @@ class FlowDeletion:
                 now=now,
                 retention_s=self.soft_retention_s,
             )
-            return Outcome(status=204, events=changes)
+            return deletion_outcome(204, flow_id, changes)
         limit = self.media.sync_delete_limit
         segments = tx.segments_within(
             flow_id, TimeRange.eternity(), object_id=None, limit=limit + 1
@@ -212,7 +212,7 @@ class FlowDeletion:
             )
             tx.put_deletion_request(record)
             return deletion.accepted(record)
-        return Outcome(status=204, events=self._delete_now(tx, flow, segments, now))
+        return deletion_outcome(204, flow_id, self._delete_now(tx, flow, segments, now))
 
     def _finish(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
         """The last step of an asynchronous flow deletion."""
@@ -245,13 +245,14 @@ class FlowDeletion:
             return deletion.chain_outcome([], [deletion.step_command(again)])
         changes = self._delete_now(tx, flow, segments, now)
         tx.put_deletion_request(deletion.finished(record, now, self.retention_s))
-        return deletion.chain_outcome(changes)
+        return deletion_outcome(200, record.flow_id, changes)
 
     def _delete_now(
         self, tx: WriteTx, flow: Doc, segments: list[SegmentRecord], now: datetime
     ) -> list[TamsEvent]:
         """The flow, its (few) segments, tags and collection links in this transaction;
-        objects nothing else uses are released for garbage collection."""
+        objects nothing else uses are released for garbage collection. The events are for
+        the segments service to publish (`events.relayed`), after its own about the flow."""
         flow_id = flow["id"]
         extent = tx.flow_timerange(flow_id)
         context = events.flow_context(tx, flow)
@@ -272,6 +273,16 @@ class FlowDeletion:
         changes.extend(collectors_changed)
         changes.extend(_drop_source_if_orphaned(tx, flow["source_id"], now))
         return changes
+
+
+def deletion_outcome(status: int, flow_id: str, changes: list[TamsEvent]) -> Outcome:
+    """A flow's deletion: its own events (`segments_deleted`, `deleted`) and its source's
+    `sources/deleted` go through the segments service, after the events of the segments it
+    applied before (`events.relayed`); the collectors' `flows/updated` go from here, in
+    order with the catalog's other changes to those flows."""
+    last = [e for e in changes if e.key == flow_id or e.event_type == "sources/deleted"]
+    rest = [e for e in changes if e not in last]
+    return Outcome(status=status, events=rest, commands=[events.relayed(flow_id, last)])
 
 
 def _flow_change(tx: WriteTx, command: CommandEnvelope, updated: Doc) -> Outcome:
