@@ -216,6 +216,43 @@ async def test_read_only_flow_refuses_writes_except_read_only(http: aiohttp.Clie
         assert resp.status == 204
 
 
+async def test_a_collection_change_updates_the_sources_it_changes(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    # Sources show collections derived from their flows' (`source_collection`,
+    # `collected_by`): when those change, so do the sources, and each says so.
+    video, multi = video_flow(), multi_flow([])
+    del multi["flow_collection"]
+    await put_flow(http, video)
+    await put_flow(http, multi)
+    async with EventReader(tams_stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]) as reader:
+
+        def updated(evs: list[dict[str, Any]], source_id: str) -> list[dict[str, Any]]:
+            return [
+                e["event"]["source"]
+                for e in evs
+                if e["event_type"] == "sources/updated" and e["key"] == source_id
+            ]
+
+        async with http.put(
+            f"/flows/{multi['id']}/flow_collection", json=[{"id": video["id"], "role": "v"}]
+        ) as resp:
+            assert resp.status == 204, await resp.text()
+        seen = await reader.until(
+            lambda evs: updated(evs, multi["source_id"]) and updated(evs, video["source_id"])
+        )
+        (collector,) = updated(seen, multi["source_id"])
+        assert [s["id"] for s in collector["source_collection"]] == [video["source_id"]]
+        (member,) = updated(seen, video["source_id"])
+        assert member["collected_by"] == [multi["source_id"]]
+
+        # The member goes: the collector's source loses it.
+        async with http.delete(f"/flows/{video['id']}") as resp:
+            assert resp.status == 204
+        seen = await reader.until(lambda evs: len(updated(evs, multi["source_id"])) == 2)
+        assert "source_collection" not in updated(seen, multi["source_id"])[1]
+
+
 async def test_collections_and_collected_by(http: aiohttp.ClientSession) -> None:
     video, audio = video_flow(), audio_flow()
     await put_flow(http, video)

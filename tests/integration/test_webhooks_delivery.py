@@ -127,8 +127,14 @@ async def test_filters_on_flows_sources_and_collections(
     await put_flow(http, member)
     await put_flow(http, loose)
     collector = multi_flow([member["id"]])
-    await put_flow(http, collector)
     events = ["flows/updated", "sources/updated"]
+    async with receiving() as settle:
+        # The collection makes its own sources/updated: let them pass before the webhooks
+        # under test exist, so that those see only the changes below.
+        settling = await hooks.register(settle.url, events)
+        await put_flow(http, collector)
+        await settle.wait_for(1, about(member["source_id"]))
+        await ok(http.delete(f"/service/webhooks/{settling['id']}"))
     cases: dict[str, dict[str, Any]] = {
         "flow_ids": {"flow_ids": [member["id"]]},
         "source_ids": {"source_ids": [loose["source_id"]]},

@@ -13,7 +13,7 @@ from functools import wraps
 
 from tams_catalog import domain, soft_delete
 from tams_catalog.domain import CatalogError, Doc
-from tams_catalog.membership import leave_collections
+from tams_catalog.membership import leave_collections, source_updates, sources_touched
 from tams_runtime import deletion, events
 from tams_runtime.settings import MediaSettings, SoftDeleteSettings
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome, TamsEvent
@@ -97,6 +97,7 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     )
     check_flow_collection(tx, flow_id, flow["source_id"], flow.get("flow_collection") or [])
     changes: list[TamsEvent] = []
+    sources = sources_touched(tx, existing or {"source_id": flow["source_id"]}, flow)
     source = tx.get_source(flow["source_id"])
     if source is None:
         source = domain.new_source(flow, now, command.principal)
@@ -109,6 +110,7 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
         changes.extend(_drop_source_if_orphaned(tx, existing["source_id"], now))
     stored_flow = require_flow(tx, flow_id)
     changes.append(flow_event(tx, "updated" if existing else "created", stored_flow, now))
+    changes.extend(source_updates(tx, sources, now))
     if existing is None:
         return Outcome(status=201, body=stored_flow, events=changes)
     return Outcome(status=204, events=changes)
@@ -287,10 +289,11 @@ def deletion_outcome(status: int, flow_id: str, changes: list[TamsEvent]) -> Out
 
 def _flow_change(tx: WriteTx, command: CommandEnvelope, updated: Doc) -> Outcome:
     now = now_of(command)
+    sources = sources_touched(tx, require_flow(tx, updated["id"]), updated)
     tx.put_flow(stored(domain.attribute(updated, updated, command.principal)))
-    return Outcome(
-        status=204, events=[flow_event(tx, "updated", require_flow(tx, updated["id"]), now)]
-    )
+    changes = [flow_event(tx, "updated", require_flow(tx, updated["id"]), now)]
+    changes.extend(source_updates(tx, sources, now))
+    return Outcome(status=204, events=changes)
 
 
 @rules

@@ -1,4 +1,6 @@
-"""A flow that goes (deleted or soft-deleted) leaves the collections that hold it."""
+"""Flow collections' effects beyond the flow: a flow that goes (deleted or soft-deleted)
+leaves the collections that hold it, and a change of collection changes the sources'
+derived `source_collection` and `collected_by`, each a `sources/updated`."""
 
 from __future__ import annotations
 
@@ -28,9 +30,39 @@ def leave_collections(tx: WriteTx, flow: Doc, now: datetime) -> list[TamsEvent]:
         }
         if kept:
             updated["flow_collection"] = kept
+        sources = sources_touched(tx, collector, updated)
         tx.put_flow(domain.touch_flow(updated, now))
         changed = tx.get_flow(collector_id)
         assert changed is not None
         context = events.flow_context(tx, changed)
         changes.append(events.flow_event("updated", {"flow": changed}, context, now))
+        changes.extend(source_updates(tx, sources, now))
+    return changes
+
+
+def sources_touched(tx: WriteTx, old: Doc, new: Doc) -> dict[str, Doc]:
+    """The sources whose derived collections a flow's change from `old` to `new` may change,
+    as they are now (before it): its own (`source_collection`) and its members', old and
+    new (`collected_by`). None when its `flow_collection` stays the same."""
+    old_members = old.get("flow_collection") or []
+    new_members = new.get("flow_collection") or []
+    if old_members == new_members:
+        return {}
+    ids = {new["source_id"]}
+    for item in old_members + new_members:
+        member = tx.get_flow(item["id"])
+        if member is not None:
+            ids.add(member["source_id"])
+    views = {source_id: tx.get_source(source_id) for source_id in sorted(ids)}
+    return {source_id: view for source_id, view in views.items() if view is not None}
+
+
+def source_updates(tx: WriteTx, before: dict[str, Doc], now: datetime) -> list[TamsEvent]:
+    """`sources/updated` for each of `before`'s sources whose view has changed since."""
+    changes = []
+    for source_id, old in before.items():
+        new = tx.get_source(source_id)
+        if new is not None and new != old:
+            context = events.source_context(new)
+            changes.append(events.source_event("updated", {"source": new}, context, now))
     return changes
