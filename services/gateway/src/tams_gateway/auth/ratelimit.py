@@ -39,8 +39,7 @@ class RateLimiter:
         bucket = self._buckets.get(key)
         if bucket is None:
             return 0.0
-        now = time.monotonic() if now is None else now
-        tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        tokens = self._refilled(bucket, time.monotonic() if now is None else now)
         return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
 
     def take(self, key: str, now: float | None = None) -> float:
@@ -56,12 +55,16 @@ class RateLimiter:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+            bucket.tokens = self._refilled(bucket, now)
             bucket.updated = now
         if bucket.tokens >= 1:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) / self.rate
+
+    def _refilled(self, bucket: Bucket, now: float) -> float:
+        """The bucket's tokens at `now`: what it had, plus what the rate added since."""
+        return min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
 
 
 def retry_after(wait_s: float) -> str:

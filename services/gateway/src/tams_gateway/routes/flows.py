@@ -150,7 +150,7 @@ async def authorise_members(request: web.Request, members: list[Doc]) -> None:
         return [
             i
             for i, member in found.items()
-            if member is not None and "read" not in access.permissions(member.get("tags"))
+            if member is not None and not access.may(member.get("tags"), "read")
         ]
 
     hidden = await gw.store.read(unreadable)

@@ -113,11 +113,6 @@ async def authorise_objects(request: web.Request, segments: list[dict[str, Any]]
         )
 
 
-def readable_flow(tx: ReadTx, access: Access, flow_id: str) -> bool:
-    flow = tx.get_flow(flow_id)
-    return flow is not None and "read" in access.permissions(flow.get("tags"))
-
-
 def object_missing(object_id: str) -> ApiError:
     return not_found(f"object {object_id} does not exist (or was never registered)")
 
@@ -334,9 +329,11 @@ async def get_object(request: web.Request) -> web.Response:
         if obj is None or not obj.registered:
             return None, [], None, None
         first = obj.first_referenced_by_flow
-        if readable is not None and first and not readable_flow(tx, access, first):
-            # Named only to those who may read that flow (its existence is not disclosed).
-            obj = replace(obj, first_referenced_by_flow=None)
+        if readable is not None and first:
+            first_flow = tx.get_flow(first)
+            if first_flow is None or not access.may(first_flow.get("tags"), "read"):
+                # Named only to those who may read that flow (its existence is not disclosed).
+                obj = replace(obj, first_referenced_by_flow=None)
         if readable is not None:
             # AppNote 0016: 404 unless some flow using it is readable; then only those are
             # listed (none, if the caller's own flow_tag filters exclude them all).
