@@ -52,6 +52,8 @@ Fetch = dict[TopicPartition, list[Any]]
 Publish = Callable[[], Awaitable[asyncio.Future[Any]]]
 ProcessFetch = Callable[[Fetch], Awaitable[Publish | None]]
 CommitTimer = Callable[[float], None]
+# How long to wait before sending a refused fetch's messages again.
+RESEND_BACKOFF_S = 0.5
 
 
 class Rest:
@@ -99,11 +101,9 @@ class GroupConsumer:
         pace_s: Callable[[], float] | None = None,
         rest: Rest | None = None,
         recover: Callable[[], Awaitable[None]] | None = None,
-        resend_backoff_s: float = 0.5,
     ) -> None:
         self.settings = settings
         self.recover = recover
-        self.resend_backoff_s = resend_backoff_s
         self.topic = topic
         self.group_id = group_id
         self.process = process
@@ -292,7 +292,7 @@ class GroupConsumer:
                 return
             except Exception:
                 log.exception("sends not acknowledged; sending again", extra={"topic": self.topic})
-            await asyncio.sleep(self.resend_backoff_s)
+            await asyncio.sleep(RESEND_BACKOFF_S)
             if self.recover is not None:
                 try:
                     await self.recover()
