@@ -84,6 +84,9 @@ class EventConsumer:
         self.group_id = group_id
         self.handler = handler
         self.retry_backoff_s = retry_backoff_s
+        # True from a failed attempt at a batch until that batch succeeds: events are not
+        # being delivered meanwhile, however healthy the loop and the broker look.
+        self.failing = False
         self._loop = GroupConsumer(
             settings,
             self.topic,
@@ -104,7 +107,8 @@ class EventConsumer:
         return self._loop.running()
 
     async def healthy(self) -> bool:
-        return self.running()
+        """Readiness: the loop runs and its handler is not stuck retrying a batch."""
+        return self.running() and not self.failing
 
     def _pace(self) -> float:
         """How long to wait before reading on, once caught up: `idle_read_interval_s` while
@@ -135,9 +139,11 @@ class EventConsumer:
         while True:
             try:
                 await self.handler(events)
+                self.failing = False
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self.failing = True
                 log.exception("event batch failed; retrying", extra={"topic": self.topic})
                 await asyncio.sleep(self.retry_backoff_s)
