@@ -46,6 +46,14 @@ def tr(n: int) -> str:
     return f"[{n}:0_{n + 1}:0)"
 
 
+def reuse(objects: list[str], n: int, slot: int) -> dict[str, str]:
+    """A segment at second `slot` reusing object `n` of the pool (`prepare_objects`
+    registered object i at second i): its `ts_offset` maps the segment onto the object's
+    own timerange, as the spec requires of a reused object."""
+    index = n % len(objects)
+    return {"object_id": objects[index], "timerange": tr(slot), "ts_offset": f"{slot - index}:0"}
+
+
 def video_flow() -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
@@ -182,7 +190,7 @@ async def bench(
             flow_id = flows[n % len(flows)]["id"]
             slot = next_slot[flow_id]
             next_slot[flow_id] = slot + 1
-            segment = {"object_id": objects[n % len(objects)], "timerange": tr(slot)}
+            segment = reuse(objects, n, slot)
             status, _ = await lean.request("POST", f"/flows/{flow_id}/segments", segment)
             return status
 
@@ -198,10 +206,7 @@ async def bench(
             flow_id = bulk_flows[n % len(bulk_flows)]["id"]
             slot = next_slot[flow_id]
             next_slot[flow_id] = slot + 100
-            body = [
-                {"object_id": objects[(slot + i) % len(objects)], "timerange": tr(slot + i)}
-                for i in range(100)
-            ]
+            body = [reuse(objects, slot + i, slot + i) for i in range(100)]
             status, _ = await lean.request("POST", f"/flows/{flow_id}/segments", body)
             return status
 

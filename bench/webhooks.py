@@ -35,7 +35,7 @@ from tams_stack.credentials import add_auth_arguments, auth_from_arguments
 
 sys.path.insert(0, str(Path(__file__).parent))
 from catalog import cpu_seconds, percentile
-from segments_write import prepare_objects, tr, video_flow
+from segments_write import prepare_objects, reuse, video_flow
 
 # --- receiver process --------------------------------------------------------------------
 
@@ -133,8 +133,8 @@ async def post_segments(
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        timerange = tr(first + n)
-        segment = {"object_id": objects[n % len(objects)], "timerange": timerange}
+        segment = reuse(objects, n, first + n)
+        timerange = segment["timerange"]
         sent = time.monotonic()
         async with http.post(f"/flows/{flow_id}/segments", json=segment) as resp:
             await resp.read()

@@ -61,10 +61,13 @@ def flow_body(flow_id: str, fmt: str = "video", **extra: Any) -> dict[str, Any]:
     return body
 
 
-def external(start: int, end: int, object_id: str) -> dict[str, Any]:
+def external(start: int, end: int, object_id: str, ts_offset: int = 0) -> dict[str, Any]:
+    """A segment of an object outside the store; reusing one needs the `ts_offset` (in
+    seconds) that moves the segment onto the object's own timerange."""
     return {
         "object_id": object_id,
         "timerange": f"[{start}:0_{end}:0)",
+        "ts_offset": f"{ts_offset}:0",
         "get_urls": [{"url": f"https://cdn.example/{object_id}", "label": "cdn"}],
     }
 
@@ -133,14 +136,14 @@ def script() -> list[list[tuple[str, str, dict[str, Any]]]]:
                     "segments": [
                         external(10, 12, "o5"),
                         external(11, 13, "o6"),  # overlaps the one before it
-                        external(12, 14, "o0"),  # reuses an object
+                        external(12, 14, "o0", 12),  # reuses an object
                     ],
                 },
             ),
             (
                 "segments.add",
                 OTHER,
-                {"flow_id": OTHER, "single": True, "segments": [external(0, 2, "o1")]},
+                {"flow_id": OTHER, "single": True, "segments": [external(0, 2, "o1", -2)]},
             ),
         ],
         [

@@ -190,7 +190,7 @@ async def test_objects_show_only_readable_flows_and_backends(
     status, found = await sport.send("GET", f"/objects/{shared}?flow_tag.auth_classes=news")
     assert status == 200 and found["referenced_by_flows"] == []
     # Reusing an object needs read access to it.
-    body = {"object_id": private, "timerange": "[5:0_6:0)"}
+    body = {"object_id": private, "timerange": "[5:0_6:0)", "ts_offset": "4:0"}
     status, answer = await sport.send("POST", f"/flows/{sport_flow['id']}/segments", body)
     assert status == 403, answer
     status, answer = await news.send("POST", f"/flows/{news_flow['id']}/segments", body)

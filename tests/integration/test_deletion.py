@@ -49,7 +49,15 @@ async def flow_with_segments(
         http, flow["id"], [f"media {i}".encode() for i in range(objects or count)]
     )
     used = [object_ids[i % len(object_ids)] for i in range(count)]
-    body = [{"object_id": o, "timerange": f"[{i}:0_{i + 1}:0)"} for i, o in enumerate(used)]
+    # A reused object's media is [j:0_j+1:0), from its first segment j: ts_offset maps it.
+    body = [
+        {
+            "object_id": o,
+            "timerange": f"[{i}:0_{i + 1}:0)",
+            "ts_offset": f"{i - i % len(object_ids)}:0",
+        }
+        for i, o in enumerate(used)
+    ]
     status, result = await post(http, flow["id"], body)
     assert status == 201, result
     return flow, object_ids, used
@@ -138,7 +146,8 @@ async def test_a_collected_client_chosen_id_can_be_allocated_and_registered_agai
     object_id = new_id()
     await allocate_and_upload(http, flow["id"], [b"first"], [object_id])
     assert await status_of(http, flow["id"], object_id, "[0:0_1:0)") == 201
-    assert await status_of(http, flow["id"], object_id, "[1:0_2:0)") == 201  # reused
+    reuse = {"object_id": object_id, "timerange": "[1:0_2:0)", "ts_offset": "1:0"}
+    assert (await post(http, flow["id"], reuse))[0] == 201
 
     status, _, _ = await send_json(http, "DELETE", f"/flows/{flow['id']}/segments")
     assert status == 204

@@ -59,9 +59,8 @@ async def test_uncontrolled_instances_are_added_and_removed(
     flow, object_id = await registered_object(http, b"uncontrolled")
     other = video_flow()
     await put_flow(http, other)
-    assert (await post(http, other["id"], {"object_id": object_id, "timerange": "[5:0_6:0)"}))[
-        0
-    ] == 201
+    reuse = {"object_id": object_id, "timerange": "[5:0_6:0)", "ts_offset": "5:0"}
+    assert (await post(http, other["id"], reuse))[0] == 201
     base = f"/objects/{object_id}/instances"
     cdn = {"url": "https://cdn.example.com/a.ts", "label": "cdn"}
     status, body, _ = await send_json(http, "POST", base, cdn)

@@ -108,7 +108,8 @@ async def test_tags_stay_with_the_flow_when_an_object_is_reused(
     flow, _objects, used = await flow_with_segments(http, 2)
     other = video_flow()
     await put_flow(http, other)
-    status, body = await post(http, other["id"], {"object_id": used[0], "timerange": "[5:0_6:0)"})
+    reuse = {"object_id": used[0], "timerange": "[5:0_6:0)", "ts_offset": "5:0"}
+    status, body = await post(http, other["id"], reuse)
     assert status == 201, body
     status, body, _ = await send_json(http, "PUT", tags_path(flow["id"], "genre"), "news")
     assert status == 204, body

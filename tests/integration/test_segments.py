@@ -101,6 +101,10 @@ async def test_listing_filters_paging_and_headers(http: aiohttp.ClientSession) -
 
     no_urls = await get_json(http, f"{base}?accept_get_urls=")
     assert all(s["get_urls"] == [] for s in no_urls)
+    # url-label-list.json: labels separated by single commas, none of them empty.
+    for bad in (",", "a,,b", "a,"):
+        await get_json(http, f"{base}?accept_get_urls={bad}", status=400)
+    await get_json(http, f"{base}?accept_storage_ids={new_id()},", status=400)
     unsigned = await get_json(http, f"{base}?presigned=false")
     assert all(s["get_urls"] == [] for s in unsigned)
     brief = (await get_json(http, base))[0]["get_urls"][0]
@@ -187,8 +191,61 @@ async def test_bulk_partial_failure_and_object_rules(http: aiohttp.ClientSession
         0
     ] == 403
     assert await status_of(http, new_id(), ids[2], "[0:0_1:0)") == 404
+    # An empty list is valid against the spec's schema: nothing to create, so all succeeded.
     async with http.post(f"/flows/{other['id']}/segments", json=[]) as resp:
-        assert resp.status == 400
+        assert resp.status == 201
+    assert [s["object_id"] for s in await get_json(http, f"/flows/{other['id']}/segments")] == [
+        ids[0]
+    ]
+    # One segment sent alone: its errors name its fields, not item 0 of a list.
+    status, error = await post(http, flow["id"], {"object_id": 5, "timerange": "[30:0_31:0)"})
+    assert status == 400 and error["summary"].startswith("object_id: ")
+
+
+async def test_a_segment_lies_within_its_objects_timerange(http: aiohttp.ClientSession) -> None:
+    """POST /flows/{id}/segments: the segment's timerange less `ts_offset` MUST lie within
+    its object's timerange, within a sample; an object's own timerange is bounded."""
+    flow, other = video_flow(), video_flow()  # 25 fps: a frame is 40 ms
+    await put_flow(http, flow)
+    await put_flow(http, other)
+    ids = await allocate_and_upload(http, flow["id"], [b"a"] * 4)
+    # First registration: an object_timerange the segment is not in, or unbounded, or empty.
+    for object_timerange in ("[100:0_101:0)", "_", "[100:0_", "()"):
+        segment = {"object_id": ids[0], "timerange": "[7:0_8:0)"}
+        status, error = await post(
+            http, flow["id"], {**segment, "object_timerange": object_timerange}
+        )
+        assert status == 400, object_timerange
+        assert "object_timerange" in error["summary"] or "outside" in error["summary"]
+    # The object's media is [0:0_10:0); the segment uses its second second.
+    first = {"object_id": ids[0], "timerange": "[7:0_8:0)", "ts_offset": "6:0"}
+    assert (await post(http, flow["id"], {**first, "object_timerange": "[0:0_10:0)"}))[0] == 201
+
+    # Reuse elsewhere: inside the object once moved back by ts_offset ...
+    inside = {"object_id": ids[0], "timerange": "[500:0_509:0)", "ts_offset": "500:0"}
+    assert (await post(http, other["id"], inside))[0] == 201
+    # ... within a frame past its end (an editor cutting by interval overshoots by 1 ns) ...
+    overshoot = {"object_id": ids[0], "timerange": "[600:0_610:1)", "ts_offset": "600:0"}
+    assert (await post(http, other["id"], overshoot))[0] == 201
+    # ... but not a second past it, nor with no ts_offset at all.
+    for outside in (
+        {"object_id": ids[0], "timerange": "[700:0_711:0)", "ts_offset": "700:0"},
+        {"object_id": ids[0], "timerange": "[800:0_801:0)"},
+    ):
+        status, error = await post(http, other["id"], outside)
+        assert status == 400, outside
+        assert "outside the object's timerange [0:0_10:0)" in error["summary"]
+    # In a bulk request, only the offending segment fails.
+    status, result = await post(
+        http,
+        other["id"],
+        [
+            {"object_id": ids[0], "timerange": "[900:0_901:0)", "ts_offset": "900:0"},
+            {"object_id": ids[0], "timerange": "[950:0_951:0)"},
+        ],
+    )
+    assert status == 200
+    assert [f["timerange"] for f in result["failed_segments"]] == ["[950:0_951:0)"]
 
 
 async def test_registration_adds_urls_and_keeps_object_properties(
@@ -220,7 +277,12 @@ async def test_registration_adds_urls_and_keeps_object_properties(
     assert uncontrolled(got) == [("mirror", mirror["url"]), ("cdn", cdn["url"])]
 
     # A label the object has, with another URL, is refused, and nothing is registered.
-    moved = {**reuse, "timerange": "[6:0_7:0)", "get_urls": [{**cdn, "url": "https://x/a.ts"}]}
+    moved = {
+        **reuse,
+        "timerange": "[6:0_7:0)",
+        "ts_offset": "6:0",
+        "get_urls": [{**cdn, "url": "https://x/a.ts"}],
+    }
     status, error = await post(http, other["id"], moved)
     assert status == 400 and "cdn" in error["summary"]
     assert (await post(http, other["id"], {**moved, "get_urls": [{**cdn, "label": "c2"}]}))[
@@ -229,10 +291,12 @@ async def test_registration_adds_urls_and_keeps_object_properties(
     assert len(await get_json(http, f"/flows/{other['id']}/segments")) == 1
 
     # Key frames are the object's: the same count is fine, another is refused.
-    same = {**reuse, "timerange": "[7:0_8:0)", "key_frame_count": 1}
+    same = {**reuse, "timerange": "[7:0_8:0)", "ts_offset": "7:0", "key_frame_count": 1}
     assert (await post(http, other["id"], same))[0] == 201
     status, error = await post(
-        http, other["id"], {**same, "timerange": "[8:0_9:0)", "key_frame_count": 7}
+        http,
+        other["id"],
+        {**same, "timerange": "[8:0_9:0)", "ts_offset": "8:0", "key_frame_count": 7},
     )
     assert status == 400 and "key_frame_count" in error["summary"]
     assert (await get_json(http, f"/objects/{object_id}"))["key_frame_count"] == 1
@@ -293,7 +357,8 @@ async def test_objects_endpoint(http: aiohttp.ClientSession, spec: SpecValidator
     object_id = (await allocate_and_upload(http, first["id"], [b"shared object"]))[0]
     segment = {"object_id": object_id, "timerange": "[0:0_2:0)", "key_frame_count": 3}
     assert (await post(http, first["id"], segment))[0] == 201
-    assert (await post(http, second["id"], {**segment, "timerange": "[10:0_12:0)"}))[0] == 201
+    reuse = {**segment, "timerange": "[10:0_12:0)", "ts_offset": "10:0"}
+    assert (await post(http, second["id"], reuse))[0] == 201
 
     got = await get_json(http, f"/objects/{object_id}")
     spec.validate(got, "object.json")

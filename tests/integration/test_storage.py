@@ -104,6 +104,10 @@ async def test_allocation_rules(http: aiohttp.ClientSession) -> None:
     async with http.post(base, json={}) as resp:
         assert resp.status == 201
         assert len((await resp.json())["media_objects"]) == 10  # the default limit
+    # The request body is optional: none at all is the same as {}.
+    async with http.post(base) as resp:
+        assert resp.status == 201, await resp.text()
+        assert len((await resp.json())["media_objects"]) == 10
 
 
 async def test_presigned_uploads_carry_checksums_and_a_wrong_one_is_refused(

@@ -19,6 +19,7 @@ __all__ = [
     "ApiError",
     "Handler",
     "bad_request",
+    "describe_validation_error",
     "error_middleware",
     "error_response",
     "forbidden",
@@ -26,10 +27,13 @@ __all__ = [
 ]
 
 
-def describe_validation_error(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError, *, drop_index: bool = False) -> str:
+    """What is wrong and where (`0.timerange: ...`), the first five errors.
+    `drop_index`: the errors of a one-item list validated for an object sent alone."""
     parts = []
     for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "body"
+        loc = err["loc"][1:] if drop_index else err["loc"]
+        where = ".".join(str(p) for p in loc) or "body"
         parts.append(f"{where}: {err['msg']}")
     more = len(exc.errors()) - 5
     if more > 0:

@@ -49,9 +49,14 @@ def tag_filter(request: web.Request, prefix: str = "tag") -> TagFilter:
     return TagFilter(values=values, exists=exists)
 
 
-def csv(request: web.Request, name: str) -> list[str]:
+def csv(request: web.Request, name: str, *, strict: bool = False) -> list[str]:
+    """A comma-separated query value; empty → []. `strict`: a list the spec gives a pattern
+    of non-empty items (`url-label-list`, `uuid-list`), so `a,,b` or `,` is a 400."""
     raw = request.query.get(name, "")
-    items = [item for item in raw.split(",") if item != ""] if raw else []
+    items = raw.split(",") if raw else []
+    if strict and "" in items:
+        raise bad_request(f"query parameter {name} has an empty item in {raw!r}")
+    items = [item for item in items if item != ""]
     if len(items) > MAX_LIST_VALUES:
         raise bad_request(f"query parameter {name} lists more than {MAX_LIST_VALUES} values")
     return items
@@ -61,7 +66,7 @@ def uuid_list(request: web.Request, name: str) -> list[str] | None:
     """Absent → None; present but empty → [] (meaningful for collected_by_ids)."""
     if name not in request.query:
         return None
-    ids = csv(request, name)
+    ids = csv(request, name, strict=True)
     for item in ids:
         check_uuid(item, name)
     return ids

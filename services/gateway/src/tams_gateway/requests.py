@@ -18,7 +18,9 @@ __all__ = ["json_body", "model_body", "query_bool", "query_int", "query_timerang
 M = TypeVar("M", bound=BaseModel)
 
 
-async def json_body(request: web.Request) -> Any:
+async def json_body(request: web.Request, *, if_empty: Any = None) -> Any:
+    """The request's JSON body; an empty body is a 400 unless the operation's body is
+    optional (`if_empty`, what an empty body stands for)."""
     timeout = request.app[GATEWAY].settings.body_timeout_s
     try:
         async with asyncio.timeout(timeout):
@@ -28,6 +30,8 @@ async def json_body(request: web.Request) -> Any:
             408, "RequestTimeout", f"the body did not arrive within {timeout:g} s"
         ) from exc
     if not raw:
+        if if_empty is not None:
+            return if_empty
         raise bad_request("request body is empty; a JSON body is required")
     try:
         # pydantic-core's parser: the same values as `json.loads`, several times faster on a

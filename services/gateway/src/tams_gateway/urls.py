@@ -17,7 +17,9 @@ from tams_runtime.media import UrlFilter
 
 def url_filter(request: web.Request) -> UrlFilter:
     """The request's URL filters, and the backends the caller may read (ADR 0055)."""
-    labels = csv(request, "accept_get_urls") if "accept_get_urls" in request.query else None
+    labels = (
+        csv(request, "accept_get_urls", strict=True) if "accept_get_urls" in request.query else None
+    )
     gw = request.app[GATEWAY]
     return UrlFilter(
         readable_storage_ids=Access.of(request).readable_backends(gw.backends.all),

@@ -222,7 +222,7 @@ class Registrar:
             raise PrepareAgain(f"objects no longer registered: {sorted(stale)}")
         # Ids forgotten by garbage collection whose bytes are still being deleted.
         in_use = tx.existing_object_ids(sorted(ids - set(known)))
-        context = Context(flow, known, in_use)
+        context = Context(flow, known, in_use, sample_ns=sample_ns(flow))
         now = command.issued_at.astimezone(UTC)
         now_ns = int(now.timestamp() * 1_000_000_000)
         accepted: list[SegmentRecord] = []
@@ -322,6 +322,9 @@ class Registrar:
         if obj is None or not obj.registered:
             # First registration: the object's properties are fixed now.
             registered += self._init_object(context, object_id, init_id)
+            object_range = _object_range(item, timerange)
+        else:
+            object_range = TimeRange.parse(obj.doc["timerange"])
         if obj is None:
             if object_id in context.in_use:
                 raise Rejected(f"object {object_id} is being deleted; it cannot be registered")
@@ -338,7 +341,7 @@ class Registrar:
                     content_type=None,
                     registered=True,
                     first_referenced_by_flow=flow_id,
-                    doc=object_properties(item, timerange, external_urls),
+                    doc=object_properties(object_range, item, external_urls),
                 )
             )
         elif not obj.registered:
@@ -364,7 +367,7 @@ class Registrar:
                     content_type=obj.content_type,
                     registered=True,
                     first_referenced_by_flow=flow_id,
-                    doc=object_properties(item, timerange, external_urls),
+                    doc=object_properties(object_range, item, external_urls),
                     size=self.sizes.get(object_id),
                 )
             )
@@ -399,6 +402,7 @@ class Registrar:
             if added:
                 uncontrolled = [*obj.doc.get("get_urls", []), *added]
                 updated = with_instances(obj, obj.controlled_storage_ids, uncontrolled)
+        _check_within_object(context, object_id, item, timerange, object_range)
         doc = {k: item[k] for k in SEGMENT_FIELDS if k in item}
         record = SegmentRecord(start, end, object_id, str(timerange), doc, now_ns)
         return record, registered, updated
@@ -477,6 +481,8 @@ class Context:
     updated: dict[str, ObjectRecord] = field(default_factory=dict)
     # Nothing in the flow overlaps the whole request: its segments need no overlap query.
     span_clear: bool = False
+    # How far a segment may reach past its object's timerange (`sample_ns`).
+    sample_ns: int = 1
     # The segments accepted so far, by start (they never overlap each other).
     _taken: list[SegmentRecord] = field(default_factory=list)
 
@@ -516,17 +522,67 @@ def _overlaps_span(tx: WriteTx, flow_id: str, ranges: list[TimeRange]) -> bool:
     return bool(tx.overlapping_segments(flow_id, start, end))
 
 
+def _ts_offset_ns(item: dict[str, Any]) -> int:
+    return Timestamp.parse(item["ts_offset"]).ns if "ts_offset" in item else 0
+
+
+def _object_range(item: dict[str, Any], timerange: TimeRange) -> TimeRange:
+    """The timerange of an object registered for the first time: the segment's
+    `object_timerange`, by default the segment's own moved back by `ts_offset` (the segment
+    uses the whole object). An object holds media, so its range is bounded and not empty."""
+    sent = item.get("object_timerange")
+    if not sent:
+        return timerange.shift(-_ts_offset_ns(item))
+    object_range = TimeRange.parse(sent)
+    if object_range.is_empty or object_range.start is None or object_range.end is None:
+        raise Rejected(f"object_timerange {sent} must have a start and an end")
+    return object_range
+
+
+def _check_within_object(
+    context: Context,
+    object_id: str,
+    item: dict[str, Any],
+    timerange: TimeRange,
+    object_range: TimeRange,
+) -> None:
+    """The segment's timerange, moved back by `ts_offset`, must lie within its object's
+    (POST /flows/{id}/segments: "MUST be contained entirely within the Media Object's
+    timerange"). Within one sample: editors that cut by interval overshoot by a nanosecond."""
+    media = timerange.shift(-_ts_offset_ns(item))
+    slack = context.sample_ns
+    lo, hi, object_lo, object_hi = media.lo, media.hi, object_range.lo, object_range.hi
+    if (
+        lo is None
+        or hi is None
+        or (object_lo is not None and lo < object_lo - slack)
+        or (object_hi is not None and hi > object_hi + slack)
+    ):
+        raise Rejected(
+            f"timerange {timerange} with ts_offset {item.get('ts_offset', '0:0')} is media "
+            f"{media} of object {object_id}, outside the object's timerange {object_range}"
+        )
+
+
+def sample_ns(flow: dict[str, Any]) -> int:
+    """One sample's duration on a flow (a video frame, an audio sample), rounded up; 1 ns
+    when the flow gives no rate."""
+    params = flow.get("essence_parameters") or {}
+    rate = params.get("frame_rate")
+    if isinstance(rate, dict) and rate.get("numerator"):
+        return -(-1_000_000_000 * int(rate.get("denominator", 1)) // int(rate["numerator"]))
+    sample_rate = params.get("sample_rate")
+    if isinstance(sample_rate, int) and sample_rate > 0:
+        return -(-1_000_000_000 // sample_rate)
+    return 1
+
+
 def object_properties(
-    item: dict[str, Any], timerange: TimeRange, external_urls: list[dict[str, Any]]
+    object_range: TimeRange, item: dict[str, Any], external_urls: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Properties fixed at an object's first registration, and the uncontrolled URLs it
-    starts with. Its timerange defaults to the segment's, moved back by `ts_offset`, on the
-    media timeline."""
-    object_range = item.get("object_timerange")
-    if not object_range:
-        ts_offset = Timestamp.parse(item["ts_offset"]).ns if "ts_offset" in item else 0
-        object_range = str(timerange.shift(-ts_offset))
-    props: dict[str, Any] = {"timerange": object_range}
+    starts with."""
+    props: dict[str, Any] = {"timerange": item.get("object_timerange") or str(object_range)}
     if "key_frame_count" in item:
         props["key_frame_count"] = item["key_frame_count"]
     if "init_object_id" in item:

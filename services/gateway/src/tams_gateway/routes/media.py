@@ -8,12 +8,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from tams_gateway.access import Access
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
-from tams_gateway.errors import ApiError, bad_request, forbidden, not_found
+from tams_gateway.errors import (
+    ApiError,
+    bad_request,
+    describe_validation_error,
+    forbidden,
+    not_found,
+)
 from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import check_uuid, path_uuid, tag_filter
 from tams_gateway.requests import json_body, query_bool, query_timerange
@@ -43,7 +49,8 @@ routes = web.RouteTableDef()
 async def allocate_storage(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     flow_id = request.match_info["flow_id"]
-    body = await json_body(request)
+    # The spec's request body is optional here, and every field in it: none is `{}`.
+    body = await json_body(request, if_empty={})
     storage = dump(StorageRequest.model_validate(body))
     await authorise_flow(request, "write", flow_id)
     storage_id = storage.get("storage_id")
@@ -68,13 +75,13 @@ async def post_segments(request: web.Request) -> web.Response:
     body = await json_body(request)
     single = isinstance(body, dict)
     items = [body] if single else body
-    if not isinstance(items, list) or not items:
-        raise bad_request("the body must be a segment object or a non-empty array of them")
+    if not isinstance(items, list):
+        raise bad_request("the body must be a segment object or an array of them")
     if len(items) > MAX_SEGMENTS_PER_POST:
         raise bad_request(f"at most {MAX_SEGMENTS_PER_POST} segments per request")
     # Validated and dumped (as `dump` does) a list at a time: a bulk POST holds hundreds.
     segments = _SEGMENTS.dump_python(
-        _SEGMENTS.validate_python(items), mode="json", by_alias=True, exclude_none=True
+        _validated_segments(items, single), mode="json", by_alias=True, exclude_none=True
     )
     await authorise_flow(request, "write", flow_id)
     await authorise_objects(request, segments)
@@ -85,6 +92,16 @@ async def post_segments(request: web.Request) -> web.Response:
         flow_id,
         {"flow_id": flow_id, "segments": segments, "single": single},
     )
+
+
+def _validated_segments(items: list[Any], single: bool) -> list[FlowSegmentPost]:
+    try:
+        return _SEGMENTS.validate_python(items)
+    except ValidationError as exc:
+        if not single:
+            raise
+        # One segment was sent, not a list: its errors are the object's, not item 0's.
+        raise bad_request(describe_validation_error(exc, drop_index=True)) from exc
 
 
 async def authorise_objects(request: web.Request, segments: list[dict[str, Any]]) -> None:
