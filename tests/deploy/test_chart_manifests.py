@@ -98,6 +98,9 @@ def test_service_monitor_scrapes_metrics_of_the_five_services() -> None:
     assert sorted(s["metadata"]["name"] for s in selected) == sorted(f"tams-{n}" for n in SERVICES)
     for service in selected:
         assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    # The job is named by the Service's label, tams-<service>, as the alert rules expect.
+    jobs = sorted(s["metadata"]["labels"][monitor["spec"]["jobLabel"]] for s in selected)
+    assert jobs == sorted(f"tams-{n}" for n in SERVICES)
 
 
 def _pod_labels(rendered: Any, container: str) -> dict[str, str]:

@@ -103,8 +103,9 @@ class S3Settings(BaseSettings):
     storage_label: str = "local-s3"
     provider: str = "SeaweedFS"
     store_product: str = "SeaweedFS"
-    # Presigned URLs stay valid at least this long (30 s .. the min object timeout).
-    presigned_url_timeout_s: int = 3600
+    # Presigned URLs stay valid at least this long (30 s .. the min object timeout, which
+    # `check_presigned_url_timeout` holds it to).
+    presigned_url_timeout_s: int = Field(default=3600, ge=30)
     # Deploy-time tags of the default backend, as a JSON object (ADR 0055: an `auth_classes`
     # tag here limits who may use it under fine-grained authorisation).
     storage_tags: str | None = None
@@ -243,3 +244,13 @@ class MediaSettings(BaseSettings):
     copy_part_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
     # A copy that failed this many times is dropped (logged); deletions retry forever.
     copy_max_attempts: int = Field(default=10, ge=1)
+
+
+def check_presigned_url_timeout(s3: S3Settings, media: MediaSettings) -> None:
+    """ADR 0044: an allocated object outlives its presigned PUT URL, so an upload can never
+    land after the object was collected. Raises ValueError when the settings break that."""
+    if s3.presigned_url_timeout_s > media.min_object_timeout_s:
+        raise ValueError(
+            f"TAMS_S3_PRESIGNED_URL_TIMEOUT_S ({s3.presigned_url_timeout_s}) must not exceed "
+            f"TAMS_MEDIA_MIN_OBJECT_TIMEOUT_S ({media.min_object_timeout_s})"
+        )

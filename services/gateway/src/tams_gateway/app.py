@@ -44,6 +44,7 @@ from tams_runtime.settings import (
     ReplySettings,
     S3Settings,
     WebhookSettings,
+    check_presigned_url_timeout,
 )
 from tams_runtime.storage import StorageBackends
 from tams_runtime.store import open_store
@@ -94,6 +95,8 @@ async def main() -> None:
     store = open_store()
     bus = CommandBus(kafka, ReplySettings())
     s3 = S3Settings()
+    media = MediaSettings()
+    check_presigned_url_timeout(s3, media)
     backends = StorageBackends.from_settings(s3)
     webhook_settings = WebhookSettings()
     gateway = Gateway(
@@ -111,7 +114,7 @@ async def main() -> None:
         ),
         egress=EgressPolicy.from_settings(webhook_settings),
         secrets=SecretBox.from_settings(webhook_settings),
-        media=MediaSettings(),
+        media=media,
     )
     gate = Gate.from_settings(
         AuthSettings(),

@@ -13,7 +13,12 @@ from typing import Any
 from tams_runtime.bus import CommandPublisher
 from tams_runtime.events import RELAY_COMMAND, relay
 from tams_runtime.service import run, serve_command_service
-from tams_runtime.settings import KafkaSettings, MediaSettings, S3Settings
+from tams_runtime.settings import (
+    KafkaSettings,
+    MediaSettings,
+    S3Settings,
+    check_presigned_url_timeout,
+)
 from tams_runtime.storage import BackendClients, StorageBackends
 from tams_segments.deletion import DeletionStep, SegmentDeletion
 from tams_segments.instances import AddInstance, RemoveInstance
@@ -28,6 +33,7 @@ SERVICE = "segments"
 async def main() -> None:
     settings = S3Settings()
     media = MediaSettings()
+    check_presigned_url_timeout(settings, media)
     backends = StorageBackends.from_settings(settings)
     s3 = BackendClients(backends)
 

@@ -1,0 +1,22 @@
+"""Settings whose documented limits the code enforces, so a wrong deployment fails at start
+with a message naming the variable, not later with expired URLs."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from tams_runtime.settings import MediaSettings, S3Settings, check_presigned_url_timeout
+
+
+def test_a_presigned_url_lasts_at_least_30_seconds() -> None:
+    with pytest.raises(ValidationError, match="presigned_url_timeout_s"):
+        S3Settings(presigned_url_timeout_s=29)
+    assert S3Settings(presigned_url_timeout_s=30).presigned_url_timeout_s == 30
+
+
+def test_a_presigned_url_may_not_outlive_the_objects_allocation() -> None:
+    media = MediaSettings(min_object_timeout_s=600)
+    check_presigned_url_timeout(S3Settings(presigned_url_timeout_s=600), media)
+    with pytest.raises(ValueError, match="TAMS_S3_PRESIGNED_URL_TIMEOUT_S \\(601\\)"):
+        check_presigned_url_timeout(S3Settings(presigned_url_timeout_s=601), media)
