@@ -270,6 +270,33 @@ async def test_a_large_segment_delete_runs_in_chunks_to_done(
         await eventually(lambda o=object_id: gone_from_s3(tams_stack, o), f"{object_id} deleted")
 
 
+async def test_a_flow_made_read_only_stops_its_running_deletion(
+    http: aiohttp.ClientSession, tams_stack: Stack, spec: SpecValidator
+) -> None:
+    count = TEST_SYNC_DELETE_LIMIT + 5
+    flow, _, _ = await flow_with_segments(http, count, objects=3)
+    # Accepted while the segments service, which does the work, is held back; then the
+    # flow is protected before any segment went.
+    with paused(tams_stack, "segments"):
+        status, body, headers = await send_json(http, "DELETE", f"/flows/{flow['id']}")
+        assert status == 202, body
+        status, body, _ = await send_json(http, "PUT", f"/flows/{flow['id']}/read_only", True)
+        assert status == 204, body
+
+    async def stopped() -> bool:
+        request = await get_json(http, headers["Location"])
+        spec.validate(request, "deletion-request.json")
+        return bool(request["status"] == "error")
+
+    await eventually(stopped, "the deletion request to stop")
+    request = await get_json(http, headers["Location"])
+    assert "read-only" in request["error"]["summary"]
+    assert request["timerange_remaining"] == f"[0:0_{count}:0)"
+    # Nothing of the read-only flow went.
+    assert (await get_json(http, f"/flows/{flow['id']}"))["read_only"] is True
+    assert len(await timeranges(http, flow["id"])) == count
+
+
 async def test_a_large_flow_delete_ends_with_the_flow_and_its_source(
     http: aiohttp.ClientSession, tams_stack: Stack, spec: SpecValidator
 ) -> None:

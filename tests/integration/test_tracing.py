@@ -112,7 +112,7 @@ async def test_a_write_is_one_trace_across_kafka(
         "TAMS_LOG_LEVEL": "DEBUG",
     }
     try:
-        async with standalone(tams_stack, ("catalog", "gateway"), env) as stack:
+        async with standalone(tams_stack, ("catalog", "segments", "gateway"), env) as stack:
             prefix = stack.env["TAMS_KAFKA_TOPIC_PREFIX"]
             flow = video_flow()
             bootstrap = stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]
@@ -150,12 +150,24 @@ async def test_a_write_is_one_trace_across_kafka(
             assert consumer.parent_id == producer.span_id
             assert store.parent_id == consumer.span_id
 
-            # The event the command caused carries the command's trace context.
+            # The event the command caused is published by the segments service, which relays
+            # the catalog's events (events.relay), in the same trace: the catalog's consumer
+            # span → the segments service's consumer span of the relay → the event.
+            # One relay per key: the flow's events and its new source's.
+            def relays() -> list[Span]:
+                return [
+                    s
+                    for s in receiver.spans
+                    if s.trace_id == CLIENT_TRACE
+                    and (s.service, s.name)
+                    == ("tams-segments", f"{prefix}.segments.commands process")
+                ]
+
+            await wait_for(lambda: len(relays()) == 2)
+            assert {s.parent_id for s in relays()} == {consumer.span_id}
             (event,) = [e for e in created if e["event_type"] == "flows/created"]
-            assert event["headers"]["traceparent"].split("-")[1:3] == [
-                CLIENT_TRACE,
-                consumer.span_id,
-            ]
+            _, trace_id, parent_span, _ = event["headers"]["traceparent"].split("-")
+            assert trace_id == CLIENT_TRACE and parent_span in {s.span_id for s in relays()}
 
             # The catalog's log line for the command carries the trace and correlation ids.
             log_path = stack.services["catalog"].process.log_path
@@ -203,7 +215,9 @@ async def test_a_webhook_delivery_continues_the_trace_of_the_change(
     hook_url = f"http://127.0.0.1:{hook_runner.addresses[0][1]}/hook"
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "50"}
     try:
-        async with standalone(tams_stack, ("catalog", "webhooks", "gateway"), env) as stack:
+        async with standalone(
+            tams_stack, ("catalog", "segments", "webhooks", "gateway"), env
+        ) as stack:
             flow = video_flow()
             async with aiohttp.ClientSession(
                 base_url=stack.gateway_url, headers=admin_headers
@@ -220,7 +234,8 @@ async def test_a_webhook_delivery_continues_the_trace_of_the_change(
             await wait_for(lambda: bool(delivered))
             _, trace_id, parent_span, _ = delivered[0]["traceparent"].split("-")
             assert trace_id == CLIENT_TRACE
-            process = f"{stack.env['TAMS_KAFKA_TOPIC_PREFIX']}.catalog.commands process"
+            # The catalog's events are published by the segments service (events.relay).
+            process = f"{stack.env['TAMS_KAFKA_TOPIC_PREFIX']}.segments.commands process"
 
             def attempts_traced() -> list[Span]:
                 return [
@@ -233,14 +248,18 @@ async def test_a_webhook_delivery_continues_the_trace_of_the_change(
             await wait_for(
                 lambda: (
                     len(attempts_traced()) == 2
-                    and receiver.find("tams-catalog", process, CLIENT_TRACE) is not None
+                    and receiver.find("tams-segments", process, CLIENT_TRACE) is not None
                 )
             )
-            consumer = receiver.find("tams-catalog", process, CLIENT_TRACE)
-            assert consumer is not None
-            # Each attempt is a child of the command that made the event; the receiver's
-            # request is in the successful attempt's span.
-            assert {s.parent_id for s in attempts_traced()} == {consumer.span_id}
+            relays = {
+                s.span_id
+                for s in receiver.spans
+                if (s.service, s.name, s.trace_id) == ("tams-segments", process, CLIENT_TRACE)
+            }
+            # Each attempt is a child of the command that published the event (the relay of
+            # the flow's events); the receiver's request is in the successful attempt's span.
+            (parent,) = {s.parent_id for s in attempts_traced()}
+            assert parent in relays
             assert parent_span in {s.span_id for s in attempts_traced()}
             # The services' background work (polls, pruning) starts no traces of its own.
             roots = {(s.service, s.name) for s in receiver.spans if not s.parent_id}

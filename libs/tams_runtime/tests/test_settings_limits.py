@@ -16,7 +16,12 @@ def test_a_presigned_url_lasts_at_least_30_seconds() -> None:
 
 
 def test_a_presigned_url_may_not_outlive_the_objects_allocation() -> None:
-    media = MediaSettings(min_object_timeout_s=600)
+    media = MediaSettings(min_object_timeout_s=600, object_gc_grace_s=60)
     check_presigned_url_timeout(S3Settings(presigned_url_timeout_s=600), media)
     with pytest.raises(ValueError, match="TAMS_S3_PRESIGNED_URL_TIMEOUT_S \\(601\\)"):
         check_presigned_url_timeout(S3Settings(presigned_url_timeout_s=601), media)
+    # A URL lives up to a minute past its timeout: the collector's grace must cover that.
+    no_grace = MediaSettings(min_object_timeout_s=600, object_gc_grace_s=59)
+    with pytest.raises(ValueError, match="TAMS_MEDIA_OBJECT_GC_GRACE_S"):
+        check_presigned_url_timeout(S3Settings(presigned_url_timeout_s=600), no_grace)
+    check_presigned_url_timeout(S3Settings(presigned_url_timeout_s=540), no_grace)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from tams_catalog.handlers import FlowDeletion
+from tams_catalog.handlers import FlowDeletion, relaying
 from tams_runtime.applier import CommandApplier
 from tams_runtime.settings import MediaSettings
 from tams_schema.envelopes import CommandEnvelope, FollowUp, Outcome
@@ -64,7 +64,7 @@ async def test_segments_added_during_a_flow_deletion_go_too(store: SqliteStore) 
     media = MediaSettings(sync_delete_limit=3, delete_chunk_segments=4)
     run = CommandApplier(
         store,
-        {"flows.delete": FlowDeletion(media), "deletion.step": DeletionStep(media)},
+        {"flows.delete": relaying(FlowDeletion(media)), "deletion.step": DeletionStep(media)},
         is_retryable=lambda exc: isinstance(exc, StoreUnavailable),
     )
 
@@ -93,12 +93,15 @@ async def test_segments_added_during_a_flow_deletion_go_too(store: SqliteStore) 
     assert record is not None and record.doc["timerange_remaining"] == "[20:0_25:0)"
 
     last = await apply((await run_until_catalog(again.commands)).command)
-    # The deletion's events go through the segments service, after its own (events.relay).
+    # The deletion's events go through the segments service, after its own (events.relay),
+    # under the flow's key and the source's.
     assert last.events == []
-    (relay,) = last.commands
-    assert (relay.service, relay.command.name) == ("segments", "events.relay")
-    relayed = [e["event_type"] for e in relay.command.payload["events"]]
-    assert relayed == ["flows/deleted", "sources/deleted"]
+    relays = {f.command.key: f for f in last.commands}
+    assert {(f.service, f.command.name) for f in last.commands} == {("segments", "events.relay")}
+    relayed = {
+        key: [e["event_type"] for e in f.command.payload["events"]] for key, f in relays.items()
+    }
+    assert relayed == {FLOW: ["flows/deleted"], SOURCE: ["sources/deleted"]}
     assert await store.read(lambda tx: tx.get_flow(FLOW)) is None
     done = await store.read(lambda tx: tx.get_deletion_request(accepted.body["id"]))
     assert done is not None and done.status == "done"

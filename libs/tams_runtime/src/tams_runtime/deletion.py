@@ -194,6 +194,21 @@ def failed(
     )
 
 
+def stopped_by_read_only(
+    record: DeletionRequestRecord, now: datetime, retention_s: int
+) -> DeletionRequestRecord:
+    """A request whose flow was made read-only while it ran ends here, in `error`: a
+    read-only flow's segments may not be deleted (ADR 0005), whoever asked first. What was
+    deleted before stays deleted; `timerange_remaining` says what was not."""
+    return failed(
+        record,
+        now,
+        retention_s,
+        f"flow {record.flow_id} was made read-only; the deletion stopped with "
+        f"{record.doc.get('timerange_remaining')} left (make the flow writable and delete again)",
+    )
+
+
 def is_current(record: DeletionRequestRecord | None, step: object) -> bool:
     """Whether a chain command carrying `step` may act on this request."""
     return record is not None and not record.finished and record.step == step

@@ -62,24 +62,39 @@ def source_event(kind: str, event: Doc, context: EventContext, now: datetime) ->
 RELAY_COMMAND = "events.relay"
 
 
-def relayed(flow_id: str, events: list[TamsEvent]) -> FollowUp:
-    """`events` (a flow's deletion) for the segments service to publish, keyed by the flow.
-
-    Events about one flow come from two services: the segments service announces its
-    segments, the catalog the flow. Each service publishes in the order it applies, but the
-    catalog's `flows/deleted` could overtake a `flows/segments_added` the segments service
-    had committed and not yet published. Published by the segments service instead, after
-    everything it applied before (this command reaches it only once the catalog has seen
-    those segments), the deletion's events come last, as docs/events.md promises. The
-    events keep the ids the catalog's recorded outcome gave them."""
+def relayed(key: str, events: list[TamsEvent]) -> FollowUp:
+    """`events`, all with this key, for the segments service to publish (`relay`)."""
     return FollowUp(
         service="segments",
         command=CommandEnvelope(
             name=RELAY_COMMAND,
-            key=flow_id,
+            key=key,
             payload={"events": [event.model_dump(mode="json") for event in events]},
         ),
     )
+
+
+def relay_events(outcome: Outcome) -> Outcome:
+    """The outcome with its events handed to the segments service to publish: one
+    `events.relay` follow-up per key, in their order, after its other follow-ups.
+
+    Every event of a flow is then published by one service, in the order of the flow's
+    partition of the segments topic. Events about a flow are made by two services (the
+    catalog the flow, the segments service its segments), and each would publish in the
+    order it applies; but a `flows/deleted` could then overtake a `flows/segments_added` the
+    segments service had committed and not yet published, and a flow deleted and created
+    again with the same id could have its new `flows/created` before the old `flows/deleted`.
+    A relay reaches the segments service after everything the catalog sent it before, and
+    after the commands gateways sent it before the catalog applied its change. A source's
+    events go the same way under the source's id. The events keep the ids the recorded
+    outcome gave them, so a redelivered command re-publishes the same ones."""
+    if not outcome.events:
+        return outcome
+    by_key: dict[str, list[TamsEvent]] = {}
+    for event in outcome.events:
+        by_key.setdefault(event.key, []).append(event)
+    relays = [relayed(key, events) for key, events in by_key.items()]
+    return outcome.model_copy(update={"events": [], "commands": [*outcome.commands, *relays]})
 
 
 def relay(_tx: object, command: CommandEnvelope) -> Outcome:

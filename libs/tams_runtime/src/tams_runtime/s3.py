@@ -20,11 +20,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from tams_runtime.metrics import S3_SECONDS
-from tams_runtime.settings import S3Settings
+from tams_runtime.settings import PRESIGNED_WINDOW_S, S3Settings
 from tams_runtime.tracing import tracer
 
 _UNRESERVED = "-_.~"
-WINDOW_S = 60
+WINDOW_S = PRESIGNED_WINDOW_S
 
 
 def object_key(object_id: str) -> str:

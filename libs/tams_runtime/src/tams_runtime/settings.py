@@ -89,6 +89,11 @@ class ReplySettings(BaseSettings):
     advertise_host: str | None = None
 
 
+# Presigned URLs are dated to the start of a window this long, so each lives up to this much
+# longer than its timeout (tams_runtime.s3).
+PRESIGNED_WINDOW_S = 60
+
+
 class S3Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAMS_S3_", extra="ignore")
 
@@ -248,9 +253,16 @@ class MediaSettings(BaseSettings):
 
 def check_presigned_url_timeout(s3: S3Settings, media: MediaSettings) -> None:
     """ADR 0044: an allocated object outlives its presigned PUT URL, so an upload can never
-    land after the object was collected. Raises ValueError when the settings break that."""
-    if s3.presigned_url_timeout_s > media.min_object_timeout_s:
+    land after the object was collected. A URL lives its timeout and up to
+    `PRESIGNED_WINDOW_S` more (tams_runtime.s3); an unregistered object, its timeout and the
+    collector's grace. Raises ValueError when the settings break that."""
+    url_lives_s = s3.presigned_url_timeout_s + PRESIGNED_WINDOW_S
+    object_lives_s = media.min_object_timeout_s + media.object_gc_grace_s
+    if s3.presigned_url_timeout_s > media.min_object_timeout_s or url_lives_s > object_lives_s:
         raise ValueError(
             f"TAMS_S3_PRESIGNED_URL_TIMEOUT_S ({s3.presigned_url_timeout_s}) must not exceed "
-            f"TAMS_MEDIA_MIN_OBJECT_TIMEOUT_S ({media.min_object_timeout_s})"
+            f"TAMS_MEDIA_MIN_OBJECT_TIMEOUT_S ({media.min_object_timeout_s}), and with the "
+            f"{PRESIGNED_WINDOW_S} s a presigned URL may outlive it, not "
+            f"TAMS_MEDIA_MIN_OBJECT_TIMEOUT_S + TAMS_MEDIA_OBJECT_GC_GRACE_S "
+            f"({object_lives_s}) either: an upload could land after its object was collected"
         )

@@ -197,7 +197,7 @@ class FlowDeletion:
                 now=now,
                 retention_s=self.soft_retention_s,
             )
-            return deletion_outcome(204, flow_id, changes)
+            return deletion_outcome(204, changes)
         limit = self.media.sync_delete_limit
         segments = tx.segments_within(
             flow_id, TimeRange.eternity(), object_id=None, limit=limit + 1
@@ -214,7 +214,7 @@ class FlowDeletion:
             )
             tx.put_deletion_request(record)
             return deletion.accepted(record)
-        return deletion_outcome(204, flow_id, self._delete_now(tx, flow, segments, now))
+        return deletion_outcome(204, self._delete_now(tx, flow, segments, now))
 
     def _finish(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
         """The last step of an asynchronous flow deletion."""
@@ -229,6 +229,9 @@ class FlowDeletion:
         if flow is None or deletion.made_before(record, flow):
             # Gone already, or a flow created since with its id: not this request's.
             tx.put_deletion_request(deletion.finished(record, now, self.retention_s))
+            return deletion.chain_outcome([])
+        if flow.get("read_only"):
+            tx.put_deletion_request(deletion.stopped_by_read_only(record, now, self.retention_s))
             return deletion.chain_outcome([])
         limit = self.media.sync_delete_limit
         segments = tx.segments_within(
@@ -247,14 +250,13 @@ class FlowDeletion:
             return deletion.chain_outcome([], [deletion.step_command(again)])
         changes = self._delete_now(tx, flow, segments, now)
         tx.put_deletion_request(deletion.finished(record, now, self.retention_s))
-        return deletion_outcome(200, record.flow_id, changes)
+        return deletion_outcome(200, changes)
 
     def _delete_now(
         self, tx: WriteTx, flow: Doc, segments: list[SegmentRecord], now: datetime
     ) -> list[TamsEvent]:
         """The flow, its (few) segments, tags and collection links in this transaction;
-        objects nothing else uses are released for garbage collection. The events are for
-        the segments service to publish (`events.relayed`), after its own about the flow."""
+        objects nothing else uses are released for garbage collection."""
         flow_id = flow["id"]
         extent = tx.flow_timerange(flow_id)
         context = events.flow_context(tx, flow)
@@ -277,14 +279,10 @@ class FlowDeletion:
         return changes
 
 
-def deletion_outcome(status: int, flow_id: str, changes: list[TamsEvent]) -> Outcome:
-    """A flow's deletion: its own events (`segments_deleted`, `deleted`) and its source's
-    `sources/deleted` go through the segments service, after the events of the segments it
-    applied before (`events.relayed`); the collectors' `flows/updated` go from here, in
-    order with the catalog's other changes to those flows."""
-    last = [e for e in changes if e.key == flow_id or e.event_type == "sources/deleted"]
-    rest = [e for e in changes if e not in last]
-    return Outcome(status=status, events=rest, commands=[events.relayed(flow_id, last)])
+def deletion_outcome(status: int, changes: list[TamsEvent]) -> Outcome:
+    """A flow's deletion: its `segments_deleted` and `deleted`, its source's `sources/deleted`
+    and its collectors' `flows/updated` (relayed like every catalog event, `handlers`)."""
+    return Outcome(status=status, events=changes)
 
 
 def _flow_change(tx: WriteTx, command: CommandEnvelope, updated: Doc) -> Outcome:
@@ -403,10 +401,21 @@ HANDLERS: dict[str, Handler] = {
 
 def handlers(media: MediaSettings, soft: SoftDeleteSettings | None = None) -> dict[str, Handler]:
     """Every catalog command handler; flow deletion needs the deletion settings (and the
-    soft-delete retention, docs/ext-soft-delete.md)."""
-    return {
+    soft-delete retention, docs/ext-soft-delete.md). Each hands its events to the segments
+    service to publish (`events.relay_events`): one publisher per flow keeps a flow's events
+    in order."""
+    every: dict[str, Handler] = {
         **HANDLERS,
         deletion.FINISH_FLOW_COMMAND: FlowDeletion(media, soft),
         deletion.RESTORE_COMMAND: rules(soft_delete.restore),
         deletion.PURGE_COMMAND: rules(soft_delete.Purge(media)),
     }
+    return {name: relaying(handler) for name, handler in every.items()}
+
+
+def relaying(handler: Handler) -> Handler:
+    @wraps(handler)
+    def relay(tx: WriteTx, command: CommandEnvelope) -> Outcome:
+        return events.relay_events(handler(tx, command))
+
+    return relay

@@ -85,6 +85,9 @@ class DeletionStep:
             # created since with its id is not this request's.
             tx.put_deletion_request(deletion.finished(record, now, self.retention_s))
             return deletion.chain_outcome([])
+        if flow.get("read_only"):
+            tx.put_deletion_request(deletion.stopped_by_read_only(record, now, self.retention_s))
+            return deletion.chain_outcome([])
         remaining = TimeRange.parse(record.doc["timerange_remaining"])
         chunk = self.media.delete_chunk_segments
         segments = tx.segments_within(
