@@ -9,10 +9,13 @@ of its command topic. Once an epoch is more than `RETIRE_AFTER_EPOCHS` periods o
 group has committed all of it, the consumer stops reading it. It deletes it at a later epoch,
 once the epoch ended longer ago than the gateway waits for a reply.
 
-Order across epochs needs no care: commands of one flow that are in flight at the same time
-have no order between them over HTTP either, and a command that depends on an earlier one (a
-client's next request, the next link of a deletion chain) is produced only after the earlier
-one was applied. Off (0) with Apache Kafka, which answers a fetch from an offset index.
+Order across epochs: a flow's commands keep their partition index in every epoch (the same
+key, the same partition count), and the consumer applies an epoch's records only once the
+older epochs' same partition has nothing left to read (`EpochAssignment.in_order`). Commands
+in flight at the same time have no order over HTTP either; but a command that waited in an
+older epoch while its service was down (its client had a 504) must not be applied after a
+later one the client sent meanwhile, which went to a newer epoch. Off (0) with Apache Kafka,
+which answers a fetch from an offset index.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -253,6 +257,32 @@ class EpochAssignment:
         """How many whole periods must have passed since an epoch ended before it may go."""
         return math.ceil(self.topics.settings.reply_timeout_s / self.topics.period_s)
 
+    async def in_order(
+        self, consumer: AIOKafkaConsumer, fetch: dict[TopicPartition, list[Any]]
+    ) -> dict[TopicPartition, list[Any]]:
+        """The fetch without the records of any epoch whose partition has unread records in an
+        older epoch's partition of the same index; those partitions are rewound to read
+        them again later. Order within an index is what keeps a flow's commands in order."""
+        assigned = consumer.assignment()
+        kept: dict[TopicPartition, list[Any]] = {}
+        for tp, records in fetch.items():
+            epoch = epoch_of(self.base, tp.topic)
+            if epoch is None or not records:
+                kept[tp] = records
+                continue
+            older = [
+                other
+                for other in assigned
+                if other.partition == tp.partition
+                and (other_epoch := epoch_of(self.base, other.topic)) is not None
+                and other_epoch < epoch
+            ]
+            if await _unread(consumer, older, fetch):
+                consumer.seek(tp, records[0].offset)
+            else:
+                kept[tp] = records
+        return kept
+
     @staticmethod
     def changes(consumer: AIOKafkaConsumer, plan: EpochPlan) -> bool:
         return plan.partitions != frozenset(consumer.assignment())
@@ -268,6 +298,23 @@ class EpochAssignment:
 class EpochPlan:
     epoch: int
     partitions: frozenset[TopicPartition]
+
+
+async def _unread(
+    consumer: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    fetch: dict[TopicPartition, list[Any]],
+) -> bool:
+    """Whether any of `partitions` holds records not yet handed to the application: in this
+    fetch, or beyond its position (its highwater unknown counts as unread, until the first
+    fetch answer for it)."""
+    for tp in partitions:
+        if fetch.get(tp):
+            return True
+        highwater = consumer.highwater(tp)
+        if highwater is None or highwater > await consumer.position(tp):
+            return True
+    return False
 
 
 async def _read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> bool:

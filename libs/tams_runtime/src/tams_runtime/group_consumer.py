@@ -179,6 +179,8 @@ class GroupConsumer:
             else:
                 wait_ms = self._idle_wait_ms()
             fetch = await self._consumer.getmany(timeout_ms=wait_ms)
+            if fetch and self.epochs is not None:
+                fetch = await self.epochs.in_order(self._consumer, fetch)
             woken = False
             if fetch:
                 last_records = time.monotonic()
