@@ -20,7 +20,9 @@ from tams_stack.stack import Stack
 
 from .helpers import (
     allocate_and_upload,
+    eventually,
     get_json,
+    new_id,
     post,
     put_flow,
     s3_settings,
@@ -77,3 +79,61 @@ async def test_unregistered_objects_are_collected_after_the_timeout(
     status, error = await post(http, flow["id"], {"object_id": dropped, "timerange": "[1:0_2:0)"})
     assert status == 400 and "unknown" in error["summary"]
     await get_json(http, f"/objects/{kept}")
+
+
+async def test_bytes_uploaded_to_a_deleted_objects_put_url_are_swept(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    """A put_url stays valid after its object was registered and deleted: bytes uploaded to
+    it then are deleted again once no put_url can upload any more, and until then the id is
+    not allocated again (its registration would take the stray bytes for an upload)."""
+    service = await get_json(http, "/service")
+    media = MediaSettings(min_object_timeout_s=int(service["min_object_timeout"].split(":")[0]))
+    flow = video_flow()
+    await put_flow(http, flow)
+    object_id = new_id()
+    async with http.post(f"/flows/{flow['id']}/storage", json={"object_ids": [object_id]}) as r:
+        assert r.status == 201
+        put_url = (await r.json())["media_objects"][0]["put_url"]
+
+    async def upload(payload: bytes) -> None:
+        headers = {"Content-Type": put_url["content-type"]}
+        async with (
+            aiohttp.ClientSession() as anonymous,
+            anonymous.put(put_url["url"], data=payload, headers=headers) as resp,
+        ):
+            assert resp.status == 200
+
+    await upload(b"first")
+    assert (await post(http, flow["id"], {"object_id": object_id, "timerange": "[0:0_1:0)"}))[
+        0
+    ] == 201
+    async with http.delete(f"/flows/{flow['id']}/segments") as resp:
+        assert resp.status == 204
+
+    async def deleted() -> bool:
+        return await stored_bytes(tams_stack, object_id) is None
+
+    await eventually(deleted, "the object's bytes deleted")
+    await upload(b"late")  # the URL is still valid
+    assert await stored_bytes(tams_stack, object_id) == b"late"
+    async with http.post(f"/flows/{flow['id']}/storage", json={"object_ids": [object_id]}) as r:
+        assert r.status == 400  # still in use: its bytes are not settled yet
+
+    settings: S3Settings = s3_settings(tams_stack).model_copy(
+        update={"extra_backends": tams_stack.env.get("TAMS_S3_EXTRA_BACKENDS")}
+    )
+    backends = StorageBackends.from_settings(settings)
+    clients = BackendClients(backends)
+    await clients.start()
+    try:
+        async with stack_store(tams_stack) as store:
+            collector = ObjectCollector(store, backends, clients, media, owner="sweep-test")
+            # Once no put_url can upload any more, the sweep deletes what arrived late.
+            later = time.time_ns() + (media.upload_window_s + 1) * NS
+            assert await collector.delete_bytes(later) >= 1
+    finally:
+        await clients.stop()
+    assert await stored_bytes(tams_stack, object_id) is None
+    async with http.post(f"/flows/{flow['id']}/storage", json={"object_ids": [object_id]}) as r:
+        assert r.status == 201, await r.text()

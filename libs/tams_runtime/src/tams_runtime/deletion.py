@@ -27,6 +27,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from tams_runtime.events import flow_context, flow_event
+from tams_runtime.settings import MediaSettings
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, FollowUp, Outcome, TamsEvent
 from tams_schema.timerange import TimeRange
 from tams_store import WriteTx
@@ -51,26 +52,42 @@ def to_ns(moment: datetime) -> int:
 # --- objects -----------------------------------------------------------------------------
 
 
-def release_objects(tx: WriteTx, object_ids: Iterable[str], now: datetime) -> list[str]:
+def release_objects(
+    tx: WriteTx, object_ids: Iterable[str], now: datetime, media: MediaSettings
+) -> list[str]:
     """Forget the objects (of deleted segments) that nothing references any more, then their
     init objects if those are now unreferenced too, and queue their controlled bytes for
-    deletion. Returns the ids forgotten."""
+    deletion. Returns the ids forgotten.
+
+    An object allocated lately still has a valid put_url, and a client could upload to it
+    again: a `sweep` deletes the bytes once more when no put_url can (its id stays in use
+    until then, so it is not allocated again over stray bytes)."""
     removed: list[str] = []
     candidates = sorted(set(object_ids))
     now_ns = to_ns(now)
+    window_ns = media.upload_window_s * 1_000_000_000
     while candidates:
         gone = tx.unreferenced_objects(candidates)
         if not gone:
             break
         records = tx.get_objects(gone)
         tx.remove_objects(gone)
-        tx.queue_media_jobs(
-            [
-                MediaJob("delete", record.object_id, storage_id, now_ns)
-                for record in records.values()
-                for storage_id in record.controlled_storage_ids
-            ]
-        )
+        jobs = []
+        for record in records.values():
+            uploads_until_ns = record.allocated_ns + window_ns
+            for storage_id in record.controlled_storage_ids:
+                jobs.append(MediaJob("delete", record.object_id, storage_id, now_ns))
+                if record.allocated_ns and uploads_until_ns > now_ns:
+                    jobs.append(
+                        MediaJob(
+                            "sweep",
+                            record.object_id,
+                            storage_id,
+                            now_ns,
+                            lease_until_ns=uploads_until_ns,
+                        )
+                    )
+        tx.queue_media_jobs(jobs)
         removed += gone
         candidates = sorted({i for r in records.values() if (i := r.init_object_id)})
     return removed
@@ -80,7 +97,13 @@ def release_objects(tx: WriteTx, object_ids: Iterable[str], now: datetime) -> li
 
 
 def delete_segments(
-    tx: WriteTx, flow: Doc, segments: list[SegmentRecord], *, sparse: bool, now: datetime
+    tx: WriteTx,
+    flow: Doc,
+    segments: list[SegmentRecord],
+    *,
+    sparse: bool,
+    now: datetime,
+    media: MediaSettings,
 ) -> list[TamsEvent]:
     """Delete these segments of the flow (time order), release their objects, and describe
     it as `flows/segments_deleted` events whose timeranges start and end in deleted segments.
@@ -92,7 +115,7 @@ def delete_segments(
         return []
     context = flow_context(tx, flow)
     tx.delete_segments(flow["id"], segments, stamp(now))
-    release_objects(tx, [s.object_id for s in segments], now)
+    release_objects(tx, [s.object_id for s in segments], now, media)
     if sparse:
         ranges = [s.timerange for s in segments]
     else:
@@ -115,11 +138,11 @@ def purges(tx: WriteTx, record: DeletionRequestRecord) -> bool:
     return hidden is not None and hidden.purge_request_id == record.id
 
 
-def purge_chunk(tx: WriteTx, flow_id: str, limit: int, now: datetime) -> bool:
+def purge_chunk(tx: WriteTx, flow_id: str, limit: int, now: datetime, media: MediaSettings) -> bool:
     """Remove up to `limit` segments of a soft-deleted flow being purged and release their
     objects as any segment deletion does; True if there may be more."""
     gone = tx.purge_segments(flow_id, limit)
-    release_objects(tx, [s.object_id for s in gone], now)
+    release_objects(tx, [s.object_id for s in gone], now, media)
     return len(gone) >= limit
 
 

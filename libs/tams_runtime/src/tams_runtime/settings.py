@@ -227,6 +227,13 @@ class MediaSettings(BaseSettings):
     min_object_timeout_s: int = Field(default=3600, ge=300)
     # Extra time before such an object is collected, for clocks and slow registrations.
     object_gc_grace_s: int = Field(default=300, ge=0)
+
+    @property
+    def upload_window_s(self) -> int:
+        """How long after its allocation an object's bytes may still arrive: no put_url
+        outlives the min object timeout plus the grace (`check_presigned_url_timeout`)."""
+        return self.min_object_timeout_s + self.object_gc_grace_s
+
     # A DELETE touching at most this many segments finishes at once (204); more: 202 and a
     # deletion request that works in chunks of `delete_chunk_segments` (one transaction each).
     sync_delete_limit: int = Field(default=1000, ge=1)

@@ -36,7 +36,7 @@ FlowSort = Literal["created", "metadata_updated", "label"]
 SourceSort = Literal["created", "updated", "label"]
 WebhookStatus = Literal["created", "started", "disabled", "error"]
 DeletionRequestSort = Literal["created", "expiry"]
-MediaJobKind = Literal["delete", "copy"]
+MediaJobKind = Literal["delete", "copy", "sweep"]
 
 # Segments one tag-filtered segment page may examine (ReadTx.list_segments).
 SEGMENT_TAG_SCAN_LIMIT = 5000
@@ -145,6 +145,9 @@ class ObjectRecord:
     # Bytes of the controlled copy, read from S3 (HEAD) at its first registration; None when
     # unknown (external objects, objects registered before sizes were recorded).
     size: int | None = None
+    # When POST /flows/{id}/storage allocated it (its put_url was handed out); 0 for objects
+    # that were never allocated here (external objects).
+    allocated_ns: int = 0
 
     @property
     def controlled_storage_ids(self) -> list[str]:
@@ -291,9 +294,11 @@ class DeletionRequestRecord:
 @dataclass(frozen=True)
 class MediaJob:
     """Work on an object's bytes in one storage backend, done by a segments-service worker
-    outside any transaction: `delete` the bytes there, or `copy` them there from another
-    instance. A worker claims a job under a lease (`lease_owner` until `lease_until_ns`), so
-    several service instances never work on one job at once; an expired lease is a retry."""
+    outside any transaction: `delete` the bytes there, `copy` them there from another
+    instance, or `sweep`: delete them again once no put_url handed out for the object can
+    upload any more (queued with `lease_until_ns` then), so a late upload leaves nothing. A
+    worker claims a job under a lease (`lease_owner` until `lease_until_ns`), so several
+    service instances never work on one job at once; an expired lease is a retry."""
 
     kind: MediaJobKind
     object_id: str

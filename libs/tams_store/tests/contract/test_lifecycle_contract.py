@@ -166,6 +166,9 @@ async def test_expired_allocations_are_the_old_unregistered_ones(store: Store) -
     expired = await store.write(lambda tx: tx.expired_allocations(500, 10))
     assert [o.object_id for o in expired] == [old]
     assert expired[0].storage_id == "store-a" and not expired[0].registered
+    # An object remembers when it was allocated (its put_url handed out), registered or not.
+    objects = await store.read(lambda tx: tx.get_objects([young, used]))
+    assert objects[young].allocated_ns == 900 and objects[used].allocated_ns == 50
 
 
 async def test_media_jobs_are_leased(store: Store) -> None:
@@ -188,6 +191,18 @@ async def test_media_jobs_are_leased(store: Store) -> None:
     await store.write(lambda tx: tx.finish_media_jobs(mine[:1]))
     left = await store.read(lambda tx: tx.media_jobs_of([object_id]))
     assert [j.storage_id for j in left] == [mine[1].storage_id]
+
+
+async def test_a_job_queued_for_later_is_claimed_only_then(store: Store) -> None:
+    object_id = new_id()
+    sweep = MediaJob("sweep", object_id, "a", 1, lease_until_ns=5000)
+    await store.write(lambda tx: tx.queue_media_jobs([sweep]))
+    early = await store.write(lambda tx: tx.claim_media_jobs("sweep", "w1", 4999, 50, 10))
+    assert object_id not in {j.object_id for j in early}
+    due = await store.write(lambda tx: tx.claim_media_jobs("sweep", "w1", 5000, 50, 10))
+    assert [(j.object_id, j.lease_until_ns) for j in due if j.object_id == object_id] == [
+        (object_id, 5050)
+    ]
 
 
 def request_doc(created_s: int, expiry_s: int, status: str = "created", **extra: Any) -> Any:

@@ -262,7 +262,7 @@ class FlowDeletion:
         context = events.flow_context(tx, flow)
         collectors_changed = leave_collections(tx, flow, now)
         tx.delete_flow(flow_id)
-        deletion.release_objects(tx, [s.object_id for s in segments], now)
+        deletion.release_objects(tx, [s.object_id for s in segments], now, self.media)
         changes = []
         if not extent.is_empty:
             changes.append(

@@ -170,7 +170,7 @@ class Purge:
             retention_s=self.media.deletion_request_retention_s,
         )
         tx.start_purge(flow_id, record.id)
-        if not deletion.purge_chunk(tx, flow_id, self.media.sync_delete_limit, now):
+        if not deletion.purge_chunk(tx, flow_id, self.media.sync_delete_limit, now, self.media):
             tx.forget_deleted_flow(flow_id)
             return Outcome(status=204)
         tx.put_deletion_request(record)
@@ -188,7 +188,7 @@ def finish_purge(
     """The last step of a purge's chain (the catalog's `flows.delete` finish): anything
     left, then the record; the request is done."""
     retention_s = media.deletion_request_retention_s
-    if deletion.purge_chunk(tx, record.flow_id, media.sync_delete_limit, now):
+    if deletion.purge_chunk(tx, record.flow_id, media.sync_delete_limit, now, media):
         again = deletion.advanced(record, now, retention_s, status="started")
         tx.put_deletion_request(again)
         return deletion.chain_outcome([], [deletion.step_command(again)])

@@ -60,7 +60,9 @@ class SegmentDeletion:
             )
             tx.put_deletion_request(record)
             return deletion.accepted(record)
-        events = deletion.delete_segments(tx, flow, segments, sparse=object_id is not None, now=now)
+        events = deletion.delete_segments(
+            tx, flow, segments, sparse=object_id is not None, now=now, media=self.media
+        )
         return Outcome(status=204, events=events)
 
 
@@ -94,7 +96,7 @@ class DeletionStep:
             record.flow_id, remaining, object_id=record.object_id, limit=chunk
         )
         events = deletion.delete_segments(
-            tx, flow, segments, sparse=record.object_id is not None, now=now
+            tx, flow, segments, sparse=record.object_id is not None, now=now, media=self.media
         )
         if len(segments) == chunk:
             after = remaining.intersection(TimeRange.from_ns(segments[-1].end, None))
@@ -115,7 +117,9 @@ class DeletionStep:
     def _purge_step(self, tx: WriteTx, record: DeletionRequestRecord, now: datetime) -> Outcome:
         """One chunk of the purge of a soft-deleted flow (docs/ext-soft-delete.md): no
         events (its deletion was published when it was hidden); the catalog finishes."""
-        more = deletion.purge_chunk(tx, record.flow_id, self.media.delete_chunk_segments, now)
+        more = deletion.purge_chunk(
+            tx, record.flow_id, self.media.delete_chunk_segments, now, self.media
+        )
         if more:
             record = deletion.advanced(record, now, self.retention_s, status="started")
             tx.put_deletion_request(record)

@@ -6,6 +6,8 @@ Every `worker_interval_s` (and at start-up) the worker:
   plus a grace period has passed: in one transaction it takes those still unregistered,
   forgets them (a late registration then fails as unknown) and queues their bytes' deletion;
 * deletes queued bytes from S3 (every controlled instance), then drops the queue entries;
+  sweeps the bytes of deleted objects again once no put_url handed out for them can upload
+  any more (`deletion.release_objects`);
 * runs queued copies (controlled instances on another backend, `copier.py`) and, once the
   bytes are there, adds the instance to the object;
 * restarts deletion requests that have stalled (their step command was lost, e.g. with a
@@ -42,7 +44,7 @@ from tams_runtime.storage import BackendClients, StorageBackends
 from tams_segments.copier import Copier
 from tams_segments.instances import with_instances
 from tams_store import Store, WriteTx
-from tams_store.port import MediaJob
+from tams_store.port import MediaJob, MediaJobKind
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +111,19 @@ class ObjectCollector:
         return collected
 
     async def delete_bytes(self, now_ns: int) -> int:
-        """Delete queued bytes from S3, a thousand keys per request (DeleteObjects); returns
-        how many deletions completed."""
+        """Delete queued bytes from S3, a thousand keys per request (DeleteObjects): the
+        deletions, then the sweeps that are due; returns how many completed."""
+        done_total = 0
+        for kind in ("delete", "sweep"):
+            done_total += await self._delete_jobs(kind, now_ns)
+        return done_total
+
+    async def _delete_jobs(self, kind: MediaJobKind, now_ns: int) -> int:
         lease_ns = int(self.media.job_lease_s * NS)
         done_total = 0
         for _ in range(MAX_BATCHES):
             jobs = await self.store.write(
-                lambda tx: tx.claim_media_jobs("delete", self.owner, now_ns, lease_ns, DELETE_BATCH)
+                lambda tx: tx.claim_media_jobs(kind, self.owner, now_ns, lease_ns, DELETE_BATCH)
             )
             if not jobs:
                 break

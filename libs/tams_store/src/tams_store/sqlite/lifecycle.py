@@ -126,9 +126,9 @@ def _job(row: sqlite3.Row) -> MediaJob:
 
 def queue_media_jobs(conn: sqlite3.Connection, jobs: list[MediaJob]) -> None:
     conn.executemany(
-        "INSERT INTO media_jobs (kind, object_id, storage_id, created_ns) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (kind, object_id, storage_id) DO NOTHING",
-        [(j.kind, j.object_id, j.storage_id, j.created_ns) for j in jobs],
+        "INSERT INTO media_jobs (kind, object_id, storage_id, created_ns, lease_until_ns) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, object_id, storage_id) DO NOTHING",
+        [(j.kind, j.object_id, j.storage_id, j.created_ns, j.lease_until_ns) for j in jobs],
     )
 
 

@@ -100,7 +100,7 @@ def get_objects(conn: sqlite3.Connection, object_ids: list[str]) -> dict[str, Ob
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
             "SELECT id, allocated_flow_id, storage_id, content_type, registered, "
-            f"first_referenced_by_flow, doc, size FROM objects WHERE id IN ({marks})",
+            f"first_referenced_by_flow, doc, size, allocated_ns FROM objects WHERE id IN ({marks})",
             chunk,
         )
         for row in rows:
@@ -113,6 +113,7 @@ def get_objects(conn: sqlite3.Connection, object_ids: list[str]) -> dict[str, Ob
                 first_referenced_by_flow=row["first_referenced_by_flow"],
                 doc=documents.loads(row["doc"]),
                 size=row["size"],
+                allocated_ns=row["allocated_ns"],
             )
     return found
 

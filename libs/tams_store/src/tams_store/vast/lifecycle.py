@@ -186,7 +186,8 @@ def queue_media_jobs(tables: Tables, jobs: Sequence[MediaJob]) -> None:
                 "storage_id": j.storage_id,
                 "created_ns": j.created_ns,
                 "attempts": 0,
-                "lease_until_ns": 0,
+                # Not claimable before then (a sweep); 0: at once.
+                "lease_until_ns": j.lease_until_ns,
             }
             for j in new.values()
         ]

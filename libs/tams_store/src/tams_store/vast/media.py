@@ -488,6 +488,7 @@ OBJECT_COLUMNS = (
     "first_referenced_by_flow",
     "doc",
     "size",
+    "allocated_ns",
 )
 # What the counters need of an object: its size and its init object.
 ObjectProps = tuple[int | None, str | None]
@@ -510,6 +511,7 @@ def get_objects(tables: Tables, object_ids: Sequence[str]) -> dict[str, ObjectRe
             first_referenced_by_flow=row["first_referenced_by_flow"],
             doc=json.loads(row["doc"] or "{}"),
             size=row["size"],
+            allocated_ns=row["allocated_ns"] or 0,
         )
     return found
 
