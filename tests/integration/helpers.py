@@ -17,7 +17,9 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tams_runtime.s3 import object_key, s3_client
-from tams_runtime.settings import S3Settings
+from tams_runtime.settings import MediaSettings, S3Settings
+from tams_runtime.storage import BackendClients, StorageBackends
+from tams_segments.worker import ObjectCollector
 from tams_stack.stack import Stack
 from tams_store.sqlite import SqliteStore
 
@@ -263,3 +265,26 @@ async def stack_store(stack: Stack) -> AsyncIterator[SqliteStore]:
         yield store
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def stack_collector(stack: Stack, media: MediaSettings) -> AsyncIterator[ObjectCollector]:
+    """The segments service's object collector, run from the test process against the test
+    stack's store and S3, so a test can run it with its clock set ahead."""
+    settings = s3_settings(stack).model_copy(
+        update={"extra_backends": stack.env.get("TAMS_S3_EXTRA_BACKENDS")}
+    )
+    backends = StorageBackends.from_settings(settings)
+    clients = BackendClients(backends)
+    await clients.start()
+    try:
+        async with stack_store(stack) as store:
+            yield ObjectCollector(store, backends, clients, media, owner="test-collector")
+    finally:
+        await clients.stop()
+
+
+async def stack_media_settings(http: aiohttp.ClientSession) -> MediaSettings:
+    """The stack's object timeout, as /service advertises it (the grace is the default)."""
+    service = await get_json(http, "/service")
+    return MediaSettings(min_object_timeout_s=int(service["min_object_timeout"].split(":")[0]))

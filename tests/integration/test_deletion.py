@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,8 @@ from .helpers import (
     post,
     put_flow,
     send_json,
+    stack_collector,
+    stack_media_settings,
     stack_store,
     status_of,
     stored_bytes,
@@ -140,7 +143,9 @@ async def test_a_collected_client_chosen_id_can_be_allocated_and_registered_agai
     http: aiohttp.ClientSession, tams_stack: Stack
 ) -> None:
     # The registrar remembers ids it saw registered and does not look them up again; an id
-    # collected and then allocated anew must still be checked for its upload.
+    # collected and then allocated anew must still be checked for its upload. (It can be
+    # allocated again only once no put_url handed out for it can upload: the collector runs
+    # here with its clock set past that.)
     flow = video_flow()
     await put_flow(http, flow)
     object_id = new_id()
@@ -152,6 +157,9 @@ async def test_a_collected_client_chosen_id_can_be_allocated_and_registered_agai
     status, _, _ = await send_json(http, "DELETE", f"/flows/{flow['id']}/segments")
     assert status == 204
     await eventually(lambda: gone_from_s3(tams_stack, object_id), f"{object_id} collected")
+    media = await stack_media_settings(http)
+    async with stack_collector(tams_stack, media) as collector:
+        await collector.delete_bytes(time.time_ns() + (media.upload_window_s + 1) * 10**9)
 
     put_urls: list[dict[str, str]] = []
 

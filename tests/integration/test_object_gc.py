@@ -26,6 +26,8 @@ from .helpers import (
     post,
     put_flow,
     s3_settings,
+    stack_collector,
+    stack_media_settings,
     stack_store,
     stored_bytes,
     video_flow,
@@ -87,8 +89,7 @@ async def test_bytes_uploaded_to_a_deleted_objects_put_url_are_swept(
     """A put_url stays valid after its object was registered and deleted: bytes uploaded to
     it then are deleted again once no put_url can upload any more, and until then the id is
     not allocated again (its registration would take the stray bytes for an upload)."""
-    service = await get_json(http, "/service")
-    media = MediaSettings(min_object_timeout_s=int(service["min_object_timeout"].split(":")[0]))
+    media = await stack_media_settings(http)
     flow = video_flow()
     await put_flow(http, flow)
     object_id = new_id()
@@ -120,20 +121,10 @@ async def test_bytes_uploaded_to_a_deleted_objects_put_url_are_swept(
     async with http.post(f"/flows/{flow['id']}/storage", json={"object_ids": [object_id]}) as r:
         assert r.status == 400  # still in use: its bytes are not settled yet
 
-    settings: S3Settings = s3_settings(tams_stack).model_copy(
-        update={"extra_backends": tams_stack.env.get("TAMS_S3_EXTRA_BACKENDS")}
-    )
-    backends = StorageBackends.from_settings(settings)
-    clients = BackendClients(backends)
-    await clients.start()
-    try:
-        async with stack_store(tams_stack) as store:
-            collector = ObjectCollector(store, backends, clients, media, owner="sweep-test")
-            # Once no put_url can upload any more, the sweep deletes what arrived late.
-            later = time.time_ns() + (media.upload_window_s + 1) * NS
-            assert await collector.delete_bytes(later) >= 1
-    finally:
-        await clients.stop()
+    async with stack_collector(tams_stack, media) as collector:
+        # Once no put_url can upload any more, the sweep deletes what arrived late.
+        later = time.time_ns() + (media.upload_window_s + 1) * NS
+        assert await collector.delete_bytes(later) >= 1
     assert await stored_bytes(tams_stack, object_id) is None
     async with http.post(f"/flows/{flow['id']}/storage", json={"object_ids": [object_id]}) as r:
         assert r.status == 201, await r.text()

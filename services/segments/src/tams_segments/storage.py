@@ -88,7 +88,11 @@ class Allocator:
                 raise bad_request(f"object_ids lists {', '.join(repeated)} more than once")
             known = sorted(tx.existing_object_ids(object_ids))
             if known:
-                raise bad_request(f"object_ids already exist: {', '.join(known[:10])}")
+                raise bad_request(
+                    f"object_ids already exist: {', '.join(known[:10])} (an id whose object "
+                    "was deleted is free again once no put_url handed out for it can upload: "
+                    "min_object_timeout after its allocation, and a few minutes)"
+                )
         now = time.time_ns()
         tx.allocate_objects(
             [ObjectAllocation(i, flow_id, storage_id, content_type, now) for i in object_ids]
