@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from tams_stack.stack import Stack
 from tams_stack.testing import SpecValidator
@@ -109,6 +110,17 @@ async def test_bad_flow_bodies_are_400_with_a_reason(http: aiohttp.ClientSession
         },
         "not an object": ["a list"],
     }
+    # The schemas' exclusiveMinimum 0 and enums; integers a 64-bit column cannot hold.
+    for name, change in {
+        "zero width": {"frame_width": 0},
+        "zero frame rate": {"frame_rate": {"numerator": 0}},
+        "negative frame rate": {"frame_rate": {"numerator": -25, "denominator": 1}},
+        "zero bit depth": {"bit_depth": 0},
+        "unknown unc_type": {"unc_parameters": {"unc_type": "bogus"}},
+        "width beyond int64": {"frame_width": 2**63},
+    }.items():
+        cases[name] = {**good, "essence_parameters": {**good["essence_parameters"], **change}}
+    cases["zero segment duration"] = {**good, "segment_duration": {"numerator": 0}}
     for name, body in cases.items():
         async with http.put(f"/flows/{flow_id}", json=body) as resp:
             assert resp.status == 400, f"{name}: {resp.status}"
@@ -119,6 +131,19 @@ async def test_bad_flow_bodies_are_400_with_a_reason(http: aiohttp.ClientSession
     ) as resp:
         assert resp.status == 400
     await get_json(http, f"/flows/{flow_id}", status=404)  # nothing half-written
+
+
+async def test_a_write_too_large_for_one_command_is_413(http: aiohttp.ClientSession) -> None:
+    """Under the gateway's body limit but over a Kafka message's: a client error that no
+    retry can fix, not a 503."""
+    flow = video_flow()
+    huge = {**flow, "description": "x" * 1_100_000}
+    async with http.put(f"/flows/{flow['id']}", json=huge) as resp:
+        assert resp.status == 413, await resp.text()
+        error = await resp.json()
+        assert "Retry-After" not in resp.headers
+        assert error["type"] == "RequestEntityTooLarge" and "send less" in error["summary"]
+    await get_json(http, f"/flows/{flow['id']}", status=404)
 
 
 async def test_unknown_ids_are_404(http: aiohttp.ClientSession) -> None:
@@ -252,6 +277,21 @@ async def test_a_collection_change_updates_the_sources_it_changes(
         seen = await reader.until(lambda evs: len(updated(evs, multi["source_id"])) == 2)
         assert "source_collection" not in updated(seen, multi["source_id"])[1]
 
+    # The other way round: the collector goes, and its member's source is collected no more.
+    member_flow, collector_flow = video_flow(), multi_flow([])
+    await put_flow(http, member_flow)
+    collector_flow["flow_collection"] = [{"id": member_flow["id"], "role": "v"}]
+    await put_flow(http, collector_flow)
+    async with EventReader(tams_stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]) as reader:
+        async with http.delete(f"/flows/{collector_flow['id']}") as resp:
+            assert resp.status == 204
+        # (The set-up's own sources/updated, with the collection, may be read first.)
+        await reader.until(
+            lambda evs: any(
+                "collected_by" not in source for source in updated(evs, member_flow["source_id"])
+            )
+        )
+
 
 async def test_collections_and_collected_by(http: aiohttp.ClientSession) -> None:
     video, audio = video_flow(), audio_flow()
@@ -373,7 +413,7 @@ async def test_listing_filters(http: aiohttp.ClientSession) -> None:
     marker = new_id()
     a = video_flow(label=f"A {marker}", tags={"run": marker, "lang": ["en", "fr"]})
     b = audio_flow(label=f"B {marker}", tags={"run": marker, "lang": "cy"})
-    c = video_flow(label=f"C {marker}", tags={"run": marker})
+    c = video_flow(label=f"C {marker}", tags={"run": marker, "credit": "BBC, 2026"})
     c["essence_parameters"] = {**c["essence_parameters"], "frame_width": 1280, "frame_height": 720}
     # An image flow of the same size: the frame size filters are on video flows only.
     still = {
@@ -396,6 +436,12 @@ async def test_listing_filters(http: aiohttp.ClientSession) -> None:
     assert await ids("frame_width=1280&frame_height=720") == {c["id"]}
     assert await ids("tag.lang=fr") == {a["id"]}
     assert await ids("tag.lang=cy,fr") == {a["id"], b["id"]}
+    # A value with a comma is sent encoded; a literal comma separates values. (As sent:
+    # a URL built from a string would decode the %2C.)
+    for query, expected in (("BBC%2C%202026", {c["id"]}), ("BBC,%202026", set())):
+        url = URL(f"/flows?{run}&tag.credit={query}", encoded=True)
+        async with http.get(url) as resp:
+            assert {f["id"] for f in await resp.json()} == expected, query
     assert await ids("tag_exists.lang=false") == {c["id"], still["id"]}
     assert await ids("tag_exists.lang=true") == {a["id"], b["id"]}
     assert await ids("timerange=()") == {a["id"], b["id"], c["id"], still["id"]}  # no segments

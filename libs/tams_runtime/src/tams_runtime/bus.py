@@ -19,7 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaTimeoutError, RequestTimedOutError
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, RequestTimedOutError
 from opentelemetry.trace import SpanKind
 
 from tams_runtime.epochs import CommandTopics, TopicCreationFailed, create_topics
@@ -40,6 +40,10 @@ class CommandTimeout(Exception):
 
 class BusUnavailable(Exception):
     """The broker could not take the command."""
+
+
+class CommandTooLarge(Exception):
+    """The command is larger than a Kafka message may be: sending it again cannot help."""
 
 
 async def ensure_topics(settings: KafkaSettings) -> None:
@@ -189,6 +193,11 @@ class CommandBus:
                     except (KafkaTimeoutError, RequestTimedOutError) as exc:
                         raise CommandTimeout(
                             f"the broker did not confirm {name} in time: {exc}"
+                        ) from exc
+                    except MessageSizeTooLargeError as exc:
+                        raise CommandTooLarge(
+                            f"the request is too large to send as one {name} command "
+                            "(a Kafka message, at most 1 MiB by default); send less at once"
                         ) from exc
                     except Exception as exc:  # aiokafka raises many KafkaError kinds
                         raise BusUnavailable(f"could not publish command {name}: {exc}") from exc

@@ -261,6 +261,8 @@ class FlowDeletion:
         extent = tx.flow_timerange(flow_id)
         context = events.flow_context(tx, flow)
         collectors_changed = leave_collections(tx, flow, now)
+        # Its members' sources are collected by its source no more.
+        members_sources = sources_touched(tx, flow, {**flow, "flow_collection": []})
         tx.delete_flow(flow_id)
         deletion.release_objects(tx, [s.object_id for s in segments], now, self.media)
         changes = []
@@ -275,6 +277,7 @@ class FlowDeletion:
             )
         changes.append(events.flow_event("deleted", {"flow_id": flow_id}, context, now))
         changes.extend(collectors_changed)
+        changes.extend(source_updates(tx, members_sources, now))
         changes.extend(_drop_source_if_orphaned(tx, flow["source_id"], now))
         return changes
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ValidationError
 
-from tams_runtime.bus import BusUnavailable, CommandTimeout
+from tams_runtime.bus import BusUnavailable, CommandTimeout, CommandTooLarge
 from tams_runtime.http import Handler
 from tams_runtime.web import ApiError, bad_request, error_response, forbidden, not_found
 
@@ -52,3 +52,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise ApiError(504, "Timeout", f"{exc}; the change may still be applied") from exc
     except BusUnavailable as exc:
         raise ApiError(503, "ServiceUnavailable", str(exc)) from exc
+    except CommandTooLarge as exc:
+        raise ApiError(413, "RequestEntityTooLarge", str(exc)) from exc

@@ -50,6 +50,12 @@ class ClosedModel(BaseModel):
 
 # A date-time in JSON is a string: strict validation would take only a `datetime` object.
 DateTime = Annotated[datetime, Field(strict=False)]
+# Integers a store keeps in a 64-bit column: larger ones are a 400 at the edge, not an
+# overflow in the store.
+INT64_MAX = 2**63 - 1
+Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
+# The schemas' `"type": "integer", "exclusiveMinimum": 0`.
+PositiveInt = Annotated[int, Field(gt=0, le=INT64_MAX)]
 
 
 def dump(model: BaseModel) -> Any:
@@ -60,15 +66,15 @@ def dump(model: BaseModel) -> Any:
 class Rational(TamsModel):
     """A rational whose denominator defaults to 1 (kept absent when the client left it out)."""
 
-    numerator: int
-    denominator: int | None = Field(default=None, gt=0)
+    numerator: PositiveInt
+    denominator: PositiveInt | None = None
 
 
 class StrictRational(TamsModel):
     """A rational whose denominator the schema requires."""
 
-    numerator: int
-    denominator: int = Field(gt=0)
+    numerator: PositiveInt
+    denominator: PositiveInt
 
 
 class Error(TamsModel):

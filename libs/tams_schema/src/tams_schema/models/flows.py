@@ -14,7 +14,9 @@ from pydantic import Field, TypeAdapter, model_validator
 from tams_schema.models.common import (
     ClosedModel,
     ContentFormat,
+    Int64,
     MimeType,
+    PositiveInt,
     Rational,
     StrictRational,
     Tags,
@@ -32,13 +34,13 @@ class CollectionItem(TamsModel):
 
 
 class AudioTrack(TamsModel):
-    channel_numbers: list[int] | None = None
+    channel_numbers: list[Int64] | None = None
     channel_range: str | None = None
 
 
 class ContainerMapping(TamsModel):
-    track_index: int | None = Field(default=None, ge=0)
-    format_track_index: int | None = Field(default=None, ge=0)
+    track_index: Int64 | None = Field(default=None, ge=0)
+    format_track_index: Int64 | None = Field(default=None, ge=0)
     audio_track: AudioTrack | None = None
     mp2ts_container: dict[str, Any] | None = None
     mxf_container: dict[str, Any] | None = None
@@ -66,7 +68,7 @@ class Source(TamsModel):
 class FlowCommon(TamsModel):
     id: Uuid
     source_id: Uuid
-    generation: int | None = Field(default=None, ge=0)
+    generation: Int64 | None = Field(default=None, ge=0)
     label: str | None = None
     description: str | None = None
     created_by: str | None = None
@@ -77,7 +79,7 @@ class FlowCommon(TamsModel):
     metadata_version: str | None = None
     tags: Tags | None = None
     read_only: bool | None = None
-    max_bit_rate: int | None = Field(default=None, ge=0)
+    max_bit_rate: Int64 | None = Field(default=None, ge=0)
     status: FlowStatus | None = None
     timerange: TimeRangeField | None = None
     flow_collection: list[FlowCollectionItem] | None = None
@@ -87,26 +89,33 @@ class FlowCommon(TamsModel):
 class Technical(TamsModel):
     codec: MimeType | None = None
     container: MimeType | None = None
-    avg_bit_rate: int | None = Field(default=None, ge=0)
+    avg_bit_rate: Int64 | None = Field(default=None, ge=0)
     segment_duration: Rational | None = None
     container_mapping: ContainerMapping | None = None
 
 
-class UncParameters(TamsModel):
-    unc_type: str
+class VideoUncParameters(TamsModel):
+    unc_type: Literal[
+        "planar", "YUYV", "UYVY", "AYUV", "v210", "v216", "RGB", "RGBx", "xRGB", "BGRx",
+        "xBGR", "RGBA", "ARGB", "BGRA", "ABGR", "alpha",
+    ]  # fmt: skip
+
+
+class AudioUncParameters(TamsModel):
+    unc_type: Literal["interleaved", "planar", "pairs"]
 
 
 class AvcParameters(TamsModel):
-    profile: int
-    level: int
-    flags: int
+    profile: Int64
+    level: Int64
+    flags: Int64
 
 
 class VideoEssence(ClosedModel):
-    frame_width: int
-    frame_height: int
+    frame_width: PositiveInt
+    frame_height: PositiveInt
     frame_rate: Rational | None = None
-    bit_depth: int | None = None
+    bit_depth: PositiveInt | None = None
     interlace_mode: (
         Literal["progressive", "interlaced_tff", "interlaced_bff", "interlaced_psf"] | None
     ) = None
@@ -115,9 +124,9 @@ class VideoEssence(ClosedModel):
     aspect_ratio: StrictRational | None = None
     pixel_aspect_ratio: StrictRational | None = None
     component_type: Literal["YCbCr", "RGB"] | None = None
-    horiz_chroma_subs: int | None = None
-    vert_chroma_subs: int | None = None
-    unc_parameters: UncParameters | None = None
+    horiz_chroma_subs: PositiveInt | None = None
+    vert_chroma_subs: PositiveInt | None = None
+    unc_parameters: VideoUncParameters | None = None
     avc_parameters: AvcParameters | None = None
     vfr: bool | None = None
     init_segments: bool | None = None
@@ -132,22 +141,22 @@ class VideoEssence(ClosedModel):
 
 
 class CodecParameters(TamsModel):
-    coded_frame_size: int | None = None
-    mp4_oti: int | None = None
+    coded_frame_size: Int64 | None = None
+    mp4_oti: Int64 | None = None
 
 
 class AudioEssence(ClosedModel):
-    sample_rate: int
-    channels: int
-    bit_depth: int | None = None
+    sample_rate: PositiveInt
+    channels: PositiveInt
+    bit_depth: PositiveInt | None = None
     codec_parameters: CodecParameters | None = None
-    unc_parameters: UncParameters | None = None
+    unc_parameters: AudioUncParameters | None = None
     init_segments: bool | None = None
 
 
 class ImageEssence(ClosedModel):
-    frame_width: int
-    frame_height: int
+    frame_width: PositiveInt
+    frame_height: PositiveInt
     aspect_ratio: StrictRational | None = None
 
 
