@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from tams_catalog.handlers import FlowDeletion, relaying
+from tams_catalog.handlers import FlowDeletion, Relaying
 from tams_runtime.applier import CommandApplier
 from tams_runtime.settings import MediaSettings
 from tams_schema.envelopes import CommandEnvelope, FollowUp, Outcome
@@ -64,7 +64,7 @@ async def test_segments_added_during_a_flow_deletion_go_too(store: SqliteStore) 
     media = MediaSettings(sync_delete_limit=3, delete_chunk_segments=4)
     run = CommandApplier(
         store,
-        {"flows.delete": relaying(FlowDeletion(media)), "deletion.step": DeletionStep(media)},
+        {"flows.delete": Relaying(FlowDeletion(media)), "deletion.step": DeletionStep(media)},
         is_retryable=lambda exc: isinstance(exc, StoreUnavailable),
     )
 

@@ -223,12 +223,14 @@ def stopped_by_read_only(
     """A request whose flow was made read-only while it ran ends here, in `error`: a
     read-only flow's segments may not be deleted (ADR 0005), whoever asked first. What was
     deleted before stays deleted; `timerange_remaining` says what was not."""
+    left = record.doc.get("timerange_remaining")
+    what = f"with {left} of its segments left" if left not in (None, "()") else "before the flow"
     return failed(
         record,
         now,
         retention_s,
-        f"flow {record.flow_id} was made read-only; the deletion stopped with "
-        f"{record.doc.get('timerange_remaining')} left (make the flow writable and delete again)",
+        f"flow {record.flow_id} was made read-only; the deletion stopped {what} "
+        "(make the flow writable and delete again)",
     )
 
 

@@ -179,11 +179,12 @@ class GroupConsumer:
             else:
                 wait_ms = self._idle_wait_ms()
             fetch = await self._consumer.getmany(timeout_ms=wait_ms)
-            if fetch and self.epochs is not None:
-                fetch = await self.epochs.in_order(self._consumer, fetch)
             woken = False
             if fetch:
+                # Records held back for an older epoch are activity too: no rest now.
                 last_records = time.monotonic()
+            if fetch and self.epochs is not None:
+                fetch = await self.epochs.in_order(self._consumer, fetch)
             publish = await self.process(fetch) if fetch else None
             if waiting is not None:
                 await self._until_durable(waiting)

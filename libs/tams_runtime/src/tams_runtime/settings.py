@@ -89,6 +89,8 @@ class ReplySettings(BaseSettings):
     advertise_host: str | None = None
 
 
+# How long an upload that started before its put_url expired may take to finish.
+UPLOAD_ALLOWANCE_S = 900
 # Presigned URLs are dated to the start of a window this long, so each lives up to this much
 # longer than its timeout (tams_runtime.s3).
 PRESIGNED_WINDOW_S = 60
@@ -231,8 +233,10 @@ class MediaSettings(BaseSettings):
     @property
     def upload_window_s(self) -> int:
         """How long after its allocation an object's bytes may still arrive: no put_url
-        outlives the min object timeout plus the grace (`check_presigned_url_timeout`)."""
-        return self.min_object_timeout_s + self.object_gc_grace_s
+        outlives the min object timeout plus the grace (`check_presigned_url_timeout`), and
+        S3 checks a URL's expiry when an upload starts, so one started just in time gets
+        `UPLOAD_ALLOWANCE_S` more to finish."""
+        return self.min_object_timeout_s + self.object_gc_grace_s + UPLOAD_ALLOWANCE_S
 
     # A DELETE touching at most this many segments finishes at once (204); more: 202 and a
     # deletion request that works in chunks of `delete_chunk_segments` (one transaction each).

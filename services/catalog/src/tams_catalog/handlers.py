@@ -413,12 +413,18 @@ def handlers(media: MediaSettings, soft: SoftDeleteSettings | None = None) -> di
         deletion.RESTORE_COMMAND: rules(soft_delete.restore),
         deletion.PURGE_COMMAND: rules(soft_delete.Purge(media)),
     }
-    return {name: relaying(handler) for name, handler in every.items()}
+    return {name: Relaying(handler) for name, handler in every.items()}
 
 
-def relaying(handler: Handler) -> Handler:
-    @wraps(handler)
-    def relay(tx: WriteTx, command: CommandEnvelope) -> Outcome:
-        return events.relay_events(handler(tx, command))
+class Relaying:
+    """A handler whose outcome's events go to the segments service as `events.relay`
+    follow-ups, in the transaction that records the outcome (a redelivered command sends the
+    same relays again). The applier's optional hooks are the wrapped handler's."""
 
-    return relay
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.prepare = getattr(handler, "prepare", None)
+        self.committed = getattr(handler, "committed", None)
+
+    def __call__(self, tx: WriteTx, command: CommandEnvelope) -> Outcome:
+        return events.relay_events(self.handler(tx, command))

@@ -1,8 +1,9 @@
 """Segments service wiring: storage allocation, segments (and their tags), objects,
 deletion requests.
 
-Consumes `tams.segments.commands` (keyed by flow id; object instance commands by object id),
-so all media commands of one flow are applied in order by one consumer. A background worker
+Consumes `tams.segments.commands` (keyed by flow id; object instance commands by object id;
+the catalog's relayed events by their flow or source id), so all media commands of one flow
+are applied in order by one consumer, and its events published in that order. A background worker
 collects garbage objects, copies instances and restarts stalled deletions (`worker.py`).
 """
 

@@ -322,9 +322,14 @@ class Registrar:
         if obj is None or not obj.registered:
             # First registration: the object's properties are fixed now.
             registered += self._init_object(context, object_id, init_id)
-            object_range = _object_range(item, timerange)
+            # Its properties, the timerange among them, are fixed now (`object_properties`).
+            new_range = _object_range(item, timerange)
+            object_range: TimeRange | None = new_range
         else:
-            object_range = TimeRange.parse(obj.doc["timerange"])
+            # None for objects stored without one (init objects have none; so had objects
+            # written straight into a store): nothing to check against.
+            stored = obj.doc.get("timerange")
+            object_range = TimeRange.parse(stored) if stored else None
         if obj is None:
             if object_id in context.in_use:
                 raise Rejected(f"object {object_id} is being deleted; it cannot be registered")
@@ -341,7 +346,7 @@ class Registrar:
                     content_type=None,
                     registered=True,
                     first_referenced_by_flow=flow_id,
-                    doc=object_properties(object_range, item, external_urls),
+                    doc=object_properties(new_range, item, external_urls),
                 )
             )
         elif not obj.registered:
@@ -367,7 +372,7 @@ class Registrar:
                     content_type=obj.content_type,
                     registered=True,
                     first_referenced_by_flow=flow_id,
-                    doc=object_properties(object_range, item, external_urls),
+                    doc=object_properties(new_range, item, external_urls),
                     size=self.sizes.get(object_id),
                 )
             )
@@ -402,7 +407,8 @@ class Registrar:
             if added:
                 uncontrolled = [*obj.doc.get("get_urls", []), *added]
                 updated = with_instances(obj, obj.controlled_storage_ids, uncontrolled)
-        _check_within_object(context, object_id, item, timerange, object_range)
+        if object_range is not None:
+            _check_within_object(context, object_id, item, timerange, object_range)
         doc = {k: item[k] for k in SEGMENT_FIELDS if k in item}
         record = SegmentRecord(start, end, object_id, str(timerange), doc, now_ns)
         return record, registered, updated
