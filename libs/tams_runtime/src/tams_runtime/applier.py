@@ -64,10 +64,15 @@ class CommandApplier:
         fresh: list[tuple[CommandEnvelope, Outcome]],
     ) -> Outcome:
         with command_scope(command.command_id, command.correlation_id):
+            handler = self.handlers.get(command.name)
+            if handler is not None and not getattr(handler, "records_outcome", True):
+                # A handler that changes nothing (events.Relay): applying it again is harmless.
+                outcome = handler(tx, command)
+                fresh.append((command, outcome))
+                return outcome
             prior = tx.recorded_outcome(command.command_id)
             if prior is not None:
                 return prior
-            handler = self.handlers.get(command.name)
             if handler is None:
                 summary = f"unknown command {command.name!r}"
                 outcome = error_outcome(400, "UnknownCommand", summary)

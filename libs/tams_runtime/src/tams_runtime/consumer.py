@@ -121,7 +121,6 @@ class CommandConsumer:
         commit_interval_s: float = 0.05,
         lag_interval_s: float = 5.0,
         commands_per_transaction: int = 0,
-        reply_after_sends: bool = False,
     ) -> None:
         self.settings = settings
         self.topic = topic
@@ -129,10 +128,6 @@ class CommandConsumer:
         self.handler = handler
         # 0: a whole fetch in one transaction.
         self.commands_per_transaction = commands_per_transaction
-        # Answer a fetch's commands only once the broker has its sends, not as each
-        # transaction commits: a client's next request then reaches a service after the
-        # follow-ups of this one (the catalog's events, relayed by the segments service).
-        self.reply_after_sends = reply_after_sends
         self.retry_backoff_s = retry_backoff_s
         self.producer: AIOKafkaProducer | None = None
         self.events: EventPublisher | None = None
@@ -237,8 +232,7 @@ class CommandConsumer:
                 for part in self._transactions(commands):
                     applied = await self._apply_until_done(part)
                     outcomes += applied
-                    if not self.reply_after_sends:
-                        self._answer(part, applied)
+                    self._answer(part, applied)
         finally:
             for index, span in enumerate(spans):
                 if index < len(outcomes):
@@ -291,15 +285,6 @@ class CommandConsumer:
             started = time.perf_counter()
             sent = asyncio.gather(*await self._send(commands, outcomes, spans))
             sent.add_done_callback(self._publish_timer(started))
-            if self.reply_after_sends:
-                # Once, when a round of sends succeeds (a refused round is sent again).
-                sent.add_done_callback(
-                    lambda done: (
-                        self._answer(commands, outcomes)
-                        if not done.cancelled() and done.exception() is None
-                        else None
-                    )
-                )
             return sent
 
         # After the producer refused a send (its buffer full, say), the batch is sent again:

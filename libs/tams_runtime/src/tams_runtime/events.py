@@ -97,7 +97,13 @@ def relay_events(outcome: Outcome) -> Outcome:
     return outcome.model_copy(update={"events": [], "commands": [*outcome.commands, *relays]})
 
 
-def relay(_tx: object, command: CommandEnvelope) -> Outcome:
+class Relay:
     """The segments service's handler of `events.relay`: publish them, change nothing."""
-    events = [TamsEvent.model_validate(event) for event in command.payload["events"]]
-    return Outcome(status=200, events=events)
+
+    # Nothing to remember: the outcome is the command's own payload, so a redelivered relay
+    # publishes the same events (the same ids) again. Saves a store write per catalog change.
+    records_outcome = False
+
+    def __call__(self, _tx: object, command: CommandEnvelope) -> Outcome:
+        events = [TamsEvent.model_validate(event) for event in command.payload["events"]]
+        return Outcome(status=200, events=events)

@@ -111,13 +111,12 @@ async def serve_command_service(
     components: Sequence[Component] = (),
     checks: Mapping[str, ReadyCheck] | None = None,
     workers_for: Callable[[Any, KafkaSettings], Sequence[Component]] | None = None,
-    reply_after_sends: bool = False,
 ) -> None:
     """Wiring shared by the services that own state: store, command consumer, probes.
 
     `handlers_for(store)` builds the command handlers; `components` (an S3 client, say) start
     before the consumer and stop after it; `workers_for(store, kafka)` builds background
-    workers, started last and stopped first. `reply_after_sends`: see `CommandConsumer`.
+    workers, started last and stopped first.
     """
     from tams_runtime.applier import CommandApplier
     from tams_runtime.components import StoreComponent
@@ -139,7 +138,6 @@ async def serve_command_service(
         group_id=kafka.group_id(name),
         handler=applier,
         commands_per_transaction=StoreSettings().commands_per_transaction,
-        reply_after_sends=reply_after_sends,
     )
     workers = list(workers_for(store, kafka)) if workers_for else []
     await serve(

@@ -1,8 +1,8 @@
 """Catalog service wiring: sources, flows, profiles and service info.
 
 Consumes `tams.catalog.commands` (keyed by flow or source id), applies each command to the
-store through the port, hands its TAMS events to the segments service to publish
-(`events.relay`), and answers the gateway once the broker has them.
+store through the port, answers the gateway, and hands its TAMS events to the segments
+service to publish (`events.relay`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ async def main() -> None:
         SERVICE,
         lambda kafka: kafka.topics.catalog_commands,
         lambda _store: handlers(media, soft_delete),
-        # The relays first: a client's next request (a segment of the flow it just made)
-        # then reaches the segments service after this change's events.
-        reply_after_sends=True,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tams_runtime.bus import CommandPublisher
-from tams_runtime.events import RELAY_COMMAND, relay
+from tams_runtime.events import RELAY_COMMAND, Relay
 from tams_runtime.service import run, serve_command_service
 from tams_runtime.settings import (
     KafkaSettings,
@@ -50,7 +50,7 @@ async def main() -> None:
             "instances.delete": RemoveInstance(backends),
             SET_COMMAND: SegmentTagging(media),
             DELETE_COMMAND: SegmentTagging(media),
-            RELAY_COMMAND: relay,
+            RELAY_COMMAND: Relay(),
         }
 
     def workers(store: Any, kafka: KafkaSettings) -> list[Any]:
