@@ -13,9 +13,7 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from tams_runtime.settings import MediaSettings, S3Settings
-from tams_runtime.storage import BackendClients, StorageBackends
-from tams_segments.worker import ObjectCollector
+from tams_runtime.settings import MediaSettings
 from tams_stack.stack import Stack
 
 from .helpers import (
@@ -25,10 +23,8 @@ from .helpers import (
     new_id,
     post,
     put_flow,
-    s3_settings,
     stack_collector,
     stack_media_settings,
-    stack_store,
     stored_bytes,
     video_flow,
 )
@@ -44,36 +40,24 @@ def test_a_min_object_timeout_under_five_minutes_is_refused() -> None:
 async def test_unregistered_objects_are_collected_after_the_timeout(
     http: aiohttp.ClientSession, tams_stack: Stack
 ) -> None:
-    service = await get_json(http, "/service")
-    timeout_s = int(service["min_object_timeout"].split(":")[0])
+    media = await stack_media_settings(http)
+    timeout_s, grace_s = media.min_object_timeout_s, media.object_gc_grace_s
     assert timeout_s >= 300
-    media = MediaSettings(min_object_timeout_s=timeout_s)
-    grace_s = media.object_gc_grace_s
 
     flow = video_flow()
     await put_flow(http, flow)
     kept, dropped = await allocate_and_upload(http, flow["id"], [b"registered", b"abandoned"])
     assert (await post(http, flow["id"], {"object_id": kept, "timerange": "[0:0_1:0)"}))[0] == 201
 
-    settings: S3Settings = s3_settings(tams_stack).model_copy(
-        update={"extra_backends": tams_stack.env.get("TAMS_S3_EXTRA_BACKENDS")}
-    )
-    backends = StorageBackends.from_settings(settings)
-    clients = BackendClients(backends)
-    await clients.start()
-    try:
-        async with stack_store(tams_stack) as store:
-            collector = ObjectCollector(store, backends, clients, media, owner="gc-test")
-            now = time.time_ns()
-            # Within the timeout (plus grace) nothing allocated just now is touched.
-            early = await collector.collect_expired_allocations(now + timeout_s * NS)
-            assert dropped not in early
-            later = now + (timeout_s + grace_s + 1) * NS
-            collected = await collector.collect_expired_allocations(later)
-            assert dropped in collected and kept not in collected
-            assert await collector.delete_bytes(later) >= 1
-    finally:
-        await clients.stop()
+    async with stack_collector(tams_stack, media) as collector:
+        now = time.time_ns()
+        # Within the timeout (plus grace) nothing allocated just now is touched.
+        early = await collector.collect_expired_allocations(now + timeout_s * NS)
+        assert dropped not in early
+        later = now + (timeout_s + grace_s + 1) * NS
+        collected = await collector.collect_expired_allocations(later)
+        assert dropped in collected and kept not in collected
+        assert await collector.delete_bytes(later) >= 1
 
     assert await stored_bytes(tams_stack, dropped) is None
     assert await stored_bytes(tams_stack, kept) == b"registered"

@@ -13,6 +13,22 @@ from tams_runtime.epochs import epoch_of
 from tams_runtime.settings import KafkaSettings
 
 
+def flow_and_source(tx: Any, flow_id: str, source_id: str, stamp: str) -> dict[str, Any]:
+    """Put a video flow and its source straight into a store (`tx`); returns the flow."""
+    flow = {
+        "id": flow_id,
+        "source_id": source_id,
+        "format": "urn:x-nmos:format:video",
+        "container": "video/mp2t",
+        "created": stamp,
+        "metadata_updated": stamp,
+        "tags": {},
+    }
+    tx.put_source({"id": source_id, "format": flow["format"], "created": stamp, "tags": {}})
+    tx.put_flow(flow)
+    return flow
+
+
 async def published_commands(kafka: KafkaSettings, topic: str) -> list[dict[str, Any]]:
     """The commands sent to `topic` (or to its epochs), from the start, as the consuming
     service would read them."""

@@ -18,6 +18,8 @@ from tams_store import StoreUnavailable
 from tams_store.port import ObjectRecord, SegmentRecord
 from tams_store.sqlite import SqliteStore
 
+from .helpers import flow_and_source
+
 FLOW = "5a3e1a0c-7d2b-4c1e-9f00-000000000001"
 SOURCE = "5a3e1a0c-7d2b-4c1e-9f00-000000000002"
 S = 1_000_000_000
@@ -28,15 +30,6 @@ STAMP = "2026-01-01T00:00:00.000000Z"
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     db = SqliteStore(tmp_path / "tams.db")
     await db.open()
-    flow = {
-        "id": FLOW,
-        "source_id": SOURCE,
-        "format": "urn:x-nmos:format:video",
-        "container": "video/mp2t",
-        "created": STAMP,
-        "metadata_updated": STAMP,
-        "tags": {},
-    }
     segments = [
         SegmentRecord(i * S, (i + 1) * S, f"obj-{i}", f"[{i}:0_{i + 1}:0)", {}, 1)
         for i in range(10)
@@ -47,8 +40,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     ]
 
     def setup(tx: Any) -> None:
-        tx.put_source({"id": SOURCE, "format": flow["format"], "created": STAMP, "tags": {}})
-        tx.put_flow(flow)
+        flow_and_source(tx, FLOW, SOURCE, STAMP)
         tx.add_segments(FLOW, segments, objects, STAMP)
 
     await db.write(setup)

@@ -13,6 +13,8 @@ from tams_store import WriteTx
 from tams_store.port import ObjectAllocation, ObjectRecord, SegmentRecord
 from tams_store.sqlite import SqliteStore
 
+from .helpers import flow_and_source
+
 NS = 1_000_000_000
 FLOW = "6b3e1a0c-7d2b-4c1e-9f00-000000000001"
 SOURCE = "6b3e1a0c-7d2b-4c1e-9f00-000000000002"
@@ -26,23 +28,13 @@ async def test_only_objects_allocated_lately_get_a_sweep(store: SqliteStore) -> 
     young_ns = now_ns - 60 * NS
     allocated = {"old": now_ns - 10_000 * NS, "young": young_ns}
 
-    flow = {
-        "id": FLOW,
-        "source_id": SOURCE,
-        "format": "urn:x-nmos:format:video",
-        "container": "video/mp2t",
-        "created": STAMP,
-        "metadata_updated": STAMP,
-        "tags": {},
-    }
     segments = [
         SegmentRecord(i * NS, (i + 1) * NS, object_id, f"[{i}:0_{i + 1}:0)", {}, 1)
         for i, object_id in enumerate(allocated)
     ]
 
     def setup(tx: WriteTx) -> None:
-        tx.put_source({"id": SOURCE, "format": flow["format"], "created": STAMP, "tags": {}})
-        tx.put_flow(flow)
+        flow_and_source(tx, FLOW, SOURCE, STAMP)
         tx.allocate_objects(
             [ObjectAllocation(i, FLOW, "store-a", "video/mp2t", t) for i, t in allocated.items()]
         )
