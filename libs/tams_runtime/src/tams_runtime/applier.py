@@ -65,8 +65,8 @@ class CommandApplier:
     ) -> Outcome:
         with command_scope(command.command_id, command.correlation_id):
             handler = self.handlers.get(command.name)
-            if handler is not None and not getattr(handler, "records_outcome", True):
-                # A handler that changes nothing (events.Relay): applying it again is harmless.
+            if handler is not None and self._changes_nothing(command):
+                # (events.Relay): applying it again is harmless, so nothing is recorded.
                 outcome = handler(tx, command)
                 fresh.append((command, outcome))
                 return outcome
@@ -82,6 +82,12 @@ class CommandApplier:
             fresh.append((command, outcome))
             return outcome
 
+    def _changes_nothing(self, command: CommandEnvelope) -> bool:
+        """Whether the command's handler neither reads nor writes the store, and so needs
+        no recorded outcome (`records_outcome = False`, events.Relay)."""
+        handler = self.handlers.get(command.name)
+        return handler is not None and not getattr(handler, "records_outcome", True)
+
     async def _write(self, commands: Sequence[CommandEnvelope]) -> list[Outcome]:
         """Apply in one transaction, then tell the handlers what it committed."""
         fresh: list[tuple[CommandEnvelope, Outcome]] = []
@@ -90,6 +96,9 @@ class CommandApplier:
             fresh.clear()  # an adapter may run the work again after a conflict
             return [self._apply_one(tx, c, fresh) for c in commands]
 
+        if all(self._changes_nothing(c) for c in commands):
+            # Only relays (a catalog busy with flows): no transaction to open.
+            return work(None)
         outcomes: list[Outcome] = await self.store.write(work)
         for command, outcome in fresh:
             committed = getattr(self.handlers.get(command.name), "committed", None)
