@@ -146,6 +146,26 @@ async def test_a_write_too_large_for_one_command_is_413(http: aiohttp.ClientSess
     await get_json(http, f"/flows/{flow['id']}", status=404)
 
 
+async def test_a_flow_too_large_for_its_events_is_refused_and_the_catalog_goes_on(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Each change publishes the whole flow in an event, which must fit a Kafka message:
+    a document over 512 KiB is a 400, whether it comes in one request or grows over two.
+    Before, such an event blocked every later catalog write."""
+    flow = video_flow()
+    big = {**flow, "description": "x" * 600_000}
+    async with http.put(f"/flows/{flow['id']}", json=big) as resp:
+        assert resp.status == 400, await resp.text()
+        assert "bytes of JSON" in (await resp.json())["summary"]
+    await put_flow(http, {**flow, "description": "x" * 300_000})
+    async with http.put(f"/flows/{flow['id']}/tags/notes", json="y" * 300_000) as resp:
+        assert resp.status == 400, await resp.text()
+    # The catalog still takes changes.
+    async with http.put(f"/flows/{flow['id']}/label", json="fine") as resp:
+        assert resp.status == 204
+    assert (await get_json(http, f"/flows/{flow['id']}"))["label"] == "fine"
+
+
 async def test_unknown_ids_are_404(http: aiohttp.ClientSession) -> None:
     missing = new_id()
     for path in (
@@ -184,6 +204,7 @@ async def test_property_endpoints(http: aiohttp.ClientSession) -> None:
     for prop, bad in (
         ("label", 5),
         ("max_bit_rate", -1),
+        ("max_bit_rate", 2**63),  # more than a 64-bit column holds
         ("avg_bit_rate", "fast"),
         ("read_only", "yes"),
     ):

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic_core import to_json
@@ -90,14 +91,23 @@ class EventPublisher:
                 *event.context.headers(),
                 *trace_headers,
             ]
-            sends.append(
-                await self.producer.send(
-                    self.topic,
-                    _json_bytes(event.payload()),
-                    key=event.key.encode(),
-                    headers=headers,
+            try:
+                sends.append(
+                    await self.producer.send(
+                        self.topic,
+                        _json_bytes(event.payload()),
+                        key=event.key.encode(),
+                        headers=headers,
+                    )
                 )
-            )
+            except MessageSizeTooLargeError:
+                # Sending it again cannot help, and retrying would hold every later change
+                # of the partition: dropped, loudly. (The catalog refuses documents that
+                # large, domain.MAX_DOCUMENT_BYTES; this is the last line.)
+                log.error(
+                    "event too large for a Kafka message; not published",
+                    extra={"event_id": event.event_id, "event_type": event.event_type},
+                )
         return sends
 
 
@@ -388,15 +398,22 @@ class CommandConsumer:
         topics = self.settings.topics
         for follow_up, span in follow_ups:
             command = follow_up.command
-            sends.append(
-                await self.producer.send(
-                    await self._topics.topic(topics.commands_of(follow_up.service)),
-                    command.model_dump_json().encode(),
-                    key=command.key.encode(),
-                    headers=[
-                        ("command", command.name.encode()),
-                        *kafka_trace_headers(trace.set_span_in_context(span)),
-                    ],
+            try:
+                sends.append(
+                    await self.producer.send(
+                        await self._topics.topic(topics.commands_of(follow_up.service)),
+                        command.model_dump_json().encode(),
+                        key=command.key.encode(),
+                        headers=[
+                            ("command", command.name.encode()),
+                            *kafka_trace_headers(trace.set_span_in_context(span)),
+                        ],
+                    )
                 )
-            )
+            except MessageSizeTooLargeError:
+                # As for events (EventPublisher.send): never block the partition on it.
+                log.error(
+                    "follow-up command too large for a Kafka message; not sent",
+                    extra={"command": command.name, "command_id": command.command_id},
+                )
         return sends

@@ -7,6 +7,7 @@ links, collection membership, read-only protection, and the server-managed field
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +56,22 @@ class CatalogError(Exception):
 
 def bad_request(summary: str) -> CatalogError:
     return CatalogError(400, "BadRequest", summary)
+
+
+# Every change to a flow or source publishes the whole document in an event, which must fit
+# a Kafka message (1 MiB by default) with its headers and the relay around it.
+MAX_DOCUMENT_BYTES = 512 * 1024
+
+
+def check_size(doc: dict[str, Any], what: str) -> None:
+    """400 when a flow's or source's document would outgrow `MAX_DOCUMENT_BYTES` (a large
+    description, many tags, a long collection): its events could not be published."""
+    size = len(json.dumps(doc, separators=(",", ":")).encode())
+    if size > MAX_DOCUMENT_BYTES:
+        raise bad_request(
+            f"{what} would be {size} bytes of JSON; at most {MAX_DOCUMENT_BYTES} "
+            "(its events carry it whole)"
+        )
 
 
 def not_found(summary: str) -> CatalogError:

@@ -95,6 +95,7 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     flow = domain.attribute(
         domain.prepare_flow(body, existing, profile, now), existing, command.principal
     )
+    domain.check_size(flow, f"flow {flow_id}")
     check_flow_collection(tx, flow_id, flow["source_id"], flow.get("flow_collection") or [])
     changes: list[TamsEvent] = []
     sources = sources_touched(tx, existing or {"source_id": flow["source_id"]}, flow)
@@ -291,7 +292,9 @@ def deletion_outcome(status: int, changes: list[TamsEvent]) -> Outcome:
 def _flow_change(tx: WriteTx, command: CommandEnvelope, updated: Doc) -> Outcome:
     now = now_of(command)
     sources = sources_touched(tx, require_flow(tx, updated["id"]), updated)
-    tx.put_flow(stored(domain.attribute(updated, updated, command.principal)))
+    flow = stored(domain.attribute(updated, updated, command.principal))
+    domain.check_size(flow, f"flow {flow['id']}")
+    tx.put_flow(flow)
     changes = [flow_event(tx, "updated", require_flow(tx, updated["id"]), now)]
     changes.extend(source_updates(tx, sources, now))
     return Outcome(status=204, events=changes)
@@ -337,7 +340,9 @@ def delete_flow_tag(tx: WriteTx, command: CommandEnvelope) -> Outcome:
 def _source_change(tx: WriteTx, command: CommandEnvelope, updated: Doc) -> Outcome:
     now = now_of(command)
     attributed = domain.attribute(updated, updated, command.principal)
-    tx.put_source(stored(domain.touch_source(attributed, now)))
+    source = stored(domain.touch_source(attributed, now))
+    domain.check_size(source, f"source {source['id']}")
+    tx.put_source(source)
     source = require_source(tx, updated["id"])
     return Outcome(status=204, events=[source_event("updated", source, now)])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tams_gateway.errors import bad_request
+from tams_schema.models.common import INT64_MAX
 
 
 def tag_value(body: Any) -> str | list[str]:
@@ -29,6 +30,8 @@ def json_bool(body: Any, what: str) -> bool:
 
 
 def bit_rate(body: Any, what: str) -> int:
-    if isinstance(body, bool) or not isinstance(body, int) or body < 0:
-        raise bad_request(f"{what} must be a non-negative integer (kilobits per second)")
+    if isinstance(body, bool) or not isinstance(body, int) or not 0 <= body <= INT64_MAX:
+        raise bad_request(
+            f"{what} must be a non-negative integer (kilobits per second) of at most {INT64_MAX}"
+        )
     return body
