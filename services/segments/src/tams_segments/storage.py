@@ -91,7 +91,8 @@ class Allocator:
                 raise bad_request(
                     f"object_ids already exist: {', '.join(known[:10])} (an id whose object "
                     "was deleted is free again once no put_url handed out for it can upload: "
-                    "min_object_timeout after its allocation, and 20 minutes)"
+                    "min_object_timeout after its allocation, plus the collector's grace and "
+                    "15 minutes)"
                 )
         now = time.time_ns()
         tx.allocate_objects(
