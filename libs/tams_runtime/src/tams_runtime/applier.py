@@ -65,7 +65,7 @@ class CommandApplier:
     ) -> Outcome:
         with command_scope(command.command_id, command.correlation_id):
             handler = self.handlers.get(command.name)
-            if handler is not None and self._changes_nothing(command):
+            if handler is not None and _changes_nothing(handler):
                 # (events.Relay): applying it again is harmless, so nothing is recorded.
                 outcome = handler(tx, command)
                 fresh.append((command, outcome))
@@ -82,12 +82,6 @@ class CommandApplier:
             fresh.append((command, outcome))
             return outcome
 
-    def _changes_nothing(self, command: CommandEnvelope) -> bool:
-        """Whether the command's handler neither reads nor writes the store, and so needs
-        no recorded outcome (`records_outcome = False`, events.Relay)."""
-        handler = self.handlers.get(command.name)
-        return handler is not None and not getattr(handler, "records_outcome", True)
-
     async def _write(self, commands: Sequence[CommandEnvelope]) -> list[Outcome]:
         """Apply in one transaction, then tell the handlers what it committed."""
         fresh: list[tuple[CommandEnvelope, Outcome]] = []
@@ -96,7 +90,7 @@ class CommandApplier:
             fresh.clear()  # an adapter may run the work again after a conflict
             return [self._apply_one(tx, c, fresh) for c in commands]
 
-        if all(self._changes_nothing(c) for c in commands):
+        if all(_changes_nothing(self.handlers.get(c.name)) for c in commands):
             # Only relays (a catalog busy with flows): no transaction to open.
             return work(None)
         outcomes: list[Outcome] = await self.store.write(work)
@@ -153,3 +147,9 @@ class CommandApplier:
                 )
                 outcomes.append(failure)
         return outcomes
+
+
+def _changes_nothing(handler: object) -> bool:
+    """Whether a handler neither reads nor writes the store, and so needs no recorded
+    outcome (`records_outcome = False`, events.Relay)."""
+    return handler is not None and not getattr(handler, "records_outcome", True)

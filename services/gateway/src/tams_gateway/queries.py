@@ -57,6 +57,11 @@ def csv(request: web.Request, name: str, *, strict: bool = False) -> list[str]:
     items = raw.split(",") if raw else []
     if strict and "" in items:
         raise bad_request(f"query parameter {name} has an empty item in {raw!r}")
+    return _bounded(name, items)
+
+
+def _bounded(name: str, items: list[str]) -> list[str]:
+    """The non-empty items, at most `MAX_LIST_VALUES` of them (400 beyond)."""
     items = [item for item in items if item != ""]
     if len(items) > MAX_LIST_VALUES:
         raise bad_request(f"query parameter {name} lists more than {MAX_LIST_VALUES} values")
@@ -73,12 +78,7 @@ def encoded_csv(request: web.Request, name: str) -> list[str]:
         raw_name, _, raw_value = part.partition("=")
         if unquote_plus(raw_name) == name:
             items = [unquote_plus(item) for item in raw_value.split(",")] if raw_value else []
-            items = [item for item in items if item != ""]
-            if len(items) > MAX_LIST_VALUES:
-                raise bad_request(
-                    f"query parameter {name} lists more than {MAX_LIST_VALUES} values"
-                )
-            return items
+            return _bounded(name, items)
     return []
 
 

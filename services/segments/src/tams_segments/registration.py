@@ -320,9 +320,9 @@ class Registrar:
                 f"object {object_id} is an init object; it cannot be used as a media object"
             )
         if obj is None or not obj.registered:
-            # First registration: the object's properties are fixed now.
+            # First registration: the object's properties, its timerange among them, are
+            # fixed now (`object_properties`).
             registered += self._init_object(context, object_id, init_id)
-            # Its properties, the timerange among them, are fixed now (`object_properties`).
             new_range = _object_range(item, timerange)
             object_range: TimeRange | None = new_range
         else:
