@@ -72,13 +72,15 @@ def build_app(gateway: Gateway, gate: Gate) -> web.Application:
     app[BUS] = gateway.bus
     app[GATE] = gate
     app[CORS] = Cors(gateway.settings)
+    # aiohttp tries the routes under one path prefix (`/flows/...`) in the order they were
+    # added: segment registrations and reads, the busiest, are matched first.
     for table in (
+        media.routes,
         service.routes,
         profiles.routes,
         webhooks.routes,
         sources.routes,
         flows.routes,
-        media.routes,
         hls.routes,
         deletion_requests.routes,
         deleted_flows.routes,

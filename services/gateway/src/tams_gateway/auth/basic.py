@@ -9,7 +9,6 @@ response time does not tell which user names exist.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import os
@@ -100,7 +99,7 @@ class BasicAuthenticator:
         return bool(self.users)
 
     def _fingerprint(self, name: str, password: str) -> bytes:
-        return hmac.new(self._cache_key, f"{name}:{password}".encode(), hashlib.sha256).digest()
+        return hmac.digest(self._cache_key, f"{name}:{password}".encode(), "sha256")
 
     async def authenticate(self, name: str, password: str) -> Principal | None:
         key = self._fingerprint(name, password)
