@@ -367,6 +367,44 @@ async def test_deliveries_follow_the_owners_permission_at_event_time(
             await ok(http, "DELETE", f"/service/webhooks/{webhook['id']}", None, 204)
 
 
+async def test_a_webhook_replaced_by_another_owner_gets_none_of_what_was_queued_for_the_last(
+    http: aiohttp.ClientSession, client: aiohttp.ClientSession
+) -> None:
+    """news's webhook is stuck retrying a news flow's event when sport, who may replace the
+    (unclassified) webhook but may not read that flow, points it at its own receiver. The
+    retried event, and anything else queued, was matched for news: sport must get only the
+    events that happen after, here a label set on a flow of its own."""
+    news_flow = await classed_flow(http, ["news"])
+    sport_flow = await classed_flow(http, ["sport"])
+    events = ["flows/updated"]
+    news, sport = As(client, "news"), As(client, "sport")
+    first: Receiver
+    second: Receiver
+    async with receiving() as first, receiving() as second:
+        first.fail_next = 1_000_000
+        status, webhook = await news.send(
+            "POST", "/service/webhooks", {"url": first.url, "events": events}
+        )
+        assert status == 201, webhook
+        try:
+            await ok(http, "PUT", f"/flows/{news_flow['id']}/label", "news only", 204)
+            await first.wait_until(lambda: first.arrived >= 1)
+            status, replaced = await sport.send(
+                "PUT",
+                f"/service/webhooks/{webhook['id']}",
+                {"id": webhook["id"], "url": second.url, "events": events, "status": "created"},
+            )
+            assert status == 201, replaced
+            await ok(http, "PUT", f"/flows/{sport_flow['id']}/label", "sport", 204)
+            # One webhook's deliveries are in order: had the news event been kept, it would
+            # have come first.
+            (delivered,) = await second.wait_for(1)
+            assert delivered.event["flow"]["id"] == sport_flow["id"]
+            assert all(r.event["flow"]["id"] == sport_flow["id"] for r in second.requests)
+        finally:
+            await ok(http, "DELETE", f"/service/webhooks/{webhook['id']}", None, 204)
+
+
 # --- deletion requests ----------------------------------------------------------------------
 
 

@@ -404,7 +404,13 @@ class Dispatcher:
             self.subscriptions[record.id] = Subscription.of(
                 record.doc, Reader.of(self.policy, record.owner)
             )
-            if (
+            if worker is not None and worker.record.owner != record.owner:
+                # Replaced by another owner: the replacement emptied the stored queue, and
+                # what memory holds (or is being delivered) was matched for the old owner.
+                self._stop_worker(worker)
+                worker = None
+                queue.hot.clear()
+            elif (
                 worker is not None
                 and record.status == "created"
                 and (worker.generation != record.generation)

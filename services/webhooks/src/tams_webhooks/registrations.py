@@ -139,8 +139,13 @@ def replace_webhook(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     current = _existing(tx, payload["webhook_id"])
     doc: dict[str, Any] = payload["webhook"]
     status = next_status(current.status, payload["status"], current.id)
+    owner = _owner(payload)
     if status != current.status and (status == "disabled" or current.status != "created"):
         # Disabled, or re-enabled after disabled/error: nothing queued before carries over.
+        tx.drop_deliveries(current.id)
+    elif owner != current.owner:
+        # What is queued was matched against the previous owner's permissions: the new owner
+        # (or the same one with other scopes or groups) may not be allowed to read it.
         tx.drop_deliveries(current.id)
     record = WebhookRecord(
         id=current.id,
@@ -149,7 +154,7 @@ def replace_webhook(tx: WriteTx, command: CommandEnvelope) -> Outcome:
         error=current.error if status == "error" else None,
         api_key_value=_key_value(current, doc, payload),
         generation=current.generation + 1,
-        owner=_owner(payload),
+        owner=owner,
     )
     tx.put_webhook(record)
     return Outcome(status=201, body=record.view())
