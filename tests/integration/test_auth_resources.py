@@ -405,6 +405,36 @@ async def test_a_webhook_replaced_by_another_owner_gets_none_of_what_was_queued_
             await ok(http, "DELETE", f"/service/webhooks/{webhook['id']}", None, 204)
 
 
+async def test_moving_a_flow_off_its_source_needs_delete_when_the_source_goes_with_it(
+    http: aiohttp.ClientSession, client: aiohttp.ClientSession
+) -> None:
+    """A source is deleted with its last flow, so moving that flow elsewhere deletes it: that
+    needs the delete scope and delete permission on the source, not just write on the flow."""
+    flow = await classed_flow(http, ["news"])
+    old_source = flow["source_id"]
+    moved = {**flow, "source_id": new_id()}
+    # The source is sport's now: news may write the flow, but not delete sport's source.
+    await ok(http, "PUT", f"/sources/{old_source}/tags/auth_classes", ["sport"], 204)
+    status, answer = await As(client, "news").send("PUT", f"/flows/{flow['id']}", moved)
+    assert status == 403, answer
+    assert f"last flow of source {old_source}" in answer["summary"]
+    # A caller without the delete scope may not either, even on a source of its own class.
+    await ok(http, "PUT", f"/sources/{old_source}/tags/auth_classes", ["news"], 204)
+    status, answer = await As(client, "writer").send("PUT", f"/flows/{flow['id']}", moved)
+    assert status == 403, answer
+    await ok(http, "GET", f"/sources/{old_source}", None, 200)
+    # A source that keeps another flow is not deleted: write on the flow is enough.
+    other = {**video_flow(tags={"auth_classes": ["news"]}), "source_id": old_source}
+    await put_flow(http, other)
+    status, answer = await As(client, "writer").send("PUT", f"/flows/{flow['id']}", moved)
+    assert status == 204, answer
+    status, answer = await As(client, "news").send(
+        "PUT", f"/flows/{other['id']}", {**other, "source_id": new_id()}
+    )
+    assert status == 204, answer
+    await ok(http, "GET", f"/sources/{old_source}", None, 404)
+
+
 # --- deletion requests ----------------------------------------------------------------------
 
 

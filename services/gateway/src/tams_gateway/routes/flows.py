@@ -9,7 +9,7 @@ from aiohttp import web
 from tams_gateway.access import Access, check_auth_classes_value
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
-from tams_gateway.errors import ApiError, bad_request, not_found
+from tams_gateway.errors import ApiError, bad_request, forbidden, not_found
 from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import (
     choice,
@@ -161,17 +161,37 @@ async def authorise_members(request: web.Request, members: list[Doc]) -> None:
 async def authorise_flow_put(request: web.Request, flow: Doc) -> None:
     """AppNote 0016: replacing needs write on the flow; a new flow on an existing source needs
     write on the source (so does moving a flow to another source); a brand-new flow and
-    source need only the write scope. Classes given or changed must be the caller's to give."""
+    source need only the write scope. Classes given or changed must be the caller's to give.
+    Moving a flow off a source of which it is the last flow deletes that source
+    (docs/decisions.md), so that needs what deleting needs: the delete scope, and delete
+    permission on the source."""
     gw: Gateway = request.app[GATEWAY]
     access = Access.of(request)
-    if not access.restricted:
+    principal = access.principal
+    may_delete = principal is None or principal.has_scope("delete")
+    if not access.restricted and may_delete:
         return
     flow_id, source_id = flow["id"], flow.get("source_id")
 
-    def read(tx: Any) -> tuple[Doc | None, Doc | None]:
-        return tx.get_flow(flow_id), tx.get_source(source_id) if source_id else None
+    def read(tx: Any) -> tuple[Doc | None, Doc | None, Doc | None]:
+        existing = tx.get_flow(flow_id)
+        left = None
+        if existing is not None and existing.get("source_id") != source_id:
+            left_id = existing["source_id"]
+            if len(tx.list_flows(FlowQuery(source_id=left_id, limit=2)).items) <= 1:
+                left = tx.get_source(left_id)
+        return existing, tx.get_source(source_id) if source_id else None, left
 
-    existing, source = await gw.store.read(read)
+    existing, source, deleted_source = await gw.store.read(read)
+    if deleted_source is not None and (
+        not may_delete or not access.may(deleted_source.get("tags"), "delete")
+    ):
+        raise forbidden(
+            f"you may not move flow {flow_id} to another source: it is the last flow of source "
+            f"{deleted_source['id']}, which would be deleted with it, and you may not delete it"
+        )
+    if not access.restricted:
+        return
     if existing is not None:
         access.require(existing.get("tags"), "write", f"flow {flow_id}", flow_missing(flow_id))
     if source is not None and (existing is None or existing.get("source_id") != source_id):
