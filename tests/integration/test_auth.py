@@ -346,6 +346,17 @@ async def test_scopes_come_from_scp_as_well(
         assert resp.status == 403  # read only
 
 
+async def test_bare_scope_names_in_a_token_grant_nothing(
+    client: aiohttp.ClientSession, issuer: TokenIssuer
+) -> None:
+    """A bare `admin` or `read` may be another API's scope at a shared identity provider."""
+    token = issuer.token(sub="svc", scope="admin read openid", groups=["news"])
+    async with client.get("/flows", headers=bearer(token)) as resp:
+        assert resp.status == 403, await resp.text()
+    async with client.get("/flow-delete-requests", headers=bearer(token)) as resp:
+        assert resp.status == 403, await resp.text()
+
+
 async def test_access_token_is_kept_in_the_next_page_link(
     client: aiohttp.ClientSession, issuer: TokenIssuer, world: World
 ) -> None:

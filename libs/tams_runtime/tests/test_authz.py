@@ -83,8 +83,11 @@ def test_classes_of_tags_and_what_a_class_name_may_be() -> None:
 
 
 def test_scopes_with_and_without_the_prefix() -> None:
-    got = parse_scopes(["tams-api/read", "write", "openid", "tams-api/admin", "other/delete"])
-    assert got == ("read", "write", "admin")
+    values = ["tams-api/read", "write", "openid", "tams-api/admin", "other/delete"]
+    assert parse_scopes(values) == ("read", "write", "admin")
+    # From tokens, only prefixed ones (unless the prefix is empty).
+    assert parse_scopes(values, bare=False) == ("read", "admin")
+    assert parse_scopes(["write", "tams-api/read"], "", bare=False) == ("write",)
 
 
 def test_password_hashes_verify_and_carry_their_parameters() -> None:

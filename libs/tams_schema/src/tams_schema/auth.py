@@ -48,11 +48,19 @@ class Principal(BaseModel):
         return self.admin or any(scope in self.scopes for scope in wanted)
 
 
-def parse_scopes(values: Iterable[str], prefix: str = SCOPE_PREFIX) -> tuple[Scope, ...]:
-    """TAMS scopes among `values`, with or without `prefix`; other scopes are ignored."""
+def parse_scopes(
+    values: Iterable[str], prefix: str = SCOPE_PREFIX, *, bare: bool = True
+) -> tuple[Scope, ...]:
+    """TAMS scopes among `values`, with `prefix` (or without it too, if `bare`); other scopes
+    are ignored."""
     found: list[Scope] = []
     for value in values:
-        name = value[len(prefix) :] if prefix and value.startswith(prefix) else value
+        if prefix and value.startswith(prefix):
+            name = value[len(prefix) :]
+        elif bare or not prefix:
+            name = value
+        else:
+            continue
         for scope in SCOPES:
             if name == scope:
                 found.append(scope)

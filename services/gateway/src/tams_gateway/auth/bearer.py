@@ -218,6 +218,8 @@ class BearerAuthenticator:
         groups = _strings(claim(claims, self.settings.jwt_groups_claim))
         return Principal(
             name=name,
-            scopes=parse_scopes(scopes, self.settings.scope_prefix),
+            # Only prefixed scopes: an identity provider shared with other APIs may grant
+            # a bare `admin` or `write` that means something else there.
+            scopes=parse_scopes(scopes, self.settings.scope_prefix, bare=False),
             groups=tuple(groups),
         )
