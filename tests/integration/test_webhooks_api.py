@@ -196,6 +196,13 @@ BAD_BODIES: list[tuple[Any, str]] = [
         {"url": "https://a.example/", "events": [], "api_key_name": "Host", "api_key_value": "v"},
         "api_key_name",
     ),
+    *(
+        (
+            {"url": "https://a.example/", "events": [], "api_key_name": n, "api_key_value": "v"},
+            "api_key_name",
+        )
+        for n in ("traceparent", "Expect")
+    ),
     (
         {"url": "https://a.example/", "events": [], "api_key_name": "X", "api_key_value": "a\nb"},
         "printable ASCII",

@@ -145,6 +145,10 @@ async def test_key_value_is_kept_only_for_the_same_header_name_and_origin(
         assert moved.status == 400 and "api_key_value" in moved.body["summary"], other
     renamed = await replace(store, webhook_id, "created", api_key_name="X-Other")
     assert renamed.status == 400 and "api_key_value" in renamed.body["summary"]
+    # Header names are case-insensitive: the same header keeps its value.
+    assert (await replace(store, webhook_id, "created", api_key_name="x-KEY")).status == 201
+    record = await store.read(lambda tx: tx.get_webhook(webhook_id))
+    assert record is not None and record.api_key_value == "plain:k"
     unnamed = {k: v for k, v in DOC.items() if k != "api_key_name"}
     outcome = await run(store, "webhooks.replace", webhook_id, webhook=unnamed, status="created")
     assert outcome.status == 201

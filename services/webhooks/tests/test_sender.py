@@ -10,7 +10,7 @@ from aiohttp import web
 
 from tams_runtime.egress import EgressPolicy, parse_networks
 from tams_runtime.settings import WebhookSettings
-from tams_webhooks.sender import Sender
+from tams_webhooks.sender import Attempt, Sender
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SETTINGS = WebhookSettings(timeout_s=0.5, connect_timeout_s=0.5, max_response_bytes=1024)
@@ -110,3 +110,57 @@ async def test_destinations_outside_the_policy_are_refused_for_good(
         assert named.permanent and "localhost resolves to" in named.summary
     finally:
         await strict.stop()
+
+
+async def test_failing_receivers_do_not_hold_up_healthy_ones(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """Every slot is held by attempts to a receiver that failed once and now never answers:
+    first by retries, then by first attempts (its last attempt failed). A healthy receiver
+    still gets its deliveries at once."""
+    arrived = asyncio.Condition()
+    count = 0
+
+    async def fail_then_hang(request: web.Request) -> web.Response:
+        nonlocal count
+        async with arrived:
+            count += 1
+            arrived.notify_all()
+        if count == 1:
+            return web.Response(status=500)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    dead, healthy = await serve(fail_then_hang), await serve(answer)
+    settings = WebhookSettings(timeout_s=30, max_concurrent_deliveries=2)
+    sender = Sender(settings, EgressPolicy(parse_networks("127.0.0.0/8")))
+    await sender.start()
+    pending: list[asyncio.Task[Attempt]] = []
+
+    async def hold_every_slot(retry: bool) -> None:
+        expected = count + 2
+        pending.extend(
+            asyncio.create_task(sender.post(dead, b"{}", {}, retry=retry)) for _ in range(2)
+        )
+        async with asyncio.timeout(10), arrived:
+            await arrived.wait_for(lambda: count >= expected)
+
+    try:
+        assert not (await sender.post(dead, b"{}", {})).ok  # HTTP 500: it failed last
+        await hold_every_slot(retry=True)
+        async with asyncio.timeout(10):
+            assert (await sender.post(healthy, b"{}", {})).ok
+        for task in pending:
+            task.cancel()
+        pending.clear()
+        await hold_every_slot(retry=False)
+        async with asyncio.timeout(10):
+            assert (await sender.post(healthy, b"{}", {})).ok
+        assert not any(task.done() for task in pending)
+    finally:
+        for task in pending:
+            task.cancel()
+        await sender.stop()

@@ -51,6 +51,12 @@ RESERVED_HEADERS = frozenset(
         "user-agent",
         "tams-event-id",
         "tams-delivery-attempt",
+        # The trace context each delivery carries.
+        "traceparent",
+        "tracestate",
+        "baggage",
+        # Would make a receiver wait for a `100 Continue` the sender never waits for.
+        "expect",
     }
 )
 

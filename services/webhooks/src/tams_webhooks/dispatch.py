@@ -308,7 +308,9 @@ class Worker:
                 "tams.delivery_attempt": attempt,
             },
         ) as span:
-            result = await d.sender.post(record.url, body, {**headers, **inject_trace_context()})
+            result = await d.sender.post(
+                record.url, body, {**inject_trace_context(), **headers}, retry=attempt > 1
+            )
             if not result.ok:
                 span.set_status(StatusCode.ERROR, result.summary)
                 # Under the attempt's span: the log line carries the trace of the change.

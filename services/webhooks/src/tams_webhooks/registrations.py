@@ -104,7 +104,8 @@ def _key_value(current: WebhookRecord, doc: dict[str, Any], payload: dict[str, A
     name = doc.get("api_key_name")
     if name is None:
         return None
-    if name != current.doc.get("api_key_name") or current.api_key_value is None:
+    same_name = name.lower() == str(current.doc.get("api_key_name")).lower()  # case-blind
+    if not same_name or current.api_key_value is None:
         raise Refused(
             400,
             "BadRequest",

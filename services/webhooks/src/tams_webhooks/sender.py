@@ -9,7 +9,12 @@ to every webhook makes CPU per request the latency that matters).
   redirect could point anywhere); the response body is read up to a size cap and the
   connection dropped beyond it.
 * At most `max_concurrent_deliveries` requests in flight over all webhooks, so thousands of
-  webhooks cannot exhaust sockets; each webhook has at most one (its queue is FIFO).
+  webhooks cannot exhaust sockets; each webhook has at most one (its queue is FIFO). Retries,
+  and first attempts to a destination (scheme, host, port) whose last attempt failed, take
+  their slot from a second pool of the same size: receivers that hang or fail hold up one
+  another, never the healthy ones. Else 128 webhooks pointing at receivers that never answer
+  held every slot for their whole timeout, attempt after attempt, and delayed every other
+  webhook's deliveries by seconds.
 * Success is any 2xx. The result says why an attempt failed, in words fit for the webhook's
   `error` object, and never with the key value or the URL's query string.
 """
@@ -50,6 +55,9 @@ class Sender:
         self.policy = policy
         self.ssl_context = ssl_context
         self.limit = asyncio.Semaphore(settings.max_concurrent_deliveries)
+        self.failing_limit = asyncio.Semaphore(settings.max_concurrent_deliveries)
+        # Destinations whose last attempt failed (bounded like the URL cache).
+        self._failing: set[tuple[str, str | None, int | None]] = set()
         self._client: Http1Client | None = None
         self._checked: dict[str, URL | DestinationRefused] = {}
 
@@ -66,30 +74,45 @@ class Sender:
         if self._client is not None:
             await self._client.close()
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Attempt:
-        assert self._client is not None, "Sender.start() was not awaited"
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], *, retry: bool = False
+    ) -> Attempt:
+        """One attempt; `retry` when an earlier attempt of the same delivery failed."""
         checked = self._check(url)
         if isinstance(checked, DestinationRefused):
             return Attempt(False, f"destination refused: {checked}", permanent=True)
+        destination = (checked.scheme, checked.host, checked.port)
+        failing = retry or destination in self._failing
+        async with self.failing_limit if failing else self.limit:
+            result = await self._post(checked, body, headers)
+        if result.ok:
+            self._failing.discard(destination)
+        else:
+            if len(self._failing) >= URL_CACHE_SIZE:
+                self._failing.clear()
+            self._failing.add(destination)
+        return result
+
+    async def _post(self, checked: URL, body: bytes, headers: dict[str, str]) -> Attempt:
+        assert self._client is not None, "Sender.start() was not awaited"
         all_headers = {"User-Agent": USER_AGENT, **headers}
-        async with self.limit:
-            try:
-                async with asyncio.timeout(self.settings.timeout_s):
-                    status = await self._client.post(checked, body, all_headers)
-            except TimeoutError:
-                return Attempt(
-                    False, f"no complete answer within {self.settings.timeout_s:g} s (timeout)"
-                )
-            except DestinationRefused as exc:
-                return Attempt(False, f"destination refused: {exc}", permanent=True)
-            except UnicodeEncodeError:
-                return Attempt(False, "a header value is not ISO-8859-1 text", permanent=True)
-            except ConnectFailed as exc:
-                return Attempt(False, f"could not connect: {exc}")
-            except ProtocolError as exc:
-                return Attempt(False, f"the receiver's answer is not valid HTTP: {exc}")
-            except OSError as exc:
-                return Attempt(False, f"request failed: {type(exc).__name__}: {exc}")
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                status = await self._client.post(checked, body, all_headers)
+        except TimeoutError:
+            return Attempt(
+                False, f"no complete answer within {self.settings.timeout_s:g} s (timeout)"
+            )
+        except DestinationRefused as exc:
+            return Attempt(False, f"destination refused: {exc}", permanent=True)
+        except UnicodeEncodeError:
+            return Attempt(False, "a header value is not ISO-8859-1 text", permanent=True)
+        except ConnectFailed as exc:
+            return Attempt(False, f"could not connect: {exc}")
+        except ProtocolError as exc:
+            return Attempt(False, f"the receiver's answer is not valid HTTP: {exc}")
+        except OSError as exc:
+            return Attempt(False, f"request failed: {type(exc).__name__}: {exc}")
         if 200 <= status < 300:
             return Attempt(True, f"HTTP {status}")
         return Attempt(False, f"the receiver answered HTTP {status}")
