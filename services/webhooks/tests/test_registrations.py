@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
 from typing import Any
 
 import pytest
 
-from tams_runtime.event_consumer import ReceivedEvent
-from tams_schema.auth import Principal
-from tams_schema.envelopes import CommandEnvelope, Outcome, TamsEvent
+from tams_schema.envelopes import CommandEnvelope, Outcome
 from tams_store.port import QueuedEvent
 from tams_store.sqlite import SqliteStore
 from tams_webhooks.registrations import HANDLERS
-from tams_webhooks.router import Queued, queue_deliveries
 
 
 async def run(store: SqliteStore, name: str, webhook_id: str, **payload: Any) -> Outcome:
@@ -163,27 +159,3 @@ async def test_unknown_webhooks_are_404(store: SqliteStore) -> None:
     webhook_id = await created(store)
     assert (await run(store, "webhooks.delete", webhook_id)).status == 204
     assert await store.read(lambda tx: tx.get_webhook(webhook_id)) is None
-
-
-async def test_events_matched_for_a_replaced_owner_are_not_queued(store: SqliteStore) -> None:
-    """The router matches an event in memory, then queues it in a transaction; a replacement
-    by another owner applied in between must not receive it."""
-    webhook_id = str(uuid.uuid4())
-    news = Principal(name="news", scopes=("read",), groups=("news",))
-    doc = {"url": "https://a.example/", "events": ["flows/deleted"]}
-    await run(
-        store, "webhooks.create", webhook_id, webhook=doc, status="created", owner=news.model_dump()
-    )
-    event = TamsEvent(key="f", event_type="flows/deleted", event={"flow_id": "f"})
-    received = ReceivedEvent(event, {"event_type": "flows/deleted"})
-    plan = [(received, [webhook_id])]
-    sport = Principal(name="sport", scopes=("read",), groups=("sport",))
-
-    def queue(owner: Principal) -> Awaitable[tuple[dict[str, int], Queued]]:
-        owners = {webhook_id: owner}
-        return store.write(lambda tx: queue_deliveries(tx, plan, {webhook_id: 0}, owners, 1))
-
-    _, queued = await queue(sport)  # matched for sport; news owns it
-    assert queued == [] and await store.read(lambda tx: tx.delivery_queues()) == {}
-    _, queued = await queue(news)
-    assert [positions for _, positions in queued] == [{webhook_id: 0}]

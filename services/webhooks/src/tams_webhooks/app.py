@@ -78,8 +78,9 @@ async def main() -> None:
     )
 
     async def apply_registrations(commands: Sequence[CommandEnvelope]) -> list[Outcome]:
-        outcomes = await applier(commands)
-        await dispatcher.refresh()
+        async with dispatcher.match_lock:
+            outcomes = await applier(commands)
+            await dispatcher.refresh()
         return outcomes
 
     # Off the media path: these consumers poll less often (KafkaSettings explains).

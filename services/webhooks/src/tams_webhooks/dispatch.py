@@ -350,6 +350,10 @@ class Dispatcher:
         self.queues: dict[str, WebhookQueue] = {}
         self.workers: dict[str, Worker] = {}
         self.completions = CompletionLog(store)
+        # Held while events are matched and queued (router.EventRouter), and while
+        # registrations change and are read back: no event is matched against a registration
+        # that has been replaced in the store but not yet here.
+        self.match_lock = asyncio.Lock()
         self._background: list[asyncio.Task[None]] = []
         self._stopping: set[asyncio.Task[None]] = set()
 

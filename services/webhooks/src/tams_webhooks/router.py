@@ -6,9 +6,10 @@ transaction; the event consumer commits the Kafka offsets only after that. An ev
 before (a redelivery, or an event a command service re-published) is not queued again. Then
 the queued deliveries are handed to the workers in memory, which wakes them at once.
 
-Events that no webhook wants are not written at all. Nor are deliveries for a webhook whose
-owner changed after the match: the transaction checks each matched webhook's owner, since a
-replacement by another owner may have been applied between the match and the write.
+Events that no webhook wants are not written at all. Matching and queueing hold the
+dispatcher's `match_lock`, as applying registration commands does (app.py): a webhook
+replaced by another owner must not be handed events matched for the previous one, which its
+replacement dropped from the queue (registrations.replace_webhook).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from collections.abc import Sequence
 from prometheus_client import Counter
 
 from tams_runtime.event_consumer import ReceivedEvent
-from tams_schema.auth import Principal
 from tams_store import WriteTx
 from tams_store.port import ObjectRecord, QueuedEvent
 from tams_webhooks.dispatch import Dispatcher, QueuedItem
@@ -31,8 +31,6 @@ EVENTS_QUEUED = Counter(
 DELIVERIES_QUEUED = Counter("tams_webhook_deliveries_queued_total", "Deliveries queued")
 
 Plan = list[tuple[ReceivedEvent, list[str]]]
-# The owner of each matched webhook when it was matched.
-Owners = dict[str, Principal | None]
 Queued = list[tuple[EventBody, dict[str, int]]]
 
 
@@ -49,6 +47,10 @@ class EventRouter:
         return wanted
 
     async def __call__(self, events: Sequence[ReceivedEvent]) -> None:
+        async with self.dispatcher.match_lock:
+            await self._route(events)
+
+    async def _route(self, events: Sequence[ReceivedEvent]) -> None:
         d = self.dispatcher
         plan: Plan = []
         for received in events:
@@ -58,16 +60,12 @@ class EventRouter:
         if not plan:
             return
         tails = {}
-        owners: Owners = {}
         for _, wanted in plan:
             for webhook_id in wanted:
                 queue = d.queues.get(webhook_id)
                 tails[webhook_id] = queue.next_seq if queue is not None else 0
-                owners[webhook_id] = d.records[webhook_id].owner
         queued_ns = time.time_ns()
-        next_seqs, queued = await d.store.write(
-            lambda tx: queue_deliveries(tx, plan, tails, owners, queued_ns)
-        )
+        next_seqs, queued = await d.store.write(lambda tx: _queue(tx, plan, tails, queued_ns))
         now = time.monotonic()
         for webhook_id, next_seq in next_seqs.items():
             queue = d.queues.get(webhook_id)
@@ -82,22 +80,14 @@ class EventRouter:
                     queue.push(QueuedItem(seq, body, now))
 
 
-def queue_deliveries(
-    tx: WriteTx, plan: Plan, tails: dict[str, int], owners: Owners, queued_ns: int
+def _queue(
+    tx: WriteTx, plan: Plan, tails: dict[str, int], queued_ns: int
 ) -> tuple[dict[str, int], Queued]:
     """Runs in the store transaction: positions are handed out only to events queued now, so
     each webhook's positions stay consecutive."""
-    stale: set[str] = set()
-    for webhook_id, owner in owners.items():
-        current = tx.get_webhook(webhook_id)
-        if current is None or current.owner != owner:
-            stale.add(webhook_id)
     next_seqs = dict(tails)
     queued: Queued = []
-    for received, matched in plan:
-        wanted = [webhook_id for webhook_id in matched if webhook_id not in stale]
-        if not wanted:
-            continue
+    for received, wanted in plan:
         event_id = received.event.event_id
         positions = {webhook_id: next_seqs[webhook_id] for webhook_id in wanted}
         if not tx.queue_event(QueuedEvent(event_id, received.payload, positions), queued_ns):
