@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -289,7 +290,8 @@ async def test_ready_turns_503_naming_s3_when_s3_goes_away(tams_stack: Stack) ->
                 return resp.status, await resp.json()
 
         status, body = await ready()
-        assert status == 200 and body["checks"] == {"store": "ok", "broker": "ok", "s3": "ok"}
+        assert status == 200
+        assert body["checks"] == {"store": "ok", "broker": "ok", "commands": "ok", "s3": "ok"}
 
         await proxy.stop()
         status, body = await ready()
@@ -306,3 +308,47 @@ async def test_ready_turns_503_naming_s3_when_s3_goes_away(tams_stack: Stack) ->
 
         await eventually(ready_again)
     await proxy.stop()
+
+
+async def test_ready_turns_503_naming_commands_while_the_store_refuses_writes(
+    tams_stack: Stack,
+) -> None:
+    """Reads still work, so the store check passes; the catalog's command consumer is stuck
+    retrying the batch that cannot be written, and /ready says so until the write goes in."""
+    env = {"TAMS_HTTP_READY_TIMEOUT_S": "1"}
+    async with (
+        standalone(tams_stack, ("catalog", "gateway"), env) as stack,
+        aiohttp.ClientSession(headers=tams_stack.client_headers()) as client,
+    ):
+        catalog, gateway = stack.services["catalog"].url, stack.services["gateway"].url
+
+        async def ready() -> tuple[int, dict[str, Any]]:
+            async with client.get(f"{catalog}/ready") as resp:
+                return resp.status, await resp.json()
+
+        # Another connection holds the write lock: the catalog's write fails once its busy
+        # timeout (10 s) runs out, and is retried.
+        blocker = sqlite3.connect(Path(stack.env["TAMS_DATA_DIR"]) / "tams.db")
+        blocker.isolation_level = None
+        blocker.execute("BEGIN IMMEDIATE")
+        flow = video_flow()
+        put = asyncio.create_task(client.put(f"{gateway}/flows/{flow['id']}", json=flow))
+        try:
+
+            async def stuck() -> bool:
+                status, body = await ready()
+                return status == 503 and body["failing"] == ["commands"]
+
+            await eventually(stuck, timeout=30)
+            assert (await ready())[1]["checks"]["store"] == "ok"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+
+        async def ready_again() -> bool:
+            return (await ready())[0] == 200
+
+        await eventually(ready_again)
+        (await put).release()
+        async with client.get(f"{gateway}/flows/{flow['id']}") as resp:
+            assert resp.status == 200  # applied once the lock was gone

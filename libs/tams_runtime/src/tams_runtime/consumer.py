@@ -139,6 +139,8 @@ class CommandConsumer:
         # 0: a whole fetch in one transaction.
         self.commands_per_transaction = commands_per_transaction
         self.retry_backoff_s = retry_backoff_s
+        # True while a batch is being retried (the store or the broker refuses it).
+        self.failing = False
         self.producer: AIOKafkaProducer | None = None
         self.events: EventPublisher | None = None
         # Where this service's follow-up commands go, and (with epochs) which of its own
@@ -204,6 +206,11 @@ class CommandConsumer:
         if not self.running() or self.producer is None:
             return False
         return await broker_answers(self.producer)
+
+    async def applying(self) -> bool:
+        """Readiness: not stuck retrying a batch. A store that answers reads but refuses
+        writes (a full disk, say) passes the store check; this one fails."""
+        return self.running() and not self.failing
 
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> Publish | None:
         """Apply every fetched command, all partitions together, answering each transaction's
@@ -305,13 +312,17 @@ class CommandConsumer:
         """Runs `attempt` until it succeeds, waiting `retry_backoff_s` after each failure."""
         while True:
             try:
-                return await attempt()
+                result = await attempt()
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self.failing = True
                 log.exception(f"{failure}; retrying", extra={"topic": self.topic})
                 COMMAND_RETRIES.labels(self.topic).inc()
                 await asyncio.sleep(self.retry_backoff_s)
+            else:
+                self.failing = False
+                return result
 
     def _start_spans(
         self, commands: Sequence[CommandEnvelope], headers: Sequence[Any]

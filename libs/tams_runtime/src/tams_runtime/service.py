@@ -149,5 +149,10 @@ async def serve_command_service(
             OutcomePruner(store, OutcomeSettings()),
             *workers,
         ],
-        {"store": store.ping, "broker": consumer.healthy, **(checks or {})},
+        {
+            "store": store.ping,
+            "broker": consumer.healthy,
+            "commands": consumer.applying,
+            **(checks or {}),
+        },
     )

@@ -106,7 +106,12 @@ async def main() -> None:
             Together(commands, events),
             OutcomePruner(store, OutcomeSettings()),
         ],
-        {"store": store.ping, "broker": commands.healthy, "events": events.healthy},
+        {
+            "store": store.ping,
+            "broker": commands.healthy,
+            "commands": commands.applying,
+            "events": events.healthy,
+        },
     )
 
 
