@@ -6,7 +6,10 @@ import json
 import logging
 import sys
 
-from tams_runtime.logs import JsonFormatter, scrub
+import pytest
+from aiohttp.http_exceptions import LineTooLong
+
+from tams_runtime.logs import JsonFormatter, configure_logging, scrub
 
 
 def test_tokens_signatures_and_passwords_are_scrubbed() -> None:
@@ -32,3 +35,46 @@ def test_the_formatter_scrubs_messages_extras_and_tracebacks() -> None:
     line = formatter.format(record)
     assert "sekrit" not in line and "abcdefghijk" not in line and "deadbeef" not in line
     assert json.loads(line)["service"] == "test"
+
+
+def test_an_s3_clients_signing_lines_are_scrubbed() -> None:
+    line = scrub(
+        "{'Authorization': b'AWS4-HMAC-SHA256 Credential=tams-local/20261126/us-east-1/s3/"
+        "aws4_request, SignedHeaders=host;x-amz-date, Signature=36b947aa01'}"
+    )
+    assert "tams-local" not in line and "36b947aa01" not in line
+    assert "SignedHeaders=host" in line
+
+
+def test_s3_client_debug_lines_are_off_and_malformed_requests_are_info(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TAMS_LOG_LEVEL", "DEBUG")
+    configure_logging("test")
+    try:
+        assert not logging.getLogger("botocore.auth").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("tams_runtime").isEnabledFor(logging.DEBUG)
+        try:
+            raise LineTooLong("Bearer sekrit-token-start", 8190)
+        except LineTooLong:
+            logging.getLogger("aiohttp.server").exception("Error handling request")
+        (line,) = capsys.readouterr().err.splitlines()
+        entry = json.loads(line)
+        assert entry["level"] == "info" and "exception" not in entry, entry
+        assert entry["message"] == "malformed HTTP request answered 400 (LineTooLong)"
+        assert "sekrit" not in line
+    finally:
+        logging.getLogger().handlers.clear()
+        for name in ("aiohttp.server",):
+            logging.getLogger(name).filters.clear()
+
+
+def test_a_bad_log_level_stops_the_service_with_a_json_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TAMS_LOG_LEVEL", "LOUD")
+    with pytest.raises(SystemExit) as stopped:
+        configure_logging("test")
+    logging.getLogger().handlers.clear()
+    assert stopped.value.code == 2
+    assert json.loads(capsys.readouterr().err)["value"] == "LOUD"

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
-from tams_runtime.settings import MediaSettings, S3Settings, check_presigned_url_timeout
+from tams_runtime.settings import (
+    HttpSettings,
+    KafkaSettings,
+    MediaSettings,
+    S3Settings,
+    WebhookSettings,
+    check_presigned_url_timeout,
+)
 
 
 def test_a_presigned_url_lasts_at_least_30_seconds() -> None:
@@ -25,3 +33,22 @@ def test_a_presigned_url_may_not_outlive_the_objects_allocation() -> None:
     with pytest.raises(ValueError, match="TAMS_MEDIA_OBJECT_GC_GRACE_S"):
         check_presigned_url_timeout(S3Settings(presigned_url_timeout_s=600), no_grace)
     check_presigned_url_timeout(S3Settings(presigned_url_timeout_s=540), no_grace)
+
+
+@pytest.mark.parametrize(
+    ("settings", "value"),
+    [
+        (KafkaSettings, {"reply_timeout_s": -1}),
+        (KafkaSettings, {"max_poll_records": 0}),
+        (KafkaSettings, {"session_timeout_ms": -5}),
+        (HttpSettings, {"ready_timeout_s": 0}),
+        (HttpSettings, {"port": 70000}),
+        (WebhookSettings, {"timeout_s": -1}),
+        (WebhookSettings, {"connect_timeout_s": 0}),
+    ],
+)
+def test_values_that_cannot_work_are_refused_at_start(
+    settings: type[BaseSettings], value: dict[str, object]
+) -> None:
+    with pytest.raises(ValidationError):
+        settings(**value)

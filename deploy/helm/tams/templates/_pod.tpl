@@ -1,7 +1,11 @@
 {{/*
-One service's container. Call with (dict "root" $ "name" "gateway").
+One service's container. Call with (dict "root" $ "name" "gateway"), and "allInOne" true in
+the SQLite trial pod.
 The port is named after the service, so Services and probes find it the same way whether the
-service has its own pod or shares the SQLite trial pod.
+service has its own pod or shares the SQLite trial pod. In that pod only the gateway has a
+readiness probe: a pod is ready only when all its containers are, and the API (the
+gateway's Service) must not go away because, say, analytics or segments' S3 check is not
+ready. Their /ready still answers, and their metrics feed the alerts.
 */}}
 {{- define "tams.container" -}}
 {{- $root := .root -}}
@@ -41,6 +45,7 @@ service has its own pod or shares the SQLite trial pod.
     periodSeconds: {{ $probes.liveness.periodSeconds }}
     timeoutSeconds: {{ $probes.liveness.timeoutSeconds }}
     failureThreshold: {{ $probes.liveness.failureThreshold }}
+  {{- if or (not .allInOne) (eq $name "gateway") }}
   readinessProbe:
     httpGet:
       path: /ready
@@ -48,6 +53,7 @@ service has its own pod or shares the SQLite trial pod.
     periodSeconds: {{ $probes.readiness.periodSeconds }}
     timeoutSeconds: {{ $probes.readiness.timeoutSeconds }}
     failureThreshold: {{ $probes.readiness.failureThreshold }}
+  {{- end }}
   {{- if and (eq $name "gateway") (gt (int $svc.preStopSleepSeconds) 0) }}
   lifecycle:
     preStop:

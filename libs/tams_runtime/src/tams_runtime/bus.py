@@ -208,6 +208,8 @@ class CommandBus:
             COMMAND_ROUND_TRIP_SECONDS.labels(name).observe(time.perf_counter() - started)
             return reply
         except TimeoutError as exc:
+            # Counted too: a latency alert must see the commands that got no answer at all.
+            COMMAND_ROUND_TRIP_SECONDS.labels(name).observe(time.perf_counter() - started)
             if published:
                 raise CommandTimeout(f"no reply to {name} within the deadline") from exc
             raise CommandTimeout(f"the broker did not confirm {name} within the deadline") from exc

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+from aiohttp.http_exceptions import HttpProcessingError
 from opentelemetry import trace
 
 CORRELATION_ID: ContextVar[str | None] = ContextVar("correlation_id", default=None)
@@ -43,6 +44,8 @@ _SECRET_PARAMS = re.compile(
     r"|x-amz-signature|x-amz-credential|x-amz-security-token)=[^&\s\"'\\]+"
 )
 _AUTHORIZATION = re.compile(r"(?i)\b(basic|bearer) [A-Za-z0-9._~+/=-]{8,}")
+# SigV4 `Authorization` header parts (what an S3 client logs at DEBUG).
+_SIGV4 = re.compile(r"(?i)\b(signature|credential)=[^,\s\"'\\]+")
 _USERINFO = re.compile(r"://[^/\s:@\"']+:[^/\s@\"']+@")
 
 
@@ -51,6 +54,7 @@ def scrub(text: str) -> str:
     replaced by `[redacted]`."""
     text = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
     text = _AUTHORIZATION.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _SIGV4.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
     return _USERINFO.sub(f"://{REDACTED}@", text)
 
 
@@ -85,10 +89,45 @@ class JsonFormatter(logging.Formatter):
         return scrub(json.dumps(entry, default=str))
 
 
+# Libraries whose DEBUG lines hold what must not be logged (an S3 client's string to sign
+# and request signatures): INFO at most, whatever TAMS_LOG_LEVEL says.
+_AT_MOST_INFO = ("botocore", "aiobotocore", "s3transfer", "urllib3")
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (a bad method, an over-long header) as an error
+    with a traceback that quotes the request. Any client can send those: they are logged at
+    info, with the reason only, as other 4xx answers are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and error.code < 500:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = (
+                "malformed HTTP request answered %s (%s)",
+                (
+                    error.code,
+                    type(error).__name__,
+                ),
+            )
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def configure_logging(service: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(os.environ.get("TAMS_LOG_LEVEL", "INFO").upper())
+    level = os.environ.get("TAMS_LOG_LEVEL", "INFO").upper()
+    if level not in logging.getLevelNamesMapping():
+        logging.getLogger(__name__).critical(
+            "TAMS_LOG_LEVEL is not a log level", extra={"value": level}
+        )
+        raise SystemExit(2)
+    root.setLevel(level)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    for name in _AT_MOST_INFO:
+        if logging.getLogger(name).getEffectiveLevel() < logging.INFO:
+            logging.getLogger(name).setLevel(logging.INFO)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequests())

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from tams_runtime.http import (
     ReadyCheck,
@@ -86,11 +87,26 @@ def run(name: str, main: object) -> None:
     """Entry point helper: JSON logging and tracing, then run the coroutine function `main`
     on the configured event loop."""
     configure_logging(name)
-    configure_tracing(name)
-    assert callable(main)
     try:
+        configure_tracing(name)
+        assert callable(main)
         with asyncio.Runner(loop_factory=event_loop_factory(ProcessSettings())) as runner:
             runner.run(main())
+    except ValidationError as exc:
+        if not exc.title.endswith("Settings"):  # not a setting's value: an error like others
+            log.critical("stopped by an error", exc_info=True)
+            raise SystemExit(1) from None
+        # A setting with a bad value: say which, as a log line like any other (the input
+        # itself is left out, as it may be a secret).
+        errors = [
+            {"setting": ".".join(str(part) for part in error["loc"]), "problem": error["msg"]}
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        log.critical("invalid configuration", extra={"settings": exc.title, "errors": errors})
+        raise SystemExit(2) from None
+    except Exception:
+        log.critical("stopped by an error", exc_info=True)
+        raise SystemExit(1) from None
     finally:
         shutdown_tracing()
 

@@ -22,19 +22,19 @@ class KafkaSettings(BaseSettings):
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = "tams"
     events_topic: str | None = None
-    command_partitions: int = 4
-    events_partitions: int = 4
+    command_partitions: int = Field(default=4, ge=1)
+    events_partitions: int = Field(default=4, ge=1)
     # Low-latency consumer settings (see module docstring). The session defaults are Kafka's
     # own (Apache Kafka refuses sessions under `group.min.session.timeout.ms`, 6 s by
     # default); the local stack lowers them for tansu, where a join waits half the session.
-    fetch_max_wait_ms: int = 5
-    session_timeout_ms: int = 10000
-    heartbeat_interval_ms: int = 3000
-    max_poll_records: int = 500
+    fetch_max_wait_ms: int = Field(default=5, ge=0)
+    session_timeout_ms: int = Field(default=10000, gt=0)
+    heartbeat_interval_ms: int = Field(default=3000, gt=0)
+    max_poll_records: int = Field(default=500, ge=1)
     # The webhooks service's consumers (event delivery and webhook registrations) wait longer
     # on an empty fetch: a webhook called 50 ms later matters little, and a consumer polling
     # every 5 ms costs the broker and its service CPU that the media path needs.
-    webhooks_fetch_max_wait_ms: int = 50
+    webhooks_fetch_max_wait_ms: int = Field(default=50, ge=0)
     # While no webhook wants any event, the webhooks service reads the events topic at most
     # this often, all of it and in order, only in larger and rarer fetches. With tansu each
     # read costs in proportion to all the topic holds (docs/benchmarks.md, "Sustained
@@ -52,7 +52,7 @@ class KafkaSettings(BaseSettings):
     quiet_after_ms: int = Field(default=0, ge=0)
     quiet_poll_ms: int = Field(default=100, ge=1)
     # How long the gateway waits for a command's reply before answering 504.
-    reply_timeout_s: float = 10.0
+    reply_timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("quiet_after_ms")
     @classmethod
@@ -126,9 +126,9 @@ class HttpSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAMS_HTTP_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = 0
+    port: int = Field(default=0, ge=0, le=65535)
     # Each /ready dependency check (broker, store, S3) is given up after this long.
-    ready_timeout_s: float = 2.0
+    ready_timeout_s: float = Field(default=2.0, gt=0)
     # An idle keep-alive connection is closed after this long (aiohttp's default is an hour).
     keepalive_timeout_s: float = Field(default=75.0, gt=0)
 
@@ -188,17 +188,17 @@ class WebhookSettings(BaseSettings):
     # addresses are refused even when listed (tams_runtime.egress).
     allowed_networks: str = ""
     # One delivery attempt: time to connect, and time for the whole request and response.
-    connect_timeout_s: float = 3.0
-    timeout_s: float = 10.0
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
     # A receiver's response body is read up to this size, then the connection is dropped.
-    max_response_bytes: int = 65536
+    max_response_bytes: int = Field(default=65536, ge=0)
     # Attempts per delivery before the webhook goes to `error`, and the exponential backoff
     # between them (full jitter: a random wait up to min(retry_max_s, retry_base_s * 2^n)).
-    max_attempts: int = 10
-    retry_base_s: float = 0.5
-    retry_max_s: float = 60.0
+    max_attempts: int = Field(default=10, ge=1)
+    retry_base_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=60.0, gt=0)
     # Deliveries in flight at once over all webhooks (each webhook has one at a time).
-    max_concurrent_deliveries: int = 128
+    max_concurrent_deliveries: int = Field(default=128, ge=1)
     # Fernet keys (comma-separated, newest first) sealing `api_key_value` in commands and at
     # rest; unset: stored as given. Generate one with
     # `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -10,14 +12,14 @@ class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAMS_GATEWAY_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=0, le=65535)
     # The URL clients use to reach the gateway; used for absolute `Link`/`Location` headers.
     public_url: str | None = None
     service_type: str = "urn:x-tams:service.tams-kafka"
     service_version: str | None = None
-    default_page_limit: int = 100
-    max_page_limit: int = 1000
-    max_body_bytes: int = 16 * 1024 * 1024
+    default_page_limit: int = Field(default=100, ge=1)
+    max_page_limit: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
     # The HLS extension (docs/ext-hls.md): a playlist holds at most this many segments;
     # more is a 400 asking for a narrower timerange.
     playlist_max_segments: int = Field(default=10_000, ge=1)
@@ -29,7 +31,7 @@ class GatewaySettings(BaseSettings):
     # The analytics service's own HTTP address; /analytics/* is forwarded there.
     analytics_url: str | None = None
     # How long a forwarded analytics request may take before the gateway answers 504.
-    analytics_timeout_s: float = 10.0
+    analytics_timeout_s: float = Field(default=10.0, gt=0)
     # A request body must arrive within this time (a slow sender gets 408), and an idle
     # keep-alive connection is closed after `keepalive_timeout_s`.
     body_timeout_s: float = Field(default=30.0, gt=0)
@@ -45,3 +47,22 @@ class GatewaySettings(BaseSettings):
     # (0: no limit). Failed authentications count against the client address.
     rate_limit_per_s: float = Field(default=0.0, ge=0)
     rate_limit_burst: int = Field(default=100, ge=1)
+
+    @field_validator("public_url", "analytics_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"must be an absolute http(s) URL, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _default_page_within_max(self) -> GatewaySettings:
+        if self.default_page_limit > self.max_page_limit:
+            raise ValueError(
+                f"default_page_limit ({self.default_page_limit}) exceeds max_page_limit "
+                f"({self.max_page_limit})"
+            )
+        return self
