@@ -554,6 +554,13 @@ def test_egress_opens_the_ports_of_the_configured_endpoints() -> None:
     assert {19092, 19093, 9000, 8443, 4317} <= ports
 
 
+def test_the_gateway_may_reach_the_token_issuers_keys() -> None:
+    values = {"auth": {"jwt": {"jwksUrl": "https://login.example.com:8444/keys"}}}
+    rendered = render(values)
+    assert 8444 in _egress_ports(_policy_for(rendered, "gateway"))
+    assert 8444 not in _egress_ports(_policy_for(rendered, "segments"))
+
+
 def test_network_policies_can_be_turned_off() -> None:
     assert not render({"networkPolicy": {"enabled": False}}).of_kind("NetworkPolicy")
 

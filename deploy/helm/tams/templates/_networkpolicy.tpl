@@ -74,6 +74,12 @@
 {{- $gateway := include "tams.selectorLabels" (dict "root" $root "component" "gateway") | fromYaml -}}
 {{- $rules = append $rules (dict "to" (list (dict "podSelector" (dict "matchLabels" $gateway))) "ports" (list (dict "protocol" "TCP" "port" (include "tams.replyPort" $root | int)))) -}}
 {{- end -}}
+{{- /* The gateway fetches the token issuer's keys (JWKS), when one is configured. */ -}}
+{{- if eq .name "gateway" -}}
+{{- with include "tams.urlPort" $v.auth.jwt.jwksUrl -}}
+{{- $rules = append $rules (dict "ports" (list (dict "protocol" "TCP" "port" (atoi .)))) -}}
+{{- end -}}
+{{- end -}}
 {{- /* The OpenTelemetry collector, when one is configured. */ -}}
 {{- with include "tams.urlPort" $v.otel.exporterOtlpEndpoint -}}
 {{- $rules = append $rules (dict "ports" (list (dict "protocol" "TCP" "port" (atoi .)))) -}}
