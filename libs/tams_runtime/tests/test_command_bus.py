@@ -28,6 +28,8 @@ from tams_stack.stack import Stack
 from tams_store import StoreUnavailable
 from tams_store.sqlite import SqliteStore
 
+from .waiting import until
+
 
 def unique_settings(infra: Stack) -> KafkaSettings:
     """Settings with a fresh topic prefix, so tests never see each other's messages."""
@@ -214,6 +216,12 @@ async def test_sends_the_broker_did_not_take_are_sent_again_in_order(
         return await real_send(*args)
 
     monkeypatch.setattr(consumer, "_send", refuse_the_first)
+
+    async def not_applying() -> bool:
+        return not await consumer.applying()
+
+    # The sends are refused for at least RESEND_BACKOFF_S (0.5 s): polled every 50 ms.
+    watcher = asyncio.create_task(until(not_applying))
     bus = CommandBus(settings)
     await bus.start()
     try:
@@ -224,6 +232,9 @@ async def test_sends_the_broker_did_not_take_are_sent_again_in_order(
             )
         )
         assert refused
+        # /ready's `commands` check failed while the sends were refused, and passes again.
+        await watcher
+        await until(consumer.applying)
         assert sorted(r.body["count"] for r in replies) == list(range(1, 21))
         assert len(counter.applied) == len(set(counter.applied)) == 20
         events = await read_events(settings, 20)
@@ -233,6 +244,7 @@ async def test_sends_the_broker_did_not_take_are_sent_again_in_order(
         # A deduplicating consumer sees every change once, in the order it was applied.
         assert list(first_seen.values()) == list(range(1, 21))
     finally:
+        watcher.cancel()
         await bus.stop()
         await consumer.stop()
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
 
 import pytest
 from aiohttp.http_exceptions import LineTooLong
 
-from tams_runtime.logs import JsonFormatter, configure_logging, scrub
+from tams_runtime.logs import CAPPED_AT_INFO, JsonFormatter, configure_logging, scrub
 
 
 def test_tokens_signatures_and_passwords_are_scrubbed() -> None:
@@ -46,35 +47,59 @@ def test_an_s3_clients_signing_lines_are_scrubbed() -> None:
     assert "SignedHeaders=host" in line
 
 
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """`configure_logging` changes process-wide state: put it back for the other tests."""
+    root = logging.getLogger()
+    names = ("aiokafka", "aiohttp.server", *CAPPED_AT_INFO)
+    saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in names})
+    filters = logging.getLogger("aiohttp.server").filters[:]
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
+    for name, level in saved[2].items():
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger("aiohttp.server").filters[:] = filters
+
+
+def malformed_request_logged() -> None:
+    try:
+        raise LineTooLong("Bearer sekrit-token-start", 8190)
+    except LineTooLong:
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+
+
+@pytest.mark.usefixtures("logging_restored")
 def test_s3_client_debug_lines_are_off_and_malformed_requests_are_info(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TAMS_LOG_LEVEL", "DEBUG")
     configure_logging("test")
-    try:
-        assert not logging.getLogger("botocore.auth").isEnabledFor(logging.DEBUG)
-        assert logging.getLogger("tams_runtime").isEnabledFor(logging.DEBUG)
-        try:
-            raise LineTooLong("Bearer sekrit-token-start", 8190)
-        except LineTooLong:
-            logging.getLogger("aiohttp.server").exception("Error handling request")
-        (line,) = capsys.readouterr().err.splitlines()
-        entry = json.loads(line)
-        assert entry["level"] == "info" and "exception" not in entry, entry
-        assert entry["message"] == "malformed HTTP request answered 400 (LineTooLong)"
-        assert "sekrit" not in line
-    finally:
-        logging.getLogger().handlers.clear()
-        for name in ("aiohttp.server",):
-            logging.getLogger(name).filters.clear()
+    assert not logging.getLogger("botocore.auth").isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("tams_runtime").isEnabledFor(logging.DEBUG)
+    malformed_request_logged()
+    (line,) = capsys.readouterr().err.splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "info" and "exception" not in entry, entry
+    assert entry["message"] == "malformed HTTP request answered 400 (LineTooLong)"
+    assert "sekrit" not in line
 
 
+@pytest.mark.usefixtures("logging_restored")
+def test_malformed_requests_follow_the_log_level(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TAMS_LOG_LEVEL", "WARNING")
+    configure_logging("test")
+    malformed_request_logged()
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.usefixtures("logging_restored")
 def test_a_bad_log_level_stops_the_service_with_a_json_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TAMS_LOG_LEVEL", "LOUD")
     with pytest.raises(SystemExit) as stopped:
         configure_logging("test")
-    logging.getLogger().handlers.clear()
     assert stopped.value.code == 2
     assert json.loads(capsys.readouterr().err)["value"] == "LOUD"

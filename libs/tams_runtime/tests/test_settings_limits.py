@@ -41,6 +41,7 @@ def test_a_presigned_url_may_not_outlive_the_objects_allocation() -> None:
         (KafkaSettings, {"reply_timeout_s": -1}),
         (KafkaSettings, {"max_poll_records": 0}),
         (KafkaSettings, {"session_timeout_ms": -5}),
+        (KafkaSettings, {"session_timeout_ms": 2000, "heartbeat_interval_ms": 2000}),
         (HttpSettings, {"ready_timeout_s": 0}),
         (HttpSettings, {"port": 70000}),
         (WebhookSettings, {"timeout_s": -1}),

@@ -208,9 +208,11 @@ class CommandConsumer:
         return await broker_answers(self.producer)
 
     async def applying(self) -> bool:
-        """Readiness: not stuck retrying a batch. A store that answers reads but refuses
-        writes (a full disk, say) passes the store check; this one fails."""
-        return self.running() and not self.failing
+        """Readiness: not stuck retrying a batch, nor sending its outcomes again. A store
+        that answers reads but refuses writes (a full disk, say) passes the store check, and a
+        broker that answers metadata requests but refuses writes the broker check; this one
+        fails for both."""
+        return self.running() and not self.failing and not self._loop.resending
 
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> Publish | None:
         """Apply every fetched command, all partitions together, answering each transaction's

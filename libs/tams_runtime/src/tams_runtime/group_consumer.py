@@ -116,6 +116,9 @@ class GroupConsumer:
         self.rest = rest
         # True while resting (no fetches until woken).
         self.resting = False
+        # True while the broker refuses a fetch's sends (they are sent again until it takes
+        # them): nothing after them is committed meanwhile.
+        self.resending = False
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._lag = LagRecorder(group_id, lag_interval_s)
@@ -292,8 +295,10 @@ class GroupConsumer:
         while True:
             try:
                 await published.durable
+                self.resending = False
                 return
             except Exception:
+                self.resending = True
                 log.exception("sends not acknowledged; sending again", extra={"topic": self.topic})
             await asyncio.sleep(RESEND_BACKOFF_S)
             if self.recover is not None:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import BadHttpMessage
 from opentelemetry import trace
 
 CORRELATION_ID: ContextVar[str | None] = ContextVar("correlation_id", default=None)
@@ -91,7 +91,7 @@ class JsonFormatter(logging.Formatter):
 
 # Libraries whose DEBUG lines hold what must not be logged (an S3 client's string to sign
 # and request signatures): INFO at most, whatever TAMS_LOG_LEVEL says.
-_AT_MOST_INFO = ("botocore", "aiobotocore", "s3transfer", "urllib3")
+CAPPED_AT_INFO = ("botocore", "aiobotocore", "s3transfer", "urllib3")
 
 
 class MalformedRequests(logging.Filter):
@@ -101,16 +101,15 @@ class MalformedRequests(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, HttpProcessingError) and error.code < 500:
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg, record.args = (
-                "malformed HTTP request answered %s (%s)",
-                (
-                    error.code,
-                    type(error).__name__,
-                ),
-            )
-            record.exc_info = record.exc_text = None
+        if not isinstance(error, BadHttpMessage) or not 400 <= error.code < 500:
+            return True
+        # Logged at error, so it passed the level check already: make it again at info.
+        if not logging.getLogger(record.name).isEnabledFor(logging.INFO):
+            return False
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg = "malformed HTTP request answered %s (%s)"
+        record.args = (error.code, type(error).__name__)
+        record.exc_info = record.exc_text = None
         return True
 
 
@@ -127,7 +126,7 @@ def configure_logging(service: str) -> None:
         raise SystemExit(2)
     root.setLevel(level)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    for name in _AT_MOST_INFO:
+    for name in CAPPED_AT_INFO:
         if logging.getLogger(name).getEffectiveLevel() < logging.INFO:
             logging.getLogger(name).setLevel(logging.INFO)
     logging.getLogger("aiohttp.server").addFilter(MalformedRequests())

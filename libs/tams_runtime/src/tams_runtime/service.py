@@ -99,7 +99,11 @@ def run(name: str, main: object) -> None:
         # A setting with a bad value: say which, as a log line like any other (the input
         # itself is left out, as it may be a secret).
         errors = [
-            {"setting": ".".join(str(part) for part in error["loc"]), "problem": error["msg"]}
+            {
+                # No location: a rule across settings, which its message names.
+                "setting": ".".join(str(part) for part in error["loc"]) or exc.title,
+                "problem": error["msg"],
+            }
             for error in exc.errors(include_url=False, include_input=False)
         ]
         log.critical("invalid configuration", extra={"settings": exc.title, "errors": errors})

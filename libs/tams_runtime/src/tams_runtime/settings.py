@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tams_schema.topics import Topics
@@ -62,6 +62,16 @@ class KafkaSettings(BaseSettings):
         if 0 < value < 20:
             raise ValueError("must be 0 (never rest) or at least 20")
         return value
+
+    @model_validator(mode="after")
+    def _heartbeats_within_the_session(self) -> KafkaSettings:
+        # A member whose heartbeats come later than its session lasts is forever evicted.
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError(
+                f"TAMS_KAFKA_HEARTBEAT_INTERVAL_MS ({self.heartbeat_interval_ms}) must be less "
+                f"than TAMS_KAFKA_SESSION_TIMEOUT_MS ({self.session_timeout_ms})"
+            )
+        return self
 
     @property
     def topics(self) -> Topics:
@@ -197,7 +207,8 @@ class WebhookSettings(BaseSettings):
     max_attempts: int = Field(default=10, ge=1)
     retry_base_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
-    # Deliveries in flight at once over all webhooks (each webhook has one at a time).
+    # First attempts in flight at once over all webhooks (each webhook has one at a time);
+    # retries and attempts to receivers that failed last have a second pool this size.
     max_concurrent_deliveries: int = Field(default=128, ge=1)
     # Fernet keys (comma-separated, newest first) sealing `api_key_value` in commands and at
     # rest; unset: stored as given. Generate one with

@@ -84,6 +84,15 @@ def read_only(flow_id: str) -> CatalogError:
     )
 
 
+def source_not_deletable(flow_id: str, source_id: str) -> CatalogError:
+    return CatalogError(
+        403,
+        "Forbidden",
+        f"you may not move flow {flow_id} to another source: it is the last flow of source "
+        f"{source_id}, which would be deleted with it, and you may not delete it",
+    )
+
+
 def timestamp(now: datetime) -> str:
     """RFC 3339 in UTC with microseconds, e.g. `2026-11-24T22:15:52.123456Z`."""
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -90,6 +90,8 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
         raise domain.read_only(flow_id)
     if existing is None:
         soft_delete.refuse_hidden_id(tx, flow_id)
+    elif existing["source_id"] != body["source_id"]:
+        check_source_may_go(tx, command.payload, flow_id, existing["source_id"])
     profile_id = body.get("profile_id")
     profile = tx.get_profile(profile_id) if profile_id else None
     flow = domain.attribute(
@@ -150,6 +152,16 @@ def _flows_of_source(tx: WriteTx, source_id: str) -> list[Doc]:
         if listed.next_key is None:
             return flows
         page = listed.next_key
+
+
+def check_source_may_go(tx: WriteTx, payload: Doc, flow_id: str, source_id: str) -> None:
+    """A move that leaves `source_id` without flows deletes it: the gateway names the one
+    source the caller may delete (`deletable_source`; absent: the caller may delete any).
+    Decided here, not at the gateway: the source's other flows may have gone meanwhile."""
+    if "deletable_source" not in payload or payload["deletable_source"] == source_id:
+        return
+    if tx.count_flows_of_source(source_id) <= 1:
+        raise domain.source_not_deletable(flow_id, source_id)
 
 
 def _drop_source_if_orphaned(tx: WriteTx, source_id: str, now: datetime) -> list[TamsEvent]:

@@ -55,14 +55,12 @@ class GatewaySettings(BaseSettings):
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"must be an absolute http(s) URL, not {value!r}")
+            # The value is not repeated: it may hold credentials.
+            raise ValueError("must be an absolute http(s) URL")
         return value
 
     @model_validator(mode="after")
     def _default_page_within_max(self) -> GatewaySettings:
-        if self.default_page_limit > self.max_page_limit:
-            raise ValueError(
-                f"default_page_limit ({self.default_page_limit}) exceeds max_page_limit "
-                f"({self.max_page_limit})"
-            )
+        # A maximum set below the default (100) lowers the default with it.
+        self.default_page_limit = min(self.default_page_limit, self.max_page_limit)
         return self

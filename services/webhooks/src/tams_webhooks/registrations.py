@@ -104,7 +104,7 @@ def _key_value(current: WebhookRecord, doc: dict[str, Any], payload: dict[str, A
     name = doc.get("api_key_name")
     if name is None:
         return None
-    same_name = name.lower() == str(current.doc.get("api_key_name")).lower()  # case-blind
+    same_name = name.lower() == (current.doc.get("api_key_name") or "").lower()  # case-blind
     if not same_name or current.api_key_value is None:
         raise Refused(
             400,

@@ -9,7 +9,7 @@ from aiohttp import web
 from tams_gateway.access import Access, check_auth_classes_value
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
-from tams_gateway.errors import ApiError, bad_request, forbidden, not_found
+from tams_gateway.errors import ApiError, bad_request, not_found
 from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import (
     choice,
@@ -130,9 +130,10 @@ async def put_flow(request: web.Request) -> web.Response:
     if flow["id"] != flow_id:
         raise bad_request(f"body id {flow['id']} does not match the flow id {flow_id} in the path")
     check_auth_classes_value(flow.get("tags"))
-    await authorise_flow_put(request, flow)
+    move = await authorise_flow_put(request, flow)
     await authorise_members(request, flow.get("flow_collection") or [])
-    return await send(request, gw.topics.catalog_commands, "flows.put", flow_id, {"flow": flow})
+    payload = {"flow": flow, **move}
+    return await send(request, gw.topics.catalog_commands, "flows.put", flow_id, payload)
 
 
 async def authorise_members(request: web.Request, members: list[Doc]) -> None:
@@ -158,51 +159,47 @@ async def authorise_members(request: web.Request, members: list[Doc]) -> None:
         raise bad_request(f"flow_collection member {hidden[0]} does not exist")
 
 
-async def authorise_flow_put(request: web.Request, flow: Doc) -> None:
+async def authorise_flow_put(request: web.Request, flow: Doc) -> Doc:
     """AppNote 0016: replacing needs write on the flow; a new flow on an existing source needs
     write on the source (so does moving a flow to another source); a brand-new flow and
     source need only the write scope. Classes given or changed must be the caller's to give.
+
     Moving a flow off a source of which it is the last flow deletes that source
     (docs/decisions.md), so that needs what deleting needs: the delete scope, and delete
-    permission on the source."""
+    permission on the source. Returns what the command carries for the catalog, which decides
+    when it applies the move (the source's other flows may go meanwhile, so a 403 comes from
+    there): for a caller who may not delete every source, `deletable_source`, the one it may
+    delete (None: none)."""
     gw: Gateway = request.app[GATEWAY]
     access = Access.of(request)
     principal = access.principal
     may_delete = principal is None or principal.has_scope("delete")
     if not access.restricted and may_delete:
-        return
+        return {}
     flow_id, source_id = flow["id"], flow.get("source_id")
 
     def read(tx: Any) -> tuple[Doc | None, Doc | None, Doc | None]:
         existing = tx.get_flow(flow_id)
-        left = None
-        if existing is not None and existing.get("source_id") != source_id:
-            left_id = existing["source_id"]
-            if len(tx.list_flows(FlowQuery(source_id=left_id, limit=2)).items) <= 1:
-                left = tx.get_source(left_id)
+        moving = existing is not None and existing.get("source_id") != source_id
+        left = tx.get_source(existing["source_id"]) if moving else None
         return existing, tx.get_source(source_id) if source_id else None, left
 
-    existing, source, deleted_source = await gw.store.read(read)
-    if deleted_source is not None and (
-        not may_delete or not access.may(deleted_source.get("tags"), "delete")
-    ):
-        raise forbidden(
-            f"you may not move flow {flow_id} to another source: it is the last flow of source "
-            f"{deleted_source['id']}, which would be deleted with it, and you may not delete it"
+    existing, source, left = await gw.store.read(read)
+    if access.restricted:
+        if existing is not None:
+            missing = flow_missing(flow_id)
+            access.require(existing.get("tags"), "write", f"flow {flow_id}", missing)
+        if source is not None and (existing is None or existing.get("source_id") != source_id):
+            missing = not_found(f"source {source_id} does not exist")
+            access.require(source.get("tags"), "write", f"source {source_id}", missing)
+        access.check_classes_change(
+            f"flow {flow_id}",
+            existing.get("tags") if existing else None,
+            flow.get("tags"),
+            exists=existing is not None,
         )
-    if not access.restricted:
-        return
-    if existing is not None:
-        access.require(existing.get("tags"), "write", f"flow {flow_id}", flow_missing(flow_id))
-    if source is not None and (existing is None or existing.get("source_id") != source_id):
-        missing = not_found(f"source {source_id} does not exist")
-        access.require(source.get("tags"), "write", f"source {source_id}", missing)
-    access.check_classes_change(
-        f"flow {flow_id}",
-        existing.get("tags") if existing else None,
-        flow.get("tags"),
-        exists=existing is not None,
-    )
+    may_delete_left = left is not None and may_delete and access.may(left.get("tags"), "delete")
+    return {"deletable_source": left["id"] if left is not None and may_delete_left else None}
 
 
 @routes.delete("/flows/{flow_id}")
