@@ -143,6 +143,32 @@ async def test_hidden_at_once_listed_restored_whole(
     assert status == 404
 
 
+async def test_a_source_comes_back_whole_whichever_of_its_flows_is_restored_first(
+    client: aiohttp.ClientSession,
+) -> None:
+    """The source goes with its last flow hidden, and its copy is kept on that flow's
+    record; restoring its other flow first must bring that copy back, not a bare source."""
+    first = video_flow()
+    await put_flow(client, first)
+    source_id = first["source_id"]
+    second = {**video_flow(), "source_id": source_id}
+    await put_flow(client, second)
+    for path, value in (("label", "Studio 1"), ("tags/owner", "news desk")):
+        status, _, _ = await send_json(client, "PUT", f"/sources/{source_id}/{path}", value)
+        assert status == 204
+    before = await get_json(client, f"/sources/{source_id}")
+
+    for flow in (second, first):  # the first goes last, with the source
+        assert (await send_json(client, "DELETE", f"/flows/{flow['id']}"))[0] == 204
+    await get_json(client, f"/sources/{source_id}", 404)
+    for flow in (second, first):
+        status, body, _ = await send_json(client, "POST", f"/deleted-flows/{flow['id']}/restore")
+        assert status == 200, body
+    after = await get_json(client, f"/sources/{source_id}")
+    assert after["label"] == "Studio 1" and after["tags"]["owner"] == "news desk"
+    assert after["created"] == before["created"]
+
+
 async def _gone(stack: Stack, object_id: str) -> bool:
     return await stored_bytes(stack, object_id) is None
 

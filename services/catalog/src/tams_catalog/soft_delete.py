@@ -112,7 +112,11 @@ def restore(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     changes: list[TamsEvent] = []
     source = tx.get_source(flow["source_id"])
     if source is None:
-        created = hidden.source or domain.new_source(flow, now, command.principal)
+        created = (
+            hidden.source
+            or saved_source(tx, flow["source_id"])
+            or domain.new_source(flow, now, command.principal)
+        )
         tx.put_source(created)
         stored_source = tx.get_source(created["id"]) or created
         changes.append(
@@ -140,6 +144,20 @@ def restore(tx: WriteTx, command: CommandEnvelope) -> Outcome:
         events.flow_event("created", {"flow": restored}, events.flow_context(tx, restored), now)
     )
     return Outcome(status=200, body=restored, events=changes)
+
+
+def saved_source(tx: WriteTx, source_id: str) -> Doc | None:
+    """The copy of a source kept when it was hidden with its last flow. That copy is on the
+    record of the flow hidden last, which need not be the one being restored: a source's flows
+    may be restored in any order. The most recent copy, if several (newest first)."""
+    page = None
+    while True:
+        records, page = tx.list_deleted_flows(page, 100)
+        for record in records:
+            if record.source is not None and record.flow["source_id"] == source_id:
+                return record.source
+        if page is None:
+            return None
 
 
 class Purge:
