@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from yarl import URL
 
 from tams_stack.testing import TEST_SEGMENT_TAG_LIMIT, SpecValidator
 
@@ -138,6 +139,11 @@ async def test_bad_requests_limits_and_missing_or_read_only_flows(
     assert status == 400, body
     status, body, _ = await send_json(http, "GET", f"/flows/{flow_id}/segments?tag_exists.x=maybe")
     assert status == 400, body
+    # A name is one path segment: an encoded '/' does not make one.
+    async with http.put(
+        URL(f"/flows/{flow_id}/segments/tags/a%2Fb", encoded=True), json="x"
+    ) as resp:
+        assert resp.status == 400, await resp.text()
 
     # One segment too many for one request: refused whole, nothing tagged.
     status, body, _ = await send_json(http, "PUT", tags_path(flow_id, "all"), "yes")

@@ -263,9 +263,12 @@ async def _segment_tag_command(
     gw: Gateway = request.app[GATEWAY]
     flow_id = request.match_info["flow_id"]
     timerange = query_timerange(request)
+    name = request.match_info["name"]
+    if "/" in name:  # sent as %2F: a name is one path segment (docs/ext-segment-tags.md)
+        raise bad_request(f"segment tag name {name!r} contains '/'")
     payload: dict[str, Any] = {
         "flow_id": flow_id,
-        "name": request.match_info["name"],
+        "name": name,
         "timerange": "_" if timerange is None else str(timerange),
         **value,
     }
