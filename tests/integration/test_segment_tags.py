@@ -140,10 +140,10 @@ async def test_bad_requests_limits_and_missing_or_read_only_flows(
     status, body, _ = await send_json(http, "GET", f"/flows/{flow_id}/segments?tag_exists.x=maybe")
     assert status == 400, body
     # A name is one path segment: an encoded '/' does not make one.
-    async with http.put(
-        URL(f"/flows/{flow_id}/segments/tags/a%2Fb", encoded=True), json="x"
-    ) as resp:
-        assert resp.status == 400, await resp.text()
+    one_segment = quote("[0:0_1:0)", safe="")
+    path = f"/flows/{flow_id}/segments/tags/a%2Fb?timerange={one_segment}"
+    async with http.put(URL(path, encoded=True), json="x") as resp:
+        assert resp.status == 400 and "'/'" in (await resp.json())["summary"]
 
     # One segment too many for one request: refused whole, nothing tagged.
     status, body, _ = await send_json(http, "PUT", tags_path(flow_id, "all"), "yes")
