@@ -217,6 +217,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         query=(*LISTING, "timerange", "object_id", *GET_URL_FILTERS, *TAG_FILTERS),
         paged=True,
     ),
+    ("PUT", "/flows/{flow_id}/segments/tags/{name}"): Operation(
+        "Set a tag on the segments wholly inside a timerange (extension, docs/ext-segment-tags.md)",
+        204,
+        body=TAG_VALUE,
+        query=("timerange", "object_id"),
+    ),
+    ("DELETE", "/flows/{flow_id}/segments/tags/{name}"): Operation(
+        "Remove a tag from the segments wholly inside a timerange (extension)",
+        204,
+        query=("timerange", "object_id"),
+    ),
     ("GET", "/flows/{flow_id}/playlist.m3u8"): Operation(
         "The flow's segments as an HLS media playlist (extension, docs/ext-hls.md)",
         returns={"type": "string", "description": "An RFC 8216 VOD media playlist"},
