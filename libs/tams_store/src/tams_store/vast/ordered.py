@@ -84,6 +84,11 @@ def first_rows(
         return pa.concat_tables([below, tied.select(below.column_names)])
 
 
+# At most this many values are excluded by one select (`column != v` terms): the SDK and
+# ibis resolve a predicate recursively, and about 975 terms overflowed Python's stack.
+MAX_EXCLUSIONS = 256
+
+
 def first_distinct(
     table: TableHandle,
     column: str,
@@ -94,7 +99,23 @@ def first_distinct(
     cap: int = 256,
 ) -> list[Any]:
     """The `want` smallest distinct values of `column` greater than `after` (all of them if
-    `want` is None) among matching rows, sorted.
+    `want` is None) among matching rows, sorted: in runs of at most `MAX_EXCLUSIONS`
+    values, each run starting after the last value of the one before."""
+    values: list[Any] = []
+    while want is None or len(values) < want:
+        run = MAX_EXCLUSIONS if want is None else min(MAX_EXCLUSIONS, want - len(values))
+        found = _first_distinct_run(table, column, where, run, after=after, cap=cap)
+        values += found
+        if len(found) < run:
+            break
+        after = found[-1]
+    return values
+
+
+def _first_distinct_run(
+    table: TableHandle, column: str, where: Predicate | None, want: int, *, after: Any, cap: int
+) -> list[Any]:
+    """`first_distinct` for at most `MAX_EXCLUSIONS` values.
 
     Each select excludes the values already seen (`column != v`, pushed down), so each one
     that comes back full still brings at least one new value; once `want` values are known,
@@ -112,9 +133,8 @@ def first_distinct(
         )
         found = table.select([column], where_now, limit_rows=cap + 1)
         seen |= {v for v in found.column(column).to_pylist() if v is not None}
-        if want is not None and len(seen) > want:
+        if len(seen) > want:
             upper = sorted(seen)[want - 1]
             seen = {v for v in seen if v <= upper}
         if found.num_rows <= cap:
-            ordered = sorted(seen)
-            return ordered if want is None else ordered[:want]
+            return sorted(seen)[:want]

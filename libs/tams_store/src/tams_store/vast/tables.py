@@ -61,14 +61,20 @@ def take(found: pa.Table, indices: Sequence[int]) -> pa.Table:
 
 
 def all_of(*predicates: Predicate | None) -> Predicate | None:
-    """AND of the given predicates, skipping None; None if there are none."""
+    """AND of the given predicates, skipping None; None if there are none. Combined as a
+    balanced tree: the SDK resolves a predicate recursively, so a chain of many terms is
+    as deep as it is long."""
     present = [p for p in predicates if p is not None]
     if not present:
         return None
-    combined = present[0]
-    for predicate in present[1:]:
-        combined = combined & predicate
-    return combined
+    return _balanced_and(present)
+
+
+def _balanced_and(predicates: Sequence[Predicate]) -> Predicate:
+    if len(predicates) == 1:
+        return predicates[0]
+    middle = len(predicates) // 2
+    return _balanced_and(predicates[:middle]) & _balanced_and(predicates[middle:])
 
 
 @dataclass(frozen=True)
