@@ -374,6 +374,15 @@ MIGRATIONS: list[Step] = [
             sorting_key=("id",),
         ),
     ),
+    # 9: lookups by source and by collector, on every registration's event (its source's
+    # routing) and every source read: without these, a full scan of `flows`.
+    (
+        AddProjection("flows", Projection("flows_by_source", ("source_id",), ("id",))),
+        AddProjection(
+            "flow_collections",
+            Projection("flow_collections_by_collector", ("collector_id",), ("member_id",)),
+        ),
+    ),
 ]
 
 
