@@ -6,12 +6,14 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from tams_runtime import deletion
 from tams_runtime.bus import CommandPublisher
 from tams_runtime.settings import KafkaSettings, MediaSettings
 from tams_schema.timerange import TimeRange
 from tams_segments.worker import DeletionResumer
+from tams_store import Store
 from tams_store.port import DeletionRequestRecord
 from tams_store.sqlite import SqliteStore
 
@@ -62,3 +64,35 @@ async def test_stalled_requests_are_restarted_or_given_up(
     failed = await store.read(lambda tx: tx.get_deletion_request(hopeless.id))
     assert failed is not None and failed.status == "error"
     assert "no progress" in failed.doc["error"]["summary"]
+
+
+class CommitLandsThenFails:
+    """A store whose next write commits and then reports a failure, as a lost connection
+    after the commit would: the caller's retry runs the same work a second time."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    async def read(self, work: Any) -> Any:
+        return await self.store.read(work)
+
+    async def write(self, work: Any) -> Any:
+        await self.store.write(work)
+        return await self.store.write(work)  # the retry
+
+
+async def test_a_restart_is_counted_once_when_its_write_is_retried(
+    kafka: KafkaSettings, store: SqliteStore
+) -> None:
+    media = MediaSettings(deletion_resume_after_s=30, deletion_max_resumes=3)
+    stalled = request(datetime.now(UTC) - timedelta(minutes=5), resumes=1, step=2)
+    await store.write(lambda tx: tx.put_deletion_request(stalled))
+    publisher = CommandPublisher(kafka, client_id="resumer-retry-test")
+    await publisher.start()
+    try:
+        resumer = DeletionResumer(cast(Store, CommitLandsThenFails(store)), publisher, media)
+        assert await resumer.resume(time.time_ns()) == [stalled.id]
+    finally:
+        await publisher.stop()
+    restarted = await store.read(lambda tx: tx.get_deletion_request(stalled.id))
+    assert restarted is not None and restarted.resumes == 2

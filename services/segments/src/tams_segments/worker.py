@@ -244,6 +244,10 @@ class DeletionResumer:
                 current = tx.get_deletion_request(seen.id)
                 if current is None or not deletion.is_current(current, seen.step):
                     continue
+                if current.resumes != seen.resumes:
+                    # Counted already: this write is being retried after a commit that landed
+                    # (or another instance restarted it).
+                    continue
                 if seen.id in giving_up:
                     summary = f"no progress after {current.resumes} restarts; giving up"
                     tx.put_deletion_request(deletion.failed(current, now, retention_s, summary))
