@@ -17,6 +17,7 @@ import helm_python as helm
 import pytest
 
 from tests.deploy.chart import (
+    RELEASE,
     ROOT,
     SCENARIOS,
     SERVICES,
@@ -360,6 +361,19 @@ def test_a_disruption_budget_never_blocks_draining_a_node() -> None:
         assert "minAvailable" not in budget["spec"]
         # Nor do pods that are not ready (a Kafka outage must not freeze maintenance).
         assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_the_webhooks_service_is_never_run_twice_even_during_an_upgrade() -> None:
+    for scenario in ("default", "production"):
+        deployments = {
+            d["metadata"]["name"]: d for d in render(SCENARIOS[scenario]).of_kind("Deployment")
+        }
+        webhooks = deployments[f"{RELEASE}-webhooks"]
+        assert webhooks["spec"]["replicas"] == 1
+        assert webhooks["spec"]["strategy"] == {"type": "Recreate"}
+        # The others keep their capacity through an upgrade.
+        gateway = deployments[f"{RELEASE}-gateway"]["spec"]["strategy"]
+        assert gateway["type"] == "RollingUpdate"
 
 
 # --- SQLite trial ---------------------------------------------------------------------------
