@@ -5,12 +5,9 @@ delete (`deletable_source`), since the source's other flows may go meanwhile."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from tams_catalog.handlers import put_flow
 from tams_schema.envelopes import CommandEnvelope, Outcome
@@ -28,14 +25,6 @@ def flow_doc(flow_id: str, source_id: str) -> dict[str, Any]:
         "codec": "text/plain",
         "container": "video/mp2t",
     }
-
-
-@pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    db = SqliteStore(tmp_path / "tams.db")
-    await db.open()
-    yield db
-    await db.close()
 
 
 async def put(store: SqliteStore, flow: dict[str, Any], **payload: Any) -> Outcome:
