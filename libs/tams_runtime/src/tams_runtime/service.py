@@ -92,23 +92,20 @@ def run(name: str, main: object) -> None:
         assert callable(main)
         with asyncio.Runner(loop_factory=event_loop_factory(ProcessSettings())) as runner:
             runner.run(main())
-    except ValidationError as exc:
-        if not exc.title.endswith("Settings"):  # not a setting's value: an error like others
-            log.critical("stopped by an error", exc_info=True)
-            raise SystemExit(1) from None
-        # A setting with a bad value: say which, as a log line like any other (the input
-        # itself is left out, as it may be a secret).
-        errors = [
-            {
-                # No location: a rule across settings, which its message names.
-                "setting": ".".join(str(part) for part in error["loc"]) or exc.title,
-                "problem": error["msg"],
-            }
-            for error in exc.errors(include_url=False, include_input=False)
-        ]
-        log.critical("invalid configuration", extra={"settings": exc.title, "errors": errors})
-        raise SystemExit(2) from None
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ValidationError) and exc.title.endswith("Settings"):
+            # A setting with a bad value: say which, as a log line like any other (the input
+            # itself is left out, as it may be a secret).
+            errors = [
+                {
+                    # No location: a rule across settings, which its message names.
+                    "setting": ".".join(str(part) for part in error["loc"]) or exc.title,
+                    "problem": error["msg"],
+                }
+                for error in exc.errors(include_url=False, include_input=False)
+            ]
+            log.critical("invalid configuration", extra={"settings": exc.title, "errors": errors})
+            raise SystemExit(2) from None
         log.critical("stopped by an error", exc_info=True)
         raise SystemExit(1) from None
     finally:

@@ -141,12 +141,12 @@ def replace_webhook(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     doc: dict[str, Any] = payload["webhook"]
     status = next_status(current.status, payload["status"], current.id)
     owner = _owner(payload)
-    if status != current.status and (status == "disabled" or current.status != "created"):
-        # Disabled, or re-enabled after disabled/error: nothing queued before carries over.
-        tx.drop_deliveries(current.id)
-    elif owner != current.owner:
-        # What is queued was matched against the previous owner's permissions: the new owner
-        # (or the same one with other scopes or groups) may not be allowed to read it.
+    # Nothing queued before carries over when the webhook is disabled, or re-enabled after
+    # disabled/error, or gets another owner: what is queued was matched against the previous
+    # owner's permissions, which the new one (or the same with other scopes or groups) may
+    # not have.
+    restarted = status != current.status and (status == "disabled" or current.status != "created")
+    if restarted or owner != current.owner:
         tx.drop_deliveries(current.id)
     record = WebhookRecord(
         id=current.id,

@@ -198,8 +198,8 @@ async def authorise_flow_put(request: web.Request, flow: Doc) -> Doc:
             flow.get("tags"),
             exists=existing is not None,
         )
-    may_delete_left = left is not None and may_delete and access.may(left.get("tags"), "delete")
-    return {"deletable_source": left["id"] if left is not None and may_delete_left else None}
+    deletable = left is not None and may_delete and access.may(left.get("tags"), "delete")
+    return {"deletable_source": left["id"] if left is not None and deletable else None}
 
 
 @routes.delete("/flows/{flow_id}")
