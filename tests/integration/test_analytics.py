@@ -211,6 +211,9 @@ async def test_bad_parameters_get_tams_errors(
         ("/analytics/flow-usage?flow_id=nope", 400, "flow_id"),
         ("/analytics/flow-usage?source_id=nope", 400, "source_id"),
         ("/analytics/storage-usage?storage_id=nope", 400, "storage_id"),
+        # A format that is not a TAMS URN matches nothing: a typo, not an empty store.
+        ("/analytics/catalog-summary?format=video", 400, "'video'"),
+        ("/analytics/flow-usage?format=bogus", 400, "bogus"),
         (f"/analytics/time-range-analysis?flow_id={new_id()}", 404, "does not exist"),
         (f"/analytics/storage-usage?storage_id={new_id()}", 404, "storage"),
         ("/analytics/no-such-report", 404, "no-such-report"),

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from tams_runtime.http import Handler
 from tams_schema.envelopes import ErrorBody
-from tams_schema.models.common import UUID_PATTERN
+from tams_schema.models.common import CONTENT_FORMATS, UUID_PATTERN
 from tams_schema.timerange import TimeRange, TimeRangeError
 from tams_store import StoreUnavailable
 from tams_store.port import InvalidPageKey
@@ -86,6 +86,14 @@ def query_uuid(request: web.Request, name: str) -> str | None:
     value = request.query.get(name)
     if value is not None and not _UUID.match(value):
         raise bad_request(f"query parameter {name}={value!r} is not a UUID")
+    return value
+
+
+def query_format(request: web.Request) -> str | None:
+    """`format`: one of the TAMS content format URNs; anything else would silently match nothing."""
+    value = request.query.get("format")
+    if value is not None and value not in CONTENT_FORMATS:
+        raise bad_request(f"format {value!r} is not a TAMS content format URN")
     return value
 
 

@@ -14,7 +14,14 @@ from aiohttp import web
 
 from tams_analytics.settings import AnalyticsSettings
 from tams_runtime.storage import StorageBackends
-from tams_runtime.web import bad_request, not_found, query_int, query_timerange, query_uuid
+from tams_runtime.web import (
+    bad_request,
+    not_found,
+    query_format,
+    query_int,
+    query_timerange,
+    query_uuid,
+)
 from tams_schema.openapi import ANALYTICS_OPENAPI
 from tams_schema.timerange import TimeRange
 from tams_store import ReadTx, Store
@@ -56,7 +63,7 @@ def flow_filter(request: web.Request) -> FlowFilter:
     return FlowFilter(
         flow_id=query_uuid(request, "flow_id"),
         source_id=query_uuid(request, "source_id"),
-        format=query.get("format"),
+        format=query_format(request),
         codec=query.get("codec"),
     )
 
@@ -97,7 +104,7 @@ async def openapi(_: web.Request) -> web.Response:
 
 @routes.get("/analytics/catalog-summary")
 async def catalog_summary(request: web.Request) -> web.Response:
-    fmt = request.query.get("format")
+    fmt = query_format(request)
     counts: CatalogCounts = await request.app[STORE].read(lambda tx: tx.catalog_counts())
     codecs = [c for c in counts.usage_by_codec if fmt is None or c.format == fmt]
     sources = {f: n for f, n in counts.sources_by_format.items() if fmt is None or f == fmt}

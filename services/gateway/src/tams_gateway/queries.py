@@ -15,15 +15,6 @@ from tams_store import TagFilter
 
 MIME_RE = re.compile(MIME_PATTERN)
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-FORMATS = frozenset(
-    {
-        "urn:x-nmos:format:video",
-        "urn:x-tam:format:image",
-        "urn:x-nmos:format:audio",
-        "urn:x-nmos:format:data",
-        "urn:x-nmos:format:multi",
-    }
-)
 MAX_LIST_VALUES = 100
 # Each filter is a clause of the store query: a request may name this many of each kind.
 MAX_TAG_FILTERS = 50
@@ -115,13 +106,6 @@ def mime_type(request: web.Request, name: str) -> str | None:
     value = request.query.get(name)
     if value is not None and not MIME_RE.match(value):
         raise bad_request(f"query parameter {name} {value!r} is not a MIME type (type/subtype)")
-    return value
-
-
-def content_format(request: web.Request) -> str | None:
-    value = request.query.get("format")
-    if value is not None and value not in FORMATS:
-        raise bad_request(f"format {value!r} is not a TAMS content format URN")
     return value
 
 

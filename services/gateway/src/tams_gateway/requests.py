@@ -11,9 +11,16 @@ from pydantic_core import from_json
 
 from tams_gateway.context import GATEWAY
 from tams_gateway.errors import ApiError, bad_request
-from tams_runtime.web import query_bool, query_int, query_timerange
+from tams_runtime.web import query_bool, query_format, query_int, query_timerange
 
-__all__ = ["json_body", "model_body", "query_bool", "query_int", "query_timerange"]
+__all__ = [
+    "json_body",
+    "model_body",
+    "query_bool",
+    "query_format",
+    "query_int",
+    "query_timerange",
+]
 
 M = TypeVar("M", bound=BaseModel)
 

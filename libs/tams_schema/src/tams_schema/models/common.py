@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -20,6 +20,7 @@ ContentFormat = Literal[
     "urn:x-nmos:format:data",
     "urn:x-nmos:format:multi",
 ]
+CONTENT_FORMATS: frozenset[str] = frozenset(get_args(ContentFormat))
 VIDEO_FORMAT = "urn:x-nmos:format:video"
 EventType = Literal[
     "flows/created",

@@ -13,14 +13,19 @@ from tams_gateway.errors import ApiError, bad_request, not_found
 from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import (
     choice,
-    content_format,
     mime_type,
     optional_uuid,
     path_uuid,
     tag_filter,
     uuid_list,
 )
-from tams_gateway.requests import json_body, query_bool, query_int, query_timerange
+from tams_gateway.requests import (
+    json_body,
+    query_bool,
+    query_format,
+    query_int,
+    query_timerange,
+)
 from tams_gateway.validation import validate_collection, validate_flow_put
 from tams_gateway.values import bit_rate, json_bool, json_string, tag_value
 from tams_schema.auth import AUTH_CLASSES_TAG, Permission
@@ -43,7 +48,7 @@ async def list_flows(request: web.Request) -> web.Response:
         raise bad_request(f"status {status!r} must be one of {', '.join(FLOW_STATUSES)}")
     query = FlowQuery(
         source_id=optional_uuid(request, "source_id"),
-        format=content_format(request),
+        format=query_format(request),
         codec=mime_type(request, "codec"),
         label=request.query.get("label"),
         profile_id=optional_uuid(request, "profile_id"),

@@ -9,8 +9,8 @@ from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import ApiError, not_found
 from tams_gateway.paging import page_limit, paging_headers
-from tams_gateway.queries import choice, content_format, tag_filter, uuid_list
-from tams_gateway.requests import json_body, query_bool
+from tams_gateway.queries import choice, tag_filter, uuid_list
+from tams_gateway.requests import json_body, query_bool, query_format
 from tams_gateway.values import json_string, tag_value
 from tams_schema.auth import AUTH_CLASSES_TAG
 from tams_store import Page, SourceQuery
@@ -27,7 +27,7 @@ async def list_sources(request: web.Request) -> web.Response:
     reverse = bool(query_bool(request, "reverse_order", False))
     query = SourceQuery(
         label=request.query.get("label"),
-        format=content_format(request),
+        format=query_format(request),
         tags=Access.of(request).listing(tag_filter(request)),
         collected_by_ids=uuid_list(request, "collected_by_ids"),
         sort_by=choice(request, "sort_by", SOURCE_SORTS, "created"),
