@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from urllib.parse import urlsplit
+
 import aiohttp
+import pytest
 
 from tams_stack.stack import Stack
 from tams_stack.testing import SpecValidator
@@ -101,6 +106,41 @@ async def test_unknown_path_and_method_get_json_errors(http: aiohttp.ClientSessi
         assert resp.status == 405
         assert "PATCH" in (await resp.json())["summary"]
         assert "GET" in resp.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "fault"),
+    [
+        (b"GE T /flows HTTP/1.1\r\nHost: x\r\n\r\n", "Invalid method"),
+        (b"GET /flows HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "Content-Length"),
+        (b"GET /flows HTTP/1.1\r\nno colon here\r\n\r\n", "header"),
+        (
+            b"POST /service HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "chunk size",
+        ),
+        (b"GET /flows HTTP/1.1\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n", "longer than"),
+    ],
+)
+async def test_requests_that_are_not_http_get_json_errors(
+    tams_stack: Stack, spec: SpecValidator, request_bytes: bytes, fault: str
+) -> None:
+    """aiohttp's parser answers these before any handler or middleware runs."""
+    gateway = urlsplit(tams_stack.gateway_url)
+    reader, writer = await asyncio.open_connection(gateway.hostname, gateway.port)
+    try:
+        writer.write(request_bytes)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    assert status_line.split()[1] == "400", answer[:200]
+    assert headers["Content-Type"].startswith("application/json")
+    error = json.loads(body)
+    spec.validate(error, "error.json")
+    assert fault in error["summary"]
 
 
 async def test_every_service_is_healthy_and_ready(tams_stack: Stack) -> None:

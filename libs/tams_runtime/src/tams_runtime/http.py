@@ -27,9 +27,13 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -38,6 +42,7 @@ from tams_runtime.logs import correlated
 from tams_runtime.metrics import HTTP_REQUEST_SECONDS
 from tams_runtime.settings import HttpSettings, InternalSettings
 from tams_runtime.tracing import extract_trace_context, recording, tracer, unrecorded_span
+from tams_schema.envelopes import ErrorBody
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -239,10 +244,69 @@ def add_probe_routes(
     app.router.add_get("/metrics", metrics)
 
 
+class _ApiRequestHandler(RequestHandler):
+    """A connection whose own errors (a request the HTTP parser rejects, which never reaches
+    the middlewares) are answered with a TAMS error object, as every other error is, not
+    aiohttp's text/plain page."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # The parent logs the error and refuses when a response has begun; its body is dropped.
+        super().handle_error(request, status, exc, message)
+        body = ErrorBody(type=_error_type(status), summary=_parse_error_summary(status, exc))
+        response = web.Response(
+            status=status,
+            text=body.model_dump_json(exclude_none=True),
+            content_type="application/json",
+        )
+        response.force_close()
+        return response
+
+
+def _error_type(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.replace(" ", "").replace("-", "")
+    except ValueError:
+        return "Error"
+
+
+def _parse_error_summary(status: int, exc: BaseException | None) -> str:
+    if status >= 500 or not isinstance(exc, BadHttpMessage):
+        return "the server could not handle the request"
+    if isinstance(exc, LineTooLong):
+        reason = "a request line or header field is longer than the server accepts"
+    else:
+        # The parser's message names the fault on its first line, then quotes the request.
+        reason = str(exc.message).strip().splitlines()[0].rstrip(":")[:120]
+    return f"the request is not valid HTTP/1.1 ({type(exc).__name__}): {reason}"
+
+
+class _ApiServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ApiRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _ApiRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return _ApiServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **server._kwargs,
+        )
+
+
 async def start_site(
     app: web.Application, host: str, port: int, *, keepalive_timeout_s: float = 75.0
 ) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=keepalive_timeout_s)
+    runner = _ApiRunner(app, access_log=None, keepalive_timeout=keepalive_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
