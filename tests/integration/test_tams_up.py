@@ -31,15 +31,32 @@ async def start_tams_up(cwd: Path, *args: str) -> asyncio.subprocess.Process:
 
 
 async def ready_output(process: asyncio.subprocess.Process) -> list[str]:
-    """The lines `tams up` prints until it says it is ready."""
+    """The lines `tams up` prints until it is ready and says how to stop it."""
     assert process.stdout is not None
     output: list[str] = []
     async with asyncio.timeout(START_DEADLINE_S):
-        while not output or not output[-1].startswith("TAMS is ready"):
+        while not output or not output[-1].startswith("Press Ctrl-C"):
             line = await process.stdout.readline()
             assert line, "tams up exited:\n" + "".join(output)
             output.append(line.decode())
     return output
+
+
+async def stop(process: asyncio.subprocess.Process, output: list[str]) -> None:
+    """Ctrl-C, and it stops cleanly."""
+    with contextlib.suppress(ProcessLookupError):  # it may have exited already
+        process.send_signal(signal.SIGINT)
+    async with asyncio.timeout(STOP_DEADLINE_S):
+        rest, _ = await process.communicate()
+    assert process.returncode == 0, "".join(output) + rest.decode()
+
+
+def addresses(output: list[str]) -> list[str]:
+    """The lines naming the broker's, the S3 server's and the services' ports."""
+    names = ("Kafka broker", "S3 endpoint", "service ports")
+    found = [line for line in output if line.strip().startswith(names)]
+    assert len(found) == len(names), "".join(output)
+    return found
 
 
 async def test_tams_up_serves_from_a_relative_data_directory_and_stops_on_ctrl_c(
@@ -60,11 +77,17 @@ async def test_tams_up_serves_from_a_relative_data_directory_and_stops_on_ctrl_c
             assert resp.status == 200, await resp.text()
             assert (await resp.json())["api_version"] == "8.2"
     finally:
-        with contextlib.suppress(ProcessLookupError):  # it may have exited already
-            process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(STOP_DEADLINE_S):
-            rest, _ = await process.communicate()
-    assert process.returncode == 0, "".join(output) + rest.decode()
+        await stop(process, output)
+
+    # Started again, it listens where it did: URLs handed out and a subscriber's broker
+    # address still work.
+    again = await start_tams_up(tmp_path, "--port", str(port))
+    output_again: list[str] = []
+    try:
+        output_again = await ready_output(again)
+    finally:
+        await stop(again, output_again)
+    assert addresses(output_again) == addresses(output)
 
 
 async def test_tams_up_stops_the_stack_when_the_broker_exits(tmp_path: Path) -> None:

@@ -24,7 +24,9 @@ from tams_stack.stack import Stack
 
 def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    stack = Stack(Path(args.data_dir), gateway_port=args.port, external=args.external)
+    stack = Stack(
+        Path(args.data_dir), gateway_port=args.port, external=args.external, remember_ports=True
+    )
     stop = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -41,6 +43,12 @@ def _up(args: argparse.Namespace) -> int:
         if stack.broker and stack.object_store:
             print(f"  Kafka broker  {stack.broker.bootstrap}", flush=True)
             print(f"  S3 endpoint   {stack.object_store.endpoint}", flush=True)
+        services = ", ".join(
+            f"{name} {service.port}"
+            for name, service in stack.services.items()
+            if name != "gateway"
+        )
+        print(f"  service ports {services} (/health, /ready, /metrics)", flush=True)
         print(f"  data and logs {Path(args.data_dir).resolve()}", flush=True)
         _print_login(stack)
         print("Press Ctrl-C to stop.", flush=True)

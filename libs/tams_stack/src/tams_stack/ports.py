@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -24,3 +26,43 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on `port` now. Servers set SO_REUSEADDR, so connections
+    of an earlier run still in TIME_WAIT do not hold the port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class RememberedPorts:
+    """The loopback ports a data directory's stack listened on last time (`ports.json`), so
+    that a restart keeps its addresses: the S3 endpoint in the URLs a client was handed, a
+    Kafka subscriber's bootstrap server, each service's /metrics. A port another program
+    took meanwhile is given up for a new one."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "ports.json"
+        try:
+            loaded = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            loaded = {}
+        self.ports: dict[str, int] = {
+            name: port
+            for name, port in (loaded.items() if isinstance(loaded, dict) else ())
+            if isinstance(port, int) and 0 < port < 65536
+        }
+
+    def get(self, name: str) -> int | None:
+        """The port `name` had, when it is free now."""
+        port = self.ports.get(name)
+        return port if port is not None and port_is_free(port) else None
+
+    def keep(self, name: str, port: int) -> None:
+        self.ports[name] = port
+        self.path.write_text(json.dumps(self.ports, indent=2, sort_keys=True) + "\n")

@@ -23,7 +23,7 @@ from tams_runtime.settings import KafkaSettings, S3Settings
 from tams_stack.broker import Broker, start_broker
 from tams_stack.credentials import LocalAdmin, basic_authorization, local_auth_env
 from tams_stack.objectstore import ObjectStore, start_object_store
-from tams_stack.ports import free_port
+from tams_stack.ports import RememberedPorts, free_port
 from tams_stack.process import ManagedProcess, spawn
 
 SERVICES = ("catalog", "segments", "webhooks", "analytics", "gateway")
@@ -62,6 +62,10 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     # The local admin user `tams up` creates (None when authentication is configured or off).
     admin: LocalAdmin | None = None
+    # Listen where this data directory's stack listened last time (`tams up`); tests and
+    # benchmarks take any free port.
+    remember_ports: bool = False
+    _ports: RememberedPorts | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Every process started here runs in a directory of its own: a relative path (`tams
@@ -111,8 +115,12 @@ class Stack:
             # until its offset is committed, so its outcome can go after an hour
             # (tams_runtime.outcomes).
             env.setdefault("TAMS_COMMAND_OUTCOME_RETENTION_S", "3600")
-            self.broker = start_broker(self.data_dir)
-            self.object_store = start_object_store(self.data_dir, local_buckets(env))
+            self.broker = start_broker(self.data_dir, self._remembered("kafka"))
+            self.object_store = start_object_store(
+                self.data_dir, local_buckets(env), s3_port=self._remembered("s3")
+            )
+            self._remember("kafka", self.broker.port)
+            self._remember("s3", self.object_store.port)
             env["TAMS_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap
             env["TAMS_S3_ENDPOINT_URL"] = self.object_store.endpoint
             env["TAMS_S3_ACCESS_KEY"] = self.object_store.access_key
@@ -121,6 +129,17 @@ class Stack:
             env.setdefault("TAMS_WEBHOOKS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
         self.admin = local_auth_env(env, self.data_dir)
         self.env = env
+
+    def _remembered(self, name: str) -> int | None:
+        if not self.remember_ports:
+            return None
+        if self._ports is None:
+            self._ports = RememberedPorts(self.data_dir)
+        return self._ports.get(name)
+
+    def _remember(self, name: str, port: int) -> None:
+        if self._ports is not None:
+            self._ports.keep(name, port)
 
     def kafka_settings(self) -> KafkaSettings:
         """The services' Kafka settings (those in `env`, not only this process's own)."""
@@ -145,8 +164,9 @@ class Stack:
             if "analytics" in self.services:
                 env["TAMS_GATEWAY_ANALYTICS_URL"] = self.services["analytics"].url
         else:
-            port = free_port()
+            port = self._remembered(name) or free_port()
             env["TAMS_HTTP_PORT"] = str(port)
+            self._remember(name, port)
         process = spawn(
             name,
             [sys.executable, "-m", f"tams_{name}"],
