@@ -1,6 +1,9 @@
 """Print segments as they are added to TAMS flows, straight from the public event stream.
 
-    python examples/subscriber.py --bootstrap-servers 127.0.0.1:9092 [--flow-id ID] [--group G]
+    uv run python examples/subscriber.py --bootstrap-servers ADDRESS [--flow-id ID] [--group G]
+
+ADDRESS is the broker's: the "Kafka broker" line `./dev up` prints (127.0.0.1:9092 is the
+default, for a Kafka of your own). `uv run` gives it the workspace's FastStream.
 
 A FastStream subscriber on the events topic (docs/events.md, docs/asyncapi.json). Events
 arrive at least once: a redelivered copy carries the same `event_id` header, so it is
