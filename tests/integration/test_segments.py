@@ -320,10 +320,21 @@ async def test_values_must_have_the_schema_types(http: aiohttp.ClientSession) ->
         {"key_frame_count": 3.0},
         {"sample_count": "3"},
         {"last_duration": "-1:0"},
+        # Counts: never negative, and within the stores' 64-bit integers.
+        {"key_frame_count": -1},
+        {"sample_offset": -5},
+        {"sample_count": 10**30},
+        # An empty id names nothing.
+        {"object_id": ""},
+        # Others will fetch these URLs (and players read them from playlists, one a line).
+        {"get_urls": [{"url": "not a url", "label": "x"}]},
+        {"get_urls": [{"url": "javascript:alert(1)", "label": "x"}]},
+        {"get_urls": [{"url": "http://example.com/a\r\n#EXT-X-ENDLIST", "label": "x"}]},
     ):
         status, error = await post(http, flow["id"], {**segment, **bad})
         assert status == 400, bad
         assert next(iter(bad)) in error["summary"], (bad, error)
+    assert await get_json(http, f"/flows/{flow['id']}/segments") == []
     async with http.post(f"/flows/{flow['id']}/storage", json={"limit": "3"}) as resp:
         assert resp.status == 400
     wide = video_flow()

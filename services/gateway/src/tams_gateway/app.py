@@ -15,6 +15,7 @@ from tams_gateway.commands import BUS
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.cors import CORS, Cors, cors_middleware
 from tams_gateway.errors import error_middleware
+from tams_gateway.queries import single_valued_query
 from tams_gateway.routes import (
     analytics,
     deleted_flows,
@@ -65,6 +66,7 @@ def build_app(gateway: Gateway, gate: Gate) -> web.Application:
             api_errors,
             error_middleware,
             gate_middleware,
+            single_valued_query,
         ],
         client_max_size=gateway.settings.max_body_bytes,
     )

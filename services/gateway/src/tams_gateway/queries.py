@@ -1,25 +1,58 @@
-"""Listing query parameters shared by several endpoints (tags, id lists, sorting)."""
+"""Query parameters shared by several endpoints (tags, id lists, sorting), and the rules
+every query follows: each parameter given once, and no unknown ones where a misspelt filter
+would widen a deletion."""
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import TypeVar
 from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-from tams_gateway.errors import bad_request, not_found
+from tams_gateway.errors import Handler, bad_request, not_found
 from tams_gateway.requests import query_bool
 from tams_schema.models.common import MIME_PATTERN
 from tams_store import TagFilter
 
 MIME_RE = re.compile(MIME_PATTERN)
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# What any request may carry besides its operation's parameters.
+GENERAL_QUERY = frozenset({"access_token"})
+
 MAX_LIST_VALUES = 100
 # Each filter is a clause of the store query: a request may name this many of each kind.
 MAX_TAG_FILTERS = 50
 
 S = TypeVar("S", bound=str)
+
+
+@web.middleware
+async def single_valued_query(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every TAMS query parameter takes one value (lists are comma-separated): a repeated one
+    is a 400, where reading the first value would quietly drop the others."""
+    query = request.query
+    if len(query) > 1 and len(query) != len(set(query.keys())):
+        repeated = sorted(name for name, n in Counter(k for k, _ in query.items()).items() if n > 1)
+        raise bad_request(
+            f"query parameter {', '.join(repeated)} given more than once; give each once "
+            "(lists are comma-separated)"
+        )
+    return await handler(request)
+
+
+def only_query(request: web.Request, *names: str) -> None:
+    """Refuse parameters the operation does not take. For operations that delete or change
+    many things at once, where ignoring a misspelt filter (`Timerange=`) would widen the
+    operation to the whole flow."""
+    unknown = sorted(set(request.query.keys()) - set(names) - GENERAL_QUERY)
+    if unknown:
+        takes = f"it takes {', '.join(names)}" if names else "it takes none"
+        raise bad_request(
+            f"unknown query parameter {', '.join(unknown)} for {request.method} "
+            f"{request.path} ({takes})"
+        )
 
 
 def tag_filter(request: web.Request, prefix: str = "tag") -> TagFilter:
@@ -28,6 +61,8 @@ def tag_filter(request: web.Request, prefix: str = "tag") -> TagFilter:
     exists: dict[str, bool] = {}
     value_prefix, exists_prefix = f"{prefix}.", f"{prefix}_exists."
     for key in set(request.query.keys()):
+        if key in (value_prefix, exists_prefix):
+            raise bad_request(f"query parameter {key!r} names no tag: {key}<name>")
         if key.startswith(value_prefix) and len(key) > len(value_prefix):
             values[key[len(value_prefix) :]] = encoded_csv(request, key)
         elif key.startswith(exists_prefix) and len(key) > len(exists_prefix):

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 from pydantic import BaseModel
 from pydantic_core import from_json
 
@@ -36,6 +37,17 @@ async def json_body(request: web.Request, *, if_empty: Any = None) -> Any:
         raise ApiError(
             408, "RequestTimeout", f"the body did not arrive within {timeout:g} s"
         ) from exc
+    except web.RequestPayloadError as exc:
+        # A body the HTTP layer could not decode: a `Content-Encoding` it does not match, a
+        # broken chunk. The cause names the fault on its first line.
+        cause = exc.__cause__
+        detail = cause.message if isinstance(cause, BadHttpMessage) else str(exc)
+        reason = str(detail).strip().splitlines()[0].rstrip(":")
+        raise bad_request(f"request body could not be decoded: {reason}") from exc
+    except ConnectionResetError as exc:
+        # The client went away mid-body: nobody reads this answer, but it is the client's
+        # doing, not a server error in the logs and metrics.
+        raise bad_request("the connection closed before the request body ended") from exc
     if not raw:
         if if_empty is not None:
             return if_empty

@@ -286,7 +286,7 @@ class Registrar:
         URLs it adds when the object was registered before (None when it adds none)."""
         flow_id = context.flow["id"]
         if timerange.is_empty:
-            raise Rejected(f"timerange {item['timerange']} is empty")
+            raise Rejected("timerange is empty: a segment's end must be after its start")
         if timerange.start is None or timerange.end is None:
             raise Rejected(f"timerange {timerange} must have a start and an end")
         bounds = timerange.half_open()

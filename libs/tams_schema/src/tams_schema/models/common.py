@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 MIME_PATTERN = r"^[^\s/]+/[^\s/]+$"
@@ -57,6 +58,23 @@ INT64_MAX = 2**63 - 1
 Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
 # The schemas' `"type": "integer", "exclusiveMinimum": 0`.
 PositiveInt = Annotated[int, Field(gt=0, le=INT64_MAX)]
+# Counts the schemas leave as plain integers (`key_frame_count`, `sample_count`): a negative
+# one means nothing.
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+
+
+def _absolute_http_url(value: str) -> str:
+    # A URL a client gives for others to fetch (an uncontrolled instance). Whitespace or a
+    # control character in it would break the lines of an HLS playlist it is written into.
+    if any(char.isspace() or not char.isprintable() for char in value):
+        raise ValueError(f"url {value!r} contains whitespace or control characters")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"url {value!r} is not an absolute http(s) URL")
+    return value
+
+
+AbsoluteHttpUrl = Annotated[str, AfterValidator(_absolute_http_url)]
 
 
 def dump(model: BaseModel) -> Any:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from tams_schema.models.common import (
+    AbsoluteHttpUrl,
     ClosedModel,
+    Count,
     Error,
     GetUrl,
     HttpRequest,
@@ -17,6 +19,9 @@ from tams_schema.models.common import (
     Uuid,
 )
 from tams_schema.timerange import TimeRangeField, Timestamp, TimestampField
+
+# An empty id names no object: a 400 that says so, not "object  is unknown".
+ObjectId = Annotated[str, StringConstraints(min_length=1)]
 
 
 class SegmentInitObject(TamsModel):
@@ -40,22 +45,22 @@ class FlowSegment(TamsModel):
 
 
 class ExternalUrl(TamsModel):
-    url: str
+    url: AbsoluteHttpUrl
     label: str
 
 
 class FlowSegmentPost(TamsModel):
     """One segment in `POST /flows/{id}/segments`."""
 
-    object_id: str
+    object_id: ObjectId
     timerange: TimeRangeField
-    init_object_id: str | None = None
+    init_object_id: ObjectId | None = None
     ts_offset: TimestampField | None = None
     object_timerange: TimeRangeField | None = None
     last_duration: TimestampField | None = None
-    sample_offset: int | None = None
-    sample_count: int | None = None
-    key_frame_count: int | None = None
+    sample_offset: Count | None = None
+    sample_count: Count | None = None
+    key_frame_count: Count | None = None
     get_urls: list[ExternalUrl] | None = None
 
     @field_validator("last_duration")
@@ -146,7 +151,7 @@ class ControlledInstanceRequest(TamsModel):
 
 
 class UncontrolledInstanceRequest(TamsModel):
-    url: str
+    url: AbsoluteHttpUrl
     label: str
 
 

@@ -14,6 +14,7 @@ from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import (
     choice,
     mime_type,
+    only_query,
     optional_uuid,
     path_uuid,
     tag_filter,
@@ -209,6 +210,7 @@ async def authorise_flow_put(request: web.Request, flow: Doc) -> Doc:
 
 @routes.delete("/flows/{flow_id}")
 async def delete_flow(request: web.Request) -> web.Response:
+    only_query(request)
     return await _command(request, "flows.delete", need="delete")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
@@ -21,7 +20,7 @@ from tams_gateway.errors import (
     not_found,
 )
 from tams_gateway.paging import page_limit, paging_headers
-from tams_gateway.queries import check_uuid, path_uuid, tag_filter
+from tams_gateway.queries import check_uuid, only_query, path_uuid, tag_filter
 from tams_gateway.requests import json_body, query_bool, query_timerange
 from tams_gateway.routes.flows import authorise_flow
 from tams_gateway.urls import url_filter
@@ -229,6 +228,7 @@ async def delete_segments(request: web.Request) -> web.Response:
     204 when done at once, 202 with a deletion request when it continues in the background."""
     gw: Gateway = request.app[GATEWAY]
     flow_id = request.match_info["flow_id"]
+    only_query(request, "timerange", "object_id")
     timerange = query_timerange(request)
     await authorise_flow(request, "delete", flow_id)
     payload: dict[str, Any] = {
@@ -262,6 +262,7 @@ async def _segment_tag_command(
 ) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     flow_id = request.match_info["flow_id"]
+    only_query(request, "timerange", "object_id")
     timerange = query_timerange(request)
     name = request.match_info["name"]
     if "/" in name:  # sent as %2F: a name is one path segment (docs/ext-segment-tags.md)
@@ -297,9 +298,6 @@ async def add_instance(request: web.Request) -> web.Response:
         payload["storage_id"] = ControlledInstanceRequest.model_validate(body).storage_id
     else:
         instance = UncontrolledInstanceRequest.model_validate(body)
-        parts = urlsplit(instance.url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise bad_request(f"url {instance.url!r} is not an absolute http(s) URL")
         if not instance.label:
             raise bad_request("label must not be empty")
         payload.update(url=instance.url, label=instance.label)
