@@ -133,6 +133,21 @@ async def test_bad_flow_bodies_are_400_with_a_reason(http: aiohttp.ClientSession
     await get_json(http, f"/flows/{flow_id}", status=404)  # nothing half-written
 
 
+async def test_errors_name_the_field_not_the_union(http: aiohttp.ClientSession) -> None:
+    """A flow is validated as one of the format's models: the error names the field."""
+    flow_id = new_id()
+    good = video_flow(flow_id=flow_id)
+    wide = {**good["essence_parameters"], "frame_width": "wide"}
+    for body, summary in (
+        ({**good, "format": None}, "format: missing, or not a string"),
+        ({**good, "format": "urn:x-nmos:format:smell"}, "format: 'urn:x-nmos:format:smell' is"),
+        ({**good, "essence_parameters": wide}, "essence_parameters.frame_width: "),
+    ):
+        async with http.put(f"/flows/{flow_id}", json=body) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["summary"].startswith(summary), body
+
+
 async def test_a_write_too_large_for_one_command_is_413(http: aiohttp.ClientSession) -> None:
     """Under the gateway's body limit but over a Kafka message's: a client error that no
     retry can fix, not a 503."""

@@ -128,7 +128,7 @@ async def test_a_client_gone_mid_body_is_not_a_server_error(
 
     before = await label_puts()
     gateway = urlsplit(tams_stack.gateway_url)
-    reader, writer = await asyncio.open_connection(gateway.hostname, gateway.port)
+    _, writer = await asyncio.open_connection(gateway.hostname, gateway.port)
     authorization = tams_stack.client_headers()["Authorization"]
     writer.write(
         f"PUT /flows/{flow['id']}/label HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\n"

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from tams_runtime.bus import BusUnavailable, CommandTimeout, CommandTooLarge
 from tams_runtime.http import Handler
 from tams_runtime.web import ApiError, bad_request, error_response, forbidden, not_found
+from tams_schema.models.common import CONTENT_FORMATS
 
 __all__ = [
     "ApiError",
@@ -33,8 +34,19 @@ def describe_validation_error(exc: ValidationError, *, drop_index: bool = False)
     parts = []
     for err in exc.errors()[:5]:
         loc = err["loc"][1:] if drop_index else err["loc"]
-        where = ".".join(str(p) for p in loc) or "body"
-        parts.append(f"{where}: {err['msg']}")
+        # The flow union, tagged by `format`, puts the format in the location: it is a value
+        # the client sent, not a place in the body.
+        path = [str(p) for p in loc if p not in CONTENT_FORMATS]
+        message = err["msg"]
+        if err["type"] in ("union_tag_not_found", "union_tag_invalid"):
+            ctx = err.get("ctx", {})
+            path.append(str(ctx.get("discriminator", "")).strip("'"))
+            message = (
+                f"{ctx['tag']!r} is not one of {ctx['expected_tags']}"
+                if err["type"] == "union_tag_invalid"
+                else "missing, or not a string"
+            )
+        parts.append(f"{'.'.join(path) or 'body'}: {message}")
     more = len(exc.errors()) - 5
     if more > 0:
         parts.append(f"and {more} more")
