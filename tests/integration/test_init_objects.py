@@ -125,3 +125,24 @@ async def test_init_objects(
     await eventually(lambda: gone(media[0]), "the last media object deleted")
     await eventually(lambda: gone(init), "its init object deleted with it")
     await get_json(http, f"/objects/{init}", status=404)
+
+
+async def test_the_content_type_may_be_spelt_as_the_spec_text_spells_it(
+    http: aiohttp.ClientSession,
+) -> None:
+    """The schema says `content_type`, the spec's prose `content-type`: both allocate an
+    init object with its own type; both at once must agree."""
+    flow = fmp4_flow()
+    await put_flow(http, flow)
+    for request in (
+        {"limit": 1, "content-type": "application/mp4"},
+        {"limit": 1, "content_type": "application/mp4", "content-type": "application/mp4"},
+    ):
+        async with http.post(f"/flows/{flow['id']}/storage", json=request) as resp:
+            assert resp.status == 201, await resp.text()
+            (allocated,) = (await resp.json())["media_objects"]
+            assert allocated["put_url"]["content-type"] == "application/mp4"
+    request = {"limit": 1, "content_type": "application/mp4", "content-type": "video/mp4"}
+    async with http.post(f"/flows/{flow['id']}/storage", json=request) as resp:
+        assert resp.status == 400
+        assert "differ" in (await resp.json())["summary"]
