@@ -6,8 +6,9 @@ carried in `access_token`) keeps its filters on the next page. Headers are the s
 
 from __future__ import annotations
 
+from urllib.parse import quote, unquote_plus
+
 from aiohttp import web
-from multidict import MultiDict
 
 from tams_gateway.errors import bad_request
 from tams_gateway.settings import GatewaySettings
@@ -27,13 +28,17 @@ def page_limit(request: web.Request, settings: GatewaySettings) -> int:
 
 
 def next_page_url(request: web.Request, settings: GatewaySettings, next_key: str) -> str:
-    query = MultiDict(request.query)
-    query["page"] = next_key
-    base = settings.public_url.rstrip("/") if settings.public_url else None
-    url = request.url.with_query(query)
-    if base:
-        return f"{base}{url.path_qs}"
-    return str(url)
+    """The request's URL with `page` set to `next_key`. The query string is kept as it was
+    sent: decoded and encoded again, an encoded comma (`tag.x=a%2Cb`, one value holding a
+    comma) would come back as a separator (two values)."""
+    kept = [
+        part
+        for part in request.rel_url.raw_query_string.split("&")
+        if part and unquote_plus(part.split("=", 1)[0]) != "page"
+    ]
+    query = "&".join([*kept, f"page={quote(next_key, safe='')}"])
+    base = settings.public_url.rstrip("/") if settings.public_url else str(request.url.origin())
+    return f"{base}{request.rel_url.raw_path}?{query}"
 
 
 def paging_headers(
