@@ -286,6 +286,10 @@ async def test_a_collection_change_updates_the_sources_it_changes(
     del multi["flow_collection"]
     await put_flow(http, video)
     await put_flow(http, multi)
+    created = {
+        source_id: (await get_json(http, f"/sources/{source_id}"))["updated"]
+        for source_id in (video["source_id"], multi["source_id"])
+    }
     async with EventReader(tams_stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]) as reader:
 
         def updated(evs: list[dict[str, Any]], source_id: str) -> list[dict[str, Any]]:
@@ -306,6 +310,10 @@ async def test_a_collection_change_updates_the_sources_it_changes(
         assert [s["id"] for s in collector["source_collection"]] == [video["source_id"]]
         (member,) = updated(seen, video["source_id"])
         assert member["collected_by"] == [multi["source_id"]]
+        # Their `updated` moves with them, in the events and in the store (sort_by=updated).
+        for source in (collector, member):
+            assert source["updated"] > created[source["id"]]
+            assert (await get_json(http, f"/sources/{source['id']}")) == source
 
         # The member goes: the collector's source loses it.
         async with http.delete(f"/flows/{video['id']}") as resp:

@@ -58,11 +58,17 @@ def sources_touched(tx: WriteTx, old: Doc, new: Doc) -> dict[str, Doc]:
 
 
 def source_updates(tx: WriteTx, before: dict[str, Doc], now: datetime) -> list[TamsEvent]:
-    """`sources/updated` for each of `before`'s sources whose view has changed since."""
+    """`sources/updated` for each of `before`'s sources whose view has changed since. Its
+    `updated` moves too: the collections are part of the source's metadata (source.json),
+    and `sort_by=updated` must see the change the event announces. `updated_by` stays: no
+    one wrote to the source itself."""
     changes = []
     for source_id, old in before.items():
         new = tx.get_source(source_id)
         if new is not None and new != old:
+            tx.put_source(domain.touch_source(new, now))  # the store keeps no derived keys
+            new = tx.get_source(source_id)
+            assert new is not None
             context = events.source_context(new)
             changes.append(events.source_event("updated", {"source": new}, context, now))
     return changes
