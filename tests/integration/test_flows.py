@@ -366,6 +366,26 @@ async def test_collections_and_collected_by(http: aiohttp.ClientSession) -> None
     async with http.put(f"/flows/{selfish['id']}", json=selfish) as resp:
         assert resp.status == 400
 
+    # Nor through others: `multi` collects `outer`, which collects `inner`, which would
+    # collect `multi`.
+    inner = multi_flow([video["id"]])
+    await put_flow(http, inner)
+    outer = multi_flow([inner["id"]])
+    await put_flow(http, outer)
+    async with http.put(
+        f"/flows/{multi['id']}/flow_collection",
+        json=[*created["flow_collection"], {"id": outer["id"], "role": "outer"}],
+    ) as resp:
+        assert resp.status == 204, await resp.text()
+    for collector, members in ((inner, [video["id"], multi["id"]]), (outer, [multi["id"]])):
+        cyclic = {**collector, "flow_collection": [{"id": m, "role": m} for m in members]}
+        async with http.put(f"/flows/{collector['id']}", json=cyclic) as resp:
+            assert resp.status == 400
+            assert "would collect itself" in (await resp.json())["summary"]
+    assert (await get_json(http, f"/flows/{inner['id']}"))["flow_collection"] == inner[
+        "flow_collection"
+    ]
+
 
 async def test_a_deleted_member_leaves_its_collections_as_a_change_of_each(
     http: aiohttp.ClientSession, tams_stack: Stack

@@ -126,6 +126,7 @@ def check_flow_collection(tx: WriteTx, flow_id: str, source_id: str, collection:
     domain.check_collection(flow_id, collection, set(found))
     if not collection:
         return
+    _check_not_collected_by_itself(tx, flow_id, list(found.values()))
     source_of = {member_id: flow["source_id"] for member_id, flow in found.items()}
     mine = domain.implied_source_collection(collection, source_of)
     others = {}
@@ -141,6 +142,25 @@ def check_flow_collection(tx: WriteTx, flow_id: str, source_id: str, collection:
         present = [item for item in theirs if item["id"] in source_of]
         others[other["id"]] = domain.implied_source_collection(present, source_of)
     domain.check_matches_source(flow_id, source_id, mine, others)
+
+
+def _check_not_collected_by_itself(tx: WriteTx, flow_id: str, members: list[Doc]) -> None:
+    """No member collects `flow_id`, at any depth: a flow made of itself means nothing, and
+    a walk down the collections would never end."""
+    seen = {member["id"] for member in members}
+    while members:
+        member = members.pop()
+        for item in member.get("flow_collection") or []:
+            if item["id"] == flow_id:
+                raise domain.bad_request(
+                    f"flow {flow_id} would collect itself: flow {member['id']}, which its "
+                    "collection holds, collects it"
+                )
+            if item["id"] not in seen:
+                seen.add(item["id"])
+                found = tx.get_flow(item["id"])
+                if found is not None:
+                    members.append(found)
 
 
 def _flows_of_source(tx: WriteTx, source_id: str) -> list[Doc]:
