@@ -4,16 +4,19 @@ is answered from its recorded outcome, a stale step changes nothing, the chain e
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
 
 from tams_runtime.applier import CommandApplier
-from tams_runtime.settings import MediaSettings
+from tams_runtime.settings import MediaSettings, S3Settings
+from tams_runtime.storage import BackendClients, StorageBackends
 from tams_schema.envelopes import CommandEnvelope, Outcome
 from tams_schema.timerange import TimeRange
 from tams_segments.deletion import DeletionStep, SegmentDeletion
+from tams_segments.registration import ObjectChecker, Registrar
 from tams_store import StoreUnavailable
 from tams_store.port import ObjectRecord, SegmentRecord
 from tams_store.sqlite import SqliteStore
@@ -106,3 +109,39 @@ async def test_redelivered_and_stale_steps_are_applied_once(store: SqliteStore) 
     assert await store.read(lambda tx: tx.get_objects([f"obj-{i}" for i in range(10)])) == {}
     jobs = await store.read(lambda tx: tx.media_jobs_of([f"obj-{i}" for i in range(10)]))
     assert {(j.kind, j.storage_id) for j in jobs} == {("delete", "store-a")} and len(jobs) == 10
+
+
+async def test_the_flows_segment_times_never_go_back(store: SqliteStore) -> None:
+    """A deletion step is issued before the fetch carrying it commits, so commands for the
+    flow accepted meanwhile are applied first, with later times: the step must not set
+    `segments_updated`, or its events' times, back."""
+    run = applier(store)
+    delete = CommandEnvelope(name="segments.delete", key=FLOW, payload={"flow_id": FLOW})
+    (step,) = (await apply(run, delete)).commands
+    later = "2099-01-01T00:00:00.000000Z"
+    await store.write(lambda tx: tx.replace_segment_tags(FLOW, {9 * S: {"k": "v"}}, later))
+
+    deleted = await apply(run, step.command)
+    flow = await store.read(lambda tx: tx.get_flow(FLOW))
+    assert flow is not None and flow["segments_updated"] == later
+    assert [e.event_timestamp for e in deleted.events] == [datetime.fromisoformat(later)]
+
+    # A registration issued before it, applied after it, likewise.
+    backends = StorageBackends.from_settings(
+        S3Settings(endpoint_url="http://s3.invalid", access_key="a", secret_key="s")
+    )
+    registrar = Registrar(store, ObjectChecker(BackendClients(backends)))
+    register = CommandApplier(
+        store, {"segments.add": registrar}, is_retryable=lambda e: isinstance(e, StoreUnavailable)
+    )
+    segment = {
+        "object_id": "external-1",
+        "timerange": "[20:0_21:0)",
+        "get_urls": [{"url": "https://cdn.example/external-1", "label": "cdn"}],
+    }
+    payload = {"flow_id": FLOW, "segments": [segment], "single": True}
+    added = await apply(register, CommandEnvelope(name="segments.add", key=FLOW, payload=payload))
+    assert added.status == 201, added
+    flow = await store.read(lambda tx: tx.get_flow(FLOW))
+    assert flow is not None and flow["segments_updated"] == later
+    assert [e.event_timestamp for e in added.events] == [datetime.fromisoformat(later)]

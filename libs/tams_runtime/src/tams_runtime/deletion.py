@@ -45,6 +45,20 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def segments_change_time(flow: Doc, now: datetime) -> datetime:
+    """When a change to the flow's segments happened, for its `segments_updated` and its
+    events: the command's time, or the flow's last such time if that is later. One consumer
+    applies a flow's commands in order, but they are not always issued in that order (a
+    deletion step is issued before the fetch that carries it commits, while requests keep
+    arriving), and neither `segments_updated` nor the flow's event times may go back."""
+    last = flow.get("segments_updated")
+    if last:
+        last_time = datetime.fromisoformat(last)
+        if last_time > now:
+            return last_time
+    return now
+
+
 def to_ns(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000) * 1000
 
@@ -114,6 +128,7 @@ def delete_segments(
     if not segments:
         return []
     context = flow_context(tx, flow)
+    now = segments_change_time(flow, now)
     tx.delete_segments(flow["id"], segments, stamp(now))
     release_objects(tx, [s.object_id for s in segments], now, media)
     if sparse:

@@ -28,6 +28,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError
 
 from tams_runtime.applier import PrepareAgain
+from tams_runtime.deletion import segments_change_time
 from tams_runtime.events import flow_context, flow_event
 from tams_runtime.media import segment_view
 from tams_runtime.metrics import OBJECT_BYTES_REGISTERED, SEGMENTS_REGISTERED
@@ -251,6 +252,7 @@ class Registrar:
             if updated is not None:
                 context.update(updated)
 
+        now = segments_change_time(flow, now)
         stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         if context.updated:
             tx.update_objects(list(context.updated.values()))

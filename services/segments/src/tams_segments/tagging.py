@@ -65,5 +65,6 @@ class SegmentTagging:
                 changed[segment.start] = tags
         if changed:
             # What a segment listing shows changed: `segments_updated` says so.
-            tx.replace_segment_tags(flow_id, changed, deletion.stamp(now_of(command)))
+            changed_at = deletion.segments_change_time(flow, now_of(command))
+            tx.replace_segment_tags(flow_id, changed, deletion.stamp(changed_at))
         return Outcome(status=204)
