@@ -75,8 +75,10 @@ OBJECT_BYTES_REGISTERED = Counter(
     "tams_object_bytes_registered_total",
     "Bytes of objects registered for the first time (their S3 size at registration)",
 )
-# Fed by the webhooks service. `outcome`: delivered (2xx), rejected (4xx: not retried),
-# failed (5xx, timeout or connection error: retried), dropped (given up after the last retry).
+# Fed by the webhooks service. `outcome`: delivered (2xx), failed (any other answer, a
+# timeout or a connection error: retried), rejected (no retry can help: a refused
+# destination, an undecryptable key, a header that is not ISO-8859-1; not retried),
+# dropped (given up after the last retry).
 WEBHOOK_DELIVERIES = Counter(
     "tams_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"]
 )
