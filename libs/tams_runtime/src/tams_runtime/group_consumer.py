@@ -123,6 +123,8 @@ class GroupConsumer:
         self._task: asyncio.Task[None] | None = None
         self._lag = LagRecorder(group_id, lag_interval_s)
         self._lag_task: asyncio.Task[None] | None = None
+        # Set whenever a fetch finds nothing and nothing read waits to be sent or committed.
+        self._caught_up = asyncio.Event()
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -148,6 +150,13 @@ class GroupConsumer:
         )
 
     async def stop(self) -> None:
+        drain_s = self.settings.drain_on_stop_s
+        if drain_s > 0 and self.running():
+            # Caught up since now, not before: what was published meanwhile is read too.
+            self._caught_up.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain_s):
+                    await self._caught_up.wait()
         for task in (self._lag_task, self._task, self._planning):
             if task:
                 task.cancel()
@@ -210,6 +219,8 @@ class GroupConsumer:
                     self.on_commit(time.perf_counter() - started)
                 pending = {}
                 last_commit = time.monotonic()
+            if not (fetch or pending or waiting or self._planning):
+                self._caught_up.set()
             if fetch and self.pace_s is not None:
                 await self._pace(fetch)
             if (

@@ -53,6 +53,13 @@ class KafkaSettings(BaseSettings):
     quiet_poll_ms: int = Field(default=100, ge=1)
     # How long the gateway waits for a command's reply before answering 504.
     reply_timeout_s: float = Field(default=10.0, gt=0)
+    # On a graceful stop, a consumer first reads on until it has caught up (an empty fetch,
+    # nothing left to commit), for at most this long (0: stop at once). For the local tansu,
+    # which keeps its topics in memory: stopped in order (the gateway, the catalog, the
+    # segments service, the webhooks service), each service then hands everything on before
+    # the broker and what it holds go. On Apache Kafka what is not read stays for the next
+    # start, and waiting would only slow a rollout.
+    drain_on_stop_s: float = Field(default=0, ge=0, le=60)
 
     @field_validator("quiet_after_ms")
     @classmethod

@@ -27,6 +27,7 @@ from tams_stack.ports import RememberedPorts, free_port
 from tams_stack.process import ManagedProcess, spawn
 
 SERVICES = ("catalog", "segments", "webhooks", "analytics", "gateway")
+STOP_ORDER = ("gateway", "catalog", "segments", "webhooks", "analytics")
 
 
 def local_buckets(env: dict[str, str]) -> list[str]:
@@ -115,6 +116,10 @@ class Stack:
             # until its offset is committed, so its outcome can go after an hour
             # (tams_runtime.outcomes).
             env.setdefault("TAMS_COMMAND_OUTCOME_RETENTION_S", "3600")
+            # tansu keeps its topics in memory: on a graceful stop each service reads on
+            # until it has caught up, so that what it was handed is not lost with the
+            # broker (`stop`, below, stops them in the order the records flow).
+            env.setdefault("TAMS_KAFKA_DRAIN_ON_STOP_S", "5")
             self.broker = start_broker(self.data_dir, self._remembered("kafka"))
             self.object_store = start_object_store(
                 self.data_dir, local_buckets(env), s3_port=self._remembered("s3")
@@ -225,7 +230,12 @@ class Stack:
             service.process.stop()
 
     def stop(self) -> None:
-        """Services first (they drain and leave their groups), then the broker, then S3."""
+        """Services first, in the order records flow between them (the gateway makes
+        commands; the catalog's events go through the segments service; the webhooks
+        service takes the events), each reading on until it has caught up; then the broker,
+        then S3."""
+        for name in STOP_ORDER:
+            self.stop_service(name)
         for name in reversed(list(self.services)):
             self.stop_service(name)
         if self.broker is not None:
