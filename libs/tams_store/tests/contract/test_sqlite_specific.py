@@ -31,6 +31,40 @@ async def test_migrations_are_idempotent(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+async def test_init_objects_stored_before_step_5_are_registered_not_collected(
+    tmp_path: Path,
+) -> None:
+    """Before step 5 an init object was named only in its media object's document, and left
+    unregistered: the collection of old allocations would delete it and its bytes."""
+    path = tmp_path / "tams.db"
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        for step in MIGRATIONS[:4]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version=4")
+        rows = [
+            ("init-1", 0, None, "{}"),
+            ("media-1", 1, "flow-a", '{"init_object_id": "init-1"}'),
+            ("media-2", 1, "flow-b", '{"init_object_id": "init-1"}'),
+            ("never-registered", 0, None, "{}"),
+        ]
+        for n, (object_id, registered, first_flow, doc) in enumerate(rows):
+            conn.execute(
+                "INSERT INTO objects (id, allocated_flow_id, storage_id, allocated_ns, "
+                "registered, first_referenced_by_flow, doc) VALUES (?, 'flow-a', 'b', ?, ?, ?, ?)",
+                (object_id, n, registered, first_flow, doc),
+            )
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        expired = await store.write(lambda tx: tx.expired_allocations(10**18, 10))
+        assert [o.object_id for o in expired] == ["never-registered"]
+        init = (await store.read(lambda tx: tx.get_objects(["init-1"])))["init-1"]
+        assert init.registered and init.is_init and init.first_referenced_by_flow == "flow-a"
+    finally:
+        await store.close()
+
+
 def _open_and_close(path: Path, start: Any) -> str:
     """In a process of its own: open the store at `path` as soon as all have started."""
 

@@ -208,6 +208,24 @@ MIGRATIONS: list[list[str]] = [
     # 10: soft-deleted flows (docs/ext-soft-delete.md): the flow row moves to its own table;
     # its segments and analytics figures stay, hidden, until it is restored or purged.
     SOFT_DELETE_STEP,
+    # 11: init objects stored before step 5 were named only in their media objects'
+    # documents and never marked registered: the collection of allocations never registered
+    # would delete them, bytes and all, though their media objects still need them. They are
+    # registered now, in the init role, as registration has done since (first referenced by
+    # the first flow of the first media object naming them).
+    [
+        """UPDATE objects SET registered = 1,
+            first_referenced_by_flow = (
+                SELECT media.first_referenced_by_flow FROM objects AS media
+                WHERE media.init_object_id = objects.id AND media.registered = 1
+                ORDER BY media.allocated_ns, media.id LIMIT 1
+            ),
+            doc = json_set(doc, '$.role', 'init')
+        WHERE registered = 0 AND id IN (
+            SELECT init_object_id FROM objects
+            WHERE init_object_id IS NOT NULL AND registered = 1
+        )""",
+    ],
 ]
 
 
