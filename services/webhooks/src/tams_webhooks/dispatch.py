@@ -500,16 +500,20 @@ class Dispatcher:
             tx.set_webhook_status(record.id, "error", error, generation=record.generation)
             return dropped, tx.get_webhook(record.id)
 
-        outcome = await self.patiently(lambda: self.store.write(work))
-        if outcome is None:
-            return False
+        # Under the routing lock: an event routed to the webhook between emptying its queue and
+        # forgetting its subscription would be queued for a webhook in error, never delivered
+        # and never pruned (a soak test left one such row in 3 of 8 failures).
+        async with self.match_lock:
+            outcome = await self.patiently(lambda: self.store.write(work))
+            if outcome is None:
+                return False
+            self.subscriptions.pop(record.id, None)
         dropped, failed = outcome
         WEBHOOKS_FAILED.inc()
         log.warning(
             "webhook put in error after failed deliveries",
             extra={"webhook_id": record.id, "attempts": attempts, "dropped": dropped},
         )
-        self.subscriptions.pop(record.id, None)
         queue = self.queues.get(record.id)
         if queue is not None:
             queue.hot.clear()
