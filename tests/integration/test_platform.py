@@ -162,3 +162,14 @@ async def test_gateway_metrics_use_route_templates(
         text = await resp.text()
     assert 'route="/flows/{flow_id}"' in text
     assert "5f3c7f0e-1111" not in text  # never a raw path: bounded label values
+
+
+async def test_the_s3_servers_maintenance_worker_reaches_its_admin_server(
+    tams_stack: Stack,
+) -> None:
+    """weed's worker dials the admin server's HTTP port + 10000; with the admin gRPC port
+    anywhere else it logs a refused connection every few seconds for as long as it runs."""
+    if tams_stack.object_store is None:
+        pytest.skip("no local SeaweedFS (containers or an external S3)")
+    log = (tams_stack.data_dir / "logs" / "seaweedfs.log").read_text(errors="replace")
+    assert "connection to admin server failed" not in log

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from tams_stack.ports import RememberedPorts, free_port
+from tams_stack.ports import RememberedPorts, free_port, free_port_pair, port_is_free
 
 
 def test_a_remembered_port_is_offered_again_while_it_is_free(tmp_path: Path) -> None:
@@ -28,3 +28,9 @@ def test_a_damaged_file_is_a_fresh_start(tmp_path: Path) -> None:
     assert RememberedPorts(tmp_path).get("kafka") is None
     (tmp_path / "ports.json").write_text('{"s3": "not a port", "kafka": 70000}')
     assert RememberedPorts(tmp_path).ports == {}
+
+
+def test_a_pair_of_free_ports_a_fixed_distance_apart() -> None:
+    port = free_port_pair(10000)
+    assert port_is_free(port) and port_is_free(port + 10000)
+    assert free_port_pair(10000, avoid=frozenset({port})) != port

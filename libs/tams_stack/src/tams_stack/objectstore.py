@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tams_stack.broker import clean_env
-from tams_stack.ports import free_ports
+from tams_stack.ports import free_port_pair, free_ports
 from tams_stack.process import ManagedProcess, listening_pid_owns, spawn, wait_until
 
 DEFAULT_ACCESS_KEY = "tams-local"
 DEFAULT_SECRET_KEY = "tams-local-secret"
+# weed derives a gRPC port from each HTTP port by adding this (its GrpcPortOffset).
+WEED_GRPC_OFFSET = 10000
 
 
 def weed_binary() -> Path:
@@ -68,6 +70,11 @@ def start_object_store(
     ports = [port for port in free_ports(11) if port != s3_port][:10]
     if s3_port is not None:
         ports[6] = s3_port
+    # weed's maintenance worker dials the admin server at its HTTP port + 10000, whatever
+    # `-admin.port.grpc` says: the admin ports are chosen that far apart (else it logs a
+    # refused connection every few seconds).
+    ports[8] = free_port_pair(WEED_GRPC_OFFSET, avoid=frozenset(ports))
+    ports[9] = ports[8] + WEED_GRPC_OFFSET
     (
         master,
         master_grpc,

@@ -28,6 +28,16 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def free_port_pair(offset: int, avoid: frozenset[int] = frozenset(), tries: int = 100) -> int:
+    """A free port whose `port + offset` is free too (a server that derives a second port)."""
+    for _ in range(tries):
+        port = free_port()
+        second = port + offset
+        if second < 65536 and port_is_free(second) and not {port, second} & avoid:
+            return port
+    raise RuntimeError(f"found no free pair of ports {offset} apart")
+
+
 def port_is_free(port: int) -> bool:
     """Whether a server could listen on `port` now. Servers set SO_REUSEADDR, so connections
     of an earlier run still in TIME_WAIT do not hold the port."""
