@@ -128,8 +128,9 @@ def delete_segments(
     if not segments:
         return []
     context = flow_context(tx, flow)
-    now = segments_change_time(flow, now)
-    tx.delete_segments(flow["id"], segments, stamp(now))
+    # The flow's segment time never goes back; the objects' jobs keep the command's time.
+    changed_at = segments_change_time(flow, now)
+    tx.delete_segments(flow["id"], segments, stamp(changed_at))
     release_objects(tx, [s.object_id for s in segments], now, media)
     if sparse:
         ranges = [s.timerange for s in segments]
@@ -137,7 +138,7 @@ def delete_segments(
         first = TimeRange.parse(segments[0].timerange)
         ranges = [str(first.covering(TimeRange.parse(segments[-1].timerange)))]
     return [
-        flow_event("segments_deleted", {"flow_id": flow["id"], "timerange": r}, context, now)
+        flow_event("segments_deleted", {"flow_id": flow["id"], "timerange": r}, context, changed_at)
         for r in ranges
     ]
 

@@ -123,7 +123,10 @@ class GroupConsumer:
         self._task: asyncio.Task[None] | None = None
         self._lag = LagRecorder(group_id, lag_interval_s)
         self._lag_task: asyncio.Task[None] | None = None
-        # Set whenever a fetch finds nothing and nothing read waits to be sent or committed.
+        # Loop passes, counted; the last one whose fetch found nothing with nothing read left
+        # to send or commit; and an event set whenever a pass ends so.
+        self._passes = 0
+        self._caught_up_pass = 0
         self._caught_up = asyncio.Event()
 
     async def start(self) -> None:
@@ -152,11 +155,14 @@ class GroupConsumer:
     async def stop(self) -> None:
         drain_s = self.settings.drain_on_stop_s
         if drain_s > 0 and self.running():
-            # Caught up since now, not before: what was published meanwhile is read too.
-            self._caught_up.clear()
+            # Caught up in a pass begun after now: a fetch already on its way may have missed
+            # what was published just before the stop.
+            stopped_at = self._passes
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(drain_s):
-                    await self._caught_up.wait()
+                    while self._caught_up_pass <= stopped_at:
+                        self._caught_up.clear()
+                        await self._caught_up.wait()
         for task in (self._lag_task, self._task, self._planning):
             if task:
                 task.cancel()
@@ -176,6 +182,8 @@ class GroupConsumer:
         last_records = time.monotonic()
         woken = False
         while True:
+            self._passes += 1
+            this_pass = self._passes
             plan = self._epoch_plan()
             if plan is not None and self.epochs is not None:
                 await self._settle(pending, waiting)
@@ -220,6 +228,7 @@ class GroupConsumer:
                 pending = {}
                 last_commit = time.monotonic()
             if not (fetch or pending or waiting or self._planning):
+                self._caught_up_pass = this_pass
                 self._caught_up.set()
             if fetch and self.pace_s is not None:
                 await self._pace(fetch)

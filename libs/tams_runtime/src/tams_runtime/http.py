@@ -278,12 +278,17 @@ def _error_type(status: int) -> str:
 def _parse_error_summary(status: int, exc: BaseException | None) -> str:
     if status >= 500 or not isinstance(exc, BadHttpMessage):
         return "the server could not handle the request"
+    return f"the request is not valid HTTP/1.1 ({type(exc).__name__}): {http_fault(exc)}"
+
+
+def http_fault(exc: BadHttpMessage) -> str:
+    """What aiohttp's parser found wrong, without the request bytes its message quotes after
+    a colon or in quotes (a request line or header may hold a credential)."""
     if isinstance(exc, LineTooLong):
-        reason = "a request line or header field is longer than the server accepts"
-    else:
-        # The parser's message names the fault on its first line, then quotes the request.
-        reason = str(exc.message).strip().splitlines()[0].rstrip(":")[:120]
-    return f"the request is not valid HTTP/1.1 ({type(exc).__name__}): {reason}"
+        return "a request line or header field is longer than the server accepts"
+    lines = str(exc.message).strip().splitlines()
+    reason = lines[0].split(":", 1)[0].split("'", 1)[0].strip()[:120] if lines else ""
+    return reason or type(exc).__name__
 
 
 class _ApiServer(web.Server):

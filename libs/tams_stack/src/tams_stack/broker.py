@@ -59,12 +59,13 @@ class Broker:
 
 
 def start_broker(data_dir: Path, port: int | None = None, attempts: int = 3) -> Broker:
-    """Start tansu on a loopback port and wait until it owns its listening socket. `data_dir`
-    must be absolute: tansu runs in it."""
+    """Start tansu on a loopback port (`port` first, if given) and wait until it owns its
+    listening socket; a port someone else took meanwhile is given up for a free one.
+    `data_dir` must be absolute: tansu runs in it."""
     binary = tansu_binary()
     last_error = ""
-    for _ in range(attempts):
-        chosen = port or free_port()
+    for attempt in range(attempts):
+        chosen = port if port is not None and attempt == 0 else free_port()
         url = f"tcp://127.0.0.1:{chosen}"
         proc = spawn(
             "tansu",
@@ -96,6 +97,4 @@ def start_broker(data_dir: Path, port: int | None = None, attempts: int = 3) -> 
             return Broker(proc, chosen)
         last_error = proc.log_tail()
         proc.stop()
-        if port is not None:
-            break
     raise RuntimeError(f"tansu did not start:\n{last_error}")

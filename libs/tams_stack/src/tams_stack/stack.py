@@ -119,11 +119,19 @@ class Stack:
             # tansu keeps its topics in memory: on a graceful stop each service reads on
             # until it has caught up, so that what it was handed is not lost with the
             # broker (`stop`, below, stops them in the order the records flow).
-            env.setdefault("TAMS_KAFKA_DRAIN_ON_STOP_S", "5")
+            # 3 s: the webhooks service drains its two consumers in turn, well within the
+            # 10 s a service is given to stop.
+            env.setdefault("TAMS_KAFKA_DRAIN_ON_STOP_S", "3")
             self.broker = start_broker(self.data_dir, self._remembered("kafka"))
-            self.object_store = start_object_store(
-                self.data_dir, local_buckets(env), s3_port=self._remembered("s3")
-            )
+            buckets = local_buckets(env)
+            s3_port = self._remembered("s3")
+            try:
+                self.object_store = start_object_store(self.data_dir, buckets, s3_port=s3_port)
+            except RuntimeError:
+                if s3_port is None:
+                    raise
+                # Taken since it was found free: a new port, as if it had been taken before.
+                self.object_store = start_object_store(self.data_dir, buckets)
             self._remember("kafka", self.broker.port)
             self._remember("s3", self.object_store.port)
             env["TAMS_KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap
@@ -230,10 +238,12 @@ class Stack:
             service.process.stop()
 
     def stop(self) -> None:
-        """Services first, in the order records flow between them (the gateway makes
+        """Services first, in the order records mostly flow between them (the gateway makes
         commands; the catalog's events go through the segments service; the webhooks
         service takes the events), each reading on until it has caught up; then the broker,
-        then S3."""
+        then S3. The one flow the other way, a flow deletion's last step sent by the segments
+        service to the catalog, is not lost if the catalog has stopped: the deletion request
+        is resumed at the next start."""
         for name in STOP_ORDER:
             self.stop_service(name)
         for name in reversed(list(self.services)):

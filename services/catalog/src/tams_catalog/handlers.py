@@ -298,6 +298,8 @@ class FlowDeletion:
         members_sources = sources_touched(tx, flow, {**flow, "flow_collection": []})
         tx.delete_flow(flow_id)
         deletion.release_objects(tx, [s.object_id for s in segments], now, self.media)
+        # The flow's last events follow its segment events in time, as in order.
+        changed_at = deletion.segments_change_time(flow, now)
         changes = []
         if not extent.is_empty:
             changes.append(
@@ -305,10 +307,10 @@ class FlowDeletion:
                     "segments_deleted",
                     {"flow_id": flow_id, "timerange": str(extent)},
                     context,
-                    now,
+                    changed_at,
                 )
             )
-        changes.append(events.flow_event("deleted", {"flow_id": flow_id}, context, now))
+        changes.append(events.flow_event("deleted", {"flow_id": flow_id}, context, changed_at))
         changes.extend(collectors_changed)
         changes.extend(source_updates(tx, members_sources, now))
         changes.extend(_drop_source_if_orphaned(tx, flow["source_id"], now))

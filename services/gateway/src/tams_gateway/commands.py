@@ -9,6 +9,7 @@ from aiohttp import web
 
 from tams_gateway.auth.gate import principal_of
 from tams_gateway.context import GATEWAY
+from tams_gateway.paging import public_base
 from tams_runtime.bus import CommandBus
 from tams_schema.envelopes import Reply
 
@@ -18,8 +19,7 @@ def reply_response(reply: Reply, request: web.Request) -> web.Response:
     location = headers.get("Location")
     if location is not None and location.startswith("/"):
         # Services name a path; clients get an absolute URL, as in `Link` headers.
-        public_url = request.app[GATEWAY].settings.public_url
-        base = public_url.rstrip("/") if public_url else str(request.url.origin())
+        base = public_base(request, request.app[GATEWAY].settings)
         headers["Location"] = f"{base}{location}"
     if reply.body is None or reply.status == 204:
         return web.Response(status=reply.status, headers=headers)

@@ -27,6 +27,11 @@ def page_limit(request: web.Request, settings: GatewaySettings) -> int:
     return min(limit, settings.max_page_limit)
 
 
+def public_base(request: web.Request, settings: GatewaySettings) -> str:
+    """The URL clients reach the gateway at: `TAMS_GATEWAY_PUBLIC_URL`, else the request's."""
+    return settings.public_url.rstrip("/") if settings.public_url else str(request.url.origin())
+
+
 def next_page_url(request: web.Request, settings: GatewaySettings, next_key: str) -> str:
     """The request's URL with `page` set to `next_key`. The query string is kept as it was
     sent: decoded and encoded again, an encoded comma (`tag.x=a%2Cb`, one value holding a
@@ -37,8 +42,7 @@ def next_page_url(request: web.Request, settings: GatewaySettings, next_key: str
         if part and unquote_plus(part.split("=", 1)[0]) != "page"
     ]
     query = "&".join([*kept, f"page={quote(next_key, safe='')}"])
-    base = settings.public_url.rstrip("/") if settings.public_url else str(request.url.origin())
-    return f"{base}{request.rel_url.raw_path}?{query}"
+    return f"{public_base(request, settings)}{request.rel_url.raw_path}?{query}"
 
 
 def paging_headers(

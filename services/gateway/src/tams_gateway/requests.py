@@ -12,6 +12,7 @@ from pydantic_core import from_json
 
 from tams_gateway.context import GATEWAY
 from tams_gateway.errors import ApiError, bad_request
+from tams_runtime.http import http_fault
 from tams_runtime.web import query_bool, query_format, query_int, query_timerange
 
 __all__ = [
@@ -41,8 +42,7 @@ async def json_body(request: web.Request, *, if_empty: Any = None) -> Any:
         # A body the HTTP layer could not decode: a `Content-Encoding` it does not match, a
         # broken chunk. The cause names the fault on its first line.
         cause = exc.__cause__
-        detail = cause.message if isinstance(cause, BadHttpMessage) else str(exc)
-        reason = str(detail).strip().splitlines()[0].rstrip(":")
+        reason = http_fault(cause) if isinstance(cause, BadHttpMessage) else "a broken payload"
         raise bad_request(f"request body could not be decoded: {reason}") from exc
     except ConnectionResetError as exc:
         # The client went away mid-body: nobody reads this answer, but it is the client's

@@ -28,7 +28,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError
 
 from tams_runtime.applier import PrepareAgain
-from tams_runtime.deletion import segments_change_time
+from tams_runtime.deletion import segments_change_time, stamp
 from tams_runtime.events import flow_context, flow_event
 from tams_runtime.media import segment_view
 from tams_runtime.metrics import OBJECT_BYTES_REGISTERED, SEGMENTS_REGISTERED
@@ -252,11 +252,11 @@ class Registrar:
             if updated is not None:
                 context.update(updated)
 
+        # The flow's segment time never goes back; the objects keep the command's (`now_ns`).
         now = segments_change_time(flow, now)
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         if context.updated:
             tx.update_objects(list(context.updated.values()))
-        tx.add_segments(flow_id, accepted, list(new_objects.values()), stamp)
+        tx.add_segments(flow_id, accepted, list(new_objects.values()), stamp(now))
         self._seen[command.command_id] = {
             object_id: obj.registered for object_id, obj in {**known, **new_objects}.items()
         }

@@ -58,8 +58,8 @@ INT64_MAX = 2**63 - 1
 Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
 # The schemas' `"type": "integer", "exclusiveMinimum": 0`.
 PositiveInt = Annotated[int, Field(gt=0, le=INT64_MAX)]
-# Counts the schemas leave as plain integers (`key_frame_count`, `sample_count`): a negative
-# one means nothing.
+# Counts and offsets the schemas leave as plain integers (`key_frame_count`, `sample_count`,
+# `sample_offset`, a count of samples from the object's start): a negative one means nothing.
 Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 

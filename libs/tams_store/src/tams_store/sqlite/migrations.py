@@ -1,7 +1,8 @@
 """Versioned, additive schema migrations for the SQLite store.
 
-`PRAGMA user_version` records how many steps were applied. Steps only ever add tables,
-columns and indexes; a released step is never edited, a change is a new step.
+`PRAGMA user_version` records how many steps were applied. Steps add tables, columns and
+indexes, and fill or correct rows (steps 5, 7 and 11) in ways an older version still reads;
+they never drop anything. A released step is never edited, a change is a new step.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import ApiError, not_found
 from tams_gateway.paging import page_limit, paging_headers
-from tams_gateway.queries import check_uuid
+from tams_gateway.queries import check_uuid, only_query
 from tams_runtime import deletion
 from tams_schema.auth import Permission
 from tams_store import ReadTx
@@ -93,6 +93,7 @@ async def restore_deleted_flow(request: web.Request) -> web.Response:
     with the flow; 404 if unknown, purged or being purged; 409 if its source has changed
     format meanwhile."""
     gw: Gateway = request.app[GATEWAY]
+    only_query(request)
     record = await load_deleted(request, "delete")
     access = Access.of(request)
     if access.restricted:
