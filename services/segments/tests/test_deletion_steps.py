@@ -17,6 +17,7 @@ from tams_schema.envelopes import CommandEnvelope, Outcome
 from tams_schema.timerange import TimeRange
 from tams_segments.deletion import DeletionStep, SegmentDeletion
 from tams_segments.registration import ObjectChecker, Registrar
+from tams_segments.tagging import SegmentTagging
 from tams_store import StoreUnavailable
 from tams_store.port import ObjectRecord, SegmentRecord
 from tams_store.sqlite import SqliteStore
@@ -120,6 +121,17 @@ async def test_the_flows_segment_times_never_go_back(store: SqliteStore) -> None
     (step,) = (await apply(run, delete)).commands
     later = "2099-01-01T00:00:00.000000Z"
     await store.write(lambda tx: tx.replace_segment_tags(FLOW, {9 * S: {"k": "v"}}, later))
+    # Tagging, issued now, after that: the flow's time stays.
+    tagging = CommandApplier(
+        store,
+        {"segments.tag.set": SegmentTagging(MediaSettings())},
+        is_retryable=lambda exc: isinstance(exc, StoreUnavailable),
+    )
+    tag = {"flow_id": FLOW, "name": "k", "value": "w", "timerange": "[9:0_10:0)"}
+    tagged = await apply(tagging, CommandEnvelope(name="segments.tag.set", key=FLOW, payload=tag))
+    assert tagged.status == 204
+    flow = await store.read(lambda tx: tx.get_flow(FLOW))
+    assert flow is not None and flow["segments_updated"] == later
 
     deleted = await apply(run, step.command)
     flow = await store.read(lambda tx: tx.get_flow(FLOW))
