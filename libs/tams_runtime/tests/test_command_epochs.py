@@ -18,6 +18,7 @@ from tams_runtime.bus import CommandBus, CommandPublisher, ensure_topics
 from tams_runtime.consumer import CommandConsumer
 from tams_runtime.epochs import (
     RETIRE_AFTER_EPOCHS,
+    CommandTopics,
     epoch_of,
     epoch_topic,
     topic_family,
@@ -267,3 +268,25 @@ async def test_follow_ups_to_another_service_cross_epochs(
         await segments.stop()
         for store in stores:
             await store.close()
+
+
+async def test_a_producer_remembers_only_recent_epoch_topics(tams_infra: Stack) -> None:
+    """A gateway only sends: it must not remember every epoch topic it ever made (one name
+    per service every two seconds, for as long as it runs)."""
+    settings = epoch_settings(tams_infra)
+    now = [time.time()]
+    topics = CommandTopics(settings, clock=lambda: now[0])
+    base = settings.topics.catalog_commands
+    try:
+        for _ in range(12):
+            assert epoch_of(base, await topics.topic(base)) == topics.epoch()
+            now[0] += PERIOD_S
+
+        async def made() -> bool:
+            return not topics._creating
+
+        await until(made)
+        # This epoch's, the previous one's and the next one's, at most.
+        assert len(topics._created) <= 3
+    finally:
+        await topics.stop()

@@ -106,7 +106,9 @@ class CommandTopics:
         self.clock = clock
         self._admin: AIOKafkaAdminClient | None = None
         self._admin_lock = asyncio.Lock()
-        self._created: set[str] = set()
+        # Epoch topics known to exist, by name, with their epoch: only recent ones are kept
+        # (a gateway never consumes, so nothing else would ever trim it).
+        self._created: dict[str, int] = {}
         self._creating: dict[str, asyncio.Task[None]] = {}
         self._producers: list[tuple[AIOKafkaProducer, frozenset[str]]] = []
         self._handed_out: dict[str, int] = {}
@@ -158,10 +160,13 @@ class CommandTopics:
             await producer.client.set_topics(sorted(other_topics | set(self._handed_out)))
 
     async def ensure(self, base: str, epochs: Iterable[int]) -> None:
-        names = [epoch_topic(base, epoch) for epoch in epochs]
-        wanted = {name: self.settings.command_partitions for name in names}
+        named = {epoch_topic(base, epoch): epoch for epoch in epochs}
+        wanted = {name: self.settings.command_partitions for name in named}
         await create_topics(await self.admin(), wanted)
-        self._created.update(names)
+        # Nothing asks for an epoch older than the previous one again (`topic` asks for the
+        # current and the next, consumers plan the current and the next).
+        oldest = max(named.values(), default=self.epoch()) - 2
+        self._created = {n: e for n, e in {**self._created, **named}.items() if e >= oldest}
 
     async def _create_quietly(self, base: str, epoch: int) -> None:
         try:
@@ -188,7 +193,8 @@ class CommandTopics:
             self._admin = None
 
     def forget(self, names: Iterable[str]) -> None:
-        self._created.difference_update(names)
+        for name in names:
+            self._created.pop(name, None)
 
 
 class EpochAssignment:
