@@ -202,3 +202,23 @@ async def test_an_object_with_only_an_uncontrolled_instance_can_be_copied_in(
     status, _, _ = await send_json(http, "DELETE", f"/objects/{external}/instances?label=elsewhere")
     assert status == 204
     assert await stored_bytes(tams_stack, source_id) == payload
+
+
+async def test_instances_resource_has_no_get(http: aiohttp.ClientSession) -> None:
+    """`GET /objects/{id}/instances` is a method the instances resource lacks (405), unless an
+    object's own id ends in `/instances`: object ids may hold slashes."""
+    _, object_id = await registered_object(http, b"instances-get")
+    for method in ("GET", "HEAD"):
+        async with http.request(method, f"/objects/{object_id}/instances") as resp:
+            assert resp.status == 405, method
+            assert resp.headers["Allow"] == "DELETE, OPTIONS, POST"
+            if method == "GET":
+                assert (await resp.json())["type"] == "MethodNotAllowed"
+
+    flow = video_flow()
+    await put_flow(http, flow)
+    named = f"{new_id()}/instances"
+    await allocate_and_upload(http, flow["id"], [b"named"], object_ids=[named])
+    status, body = await post(http, flow["id"], {"object_id": named, "timerange": "[0:0_1:0)"})
+    assert status == 201, body
+    assert (await get_json(http, f"/objects/{named}"))["id"] == named

@@ -15,6 +15,7 @@ from tams_gateway.commands import BUS
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.cors import CORS, Cors, cors_middleware
 from tams_gateway.errors import error_middleware
+from tams_gateway.expect import close_unanswered, with_deferred_continue
 from tams_gateway.queries import single_valued_query
 from tams_gateway.routes import (
     analytics,
@@ -87,7 +88,8 @@ def build_app(gateway: Gateway, gate: Gate) -> web.Application:
         deletion_requests.routes,
         deleted_flows.routes,
     ):
-        app.add_routes(table)
+        app.add_routes(with_deferred_continue(table))
+    app.on_response_prepare.append(close_unanswered)
     analytics.install(app, gateway.settings)
     openapi.install(app)
     return app

@@ -100,8 +100,10 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return cors.preflight(request, methods)
     response = await handler(request)
     if response.status == 405:
-        # The same list as an OPTIONS answer (aiohttp's own leaves OPTIONS out).
-        methods = allowed_methods(request)
+        # The same list as an OPTIONS answer (aiohttp's own leaves OPTIONS out). A handler's
+        # own `Allow` wins: it knows the resource better than the route it was matched by.
+        given = response.headers.get("Allow")
+        methods = {m.strip() for m in given.split(",")} if given else allowed_methods(request)
         if methods is not None:
             response.headers["Allow"] = allow_header(methods)
     cors.add_headers(request, response)

@@ -12,6 +12,7 @@ from pydantic_core import from_json
 
 from tams_gateway.context import GATEWAY
 from tams_gateway.errors import ApiError, bad_request
+from tams_gateway.expect import send_continue
 from tams_runtime.http import http_fault
 from tams_runtime.web import query_bool, query_format, query_int, query_timerange
 
@@ -31,6 +32,11 @@ async def json_body(request: web.Request, *, if_empty: Any = None) -> Any:
     """The request's JSON body; an empty body is a 400 unless the operation's body is
     optional (`if_empty`, what an empty body stands for)."""
     timeout = request.app[GATEWAY].settings.body_timeout_s
+    limit = request.app[GATEWAY].settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        # Refused from its header, before the client is told to send it.
+        raise web.HTTPRequestEntityTooLarge(limit, request.content_length)
+    await send_continue(request)
     try:
         async with asyncio.timeout(timeout):
             raw = await request.read()

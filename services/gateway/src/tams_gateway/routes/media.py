@@ -129,6 +129,9 @@ async def authorise_objects(request: web.Request, segments: list[dict[str, Any]]
         )
 
 
+INSTANCES_SUFFIX = "/instances"
+
+
 def object_missing(object_id: str) -> ApiError:
     return not_found(f"object {object_id} does not exist (or was never registered)")
 
@@ -367,6 +370,16 @@ async def get_object(request: web.Request) -> web.Response:
 
     obj, flows, next_key, init = await gw.read_page(read)
     if obj is None:
+        if object_id.endswith(INSTANCES_SUFFIX):
+            # An object id may hold slashes, so `/objects/{id}/instances` also matches this
+            # route; with no object of that id, it names the instances resource, which has no
+            # GET.
+            raise ApiError(
+                405,
+                "MethodNotAllowed",
+                f"method {request.method} is not allowed on {request.path}",
+                headers=[("Allow", "DELETE, POST")],
+            )
         raise object_missing(object_id)
     body: dict[str, Any] = {"id": object_id, "referenced_by_flows": flows}
     if obj.first_referenced_by_flow:
