@@ -15,11 +15,18 @@ def encode(key: list[Any]) -> str:
     return raw.decode().rstrip("=")  # no padding: the key goes into URLs unescaped
 
 
-def decode(token: str, length: int) -> list[Any]:
+def decode(token: str, types: tuple[type, ...]) -> list[Any]:
+    """The sort key in `token`, whose elements must have exactly these `types` (a `true`
+    is not an int): a key crafted with others would reach the store's query as a value it
+    cannot compare or bind."""
     try:
         key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
         raise InvalidPageKey(f"{token!r} is not a page key issued by this server") from exc
-    if not isinstance(key, list) or len(key) != length:
+    if (
+        not isinstance(key, list)
+        or len(key) != len(types)
+        or any(type(value) is not kind for value, kind in zip(key, types, strict=True))
+    ):
         raise InvalidPageKey(f"{token!r} is not a page key for this listing")
     return key

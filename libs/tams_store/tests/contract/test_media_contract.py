@@ -148,7 +148,8 @@ async def test_segment_listing_edges(store: Store) -> None:
         first.object_id,
         first.timerange,
     )
-    for key in ("garbage!", "WyJ4Il0"):  # not base64 JSON; ["x"] (not a time)
+    # Not base64 JSON; ["x"], [true], [1.5] (not a time).
+    for key in ("garbage!", "WyJ4Il0", "W3RydWVd", "WzEuNV0"):
         with pytest.raises(InvalidPageKey):
             await store.read(
                 lambda tx, k=key: tx.list_segments(

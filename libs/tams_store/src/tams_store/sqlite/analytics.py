@@ -24,7 +24,6 @@ from tams_store.analytics import (
     UsageFigures,
     UsagePage,
 )
-from tams_store.port import InvalidPageKey
 from tams_store.sqlite import cursor
 
 _FIGURES = "segments, duration_ns, bytes, unsized"
@@ -78,9 +77,7 @@ def _flow_rows(
     """One page of the selected flows with their figures and extent, in id order."""
     where, params = _flow_where(flows)
     if page is not None:
-        (after,) = cursor.decode(page, 1)
-        if not isinstance(after, str):
-            raise InvalidPageKey(f"{page!r} is not a page key for this listing")
+        (after,) = cursor.decode(page, (str,))
         where.append("f.id > ?")
         params.append(after)
     sql = (

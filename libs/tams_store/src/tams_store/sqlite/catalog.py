@@ -38,7 +38,11 @@ class SortSpec:
     """A listing order: key expressions (the last is the id) and the default direction."""
 
     columns: tuple[str, ...]
+    types: tuple[type, ...]  # of the cursor's elements, one per column
     descending: bool
+
+    def decode(self, page: str) -> list[Any]:
+        return cursor.decode(page, self.types)
 
     def order_by(self, reverse: bool) -> str:
         direction = "ASC" if self.descending == reverse else "DESC"
@@ -56,12 +60,13 @@ class SortSpec:
 # ADR 0052: dates newest first, strings A→Z; items without a label come after the others,
 # ordered by id (the `label IS NULL` flag sorts them last); reverse_order flips all of it.
 def _date_sort(column: str, table: str) -> SortSpec:
-    return SortSpec((f"{table}.{column}", f"{table}.id"), descending=True)
+    return SortSpec((f"{table}.{column}", f"{table}.id"), (int, str), descending=True)
 
 
 def _label_sort(table: str) -> SortSpec:
     return SortSpec(
         (f"({table}.label IS NULL)", f"coalesce({table}.label, '')", f"{table}.id"),
+        (int, str, str),
         descending=False,
     )
 
@@ -79,7 +84,7 @@ def _page(
     clauses, args = list(where), list(params)
     if page is not None:
         clauses.append(sort.after(reverse))
-        args.extend(cursor.decode(page, len(sort.columns)))
+        args.extend(sort.decode(page))
     sql = (
         f"SELECT {_page_columns(table)}, {sort.select()} FROM {table}"
         + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
@@ -477,7 +482,7 @@ def flow_timerange(conn: sqlite3.Connection, flow_id: str, within: TimeRange | N
 
 # --- profiles --------------------------------------------------------------------------
 
-PROFILE_SORT = SortSpec(("profiles.id",), descending=False)
+PROFILE_SORT = SortSpec(("profiles.id",), (str,), descending=False)
 
 
 def get_profile(conn: sqlite3.Connection, profile_id: str) -> Doc | None:

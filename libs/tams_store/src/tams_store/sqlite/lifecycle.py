@@ -25,8 +25,8 @@ from tams_store.sqlite.catalog import SortSpec, _page
 # --- deletion requests -----------------------------------------------------------------
 
 DELETION_SORTS = {
-    "created": SortSpec(("deletion_requests.created_ns", "deletion_requests.id"), True),
-    "expiry": SortSpec(("deletion_requests.expiry_ns", "deletion_requests.id"), True),
+    "created": SortSpec(("deletion_requests.created_ns", "deletion_requests.id"), (int, str), True),
+    "expiry": SortSpec(("deletion_requests.expiry_ns", "deletion_requests.id"), (int, str), True),
 }
 
 

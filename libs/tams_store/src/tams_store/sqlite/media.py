@@ -314,11 +314,7 @@ def list_segments(
         where.append("object_id = ?")
         params.append(object_id)
     if page is not None:
-        (after,) = cursor.decode(page, 1)
-        if not isinstance(after, int):
-            from tams_store.port import InvalidPageKey
-
-            raise InvalidPageKey(f"{page!r} is not a page key for this listing")
+        (after,) = cursor.decode(page, (int,))
         where.append("seg_start < ?" if reverse else "seg_start > ?")
         params.append(after)
     order = "DESC" if reverse else "ASC"
@@ -382,9 +378,9 @@ def object_flows(
         )
         params += args
     if page is not None:
-        (after,) = cursor.decode(page, 1)
+        (after,) = cursor.decode(page, (str,))
         where.append("s.flow_id > ?")
-        params.append(str(after))
+        params.append(after)
     rows = conn.execute(
         f"SELECT DISTINCT s.flow_id FROM segments s WHERE {' AND '.join(where)} "
         "ORDER BY s.flow_id LIMIT ?",

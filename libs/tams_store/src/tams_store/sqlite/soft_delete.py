@@ -14,7 +14,7 @@ from typing import Any
 
 from tams_store import cursor
 from tams_store.deleted_flows import record_json, record_of
-from tams_store.port import DeletedFlowRecord, Doc, InvalidPageKey, SegmentRecord
+from tams_store.port import DeletedFlowRecord, Doc, SegmentRecord
 from tams_store.sqlite import catalog, media
 
 _COLUMNS = "id, deleted_ns, purge_after_ns, purge_request_id, record"
@@ -31,9 +31,7 @@ def list_deleted_flows(
     where = ""
     params: list[Any] = []
     if page is not None:
-        after_ns, after_id = cursor.decode(page, 2)
-        if not isinstance(after_ns, int) or not isinstance(after_id, str):
-            raise InvalidPageKey(f"{page!r} is not a page key for this listing")
+        after_ns, after_id = cursor.decode(page, (int, str))
         where = "WHERE (deleted_ns, id) < (?, ?)"
         params = [after_ns, after_id]
     rows = conn.execute(

@@ -30,7 +30,7 @@ from tams_store.sqlite import cursor
 from tams_store.sqlite.catalog import SortSpec, tag_clauses
 
 _COLUMNS = "id, url, status, generation, doc, error, api_key_value, owner"
-URL_SORT = SortSpec(("webhooks.url", "webhooks.id"), descending=False)
+URL_SORT = SortSpec(("webhooks.url", "webhooks.id"), (str, str), descending=False)
 
 
 def _record(row: sqlite3.Row) -> WebhookRecord:
@@ -58,7 +58,7 @@ def list_webhooks(conn: sqlite3.Connection, query: WebhookQuery) -> Page:
     where, params = tag_clauses(query.tags, "webhooks", "webhook_id", "webhook_tags")
     if query.page is not None:
         where.append(URL_SORT.after(query.reverse_order))
-        params.extend(cursor.decode(query.page, len(URL_SORT.columns)))
+        params.extend(URL_SORT.decode(query.page))
     sql = (
         f"SELECT {_COLUMNS}, {URL_SORT.select()} FROM webhooks"
         + (f" WHERE {' AND '.join(where)}" if where else "")

@@ -41,7 +41,6 @@ from ibis import _
 
 from tams_store import cursor, segment_tags
 from tams_store.port import (
-    InvalidPageKey,
     ObjectAllocation,
     ObjectRecord,
     SegmentPage,
@@ -163,9 +162,7 @@ def list_segments(
         q_start, q_end = bounds
         lo, hi, overlaps_from = max(MIN_NS, q_start - (extent["max_seg_dur"] or 0)), q_end, q_start
     if page is not None:
-        (after,) = cursor.decode(page, 1)
-        if type(after) is not int:
-            raise InvalidPageKey(f"{page!r} is not a page key for this listing")
+        (after,) = cursor.decode(page, (int,))
         if reverse:
             hi = min(hi, after)
         else:
@@ -726,9 +723,7 @@ def object_flows(
     apply_tag_filter(tables, "flow_tags", "flow_id", flow_tags, owners)
     after: str | None = None
     if page is not None:
-        (key,) = cursor.decode(page, 1)
-        if not isinstance(key, str):
-            raise InvalidPageKey(f"{page!r} is not a page key for this listing")
+        (key,) = cursor.decode(page, (str,))
         after = key
     refs: Counter[str] = Counter()
     for row in tables["init_refs"].rows(["flow_id", "segments"], _.init_object_id == object_id):

@@ -21,7 +21,7 @@ from ibis import _
 
 from tams_store import cursor
 from tams_store.deleted_flows import record_json, record_of
-from tams_store.port import DeletedFlowRecord, Doc, InvalidPageKey, SegmentRecord
+from tams_store.port import DeletedFlowRecord, Doc, SegmentRecord
 from tams_store.vast import catalog, counters, media
 from tams_store.vast.counters import Figures, group_of
 from tams_store.vast.listing import newest_per_id
@@ -58,9 +58,7 @@ def list_deleted_flows(
     here, then the records of the page (deleted flows are few: retention bounds them)."""
     after: tuple[int, str] | None = None
     if page is not None:
-        key = cursor.decode(page, 2)
-        if not isinstance(key[0], int) or not isinstance(key[1], str):
-            raise InvalidPageKey(f"{page!r} is not a page key for this listing")
+        key = cursor.decode(page, (int, str))
         after = (key[0], key[1])
     where = None if after is None else _.deleted_ns <= after[0]
     keys = {
