@@ -248,6 +248,37 @@ async def test_a_segment_lies_within_its_objects_timerange(http: aiohttp.ClientS
     assert [f["timerange"] for f in result["failed_segments"]] == ["[950:0_951:0)"]
 
 
+async def test_an_object_timerange_off_the_timeline_is_refused(
+    http: aiohttp.ClientSession,
+) -> None:
+    """A segment near the end of the 64-bit timeline, moved back by a negative `ts_offset`,
+    would give its object a timerange no request could name (and every later reuse of the
+    object failed with a 500): a 400, or a failed item in a bulk request."""
+    flow = video_flow()
+    await put_flow(http, flow)
+    ids = await allocate_and_upload(http, flow["id"], [b"a", b"b"])
+    late = "[9223372035:0_9223372036:0)"
+    status, error = await post(
+        http, flow["id"], {"object_id": ids[0], "timerange": late, "ts_offset": "-5:0"}
+    )
+    assert status == 400, error
+    assert "64-bit" in error["summary"]
+    status, result = await post(
+        http,
+        flow["id"],
+        [
+            {"object_id": ids[1], "timerange": late, "ts_offset": "-5:0"},
+            {"object_id": ids[1], "timerange": "[0:0_1:0)"},
+        ],
+    )
+    assert status == 200, result
+    assert [f["timerange"] for f in result["failed_segments"]] == [late]
+    # The object was never registered with the bad range: it can still be used.
+    assert (await post(http, flow["id"], {"object_id": ids[0], "timerange": late}))[0] == 201
+    reuse = {"object_id": ids[0], "timerange": "[1:0_2:0)", "ts_offset": "-9223372034:0"}
+    assert (await post(http, flow["id"], reuse))[0] == 201
+
+
 async def test_registration_adds_urls_and_keeps_object_properties(
     http: aiohttp.ClientSession,
 ) -> None:

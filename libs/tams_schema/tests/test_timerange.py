@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -390,6 +391,16 @@ def test_shift() -> None:
     assert tr("()").shift(5).is_empty
 
 
+def test_a_shift_off_the_64_bit_timeline_is_refused() -> None:
+    near_end = TimeRange(MAX_NS - S, MAX_NS)
+    with pytest.raises(TimeRangeError, match="out of range"):
+        near_end.shift(1)
+    with pytest.raises(TimeRangeError, match="out of range"):
+        TimeRange(MIN_NS, MIN_NS + S).shift(-1)
+    assert near_end.shift(0) == near_end
+    assert tr("_1:0)").shift(-S) == tr("_0:0)")  # an open end stays open
+
+
 def test_duration() -> None:
     assert tr("[0:0_10:0)").duration_ns == 10 * S
     assert tr("(0:0_10:0]").duration_ns == 10 * S
@@ -596,7 +607,10 @@ def test_half_open_round_trip(x: TimeRange) -> None:
 
 @given(ranges(st.one_of(st.none(), st.integers())), st.integers())
 def test_half_open_stays_in_int64(x: TimeRange, offset: int) -> None:
-    for y in (x, x.shift(offset)):
+    shifted = [x]
+    with contextlib.suppress(TimeRangeError):  # a bound moved off the timeline is refused
+        shifted.append(x.shift(offset))
+    for y in shifted:
         pair = y.half_open()
         assert pair is None or MIN_NS <= pair[0] < pair[1] <= MAX_NS
 

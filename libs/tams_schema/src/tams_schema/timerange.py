@@ -377,16 +377,20 @@ class TimeRange:
         return TimeRange(first.start, last.end, first.include_start, last.include_end)
 
     def shift(self, offset_ns: int | Timestamp) -> TimeRange:
-        """The range moved by `offset_ns` (e.g. a segment's `ts_offset`); empty stays empty."""
+        """The range moved by `offset_ns` (e.g. a segment's `ts_offset`); empty stays empty.
+        A bound moved off the 64-bit timeline is a `TimeRangeError`: no range may hold a
+        time that no timerange can be written with."""
         if self.is_empty:
             return TimeRange.never()
         offset = offset_ns.ns if isinstance(offset_ns, Timestamp) else offset_ns
-        return TimeRange(
-            None if self.start is None else self.start + offset,
-            None if self.end is None else self.end + offset,
-            self.include_start,
-            self.include_end,
-        )
+        start = None if self.start is None else self.start + offset
+        end = None if self.end is None else self.end + offset
+        for bound in (start, end):
+            if bound is not None and not MIN_NS <= bound <= MAX_NS:
+                raise TimeRangeError(
+                    "timerange", str(self), f"moved by {offset} ns, {_OUT_OF_RANGE}"
+                )
+        return TimeRange(start, end, self.include_start, self.include_end)
 
     # --- identity and rendering ---------------------------------------------------------
 

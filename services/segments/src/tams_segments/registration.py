@@ -36,7 +36,7 @@ from tams_runtime.s3 import object_key
 from tams_runtime.storage import BackendClients
 from tams_runtime.web import RETRY_AFTER_S
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
-from tams_schema.timerange import TimeRange, Timestamp
+from tams_schema.timerange import TimeRange, TimeRangeError, Timestamp
 from tams_segments.instances import instance_conflict, with_instances
 from tams_store import Store, WriteTx
 from tams_store.port import ObjectRecord, SegmentRecord
@@ -331,7 +331,14 @@ class Registrar:
             # None for objects stored without one (init objects have none; so had objects
             # written straight into a store): nothing to check against.
             stored = obj.doc.get("timerange")
-            object_range = TimeRange.parse(stored) if stored else None
+            try:
+                object_range = TimeRange.parse(stored) if stored else None
+            except TimeRangeError as exc:
+                # Only versions before the shift was bounded could store such a range.
+                raise Rejected(
+                    f"object {object_id} has a timerange {stored} off the 64-bit timeline; "
+                    "it cannot be reused"
+                ) from exc
         if obj is None:
             if object_id in context.in_use:
                 raise Rejected(f"object {object_id} is being deleted; it cannot be registered")
@@ -534,13 +541,24 @@ def _ts_offset_ns(item: dict[str, Any]) -> int:
     return Timestamp.parse(item["ts_offset"]).ns if "ts_offset" in item else 0
 
 
+def _media_range(item: dict[str, Any], timerange: TimeRange) -> TimeRange:
+    """The segment's timerange on its object's timeline: moved back by `ts_offset`."""
+    try:
+        return timerange.shift(-_ts_offset_ns(item))
+    except TimeRangeError as exc:
+        raise Rejected(
+            f"timerange {timerange} moved back by ts_offset {item['ts_offset']} leaves the "
+            "timeline (times must fit a signed 64-bit count of nanoseconds)"
+        ) from exc
+
+
 def _object_range(item: dict[str, Any], timerange: TimeRange) -> TimeRange:
     """The timerange of an object registered for the first time: the segment's
     `object_timerange`, by default the segment's own moved back by `ts_offset` (the segment
     uses the whole object). An object holds media, so its range is bounded and not empty."""
     sent = item.get("object_timerange")
     if not sent:
-        return timerange.shift(-_ts_offset_ns(item))
+        return _media_range(item, timerange)
     object_range = TimeRange.parse(sent)
     if object_range.is_empty or object_range.start is None or object_range.end is None:
         raise Rejected(f"object_timerange {sent} must have a start and an end")
@@ -557,7 +575,7 @@ def _check_within_object(
     """The segment's timerange, moved back by `ts_offset`, must lie within its object's
     (POST /flows/{id}/segments: "MUST be contained entirely within the Media Object's
     timerange"). Within one sample: editors that cut by interval overshoot by a nanosecond."""
-    media = timerange.shift(-_ts_offset_ns(item))
+    media = _media_range(item, timerange)
     slack = context.sample_ns
     lo, hi, object_lo, object_hi = media.lo, media.hi, object_range.lo, object_range.hi
     if (
