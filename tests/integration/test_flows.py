@@ -481,7 +481,7 @@ async def test_listing_filters(http: aiohttp.ClientSession) -> None:
     c["essence_parameters"] = {**c["essence_parameters"], "frame_width": 1280, "frame_height": 720}
     # An image flow of the same size: the frame size filters are on video flows only.
     still = {
-        **video_flow(tags={"run": marker}, codec="image/jpeg", container="image/jpeg"),
+        **video_flow(tags={"run": marker, "note": ""}, codec="image/jpeg", container="image/jpeg"),
         "format": "urn:x-tam:format:image",
         "essence_parameters": {"frame_width": 1280, "frame_height": 720},
     }
@@ -500,6 +500,10 @@ async def test_listing_filters(http: aiohttp.ClientSession) -> None:
     assert await ids("frame_width=1280&frame_height=720") == {c["id"]}
     assert await ids("tag.lang=fr") == {a["id"]}
     assert await ids("tag.lang=cy,fr") == {a["id"], b["id"]}
+    # An empty item is the empty value, which a tag may have.
+    assert await ids("tag.note=") == {still["id"]}
+    assert await ids("tag.note=,x") == {still["id"]}
+    assert await ids("tag.lang=,fr") == {a["id"]}
     # A value with a comma is sent encoded; a literal comma separates values. (As sent:
     # a URL built from a string would decode the %2C.)
     for query, expected in (("BBC%2C%202026", {c["id"]}), ("BBC,%202026", set())):

@@ -86,9 +86,11 @@ def csv(request: web.Request, name: str, *, strict: bool = False) -> list[str]:
     return _bounded(name, items)
 
 
-def _bounded(name: str, items: list[str]) -> list[str]:
-    """The non-empty items, at most `MAX_LIST_VALUES` of them (400 beyond)."""
-    items = [item for item in items if item != ""]
+def _bounded(name: str, items: list[str], *, keep_empty: bool = False) -> list[str]:
+    """The non-empty items (all of them with `keep_empty`), at most `MAX_LIST_VALUES` of
+    them (400 beyond)."""
+    if not keep_empty:
+        items = [item for item in items if item != ""]
     if len(items) > MAX_LIST_VALUES:
         raise bad_request(f"query parameter {name} lists more than {MAX_LIST_VALUES} values")
     return items
@@ -97,14 +99,15 @@ def _bounded(name: str, items: list[str]) -> list[str]:
 def encoded_csv(request: web.Request, name: str) -> list[str]:
     """A comma-separated query value whose items may hold commas, sent encoded (`%2C`): the
     raw query is split on its literal commas before each item is decoded. (Tag values: the
-    spec says they "MUST be URL encoded where special characters are present".)"""
+    spec says they "MUST be URL encoded where special characters are present".) An empty
+    item is the empty value, which a tag may have: `tag.x=` matches `x: ""`."""
     # The request line as sent: yarl's own URL has already turned `%2C` into `,`.
     raw_query = request.raw_path.partition("?")[2].partition("#")[0]
     for part in raw_query.split("&"):
         raw_name, _, raw_value = part.partition("=")
         if unquote_plus(raw_name) == name:
-            items = [unquote_plus(item) for item in raw_value.split(",")] if raw_value else []
-            return _bounded(name, items)
+            items = [unquote_plus(item) for item in raw_value.split(",")]
+            return _bounded(name, items, keep_empty=True)
     return []
 
 
