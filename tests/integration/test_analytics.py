@@ -8,6 +8,7 @@ import aiohttp
 import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
+from yarl import URL
 
 from tams_stack.stack import Stack
 from tams_stack.testing import SpecValidator
@@ -83,6 +84,23 @@ async def test_flow_usage_counts_exactly_what_was_registered(http: aiohttp.Clien
     assert row["timerange"] == "[0:0_7:0)"
     one = await get_json(http, f"/analytics/flow-usage?flow_id={audio['id']}")
     assert (one["totals"]["segments"], one["totals"]["bytes"]) == (2, 600)
+
+
+async def test_a_codec_reaches_analytics_as_the_client_encoded_it(
+    http: aiohttp.ClientSession,
+) -> None:
+    """`codec=application%2Fx%2Bmxf`: the `+` is part of the value (decoded once, by the
+    analytics service), not a space."""
+    source_id = new_id()
+    flow = video_flow(source_id=source_id, codec="application/x+mxf")
+    await put_flow(http, flow)
+    url = URL(
+        f"/analytics/flow-usage?source_id={source_id}&codec=application%2Fx%2Bmxf", encoded=True
+    )
+    async with http.get(url) as resp:
+        assert resp.status == 200, await resp.text()
+        usage = await resp.json()
+    assert [row["flow_id"] for row in usage["flows"]] == [flow["id"]]
 
 
 async def test_catalog_and_storage_figures_move_by_what_was_added(
@@ -214,6 +232,7 @@ async def test_bad_parameters_get_tams_errors(
         # A format that is not a TAMS URN matches nothing: a typo, not an empty store.
         ("/analytics/catalog-summary?format=video", 400, "'video'"),
         ("/analytics/flow-usage?format=bogus", 400, "bogus"),
+        ("/analytics/flow-usage?codec=h264", 400, "MIME"),
         (f"/analytics/time-range-analysis?flow_id={new_id()}", 404, "does not exist"),
         (f"/analytics/storage-usage?storage_id={new_id()}", 404, "storage"),
         ("/analytics/no-such-report", 404, "no-such-report"),
@@ -245,3 +264,28 @@ async def test_gateway_answers_503_when_analytics_is_down(
         assert error["type"] == "ServiceUnavailable" and "analytics" in error["summary"]
         async with client.get("/service") as resp:
             assert resp.status == 200
+
+
+async def test_a_refused_service_token_is_a_bad_gateway(
+    tams_stack: Stack, admin_headers: dict[str, str], spec: SpecValidator
+) -> None:
+    """A gateway whose TAMS_INTERNAL_TOKEN differs from the analytics service's: a 502 the
+    operator can act on, not the analytics service's 401, which no client could fix."""
+    from .standalone import standalone
+
+    async with (
+        standalone(
+            tams_stack,
+            ("gateway",),
+            {
+                "TAMS_GATEWAY_ANALYTICS_URL": tams_stack.services["analytics"].url,
+                "TAMS_INTERNAL_TOKEN": "not-the-token",
+            },
+        ) as stack,
+        aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as client,
+        client.get("/analytics/flow-usage") as resp,
+    ):
+        assert resp.status == 502
+        error = await resp.json()
+    spec.validate(error, "error.json")
+    assert "TAMS_INTERNAL_TOKEN" in error["summary"]

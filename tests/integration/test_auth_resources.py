@@ -19,7 +19,7 @@ import pytest_asyncio
 
 from tams_runtime.passwords import hash_password
 from tams_stack.stack import Stack
-from tams_stack.testing import ARCHIVE_BACKEND, TEST_SYNC_DELETE_LIMIT
+from tams_stack.testing import ARCHIVE_BACKEND, TEST_SYNC_DELETE_LIMIT, SpecValidator
 
 from .auth_support import IDENTITIES, basic, extra_gateway
 from .helpers import (
@@ -517,7 +517,9 @@ async def test_a_throttled_address_gets_429_even_with_the_right_password(
         assert statuses == [401, 401, 401, 429, 429]
 
 
-async def test_internal_service_apis_need_the_internal_token(tams_stack: Stack) -> None:
+async def test_internal_service_apis_need_the_internal_token(
+    tams_stack: Stack, spec: SpecValidator
+) -> None:
     analytics = tams_stack.services["analytics"].url
     token = tams_stack.env["TAMS_INTERNAL_TOKEN"]
     async with aiohttp.ClientSession(analytics) as http:
@@ -526,7 +528,9 @@ async def test_internal_service_apis_need_the_internal_token(tams_stack: Stack) 
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             async with http.get("/analytics/flow-usage", headers=headers) as resp:
                 assert resp.status == 401
-                assert "TAMS_INTERNAL_TOKEN" in (await resp.json())["summary"]
+                error = await resp.json()
+                spec.validate(error, "error.json")
+                assert "TAMS_INTERNAL_TOKEN" in error["summary"]
         good = {"Authorization": f"Bearer {token}"}
         async with http.get("/no-such-route", headers=good) as resp:
             assert resp.status == 404  # past the token check

@@ -37,12 +37,6 @@ class PrepareAgain(Exception):
     The handler must not skip the same thing twice, so this ends."""
 
 
-def error_outcome(status: int, type_: str, summary: str) -> Outcome:
-    return Outcome(
-        status=status, body=ErrorBody(type=type_, summary=summary).model_dump(mode="json")
-    )
-
-
 class CommandApplier:
     """The `CommandHandler` of a service: dispatches by command name."""
 
@@ -75,7 +69,7 @@ class CommandApplier:
                 return prior
             if handler is None:
                 summary = f"unknown command {command.name!r}"
-                outcome = error_outcome(400, "UnknownCommand", summary)
+                outcome = Outcome.error(400, "UnknownCommand", summary)
             else:
                 outcome = handler(tx, command)
             tx.record_outcome(command.command_id, outcome)
@@ -140,7 +134,7 @@ class CommandApplier:
                         type="InternalError",
                         summary=f"{command.name} failed: {type(exc).__name__}",
                         traceback=traceback.format_exception_only(exc),
-                    ).model_dump(mode="json"),
+                    ).as_json(),
                 )
                 await self.store.write(
                     lambda tx, c=command, f=failure: tx.record_outcome(c.command_id, f)

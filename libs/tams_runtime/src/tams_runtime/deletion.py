@@ -229,7 +229,7 @@ def failed(
         now,
         retention_s,
         status="error",
-        error=error.model_dump(mode="json", exclude_none=True),
+        error=error.as_json(),
     )
 
 

@@ -74,11 +74,12 @@ def internal_token_middleware(settings: InternalSettings | None = None) -> Calla
             return await handler(request)
         given = request.headers.get("Authorization", "").encode()
         if expected is None or not hmac.compare_digest(given, expected):
+            body = ErrorBody(
+                type="Unauthorized",
+                summary="this internal API needs the service token (TAMS_INTERNAL_TOKEN)",
+            )
             return web.json_response(
-                {
-                    "type": "Unauthorized",
-                    "summary": "this internal API needs the service token (TAMS_INTERNAL_TOKEN)",
-                },
+                body.as_json(),
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="tams-internal"'},
             )

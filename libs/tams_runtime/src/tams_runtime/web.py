@@ -14,7 +14,7 @@ from aiohttp import web
 
 from tams_runtime.http import Handler
 from tams_schema.envelopes import ErrorBody
-from tams_schema.models.common import CONTENT_FORMATS, UUID_PATTERN
+from tams_schema.models.common import CONTENT_FORMATS, MIME_PATTERN, UUID_PATTERN
 from tams_schema.timerange import TimeRange, TimeRangeError
 from tams_store import StoreUnavailable
 from tams_store.port import InvalidPageKey
@@ -56,7 +56,7 @@ RETRY_AFTER_S = 5
 
 
 def error_response(status: int, type_: str, summary: str) -> web.Response:
-    body = ErrorBody(type=type_, summary=summary).model_dump(mode="json", exclude_none=True)
+    body = ErrorBody(type=type_, summary=summary).as_json()
     response = web.json_response(body, status=status)
     if status == 503:
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
@@ -80,12 +80,21 @@ MAX_QUERY_INT = 2**63 - 1
 
 
 _UUID = re.compile(UUID_PATTERN)
+_MIME_TYPE = re.compile(MIME_PATTERN)
 
 
 def query_uuid(request: web.Request, name: str) -> str | None:
     value = request.query.get(name)
     if value is not None and not _UUID.match(value):
         raise bad_request(f"query parameter {name}={value!r} is not a UUID")
+    return value
+
+
+def query_mime_type(request: web.Request, name: str) -> str | None:
+    """A MIME type (`codec`): anything else would silently match nothing."""
+    value = request.query.get(name)
+    if value is not None and not _MIME_TYPE.match(value):
+        raise bad_request(f"query parameter {name} {value!r} is not a MIME type (type/subtype)")
     return value
 
 

@@ -62,6 +62,10 @@ class ErrorBody(BaseModel):
     time: datetime = Field(default_factory=utc_now)
     traceback: list[str] | None = None
 
+    def as_json(self) -> dict[str, Any]:
+        """The body as sent: members not set are left out (error.json allows no nulls)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
 
 class Reply(BaseModel):
     """The owning service's answer: an HTTP status, optional headers and a JSON body."""
@@ -203,6 +207,11 @@ class Outcome(BaseModel):
     body: Any = None
     events: list[TamsEvent] = Field(default_factory=list)
     commands: list[FollowUp] = Field(default_factory=list)
+
+    @classmethod
+    def error(cls, status: int, type_: str, summary: str) -> Outcome:
+        """A refusal: `status` with a TAMS error body."""
+        return cls(status=status, body=ErrorBody(type=type_, summary=summary).as_json())
 
     def reply_for(self, command: CommandEnvelope) -> Reply:
         return Reply(

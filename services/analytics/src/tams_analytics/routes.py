@@ -19,6 +19,7 @@ from tams_runtime.web import (
     not_found,
     query_format,
     query_int,
+    query_mime_type,
     query_timerange,
     query_uuid,
 )
@@ -59,12 +60,11 @@ def extent_view(extent: tuple[int, int] | None) -> str:
 
 
 def flow_filter(request: web.Request) -> FlowFilter:
-    query = request.query
     return FlowFilter(
         flow_id=query_uuid(request, "flow_id"),
         source_id=query_uuid(request, "source_id"),
         format=query_format(request),
-        codec=query.get("codec"),
+        codec=query_mime_type(request, "codec"),
     )
 
 

@@ -16,7 +16,7 @@ from tams_catalog.domain import CatalogError, Doc
 from tams_catalog.membership import leave_collections, source_updates, sources_touched
 from tams_runtime import deletion, events
 from tams_runtime.settings import MediaSettings, SoftDeleteSettings
-from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome, TamsEvent
+from tams_schema.envelopes import CommandEnvelope, Outcome, TamsEvent
 from tams_schema.timerange import TimeRange
 from tams_store import ReadTx, WriteTx
 from tams_store.port import FlowQuery, SegmentRecord
@@ -32,8 +32,7 @@ def rules(handler: Handler) -> Handler:
         try:
             return handler(tx, command)
         except CatalogError as exc:
-            body = ErrorBody(type=exc.type, summary=exc.summary)
-            return Outcome(status=exc.status, body=body.model_dump(mode="json", exclude_none=True))
+            return Outcome.error(exc.status, exc.type, exc.summary)
 
     return wrapper
 

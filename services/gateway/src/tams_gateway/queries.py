@@ -13,11 +13,11 @@ from aiohttp import web
 
 from tams_gateway.errors import Handler, bad_request, not_found
 from tams_gateway.requests import query_bool
-from tams_schema.models.common import MIME_PATTERN
+from tams_schema.models.common import UUID_PATTERN
 from tams_store import TagFilter
 
-MIME_RE = re.compile(MIME_PATTERN)
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# The schemas' pattern (uuid.json): versions 1 to 5, the RFC variant.
+UUID_RE = re.compile(UUID_PATTERN)
 # What any request may carry besides its operation's parameters.
 GENERAL_QUERY = frozenset({"access_token"})
 
@@ -138,13 +138,6 @@ def path_uuid(value: str, what: str) -> str:
 def optional_uuid(request: web.Request, name: str) -> str | None:
     value = request.query.get(name)
     return None if value is None else check_uuid(value, f"query parameter {name}")
-
-
-def mime_type(request: web.Request, name: str) -> str | None:
-    value = request.query.get(name)
-    if value is not None and not MIME_RE.match(value):
-        raise bad_request(f"query parameter {name} {value!r} is not a MIME type (type/subtype)")
-    return value
 
 
 def choice(request: web.Request, name: str, allowed: tuple[S, ...], default: S) -> S:

@@ -14,7 +14,7 @@ from tams_gateway.context import GATEWAY
 from tams_gateway.errors import ApiError, bad_request
 from tams_gateway.expect import send_continue
 from tams_runtime.http import http_fault
-from tams_runtime.web import query_bool, query_format, query_int, query_timerange
+from tams_runtime.web import query_bool, query_format, query_int, query_mime_type, query_timerange
 
 __all__ = [
     "json_body",
@@ -22,6 +22,7 @@ __all__ = [
     "query_bool",
     "query_format",
     "query_int",
+    "query_mime_type",
     "query_timerange",
 ]
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from tams_runtime import deletion
 from tams_runtime.settings import MediaSettings
-from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
+from tams_schema.envelopes import CommandEnvelope, Outcome
 from tams_schema.timerange import TimeRange
 from tams_store import WriteTx
 from tams_store.port import DeletionRequestRecord
@@ -22,11 +22,6 @@ from tams_store.port import DeletionRequestRecord
 
 def now_of(command: CommandEnvelope) -> datetime:
     return command.issued_at.astimezone(UTC)
-
-
-def _error(status: int, type_: str, summary: str) -> Outcome:
-    body = ErrorBody(type=type_, summary=summary).model_dump(mode="json", exclude_none=True)
-    return Outcome(status=status, body=body)
 
 
 class SegmentDeletion:
@@ -42,9 +37,9 @@ class SegmentDeletion:
         timerange = TimeRange.parse(payload.get("timerange") or "_")
         flow = tx.get_flow(flow_id)
         if flow is None:
-            return _error(404, "NotFound", f"flow {flow_id} does not exist")
+            return Outcome.error(404, "NotFound", f"flow {flow_id} does not exist")
         if flow.get("read_only"):
-            return _error(403, "Forbidden", f"flow {flow_id} is read-only")
+            return Outcome.error(403, "Forbidden", f"flow {flow_id} is read-only")
         now = now_of(command)
         limit = self.media.sync_delete_limit
         segments = tx.segments_within(flow_id, timerange, object_id=object_id, limit=limit + 1)

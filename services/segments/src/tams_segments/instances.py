@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from tams_runtime.storage import StorageBackends
-from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
+from tams_schema.envelopes import CommandEnvelope, Outcome
 from tams_store import WriteTx
 from tams_store.port import MediaJob, ObjectRecord
 
@@ -27,8 +27,7 @@ class InstanceError(Exception):
     def __init__(self, status: int, summary: str) -> None:
         super().__init__(summary)
         type_ = {400: "BadRequest", 404: "NotFound"}.get(status, "Error")
-        body = ErrorBody(type=type_, summary=summary).model_dump(mode="json", exclude_none=True)
-        self.outcome = Outcome(status=status, body=body)
+        self.outcome = Outcome.error(status, type_, summary)
 
 
 def registered_object(tx: WriteTx, object_id: str) -> ObjectRecord:

@@ -66,7 +66,7 @@ class ObjectStoreUnavailable(Exception):
 
 
 def error(type_: str, summary: str) -> dict[str, Any]:
-    return ErrorBody(type=type_, summary=summary).model_dump(mode="json", exclude_none=True)
+    return ErrorBody(type=type_, summary=summary).as_json()
 
 
 class ObjectChecker:

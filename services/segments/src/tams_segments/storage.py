@@ -15,7 +15,7 @@ from typing import Any
 
 from tams_runtime.s3 import object_key
 from tams_runtime.storage import StorageBackends
-from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
+from tams_schema.envelopes import CommandEnvelope, Outcome
 from tams_store import WriteTx
 from tams_store.port import ObjectAllocation
 
@@ -26,10 +26,7 @@ MAX_LIMIT = 1000
 class StorageError(Exception):
     def __init__(self, status: int, type_: str, summary: str) -> None:
         super().__init__(summary)
-        self.outcome = Outcome(
-            status=status,
-            body=ErrorBody(type=type_, summary=summary).model_dump(mode="json", exclude_none=True),
-        )
+        self.outcome = Outcome.error(status, type_, summary)
 
 
 def bad_request(summary: str) -> StorageError:

@@ -13,18 +13,13 @@ from typing import Any
 
 from tams_runtime import deletion
 from tams_runtime.settings import MediaSettings
-from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
+from tams_schema.envelopes import CommandEnvelope, Outcome
 from tams_schema.timerange import TimeRange
 from tams_segments.deletion import now_of
 from tams_store import WriteTx
 
 SET_COMMAND = "segments.tag.set"
 DELETE_COMMAND = "segments.tag.delete"
-
-
-def _error(status: int, type_: str, summary: str) -> Outcome:
-    body = ErrorBody(type=type_, summary=summary).model_dump(mode="json", exclude_none=True)
-    return Outcome(status=status, body=body)
 
 
 class SegmentTagging:
@@ -41,14 +36,14 @@ class SegmentTagging:
         timerange = TimeRange.parse(payload.get("timerange") or "_")
         flow = tx.get_flow(flow_id)
         if flow is None:
-            return _error(404, "NotFound", f"flow {flow_id} does not exist")
+            return Outcome.error(404, "NotFound", f"flow {flow_id} does not exist")
         if flow.get("read_only"):
-            return _error(403, "Forbidden", f"flow {flow_id} is read-only")
+            return Outcome.error(403, "Forbidden", f"flow {flow_id} is read-only")
         segments = tx.segments_within(
             flow_id, timerange, object_id=payload.get("object_id"), limit=self.limit + 1
         )
         if len(segments) > self.limit:
-            return _error(
+            return Outcome.error(
                 400,
                 "BadRequest",
                 f"the request touches more than {self.limit} segments of flow {flow_id}; "

@@ -496,7 +496,7 @@ class Dispatcher:
                     f"{dropped} queued event(s) were dropped. Set its status to created to "
                     "receive new events."
                 ),
-            ).model_dump(mode="json", exclude_none=True)
+            ).as_json()
             tx.set_webhook_status(record.id, "error", error, generation=record.generation)
             return dropped, tx.get_webhook(record.id)
 

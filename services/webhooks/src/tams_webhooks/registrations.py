@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tams_schema.auth import Principal
-from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
+from tams_schema.envelopes import CommandEnvelope, Outcome
 from tams_store import WriteTx
 from tams_store.port import WebhookRecord, WebhookStatus
 
@@ -44,8 +44,7 @@ def answers_refusals(handler: Handler) -> Handler:
         try:
             return handler(tx, command)
         except Refused as exc:
-            body = ErrorBody(type=exc.type, summary=exc.summary)
-            return Outcome(status=exc.status, body=body.model_dump(mode="json", exclude_none=True))
+            return Outcome.error(exc.status, exc.type, exc.summary)
 
     return wrapper
 

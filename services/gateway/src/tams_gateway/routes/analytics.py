@@ -3,11 +3,14 @@
 The gateway stays the one public address; the analytics service answers the queries on its
 own HTTP port (`TAMS_GATEWAY_ANALYTICS_URL`). A forwarded request is bounded by
 `TAMS_GATEWAY_ANALYTICS_TIMEOUT_S` (then 504), and an analytics service that cannot be
-reached gives 503; both with the TAMS error object. The next-page `Link` is built here, from
+reached gives 503, one that refuses the gateway's service token 502; all with the TAMS error
+object. The next-page `Link` is built here, from
 the client's own URL, out of the `X-Paging-NextKey` the analytics service returns.
 """
 
 from __future__ import annotations
+
+import logging
 
 import aiohttp
 from aiohttp import web
@@ -20,6 +23,8 @@ from tams_gateway.settings import GatewaySettings
 from tams_runtime.http import internal_headers
 from tams_runtime.logs import CORRELATION_ID
 from tams_runtime.tracing import inject_trace_context, tracer
+
+log = logging.getLogger(__name__)
 
 # Headers of the analytics answer that reach the client.
 PASSED_HEADERS = ("Content-Type", "X-Paging-Limit", "X-Paging-NextKey", "X-Paging-Count")
@@ -68,6 +73,15 @@ class AnalyticsForwarder:
                 raise ApiError(
                     503, "ServiceUnavailable", f"the analytics service is unavailable: {exc}"
                 ) from exc
+        if status == 401:
+            # The gateway's own service token was refused: the two services disagree on
+            # TAMS_INTERNAL_TOKEN, which no client can fix.
+            log.error("the analytics service refused the gateway's service token")
+            raise ApiError(
+                502,
+                "BadGateway",
+                "the analytics service refused the gateway (TAMS_INTERNAL_TOKEN differs)",
+            )
         next_key = passed.get("X-Paging-NextKey")
         if next_key is not None:
             passed["Link"] = f'<{next_page_url(request, self.settings, next_key)}>; rel="next"'

@@ -13,7 +13,6 @@ from tams_gateway.errors import ApiError, bad_request, not_found
 from tams_gateway.paging import page_limit, paging_headers
 from tams_gateway.queries import (
     choice,
-    mime_type,
     only_query,
     optional_uuid,
     path_uuid,
@@ -25,6 +24,7 @@ from tams_gateway.requests import (
     query_bool,
     query_format,
     query_int,
+    query_mime_type,
     query_timerange,
 )
 from tams_gateway.validation import validate_collection, validate_flow_put
@@ -50,7 +50,7 @@ async def list_flows(request: web.Request) -> web.Response:
     query = FlowQuery(
         source_id=optional_uuid(request, "source_id"),
         format=query_format(request),
-        codec=mime_type(request, "codec"),
+        codec=query_mime_type(request, "codec"),
         label=request.query.get("label"),
         profile_id=optional_uuid(request, "profile_id"),
         status=status,

@@ -8,8 +8,8 @@ from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import bad_request, not_found
 from tams_gateway.paging import page_limit, paging_headers
-from tams_gateway.queries import mime_type, path_uuid
-from tams_gateway.requests import json_body
+from tams_gateway.queries import path_uuid
+from tams_gateway.requests import json_body, query_mime_type
 from tams_gateway.validation import validate_profile
 from tams_store import Page
 
@@ -33,7 +33,7 @@ async def list_profiles(request: web.Request) -> web.Response:
         raise bad_request(f"format {fmt!r} is not a profile format (video, image, audio, data)")
     limit = page_limit(request, gw.settings)
     codec, label, page_key = (
-        mime_type(request, "codec"),
+        query_mime_type(request, "codec"),
         request.query.get("label"),
         request.query.get("page"),
     )
