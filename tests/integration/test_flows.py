@@ -197,6 +197,16 @@ async def test_unknown_ids_are_404(http: aiohttp.ClientSession) -> None:
         assert resp.status == 404
 
 
+async def test_ids_outside_the_schemas_uuid_pattern(http: aiohttp.ClientSession) -> None:
+    """uuid.json allows versions 1 to 5 of the RFC variant: a version 7 or nil id in the path
+    names nothing (404), and in a filter it is a 400, as it can match nothing."""
+    for odd in ("0190c5f0-1234-7abc-8def-0123456789ab", "00000000-0000-0000-0000-000000000000"):
+        await get_json(http, f"/flows/{odd}", status=404)
+        async with http.get(f"/flows?source_id={odd}") as resp:
+            assert resp.status == 400, odd
+            assert "source_id" in (await resp.json())["summary"]
+
+
 async def test_property_endpoints(http: aiohttp.ClientSession) -> None:
     flow = video_flow(label="before")
     await put_flow(http, flow)

@@ -123,6 +123,26 @@ async def test_request_reply_round_trip(tams_infra: Stack, store: SqliteStore) -
         await consumer.stop()
 
 
+async def test_an_unknown_command_is_refused_with_a_tams_error(
+    tams_infra: Stack, store: SqliteStore
+) -> None:
+    """A command no handler knows (a newer gateway during a rolling upgrade): a 400 whose
+    body is a TAMS error object, with no `traceback` (error.json allows no null there)."""
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    consumer = await start_consumer(settings, store, Counter())
+    bus = CommandBus(settings)
+    await bus.start()
+    try:
+        reply = await bus.request(settings.topics.catalog_commands, "no-such", "flow-1", {})
+    finally:
+        await bus.stop()
+        await consumer.stop()
+    assert reply.status == 400
+    assert set(reply.body) == {"type", "summary", "time"}
+    assert reply.body["type"] == "UnknownCommand" and "no-such" in reply.body["summary"]
+
+
 async def test_redelivered_command_is_applied_once_with_the_same_answer(
     tams_infra: Stack, store: SqliteStore
 ) -> None:
