@@ -88,7 +88,6 @@ WEBHOOK_DELIVERY_SECONDS = Histogram(
     ["outcome"],
     buckets=LATENCY_BUCKETS,
 )
-WEBHOOK_OUTCOMES = ("delivered", "rejected", "failed", "dropped")
 
 
 class LagRecorder:

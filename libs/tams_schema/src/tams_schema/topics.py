@@ -1,7 +1,7 @@
 """Kafka topic names shared by the gateway and the services.
 
 The command topics are internal; the events topic is the public, documented
-interface (docs/events.md). Names can be prefixed per deployment (TAMS_TOPIC_PREFIX).
+interface (docs/events.md). Names can be prefixed per deployment (TAMS_KAFKA_TOPIC_PREFIX).
 """
 
 from __future__ import annotations

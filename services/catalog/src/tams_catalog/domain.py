@@ -32,16 +32,6 @@ PROFILE_FIELDS = frozenset(
         "container_mapping",
     }
 )
-# Flow properties editable through their own endpoints, and whether DELETE is allowed.
-FLOW_PROPERTIES: dict[str, bool] = {
-    "label": True,
-    "description": True,
-    "read_only": False,
-    "flow_collection": True,
-    "max_bit_rate": True,
-    "avg_bit_rate": True,
-}
-SOURCE_PROPERTIES = ("label", "description")
 
 
 class CatalogError(Exception):

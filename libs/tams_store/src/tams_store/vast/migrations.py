@@ -127,10 +127,6 @@ def _applied(schema: Any, queries: QueryConfigs) -> int:
     return max((int(v) for v in rows if v is not None), default=0)
 
 
-def current_version(tx: Any, bucket: str, path: str, queries: QueryConfigs) -> int:
-    return _applied(open_schema(tx, bucket, path, create=False), queries)
-
-
 def bootstrap(tx: Any, bucket: str, path: str, sorted_ok: bool, queries: QueryConfigs) -> int:
     """Schema and version table; returns how many steps are applied."""
     schema = open_schema(tx, bucket, path, create=True)

@@ -45,10 +45,13 @@ async def openapi_json(request: web.Request) -> web.Response:
     Any authenticated caller may read it."""
     cache = request.app[DOCUMENT]
     if cache.body is None:
+        # Cached for every caller, so not the request's own origin: without a public URL
+        # the server is "/", this document's own origin.
+        public_url = request.app[GATEWAY].settings.public_url
         document = build_document(
             request.app,
             schemes=accepted_schemes(request.app[GATE]),
-            server_url=request.app[GATEWAY].settings.public_url,
+            server_url=public_url.rstrip("/") if public_url else None,
         )
         cache.body = json.dumps(document, separators=(",", ":")).encode()
     return web.Response(body=cache.body, content_type="application/json")
