@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from aiohttp import web
 
 from tams_gateway.access import Access
@@ -15,7 +17,7 @@ from tams_store.port import DeletionRequestRecord, DeletionRequestSort, Doc
 
 routes = web.RouteTableDef()
 
-SORTS: tuple[DeletionRequestSort, ...] = ("created", "expiry")
+SORTS: tuple[DeletionRequestSort, ...] = get_args(DeletionRequestSort)
 
 
 @routes.get("/flow-delete-requests")

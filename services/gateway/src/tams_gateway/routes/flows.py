@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
 
@@ -30,14 +30,16 @@ from tams_gateway.requests import (
 from tams_gateway.validation import validate_collection, validate_flow_put
 from tams_gateway.values import bit_rate, json_bool, json_string, tag_value
 from tams_schema.auth import AUTH_CLASSES_TAG, Permission
+from tams_schema.models.flows import FlowStatus
 from tams_schema.timerange import TimeRange
 from tams_store import FlowQuery, Page
 from tams_store.port import Doc, FlowSort
 
 routes = web.RouteTableDef()
 
-FLOW_SORTS: tuple[FlowSort, ...] = ("created", "metadata_updated", "label")
-FLOW_STATUSES = ("awaiting_content", "ingesting", "replication_in_progress", "closed_complete")
+# The store's and the schemas' own sets, so that neither copy can drift.
+FLOW_SORTS: tuple[FlowSort, ...] = get_args(FlowSort)
+FLOW_STATUSES: tuple[FlowStatus, ...] = get_args(FlowStatus)
 
 
 @routes.get("/flows")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from aiohttp import web
 
 from tams_gateway.access import Access, check_auth_classes_value
@@ -18,7 +20,7 @@ from tams_store.port import Doc, SourceSort
 
 routes = web.RouteTableDef()
 
-SOURCE_SORTS: tuple[SourceSort, ...] = ("created", "updated", "label")
+SOURCE_SORTS: tuple[SourceSort, ...] = get_args(SourceSort)
 
 
 @routes.get("/sources")
