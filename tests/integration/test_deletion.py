@@ -99,6 +99,11 @@ async def follow(
     return seen
 
 
+async def object_status(http: aiohttp.ClientSession, object_id: str, status: int) -> bool:
+    async with http.get(f"/objects/{object_id}") as resp:
+        return resp.status == status
+
+
 async def test_a_small_delete_removes_only_wholly_covered_segments(
     http: aiohttp.ClientSession, tams_stack: Stack
 ) -> None:
@@ -126,9 +131,12 @@ async def test_a_small_delete_removes_only_wholly_covered_segments(
     assert await timeranges(http, flow["id"]) == ["[5:0_6:0)"]
     got = await get_json(http, f"/flows/{flow['id']}?include_timerange=true")
     assert got["timerange"] == "[5:0_6:0)"
-    # Objects of deleted segments are collected: unknown to the API, bytes gone from S3.
+    # Objects of deleted segments are kept for the release grace, used by no flow, then
+    # collected: unknown to the API, bytes gone from S3.
+    kept = await get_json(http, f"/objects/{used[0]}")
+    assert kept["referenced_by_flows"] == []
     for object_id in used[:5]:
-        await get_json(http, f"/objects/{object_id}", status=404)
+        await eventually(lambda o=object_id: object_status(http, o, 404), f"{object_id} gone")
         await eventually(lambda o=object_id: gone_from_s3(tams_stack, o), f"{object_id} deleted")
     assert await stored_bytes(tams_stack, used[5]) == b"media 5"
 

@@ -89,6 +89,13 @@ async def test_every_service_exposes_fed_metrics_with_bounded_labels(
 
         await eventually(lag_measured)
 
+    # The series the alerts watch exist before anything fails: a lone failure is seen.
+    for service in ("catalog", "segments", "webhooks"):
+        samples = scraped[service][1]
+        failed = [ls for n, ls in samples if n == "tams_commands_applied_total"]
+        assert any(("status", "5xx") in ls for ls in failed), service
+        assert any(n == "tams_command_batch_retries_total" for n, _ in samples), service
+
     # Exactly what this test registered: 3 segments of 4096 bytes, each object HEADed once.
     segments = scraped["segments"][1]
     registered = total(segments, "tams_segments_registered_total")
@@ -232,7 +239,8 @@ def test_every_alert_is_documented_with_what_to_do() -> None:
 
 
 class TcpProxy:
-    """A TCP forwarder to the S3 server that the test can take away and bring back."""
+    """A TCP forwarder to the S3 server that the test can take away and bring back, or
+    make hang (`holding`: connections are taken but never answered)."""
 
     def __init__(self, target: str) -> None:
         parts = urlsplit(target)
@@ -240,6 +248,7 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self.holding = False
 
     @property
     def url(self) -> str:
@@ -256,7 +265,21 @@ class TcpProxy:
             writer.close()
         await self._server.wait_closed()
 
+    def hold(self, holding: bool) -> None:
+        """Hang (`True`: the open connections close, new ones are never answered) or forward
+        again."""
+        self.holding = holding
+        if holding:
+            for writer in list(self._open):
+                writer.close()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.holding:
+            with contextlib.suppress(OSError):
+                while await reader.read(65536):
+                    pass
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -308,6 +331,46 @@ async def test_ready_turns_503_naming_s3_when_s3_goes_away(tams_stack: Stack) ->
 
         await eventually(ready_again)
     await proxy.stop()
+
+
+async def test_an_s3_that_hangs_fails_readiness_and_counts_as_unreachable(
+    tams_stack: Stack,
+) -> None:
+    """A server that takes the connection and never answers: the readiness deadline cuts the
+    request short before botocore's own timeouts would, and the request is still counted
+    (the S3 alert watches `unreachable`)."""
+    proxy = TcpProxy(tams_stack.env["TAMS_S3_ENDPOINT_URL"])
+    await proxy.start()
+    env = {"TAMS_S3_ENDPOINT_URL": proxy.url, "TAMS_HTTP_READY_TIMEOUT_S": "1"}
+    unreachable = {"operation": "HeadBucket", "outcome": "unreachable"}
+    try:
+        async with (
+            standalone(tams_stack, ("segments",), env) as stack,
+            aiohttp.ClientSession() as client,
+        ):
+            url = stack.services["segments"].url
+            _, before, _ = await scrape(url)
+            proxy.hold(True)
+            async with client.get(f"{url}/ready") as resp:
+                assert resp.status == 503
+                assert (await resp.json())["checks"]["s3"] == "timeout"
+
+            async def counted() -> bool:
+                _, samples, _ = await scrape(url)
+                return total(samples, "tams_s3_request_seconds_count", **unreachable) > total(
+                    before, "tams_s3_request_seconds_count", **unreachable
+                )
+
+            await eventually(counted)
+            proxy.hold(False)
+
+            async def ready_again() -> bool:
+                async with client.get(f"{url}/ready") as resp:
+                    return resp.status == 200
+
+            await eventually(ready_again)
+    finally:
+        await proxy.stop()
 
 
 async def test_ready_turns_503_naming_commands_while_the_store_refuses_writes(

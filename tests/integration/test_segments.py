@@ -17,7 +17,9 @@ from .helpers import (
     new_id,
     post,
     put_flow,
+    send_json,
     status_of,
+    stored_bytes,
     video_flow,
 )
 
@@ -246,6 +248,47 @@ async def test_a_segment_lies_within_its_objects_timerange(http: aiohttp.ClientS
     )
     assert status == 200
     assert [f["timerange"] for f in result["failed_segments"]] == ["[950:0_951:0)"]
+
+
+async def test_a_segment_is_modified_by_deleting_it_and_writing_it_again(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    """The spec's way to correct a segment's metadata ("first delete the existing Segment and
+    then write a new one"): its object, used by no other segment, is kept for the release
+    grace, so the new segment finds it and may correct its properties. Properties of an
+    object still in use cannot change."""
+    flow = video_flow()
+    await put_flow(http, flow)
+    (object_id,) = await allocate_and_upload(http, flow["id"], [b"to correct"])
+    segment = {"object_id": object_id, "timerange": "[0:0_2:0)", "key_frame_count": 1}
+    assert (await post(http, flow["id"], segment))[0] == 201
+
+    status, _, _ = await send_json(
+        http, "DELETE", f"/flows/{flow['id']}/segments?timerange=[0:0_2:0)"
+    )
+    assert status == 204
+    corrected = {**segment, "key_frame_count": 2, "object_timerange": "[0:0_2:0)"}
+    status, body = await post(http, flow["id"], corrected)
+    assert status == 201, body
+    obj = await get_json(http, f"/objects/{object_id}")
+    assert (obj["key_frame_count"], obj["referenced_by_flows"]) == (2, [flow["id"]])
+    (listed,) = await get_json(http, f"/flows/{flow['id']}/segments")
+    assert listed["key_frame_count"] == 2
+    assert await stored_bytes(tams_stack, object_id) == b"to correct"
+
+    # Still in use (by the segment just written): its properties stay.
+    reuse = {**corrected, "timerange": "[2:0_4:0)", "ts_offset": "2:0", "key_frame_count": 3}
+    status, error = await post(http, flow["id"], reuse)
+    assert status == 400 and "key_frame_count 2" in error["summary"]
+    # Nor may two segments of one request give it different values.
+    status, _, _ = await send_json(http, "DELETE", f"/flows/{flow['id']}/segments")
+    assert status == 204
+    status, result = await post(
+        http, flow["id"], [{**corrected, "key_frame_count": 4}, {**reuse, "key_frame_count": 5}]
+    )
+    assert status == 200, result
+    assert [f["timerange"] for f in result["failed_segments"]] == ["[2:0_4:0)"]
+    assert (await get_json(http, f"/objects/{object_id}"))["key_frame_count"] == 4
 
 
 async def test_an_object_timerange_off_the_timeline_is_refused(

@@ -53,7 +53,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 def applier(store: SqliteStore) -> CommandApplier:
-    media = MediaSettings(sync_delete_limit=3, delete_chunk_segments=4)
+    # No release grace: the objects go with their last segment (the grace has its own test).
+    media = MediaSettings(sync_delete_limit=3, delete_chunk_segments=4, release_grace_s=0)
     return CommandApplier(
         store,
         {"segments.delete": SegmentDeletion(media), "deletion.step": DeletionStep(media)},

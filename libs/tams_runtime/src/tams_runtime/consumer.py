@@ -167,6 +167,13 @@ class CommandConsumer:
             recover=functools.partial(ensure_topics, settings),
         )
         self.applied = 0
+        # The series the alerts watch exist from the start, at 0: `increase()` cannot see a
+        # counter's first increment when the series is born with it (a lone failed command).
+        self._applied_by_class = {
+            status_class: COMMANDS_APPLIED.labels(topic, f"{status_class}xx")
+            for status_class in (2, 4, 5)
+        }
+        self._retries = COMMAND_RETRIES.labels(topic)
         # While resting, the consumer listens for its gateways' wake-ups on the connections
         # its replies take to them.
         self.replies = (
@@ -287,7 +294,11 @@ class CommandConsumer:
         outcomes = await self.handler(commands)
         COMMAND_STAGE_SECONDS.labels(self.topic, "apply").observe(time.perf_counter() - started)
         for outcome in outcomes:
-            COMMANDS_APPLIED.labels(self.topic, f"{outcome.status // 100}xx").inc()
+            status_class = outcome.status // 100
+            applied = self._applied_by_class.get(status_class)
+            if applied is None:
+                applied = COMMANDS_APPLIED.labels(self.topic, f"{status_class}xx")
+            applied.inc()
         COMMAND_BATCH_SIZE.labels(self.topic).observe(len(commands))
         self.applied += len(commands)
         return outcomes
@@ -320,7 +331,7 @@ class CommandConsumer:
             except Exception:
                 self.failing = True
                 log.exception(f"{failure}; retrying", extra={"topic": self.topic})
-                COMMAND_RETRIES.labels(self.topic).inc()
+                self._retries.inc()
                 await asyncio.sleep(self.retry_backoff_s)
             else:
                 self.failing = False

@@ -14,9 +14,13 @@ the chain was in fact alive) changes nothing, so at most one chain ever advances
 
 Objects: when segments go, the objects they used are checked in the same transaction; one
 that nothing references any more (no segment in any flow, not the init object of a
-remaining object) is forgotten at once, so a concurrent registration of it fails as
-unknown, and the deletion of its controlled bytes is queued. A worker deletes the bytes
-later and then drops the queue entry. Uncontrolled (external) URLs are never deleted.
+remaining object) gets a `release` job due after `MediaSettings.release_grace_s`. Until
+then it stays registered with its bytes, so a client that modifies a segment as the spec
+says (delete it, then write it again) finds its object. When the job is due, the segments
+service's worker checks again: an object still unreferenced is forgotten, so a later
+registration of it fails as unknown, and the deletion of its controlled bytes is queued; a
+worker deletes the bytes and then drops the queue entry. Uncontrolled (external) URLs are
+never deleted.
 """
 
 from __future__ import annotations
@@ -69,9 +73,28 @@ def to_ns(moment: datetime) -> int:
 def release_objects(
     tx: WriteTx, object_ids: Iterable[str], now: datetime, media: MediaSettings
 ) -> list[str]:
-    """Forget the objects (of deleted segments) that nothing references any more, then their
-    init objects if those are now unreferenced too, and queue their controlled bytes for
-    deletion. Returns the ids forgotten.
+    """The objects (of deleted segments) that nothing references any more: forgotten at once
+    without a release grace (`forget_objects`), else each given a `release` job due when
+    the grace ends (a later release moves it). Returns the ids found unreferenced."""
+    if media.release_grace_s <= 0:
+        return forget_objects(tx, object_ids, now, media)
+    gone = tx.unreferenced_objects(sorted(set(object_ids)))
+    if not gone:
+        return []
+    now_ns = to_ns(now)
+    due_ns = now_ns + int(media.release_grace_s * 1_000_000_000)
+    jobs = [MediaJob("release", object_id, "", now_ns, lease_until_ns=due_ns) for object_id in gone]
+    tx.finish_media_jobs(jobs)  # an earlier release's job: this one's grace counts
+    tx.queue_media_jobs(jobs)
+    return gone
+
+
+def forget_objects(
+    tx: WriteTx, object_ids: Iterable[str], now: datetime, media: MediaSettings
+) -> list[str]:
+    """Forget the objects that nothing references any more, then their init objects if
+    those are now unreferenced too, and queue their controlled bytes for deletion. Returns
+    the ids forgotten.
 
     An object allocated lately still has a valid put_url, and a client could upload to it
     again: a `sweep` deletes the bytes once more when no put_url can (its id stays in use

@@ -10,11 +10,13 @@ window plus the promised validity, so every URL is valid for at least `min_valid
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -158,12 +160,41 @@ class Presigner:
 
 _STARTED = "tams_started"
 _SPAN = "tams_span"
+# The request the current task is waiting on (botocore's call context): a caller's deadline
+# cancels the call before botocore's after-call hooks run, and `abandon_request` records it.
+_IN_FLIGHT: ContextVar[tuple[str, dict[str, Any]] | None] = ContextVar("s3_in_flight", default=None)
+
+
+def _finish(model_name: str, context: dict[str, Any], outcome: str, status: int | None) -> None:
+    """The request's latency sample and the end of its span, once (the context keeps them)."""
+    from opentelemetry.trace import Status, StatusCode
+
+    started = context.pop(_STARTED, None)
+    if started is not None:
+        S3_SECONDS.labels(model_name, outcome).observe(time.perf_counter() - started)
+    span = context.pop(_SPAN, None)
+    if span is not None:
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+        if outcome in ("server_error", "unreachable"):
+            span.set_status(Status(StatusCode.ERROR, outcome))
+        span.end()
+
+
+def abandon_request() -> None:
+    """The current task gave up on its S3 request (its deadline passed): counted as
+    `unreachable`, as botocore would have once its own timeouts and retries ran out."""
+    in_flight = _IN_FLIGHT.get()
+    if in_flight is not None:
+        _IN_FLIGHT.set(None)
+        _finish(*in_flight, "unreachable", None)
 
 
 def observe_requests(client: Any) -> None:
     """A span and a latency sample (`tams_s3_request_seconds`) for every request the client
-    makes, retries included, through botocore's before-call / after-call events."""
-    from opentelemetry.trace import SpanKind, Status, StatusCode
+    makes, retries included, through botocore's before-call / after-call events (and
+    `abandon_request`, for a call its caller's deadline cut short)."""
+    from opentelemetry.trace import SpanKind
 
     def before(model: Any, context: dict[str, Any], **_: Any) -> None:
         context[_STARTED] = time.perf_counter()
@@ -172,18 +203,9 @@ def observe_requests(client: Any) -> None:
             kind=SpanKind.CLIENT,
             attributes={"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": model.name},
         )
+        _IN_FLIGHT.set((model.name, context))
 
-    def finish(model_name: str, context: dict[str, Any], outcome: str, status: int | None) -> None:
-        started = context.pop(_STARTED, None)
-        if started is not None:
-            S3_SECONDS.labels(model_name, outcome).observe(time.perf_counter() - started)
-        span = context.pop(_SPAN, None)
-        if span is not None:
-            if status is not None:
-                span.set_attribute("http.response.status_code", status)
-            if outcome in ("server_error", "unreachable"):
-                span.set_status(Status(StatusCode.ERROR, outcome))
-            span.end()
+    finish = _finish
 
     def after(http_response: Any, model: Any, context: dict[str, Any], **_: Any) -> None:
         status = int(http_response.status_code)
@@ -226,6 +248,9 @@ class S3Client:
     async def healthy(self) -> bool:
         try:
             await self.client.head_bucket(Bucket=self.settings.bucket)
+        except asyncio.CancelledError:
+            abandon_request()  # the readiness deadline passed
+            raise
         except Exception:
             return False
         return True

@@ -256,6 +256,10 @@ class MediaSettings(BaseSettings):
         `UPLOAD_ALLOWANCE_S` more to finish."""
         return self.min_object_timeout_s + self.object_gc_grace_s + UPLOAD_ALLOWANCE_S
 
+    # An object no segment references any more stays (registered, its bytes in place) this
+    # long before it is forgotten and its bytes deleted: a client modifying a segment deletes
+    # it and writes it again (the spec's way), and the write must find its object. 0: at once.
+    release_grace_s: float = Field(default=60.0, ge=0)
     # A DELETE touching at most this many segments finishes at once (204); more: 202 and a
     # deletion request that works in chunks of `delete_chunk_segments` (one transaction each).
     sync_delete_limit: int = Field(default=1000, ge=1)

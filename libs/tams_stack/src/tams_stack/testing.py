@@ -107,6 +107,7 @@ ARCHIVE_BACKEND = {
     "label": "archive",
     "bucket": "tams-archive",
 }
+TEST_RELEASE_GRACE_S = 2
 TEST_SYNC_DELETE_LIMIT = 20
 TEST_DELETE_CHUNK = 7
 # A segment tag request may touch this many segments (docs/ext-segment-tags.md).
@@ -152,6 +153,8 @@ def tams_infra() -> Iterator[Stack]:
             "TAMS_MEDIA_DELETE_CHUNK_SEGMENTS": str(TEST_DELETE_CHUNK),
             "TAMS_MEDIA_SEGMENT_TAG_LIMIT": str(TEST_SEGMENT_TAG_LIMIT),
             "TAMS_GATEWAY_PLAYLIST_MAX_SEGMENTS": str(TEST_PLAYLIST_MAX_SEGMENTS),
+            # Unreferenced objects are kept 2 s (not a minute) before they go.
+            "TAMS_MEDIA_RELEASE_GRACE_S": str(TEST_RELEASE_GRACE_S),
             # The segments worker looks for work often, so tests wait little for it.
             "TAMS_MEDIA_WORKER_INTERVAL_S": "0.2",
             # Stalled deletion requests are restarted after a second, not half a minute.

@@ -36,7 +36,9 @@ FlowSort = Literal["created", "metadata_updated", "label"]
 SourceSort = Literal["created", "updated", "label"]
 WebhookStatus = Literal["created", "started", "disabled", "error"]
 DeletionRequestSort = Literal["created", "expiry"]
-MediaJobKind = Literal["delete", "copy", "sweep"]
+# `release`: forget an object at the end of its release grace, unless referenced again
+# (storage_id ""); `delete`, `sweep`: delete its bytes on a backend; `copy`: copy them there.
+MediaJobKind = Literal["release", "delete", "copy", "sweep"]
 
 # Segments one tag-filtered segment page may examine (ReadTx.list_segments).
 SEGMENT_TAG_SCAN_LIMIT = 5000

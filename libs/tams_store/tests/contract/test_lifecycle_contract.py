@@ -205,6 +205,29 @@ async def test_a_job_queued_for_later_is_claimed_only_then(store: Store) -> None
     ]
 
 
+async def test_a_release_is_due_at_the_end_of_its_grace_and_a_new_one_replaces_it(
+    store: Store,
+) -> None:
+    """`release` jobs (no backend: storage_id ""), as `deletion.release_objects` queues them:
+    a later release of the same object finishes the earlier job and queues its own."""
+    object_id = new_id()
+    first = MediaJob("release", object_id, "", 1, lease_until_ns=5000)
+    await store.write(lambda tx: tx.queue_media_jobs([first]))
+    later = MediaJob("release", object_id, "", 2, lease_until_ns=8000)
+
+    def release_again(tx: Any) -> None:
+        tx.finish_media_jobs([later])
+        tx.queue_media_jobs([later])
+
+    await store.write(release_again)
+    early = await store.write(lambda tx: tx.claim_media_jobs("release", "w1", 5000, 50, 10))
+    assert object_id not in {j.object_id for j in early}
+    due = await store.write(lambda tx: tx.claim_media_jobs("release", "w1", 8000, 50, 10))
+    assert [(j.object_id, j.storage_id, j.created_ns) for j in due] == [(object_id, "", 2)]
+    await store.write(lambda tx: tx.finish_media_jobs(due))
+    assert await store.read(lambda tx: tx.media_jobs_of([object_id])) == []
+
+
 def request_doc(created_s: int, expiry_s: int, status: str = "created", **extra: Any) -> Any:
     doc = {
         "id": new_id(),

@@ -21,7 +21,7 @@ import asyncio
 import bisect
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC
 from typing import Any
 
@@ -32,7 +32,7 @@ from tams_runtime.deletion import segments_change_time, stamp
 from tams_runtime.events import flow_context, flow_event
 from tams_runtime.media import segment_view
 from tams_runtime.metrics import OBJECT_BYTES_REGISTERED, SEGMENTS_REGISTERED
-from tams_runtime.s3 import object_key
+from tams_runtime.s3 import abandon_request, object_key
 from tams_runtime.storage import BackendClients
 from tams_runtime.web import RETRY_AFTER_S
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
@@ -94,6 +94,7 @@ class ObjectChecker:
                     raise ObjectStoreUnavailable(f"S3 answered {status}") from exc
                 raise
             except TimeoutError as exc:
+                abandon_request()
                 raise ObjectStoreUnavailable(f"no answer within {HEAD_TIMEOUT_S:g} s") from exc
             except (BotoCoreError, OSError) as exc:
                 raise ObjectStoreUnavailable(type(exc).__name__) from exc
@@ -168,6 +169,11 @@ class Registrar:
                 self.uploaded[object_id] = size is not None
                 if size is not None:
                     self.sizes[object_id] = size
+
+    @staticmethod
+    def _unreferenced(tx: WriteTx, context: Context, object_id: str) -> bool:
+        """No segment uses the object, in the store or earlier in this command."""
+        return not context.uses(object_id) and bool(tx.unreferenced_objects([object_id]))
 
     def committed(self, command: CommandEnvelope, outcome: Outcome) -> None:
         """Count what a committed registration added (metrics only)."""
@@ -263,7 +269,7 @@ class Registrar:
         self._registered[command.command_id] = list(new_objects.values())
         events = []
         if accepted:
-            objects = {**known, **new_objects}
+            objects = {**known, **context.updated, **new_objects}
             segments = [segment_view(r, objects) for r in accepted]
             added = {"flow_id": flow_id, "segments": segments}
             events.append(flow_event("segments_added", added, flow_context(tx, flow), now))
@@ -393,25 +399,30 @@ class Registrar:
                     f"object {object_id} is {obj.content_type}; media objects of this flow "
                     f"are {container}"
                 )
-            stored_range = obj.doc.get("timerange")
-            sent_range = item.get("object_timerange")
-            if (
-                sent_range
-                and stored_range
-                and TimeRange.parse(sent_range) != TimeRange.parse(stored_range)
-            ):
-                raise Rejected(
-                    f"object {object_id} has object_timerange {stored_range}; it cannot change"
-                )
             if init_id is not None and init_id != obj.init_object_id:
                 raise Rejected(
                     f"object {object_id} has init object {obj.init_object_id}; it cannot change"
                 )
-            key_frames = obj.doc.get("key_frame_count")
-            if "key_frame_count" in item and item["key_frame_count"] != key_frames:
+            corrected = _corrected_properties(obj, item)
+            if corrected and not self._unreferenced(tx, context, object_id):
+                stored_range = obj.doc.get("timerange")
+                if "timerange" in corrected:
+                    raise Rejected(
+                        f"object {object_id} has object_timerange {stored_range}; it cannot change"
+                    )
                 raise Rejected(
-                    f"object {object_id} has key_frame_count {key_frames}; it cannot change"
+                    f"object {object_id} has key_frame_count "
+                    f"{obj.doc.get('key_frame_count')}; it cannot change"
                 )
+            if corrected:
+                # No segment uses the object (its last one was deleted within the release
+                # grace): a segment written again in its place may correct its properties,
+                # as the spec's way to modify a segment (delete, then write) needs.
+                if "timerange" in corrected:
+                    object_range = _object_range(item, timerange)
+                    corrected["timerange"] = str(object_range)
+                obj = replace(obj, doc={**obj.doc, **corrected})
+                updated = obj
             added = _new_urls(obj, external_urls)
             if added:
                 uncontrolled = [*obj.doc.get("get_urls", []), *added]
@@ -524,6 +535,10 @@ class Context:
             return self._taken[at]
         return None
 
+    def uses(self, object_id: str) -> bool:
+        """Whether a segment accepted so far by this command uses the object."""
+        return any(record.object_id == object_id for record in self._taken)
+
     def take(self, record: SegmentRecord) -> None:
         bisect.insort(self._taken, record, key=lambda r: r.start)
 
@@ -550,6 +565,19 @@ def _media_range(item: dict[str, Any], timerange: TimeRange) -> TimeRange:
             f"timerange {timerange} moved back by ts_offset {item['ts_offset']} leaves the "
             "timeline (times must fit a signed 64-bit count of nanoseconds)"
         ) from exc
+
+
+def _corrected_properties(obj: ObjectRecord, item: dict[str, Any]) -> dict[str, Any]:
+    """The object properties a segment POST gives other values than the object has: its
+    `object_timerange` (`timerange`) and `key_frame_count`."""
+    corrected: dict[str, Any] = {}
+    stored_range = obj.doc.get("timerange")
+    sent_range = item.get("object_timerange")
+    if sent_range and stored_range and TimeRange.parse(sent_range) != TimeRange.parse(stored_range):
+        corrected["timerange"] = sent_range
+    if "key_frame_count" in item and item["key_frame_count"] != obj.doc.get("key_frame_count"):
+        corrected["key_frame_count"] = item["key_frame_count"]
+    return corrected
 
 
 def _object_range(item: dict[str, Any], timerange: TimeRange) -> TimeRange:

@@ -5,6 +5,8 @@ Every `worker_interval_s` (and at start-up) the worker:
 * collects objects allocated by /storage but never registered, once `min_object_timeout`
   plus a grace period has passed: in one transaction it takes those still unregistered,
   forgets them (a late registration then fails as unknown) and queues their bytes' deletion;
+* forgets objects whose release grace has ended (their last segment went
+  `release_grace_s` ago) if nothing references them again, and queues their bytes' deletion;
 * deletes queued bytes from S3 (every controlled instance), then drops the queue entries;
   sweeps the bytes of deleted objects again once no put_url handed out for them can upload
   any more (`deletion.release_objects`);
@@ -109,6 +111,27 @@ class ObjectCollector:
         if collected:
             log.info("collected unregistered objects", extra={"count": len(collected)})
         return collected
+
+    async def release_due(self, now_ns: int) -> list[str]:
+        """Forget the objects whose release grace has ended and that nothing references
+        again meanwhile (`deletion.forget_objects`), and queue their bytes' deletion.
+        Returns the ids forgotten."""
+        lease_ns = int(self.media.job_lease_s * NS)
+
+        def release(tx: WriteTx) -> tuple[list[str], int]:
+            jobs = tx.claim_media_jobs("release", self.owner, now_ns, lease_ns, BATCH)
+            ids = [job.object_id for job in jobs]
+            forgotten = deletion.forget_objects(tx, ids, moment(now_ns), self.media)
+            tx.finish_media_jobs(jobs)
+            return forgotten, len(jobs)
+
+        released: list[str] = []
+        for _ in range(MAX_BATCHES):
+            forgotten, claimed = await self.store.write(release)
+            released += forgotten
+            if claimed < BATCH:
+                break
+        return released
 
     async def delete_bytes(self, now_ns: int) -> int:
         """Delete queued bytes from S3, a thousand keys per request (DeleteObjects): the
@@ -341,6 +364,7 @@ class MediaWorker:
         """One round; each part's failure is logged and does not stop the others."""
         parts = (
             ("allocations", lambda: self.collector.collect_expired_allocations(now_ns)),
+            ("releases", lambda: self.collector.release_due(now_ns)),
             ("deletions", lambda: self.collector.delete_bytes(now_ns)),
             ("copies", lambda: self.copies.run(now_ns)),
             ("resume", lambda: self.resumer.resume(now_ns, everything=startup)),
