@@ -265,6 +265,15 @@ def test_production_values_become_the_documented_variables() -> None:
     assert env["TAMS_MEDIA_MIN_OBJECT_TIMEOUT_S"] == "7200"
 
 
+def test_the_release_grace_reaches_the_catalog_and_the_segments_service() -> None:
+    """Both release objects (flow and segment deletions); the segments service forgets them."""
+    containers = render({"media": {"releaseGraceSeconds": 300}}).tams_containers()
+    for service in ("catalog", "segments"):
+        assert env_values(containers[service])["TAMS_MEDIA_RELEASE_GRACE_S"] == "300"
+    default = render({}).tams_containers()
+    assert "TAMS_MEDIA_RELEASE_GRACE_S" not in env_values(default["segments"])
+
+
 def test_soft_delete_retention_reaches_the_services_only_when_set() -> None:
     containers = render({"media": {"softDeleteRetentionSeconds": 604800}}).tams_containers()
     assert env_values(containers["catalog"])["TAMS_SOFT_DELETE_RETENTION_S"] == "604800"

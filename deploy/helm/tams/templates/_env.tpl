@@ -51,8 +51,8 @@ Credentials only ever come from the existing Secret (valueFrom.secretKeyRef).
 
 {{- /* Object lifetime and deletion: every service reads them. */ -}}
 {{- $m := $v.media -}}
-{{- $mint := dict "MIN_OBJECT_TIMEOUT_S" $m.minObjectTimeoutSeconds "SYNC_DELETE_LIMIT" $m.syncDeleteLimit "DELETE_CHUNK_SEGMENTS" $m.deleteChunkSegments "SEGMENT_TAG_LIMIT" $m.segmentTagLimit -}}
-{{- range $key := list "MIN_OBJECT_TIMEOUT_S" "SYNC_DELETE_LIMIT" "DELETE_CHUNK_SEGMENTS" "SEGMENT_TAG_LIMIT" -}}
+{{- $mint := dict "MIN_OBJECT_TIMEOUT_S" $m.minObjectTimeoutSeconds "RELEASE_GRACE_S" $m.releaseGraceSeconds "SYNC_DELETE_LIMIT" $m.syncDeleteLimit "DELETE_CHUNK_SEGMENTS" $m.deleteChunkSegments "SEGMENT_TAG_LIMIT" $m.segmentTagLimit -}}
+{{- range $key := list "MIN_OBJECT_TIMEOUT_S" "RELEASE_GRACE_S" "SYNC_DELETE_LIMIT" "DELETE_CHUNK_SEGMENTS" "SEGMENT_TAG_LIMIT" -}}
 {{- $value := get $mint $key -}}
 {{- if include "tams.isSet" $value -}}
 {{- $e = append $e (dict "name" (printf "TAMS_MEDIA_%s" $key) "value" (include "tams.int" $value)) -}}
