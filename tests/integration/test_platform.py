@@ -141,6 +141,16 @@ async def test_requests_that_are_not_http_get_json_errors(
     error = json.loads(body)
     spec.validate(error, "error.json")
     assert fault in error["summary"]
+    # Counted, under labels that stay bounded whatever the request line held.
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{tams_stack.gateway_url}/metrics") as resp,
+    ):
+        metrics = await resp.text()
+    assert (
+        'tams_http_request_seconds_count{method="unparsed",route="unparsed",status="4xx"}'
+        in metrics
+    )
 
 
 async def test_every_service_is_healthy_and_ready(tams_stack: Stack) -> None:

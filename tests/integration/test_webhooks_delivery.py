@@ -249,15 +249,32 @@ async def test_a_failing_receiver_gets_the_event_again_in_order(
     assert (await hooks.get(webhook["id"]))["status"] == "started"
 
 
+async def events_dropped(stack: Stack) -> float:
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{stack.services['webhooks'].url}/metrics") as resp,
+    ):
+        text = await resp.text()
+    (line,) = [x for x in text.splitlines() if x.startswith("tams_webhook_events_dropped_total ")]
+    return float(line.split()[1])
+
+
 async def test_a_receiver_that_never_answers_goes_to_error_and_can_be_re_enabled(
-    http: aiohttp.ClientSession, hooks: Webhooks, receiver: Receiver, spec: SpecValidator
+    http: aiohttp.ClientSession,
+    hooks: Webhooks,
+    receiver: Receiver,
+    spec: SpecValidator,
+    tams_stack: Stack,
 ) -> None:
     flow = video_flow()
     await put_flow(http, flow)
     receiver.hang = True
+    dropped_before = await events_dropped(tams_stack)
     webhook = await hooks.register(receiver.url, ["flows/updated"], flow_ids=[flow["id"]])
     await ok(http.put(f"/flows/{flow['id']}/label", json="lost"))
     failed = await hooks.wait_status(webhook["id"], "error")
+    # The event given up on is counted as dropped (it will never be delivered).
+    assert await events_dropped(tams_stack) >= dropped_before + 1
     spec.validate(failed["error"], "error.json")
     assert "timeout" in failed["error"]["summary"]
     assert "flows/updated" in failed["error"]["summary"]

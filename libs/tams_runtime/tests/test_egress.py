@@ -61,13 +61,23 @@ def test_the_allow_list_opens_networks_but_never_the_metadata_service() -> None:
         ("http://10.0.0.1:8080/", "not a public address"),
         ("http://[::1]/", "not a public address"),
         ("http://metadata.google.internal./computeMetadata/v1/", "metadata"),
-        ("http://a.example:99999/", "not a URL"),
+        ("http://a.example:99999/", "not valid"),
         ("https://a.example/" + "x" * 3000, "longer than"),
     ],
 )
 def test_bad_urls_are_refused_with_a_reason(url: str, reason: str) -> None:
     with pytest.raises(DestinationRefused, match=reason):
         STRICT.check_url(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://a.example/hook?sig=SECRET", "http://[::1/hook?k=SECRET", "http:///x?k=SECRET"]
+)
+def test_a_refusal_never_repeats_the_url(url: str) -> None:
+    """Refusals are answered and logged; a URL's query may hold a secret."""
+    with pytest.raises(DestinationRefused) as refused:
+        STRICT.check_url(url)
+    assert "SECRET" not in str(refused.value)
 
 
 def test_host_names_are_left_to_delivery_time() -> None:

@@ -92,17 +92,19 @@ class EgressPolicy:
         try:
             url = URL(raw)
         except ValueError as exc:
-            raise DestinationRefused(f"{raw!r} is not a URL: {exc}") from exc
+            raise DestinationRefused(f"the URL is not valid: {exc}") from exc
+        # The URL itself is never repeated: its query may hold a secret, and refusals are
+        # answered and logged.
         if url.scheme not in ("http", "https"):
-            raise DestinationRefused(f"{raw!r} must be an http or https URL")
+            raise DestinationRefused("the URL must be an http or https URL")
         if not url.host:
-            raise DestinationRefused(f"{raw!r} has no host")
+            raise DestinationRefused("the URL has no host")
         if url.user is not None or url.password is not None:
             raise DestinationRefused("the URL must not carry user info (credentials)")
         try:
             _ = url.port
         except ValueError as exc:
-            raise DestinationRefused(f"{raw!r} has an invalid port") from exc
+            raise DestinationRefused("the URL has an invalid port") from exc
         host = url.host.rstrip(".").lower()
         if host in METADATA_HOSTS:
             raise DestinationRefused(f"{host} is a cloud metadata host")

@@ -31,7 +31,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from opentelemetry import trace
@@ -259,6 +259,9 @@ class _ApiRequestHandler(RequestHandler):
     ) -> web.StreamResponse:
         # The parent logs the error and refuses when a response has begun; its body is dropped.
         super().handle_error(request, status, exc, message)
+        if isinstance(exc, HttpProcessingError):
+            # Never seen by `observe_requests`; its method may be anything, so not a label.
+            HTTP_REQUEST_SECONDS.labels("unparsed", "unparsed", f"{status // 100}xx").observe(0)
         body = ErrorBody(type=_error_type(status), summary=_parse_error_summary(status, exc))
         response = web.Response(
             status=status,

@@ -53,7 +53,7 @@ COMMAND_QUEUE_SECONDS = Histogram(
 )
 CONSUMER_LAG = Gauge(
     "tams_consumer_lag_messages",
-    "Messages in a partition not yet handed to this consumer (high watermark - position)",
+    "Messages in a partition the group has not committed yet (end offset - committed offset)",
     ["group", "topic", "partition"],
 )
 STORE_SECONDS = Histogram(

@@ -69,6 +69,12 @@ WEBHOOKS_BY_STATUS = Gauge("tams_webhooks", "Registered webhooks by status", ["s
 WEBHOOKS_FAILED = Counter(
     "tams_webhooks_failed_total", "Webhooks put into the error state after failed deliveries"
 )
+# `tams_webhook_deliveries_total{outcome="dropped"}` counts webhooks given up; this, the
+# events they will never receive (the one given up on and those queued behind it).
+EVENTS_DROPPED = Counter(
+    "tams_webhook_events_dropped_total",
+    "Events never to be delivered: queued for a webhook when it was put into the error state",
+)
 
 
 def full_jitter(attempt: int, base_s: float, max_s: float) -> float:
@@ -510,6 +516,7 @@ class Dispatcher:
             self.subscriptions.pop(record.id, None)
         dropped, failed = outcome
         WEBHOOKS_FAILED.inc()
+        EVENTS_DROPPED.inc(dropped)
         log.warning(
             "webhook put in error after failed deliveries",
             extra={"webhook_id": record.id, "attempts": attempts, "dropped": dropped},
