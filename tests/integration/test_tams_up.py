@@ -104,7 +104,7 @@ async def test_tams_up_stops_the_stack_when_the_broker_exits(tmp_path: Path) -> 
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGINT)
     assert process.returncode == 1
-    assert "the Kafka broker (tansu) exited; stopping the stack" in rest.decode()
+    assert "the Kafka broker (tansu) exited (killed by SIGKILL); stopping" in rest.decode()
 
 
 def broker_pid(data_dir: Path) -> int:

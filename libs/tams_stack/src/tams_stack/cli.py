@@ -56,7 +56,7 @@ def _up(args: argparse.Namespace) -> int:
             gone = stack.exited()
             if gone is not None:
                 name, log_tail = gone
-                print(f"{name} exited; stopping the stack", file=sys.stderr)
+                print(f"{name}; stopping the stack", file=sys.stderr)
                 print(log_tail, file=sys.stderr)
                 return 1
             time.sleep(0.2)

@@ -43,6 +43,18 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def how_it_ended(self) -> str:
+        """`exit code N` or `killed by SIGNAME`, for a process that has ended."""
+        code = self.popen.poll()
+        if code is None:
+            return "still running"
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
     def stop(self) -> int | None:
         """Signal the process, wait up to `stop_timeout`, then SIGKILL it."""
         if self._stopped:

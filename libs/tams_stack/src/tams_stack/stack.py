@@ -218,7 +218,8 @@ class Stack:
                     await asyncio.sleep(0.05)
 
     def exited(self) -> tuple[str, str] | None:
-        """The first process of the stack that is no longer running, and its log's tail.
+        """The first process of the stack that is no longer running (what it was and how it
+        ended), and its log's tail.
 
         The local broker keeps its topics in memory, and acknowledges sends to topics it no
         longer has: restarted alone, it would swallow the events of every change until the
@@ -226,10 +227,11 @@ class Stack:
         parts = [("the Kafka broker (tansu)", self.broker), ("the S3 server", self.object_store)]
         for name, part in parts:
             if part is not None and not part.process.alive():
-                return name, part.process.log_tail()
+                return f"{name} exited ({part.process.how_it_ended()})", part.process.log_tail()
         for name, service in self.services.items():
             if not service.process.alive():
-                return f"service {name}", service.process.log_tail()
+                ended = service.process.how_it_ended()
+                return f"service {name} exited ({ended})", service.process.log_tail()
         return None
 
     def stop_service(self, name: str) -> None:
