@@ -15,6 +15,9 @@ import aiohttp
 from tams_stack.credentials import PASSWORD_FILE, basic_authorization
 from tams_stack.ports import free_port
 
+from .helpers import video_flow
+from .receivers import receiving
+
 START_DEADLINE_S = 90.0
 STOP_DEADLINE_S = 30.0
 
@@ -104,7 +107,65 @@ async def test_tams_up_stops_the_stack_when_the_broker_exits(tmp_path: Path) -> 
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGINT)
     assert process.returncode == 1
-    assert "the Kafka broker (tansu) exited (killed by SIGKILL); stopping" in rest.decode()
+    assert "the Kafka broker (tansu) exited (killed by SIGKILL)" in rest.decode()
+    assert "stopping the stack; start it again" in rest.decode()
+
+
+async def test_tams_up_restarts_a_service_that_exits_and_loses_none_of_its_events(
+    tmp_path: Path,
+) -> None:
+    """A service killed outright is started again on its port while the broker keeps what
+    it had not read: an event of a change made while the webhooks service was down is
+    delivered once it is back (the whole stack, stopped, would have taken it with it)."""
+    data_dir = tmp_path / "data"
+    port = free_port()
+    process = await start_tams_up(tmp_path, "--port", str(port), "--data-dir", str(data_dir))
+    output: list[str] = []
+    try:
+        output = await ready_output(process)
+        password = (data_dir / PASSWORD_FILE).read_text().strip()
+        headers = {"Authorization": basic_authorization("admin", password)}
+        async with (
+            receiving() as receiver,
+            aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=headers) as http,
+        ):
+            body = {"url": receiver.url, "events": ["flows/created"]}
+            async with http.post("/service/webhooks", json=body) as resp:
+                assert resp.status == 201, await resp.text()
+            os.kill(service_pid(data_dir, "webhooks"), signal.SIGKILL)
+            flow = video_flow()
+            async with http.put(f"/flows/{flow['id']}", json=flow) as resp:
+                assert resp.status == 201, await resp.text()
+            output += await lines_until(process, "webhooks is ready again")
+            (created,) = await receiver.wait_for(1, timeout=30)
+            assert created.event["flow"]["id"] == flow["id"]
+    finally:
+        await stop(process, output)
+    assert any("service webhooks exited (killed by SIGKILL)" in line for line in output)
+
+
+async def lines_until(process: asyncio.subprocess.Process, last: str) -> list[str]:
+    """The lines `tams up` prints, up to one containing `last`."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(START_DEADLINE_S):
+        while not lines or last not in lines[-1]:
+            line = await process.stdout.readline()
+            assert line, "tams up exited:\n" + "".join(lines)
+            lines.append(line.decode())
+    return lines
+
+
+def service_pid(data_dir: Path, service: str) -> int:
+    """The process of `service` the stack in `data_dir` runs."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if f"tams_{service}".encode() in argv and (entry / "cwd").resolve() == data_dir:
+                return int(entry.name)
+    raise AssertionError(f"no {service} process runs in {data_dir}")
 
 
 def broker_pid(data_dir: Path) -> int:

@@ -1,6 +1,8 @@
 """`tams`: run the whole TAMS stack on this machine.
 
-tams up                  start tansu, SeaweedFS and the five services; Ctrl-C stops all
+tams up                  start tansu, SeaweedFS and the five services; Ctrl-C stops all;
+                         a service that exits is started again, the broker or S3 server
+                         exiting stops all
 tams up --external       use the broker, S3 and store given by TAMS_* variables
 tams asyncapi            print the AsyncAPI document of the public event stream
 tams hash-password       print the scrypt hash of a password, for TAMS_AUTH_USERS
@@ -20,6 +22,25 @@ from pathlib import Path
 from tams_runtime.passwords import hash_password
 from tams_stack.credentials import TRUE
 from tams_stack.stack import Stack
+
+
+class RestartBudget:
+    """A service that exits is started again, at most `MAX` times in `WINDOW_S` seconds;
+    one that keeps exiting stops the stack."""
+
+    MAX = 5
+    WINDOW_S = 600.0
+
+    def __init__(self) -> None:
+        self._times: dict[str, list[float]] = {}
+
+    def allow(self, service: str) -> bool:
+        now = time.monotonic()
+        recent = [t for t in self._times.get(service, []) if now - t < self.WINDOW_S]
+        if len(recent) >= self.MAX:
+            return False
+        self._times[service] = [*recent, now]
+        return True
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -52,13 +73,20 @@ def _up(args: argparse.Namespace) -> int:
         print(f"  data and logs {Path(args.data_dir).resolve()}", flush=True)
         _print_login(stack)
         print("Press Ctrl-C to stop.", flush=True)
+        restarts = RestartBudget()
         while not stop:
             gone = stack.exited()
             if gone is not None:
-                name, log_tail = gone
-                print(f"{name}; stopping the stack", file=sys.stderr)
-                print(log_tail, file=sys.stderr)
-                return 1
+                print(f"{gone.what} exited ({gone.how}):", file=sys.stderr)
+                print(gone.log_tail, file=sys.stderr)
+                if gone.service is None or not restarts.allow(gone.service):
+                    # The broker keeps its topics in memory: restarted alone, it would
+                    # acknowledge sends to topics it no longer has and drop them.
+                    print("stopping the stack; start it again", file=sys.stderr)
+                    return 1
+                print(f"restarting {gone.service}", file=sys.stderr, flush=True)
+                asyncio.run(stack.restart_service(gone.service))
+                print(f"{gone.service} is ready again", file=sys.stderr, flush=True)
             time.sleep(0.2)
         return 0
     except RuntimeError as exc:

@@ -51,6 +51,16 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
 
+@dataclass(frozen=True)
+class Exited:
+    """A process of the stack that is no longer running."""
+
+    what: str  # for people: "service segments", "the S3 server"
+    service: str | None  # the service's name; None for the broker and the S3 server
+    how: str  # "exit code 1", "killed by SIGKILL"
+    log_tail: str
+
+
 @dataclass
 class Stack:
     data_dir: Path
@@ -217,22 +227,24 @@ class Stack:
                 if pending:
                     await asyncio.sleep(0.05)
 
-    def exited(self) -> tuple[str, str] | None:
-        """The first process of the stack that is no longer running (what it was and how it
-        ended), and its log's tail.
-
-        The local broker keeps its topics in memory, and acknowledges sends to topics it no
-        longer has: restarted alone, it would swallow the events of every change until the
-        services made their topics again. So any exit means restarting the whole stack."""
+    def exited(self) -> Exited | None:
+        """The first process of the stack that is no longer running, if any."""
         parts = [("the Kafka broker (tansu)", self.broker), ("the S3 server", self.object_store)]
         for name, part in parts:
             if part is not None and not part.process.alive():
-                return f"{name} exited ({part.process.how_it_ended()})", part.process.log_tail()
+                return Exited(name, None, part.process.how_it_ended(), part.process.log_tail())
         for name, service in self.services.items():
             if not service.process.alive():
-                ended = service.process.how_it_ended()
-                return f"service {name} exited ({ended})", service.process.log_tail()
+                process = service.process
+                return Exited(f"service {name}", name, process.how_it_ended(), process.log_tail())
         return None
+
+    async def restart_service(self, name: str) -> None:
+        """Start a service that exited again, on its port, and wait until it is ready. The
+        broker kept what the service had not read or committed, so nothing of it is lost."""
+        self.stop_service(name)
+        self.start_service(name)
+        await self.wait_ready((name,))
 
     def stop_service(self, name: str) -> None:
         service = self.services.pop(name, None)
