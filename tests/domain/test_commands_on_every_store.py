@@ -42,7 +42,9 @@ VIDEO, AUDIO, MULTI, OTHER = (f"00000000-0000-4000-8000-00000000000{i}" for i in
 SOURCES = {VIDEO: "s-video", AUDIO: "s-audio", MULTI: "s-multi", OTHER: "s-video"}
 SOURCE_IDS = {k: f"10000000-0000-4000-8000-{i:012d}" for i, k in enumerate(set(SOURCES.values()))}
 # Small limits, so deletions of a few segments already go through requests and chains.
-MEDIA = MediaSettings(sync_delete_limit=2, delete_chunk_segments=2)
+# No release grace: released objects go at once, so the two stores can be compared at the end
+# (the grace has tests of its own).
+MEDIA = MediaSettings(sync_delete_limit=2, delete_chunk_segments=2, release_grace_s=0)
 
 
 def flow_body(flow_id: str, fmt: str = "video", **extra: Any) -> dict[str, Any]:
