@@ -4,6 +4,7 @@ settings, and where writes run (the event loop, or the writer thread when they m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import multiprocessing
 import sqlite3
@@ -17,6 +18,7 @@ import pytest
 from tams_store import open_store_from_env
 from tams_store.sqlite import SqliteStore, database
 from tams_store.sqlite.migrations import MIGRATIONS
+from tams_store.sqlite.transactions import FORGET_OUTCOMES
 
 from .docs import flow, source
 
@@ -135,6 +137,19 @@ async def test_the_writer_cache_follows_the_environment(
         assert cache == -8 * 1024  # KiB
     finally:
         await store.close()
+
+
+async def test_old_outcomes_are_found_without_reading_them(tmp_path: Path) -> None:
+    """The outcome pruner runs in a write transaction once a minute: it finds old outcomes
+    through their index, never by reading rows whose outcome can be hundreds of KB."""
+    store = SqliteStore(tmp_path / "tams.db")
+    await store.open()
+    await store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "tams.db")) as conn:
+        plan = conn.execute(f"EXPLAIN QUERY PLAN {FORGET_OUTCOMES}", (0, 1)).fetchall()
+    details = [row[3] for row in plan]
+    assert any("command_outcomes_recorded" in d for d in details), details
+    assert not any(d.startswith("SCAN command_outcomes") for d in details), details
 
 
 def _thread_of_write(tx: object) -> int:

@@ -227,6 +227,10 @@ MIGRATIONS: list[list[str]] = [
             WHERE init_object_id IS NOT NULL AND registered = 1
         )""",
     ],
+    # 12: outcomes found by age without reading them (`forget_outcomes`).
+    [
+        "CREATE INDEX command_outcomes_recorded ON command_outcomes (recorded_ns)",
+    ],
 ]
 
 
