@@ -192,6 +192,14 @@ def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
 # --- segment deletion ------------------------------------------------------------------
 
 
+def _segments_of(object_id: str | None) -> str:
+    """The segments table, through the object index when one object's segments are wanted:
+    that index holds (object_id, flow_id, seg_start), so it selects and orders them. Left to
+    itself SQLite walks the whole flow by its primary key (a scale audit: 200 ms on a flow of
+    1,000,000 segments, in the writer when deleting)."""
+    return "segments INDEXED BY segments_object" if object_id is not None else "segments"
+
+
 def segments_within(
     conn: sqlite3.Connection,
     flow_id: str,
@@ -208,8 +216,8 @@ def segments_within(
         where += " AND object_id = ?"
         params.append(object_id)
     rows = conn.execute(
-        "SELECT seg_start, seg_end, object_id, timerange, doc, created_ns, tags FROM segments "
-        f"WHERE {where} ORDER BY seg_start LIMIT ?",
+        "SELECT seg_start, seg_end, object_id, timerange, doc, created_ns, tags FROM "
+        f"{_segments_of(object_id)} WHERE {where} ORDER BY seg_start LIMIT ?",
         [*params, limit],
     )
     return [segment_record(r, r["created_ns"]) for r in rows]
@@ -319,7 +327,8 @@ def list_segments(
         params.append(after)
     order = "DESC" if reverse else "ASC"
     scan = (
-        "SELECT seg_start, seg_end, object_id, timerange, doc, tags FROM segments "
+        "SELECT seg_start, seg_end, object_id, timerange, doc, tags "
+        f"FROM {_segments_of(object_id)} "
         f"WHERE {' AND '.join(where)} ORDER BY seg_start {order} LIMIT ?"
     )
     if not segment_tags.filters(tags):
