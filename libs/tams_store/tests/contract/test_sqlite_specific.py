@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from tams_store import open_store_from_env
+from tams_schema.timerange import TimeRange
+from tams_store import cursor, open_store_from_env
 from tams_store.port import ObjectRecord, SegmentRecord
-from tams_store.sqlite import SqliteStore, database, media
+from tams_store.sqlite import SqliteStore, catalog, database, media
 from tams_store.sqlite.migrations import MIGRATIONS
 from tams_store.sqlite.transactions import FORGET_OUTCOMES
 
@@ -320,3 +321,111 @@ async def test_one_objects_segments_cost_the_same_in_a_flow_of_any_length(
     large = await vm_steps_for_one_objects_segments(tmp_path, 20_000)
     for what in ("list", "delete"):
         assert large[what] <= small[what] + 2, (what, small, large)
+
+
+async def vm_steps_of_overlap_queries(tmp_path: Path, long_first: bool) -> int:
+    """SQLite VM steps (in thousands) of a segment page, an extent and an overlap check near
+    the end of a flow of 20,000 one-second segments, after a day-long first segment if
+    `long_first`."""
+    store = SqliteStore(tmp_path / f"overlap-{long_first}.db")
+    await store.open()
+    doc = flow()
+    day = 86_400
+    first = (
+        [SegmentRecord(-day * SECOND, 0, "long", f"[-{day}:0_0:0)", {}, 1)] if long_first else []
+    )
+    records = first + [
+        SegmentRecord(i * SECOND, (i + 1) * SECOND, f"o{i}", f"[{i}:0_{i + 1}:0)", {}, 1)
+        for i in range(20_000)
+    ]
+    objects = [
+        ObjectRecord(r.object_id, doc["id"], "s", "video/mp2t", True, doc["id"], {})
+        for r in records
+    ]
+
+    def fill(tx: Any) -> None:
+        tx.put_source(source(doc["source_id"]))
+        tx.put_flow(doc)
+        tx.add_segments(doc["id"], records, objects, "2026-11-26T00:00:00.000000Z")
+
+    await store.write(fill)
+    await store.close()
+    bounds = (19_000 * SECOND, 19_100 * SECOND)
+    with contextlib.closing(sqlite3.connect(tmp_path / f"overlap-{long_first}.db")) as conn:
+        conn.row_factory = sqlite3.Row
+        counted = [0]
+
+        def count() -> int:
+            counted[0] += 1
+            return 0
+
+        conn.set_progress_handler(count, 1000)
+        page = media.list_segments(
+            conn, doc["id"], bounds=bounds, object_id=None, reverse=False, page=None, limit=100
+        )
+        assert len(page.items) == 100
+        extent = catalog.flow_timerange(conn, doc["id"], TimeRange.from_half_open(*bounds))
+        assert str(extent) == "[19000:0_19100:0)"
+        assert media.overlapping(conn, doc["id"], *bounds) == [(bounds[0], bounds[0] + SECOND)]
+    return counted[0]
+
+
+async def test_a_long_segment_does_not_widen_the_flows_overlap_queries(tmp_path: Path) -> None:
+    """Segments of a flow never overlap, so only the last one starting before a range can
+    reach into it: a day-long segment at the start of a flow used to make every overlap
+    query (pages, extents, the overlap check of each registration) read a day of segments."""
+    plain = await vm_steps_of_overlap_queries(tmp_path, long_first=False)
+    with_long = await vm_steps_of_overlap_queries(tmp_path, long_first=True)
+    assert with_long <= plain + 2, (plain, with_long)
+
+
+async def test_a_page_deep_into_a_long_range_costs_what_the_first_does(tmp_path: Path) -> None:
+    """Walking a 20,000-segment range a page at a time: each page starts at its cursor, in
+    either direction, rather than scanning the range from its start (or end) again."""
+    store = SqliteStore(tmp_path / "deep.db")
+    await store.open()
+    doc = flow()
+    records = [
+        SegmentRecord(i * SECOND, (i + 1) * SECOND, f"o{i}", f"[{i}:0_{i + 1}:0)", {}, 1)
+        for i in range(20_000)
+    ]
+    objects = [
+        ObjectRecord(r.object_id, doc["id"], "s", "video/mp2t", True, doc["id"], {})
+        for r in records
+    ]
+
+    def fill(tx: Any) -> None:
+        tx.put_source(source(doc["source_id"]))
+        tx.put_flow(doc)
+        tx.add_segments(doc["id"], records, objects, "2026-11-26T00:00:00.000000Z")
+
+    await store.write(fill)
+    await store.close()
+    bounds = (0, 20_000 * SECOND)
+    with contextlib.closing(sqlite3.connect(tmp_path / "deep.db")) as conn:
+        conn.row_factory = sqlite3.Row
+        counted = [0]
+
+        def count() -> int:
+            counted[0] += 1
+            return 0
+
+        conn.set_progress_handler(count, 1000)
+
+        def steps(reverse: bool, at: int | None) -> int:
+            counted[0] = 0
+            page = None if at is None else cursor.encode([at * SECOND])
+            got = media.list_segments(
+                conn,
+                doc["id"],
+                bounds=bounds,
+                object_id=None,
+                reverse=reverse,
+                page=page,
+                limit=100,
+            )
+            assert len(got.items) == 100
+            return counted[0]
+
+        assert steps(False, 19_800) <= steps(False, None) + 2
+        assert steps(True, 200) <= steps(True, None) + 2

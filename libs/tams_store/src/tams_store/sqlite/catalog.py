@@ -24,6 +24,7 @@ from tams_store import cursor, documents
 from tams_store.documents import stored_doc as _stored_doc
 from tams_store.documents import tag_rows, to_ns
 from tams_store.port import Doc, FlowQuery, Page, SourceQuery, TagFilter
+from tams_store.sqlite.overlap import overlap_clause
 
 
 def _placeholders(values: Sequence[object]) -> str:
@@ -455,8 +456,7 @@ def list_flows(conn: sqlite3.Connection, query: FlowQuery) -> Page:
 
 def flow_timerange(conn: sqlite3.Connection, flow_id: str, within: TimeRange | None) -> TimeRange:
     """Covering range of the first and last segment (overlapping `within`, if given)."""
-    row = conn.execute("SELECT max_seg_dur FROM flows WHERE id = ?", (flow_id,)).fetchone()
-    if row is None:
+    if conn.execute("SELECT 1 FROM flows WHERE id = ?", (flow_id,)).fetchone() is None:
         return TimeRange.never()
     bounds = None if within is None else within.half_open()
     if within is not None and bounds is None:
@@ -464,11 +464,9 @@ def flow_timerange(conn: sqlite3.Connection, flow_id: str, within: TimeRange | N
     where = "flow_id = ?"
     params: list[Any] = [flow_id]
     if bounds is not None:
-        # Bounded overlap: a segment overlapping [q_start, q_end) starts no earlier than
-        # q_start - max_seg_dur, so the index range scan has both ends.
-        q_start, q_end = bounds
-        where += " AND seg_start < ? AND seg_start >= ? AND seg_end > ?"
-        params += [q_end, max(q_start - row["max_seg_dur"], -(2**63)), q_start]
+        clause, args = overlap_clause(flow_id, *bounds)
+        where += f" AND {clause}"
+        params += args
     first = conn.execute(
         f"SELECT timerange FROM segments WHERE {where} ORDER BY seg_start ASC LIMIT 1", params
     ).fetchone()

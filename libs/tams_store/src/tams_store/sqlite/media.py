@@ -1,10 +1,9 @@
 """Segments and objects in SQLite.
 
 Segments are clustered on (flow_id, seg_start) (a WITHOUT ROWID table), with half-open integer
-bounds [seg_start, seg_end). Overlap queries use the *bounded* predicate: a segment that
-overlaps [q_start, q_end) starts no earlier than q_start - max_seg_dur (the flow's longest
-segment), so the index range scan is bounded on both sides and a page costs the same at the
-start, middle or end of a flow of any length (VASTDB-NOTES §4.2: 0.12 ms vs 50 ms).
+bounds [seg_start, seg_end). Overlap queries scan an index range bounded on both sides
+(`overlap`), so a page costs the same at the start, middle or end of a flow of any length
+(VASTDB-NOTES §4.2: 0.12 ms vs 50 ms).
 """
 
 from __future__ import annotations
@@ -18,13 +17,7 @@ from tams_store import cursor, documents, segment_tags
 from tams_store.port import ObjectRecord, SegmentPage, SegmentRecord, TagFilter
 from tams_store.sqlite import counters
 from tams_store.sqlite.catalog import tag_clauses
-
-MIN_NS = -(2**63)
-
-
-def _bounded(max_seg_dur: int, q_start: int, q_end: int) -> tuple[str, list[Any]]:
-    low = max(q_start - max_seg_dur, MIN_NS)
-    return "seg_start < ? AND seg_start >= ? AND seg_end > ?", [q_end, low, q_start]
+from tams_store.sqlite.overlap import overlap_clause
 
 
 def max_seg_dur(conn: sqlite3.Connection, flow_id: str) -> int | None:
@@ -35,13 +28,11 @@ def max_seg_dur(conn: sqlite3.Connection, flow_id: str) -> int | None:
 def overlapping(
     conn: sqlite3.Connection, flow_id: str, start: int, end: int, limit: int = 1
 ) -> list[tuple[int, int]]:
-    # The bounded predicate, with the flow's longest segment read in the same statement (a
-    # scalar subquery, evaluated once; the primary key range stays bounded on both sides).
+    clause, args = overlap_clause(flow_id, start, end)
     rows = conn.execute(
-        "SELECT seg_start, seg_end FROM segments WHERE flow_id = ? AND seg_start < ? "
-        "AND seg_start >= max(? - coalesce((SELECT max_seg_dur FROM flows WHERE id = ?), 0), ?) "
-        "AND seg_end > ? ORDER BY seg_start LIMIT ?",
-        [flow_id, end, start, flow_id, MIN_NS, start, limit],
+        f"SELECT seg_start, seg_end FROM segments WHERE flow_id = ? AND {clause} "
+        "ORDER BY seg_start LIMIT ?",
+        [flow_id, *args, limit],
     )
     return [(r[0], r[1]) for r in rows]
 
@@ -314,17 +305,31 @@ def list_segments(
         return SegmentPage(items=[], limit=limit)
     where = ["flow_id = ?"]
     params: list[Any] = [flow_id]
+    after = None if page is None else cursor.decode(page, (int,))[0]
     if bounds is not None:
-        clause, args = _bounded(longest, *bounds)
+        # The cursor narrows the range itself, in one bound on each side: given two lower
+        # (or upper) bounds SQLite scans from one of them, and a page deep into a long range
+        # would scan from its start again.
+        q_start, q_end = bounds
+        if after is None:
+            clause, args = overlap_clause(flow_id, q_start, q_end)
+        elif reverse:
+            clause, args = overlap_clause(flow_id, q_start, min(q_end, after))
+        else:
+            # Past the cursor every segment starts after the range's start, or is the one
+            # segment reaching into it, which the first page began with.
+            clause, args = (
+                "seg_start > ? AND seg_start < ? AND seg_end > ?",
+                [after, q_end, q_start],
+            )
         where.append(clause)
         params += args
+    elif after is not None:
+        where.append("seg_start < ?" if reverse else "seg_start > ?")
+        params.append(after)
     if object_id is not None:
         where.append("object_id = ?")
         params.append(object_id)
-    if page is not None:
-        (after,) = cursor.decode(page, (int,))
-        where.append("seg_start < ?" if reverse else "seg_start > ?")
-        params.append(after)
     order = "DESC" if reverse else "ASC"
     scan = (
         "SELECT seg_start, seg_end, object_id, timerange, doc, tags "
