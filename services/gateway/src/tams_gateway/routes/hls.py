@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from tams_gateway.access import Access
@@ -26,6 +28,11 @@ from tams_store.port import ObjectRecord, SegmentRecord
 routes = web.RouteTableDef()
 
 Selection = tuple[list[SegmentRecord], dict[str, ObjectRecord]]
+
+# Playlists built at once: one at the cap takes a few hundred ms and a few MB, so a burst
+# of them waits here rather than filling the gateway's memory.
+PLAYLISTS_AT_ONCE = 2
+_building = asyncio.Semaphore(PLAYLISTS_AT_ONCE)
 
 
 @routes.get("/flows/{flow_id}/playlist.m3u8")
@@ -80,13 +87,20 @@ async def get_playlist(request: web.Request) -> web.Response:
             if page_key is None:
                 return records, objects
 
-    selection = await gw.store.read(read)
-    if selection is None:
-        raise flow_missing(flow_id)
-    records, objects = selection
-    urls = gw.playlist_urls
-    segments = [s for s in (playlist_segment(r, objects, urls, filters) for r in records) if s]
-    return web.Response(body=render_playlist(segments).encode(), content_type=MEDIA_TYPE)
+    def build(selection: Selection) -> bytes:
+        records, objects = selection
+        urls = gw.playlist_urls
+        segments = [s for s in (playlist_segment(r, objects, urls, filters) for r in records) if s]
+        return render_playlist(segments).encode()
+
+    async with _building:
+        selection = await gw.store.read(read)
+        if selection is None:
+            raise flow_missing(flow_id)
+        # Off the event loop: signing and writing 10,000 URLs held it for 400-500 ms, and
+        # every other request of the gateway with it (a scale audit).
+        body = await asyncio.to_thread(build, selection)
+    return web.Response(body=body, content_type=MEDIA_TYPE)
 
 
 def playlist_segment(
