@@ -6,9 +6,11 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tams_schema.envelopes import EventContext, TamsEvent
-from tams_webhooks.matching import Subscription
+from tams_webhooks.matching import Subscription, SubscriptionIndex
 
 FLOW, SOURCE, COLLECTOR, COLLECTOR_SOURCE, OTHER = (str(uuid.uuid4()) for _ in range(5))
 
@@ -127,3 +129,56 @@ def test_an_owner_gets_only_what_they_may_read_when_it_happened() -> None:
     # Without the read scope an owner could not GET what happened, so gets nothing.
     writer = Principal(name="w", scopes=("write",), groups=("news",))
     assert not Subscription.of({"events": events}, Reader.of(policy, writer)).wants(event([]))
+
+
+FILTER_CHOICES: list[dict[str, Any]] = [
+    {},
+    {"flow_ids": [FLOW]},
+    {"flow_ids": [OTHER]},
+    {"flow_ids": []},
+    {"source_ids": [SOURCE]},
+    {"source_ids": [OTHER, SOURCE]},
+    {"flow_ids": [FLOW], "source_ids": [OTHER]},
+    {"flow_collected_by_ids": [COLLECTOR]},
+    {"source_collected_by_ids": []},
+]
+EVENT_TYPES = ["flows/updated", "flows/segments_added", "sources/updated", "flows/created"]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(FILTER_CHOICES),
+            st.lists(st.sampled_from(EVENT_TYPES), min_size=1, max_size=3),
+        ),
+        max_size=12,
+    ),
+    st.lists(st.integers(min_value=0, max_value=11), max_size=4),
+)
+def test_the_index_finds_exactly_the_subscriptions_that_want_an_event(
+    registrations: list[tuple[dict[str, Any], list[str]]], removed: list[int]
+) -> None:
+    """Matched through the index, an event goes to the same webhooks as when every
+    subscription is asked, also after some are removed or replaced."""
+    index = SubscriptionIndex()
+    plain: dict[str, Subscription] = {}
+    for n, (filters, events) in enumerate(registrations):
+        subscription = Subscription.of({"events": events, **filters})
+        index[f"w{n}"] = subscription
+        plain[f"w{n}"] = subscription
+    for n in removed:
+        index.pop(f"w{n}", None)
+        plain.pop(f"w{n}", None)
+    if registrations:  # a replacement with other filters moves the webhook in the index
+        replacement = Subscription.of({"events": EVENT_TYPES, "source_ids": [SOURCE]})
+        index["w0"] = plain["w0"] = replacement
+    for event in (
+        flow_event(),
+        flow_event("segments_added", collected=False),
+        flow_event("created"),
+        source_event(),
+    ):
+        found = [i for i, s in index.candidates(event) if s.wants(event)]
+        assert found == sorted(i for i, s in plain.items() if s.wants(event))
+    assert set(index) == set(plain)
+    assert index.wanted_types() == frozenset(t for s in plain.values() for t in s.events)

@@ -80,7 +80,8 @@ async def main() -> None:
     async def apply_registrations(commands: Sequence[CommandEnvelope]) -> list[Outcome]:
         async with dispatcher.match_lock:
             outcomes = await applier(commands)
-            await dispatcher.refresh()
+            # Registration commands name their webhook; only those are read again.
+            await dispatcher.refresh({i for c in commands if (i := c.payload.get("webhook_id"))})
         return outcomes
 
     # Off the media path: these consumers poll less often (KafkaSettings explains).

@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -39,7 +39,7 @@ from tams_runtime.tracing import extract_trace_context, inject_trace_context, tr
 from tams_schema.envelopes import ErrorBody
 from tams_store import Store, WriteTx
 from tams_store.port import Delivery, WebhookRecord
-from tams_webhooks.matching import Reader, Subscription
+from tams_webhooks.matching import Reader, Subscription, SubscriptionIndex
 from tams_webhooks.payloads import EventBody, Payloads, options_key
 from tams_webhooks.sender import Attempt, Sender
 
@@ -352,7 +352,7 @@ class Dispatcher:
         self.settings = settings
         self.records: dict[str, WebhookRecord] = {}
         # The webhooks that get new events (enabled ones), for the router.
-        self.subscriptions: dict[str, Subscription] = {}
+        self.subscriptions = SubscriptionIndex()
         self.queues: dict[str, WebhookQueue] = {}
         self.workers: dict[str, Worker] = {}
         self.completions = CompletionLog(store)
@@ -386,55 +386,67 @@ class Dispatcher:
                 await task
         await self.completions.flush()
 
-    async def refresh(self) -> None:
-        """Re-read the registrations (after registration commands were applied)."""
-        self.apply(await self.store.read(lambda tx: tx.all_webhooks()))
+    async def refresh(self, webhook_ids: Collection[str]) -> None:
+        """Re-read these registrations (after registration commands changed them): only
+        those, so a registration costs the same with three webhooks or three thousand."""
+        ids = sorted(webhook_ids)
+        found = await self.store.read(lambda tx: {i: tx.get_webhook(i) for i in ids})
+        for webhook_id, record in found.items():
+            if record is None:
+                self._forget(webhook_id)
+            else:
+                self._apply_one(record)
+        self._count_statuses()
 
     def apply(self, records: list[WebhookRecord]) -> None:
-        """Make workers and subscriptions match these registrations."""
+        """Make workers and subscriptions match these registrations, all there are."""
         current = {r.id: r for r in records}
         for webhook_id in set(self.records) - set(current):
             self._forget(webhook_id)
         for record in records:
-            known = self.records.get(record.id)
-            if (
-                known is not None
-                and known.generation == record.generation
-                and PROGRESS[known.status] > PROGRESS[record.status]
-            ):
-                # Read before a worker's own status change was written: ours is newer.
-                record = known
-            self.records[record.id] = record
-            queue = self.queues.setdefault(record.id, WebhookQueue(record.id, 0))
-            worker = self.workers.get(record.id)
-            if record.status not in ENABLED:
-                self.subscriptions.pop(record.id, None)
-                if worker is not None:
-                    self._stop_worker(worker)
-                queue.hot.clear()
-                continue
-            self.subscriptions[record.id] = Subscription.of(
-                record.doc, Reader.of(self.policy, record.owner)
-            )
-            if worker is not None and worker.record.owner != record.owner:
-                # Replaced by another owner: the replacement emptied the stored queue, and
-                # what memory holds (or is being delivered) was matched for the old owner.
-                self._stop_worker(worker)
-                worker = None
-                queue.hot.clear()
-            elif (
-                worker is not None
-                and record.status == "created"
-                and (worker.generation != record.generation)
-            ):
-                # Re-enabled (or replaced before it started): begin afresh.
-                self._stop_worker(worker)
-                worker = None
-            if worker is None:
-                self.workers[record.id] = Worker(self, record, queue)
-            else:
-                worker.record = record
+            self._apply_one(record)
         self._count_statuses()
+
+    def _apply_one(self, record: WebhookRecord) -> None:
+        """Make the webhook's worker and subscription match its registration."""
+        known = self.records.get(record.id)
+        if (
+            known is not None
+            and known.generation == record.generation
+            and PROGRESS[known.status] > PROGRESS[record.status]
+        ):
+            # Read before a worker's own status change was written: ours is newer.
+            record = known
+        self.records[record.id] = record
+        queue = self.queues.setdefault(record.id, WebhookQueue(record.id, 0))
+        worker = self.workers.get(record.id)
+        if record.status not in ENABLED:
+            self.subscriptions.pop(record.id, None)
+            if worker is not None:
+                self._stop_worker(worker)
+            queue.hot.clear()
+            return
+        self.subscriptions[record.id] = Subscription.of(
+            record.doc, Reader.of(self.policy, record.owner)
+        )
+        if worker is not None and worker.record.owner != record.owner:
+            # Replaced by another owner: the replacement emptied the stored queue, and
+            # what memory holds (or is being delivered) was matched for the old owner.
+            self._stop_worker(worker)
+            worker = None
+            queue.hot.clear()
+        elif (
+            worker is not None
+            and record.status == "created"
+            and (worker.generation != record.generation)
+        ):
+            # Re-enabled (or replaced before it started): begin afresh.
+            self._stop_worker(worker)
+            worker = None
+        if worker is None:
+            self.workers[record.id] = Worker(self, record, queue)
+        else:
+            worker.record = record
 
     def _count_statuses(self) -> None:
         counts = dict.fromkeys(PROGRESS, 0)

@@ -22,7 +22,7 @@ without them) goes only to unrestricted owners.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,3 +140,69 @@ class Subscription:
         return self.source_collected_by_ids is None or _collected(
             context.source_collected_by, self.source_collected_by_ids
         )
+
+
+class SubscriptionIndex(MutableMapping[str, Subscription]):
+    """The enabled webhooks' subscriptions by id, indexed so that an event is matched only
+    against those that can want it: by event type, then by the flow (or source) ids a
+    subscription names. Matching every subscription against every event cost about 2 ms an
+    event with 3,000 webhooks, below the rate of segment registrations (a scale audit)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Subscription] = {}
+        # event type -> flow id / source id -> webhook ids; and those naming neither.
+        self._by_flow: dict[str, dict[str, set[str]]] = {}
+        self._by_source: dict[str, dict[str, set[str]]] = {}
+        self._unnamed: dict[str, set[str]] = {}
+
+    def candidates(self, event: TamsEvent) -> list[tuple[str, Subscription]]:
+        """The subscriptions that may want `event` (each still to be asked, `wants`)."""
+        ids = set(self._unnamed.get(event.event_type, ()))
+        context = context_of(event)
+        if context.flow_id is not None:
+            ids |= self._by_flow.get(event.event_type, {}).get(context.flow_id, set())
+        if context.source_id is not None:
+            ids |= self._by_source.get(event.event_type, {}).get(context.source_id, set())
+        return [(i, self._by_id[i]) for i in sorted(ids)]
+
+    def wanted_types(self) -> frozenset[str]:
+        return frozenset(t for s in self._by_id.values() for t in s.events)
+
+    def _places(self, subscription: Subscription) -> list[tuple[dict[str, set[str]], str]]:
+        places: list[tuple[dict[str, set[str]], str]] = []
+        for event_type in subscription.events:
+            # `flow_ids` filters flow and segment events only (`Subscription.wants`).
+            if event_type.startswith("flows/") and subscription.flow_ids is not None:
+                by_flow = self._by_flow.setdefault(event_type, {})
+                places += [(by_flow, flow_id) for flow_id in subscription.flow_ids]
+            elif subscription.source_ids is not None:
+                by_source = self._by_source.setdefault(event_type, {})
+                places += [(by_source, source_id) for source_id in subscription.source_ids]
+            else:
+                places.append((self._unnamed, event_type))
+        return places
+
+    def __setitem__(self, webhook_id: str, subscription: Subscription) -> None:
+        if webhook_id in self._by_id:
+            del self[webhook_id]
+        self._by_id[webhook_id] = subscription
+        for index, key in self._places(subscription):
+            index.setdefault(key, set()).add(webhook_id)
+
+    def __delitem__(self, webhook_id: str) -> None:
+        subscription = self._by_id.pop(webhook_id)
+        for index, key in self._places(subscription):
+            ids = index.get(key)
+            if ids is not None:
+                ids.discard(webhook_id)
+                if not ids:
+                    del index[key]
+
+    def __getitem__(self, webhook_id: str) -> Subscription:
+        return self._by_id[webhook_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)

@@ -41,10 +41,7 @@ class EventRouter:
     def wanted_types(self) -> frozenset[str]:
         """Event types some enabled webhook wants: the event consumer skips the others
         without parsing them (with no webhooks, every event: none would be delivered)."""
-        wanted: frozenset[str] = frozenset()
-        for subscription in self.dispatcher.subscriptions.values():
-            wanted |= subscription.events
-        return wanted
+        return self.dispatcher.subscriptions.wanted_types()
 
     async def __call__(self, events: Sequence[ReceivedEvent]) -> None:
         async with self.dispatcher.match_lock:
@@ -54,7 +51,8 @@ class EventRouter:
         d = self.dispatcher
         plan: Plan = []
         for received in events:
-            wanted = [i for i, sub in d.subscriptions.items() if sub.wants(received.event)]
+            candidates = d.subscriptions.candidates(received.event)
+            wanted = [i for i, sub in candidates if sub.wants(received.event)]
             if wanted:
                 plan.append((received, wanted))
         if not plan:
