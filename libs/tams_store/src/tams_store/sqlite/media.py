@@ -369,6 +369,35 @@ def list_segments(
     return SegmentPage(items=items, limit=limit, next_key=next_key)
 
 
+def _flows_using(
+    conn: sqlite3.Connection, object_id: str, flow_tags: TagFilter, after: str | None, count: int
+) -> list[str]:
+    """Up to `count` flows (id order, after `after`) with a segment of the media object, live
+    and passing `flow_tags`: one seek in the object index per flow (a loose index scan),
+    however many segments use the object. Distinct flows by a query over its segments cost
+    one step per segment: 300-600 ms for an object 200,000 segments reuse."""
+    clauses, args = tag_clauses(flow_tags, "f", "flow_id", "flow_tags")
+    # Soft-deleted flows keep their segments but are no flow of any TAMS answer.
+    keep = "NOT EXISTS (SELECT 1 FROM deleted_flows WHERE id = ?)"
+    if clauses:
+        keep += f" AND EXISTS (SELECT 1 FROM flows f WHERE f.id = ? AND {' AND '.join(clauses)})"
+    found: list[str] = []
+    flow_id = after or ""
+    while len(found) < count:
+        row = conn.execute(
+            "SELECT min(flow_id) FROM segments INDEXED BY segments_object "
+            "WHERE object_id = ? AND flow_id > ?",
+            (object_id, flow_id),
+        ).fetchone()
+        if row[0] is None:
+            break
+        flow_id = row[0]
+        wanted = [flow_id, flow_id, *args] if clauses else [flow_id]
+        if conn.execute(f"SELECT {keep}", wanted).fetchone()[0]:
+            found.append(flow_id)
+    return found
+
+
 def object_flows(
     conn: sqlite3.Connection,
     object_id: str,
@@ -376,6 +405,16 @@ def object_flows(
     page: str | None,
     limit: int,
 ) -> tuple[list[str], str | None]:
+    after = None if page is None else cursor.decode(page, (str,))[0]
+    named_as_init = conn.execute(
+        "SELECT 1 FROM objects WHERE init_object_id = ? LIMIT 1", (object_id,)
+    ).fetchone()
+    if named_as_init is None:
+        ids = _flows_using(conn, object_id, flow_tags, after, limit + 1)
+        if len(ids) > limit:
+            ids = ids[:limit]
+            return ids, cursor.encode([ids[-1]])
+        return ids, None
     # An init object is used through the media objects that name it (schemas/object.json).
     where = [
         "(s.object_id = ? OR s.object_id IN (SELECT id FROM objects WHERE init_object_id = ?))"
@@ -391,8 +430,7 @@ def object_flows(
             + ")"
         )
         params += args
-    if page is not None:
-        (after,) = cursor.decode(page, (str,))
+    if after is not None:
         where.append("s.flow_id > ?")
         params.append(after)
     rows = conn.execute(
