@@ -184,6 +184,11 @@ async def test_a_write_is_one_trace_across_kafka(
             assert line is not None
             assert line["trace_id"] == CLIENT_TRACE and line["span_id"] == consumer.span_id
             assert line["correlation_id"] == "client-request-42"
+
+            # The readiness probes (`wait_ready` asked them while the services started, long
+            # enough ago for their spans to be exported) ask S3: measured, never traced.
+            assert receiver.spans
+            assert not [s for s in receiver.spans if s.name == "S3 HeadBucket"]
     finally:
         await receiver.stop()
 

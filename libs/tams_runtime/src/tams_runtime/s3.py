@@ -165,6 +165,11 @@ _SPAN = "tams_span"
 _IN_FLIGHT: ContextVar[tuple[str, dict[str, Any]] | None] = ContextVar("s3_in_flight", default=None)
 
 
+# Set while `/ready` asks S3: measured, but not traced (a trace per probe every few seconds
+# buried the traces of requests).
+_PROBING: ContextVar[bool] = ContextVar("s3_probing", default=False)
+
+
 def _finish(model_name: str, context: dict[str, Any], outcome: str, status: int | None) -> None:
     """The request's latency sample and the end of its span, once (the context keeps them)."""
     from opentelemetry.trace import Status, StatusCode
@@ -198,11 +203,16 @@ def observe_requests(client: Any) -> None:
 
     def before(model: Any, context: dict[str, Any], **_: Any) -> None:
         context[_STARTED] = time.perf_counter()
-        context[_SPAN] = tracer().start_span(
-            f"S3 {model.name}",
-            kind=SpanKind.CLIENT,
-            attributes={"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": model.name},
-        )
+        if not _PROBING.get():
+            context[_SPAN] = tracer().start_span(
+                f"S3 {model.name}",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "rpc.system": "aws-api",
+                    "rpc.service": "S3",
+                    "rpc.method": model.name,
+                },
+            )
         _IN_FLIGHT.set((model.name, context))
 
     finish = _finish
@@ -246,6 +256,7 @@ class S3Client:
         self._context = self._client = None
 
     async def healthy(self) -> bool:
+        probing = _PROBING.set(True)
         try:
             await self.client.head_bucket(Bucket=self.settings.bucket)
         except asyncio.CancelledError:
@@ -253,4 +264,6 @@ class S3Client:
             raise
         except Exception:
             return False
+        finally:
+            _PROBING.reset(probing)
         return True
