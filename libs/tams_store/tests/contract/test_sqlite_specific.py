@@ -260,56 +260,79 @@ async def test_the_wal_starts_over_under_a_steady_stream_of_writes(
     assert max(sizes) > 1024 * 1024
 
 
-async def vm_steps_for_one_objects_segments(tmp_path: Path, segments: int) -> dict[str, int]:
-    """SQLite VM steps (in thousands) to list, and to select for deletion, the three segments
-    of one object in a flow of `segments` segments."""
-    store = SqliteStore(tmp_path / f"steps-{segments}.db")
+def second(i: int, object_id: str, length: int = 1) -> SegmentRecord:
+    """A segment of `length` seconds from second `i`, using `object_id`."""
+    return SegmentRecord(
+        i * SECOND, (i + length) * SECOND, object_id, f"[{i}:0_{i + length}:0)", {}, 1
+    )
+
+
+async def stored_flows(path: Path, *segments: list[SegmentRecord]) -> list[str]:
+    """A store at `path` holding one flow for each list of segments (their objects registered
+    by the first flow using them); the flows' ids."""
+    store = SqliteStore(path)
     await store.open()
-    doc = flow()
-    shared = {1, segments // 2, segments - 2}
-    records = [
-        SegmentRecord(
-            i * SECOND,
-            (i + 1) * SECOND,
-            "shared" if i in shared else f"o{i}",
-            f"[{i}:0_{i + 1}:0)",
-            {},
-            1,
-        )
-        for i in range(segments)
-    ]
-    objects = [
-        ObjectRecord(o, doc["id"], "store-a", "video/mp2t", True, doc["id"], {"timerange": "_"})
-        for o in {r.object_id for r in records}
-    ]
+    docs = [flow() for _ in segments]
 
     def fill(tx: Any) -> None:
-        tx.put_source(source(doc["source_id"]))
-        tx.put_flow(doc)
-        tx.add_segments(doc["id"], records, objects, "2026-11-26T00:00:00.000000Z")
+        registered: set[str] = set()
+        for doc, records in zip(docs, segments, strict=True):
+            tx.put_source(source(doc["source_id"]))
+            tx.put_flow(doc)
+            new = sorted({r.object_id for r in records} - registered)
+            registered.update(new)
+            objects = [
+                ObjectRecord(o, doc["id"], "s", "video/mp2t", True, doc["id"], {}) for o in new
+            ]
+            tx.add_segments(doc["id"], records, objects, "2026-11-26T00:00:00.000000Z")
 
     await store.write(fill)
     await store.close()
-    steps = {}
-    with contextlib.closing(sqlite3.connect(tmp_path / f"steps-{segments}.db")) as conn:
-        conn.row_factory = sqlite3.Row
-        counted = [0]
+    return [doc["id"] for doc in docs]
 
-        def count() -> int:
-            counted[0] += 1
-            return 0
 
-        conn.set_progress_handler(count, 1000)
-        everything = (-(2**63), 2**63 - 1)
+class VmSteps:
+    """A connection to a store file that counts the SQLite VM steps (in thousands) its
+    queries take: a cost that does not change with the machine's speed."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path)
+        self.conn.row_factory = sqlite3.Row
+        self.thousands = 0
+        self.conn.set_progress_handler(self._count, 1000)
+
+    def _count(self) -> int:
+        self.thousands += 1
+        return 0
+
+    def taken(self) -> int:
+        """Steps since the last call."""
+        taken, self.thousands = self.thousands, 0
+        return taken
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+async def vm_steps_for_one_objects_segments(tmp_path: Path, segments: int) -> dict[str, int]:
+    """Steps to list, and to select for deletion, the three segments of one object in a flow
+    of `segments` segments."""
+    shared = {1, segments // 2, segments - 2}
+    records = [second(i, "shared" if i in shared else f"o{i}") for i in range(segments)]
+    (flow_id,) = await stored_flows(tmp_path / f"steps-{segments}.db", records)
+    steps = VmSteps(tmp_path / f"steps-{segments}.db")
+    try:
         listed = media.list_segments(
-            conn, doc["id"], bounds=None, object_id="shared", reverse=False, page=None, limit=10
+            steps.conn, flow_id, bounds=None, object_id="shared", reverse=False, page=None, limit=10
         )
         assert len(listed.items) == 3
-        steps["list"], counted[0] = counted[0], 0
-        within = media.segments_within(conn, doc["id"], everything, "shared", 10)
+        taken = {"list": steps.taken()}
+        within = media.segments_within(steps.conn, flow_id, (-(2**63), 2**63 - 1), "shared", 10)
         assert len(within) == 3
-        steps["delete"] = counted[0]
-    return steps
+        taken["delete"] = steps.taken()
+    finally:
+        steps.close()
+    return taken
 
 
 async def test_one_objects_segments_cost_the_same_in_a_flow_of_any_length(
@@ -324,50 +347,26 @@ async def test_one_objects_segments_cost_the_same_in_a_flow_of_any_length(
 
 
 async def vm_steps_of_overlap_queries(tmp_path: Path, long_first: bool) -> int:
-    """SQLite VM steps (in thousands) of a segment page, an extent and an overlap check near
-    the end of a flow of 20,000 one-second segments, after a day-long first segment if
-    `long_first`."""
-    store = SqliteStore(tmp_path / f"overlap-{long_first}.db")
-    await store.open()
-    doc = flow()
+    """Steps of a segment page, an extent and an overlap check near the end of a flow of
+    20,000 one-second segments, after a day-long first segment if `long_first`."""
     day = 86_400
-    first = (
-        [SegmentRecord(-day * SECOND, 0, "long", f"[-{day}:0_0:0)", {}, 1)] if long_first else []
-    )
-    records = first + [
-        SegmentRecord(i * SECOND, (i + 1) * SECOND, f"o{i}", f"[{i}:0_{i + 1}:0)", {}, 1)
-        for i in range(20_000)
-    ]
-    objects = [
-        ObjectRecord(r.object_id, doc["id"], "s", "video/mp2t", True, doc["id"], {})
-        for r in records
-    ]
-
-    def fill(tx: Any) -> None:
-        tx.put_source(source(doc["source_id"]))
-        tx.put_flow(doc)
-        tx.add_segments(doc["id"], records, objects, "2026-11-26T00:00:00.000000Z")
-
-    await store.write(fill)
-    await store.close()
+    first = [second(-day, "long", length=day)] if long_first else []
+    records = first + [second(i, f"o{i}") for i in range(20_000)]
+    path = tmp_path / f"overlap-{long_first}.db"
+    (flow_id,) = await stored_flows(path, records)
     bounds = (19_000 * SECOND, 19_100 * SECOND)
-    with contextlib.closing(sqlite3.connect(tmp_path / f"overlap-{long_first}.db")) as conn:
-        conn.row_factory = sqlite3.Row
-        counted = [0]
-
-        def count() -> int:
-            counted[0] += 1
-            return 0
-
-        conn.set_progress_handler(count, 1000)
+    steps = VmSteps(path)
+    try:
         page = media.list_segments(
-            conn, doc["id"], bounds=bounds, object_id=None, reverse=False, page=None, limit=100
+            steps.conn, flow_id, bounds=bounds, object_id=None, reverse=False, page=None, limit=100
         )
         assert len(page.items) == 100
-        extent = catalog.flow_timerange(conn, doc["id"], TimeRange.from_half_open(*bounds))
+        extent = catalog.flow_timerange(steps.conn, flow_id, TimeRange.from_half_open(*bounds))
         assert str(extent) == "[19000:0_19100:0)"
-        assert media.overlapping(conn, doc["id"], *bounds) == [(bounds[0], bounds[0] + SECOND)]
-    return counted[0]
+        assert media.overlapping(steps.conn, flow_id, *bounds) == [(bounds[0], bounds[0] + SECOND)]
+        return steps.taken()
+    finally:
+        steps.close()
 
 
 async def test_a_long_segment_does_not_widen_the_flows_overlap_queries(tmp_path: Path) -> None:
@@ -382,89 +381,46 @@ async def test_a_long_segment_does_not_widen_the_flows_overlap_queries(tmp_path:
 async def test_a_page_deep_into_a_long_range_costs_what_the_first_does(tmp_path: Path) -> None:
     """Walking a 20,000-segment range a page at a time: each page starts at its cursor, in
     either direction, rather than scanning the range from its start (or end) again."""
-    store = SqliteStore(tmp_path / "deep.db")
-    await store.open()
-    doc = flow()
-    records = [
-        SegmentRecord(i * SECOND, (i + 1) * SECOND, f"o{i}", f"[{i}:0_{i + 1}:0)", {}, 1)
-        for i in range(20_000)
-    ]
-    objects = [
-        ObjectRecord(r.object_id, doc["id"], "s", "video/mp2t", True, doc["id"], {})
-        for r in records
-    ]
+    (flow_id,) = await stored_flows(
+        tmp_path / "deep.db", [second(i, f"o{i}") for i in range(20_000)]
+    )
+    steps = VmSteps(tmp_path / "deep.db")
 
-    def fill(tx: Any) -> None:
-        tx.put_source(source(doc["source_id"]))
-        tx.put_flow(doc)
-        tx.add_segments(doc["id"], records, objects, "2026-11-26T00:00:00.000000Z")
+    def page_steps(reverse: bool, at: int | None) -> int:
+        page = None if at is None else cursor.encode([at * SECOND])
+        got = media.list_segments(
+            steps.conn,
+            flow_id,
+            bounds=(0, 20_000 * SECOND),
+            object_id=None,
+            reverse=reverse,
+            page=page,
+            limit=100,
+        )
+        assert len(got.items) == 100
+        return steps.taken()
 
-    await store.write(fill)
-    await store.close()
-    bounds = (0, 20_000 * SECOND)
-    with contextlib.closing(sqlite3.connect(tmp_path / "deep.db")) as conn:
-        conn.row_factory = sqlite3.Row
-        counted = [0]
-
-        def count() -> int:
-            counted[0] += 1
-            return 0
-
-        conn.set_progress_handler(count, 1000)
-
-        def steps(reverse: bool, at: int | None) -> int:
-            counted[0] = 0
-            page = None if at is None else cursor.encode([at * SECOND])
-            got = media.list_segments(
-                conn,
-                doc["id"],
-                bounds=bounds,
-                object_id=None,
-                reverse=reverse,
-                page=page,
-                limit=100,
-            )
-            assert len(got.items) == 100
-            return counted[0]
-
-        assert steps(False, 19_800) <= steps(False, None) + 2
-        assert steps(True, 200) <= steps(True, None) + 2
+    try:
+        assert page_steps(False, 19_800) <= page_steps(False, None) + 2
+        assert page_steps(True, 200) <= page_steps(True, None) + 2
+    finally:
+        steps.close()
 
 
 async def test_the_flows_using_an_object_cost_one_step_per_flow(tmp_path: Path) -> None:
-    """`GET /objects/{id}`'s flows: a slate reused by every segment of a flow costs what an
-    object used once does (it cost one step per segment: 300-600 ms at 200,000)."""
+    """`GET /objects/{id}`'s flows: a slate reused by every segment of two flows costs what
+    an object used once does (it cost one step per segment: 300-600 ms at 200,000)."""
 
-    async def steps(segments: int) -> int:
-        store = SqliteStore(tmp_path / f"slate-{segments}.db")
-        await store.open()
-        flows = [flow(), flow()]
-        slate = ObjectRecord("slate", None, "s", "video/mp2t", True, flows[0]["id"], {})
+    async def slate_steps(segments: int) -> int:
+        path = tmp_path / f"slate-{segments}.db"
+        slate = [second(i, "slate") for i in range(segments)]
+        flows = await stored_flows(path, slate, slate)
+        steps = VmSteps(path)
+        try:
+            ids, next_key = media.object_flows(steps.conn, "slate", TagFilter(), None, 10)
+            assert ids == sorted(flows) and next_key is None
+            return steps.taken()
+        finally:
+            steps.close()
 
-        def fill(tx: Any) -> None:
-            for n, doc in enumerate(flows):
-                tx.put_source(source(doc["source_id"]))
-                tx.put_flow(doc)
-                records = [
-                    SegmentRecord(
-                        i * SECOND, (i + 1) * SECOND, "slate", f"[{i}:0_{i + 1}:0)", {}, 1
-                    )
-                    for i in range(segments)
-                ]
-                tx.add_segments(doc["id"], records, [] if n else [slate], "2026-11-26T00:00:00Z")
-
-        await store.write(fill)
-        await store.close()
-        with contextlib.closing(sqlite3.connect(tmp_path / f"slate-{segments}.db")) as conn:
-            counted = [0]
-
-            def count() -> int:
-                counted[0] += 1
-                return 0
-
-            conn.set_progress_handler(count, 1000)
-            ids, next_key = media.object_flows(conn, "slate", TagFilter(), None, 10)
-            assert sorted(ids) == ids == sorted(f["id"] for f in flows) and next_key is None
-            return counted[0]
-
-    assert await steps(20_000) <= await steps(10) + 2
+    assert await slate_steps(20_000) <= await slate_steps(10) + 2
