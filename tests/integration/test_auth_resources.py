@@ -222,6 +222,32 @@ async def test_objects_show_only_readable_flows_and_backends(
         assert (ARCHIVE in urls) == sees_archive, who
 
 
+async def test_an_owner_writes_a_deleted_segment_again_within_the_release_grace(
+    http: aiohttp.ClientSession, client: aiohttp.ClientSession
+) -> None:
+    """The spec's way to correct a segment (delete it, write it again) under a fine-grained
+    policy: used by no flow meanwhile, the object is its owner's through the flow it came
+    from, and nobody else's."""
+    flow = await classed_flow(http, ["news"])
+    (object_id,) = await allocate_and_upload(http, flow["id"], [b"to correct"])
+    news, sport = As(client, "news"), As(client, "sport")
+    segment = {"object_id": object_id, "timerange": "[0:0_2:0)", "key_frame_count": 1}
+    path = f"/flows/{flow['id']}/segments"
+    assert (await news.send("POST", path, segment))[0] == 201
+    assert (await news.send("DELETE", f"{path}?timerange=[0:0_2:0)"))[0] == 204
+
+    status, found = await news.send("GET", f"/objects/{object_id}")
+    assert status == 200 and found["referenced_by_flows"] == []
+    assert (await sport.send("GET", f"/objects/{object_id}"))[0] == 404
+    sport_flow = await classed_flow(http, ["sport"])
+    reuse = {**segment, "key_frame_count": 9}
+    status, _ = await sport.send("POST", f"/flows/{sport_flow['id']}/segments", reuse)
+    assert status == 403
+    status, answer = await news.send("POST", path, {**segment, "key_frame_count": 2})
+    assert status == 201, answer
+    assert (await get_json(http, f"/objects/{object_id}"))["key_frame_count"] == 2
+
+
 # --- no escalation --------------------------------------------------------------------------
 
 

@@ -117,9 +117,8 @@ async def authorise_objects(request: web.Request, segments: list[dict[str, Any]]
     )
 
     def hidden(tx: ReadTx) -> list[str]:
-        registered = [i for i, o in tx.get_objects(ids).items() if o.registered]
-        only_readable = TagFilter(access=readable)
-        return [i for i in registered if not tx.object_flows(i, only_readable, None, 1)[0]]
+        registered = [o for o in tx.get_objects(ids).values() if o.registered]
+        return [o.object_id for o in registered if not _may_use(tx, access, o, "read")]
 
     refused = await gw.store.read(hidden)
     if refused:
@@ -127,6 +126,23 @@ async def authorise_objects(request: web.Request, segments: list[dict[str, Any]]
             f"object {refused[0]} is registered already and you may not read it, so you may "
             "not reuse it"
         )
+
+
+def _may_use(tx: ReadTx, access: Access, obj: ObjectRecord, need: Permission) -> bool:
+    """`need` on a registered object, which the caller has through a flow that uses it. An
+    object no flow uses (its last segment was deleted, and it waits out the release grace)
+    is the caller's if the flow it was first used in (or allocated for) is: so its owner can
+    write the segment again, as the spec's way to modify a segment needs."""
+    only = access.policy.listing_filter(access.principal, need)
+    if only is None or tx.object_flows(obj.object_id, TagFilter(access=only), None, 1)[0]:
+        return True
+    if tx.object_flows(obj.object_id, TagFilter(), None, 1)[0]:
+        return False  # used, but only by flows the caller may not see
+    for flow_id in (obj.first_referenced_by_flow, obj.allocated_flow_id):
+        flow = tx.get_flow(flow_id) if flow_id else None
+        if flow is not None and access.may(flow.get("tags"), need):
+            return True
+    return False
 
 
 INSTANCES_SUFFIX = "/instances"
@@ -142,17 +158,11 @@ async def authorise_object(request: web.Request, object_id: str, need: Permissio
     access = Access.of(request)
     if not access.restricted:
         return
-    filters = {p: access.policy.listing_filter(access.principal, p) for p in PERMISSIONS}
-
     def held(tx: ReadTx) -> set[Permission] | None:
         obj = tx.get_objects([object_id]).get(object_id)
         if obj is None or not obj.registered:
             return None
-        return {
-            p
-            for p, only in filters.items()
-            if tx.object_flows(object_id, TagFilter(access=only), None, 1)[0]
-        }
+        return {p for p in PERMISSIONS if _may_use(tx, access, obj, p)}
 
     permissions = await gw.store.read(held)
     if permissions is None or need in permissions:
@@ -356,9 +366,10 @@ async def get_object(request: web.Request) -> web.Response:
                 # Named only to those who may read that flow (its existence is not disclosed).
                 obj = replace(obj, first_referenced_by_flow=None)
         if readable is not None:
-            # AppNote 0016: 404 unless some flow using it is readable; then only those are
-            # listed (none, if the caller's own flow_tag filters exclude them all).
-            if not tx.object_flows(object_id, TagFilter(access=readable), None, 1)[0]:
+            # AppNote 0016: 404 unless some flow using it is readable (or, used by none, the
+            # flow it came from: `_may_use`); then only those are listed (none, if the
+            # caller's own flow_tag filters exclude them all).
+            if not _may_use(tx, access, obj, "read"):
                 return None, [], None, None
             flow_tags_readable = TagFilter(flow_tags.values, flow_tags.exists, readable)
             flows, next_key = tx.object_flows(object_id, flow_tags_readable, page_key, limit)
