@@ -174,6 +174,9 @@ def _finish(model_name: str, context: dict[str, Any], outcome: str, status: int 
     """The request's latency sample and the end of its span, once (the context keeps them)."""
     from opentelemetry.trace import Status, StatusCode
 
+    in_flight = _IN_FLIGHT.get()
+    if in_flight is not None and in_flight[1] is context:
+        _IN_FLIGHT.set(None)
     started = context.pop(_STARTED, None)
     if started is not None:
         S3_SECONDS.labels(model_name, outcome).observe(time.perf_counter() - started)
@@ -191,7 +194,6 @@ def abandon_request() -> None:
     `unreachable`, as botocore would have once its own timeouts and retries ran out."""
     in_flight = _IN_FLIGHT.get()
     if in_flight is not None:
-        _IN_FLIGHT.set(None)
         _finish(*in_flight, "unreachable", None)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from tams_schema.envelopes import Outcome, TamsEvent
 from tams_schema.timerange import TimeRange
-from tams_store import AccessFilter, Store, TagFilter
+from tams_store import AccessFilter, Store, TagFilter, cursor
 from tams_store.port import InvalidPageKey, ObjectAllocation, ObjectRecord, SegmentRecord
 
 from .docs import flow, new_id, source
@@ -148,8 +148,8 @@ async def test_segment_listing_edges(store: Store) -> None:
         first.object_id,
         first.timerange,
     )
-    # Not base64 JSON; ["x"], [true], [1.5] (not a time).
-    for key in ("garbage!", "WyJ4Il0", "W3RydWVd", "WzEuNV0"):
+    # Not base64 JSON; ["x"], [true], [1.5] (not a time); [2**70] (not 64 bits).
+    for key in ("garbage!", "WyJ4Il0", "W3RydWVd", "WzEuNV0", cursor.encode([2**70])):
         with pytest.raises(InvalidPageKey):
             await store.read(
                 lambda tx, k=key: tx.list_segments(

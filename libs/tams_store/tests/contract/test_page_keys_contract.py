@@ -22,6 +22,8 @@ from .docs import new_id
 WRONG_KEYS = [
     encode([value] * length) for value in (True, 1.5, None, {"a": 1}, [1]) for length in (1, 2, 3)
 ] + [encode(["2020", 5]), encode(["2020", 5, "x"])]
+# Right types, but integers no store can bind (signed 64 bits).
+OUT_OF_RANGE_KEYS = [encode([2**70]), encode([2**70, "x"]), encode([-(2**64), "x", "y"])]
 
 Listing = Callable[[Any, str], object]
 
@@ -50,6 +52,6 @@ LISTINGS: dict[str, Listing] = {
 @pytest.mark.parametrize("listing", LISTINGS)
 async def test_a_page_key_of_the_wrong_types_is_invalid(store: Store, listing: str) -> None:
     read = LISTINGS[listing]
-    for key in WRONG_KEYS:
+    for key in WRONG_KEYS + OUT_OF_RANGE_KEYS:
         with pytest.raises(InvalidPageKey):
             await store.read(lambda tx, k=key: read(tx, k))

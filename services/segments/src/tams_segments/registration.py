@@ -96,6 +96,9 @@ class ObjectChecker:
             except TimeoutError as exc:
                 abandon_request()
                 raise ObjectStoreUnavailable(f"no answer within {HEAD_TIMEOUT_S:g} s") from exc
+            except asyncio.CancelledError:
+                abandon_request()  # the batch's deadline for all its HEADs passed
+                raise
             except (BotoCoreError, OSError) as exc:
                 raise ObjectStoreUnavailable(type(exc).__name__) from exc
             return int(head["ContentLength"])

@@ -158,6 +158,7 @@ async def authorise_object(request: web.Request, object_id: str, need: Permissio
     access = Access.of(request)
     if not access.restricted:
         return
+
     def held(tx: ReadTx) -> set[Permission] | None:
         obj = tx.get_objects([object_id]).get(object_id)
         if obj is None or not obj.registered:
