@@ -25,6 +25,16 @@ def test_tokens_signatures_and_passwords_are_scrubbed() -> None:
     assert "x=1" in line and "cdn.example.com/a.ts" in line
 
 
+def test_quoted_secrets_are_scrubbed_as_a_dict_or_json_prints_them() -> None:
+    line = scrub(
+        """{'password': 'hunter2', "api_key_value": "k3y", 'label': 'x'} token='t0k'"""
+        """ access_token = "a1" password:'p4ss'"""
+    )
+    for secret in ("hunter2", "k3y", "t0k", "a1", "p4ss"):
+        assert secret not in line, (secret, line)
+    assert "'label': 'x'" in line and "'password': '[redacted]'" in line
+
+
 def test_the_formatter_scrubs_messages_extras_and_tracebacks() -> None:
     formatter = JsonFormatter("test")
     record = logging.LogRecord("x", logging.ERROR, "f", 1, "msg %s", ("Bearer abcdefghijk",), None)

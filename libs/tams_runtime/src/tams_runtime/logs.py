@@ -43,6 +43,12 @@ _SECRET_PARAMS = re.compile(
     r"(?i)\b(access_token|api_key_value|password|secret_key|access_key|token"
     r"|x-amz-signature|x-amz-credential|x-amz-security-token)=[^&\s\"'\\]+"
 )
+# The same names with a quoted value, as a dict or JSON prints them: `'password': 'x'`,
+# `"api_key_value": "x"`, `token='x'`.
+_SECRET_QUOTED = re.compile(
+    r"""(?i)(["']?)\b(access_token|api_key_value|password|secret_key|access_key|token)\1"""
+    r"""(\s*[:=]\s*)(["'])[^"']*\4"""
+)
 _AUTHORIZATION = re.compile(r"(?i)\b(basic|bearer) [A-Za-z0-9._~+/=-]{8,}")
 # SigV4 `Authorization` header parts (what an S3 client logs at DEBUG).
 _SIGV4 = re.compile(r"(?i)\b(signature|credential)=[^,\s\"'\\]+")
@@ -53,6 +59,12 @@ def scrub(text: str) -> str:
     """`text` with token-like query parameters, Authorization credentials and URL passwords
     replaced by `[redacted]`."""
     text = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    text = _SECRET_QUOTED.sub(
+        lambda m: (
+            f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{m.group(4)}{REDACTED}{m.group(4)}"
+        ),
+        text,
+    )
     text = _AUTHORIZATION.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _SIGV4.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
     return _USERINFO.sub(f"://{REDACTED}@", text)
