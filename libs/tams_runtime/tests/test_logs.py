@@ -28,9 +28,10 @@ def test_tokens_signatures_and_passwords_are_scrubbed() -> None:
 def test_quoted_secrets_are_scrubbed_as_a_dict_or_json_prints_them() -> None:
     line = scrub(
         """{'password': 'hunter2', "api_key_value": "k3y", 'label': 'x'} token='t0k'"""
-        """ access_token = "a1" password:'p4ss'"""
+        """ access_token = "a1" password:'p4ss' """
+        '"password": "it\'s-a-s3cret"'
     )
-    for secret in ("hunter2", "k3y", "t0k", "a1", "p4ss"):
+    for secret in ("hunter2", "k3y", "t0k", "a1", "p4ss", "s3cret"):
         assert secret not in line, (secret, line)
     assert "'label': 'x'" in line and "'password': '[redacted]'" in line
 

@@ -47,7 +47,7 @@ _SECRET_PARAMS = re.compile(
 # `"api_key_value": "x"`, `token='x'`.
 _SECRET_QUOTED = re.compile(
     r"""(?i)(["']?)\b(access_token|api_key_value|password|secret_key|access_key|token)\1"""
-    r"""(\s*[:=]\s*)(["'])[^"']*\4"""
+    r"""(\s*[:=]\s*)(["'])(?:(?!\4).)*\4"""
 )
 _AUTHORIZATION = re.compile(r"(?i)\b(basic|bearer) [A-Za-z0-9._~+/=-]{8,}")
 # SigV4 `Authorization` header parts (what an S3 client logs at DEBUG).
