@@ -247,6 +247,30 @@ async def test_an_owner_writes_a_deleted_segment_again_within_the_release_grace(
     assert status == 201, answer
     assert (await get_json(http, f"/objects/{object_id}"))["key_frame_count"] == 2
 
+    # The flow it came from gone (ingest retention), then the segment using it modified:
+    # it is the owner's by the classes of the flow it left.
+    edit = await classed_flow(http, ["news"])
+    reused = {"object_id": object_id, "timerange": "[10:0_12:0)", "ts_offset": "10:0"}
+    assert (await news.send("POST", f"/flows/{edit['id']}/segments", reused))[0] == 201
+    assert (await news.send("DELETE", f"/flows/{flow['id']}"))[0] == 204
+    edit_path = f"/flows/{edit['id']}/segments"
+    assert (await news.send("DELETE", f"{edit_path}?timerange=[10:0_12:0)"))[0] == 204
+    assert (await sport.send("GET", f"/objects/{object_id}"))[0] == 404
+    status, answer = await news.send("POST", edit_path, {**reused, "key_frame_count": 3})
+    assert status == 201, answer
+    # And an object whose whole flow was deleted, written into another flow of the owner.
+    gone = await classed_flow(http, ["news"])
+    (moved,) = await allocate_and_upload(http, gone["id"], [b"moved"])
+    first = {"object_id": moved, "timerange": "[0:0_1:0)"}
+    assert (await news.send("POST", f"/flows/{gone['id']}/segments", first))[0] == 201
+    assert (await news.send("DELETE", f"/flows/{gone['id']}"))[0] == 204
+    status, answer = await news.send(
+        "POST", edit_path, {**first, "timerange": "[20:0_21:0)", "ts_offset": "20:0"}
+    )
+    assert status == 201, answer
+    status, answer = await sport.send("POST", f"/flows/{sport_flow['id']}/segments", first)
+    assert status == 403, answer
+
 
 # --- no escalation --------------------------------------------------------------------------
 

@@ -32,11 +32,15 @@ from datetime import UTC, datetime, timedelta
 
 from tams_runtime.events import flow_context, flow_event
 from tams_runtime.settings import MediaSettings
+from tams_schema.auth import AUTH_CLASSES_TAG, auth_classes_of
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, FollowUp, Outcome, TamsEvent
 from tams_schema.timerange import TimeRange
 from tams_store import WriteTx
 from tams_store.port import DeletionRequestRecord, Doc, MediaJob, SegmentRecord
 
+# In an object's document while it waits out its release grace: the flow it left and that
+# flow's `auth_classes` (tams_gateway.routes.media `_may_use`).
+RELEASED_FROM = "released_from"
 STEP_COMMAND = "deletion.step"
 FINISH_FLOW_COMMAND = "flows.delete"
 # Soft-deleted flows (docs/ext-soft-delete.md), owned by the catalog like flows.
@@ -71,16 +75,33 @@ def to_ns(moment: datetime) -> int:
 
 
 def release_objects(
-    tx: WriteTx, object_ids: Iterable[str], now: datetime, media: MediaSettings
+    tx: WriteTx,
+    object_ids: Iterable[str],
+    now: datetime,
+    media: MediaSettings,
+    flow: Doc | None = None,
 ) -> list[str]:
-    """The objects (of deleted segments) that nothing references any more: forgotten at once
-    without a release grace (`forget_objects`), else each given a `release` job due when
-    the grace ends (a later release moves it). Returns the ids found unreferenced."""
+    """The objects (of deleted segments of `flow`) that nothing references any more:
+    forgotten at once without a release grace (`forget_objects`), else each given a
+    `release` job due when the grace ends (a later release moves it), and the `auth_classes`
+    of the flow they leave, which decide who may use them meanwhile (the flow may be gone).
+    Returns the ids found unreferenced."""
     if media.release_grace_s <= 0:
         return forget_objects(tx, object_ids, now, media)
     gone = tx.unreferenced_objects(sorted(set(object_ids)))
     if not gone:
         return []
+    if flow is not None:
+        released_from = {
+            "flow_id": flow["id"],
+            AUTH_CLASSES_TAG: list(auth_classes_of(flow.get("tags"))),
+        }
+        tx.update_objects(
+            [
+                replace(record, doc={**record.doc, RELEASED_FROM: released_from})
+                for record in tx.get_objects(gone).values()
+            ]
+        )
     now_ns = to_ns(now)
     due_ns = now_ns + int(media.release_grace_s * 1_000_000_000)
     jobs = [MediaJob("release", object_id, "", now_ns, lease_until_ns=due_ns) for object_id in gone]
@@ -154,7 +175,7 @@ def delete_segments(
     # The flow's segment time never goes back; the objects' jobs keep the command's time.
     changed_at = segments_change_time(flow, now)
     tx.delete_segments(flow["id"], segments, stamp(changed_at))
-    release_objects(tx, [s.object_id for s in segments], now, media)
+    release_objects(tx, [s.object_id for s in segments], now, media, flow)
     if sparse:
         ranges = [s.timerange for s in segments]
     else:
@@ -180,8 +201,11 @@ def purges(tx: WriteTx, record: DeletionRequestRecord) -> bool:
 def purge_chunk(tx: WriteTx, flow_id: str, limit: int, now: datetime, media: MediaSettings) -> bool:
     """Remove up to `limit` segments of a soft-deleted flow being purged and release their
     objects as any segment deletion does; True if there may be more."""
+    hidden = tx.get_deleted_flow(flow_id)
     gone = tx.purge_segments(flow_id, limit)
-    release_objects(tx, [s.object_id for s in gone], now, media)
+    release_objects(
+        tx, [s.object_id for s in gone], now, media, hidden.flow if hidden is not None else None
+    )
     return len(gone) >= limit
 
 

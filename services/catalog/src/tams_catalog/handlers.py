@@ -296,7 +296,7 @@ class FlowDeletion:
         # Its members' sources are collected by its source no more.
         members_sources = sources_touched(tx, flow, {**flow, "flow_collection": []})
         tx.delete_flow(flow_id)
-        deletion.release_objects(tx, [s.object_id for s in segments], now, self.media)
+        deletion.release_objects(tx, [s.object_id for s in segments], now, self.media, flow)
         # The flow's last events follow its segment events in time, as in order.
         changed_at = deletion.segments_change_time(flow, now)
         changes = []

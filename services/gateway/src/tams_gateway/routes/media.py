@@ -25,8 +25,9 @@ from tams_gateway.requests import json_body, query_bool, query_timerange
 from tams_gateway.routes.flows import authorise_flow
 from tams_gateway.urls import url_filter
 from tams_gateway.values import tag_value
+from tams_runtime.deletion import RELEASED_FROM
 from tams_runtime.media import objects_of, segment_view
-from tams_schema.auth import PERMISSIONS, Permission
+from tams_schema.auth import AUTH_CLASSES_TAG, PERMISSIONS, Permission
 from tams_schema.models import (
     ControlledInstanceRequest,
     FlowSegmentPost,
@@ -131,13 +132,19 @@ async def authorise_objects(request: web.Request, segments: list[dict[str, Any]]
 def _may_use(tx: ReadTx, access: Access, obj: ObjectRecord, need: Permission) -> bool:
     """`need` on a registered object, which the caller has through a flow that uses it. An
     object no flow uses (its last segment was deleted, and it waits out the release grace)
-    is the caller's if the flow it was first used in (or allocated for) is: so its owner can
-    write the segment again, as the spec's way to modify a segment needs."""
+    is the caller's if the flow it left was, even if that flow is gone (the classes it had
+    then), so its owner can write the segment again, as the spec's way to modify a segment
+    needs; for objects released before that was recorded, the flow it was first used in (or
+    allocated for)."""
     only = access.policy.listing_filter(access.principal, need)
     if only is None or tx.object_flows(obj.object_id, TagFilter(access=only), None, 1)[0]:
         return True
     if tx.object_flows(obj.object_id, TagFilter(), None, 1)[0]:
         return False  # used, but only by flows the caller may not see
+    released_from = obj.doc.get(RELEASED_FROM)
+    if isinstance(released_from, dict):
+        # The flow it left, which may be gone by now: by that flow's classes.
+        return access.may({AUTH_CLASSES_TAG: released_from.get(AUTH_CLASSES_TAG) or []}, need)
     for flow_id in (obj.first_referenced_by_flow, obj.allocated_flow_id):
         flow = tx.get_flow(flow_id) if flow_id else None
         if flow is not None and access.may(flow.get("tags"), need):
