@@ -411,11 +411,15 @@ class Registrar:
                 stored_range = obj.doc.get("timerange")
                 if "timerange" in corrected:
                     raise Rejected(
-                        f"object {object_id} has object_timerange {stored_range}; it cannot change"
+                        f"object {object_id} has object_timerange {stored_range}, and other "
+                        "segments use it: it cannot change"
                     )
+                key_frames = obj.doc.get("key_frame_count")
+                has = (
+                    "no key_frame_count" if key_frames is None else f"key_frame_count {key_frames}"
+                )
                 raise Rejected(
-                    f"object {object_id} has key_frame_count "
-                    f"{obj.doc.get('key_frame_count')}; it cannot change"
+                    f"object {object_id} has {has}, and other segments use it: it cannot change"
                 )
             if corrected:
                 # No segment uses the object (its last one was deleted within the release
