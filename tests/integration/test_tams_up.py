@@ -144,6 +144,24 @@ async def test_tams_up_restarts_a_service_that_exits_and_loses_none_of_its_event
     assert any("service webhooks exited (killed by SIGKILL)" in line for line in output)
 
 
+async def test_tams_up_refuses_a_gateway_port_another_program_holds(tmp_path: Path) -> None:
+    """Another program (another stack, say) on the gateway's port would answer for this
+    stack: it stops at once, saying so, rather than report itself ready."""
+    holder = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = holder.sockets[0].getsockname()[1]
+    try:
+        process = await start_tams_up(
+            tmp_path, "--port", str(port), "--data-dir", str(tmp_path / "data")
+        )
+        async with asyncio.timeout(START_DEADLINE_S):
+            output, _ = await process.communicate()
+    finally:
+        holder.close()
+    assert process.returncode == 1
+    assert f"the gateway's port {port} is in use" in output.decode()
+    assert "is ready" not in output.decode()
+
+
 async def lines_until(process: asyncio.subprocess.Process, last: str) -> list[str]:
     """The lines `tams up` prints, up to one containing `last`."""
     assert process.stdout is not None

@@ -79,10 +79,18 @@ def _up(args: argparse.Namespace) -> int:
             if gone is not None:
                 print(f"{gone.what} exited ({gone.how}):", file=sys.stderr)
                 print(gone.log_tail, file=sys.stderr)
-                if gone.service is None or not restarts.allow(gone.service):
+                if gone.service is None:
                     # The broker keeps its topics in memory: restarted alone, it would
                     # acknowledge sends to topics it no longer has and drop them.
                     print("stopping the stack; start it again", file=sys.stderr)
+                    return 1
+                if not restarts.allow(gone.service):
+                    print(
+                        f"{gone.service} was restarted {RestartBudget.MAX} times in "
+                        f"{RestartBudget.WINDOW_S / 60:.0f} minutes: stopping the stack; "
+                        "look at its log, then start it again",
+                        file=sys.stderr,
+                    )
                     return 1
                 print(f"restarting {gone.service}", file=sys.stderr, flush=True)
                 asyncio.run(stack.restart_service(gone.service))

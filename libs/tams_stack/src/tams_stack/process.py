@@ -34,6 +34,8 @@ class ManagedProcess:
     log_path: Path
     stop_signal: signal.Signals = signal.SIGTERM
     stop_timeout: float = 5.0
+    # Where this run's output begins in the (appended) log file.
+    log_start: int = 0
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -72,8 +74,11 @@ class ManagedProcess:
         return self.popen.returncode
 
     def log_tail(self, lines: int = 40) -> str:
+        """The last lines this process wrote (the log file also holds earlier runs')."""
         try:
-            text = self.log_path.read_text(errors="replace")
+            with self.log_path.open("rb") as log:
+                log.seek(self.log_start)
+                text = log.read().decode(errors="replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
@@ -93,6 +98,7 @@ def spawn(
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     log_file = log_path.open("ab")
+    log_start = log_file.tell()
     try:
         popen = subprocess.Popen(
             list(argv),
@@ -106,7 +112,7 @@ def spawn(
         )
     finally:
         log_file.close()
-    return ManagedProcess(name, popen, log_path, stop_signal, stop_timeout)
+    return ManagedProcess(name, popen, log_path, stop_signal, stop_timeout, log_start)
 
 
 def listening_pid_owns(pid: int, port: int) -> bool:

@@ -23,7 +23,7 @@ from tams_runtime.settings import KafkaSettings, S3Settings
 from tams_stack.broker import Broker, start_broker
 from tams_stack.credentials import LocalAdmin, basic_authorization, local_auth_env
 from tams_stack.objectstore import ObjectStore, start_object_store
-from tams_stack.ports import RememberedPorts, free_port
+from tams_stack.ports import RememberedPorts, free_port, port_is_free
 from tams_stack.process import ManagedProcess, spawn
 
 SERVICES = ("catalog", "segments", "webhooks", "analytics", "gateway")
@@ -182,6 +182,11 @@ class Stack:
         env = dict(self.env)
         if name == "gateway":
             port = self.gateway_port or free_port()
+            if not port_is_free(port):
+                # Another program would answer for this stack's gateway, readiness included.
+                raise RuntimeError(
+                    f"the gateway's port {port} is in use: stop what holds it, or use --port"
+                )
             env["TAMS_GATEWAY_PORT"] = str(port)
             # The gateway forwards /analytics/* there (SERVICES starts analytics first).
             if "analytics" in self.services:
