@@ -86,7 +86,10 @@ _MIME_TYPE = re.compile(MIME_PATTERN)
 def query_uuid(request: web.Request, name: str) -> str | None:
     value = request.query.get(name)
     if value is not None and not _UUID.match(value):
-        raise bad_request(f"query parameter {name}={value!r} is not a UUID")
+        raise bad_request(
+            f"query parameter {name}={value!r} is not a UUID of the TAMS schemas (RFC 4122, "
+            "versions 1 to 5)"
+        )
     return value
 
 

@@ -123,7 +123,9 @@ def uuid_list(request: web.Request, name: str) -> list[str] | None:
 
 def check_uuid(value: str, what: str) -> str:
     if not UUID_RE.match(value):
-        raise bad_request(f"{what} {value!r} is not a UUID")
+        raise bad_request(
+            f"{what} {value!r} is not a UUID of the TAMS schemas (RFC 4122, versions 1 to 5)"
+        )
     return value
 
 

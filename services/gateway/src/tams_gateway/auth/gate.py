@@ -194,7 +194,8 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if route is not None:
         needed = required_scopes(request.method, route)
         if needed and not principal.has_scope(*needed):
-            names = " or ".join(f"{gate.settings.scope_prefix}{scope}" for scope in needed)
+            # Named as a user file gives them, and as an OAuth token carries them.
+            names = " or ".join(f"{s} ({gate.settings.scope_prefix}{s})" for s in needed)
             raise ApiError(403, "Forbidden", f"{request.method} {route} needs scope {names}")
     return await handler(request)
 
