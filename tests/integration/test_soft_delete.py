@@ -310,3 +310,35 @@ async def test_events_of_a_soft_delete_and_a_restore(
         assert sorted(kinds(seen)[3:]) == ["flows/created", "sources/created"]
         created = next(e for e in mine(seen) if e["event_type"] == "flows/created")
         assert created["event"]["flow"]["id"] == flow_id
+
+
+async def test_an_object_only_hidden_flows_use_is_nobody_elses(
+    soft: Stack, client: aiohttp.ClientSession
+) -> None:
+    """An object released from a news flow (its grace decided by the news classes), then
+    written into a sport flow, is sport's: once sport hides that flow, news may neither read
+    it nor touch its instances."""
+    news_flow = video_flow(tags={"auth_classes": ["news"]})
+    sport_flow = video_flow(tags={"auth_classes": ["sport"]})
+    for flow in (news_flow, sport_flow):
+        await put_flow(client, flow)
+    (object_id,) = await allocate_and_upload(client, news_flow["id"], [b"once news"])
+
+    async def send(who: str, method: str, path: str, body: Any = None) -> int:
+        async with (
+            aiohttp.ClientSession(
+                base_url=soft.gateway_url, headers=basic(IDENTITIES[who])
+            ) as http,
+            http.request(method, path, json=body) as resp,
+        ):
+            return resp.status
+
+    segment = {"object_id": object_id, "timerange": "[0:0_1:0)"}
+    assert await send("news", "POST", f"/flows/{news_flow['id']}/segments", segment) == 201
+    assert await send("news", "DELETE", f"/flows/{news_flow['id']}") == 204  # hidden
+    assert await send("news", "DELETE", f"/deleted-flows/{news_flow['id']}") == 204  # purged
+    assert (await post(client, sport_flow["id"], segment))[0] == 201  # within the grace
+    assert await send("sport", "DELETE", f"/flows/{sport_flow['id']}") == 204  # hidden
+    assert await send("news", "GET", f"/objects/{object_id}") == 404
+    instance = {"url": "https://cdn.example.com/x.ts", "label": "cdn"}
+    assert await send("news", "POST", f"/objects/{object_id}/instances", instance) == 404

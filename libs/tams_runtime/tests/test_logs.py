@@ -34,6 +34,15 @@ def test_quoted_secrets_are_scrubbed_as_a_dict_or_json_prints_them() -> None:
     for secret in ("hunter2", "k3y", "t0k", "a1", "p4ss", "s3cret"):
         assert secret not in line, (secret, line)
     assert "'label': 'x'" in line and "'password': '[redacted]'" in line
+    # Escaped quotes, other names a secret goes by, a line cut short; counts stay.
+    others = scrub(
+        json.dumps({"password": 'ab"cd-SECRET1', "refresh_token": "SECRET2", "token_count": 5})
+        + str({"X-Amz-Security-Token": "SECRET3", "client_secret": "SECRET4"})
+        + " password='SECRET5 and the line was cut"
+    )
+    for n in range(1, 6):
+        assert f"SECRET{n}" not in others, (n, others)
+    assert '"token_count": 5' in others
 
 
 def test_the_formatter_scrubs_messages_extras_and_tracebacks() -> None:

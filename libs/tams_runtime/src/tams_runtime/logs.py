@@ -43,11 +43,17 @@ _SECRET_PARAMS = re.compile(
     r"(?i)\b(access_token|api_key_value|password|secret_key|access_key|token"
     r"|x-amz-signature|x-amz-credential|x-amz-security-token)=[^&\s\"'\\]+"
 )
-# The same names with a quoted value, as a dict or JSON prints them: `'password': 'x'`,
-# `"api_key_value": "x"`, `token='x'`.
+# Secret names (`client_secret`, `refresh_token`, `X-Amz-Security-Token` too) with a
+# quoted value, as a dict or JSON prints them: `'password': 'x'`, `"api_key_value": "x"`,
+# `token='x'`; the value runs to its closing quote past escaped ones, or to the end of a cut
+# line.
+_SECRET_NAME = (
+    r"(?:[\w-]*[_-])?"
+    r"(?:access_token|api_key_value|api_key|password|secret_key|secret|access_key|token)"
+)
 _SECRET_QUOTED = re.compile(
-    r"""(?i)(["']?)\b(access_token|api_key_value|password|secret_key|access_key|token)\1"""
-    r"""(\s*[:=]\s*)(["'])(?:(?!\4).)*\4"""
+    rf"""(?i)(["']?)\b({_SECRET_NAME})\1(\s*[:=]\s*)(["'])(?:\\.|(?!\4)[^\\\n])*(?:\4|$)""",
+    re.M,
 )
 _AUTHORIZATION = re.compile(r"(?i)\b(basic|bearer) [A-Za-z0-9._~+/=-]{8,}")
 # SigV4 `Authorization` header parts (what an S3 client logs at DEBUG).

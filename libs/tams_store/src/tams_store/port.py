@@ -390,6 +390,11 @@ class ReadTx(Protocol):
 
     def get_objects(self, object_ids: list[str]) -> dict[str, ObjectRecord]: ...
 
+    def unreferenced_objects(self, object_ids: list[str]) -> list[str]:
+        """Which of these registered objects no segment uses (soft-deleted flows' included)
+        and no remaining object names as its `init_object_id`: they may be removed."""
+        ...
+
     def object_flows(
         self, object_id: str, flow_tags: TagFilter, page: str | None, limit: int
     ) -> tuple[list[str], str | None]:
@@ -641,11 +646,6 @@ class WriteTx(ReadTx, Protocol):
 
     def update_objects(self, objects: list[ObjectRecord]) -> None:
         """Replace registered objects' documents (instances changed)."""
-        ...
-
-    def unreferenced_objects(self, object_ids: list[str]) -> list[str]:
-        """Which of these registered objects no segment uses and no remaining object names
-        as its `init_object_id`: they may be removed."""
         ...
 
     def expired_allocations(self, allocated_before_ns: int, limit: int) -> list[ObjectRecord]:

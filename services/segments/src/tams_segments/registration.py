@@ -28,7 +28,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError
 
 from tams_runtime.applier import PrepareAgain
-from tams_runtime.deletion import segments_change_time, stamp
+from tams_runtime.deletion import RELEASED_FROM, segments_change_time, stamp
 from tams_runtime.events import flow_context, flow_event
 from tams_runtime.media import segment_view
 from tams_runtime.metrics import OBJECT_BYTES_REGISTERED, SEGMENTS_REGISTERED
@@ -429,6 +429,10 @@ class Registrar:
                     object_range = _object_range(item, timerange)
                     corrected["timerange"] = str(object_range)
                 obj = replace(obj, doc={**obj.doc, **corrected})
+                updated = obj
+            if RELEASED_FROM in obj.doc:
+                # Used again: no longer the leaving flow's to decide (tams_runtime.deletion).
+                obj = replace(obj, doc={k: v for k, v in obj.doc.items() if k != RELEASED_FROM})
                 updated = obj
             added = _new_urls(obj, external_urls)
             if added:

@@ -53,6 +53,9 @@ class SqliteReadTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
+    def unreferenced_objects(self, object_ids: list[str]) -> list[str]:
+        return media.unreferenced_objects(self.conn, object_ids)
+
     def get_service_info(self) -> Doc:
         row = self.conn.execute("SELECT doc FROM service_info WHERE id = 1").fetchone()
         return dict(json.loads(row["doc"])) if row else {}
@@ -336,9 +339,6 @@ class SqliteWriteTx(SqliteReadTx):
 
     def update_objects(self, objects: list[ObjectRecord]) -> None:
         media.update_objects(self.conn, objects)
-
-    def unreferenced_objects(self, object_ids: list[str]) -> list[str]:
-        return media.unreferenced_objects(self.conn, object_ids)
 
     def expired_allocations(self, allocated_before_ns: int, limit: int) -> list[ObjectRecord]:
         return media.expired_allocations(self.conn, allocated_before_ns, limit)

@@ -66,6 +66,9 @@ class VastReadTx:
     def __init__(self, tx: Any, tables: TableCatalog) -> None:
         self.tables = Tables(tx, tables)
 
+    def unreferenced_objects(self, object_ids: list[str]) -> list[str]:
+        return media.unreferenced_objects(self.tables, object_ids)
+
     def get_service_info(self) -> Doc:
         return outcomes.get_service_info(self.tables)
 
@@ -318,9 +321,6 @@ class VastWriteTx(VastReadTx):
 
     def update_objects(self, objects: list[ObjectRecord]) -> None:
         media.update_objects(self.tables, objects)
-
-    def unreferenced_objects(self, object_ids: list[str]) -> list[str]:
-        return media.unreferenced_objects(self.tables, object_ids)
 
     def expired_allocations(self, allocated_before_ns: int, limit: int) -> list[ObjectRecord]:
         return media.expired_allocations(self.tables, allocated_before_ns, limit)

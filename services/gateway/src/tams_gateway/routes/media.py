@@ -134,22 +134,19 @@ def _may_use(tx: ReadTx, access: Access, obj: ObjectRecord, need: Permission) ->
     object no flow uses (its last segment was deleted, and it waits out the release grace)
     is the caller's if the flow it left was, even if that flow is gone (the classes it had
     then), so its owner can write the segment again, as the spec's way to modify a segment
-    needs; for objects released before that was recorded, the flow it was first used in (or
-    allocated for)."""
+    needs. An init object whose media objects all wait out the grace is still named by
+    them, so it is nobody's but an admin's until they are used again or forgotten."""
     only = access.policy.listing_filter(access.principal, need)
     if only is None or tx.object_flows(obj.object_id, TagFilter(access=only), None, 1)[0]:
         return True
-    if tx.object_flows(obj.object_id, TagFilter(), None, 1)[0]:
-        return False  # used, but only by flows the caller may not see
+    if not tx.unreferenced_objects([obj.object_id]):
+        # Used, but only by flows the caller may not see, soft-deleted ones included.
+        return False
     released_from = obj.doc.get(RELEASED_FROM)
-    if isinstance(released_from, dict):
-        # The flow it left, which may be gone by now: by that flow's classes.
-        return access.may({AUTH_CLASSES_TAG: released_from.get(AUTH_CLASSES_TAG) or []}, need)
-    for flow_id in (obj.first_referenced_by_flow, obj.allocated_flow_id):
-        flow = tx.get_flow(flow_id) if flow_id else None
-        if flow is not None and access.may(flow.get("tags"), need):
-            return True
-    return False
+    if not isinstance(released_from, dict):
+        return False
+    # The flow it left, which may be gone by now: by that flow's classes then.
+    return access.may({AUTH_CLASSES_TAG: released_from.get(AUTH_CLASSES_TAG) or []}, need)
 
 
 INSTANCES_SUFFIX = "/instances"
