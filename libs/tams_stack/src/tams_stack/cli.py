@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tams_runtime.passwords import hash_password
 from tams_stack.credentials import TRUE
+from tams_stack.ports import port_is_free
 from tams_stack.stack import Stack
 
 
@@ -56,6 +57,15 @@ def _up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    if not port_is_free(args.port):
+        # Before anything starts: another stack there (on this data directory, say) would
+        # otherwise fail later and less clearly.
+        print(
+            f"tams up failed: the gateway's port {args.port} is in use: stop what holds it, "
+            "or use --port",
+            file=sys.stderr,
+        )
+        return 1
     try:
         stack.start_infrastructure()
         asyncio.run(stack.start_services())
