@@ -205,6 +205,10 @@ async def test_ids_outside_the_schemas_uuid_pattern(http: aiohttp.ClientSession)
         async with http.get(f"/flows?source_id={odd}") as resp:
             assert resp.status == 400, odd
             assert "source_id" in (await resp.json())["summary"]
+    # Nor may a valid one carry a trailing newline (`$` alone would let it through).
+    newline = URL(f"/flows?source_id={video_flow()['source_id']}%0A", encoded=True)
+    async with http.get(newline) as resp:
+        assert resp.status == 400
 
 
 async def test_property_endpoints(http: aiohttp.ClientSession) -> None:

@@ -85,10 +85,10 @@ _MIME_TYPE = re.compile(MIME_PATTERN)
 
 def query_uuid(request: web.Request, name: str) -> str | None:
     value = request.query.get(name)
-    if value is not None and not _UUID.match(value):
+    if value is not None and not _UUID.fullmatch(value):
         raise bad_request(
-            f"query parameter {name}={value!r} is not a UUID of the TAMS schemas (RFC 4122, "
-            "versions 1 to 5)"
+            f"query parameter {name}={value!r} is not a UUID of the TAMS schemas (lowercase, "
+            "RFC 4122 versions 1 to 5)"
         )
     return value
 
@@ -96,7 +96,7 @@ def query_uuid(request: web.Request, name: str) -> str | None:
 def query_mime_type(request: web.Request, name: str) -> str | None:
     """A MIME type (`codec`): anything else would silently match nothing."""
     value = request.query.get(name)
-    if value is not None and not _MIME_TYPE.match(value):
+    if value is not None and not _MIME_TYPE.fullmatch(value):
         raise bad_request(f"query parameter {name} {value!r} is not a MIME type (type/subtype)")
     return value
 

@@ -122,9 +122,10 @@ def uuid_list(request: web.Request, name: str) -> list[str] | None:
 
 
 def check_uuid(value: str, what: str) -> str:
-    if not UUID_RE.match(value):
+    if not UUID_RE.fullmatch(value):
         raise bad_request(
-            f"{what} {value!r} is not a UUID of the TAMS schemas (RFC 4122, versions 1 to 5)"
+            f"{what} {value!r} is not a UUID of the TAMS schemas (lowercase, RFC 4122 versions "
+            "1 to 5)"
         )
     return value
 
@@ -132,7 +133,7 @@ def check_uuid(value: str, what: str) -> str:
 def path_uuid(value: str, what: str) -> str:
     """An id in the path: the spec answers one that is not a UUID with 404 ("the ... ID in
     the path is invalid")."""
-    if not UUID_RE.match(value):
+    if not UUID_RE.fullmatch(value):
         raise not_found(f"{what} {value!r} is not a UUID")
     return value
 

@@ -95,7 +95,7 @@ def _check_list(body: dict[str, Any], name: str) -> None:
 def _check_ids(body: dict[str, Any], name: str) -> None:
     _check_list(body, name)
     for value in body.get(name) or []:
-        if not UUID_RE.match(value):
+        if not UUID_RE.fullmatch(value):
             raise bad_request(f"{name} lists {value!r}, which is not a UUID")
 
 
