@@ -195,7 +195,8 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
         needed = required_scopes(request.method, route)
         if needed and not principal.has_scope(*needed):
             # Named as a user file gives them, and as an OAuth token carries them.
-            names = " or ".join(f"{s} ({gate.settings.scope_prefix}{s})" for s in needed)
+            prefix = gate.settings.scope_prefix
+            names = " or ".join(f"{s} ({prefix}{s})" if prefix else s for s in needed)
             raise ApiError(403, "Forbidden", f"{request.method} {route} needs scope {names}")
     return await handler(request)
 
