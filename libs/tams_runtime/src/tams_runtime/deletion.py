@@ -110,6 +110,15 @@ def release_objects(
     return gone
 
 
+def released_classes(doc: Doc) -> tuple[str, ...] | None:
+    """The `auth_classes` of the flow an object waiting out its release grace left (whose
+    readers may use it meanwhile); None when it records none."""
+    released_from = doc.get(RELEASED_FROM)
+    if not isinstance(released_from, dict):
+        return None
+    return tuple(released_from.get(AUTH_CLASSES_TAG) or ())
+
+
 def forget_objects(
     tx: WriteTx, object_ids: Iterable[str], now: datetime, media: MediaSettings
 ) -> list[str]:

@@ -217,15 +217,13 @@ def observe_requests(client: Any) -> None:
             )
         _IN_FLIGHT.set((model.name, context))
 
-    finish = _finish
-
     def after(http_response: Any, model: Any, context: dict[str, Any], **_: Any) -> None:
         status = int(http_response.status_code)
         outcome = "ok" if status < 400 else "client_error" if status < 500 else "server_error"
-        finish(model.name, context, outcome, status)
+        _finish(model.name, context, outcome, status)
 
     def failed(context: dict[str, Any], event_name: str, **_: Any) -> None:
-        finish(event_name.rsplit(".", 1)[-1], context, "unreachable", None)
+        _finish(event_name.rsplit(".", 1)[-1], context, "unreachable", None)
 
     events = client.meta.events
     events.register("before-call.s3", before)

@@ -21,8 +21,7 @@ from pathlib import Path
 
 from tams_runtime.passwords import hash_password
 from tams_stack.credentials import TRUE
-from tams_stack.ports import port_is_free
-from tams_stack.stack import Stack
+from tams_stack.stack import Stack, ensure_gateway_port_free
 
 
 class RestartBudget:
@@ -57,16 +56,10 @@ def _up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    if not port_is_free(args.port):
+    try:
         # Before anything starts: another stack there (on this data directory, say) would
         # otherwise fail later and less clearly.
-        print(
-            f"tams up failed: the gateway's port {args.port} is in use: stop what holds it, "
-            "or use --port",
-            file=sys.stderr,
-        )
-        return 1
-    try:
+        ensure_gateway_port_free(args.port)
         stack.start_infrastructure()
         asyncio.run(stack.start_services())
         elapsed = time.monotonic() - started

@@ -51,6 +51,15 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
 
+def ensure_gateway_port_free(port: int) -> None:
+    """Another program on the gateway's port would answer for this stack, readiness
+    included: refuse to start (or restart) the gateway there."""
+    if not port_is_free(port):
+        raise RuntimeError(
+            f"the gateway's port {port} is in use: stop what holds it, or use --port"
+        )
+
+
 @dataclass(frozen=True)
 class Exited:
     """A process of the stack that is no longer running."""
@@ -182,11 +191,7 @@ class Stack:
         env = dict(self.env)
         if name == "gateway":
             port = self.gateway_port or free_port()
-            if not port_is_free(port):
-                # Another program would answer for this stack's gateway, readiness included.
-                raise RuntimeError(
-                    f"the gateway's port {port} is in use: stop what holds it, or use --port"
-                )
+            ensure_gateway_port_free(port)
             env["TAMS_GATEWAY_PORT"] = str(port)
             # The gateway forwards /analytics/* there (SERVICES starts analytics first).
             if "analytics" in self.services:

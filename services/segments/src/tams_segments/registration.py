@@ -421,19 +421,16 @@ class Registrar:
                 raise Rejected(
                     f"object {object_id} has {has}, and other segments use it: it cannot change"
                 )
-            if corrected:
+            if "timerange" in corrected:
+                object_range = _object_range(item, timerange)
+                corrected["timerange"] = str(object_range)
+            if corrected or RELEASED_FROM in obj.doc:
                 # No segment uses the object (its last one was deleted within the release
                 # grace): a segment written again in its place may correct its properties,
-                # as the spec's way to modify a segment (delete, then write) needs.
-                if "timerange" in corrected:
-                    object_range = _object_range(item, timerange)
-                    corrected["timerange"] = str(object_range)
-                obj = replace(obj, doc={**obj.doc, **corrected})
-                updated = obj
-            if RELEASED_FROM in obj.doc:
-                # Used again: no longer the leaving flow's to decide (tams_runtime.deletion).
-                obj = replace(obj, doc={k: v for k, v in obj.doc.items() if k != RELEASED_FROM})
-                updated = obj
+                # as the spec's way to modify a segment (delete, then write) needs. Used
+                # again, it is no longer the leaving flow's to decide (tams_runtime.deletion).
+                doc = {k: v for k, v in obj.doc.items() if k != RELEASED_FROM}
+                obj = updated = replace(obj, doc={**doc, **corrected})
             added = _new_urls(obj, external_urls)
             if added:
                 uncontrolled = [*obj.doc.get("get_urls", []), *added]

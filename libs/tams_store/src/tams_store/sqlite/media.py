@@ -300,9 +300,8 @@ def list_segments(
 ) -> SegmentPage:
     """One page of a flow's segments in time order (keyset on seg_start); with a tag filter,
     the matches among at most `scan_limit` segments (port.ReadTx.list_segments)."""
-    longest = max_seg_dur(conn, flow_id)
-    if longest is None:
-        return SegmentPage(items=[], limit=limit)
+    if max_seg_dur(conn, flow_id) is None:
+        return SegmentPage(items=[], limit=limit)  # no such flow
     where = ["flow_id = ?"]
     params: list[Any] = [flow_id]
     after = None if page is None else cursor.decode(page, (int,))[0]

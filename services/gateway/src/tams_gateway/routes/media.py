@@ -25,7 +25,7 @@ from tams_gateway.requests import json_body, query_bool, query_timerange
 from tams_gateway.routes.flows import authorise_flow
 from tams_gateway.urls import url_filter
 from tams_gateway.values import tag_value
-from tams_runtime.deletion import RELEASED_FROM
+from tams_runtime.deletion import released_classes
 from tams_runtime.media import objects_of, segment_view
 from tams_schema.auth import AUTH_CLASSES_TAG, PERMISSIONS, Permission
 from tams_schema.models import (
@@ -142,11 +142,9 @@ def _may_use(tx: ReadTx, access: Access, obj: ObjectRecord, need: Permission) ->
     if not tx.unreferenced_objects([obj.object_id]):
         # Used, but only by flows the caller may not see, soft-deleted ones included.
         return False
-    released_from = obj.doc.get(RELEASED_FROM)
-    if not isinstance(released_from, dict):
-        return False
     # The flow it left, which may be gone by now: by that flow's classes then.
-    return access.may({AUTH_CLASSES_TAG: released_from.get(AUTH_CLASSES_TAG) or []}, need)
+    classes = released_classes(obj.doc)
+    return classes is not None and access.may({AUTH_CLASSES_TAG: list(classes)}, need)
 
 
 INSTANCES_SUFFIX = "/instances"
@@ -372,8 +370,8 @@ async def get_object(request: web.Request) -> web.Response:
                 obj = replace(obj, first_referenced_by_flow=None)
         if readable is not None:
             # AppNote 0016: 404 unless some flow using it is readable (or, used by none, the
-            # flow it came from: `_may_use`); then only those are listed (none, if the
-            # caller's own flow_tag filters exclude them all).
+            # flow it left: `_may_use`); then only those are listed (none, if the caller's
+            # own flow_tag filters exclude them all).
             if not _may_use(tx, access, obj, "read"):
                 return None, [], None, None
             flow_tags_readable = TagFilter(flow_tags.values, flow_tags.exists, readable)
