@@ -12,6 +12,7 @@ from aiohttp import web
 
 from tams_gateway.errors import bad_request
 from tams_gateway.settings import GatewaySettings
+from tams_store import Page
 
 
 def page_limit(request: web.Request, settings: GatewaySettings) -> int:
@@ -67,3 +68,18 @@ def paging_headers(
         headers["X-Paging-NextKey"] = next_key
         headers["Link"] = f'<{next_page_url(request, settings, next_key)}>; rel="next"'
     return headers
+
+
+def page_response(
+    request: web.Request, settings: GatewaySettings, page: Page, *, reverse_order: bool
+) -> web.Response:
+    """A listing's page as JSON with the full set of paging headers."""
+    headers = paging_headers(
+        request,
+        settings,
+        limit=page.limit,
+        count=len(page.items),
+        next_key=page.next_key,
+        reverse_order=reverse_order,
+    )
+    return web.json_response(page.items, headers=headers)

@@ -9,7 +9,7 @@ from aiohttp import web
 from tams_gateway.access import Access
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import not_found
-from tams_gateway.paging import page_limit, paging_headers
+from tams_gateway.paging import page_limit, page_response
 from tams_gateway.queries import choice
 from tams_gateway.requests import query_bool
 from tams_store import Page, ReadTx
@@ -33,15 +33,7 @@ async def list_deletion_requests(request: web.Request) -> web.Response:
             sort_by=sort_by, reverse_order=reverse, page=page_key, limit=limit
         )
     )
-    headers = paging_headers(
-        request,
-        gw.settings,
-        limit=page.limit,
-        count=len(page.items),
-        next_key=page.next_key,
-        reverse_order=reverse,
-    )
-    return web.json_response(page.items, headers=headers)
+    return page_response(request, gw.settings, page, reverse_order=reverse)
 
 
 @routes.get("/flow-delete-requests/{request_id}")

@@ -10,7 +10,7 @@ from tams_gateway.access import Access, check_auth_classes_value
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import ApiError, bad_request, not_found
-from tams_gateway.paging import page_limit, paging_headers
+from tams_gateway.paging import page_limit, page_response
 from tams_gateway.queries import (
     choice,
     only_query,
@@ -68,15 +68,7 @@ async def list_flows(request: web.Request) -> web.Response:
         limit=page_limit(request, gw.settings),
     )
     page: Page = await gw.read_page(lambda tx: tx.list_flows(query))
-    headers = paging_headers(
-        request,
-        gw.settings,
-        limit=page.limit,
-        count=len(page.items),
-        next_key=page.next_key,
-        reverse_order=reverse,
-    )
-    return web.json_response(page.items, headers=headers)
+    return page_response(request, gw.settings, page, reverse_order=reverse)
 
 
 def flow_missing(flow_id: str) -> ApiError:

@@ -10,7 +10,7 @@ from tams_gateway.access import Access, check_auth_classes_value
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import ApiError, not_found
-from tams_gateway.paging import page_limit, paging_headers
+from tams_gateway.paging import page_limit, page_response
 from tams_gateway.queries import choice, tag_filter, uuid_list
 from tams_gateway.requests import json_body, query_bool, query_format
 from tams_gateway.values import json_string, tag_value
@@ -38,15 +38,7 @@ async def list_sources(request: web.Request) -> web.Response:
         limit=page_limit(request, gw.settings),
     )
     page: Page = await gw.read_page(lambda tx: tx.list_sources(query))
-    headers = paging_headers(
-        request,
-        gw.settings,
-        limit=page.limit,
-        count=len(page.items),
-        next_key=page.next_key,
-        reverse_order=reverse,
-    )
-    return web.json_response(page.items, headers=headers)
+    return page_response(request, gw.settings, page, reverse_order=reverse)
 
 
 def source_missing(source_id: str) -> ApiError:

@@ -17,7 +17,7 @@ from tams_gateway.auth.gate import principal_of
 from tams_gateway.commands import send
 from tams_gateway.context import GATEWAY, Gateway
 from tams_gateway.errors import ApiError, bad_request, not_found
-from tams_gateway.paging import page_limit, paging_headers
+from tams_gateway.paging import page_limit, page_response
 from tams_gateway.queries import path_uuid, tag_filter
 from tams_gateway.requests import json_body, query_bool
 from tams_gateway.webhook_bodies import WebhookBody, parse_webhook
@@ -43,15 +43,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
         limit=page_limit(request, gw.settings),
     )
     page: Page = await gw.read_page(lambda tx: tx.list_webhooks(query))
-    headers = paging_headers(
-        request,
-        gw.settings,
-        limit=page.limit,
-        count=len(page.items),
-        next_key=page.next_key,
-        reverse_order=reverse,
-    )
-    return web.json_response(page.items, headers=headers)
+    return page_response(request, gw.settings, page, reverse_order=reverse)
 
 
 def webhook_missing(webhook_id: str) -> ApiError:
