@@ -383,6 +383,11 @@ MIGRATIONS: list[Step] = [
             Projection("flow_collections_by_collector", ("collector_id",), ("member_id",)),
         ),
     ),
+    # 10: who registered (or last replaced) each webhook, as JSON: its deliveries are
+    # filtered by what that principal may read (fine-grained authorisation). Webhooks
+    # registered before this step have none, and deliver as to an unrestricted owner (as
+    # SQLite's registered before its step 8).
+    (AddColumns("webhooks", (_s("owner"),)),),
 ]
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from tams_schema.auth import Principal
 from tams_store import Store, TagFilter
 from tams_store.port import Delivery, QueuedEvent, WebhookQuery, WebhookRecord
 
@@ -55,6 +57,24 @@ async def test_webhook_round_trip_never_shows_the_key(store: Store) -> None:
     }
     assert await store.read(lambda tx: tx.get_webhook(new_id())) is None
     assert [w.id for w in await store.read(lambda tx: tx.all_webhooks())] == [record.id]
+
+
+async def test_a_webhook_keeps_its_owner(store: Store) -> None:
+    """Deliveries are filtered by what the owner may read: an owner the store dropped would
+    make a restricted user's webhook receive every event."""
+    owner = Principal(name="news-desk", scopes=("read",), groups=("news",))
+    record = replace(webhook("https://a.example/hook"), owner=owner)
+    anonymous = webhook("https://b.example/hook")
+    await store.write(lambda tx: (tx.put_webhook(record), tx.put_webhook(anonymous)))
+    got = await store.read(lambda tx: tx.get_webhook(record.id))
+    assert got is not None and got.owner == owner
+    owners = {w.id: w.owner for w in await store.read(lambda tx: tx.all_webhooks())}
+    assert owners == {record.id: owner, anonymous.id: None}
+    # A replacement by someone else records them, not the first owner.
+    other = Principal(name="sport-desk", scopes=("read", "write"), groups=("sport",))
+    await store.write(lambda tx: tx.put_webhook(replace(record, owner=other, generation=2)))
+    got = await store.read(lambda tx: tx.get_webhook(record.id))
+    assert got is not None and got.owner == other
 
 
 async def test_listing_sorts_by_url_filters_by_tag_and_pages(store: Store) -> None:

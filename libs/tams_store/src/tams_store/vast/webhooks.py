@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 from ibis import _
 
+from tams_schema.auth import Principal
 from tams_store.documents import tag_rows
 from tams_store.port import (
     Delivery,
@@ -39,7 +40,7 @@ from tams_store.vast.listing import Ordering, newest_per_id, page_of
 from tams_store.vast.ordered import first_distinct, first_rows
 from tams_store.vast.tables import Row, Tables, all_of, take, text_parts
 
-_COLUMNS = ["id", "url", "status", "generation", "doc", "error", "api_key_value"]
+_COLUMNS = ["id", "url", "status", "generation", "doc", "error", "api_key_value", "owner"]
 
 URL_ORDER = Ordering(
     columns=("url", "id"),
@@ -58,6 +59,7 @@ def _record(row: Row) -> WebhookRecord:
         error=json.loads(row["error"]) if row["error"] else None,
         api_key_value=row["api_key_value"],
         generation=row["generation"],
+        owner=Principal.model_validate_json(row["owner"]) if row["owner"] else None,
     )
 
 
@@ -110,6 +112,7 @@ def put_webhook(tables: Tables, record: WebhookRecord) -> None:
             "doc": json.dumps(record.doc),
             "error": json.dumps(record.error) if record.error is not None else None,
             "api_key_value": record.api_key_value,
+            "owner": record.owner.model_dump_json() if record.owner is not None else None,
         },
         insert_only={},
     )
