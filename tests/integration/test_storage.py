@@ -65,6 +65,29 @@ async def test_client_chosen_object_ids(http: aiohttp.ClientSession) -> None:
         assert ids[0] in (await resp.json())["summary"]
 
 
+async def test_errors_carry_message_for_aws_tools(
+    http: aiohttp.ClientSession, spec: SpecValidator
+) -> None:
+    """The AWS TAMS tools read `message` from error bodies: sqs-segment-ingestion skips the upload
+    of a replicated object when a 400 from the storage endpoint says "already exist" there, and
+    the web UI shows it. Errors from the owning service and from the gateway both carry it."""
+    flow = video_flow()
+    await put_flow(http, flow)
+    ids = [new_id()]
+    async with http.post(f"/flows/{flow['id']}/storage", json={"object_ids": ids}) as resp:
+        assert resp.status == 201
+    async with http.post(f"/flows/{flow['id']}/storage", json={"object_ids": ids}) as resp:
+        assert resp.status == 400
+        error = await resp.json()
+    spec.validate(error, "error.json")
+    assert "already exist" in error["message"] and error["message"] == error["summary"]
+    async with http.get(f"/flows/{flow['id']}/segments", params={"timerange": "bad"}) as resp:
+        assert resp.status == 400
+        error = await resp.json()
+    spec.validate(error, "error.json")
+    assert error["message"] == error["summary"]
+
+
 async def test_allocation_rules(http: aiohttp.ClientSession) -> None:
     flow = video_flow()
     await put_flow(http, flow)

@@ -42,7 +42,7 @@ from tams_runtime.logs import correlated
 from tams_runtime.metrics import HTTP_REQUEST_SECONDS
 from tams_runtime.settings import HttpSettings, InternalSettings
 from tams_runtime.tracing import extract_trace_context, recording, tracer, unrecorded_span
-from tams_schema.envelopes import ErrorBody
+from tams_schema.envelopes import ErrorBody, with_message
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -79,7 +79,7 @@ def internal_token_middleware(settings: InternalSettings | None = None) -> Calla
                 summary="this internal API needs the service token (TAMS_INTERNAL_TOKEN)",
             )
             return web.json_response(
-                body.as_json(),
+                with_message(body.as_json()),
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="tams-internal"'},
             )
@@ -265,7 +265,7 @@ class _ApiRequestHandler(RequestHandler):
         body = ErrorBody(type=_error_type(status), summary=_parse_error_summary(status, exc))
         response = web.Response(
             status=status,
-            text=body.model_dump_json(exclude_none=True),
+            text=json.dumps(with_message(body.as_json())),
             content_type="application/json",
         )
         response.force_close()

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from tams_runtime.http import Handler
-from tams_schema.envelopes import ErrorBody
+from tams_schema.envelopes import ErrorBody, with_message
 from tams_schema.models.common import CONTENT_FORMATS, MIME_PATTERN, UUID_PATTERN
 from tams_schema.timerange import TimeRange, TimeRangeError
 from tams_store import StoreUnavailable
@@ -56,7 +56,7 @@ RETRY_AFTER_S = 5
 
 
 def error_response(status: int, type_: str, summary: str) -> web.Response:
-    body = ErrorBody(type=type_, summary=summary).as_json()
+    body = with_message(ErrorBody(type=type_, summary=summary).as_json())
     response = web.json_response(body, status=status)
     if status == 503:
         response.headers["Retry-After"] = str(RETRY_AFTER_S)

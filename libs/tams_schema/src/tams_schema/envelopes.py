@@ -67,6 +67,17 @@ class ErrorBody(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+def with_message(body: object) -> object:
+    """An error body as sent: the TAMS error object plus `message`, a copy of `summary`.
+
+    error.json allows members beyond `type`, `summary` and `time`; the AWS TAMS tools (web UI
+    alerts, sqs-segment-ingestion's "already exist" check on `POST /flows/{id}/storage`) read
+    `message`, which is what the AWS store sends."""
+    if isinstance(body, dict) and isinstance(body.get("summary"), str) and "message" not in body:
+        return {**body, "message": body["summary"]}
+    return body
+
+
 class Reply(BaseModel):
     """The owning service's answer: an HTTP status, optional headers and a JSON body."""
 

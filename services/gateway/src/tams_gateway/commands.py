@@ -11,7 +11,7 @@ from tams_gateway.auth.gate import principal_of
 from tams_gateway.context import GATEWAY
 from tams_gateway.paging import public_base
 from tams_runtime.bus import CommandBus
-from tams_schema.envelopes import Reply
+from tams_schema.envelopes import Reply, with_message
 
 
 def reply_response(reply: Reply, request: web.Request) -> web.Response:
@@ -24,7 +24,8 @@ def reply_response(reply: Reply, request: web.Request) -> web.Response:
     if reply.body is None or reply.status == 204:
         return web.Response(status=reply.status, headers=headers)
     headers["Content-Type"] = "application/json"
-    return web.Response(status=reply.status, headers=headers, body=json.dumps(reply.body).encode())
+    body = with_message(reply.body) if reply.status >= 400 else reply.body
+    return web.Response(status=reply.status, headers=headers, body=json.dumps(body).encode())
 
 
 async def send(
