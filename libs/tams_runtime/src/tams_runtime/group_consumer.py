@@ -39,8 +39,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 
+from tams_runtime import service
 from tams_runtime.epochs import EpochAssignment, EpochPlan
 from tams_runtime.metrics import LagRecorder
 from tams_runtime.settings import KafkaSettings
@@ -148,6 +150,7 @@ class GroupConsumer:
         if self.epochs is not None:
             self.epochs.apply(self._consumer, await self.epochs.plan(self._consumer))
         self._task = asyncio.create_task(self._run(), name=f"consume:{self.topic}")
+        self._task.add_done_callback(self._ended)
         self._lag_task = asyncio.create_task(
             self._lag.run(self._consumer), name=f"lag:{self.topic}"
         )
@@ -222,7 +225,7 @@ class GroupConsumer:
             due = time.monotonic() - last_commit >= self.commit_interval_s
             if pending and (due or not fetch):
                 started = time.perf_counter()
-                await self._consumer.commit(pending)
+                await self._commit(pending)
                 if self.on_commit is not None:
                     self.on_commit(time.perf_counter() - started)
                 pending = {}
@@ -280,7 +283,35 @@ class GroupConsumer:
             await self._until_durable(waiting)
             pending = {**pending, **waiting.next}
         if pending:
-            await self._consumer.commit(pending)
+            await self._commit(pending)
+
+    async def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        """Commit what this member still owns. A rebalance may have moved a partition away
+        while its fetch was being applied: its new owner reads it again from the last
+        commit and answers those commands from their recorded outcomes, so the offsets
+        are dropped, not fatal (committing them raised and ended the loop, leaving the
+        member in the group with partitions nobody read)."""
+        assert self._consumer is not None
+        assigned = self._consumer.assignment()
+        owned = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not owned:
+            return
+        try:
+            await self._consumer.commit(owned)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning(
+                "offsets not committed: the group rebalanced; the partitions' new owners "
+                "read those records again",
+                extra={"topic": self.topic, "error": str(exc)},
+            )
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A loop ended by an error leaves its partitions assigned to this member and read
+        by nobody: the service stops with the error, to be started again."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.critical("the consume loop stopped by an error", extra={"topic": self.topic})
+        service.fail(task.exception() or RuntimeError("the consume loop ended"))
 
     def _idle_wait_ms(self) -> int:
         """How long an empty poll may wait: a second, or until the next epoch begins."""

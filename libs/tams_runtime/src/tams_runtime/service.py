@@ -27,6 +27,17 @@ from tams_schema.envelopes import CommandEnvelope, Outcome
 
 log = logging.getLogger(__name__)
 
+# While `serve` runs: set by `fail`, and `serve` then stops the process with the error.
+_failure: asyncio.Future[None] | None = None
+
+
+def fail(error: BaseException) -> None:
+    """Stop this service with an error, so that whatever runs it starts it again: for work
+    in the background that has ended by an error (a consume loop), which would otherwise
+    leave a process that looks alive and does nothing. No-op outside `serve`."""
+    if _failure is not None and not _failure.done():
+        _failure.set_exception(error)
+
 
 class Component(Protocol):
     async def start(self) -> None: ...
@@ -54,10 +65,17 @@ async def serve(
         position = 1 if app.middlewares and app.middlewares[0] is observe_requests else 0
         app.middlewares.insert(position, internal_token_middleware())
     add_probe_routes(app, name, checks, http)
-    stop = asyncio.Event()
+    global _failure
     loop = asyncio.get_running_loop()
+    failure: asyncio.Future[None] = loop.create_future()
+    _failure = failure
+
+    def stop() -> None:
+        if not failure.done():
+            failure.set_result(None)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop)
     started: list[Component] = []
     runner: web.AppRunner | None = None
     try:
@@ -73,14 +91,17 @@ async def serve(
         gc.collect()
         gc.freeze()
         log.info("service started", extra={"host": http.host, "port": http.port})
-        await stop.wait()
+        # A signal, or `fail`: its error is raised once everything has stopped.
+        await asyncio.wait([failure])
     finally:
         log.info("service stopping")
+        _failure = None
         if runner is not None:
             await runner.cleanup()
         for component in reversed(started):
             with contextlib.suppress(Exception):
                 await component.stop()
+    failure.result()
 
 
 def run(name: str, main: object) -> None:
