@@ -388,6 +388,12 @@ MIGRATIONS: list[Step] = [
     # registered before this step have none, and deliver as to an unrestricted owner (as
     # SQLite's registered before its step 8).
     (AddColumns("webhooks", (_s("owner"),)),),
+    # 11: objects stored before step 5 named their init object only in their documents, and
+    # the init object stayed unregistered: the collection of allocations never registered
+    # would delete it, bytes and all, and its flows were unknown. Their `init_object_id` and
+    # init references are filled in, and the init objects registered in the init role (as
+    # SQLite's steps 5 and 11 do).
+    (Fill("init objects named before step 5"),),
 ]
 
 

@@ -4,7 +4,7 @@ and RFC 3339 stamps as integer nanoseconds for sorting."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_core import from_json, to_json
@@ -26,10 +26,18 @@ def dumps(value: Any) -> str:
     return to_json(value).decode()
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_ns(stamp: str) -> int:
-    """RFC 3339 → integer nanoseconds since the epoch (microsecond precision)."""
+    """RFC 3339 → integer nanoseconds since the epoch (microsecond precision), in integers
+    throughout: a float's seconds, truncated, put `1969-12-31T23:59:59.5Z` a second late. A
+    time without an offset is UTC, as every time this server writes."""
     moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    since = moment - EPOCH
+    return (since.days * 86_400 + since.seconds) * 1_000_000_000 + since.microseconds * 1000
 
 
 def stored_doc(doc: Doc) -> str:

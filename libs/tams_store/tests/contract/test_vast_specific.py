@@ -512,3 +512,64 @@ async def test_segments_stored_before_tags_existed_read_without_tags() -> None:
     await new.write(lambda tx: tx.replace_segment_tags(doc["id"], {0: {"a": ["b"]}}, "t"))
     assert await tagged_pages(new, doc["id"], TagFilter(exists={"a": True})) == [0]
     await new.close()
+
+
+async def test_init_objects_stored_before_step_5_are_registered_not_collected() -> None:
+    """Before step 5 an init object was named only in its media objects' documents and left
+    unregistered (as on SQLite before its step 5): the collection of old allocations would
+    delete it and its bytes, and its flows would not know it."""
+    cluster = FakeVastCluster()
+    old = await opened(cluster, steps=MIGRATIONS[:3])
+    docs = [flow(), flow()]
+    store_old_rows(
+        old,
+        "flows",
+        [
+            {
+                "id": d["id"],
+                "source_id": d["source_id"],
+                "format": d["format"],
+                "doc": json.dumps(d),
+            }
+            | {"seg_start": 0, "seg_end": SECOND, "max_seg_dur": SECOND, "seg_count": 1}
+            for d in docs
+        ],
+    )
+    store_old_rows(
+        old,
+        "objects",
+        [
+            {"id": object_id, "allocated_flow_id": docs[0]["id"], "storage_id": "b"}
+            | {"allocated_ns": n, "registered": registered, "first_referenced_by_flow": first}
+            | {"doc": text}
+            for n, (object_id, registered, first, text) in enumerate(
+                [
+                    ("init-1", False, None, "{}"),
+                    ("media-1", True, docs[0]["id"], '{"init_object_id": "init-1"}'),
+                    ("media-2", True, docs[1]["id"], '{"init_object_id": "init-1"}'),
+                    ("never-registered", False, None, "{}"),
+                ]
+            )
+        ],
+    )
+    store_old_rows(
+        old,
+        "segments",
+        [
+            {"flow_id": doc["id"], "seg_start": 0, "seg_end": SECOND, "object_id": media}
+            | {"timerange": "[0:0_1:0)", "doc": "{}", "created_ns": 1}
+            for doc, media in zip(docs, ["media-1", "media-2"], strict=True)
+        ],
+    )
+    await old.close()
+    new = await opened(cluster)
+    expired = await new.write(lambda tx: tx.expired_allocations(10**18, 10))
+    assert [o.object_id for o in expired] == ["never-registered"]
+    init = (await new.read(lambda tx: tx.get_objects(["init-1"])))["init-1"]
+    assert init.registered and init.is_init and init.first_referenced_by_flow == docs[0]["id"]
+    assert await new.read(lambda tx: tx.unreferenced_objects(["init-1"])) == []
+    flows, _next = await new.read(lambda tx: tx.object_flows("init-1", TagFilter(), None, 10))
+    assert flows == sorted(d["id"] for d in docs)
+    usage = {u.storage_id: u for u in await new.read(lambda tx: tx.storage_usage())}
+    assert (usage["b"].objects, usage["b"].allocated_unregistered) == (3, 1)
+    await new.close()

@@ -194,14 +194,17 @@ def get_source(conn: sqlite3.Connection, source_id: str) -> Doc | None:
 
 
 def source_routing(conn: sqlite3.Connection, source_id: str) -> Doc | None:
+    # `json_type` tells a `null` tags value (kept, as `get_source` has it) from an absent one.
     row = conn.execute(
-        "SELECT json_extract(doc, '$.tags') AS tags FROM sources WHERE id = ?", (source_id,)
+        "SELECT json_extract(doc, '$.tags') AS tags, json_type(doc, '$.tags') AS kind "
+        "FROM sources WHERE id = ?",
+        (source_id,),
     ).fetchone()
     if row is None:
         return None
     routing: Doc = {}
-    if row["tags"] is not None:
-        routing["tags"] = documents.loads(row["tags"])
+    if row["kind"] is not None:
+        routing["tags"] = None if row["tags"] is None else documents.loads(row["tags"])
     collectors = source_collected_by(conn, source_id)
     if collectors:
         routing["collected_by"] = collectors

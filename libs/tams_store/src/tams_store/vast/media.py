@@ -51,7 +51,7 @@ from tams_store.vast import counters
 from tams_store.vast.catalog import OwnerFilter, apply_tag_filter, flow_extent, forget_flow
 from tams_store.vast.counters import FLOW_FIGURE_COLUMNS, Figures, SegmentUse, group_of
 from tams_store.vast.ordered import first_distinct, first_rows
-from tams_store.vast.tables import Predicate, Row, Tables, all_of, in_chunks
+from tams_store.vast.tables import Predicate, Row, Tables, all_of, in_chunks, take
 
 MIN_NS = -(2**63)
 MAX_NS = 2**63 - 1
@@ -710,6 +710,54 @@ def remove_objects(tables: Tables, object_ids: Sequence[str]) -> None:
     found = table.select_in(_SHARE_COLUMNS, "id", object_ids, row_ids=True)
     table.delete(found)
     counters.objects_changed(tables, found.select(_SHARE_COLUMNS).to_pylist(), [])
+
+
+def fill_init_objects(tables: Tables) -> None:
+    """The `Fill` of the step after which objects stored before step 5 read as registration
+    has stored them since: each media object's `init_object_id` column (and the init
+    references of its segments) from its document, and the init objects they name
+    registered in the init role, first referenced by the first flow of the first media
+    object naming them (as SQLite's steps 5 and 11)."""
+    table = tables["objects"]
+    columns = ["id", "doc", "first_referenced_by_flow", "allocated_ns"]
+    found = table.select(
+        columns,
+        (_.registered == True) & _.init_object_id.isnull(),  # noqa: E712
+        row_ids=True,
+        scan=True,
+    )
+    rows = found.select(columns).to_pylist()
+    named = [json.loads(r["doc"] or "{}").get("init_object_id") for r in rows]
+    hits = [i for i, init in enumerate(named) if init is not None]
+    table.update_each(take(found, hits), [{"init_object_id": str(named[i])} for i in hits])
+    first_flow: dict[str, str | None] = {}
+    for i in sorted(hits, key=lambda i: (rows[i]["allocated_ns"] or 0, rows[i]["id"])):
+        counters.init_refs_moved(
+            tables, _segments_per_flow(tables, rows[i]["id"]), None, str(named[i])
+        )
+        first_flow.setdefault(str(named[i]), rows[i]["first_referenced_by_flow"])
+    inits = [*_SHARE_COLUMNS, "id", "doc"]
+    unregistered = table.select_in(
+        inits,
+        "id",
+        list(first_flow),
+        _.registered == False,  # noqa: E712 (an ibis expression, not a test)
+        row_ids=True,
+    )
+    before = unregistered.select(inits).to_pylist()
+    table.update_each(
+        unregistered,
+        [
+            {
+                "registered": True,
+                "first_referenced_by_flow": first_flow[r["id"]],
+                "doc": json.dumps({**json.loads(r["doc"] or "{}"), "role": "init"}),
+            }
+            for r in before
+        ],
+    )
+    counters.objects_changed(tables, before, [{**r, "registered": True} for r in before])
+    counters.flush(tables)
 
 
 def object_flows(

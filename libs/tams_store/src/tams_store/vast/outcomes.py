@@ -14,6 +14,7 @@ from ibis import _
 
 from tams_schema.envelopes import Outcome
 from tams_store.port import Doc
+from tams_store.vast.ordered import first_rows
 from tams_store.vast.tables import Tables, text_parts
 
 
@@ -42,11 +43,11 @@ def record_outcome(tables: Tables, command_id: str, outcome: Outcome) -> None:
 
 
 def forget_outcomes(tables: Tables, recorded_before_ns: int, limit: int) -> int:
-    """Forget up to `limit` outcomes recorded before the cutoff (any of them: VAST reads rows
-    in no order), every part of each."""
+    """Forget up to `limit` outcomes recorded before the cutoff, oldest first (as the port
+    says: `limit_rows` alone would take any of them), every part of each."""
     table = tables["command_outcomes"]
-    found = table.select(
-        ["command_id"], _.recorded_ns < recorded_before_ns, limit_rows=limit, scan=True
+    found = first_rows(
+        table, ["command_id"], _.recorded_ns < recorded_before_ns, "recorded_ns", limit
     )
     ids = sorted(set(found["command_id"].to_pylist()))
     if ids:
