@@ -487,3 +487,30 @@ async def test_deleting_a_flow_removes_its_segments(
     assert await get_json(http, f"/flows/{flow['id']}/segments") == []
     again = await get_json(http, f"/flows/{flow['id']}?include_timerange=true")
     assert again["timerange"] == "()"
+
+
+async def test_the_last_nanosecond_of_the_timeline_is_not_its_neighbour(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Segments are stored as half-open int64 ranges, and `[9223372036:854775807]` has no
+    int64 exclusive end: it was stored as `[...806_...807)`, so the instant just before it
+    was refused as an overlap, listed by a query for that instant, and a DELETE of that
+    instant deleted it. A time the store cannot hold must be refused, not moved."""
+    flow = video_flow()
+    await put_flow(http, flow)
+    top, before = "9223372036:854775807", "9223372036:854775806"
+    ids = await allocate_and_upload(http, flow["id"], [b"a", b"b"])
+    top_status, error = await post(http, flow["id"], {"object_id": ids[0], "timerange": f"[{top}]"})
+    # Refusing the one time the store cannot hold is fine; storing it as another is not.
+    assert top_status in (201, 400), error
+    if top_status == 400:
+        assert "out of range" in error["summary"], error
+    status, error = await post(http, flow["id"], {"object_id": ids[1], "timerange": f"[{before}]"})
+    assert status == 201, error
+    segments = f"/flows/{flow['id']}/segments"
+    listed = await get_json(http, f"{segments}?timerange=%5B{before}%5D")
+    assert [s["timerange"] for s in listed] == [f"[{before}]"]
+    async with http.delete(f"{segments}?timerange=%5B{before}%5D") as resp:
+        assert resp.status == 204, await resp.text()
+    left = [s["timerange"] for s in await get_json(http, segments)]
+    assert left == ([f"[{top}]"] if top_status == 201 else [])

@@ -435,7 +435,12 @@ def test_half_open_bounds() -> None:
 
 
 def test_half_open_clamps_into_int64() -> None:
-    assert TimeRange(MAX_NS + 5, MAX_NS + 10).half_open() == (MAX_NS - 1, MAX_NS)
+    assert TimeRange(MAX_NS + 5, MAX_NS + 10).half_open() is None
+    # The last nanosecond has no int64 exclusive end: `[MAX_NS]` is not stored as its neighbour.
+    assert TimeRange.instant(MAX_NS).half_open() is None
+    assert TimeRange.instant(MAX_NS).holds_last_ns
+    assert TimeRange.instant(MAX_NS - 1).half_open() == (MAX_NS - 1, MAX_NS)
+    assert not TimeRange.instant(MAX_NS - 1).holds_last_ns
     assert TimeRange(None, MIN_NS - 10).half_open() == (MIN_NS, MIN_NS + 1)
     assert TimeRange(MIN_NS - 10, MAX_NS + 10, True, True).half_open() == (MIN_NS, MAX_NS)
 

@@ -319,14 +319,25 @@ class TimeRange:
         """`(lo, hi + 1)` for stores and indexes, None when empty.
 
         Unbounded sides map to MIN_NS / MAX_NS and values are clamped into int64 (keeping
-        start < end), so a bound at an int64 extreme reads back as unbounded.
+        start < end), so a bound at an int64 extreme reads back as unbounded. The last
+        nanosecond, MAX_NS, has no int64 exclusive end: no segment may hold it
+        (`holds_last_ns`), so it is dropped, and a range of nothing else is None, as an empty
+        one (clamping its start down to MAX_NS - 1 made `[MAX_NS]` match, and a DELETE of
+        `[MAX_NS - 1]` delete, its neighbour).
         """
         if self.is_empty:
             return None
         lo, hi = self.lo, self.hi
-        start = MIN_NS if lo is None else min(max(lo, MIN_NS), MAX_NS - 1)
+        if lo is not None and lo >= MAX_NS:
+            return None
+        start = MIN_NS if lo is None else max(lo, MIN_NS)
         end = MAX_NS if hi is None else max(min(hi + 1, MAX_NS), start + 1)
         return start, end
+
+    @property
+    def holds_last_ns(self) -> bool:
+        """Whether the range holds MAX_NS, which `half_open` cannot store."""
+        return not self.is_empty and (self.hi is None or self.hi >= MAX_NS)
 
     def sort_key(self) -> tuple[int, int, int, int]:
         """Ascending time order on the normalised bounds: by first member, then last member.

@@ -300,6 +300,11 @@ class Registrar:
             raise Rejected("timerange is empty: a segment's end must be after its start")
         if timerange.start is None or timerange.end is None:
             raise Rejected(f"timerange {timerange} must have a start and an end")
+        if timerange.holds_last_ns:
+            raise Rejected(
+                f"timerange {timerange} holds 9223372036:854775807, the last nanosecond of the "
+                "64-bit timeline, which no segment may use: out of range"
+            )
         bounds = timerange.half_open()
         assert bounds is not None
         start, end = bounds
