@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +22,8 @@ class Request:
     body: dict[str, Any]
     status: int
     received_at: float = field(default_factory=time.monotonic)
+    # The body's bytes as they came (what a signature covers).
+    raw: bytes = b""
 
     @property
     def event_id(self) -> str:
@@ -67,7 +70,8 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.arrived += 1
-        body = await request.json()
+        raw = await request.read()
+        body = json.loads(raw)
         if self.hang:
             await asyncio.Event().wait()  # never answers; the sender gives up on its timeout
         if self.delay_s:
@@ -77,7 +81,7 @@ class Receiver:
             self.fail_next -= 1
             status = 500
         async with self._changed:
-            self.requests.append(Request(dict(request.headers), body, status))
+            self.requests.append(Request(dict(request.headers), body, status, raw=raw))
             self._changed.notify_all()
         return web.Response(status=status)
 

@@ -6,8 +6,12 @@ flows and sources, or the assertions look only at this test's ids.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hmac
+import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -337,6 +341,69 @@ async def test_key_value_is_kept_on_replace_and_sealed_at_rest(
         webhook, url=elsewhere, status="created", api_key_value="Bearer another"
     )
     assert moved.status == 201
+
+
+def signed_by(secret: str, request: Request) -> bool:
+    """A receiver's check, written from the Standard Webhooks text (not from the server's
+    code): HMAC-SHA256 under the secret's bytes of `id.timestamp.body`, base64, after `v1,`."""
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + request.raw
+    expected = "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode()
+    return any(
+        hmac.compare_digest(expected, given) for given in headers["webhook-signature"].split()
+    )
+
+
+async def test_signed_deliveries(
+    http: aiohttp.ClientSession, hooks: Webhooks, receiver: Receiver, tams_stack: Stack
+) -> None:
+    flow = video_flow()
+    await put_flow(http, flow)
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    webhook = await hooks.register(
+        receiver.url, ["flows/updated"], flow_ids=[flow["id"]], signing_secret=secret
+    )
+    assert "signing_secret" not in webhook
+    assert "signing_secret" not in await hooks.get(webhook["id"])
+    await ok(http.put(f"/flows/{flow['id']}/label", json="a"))
+    (first,) = await receiver.wait_for(1)
+    assert signed_by(secret, first)
+    headers = {k.lower(): v for k, v in first.headers.items()}
+    assert headers["webhook-id"] == first.event_id
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+    with sqlite3.connect(tams_stack.data_dir / "tams.db") as db:
+        (stored,) = db.execute(
+            "SELECT signing_secret FROM webhooks WHERE id = ?", (webhook["id"],)
+        ).fetchone()
+    assert stored.startswith("fernet:") and secret not in stored
+
+    # A replacement that leaves the (write-only) secret out keeps it, wherever the URL goes:
+    # the secret itself never leaves the server.
+    assert (await hooks.put(webhook, status="created")).status == 201
+    await ok(http.put(f"/flows/{flow['id']}/label", json="b"))
+    second = (await receiver.wait_for(2))[-1]
+    assert signed_by(secret, second)
+    # `""` stops signing.
+    assert (await hooks.put(webhook, status="created", signing_secret="")).status == 201
+    await ok(http.put(f"/flows/{flow['id']}/label", json="c"))
+    third = (await receiver.wait_for(3))[-1]
+    assert "webhook-signature" not in {k.lower() for k in third.headers}
+
+    for bad in ("s3cret", "whsec_not base64", "whsec_" + base64.b64encode(b"short").decode(), 7):
+        body = {"url": receiver.url, "events": ["flows/updated"], "signing_secret": bad}
+        async with http.post("/service/webhooks", json=body) as resp:
+            assert resp.status == 400
+            assert "signing_secret" in (await resp.json())["summary"]
+    # Nor may the signature's headers be taken by the API key.
+    body = {
+        "url": receiver.url,
+        "events": ["flows/updated"],
+        "api_key_name": "Webhook-Signature",
+        "api_key_value": "v1,forged",
+    }
+    async with http.post("/service/webhooks", json=body) as resp:
+        assert resp.status == 400
 
 
 async def test_nothing_is_lost_when_the_service_is_killed_mid_stream(

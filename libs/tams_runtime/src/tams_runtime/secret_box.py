@@ -1,4 +1,5 @@
-"""Sealing webhook `api_key_value`s: encrypted in commands and at rest when a key is set.
+"""Sealing webhook secrets (`api_key_value`, `signing_secret`): encrypted in commands and at
+rest when a key is set.
 
 With `TAMS_WEBHOOKS_SECRET_KEYS` set (Fernet keys, newest first), the gateway seals a value as
 soon as it has read it from the request; the command, the store and backups then only ever
@@ -44,14 +45,16 @@ class SecretBox:
         if stored.startswith(PLAIN):
             return stored[len(PLAIN) :]
         if not stored.startswith(SEALED):
-            raise SecretUnavailable("the stored api_key_value has an unknown format")
+            raise SecretUnavailable(
+                "a stored webhook secret (api_key_value, signing_secret) has an unknown format"
+            )
         if self._fernet is None:
             raise SecretUnavailable(
-                "the api_key_value is encrypted and TAMS_WEBHOOKS_SECRET_KEYS is not set here"
+                "the webhook's secrets are encrypted and TAMS_WEBHOOKS_SECRET_KEYS is not set here"
             )
         try:
             return self._fernet.decrypt(stored[len(SEALED) :].encode()).decode()
         except InvalidToken as exc:
             raise SecretUnavailable(
-                "the api_key_value was encrypted with a key not in TAMS_WEBHOOKS_SECRET_KEYS"
+                "the webhook's secrets were encrypted with a key not in TAMS_WEBHOOKS_SECRET_KEYS"
             ) from exc

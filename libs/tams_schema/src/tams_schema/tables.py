@@ -394,6 +394,9 @@ MIGRATIONS: list[Step] = [
     # init references are filled in, and the init objects registered in the init role (as
     # SQLite's steps 5 and 11 do).
     (Fill("init objects named before step 5"),),
+    # 12: a webhook's signing secret (docs/webhooks.md, signed deliveries), sealed as
+    # `api_key_value` is.
+    (AddColumns("webhooks", (_s("signing_secret"),)),),
 ]
 
 

@@ -205,6 +205,8 @@ class WebhookRecord:
     change can be made conditional on the registration it was working for. `owner` is who
     registered or last replaced it (None: authentication was off): deliveries are limited to
     what the owner may read. It is not part of `view()` either (the spec has no such field).
+    `signing_secret` (docs/webhooks.md, signed deliveries) is kept like `api_key_value`,
+    sealed, and never shown.
     """
 
     id: str
@@ -214,6 +216,7 @@ class WebhookRecord:
     api_key_value: str | None = None
     generation: int = 1
     owner: Principal | None = None
+    signing_secret: str | None = None
 
     @property
     def url(self) -> str:

@@ -40,6 +40,7 @@ async def test_a_webhook_keeps_every_field(store: Store) -> None:
         api_key_value="",
         generation=2**63 - 1,
         owner=Principal(name=UNICODE, scopes=("read",), groups=()),
+        signing_secret="plain:whsec_" + "A" * 40,
     )
     bare = WebhookRecord(id=new_id(), doc={"url": "https://b.example/"}, status="created")
     await store.write(lambda tx: (tx.put_webhook(record), tx.put_webhook(bare)))

@@ -3,11 +3,14 @@
 A webhook that silently ignores part of its registration is dangerous (an ignored
 `accept_get_urls: []` would send presigned URLs to a receiver that asked for none), so every
 field this server does not implement, every unknown event name and every malformed id is a
-400 naming it. `api_key_value` is sealed here (tams_runtime.secret_box), as soon as it is read.
+400 naming it. `api_key_value` is sealed here (tams_runtime.secret_box), as soon as it is read,
+and so is `signing_secret`, this server's one addition (docs/webhooks.md, signed deliveries).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -57,8 +60,16 @@ RESERVED_HEADERS = frozenset(
         "baggage",
         # Would make a receiver wait for a `100 Continue` the sender never waits for.
         "expect",
+        # Signed deliveries (Standard Webhooks).
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
     }
 )
+# A signing secret as Standard Webhooks writes one: `whsec_`, then the base64 of 24 to 64
+# random bytes.
+SIGNING_SECRET_PREFIX = "whsec_"
+SIGNING_SECRET_BYTES = (24, 64)
 
 
 @dataclass(frozen=True)
@@ -69,12 +80,16 @@ class WebhookBody:
     doc: dict[str, Any]
     status: str
     sealed_key_value: str | None
+    # Sealed; "" to stop signing; None when not given (a PUT then keeps the stored one).
+    signing_secret: str | None = None
 
     def payload(self, webhook_id: str) -> dict[str, Any]:
         payload: dict[str, Any] = {"webhook_id": webhook_id, "webhook": self.doc}
         payload["status"] = self.status
         if self.sealed_key_value is not None:
             payload["api_key_value"] = self.sealed_key_value
+        if self.signing_secret is not None:
+            payload["signing_secret"] = self.signing_secret
         return payload
 
 
@@ -102,7 +117,7 @@ def _check_ids(body: dict[str, Any], name: str) -> None:
 def parse_webhook(body: Any, *, put: bool, policy: EgressPolicy, secrets: SecretBox) -> WebhookBody:
     if not isinstance(body, dict):
         raise bad_request("the webhook must be a JSON object")
-    allowed = {*REGISTRATION_FIELDS, "api_key_value", "status"}
+    allowed = {*REGISTRATION_FIELDS, "api_key_value", "signing_secret", "status"}
     if put:
         allowed |= {"id", *PUT_IGNORED}
     unknown = sorted(set(body) - allowed)
@@ -152,8 +167,35 @@ def parse_webhook(body: Any, *, put: bool, policy: EgressPolicy, secrets: Secret
         raise bad_request(
             "api_key_value must be printable ASCII (a header value: no line breaks or controls)"
         )
+    signing_secret = body.get("signing_secret")
+    if signing_secret is not None:
+        _check_signing_secret(signing_secret)
     doc = {k: body[k] for k in REGISTRATION_FIELDS if k in body}
     doc["events"] = _unique(doc["events"])
     return WebhookBody(
-        doc=doc, status=status, sealed_key_value=None if value is None else secrets.seal(value)
+        doc=doc,
+        status=status,
+        sealed_key_value=None if value is None else secrets.seal(value),
+        signing_secret=signing_secret and secrets.seal(signing_secret),
     )
+
+
+def _check_signing_secret(secret: object) -> None:
+    """`""` (stop signing) or a Standard Webhooks symmetric secret."""
+    problem = (
+        f"signing_secret must be {SIGNING_SECRET_PREFIX} followed by the base64 of "
+        f'{SIGNING_SECRET_BYTES[0]} to {SIGNING_SECRET_BYTES[1]} random bytes (or "" to stop '
+        "signing)"
+    )
+    if not isinstance(secret, str):
+        raise bad_request(problem)
+    if secret == "":
+        return
+    if not secret.startswith(SIGNING_SECRET_PREFIX):
+        raise bad_request(problem)
+    try:
+        key = base64.b64decode(secret[len(SIGNING_SECRET_PREFIX) :], validate=True)
+    except binascii.Error as exc:
+        raise bad_request(problem) from exc
+    if not SIGNING_SECRET_BYTES[0] <= len(key) <= SIGNING_SECRET_BYTES[1]:
+        raise bad_request(problem)

@@ -42,6 +42,7 @@ from tams_store.port import Delivery, WebhookRecord
 from tams_webhooks.matching import Reader, Subscription, SubscriptionIndex
 from tams_webhooks.payloads import EventBody, Payloads, options_key
 from tams_webhooks.sender import Attempt, Sender
+from tams_webhooks.signing import signature_headers, signing_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -179,12 +180,15 @@ class Worker:
         self.options = (*options_key(record.doc), self.readable_storage_ids)
         self.headers = {"Content-Type": "application/json"}
         self.key_problem: str | None = None
+        self.signing_key: bytes | None = None
         name = record.doc.get("api_key_name")
-        if name and record.api_key_value is not None:
-            try:
+        try:
+            if name and record.api_key_value is not None:
                 self.headers[name] = self.dispatcher.secrets.open(record.api_key_value)
-            except SecretUnavailable as exc:
-                self.key_problem = str(exc)
+            if record.signing_secret is not None:
+                self.signing_key = signing_key(self.dispatcher.secrets.open(record.signing_secret))
+        except SecretUnavailable as exc:
+            self.key_problem = str(exc)
 
     @property
     def webhook_id(self) -> str:
@@ -302,6 +306,8 @@ class Worker:
             ids = event.object_ids()
             event.objects = await d.patiently(lambda: d.store.read(lambda tx: tx.get_objects(ids)))
         body = d.payloads.body(record.doc, self.options, event, self.readable_storage_ids)
+        if self.signing_key is not None:
+            headers.update(signature_headers(self.signing_key, event.event_id, body))
         # One span per attempt, in the trace of the change that caused the event; the
         # receiver gets `traceparent` so its own work can join the trace.
         with tracer().start_as_current_span(

@@ -12,7 +12,9 @@ registration is decided here: existence (404) and the status state machine (chec
 replacement that leaves it out keeps the stored value as long as `api_key_name` and the URL's
 origin (scheme, host and port) are unchanged, so a client can edit a webhook it read back
 (the value is write-only) without resending it, but nobody can send the stored key to a
-receiver of their own choosing.
+receiver of their own choosing. `signing_secret` (sealed too) is kept the same way when a
+replacement leaves it out, whatever the URL (the secret itself never leaves the server), and
+`""` removes it.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def create_webhook(tx: WriteTx, command: CommandEnvelope) -> Outcome:
         status=payload.get("status") or "created",
         api_key_value=payload.get("api_key_value"),
         owner=_owner(payload),
+        signing_secret=payload.get("signing_secret") or None,
     )
     tx.put_webhook(record)
     return Outcome(status=201, body=record.view())
@@ -155,6 +158,11 @@ def replace_webhook(tx: WriteTx, command: CommandEnvelope) -> Outcome:
         api_key_value=_key_value(current, doc, payload),
         generation=current.generation + 1,
         owner=owner,
+        signing_secret=(
+            payload["signing_secret"] or None
+            if "signing_secret" in payload
+            else current.signing_secret
+        ),
     )
     tx.put_webhook(record)
     return Outcome(status=201, body=record.view())

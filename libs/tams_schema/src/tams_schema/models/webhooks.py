@@ -28,17 +28,33 @@ class Webhook(TamsModel):
     tags: Tags | None = None
 
 
+# This server's one addition to a webhook (docs/webhooks.md, signed deliveries).
+SigningSecret = Annotated[
+    str | None,
+    Field(
+        description=(
+            "Extension: sign every delivery with the Standard Webhooks scheme "
+            "(`webhook-id`, `webhook-timestamp`, `webhook-signature` headers) under this "
+            "secret, `whsec_` and the base64 of 24 to 64 random bytes. Write-only; a PUT "
+            'without it keeps the stored one, `""` stops signing.'
+        )
+    ),
+]
+
+
 class WebhookPost(Webhook):
-    """POST body: `api_key_value` is write-only, never returned."""
+    """POST body: `api_key_value` and `signing_secret` are write-only, never returned."""
 
     api_key_value: str | None = None
     status: Literal["created", "disabled"] | None = None
+    signing_secret: SigningSecret = None
 
 
 class WebhookPut(Webhook):
     id: Uuid
     api_key_value: str | None = None
     status: Literal["created", "disabled"]
+    signing_secret: SigningSecret = None
 
 
 class WebhookGet(Webhook):

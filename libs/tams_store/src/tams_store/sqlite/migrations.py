@@ -231,6 +231,11 @@ MIGRATIONS: list[list[str]] = [
     [
         "CREATE INDEX command_outcomes_recorded ON command_outcomes (recorded_ns)",
     ],
+    # 13: a webhook's signing secret (docs/webhooks.md, signed deliveries), sealed as
+    # `api_key_value` is.
+    [
+        "ALTER TABLE webhooks ADD COLUMN signing_secret TEXT",
+    ],
 ]
 
 

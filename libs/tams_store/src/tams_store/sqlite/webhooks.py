@@ -29,7 +29,7 @@ from tams_store.port import (
 from tams_store.sqlite import cursor
 from tams_store.sqlite.catalog import SortSpec, tag_clauses
 
-_COLUMNS = "id, url, status, generation, doc, error, api_key_value, owner"
+_COLUMNS = "id, url, status, generation, doc, error, api_key_value, owner, signing_secret"
 URL_SORT = SortSpec(("webhooks.url", "webhooks.id"), (str, str), descending=False)
 
 
@@ -42,6 +42,7 @@ def _record(row: sqlite3.Row) -> WebhookRecord:
         api_key_value=row["api_key_value"],
         generation=row["generation"],
         owner=Principal.model_validate_json(row["owner"]) if row["owner"] else None,
+        signing_secret=row["signing_secret"],
     )
 
 
@@ -74,10 +75,11 @@ def list_webhooks(conn: sqlite3.Connection, query: WebhookQuery) -> Page:
 
 def put_webhook(conn: sqlite3.Connection, record: WebhookRecord) -> None:
     conn.execute(
-        f"INSERT INTO webhooks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        f"INSERT INTO webhooks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET url = excluded.url, status = excluded.status, "
         "generation = excluded.generation, doc = excluded.doc, error = excluded.error, "
-        "api_key_value = excluded.api_key_value, owner = excluded.owner",
+        "api_key_value = excluded.api_key_value, owner = excluded.owner, "
+        "signing_secret = excluded.signing_secret",
         (
             record.id,
             record.url,
@@ -87,6 +89,7 @@ def put_webhook(conn: sqlite3.Connection, record: WebhookRecord) -> None:
             json.dumps(record.error) if record.error is not None else None,
             record.api_key_value,
             record.owner.model_dump_json() if record.owner is not None else None,
+            record.signing_secret,
         ),
     )
     conn.execute("DELETE FROM webhook_tags WHERE webhook_id = ?", (record.id,))

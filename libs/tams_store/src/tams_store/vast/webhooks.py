@@ -40,7 +40,17 @@ from tams_store.vast.listing import Ordering, newest_per_id, page_of
 from tams_store.vast.ordered import first_distinct, first_rows
 from tams_store.vast.tables import Row, Tables, all_of, take, text_parts
 
-_COLUMNS = ["id", "url", "status", "generation", "doc", "error", "api_key_value", "owner"]
+_COLUMNS = [
+    "id",
+    "url",
+    "status",
+    "generation",
+    "doc",
+    "error",
+    "api_key_value",
+    "owner",
+    "signing_secret",
+]
 
 URL_ORDER = Ordering(
     columns=("url", "id"),
@@ -60,6 +70,7 @@ def _record(row: Row) -> WebhookRecord:
         api_key_value=row["api_key_value"],
         generation=row["generation"],
         owner=Principal.model_validate_json(row["owner"]) if row["owner"] else None,
+        signing_secret=row["signing_secret"],
     )
 
 
@@ -113,6 +124,7 @@ def put_webhook(tables: Tables, record: WebhookRecord) -> None:
             "error": json.dumps(record.error) if record.error is not None else None,
             "api_key_value": record.api_key_value,
             "owner": record.owner.model_dump_json() if record.owner is not None else None,
+            "signing_secret": record.signing_secret,
         },
         insert_only={},
     )
