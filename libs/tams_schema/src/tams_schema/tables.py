@@ -397,6 +397,14 @@ MIGRATIONS: list[Step] = [
     # 12: a webhook's signing secret (docs/webhooks.md, signed deliveries), sealed as
     # `api_key_value` is.
     (AddColumns("webhooks", (_s("signing_secret"),)),),
+    # 13: key locks: a fixed set of rows (`slot`, filled once) that a transaction deciding
+    # on the absence of an id (is this object id free?) updates, the slot chosen by the id:
+    # VAST has no unique keys and inserts never conflict, so two transactions inserting one
+    # id only conflict through a row both change (docs/vast.md, section 7).
+    (
+        CreateTable("key_locks", (_i("slot"), _i("taken")), sorting_key=("slot",)),
+        Fill("key locks"),
+    ),
 ]
 
 

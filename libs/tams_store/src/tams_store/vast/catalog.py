@@ -318,6 +318,17 @@ def put_flow(tables: Tables, flow: Doc) -> None:
     _count_flow_rows(tables, previous, group_of(flow))
     _replace_tags(tables, "flow_tags", "flow_id", flow["id"], flow)
     links = tables["flow_collections"]
+    linked = {r["member_id"] for r in links.rows(["member_id"], _.collector_id == flow["id"])}
+    # The rows this flow was read to depend on are changed too, so a concurrent deletion of
+    # one (the source's last flow deleting the source; a new member deleted or hidden, whose
+    # deletion cannot see this uncommitted link) conflicts with this transaction instead of
+    # both committing (write skew under snapshot isolation; docs/vast.md, section 7).
+    _touch(tables, "sources", [flow["source_id"]])
+    _touch(
+        tables,
+        "flows",
+        [m["id"] for m in flow.get("flow_collection") or [] if m["id"] not in linked],
+    )
     links.delete_where(_.collector_id == flow["id"])
     links.insert(
         [
@@ -330,6 +341,16 @@ def put_flow(tables: Tables, flow: Doc) -> None:
             for position, item in enumerate(flow.get("flow_collection") or [])
         ]
     )
+
+
+def _touch(tables: Tables, table: str, ids: Sequence[str]) -> None:
+    """Rewrite these rows as they are (a column that is no sorting key: `format`), so the
+    transaction changes them."""
+    if not ids:
+        return
+    handle = tables[table]
+    found = handle.select_in(["id", "format"], "id", sorted(set(ids)), row_ids=True)
+    handle.update_each(found, found.select(["format"]).to_pylist())
 
 
 def _count_flow_rows(tables: Tables, previous: list[Row], group: counters.Group) -> None:

@@ -47,7 +47,7 @@ from tams_store.port import (
     SegmentRecord,
     TagFilter,
 )
-from tams_store.vast import counters
+from tams_store.vast import counters, locks
 from tams_store.vast.catalog import OwnerFilter, apply_tag_filter, flow_extent, forget_flow
 from tams_store.vast.counters import FLOW_FIGURE_COLUMNS, Figures, SegmentUse, group_of
 from tams_store.vast.ordered import first_distinct, first_rows
@@ -523,7 +523,12 @@ def _stored_ids(tables: Tables, object_ids: Sequence[str]) -> set[str]:
 
 
 def existing_object_ids(tables: Tables, object_ids: Sequence[str]) -> set[str]:
-    """Ids in use: objects, and ids whose bytes are still queued for deletion or copy."""
+    """Ids in use: objects, and ids whose bytes are still queued for deletion or copy.
+
+    Callers decide on an id's absence (a client-chosen allocation, an external object's
+    first record): the ids' key locks are taken, so two such decisions on one id in
+    overlapping transactions cannot both commit (`locks`)."""
+    locks.lock_keys(tables, "object", object_ids)
     queued = tables["media_jobs"].rows_in(["object_id"], "object_id", object_ids)
     return _stored_ids(tables, object_ids) | {r["object_id"] for r in queued}
 

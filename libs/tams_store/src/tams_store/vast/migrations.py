@@ -39,7 +39,7 @@ from tams_schema.tables import (
     table_specs,
 )
 from tams_store.errors import StoreError
-from tams_store.vast import counters, media
+from tams_store.vast import counters, locks, media
 from tams_store.vast.tables import QueryConfigs, TableCatalog, Tables
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,7 @@ def bootstrap(tx: Any, bucket: str, path: str, sorted_ok: bool, queries: QueryCo
 FILLS: dict[str, Callable[[Tables], None]] = {
     "analytics counters": counters.fill,
     "init objects named before step 5": media.fill_init_objects,
+    "key locks": locks.fill_key_locks,
 }
 
 

@@ -19,10 +19,17 @@ from tams_store.vast.tables import Tables, text_parts
 
 
 def recorded_outcome(tables: Tables, command_id: str) -> Outcome | None:
-    rows = tables["command_outcomes"].rows(["part", "outcome"], _.command_id == command_id)
+    rows = tables["command_outcomes"].rows(
+        ["part", "outcome", "recorded_ns"], _.command_id == command_id
+    )
     if not rows:
         return None
-    parts = {r["part"]: r["outcome"] for r in rows}  # a duplicate part is the same text
+    # Two consumers applying one redelivered command at once may both record an outcome
+    # (when their transactions change no common row, both commit): the parts of one
+    # recording share its time, and the first recording is read back whole. A duplicate
+    # part of one recording is the same text.
+    first = min(r["recorded_ns"] for r in rows)
+    parts = {r["part"]: r["outcome"] for r in rows if r["recorded_ns"] == first}
     return Outcome.model_validate_json("".join(parts[i] for i in sorted(parts)))
 
 
