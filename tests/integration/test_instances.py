@@ -47,6 +47,22 @@ async def instances(http: aiohttp.ClientSession, object_id: str) -> list[dict[st
     return got
 
 
+async def backend_figures(http: aiohttp.ClientSession) -> dict[str, tuple[int, int]]:
+    """Objects and bytes per storage backend (by label), from the analytics service."""
+    usage = await get_json(http, "/analytics/storage-usage")
+    return {b["label"]: (b["objects"], b["bytes"]) for b in usage["backends"]}
+
+
+def changes(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+) -> dict[str, tuple[int, int]]:
+    found = {
+        label: (objects - before[label][0], size - before[label][1])
+        for label, (objects, size) in after.items()
+    }
+    return {label: change for label, change in found.items() if change != (0, 0)}
+
+
 async def download(url: str) -> bytes:
     async with aiohttp.ClientSession() as anonymous, anonymous.get(url) as resp:
         assert resp.status == 200, url
@@ -123,6 +139,7 @@ async def test_a_controlled_copy_to_another_backend(
     payload = bytes(range(256)) * 512
     flow, object_id = await registered_object(http, payload)
     base = f"/objects/{object_id}/instances"
+    stored = await backend_figures(http)
     status, body, _ = await send_json(http, "POST", base, {"storage_id": ARCHIVE})
     assert status == 201, body
 
@@ -130,6 +147,8 @@ async def test_a_controlled_copy_to_another_backend(
         return [u for u in await instances(http, object_id) if u.get("storage_id") == ARCHIVE]
 
     (archived,) = await eventually(copied, "the copy on the archive backend")
+    # The storage figures follow the copy: the archive now holds the object's bytes too.
+    assert changes(stored, await backend_figures(http)) == {"archive": (1, len(payload))}
     assert archived["controlled"] is True and archived["label"] == ARCHIVE_BACKEND["label"]
     assert (
         hashlib.sha256(await download(archived["url"])).digest() == hashlib.sha256(payload).digest()
@@ -149,6 +168,11 @@ async def test_a_controlled_copy_to_another_backend(
     status, _, _ = await send_json(http, "DELETE", f"{base}?storage_id={default_id}")
     assert status == 204
     assert [u["label"] for u in await instances(http, object_id)] == ["archive"]
+    # ... and its deletion: the object's bytes left the default backend.
+    assert changes(stored, await backend_figures(http)) == {
+        "archive": (1, len(payload)),
+        "local-s3": (-1, -len(payload)),
+    }
 
     async def original_gone() -> bool:
         return await stored_bytes(tams_stack, object_id) is None

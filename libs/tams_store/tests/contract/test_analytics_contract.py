@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tams_schema.timerange import TimeRange
@@ -161,6 +161,49 @@ async def test_storage_usage_counts_allocated_and_external_objects(store: Store)
     assert backends[None].objects == 1 and backends[None].objects_without_size == 1
     _, flows = await usage_of(store, FlowFilter(flow_id=flow_id))
     assert flows[flow_id].usage.segments_without_size == 1
+
+
+async def test_storage_figures_follow_controlled_copies(store: Store) -> None:
+    """An object counts in every backend holding a controlled copy of it: a copy made onto
+    another backend counts there, a deleted instance leaves its backend, and an external
+    object copied in stops being external."""
+    model = Model()
+    flow_id = await make_flow(store, model)
+    (object_id,) = await register(store, model, flow_id, [(0, S)], size=700)
+    external = ObjectRecord(new_id(), None, None, None, True, flow_id, {"get_urls": []})
+
+    def add_external(tx: Any) -> None:
+        seg = SegmentRecord(5 * S, 6 * S, external.object_id, "[5:0_6:0)", {}, 0)
+        tx.add_segments(flow_id, [seg], [external], "2026-01-01T00:00:00.000000Z")
+
+    await store.write(add_external)
+
+    async def copies(object_id: str, backends: list[str]) -> None:
+        def work(tx: Any) -> None:
+            (record,) = tx.get_objects([object_id]).values()
+            tx.update_objects(
+                [replace(record, doc={**record.doc, "controlled_storage_ids": backends})]
+            )
+
+        await store.write(work)
+
+    async def figures() -> dict[str | None, tuple[int, int, int]]:
+        found = await store.read(lambda tx: tx.storage_usage())
+        return {
+            b.storage_id: (b.objects, b.bytes, b.objects_without_size) for b in found if b.objects
+        }
+
+    assert await figures() == {BACKEND: (1, 700, 0), None: (1, 0, 1)}
+    await copies(object_id, [BACKEND, "backend-b"])
+    await copies(external.object_id, ["backend-b"])
+    assert await figures() == {BACKEND: (1, 700, 0), "backend-b": (2, 700, 1)}
+    await copies(object_id, ["backend-b"])
+    assert await figures() == {"backend-b": (2, 700, 1)}
+    # A change that leaves the copies alone moves nothing.
+    await copies(object_id, ["backend-b"])
+    assert await figures() == {"backend-b": (2, 700, 1)}
+    await store.write(lambda tx: tx.remove_objects([object_id, external.object_id]))
+    assert await figures() == {}
 
 
 async def test_catalog_counts_follow_creates_replaces_and_deletes(store: Store) -> None:

@@ -17,7 +17,7 @@ from tams_schema.timerange import TimeRange
 from tams_store import FlowQuery, StoreError, StoreUnavailable, TagFilter, open_store_from_env
 from tams_store.analytics import FlowFilter, UsageFigures
 from tams_store.port import ObjectAllocation
-from tams_store.vast import VastSettings, VastStore
+from tams_store.vast import VastSettings, VastStore, counters
 from tams_store.vast.double import (
     FakeVastCluster,
     bad_request,
@@ -497,7 +497,7 @@ async def test_tag_filtered_pages_are_exact_with_unordered_results() -> None:
 
 async def test_segments_stored_before_tags_existed_read_without_tags() -> None:
     cluster = FakeVastCluster()
-    old = await opened(cluster, steps=MIGRATIONS[:-1])
+    old = await opened(cluster, steps=MIGRATIONS[:6])  # step 7 added segment tags
     doc = flow()
     await put_flow(old, doc)
     await add(old, doc["id"], [segment(0, SECOND)])
@@ -511,6 +511,34 @@ async def test_segments_stored_before_tags_existed_read_without_tags() -> None:
     assert [s.tags for s in page.items] == [{}]
     await new.write(lambda tx: tx.replace_segment_tags(doc["id"], {0: {"a": ["b"]}}, "t"))
     assert await tagged_pages(new, doc["id"], TagFilter(exists={"a": True})) == [0]
+    await new.close()
+
+
+async def test_copies_made_before_step_14_count_where_they_are() -> None:
+    """Before step 14 an object counted only where it was allocated, whatever its instances;
+    the step moves objects with controlled copies to the backends that hold them."""
+    cluster = FakeVastCluster()
+    old = await opened(cluster, steps=MIGRATIONS[:13])
+    copied = {
+        "id": new_id(),
+        "storage_id": "a",
+        "registered": True,
+        "size": 700,
+        "allocated_ns": 1,
+        "doc": json.dumps({"controlled_storage_ids": ["a", "b"]}),
+    }
+    plain = {**copied, "id": new_id(), "doc": "{}"}
+    session = old._new_session()
+    with session.transaction() as tx:
+        tables = Tables(tx, old.catalog)
+        tables["objects"].insert([copied, plain])
+        # What the adapter counted then: both objects where they were allocated.
+        counters.objects_changed(tables, [], [{**copied, "doc": None}, plain])
+        counters.flush(tables)
+    await old.close()
+    new = await opened(cluster)
+    usage = await new.read(lambda tx: tx.storage_usage())
+    assert {(b.storage_id, b.objects, b.bytes) for b in usage} == {("a", 2, 1400), ("b", 1, 700)}
     await new.close()
 
 

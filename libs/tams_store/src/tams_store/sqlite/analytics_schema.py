@@ -261,3 +261,105 @@ ANALYTICS_STEP: list[str] = [
             WHERE usage_totals.format = refs.format AND usage_totals.codec = refs.codec;
     END""",
 ]
+
+
+# --- storage figures by controlled copy (a later step) ---------------------------------------
+
+
+def _copies(row: str) -> str:
+    """The backends an `objects` row counts in, as a subquery of `storage_id`s: those holding
+    a controlled copy (`controlled_storage_ids` in its document, once instances were added
+    or removed), else its allocation backend; `''` (external) when it has none."""
+    copies = f"json_array_length({row}.doc, '$.controlled_storage_ids')"
+    return (
+        f"SELECT value AS storage_id FROM json_each({row}.doc, '$.controlled_storage_ids') "
+        f"UNION ALL SELECT CASE WHEN {copies} IS NULL THEN coalesce({row}.storage_id, '') "
+        f"ELSE '' END WHERE coalesce({copies}, 0) = 0"
+    )
+
+
+def _add_copies(row: str) -> str:
+    return (
+        "INSERT INTO storage_totals (storage_id, registered, bytes, unsized, allocated) "
+        f"SELECT storage_id, {row}.registered, "
+        f"CASE WHEN {row}.registered THEN coalesce({row}.size, 0) ELSE 0 END, "
+        f"{row}.registered AND {row}.size IS NULL, NOT {row}.registered "
+        f"FROM ({_copies(row)}) WHERE true "
+        "ON CONFLICT (storage_id) DO UPDATE SET "
+        "registered = registered + excluded.registered, bytes = bytes + excluded.bytes, "
+        "unsized = unsized + excluded.unsized, allocated = allocated + excluded.allocated;"
+    )
+
+
+def _remove_copies(row: str) -> str:
+    return (
+        f"UPDATE storage_totals SET registered = registered - {row}.registered, "
+        f"bytes = bytes - CASE WHEN {row}.registered THEN coalesce({row}.size, 0) ELSE 0 END, "
+        f"unsized = unsized - ({row}.registered AND {row}.size IS NULL), "
+        f"allocated = allocated - (NOT {row}.registered) "
+        f"WHERE storage_id IN ({_copies(row)});"
+    )
+
+
+# A backend's figures count every registered object it holds a controlled copy of, so a copy
+# made with `POST /objects/{id}/instances` counts where it lands, and a deleted instance
+# leaves its backend (they counted where the object was allocated, whatever happened to it).
+# Documents that never had instances (almost all: a live ingest registers new objects all
+# the time) keep the cheaper triggers of allocation backends; a substring test tells them.
+_PLAIN = "instr(coalesce({row}.doc, ''), 'controlled_storage_ids') = 0"
+_SHARE_CHANGED = (
+    "(OLD.registered IS NOT NEW.registered OR OLD.size IS NOT NEW.size "
+    "OR OLD.storage_id IS NOT NEW.storage_id)"
+)
+STORAGE_BY_COPIES_STEP: list[str] = [
+    "DROP TRIGGER analytics_object_added",
+    "DROP TRIGGER analytics_object_removed",
+    "DROP TRIGGER analytics_object_changed",
+    f"""CREATE TRIGGER analytics_object_added AFTER INSERT ON objects
+        WHEN {_PLAIN.format(row="NEW")} BEGIN
+        {_ADD_OBJECT.format(share=_object_share("NEW"))}
+    END""",
+    f"""CREATE TRIGGER analytics_object_copies_added AFTER INSERT ON objects
+        WHEN NOT {_PLAIN.format(row="NEW")} BEGIN
+        {_add_copies("NEW")}
+    END""",
+    f"""CREATE TRIGGER analytics_object_removed AFTER DELETE ON objects
+        WHEN {_PLAIN.format(row="OLD")} BEGIN
+        {_REMOVE_OBJECT.format(row="OLD")}
+    END""",
+    f"""CREATE TRIGGER analytics_object_copies_removed AFTER DELETE ON objects
+        WHEN NOT {_PLAIN.format(row="OLD")} BEGIN
+        {_remove_copies("OLD")}
+    END""",
+    # A first registration, a size becoming known, a move to another backend...
+    f"""CREATE TRIGGER analytics_object_changed
+        AFTER UPDATE OF registered, size, storage_id, doc ON objects
+        WHEN {_PLAIN.format(row="OLD")} AND {_PLAIN.format(row="NEW")} AND {_SHARE_CHANGED}
+        BEGIN
+        {_REMOVE_OBJECT.format(row="OLD")}
+        {_ADD_OBJECT.format(share=_object_share("NEW"))}
+    END""",
+    # ... and, for objects with instances, their copies added or removed.
+    f"""CREATE TRIGGER analytics_object_copies_changed
+        AFTER UPDATE OF registered, size, storage_id, doc ON objects
+        WHEN NOT ({_PLAIN.format(row="OLD")} AND {_PLAIN.format(row="NEW")})
+        AND ({_SHARE_CHANGED} OR json_extract(OLD.doc, '$.controlled_storage_ids')
+             IS NOT json_extract(NEW.doc, '$.controlled_storage_ids')) BEGIN
+        {_remove_copies("OLD")}
+        {_add_copies("NEW")}
+    END""",
+    # The figures of what is stored, counted again this way.
+    "DELETE FROM storage_totals",
+    """INSERT INTO storage_totals (storage_id, registered, bytes, unsized, allocated)
+        SELECT storage_id, sum(registered),
+               sum(CASE WHEN registered THEN coalesce(size, 0) ELSE 0 END),
+               sum(registered AND size IS NULL), sum(NOT registered)
+        FROM (
+            SELECT c.value AS storage_id, o.registered, o.size
+            FROM objects AS o, json_each(o.doc, '$.controlled_storage_ids') AS c
+            UNION ALL
+            SELECT CASE WHEN json_array_length(doc, '$.controlled_storage_ids') IS NULL
+                        THEN coalesce(storage_id, '') ELSE '' END, registered, size
+            FROM objects WHERE coalesce(json_array_length(doc, '$.controlled_storage_ids'), 0) = 0
+        ) GROUP BY storage_id""",
+]

@@ -1,7 +1,7 @@
 """Versioned, additive schema migrations for the SQLite store.
 
 `PRAGMA user_version` records how many steps were applied. Steps add tables, columns and
-indexes, and fill or correct rows (steps 5, 7 and 11) in ways an older version still reads;
+indexes, and fill or correct rows (steps 5, 7, 11 and 14) in ways an older version still reads;
 they never drop anything. A released step is never edited, a change is a new step.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from tams_store.sqlite.analytics_schema import ANALYTICS_STEP
+from tams_store.sqlite.analytics_schema import ANALYTICS_STEP, STORAGE_BY_COPIES_STEP
 from tams_store.sqlite.soft_delete_schema import SOFT_DELETE_STEP
 
 MIGRATIONS: list[list[str]] = [
@@ -236,6 +236,9 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE webhooks ADD COLUMN signing_secret TEXT",
     ],
+    # 14: storage figures count an object in every backend holding a controlled copy of it,
+    # not only where it was allocated (docs/analytics.md).
+    STORAGE_BY_COPIES_STEP,
 ]
 
 

@@ -25,6 +25,7 @@ rows actually found and changed, so a retried transaction counts exactly what it
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -168,8 +169,21 @@ def usage_changed(tables: Tables, group: Group, figures: Figures) -> None:
 # --- objects ----------------------------------------------------------------------------------
 
 
-def _object_share(row: Mapping[str, Any]) -> tuple[str, Counter[str]]:
-    """What one `objects` row adds to its backend's figures."""
+def copies_of(row: Mapping[str, Any]) -> list[str]:
+    """The backends an `objects` row counts in: those holding a controlled copy
+    (`controlled_storage_ids` in its document, once instances were added or removed), else
+    its allocation backend; `''` (external) when it has none."""
+    doc = row.get("doc")
+    if isinstance(doc, str):
+        doc = json.loads(doc or "{}")
+    copies = doc.get("controlled_storage_ids") if isinstance(doc, dict) else None
+    if copies is None:
+        return [str(row.get("storage_id") or "")]
+    return [str(c) for c in copies] or [""]
+
+
+def _object_shares(row: Mapping[str, Any]) -> list[tuple[str, Counter[str]]]:
+    """What one `objects` row adds to the figures of each backend it counts in."""
     registered = bool(row.get("registered"))
     size = row.get("size")
     share: Counter[str] = Counter(
@@ -178,19 +192,30 @@ def _object_share(row: Mapping[str, Any]) -> tuple[str, Counter[str]]:
         unsized=int(registered and size is None),
         allocated=int(not registered),
     )
-    return str(row.get("storage_id") or ""), share
+    return [(backend, share) for backend in copies_of(row)]
 
 
 def objects_changed(
     tables: Tables, before: Iterable[Mapping[str, Any]], after: Iterable[Mapping[str, Any]]
 ) -> None:
     """`objects` rows went from the `before` states (deleted or changed) to the `after`
-    states (inserted or changed); each needs `storage_id`, `registered` and `size`."""
+    states (inserted or changed); each needs `storage_id`, `registered` and `size`, and its
+    `doc` once it may have instances (a row without one counts where it was allocated)."""
     changes = pending(tables)
     for rows, sign in ((before, -1), (after, 1)):
         for row in rows:
-            backend, share = _object_share(row)
-            changes.add(("storage", backend, ""), **{k: sign * v for k, v in share.items()})
+            for backend, share in _object_shares(row):
+                changes.add(("storage", backend, ""), **{k: sign * v for k, v in share.items()})
+
+
+def fill_copies(tables: Tables) -> None:
+    """The `Fill` of the step after which storage figures count an object in every backend
+    holding a controlled copy: objects with instances added or removed move from where they
+    were allocated to where their copies are."""
+    rows = tables["objects"].rows(["storage_id", "registered", "size", "doc"], None, scan=True)
+    moved = [r for r in rows if copies_of(r) != copies_of({**r, "doc": None})]
+    objects_changed(tables, [{**r, "doc": None} for r in moved], moved)
+    flush(tables)
 
 
 # --- segments -------------------------------------------------------------------------------

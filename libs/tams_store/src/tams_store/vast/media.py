@@ -490,7 +490,7 @@ OBJECT_COLUMNS = (
 # What the counters need of an object: its size and its init object.
 ObjectProps = tuple[int | None, str | None]
 # What the storage counters need of an `objects` row.
-_SHARE_COLUMNS = ["storage_id", "registered", "size"]
+_SHARE_COLUMNS = ["storage_id", "registered", "size", "doc"]
 
 
 def get_objects(tables: Tables, object_ids: Sequence[str]) -> dict[str, ObjectRecord]:
@@ -575,7 +575,14 @@ def register_objects(tables: Tables, objects: Sequence[ObjectRecord]) -> dict[st
         record = by_id[row["id"]]
         size = row["size"] if record.size is None else record.size  # a known size stays
         stored[record.object_id] = (size, record.init_object_id)
-        after.append({"storage_id": row["storage_id"], "registered": True, "size": size})
+        after.append(
+            {
+                "storage_id": row["storage_id"],
+                "registered": True,
+                "size": size,
+                "doc": record.doc,
+            }
+        )
         changes.append(
             {
                 "registered": True,
@@ -605,7 +612,9 @@ def register_objects(tables: Tables, objects: Sequence[ObjectRecord]) -> dict[st
         ]
     )
     stored.update((o.object_id, (o.size, o.init_object_id)) for o in new)
-    after += [{"storage_id": o.storage_id, "registered": True, "size": o.size} for o in new]
+    after += [
+        {"storage_id": o.storage_id, "registered": True, "size": o.size, "doc": o.doc} for o in new
+    ]
     counters.objects_changed(tables, before, after)
     return stored
 
@@ -661,11 +670,15 @@ def update_objects(tables: Tables, objects: Sequence[ObjectRecord]) -> None:
         return
     table = tables["objects"]
     by_id = {o.object_id: o for o in objects}
-    columns = ["id", "registered", "init_object_id", "size"]
+    columns = ["id", "init_object_id", *_SHARE_COLUMNS]
     found = table.select_in(columns, "id", list(by_id), row_ids=True)
     rows = found.select(columns).to_pylist()
     # Only the init object can change here (the size is kept as stored).
     _recount_used(tables, rows, {r["id"]: replace(by_id[r["id"]], size=r["size"]) for r in rows})
+    # Instances added or removed move the object's share between backends.
+    after = {r["id"]: {**r, "doc": by_id[r["id"]].doc} for r in rows}
+    moved = [r for r in rows if counters.copies_of(r) != counters.copies_of(after[r["id"]])]
+    counters.objects_changed(tables, moved, [after[r["id"]] for r in moved])
     table.update_each(
         found,
         [
@@ -741,7 +754,7 @@ def fill_init_objects(tables: Tables) -> None:
             tables, _segments_per_flow(tables, rows[i]["id"]), None, str(named[i])
         )
         first_flow.setdefault(str(named[i]), rows[i]["first_referenced_by_flow"])
-    inits = [*_SHARE_COLUMNS, "id", "doc"]
+    inits = [*_SHARE_COLUMNS, "id"]
     unregistered = table.select_in(
         inits,
         "id",

@@ -139,6 +139,7 @@ FILLS: dict[str, Callable[[Tables], None]] = {
     "analytics counters": counters.fill,
     "init objects named before step 5": media.fill_init_objects,
     "key locks": locks.fill_key_locks,
+    "storage by copies": counters.fill_copies,
 }
 
 
