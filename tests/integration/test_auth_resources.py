@@ -26,6 +26,7 @@ from .helpers import (
     allocate_and_upload,
     eventually,
     get_json,
+    multi_flow,
     new_id,
     post,
     put_flow,
@@ -382,6 +383,33 @@ async def test_collections_may_name_only_readable_flows(
     own = await classed_flow(http, ["sport"])
     status, _ = await sport.send("PUT", path, [{"id": own["id"], "role": "x"}])
     assert status == 204
+
+
+async def test_collected_by_names_only_collections_the_caller_may_read(
+    http: aiohttp.ClientSession, client: aiohttp.ClientSession
+) -> None:
+    """A flow others may read, collected by one they may not: the collection's id (and its
+    source's) is not disclosed by `collected_by`, nor by a `collected_by_ids` filter."""
+    marker = new_id()
+    shared = await classed_flow(http, ["news", "public"], marker=marker)
+    hidden = multi_flow([shared["id"]], tags={"auth_classes": ["news"]})
+    await put_flow(http, hidden)
+    sport, news = As(client, "sport"), As(client, "news")
+    status, flow = await sport.send("GET", f"/flows/{shared['id']}")
+    assert status == 200 and "collected_by" not in flow, flow
+    status, source = await sport.send("GET", f"/sources/{shared['source_id']}")
+    assert status == 200 and "collected_by" not in source, source
+    (listed,) = await sport.all(f"/flows?tag.marker={marker}")
+    assert "collected_by" not in listed, listed
+    assert await sport.all(f"/flows?collected_by_ids={hidden['id']}") == []
+    assert await sport.all(f"/sources?collected_by_ids={hidden['source_id']}") == []
+    # Whoever may read the collection still sees it.
+    status, flow = await news.send("GET", f"/flows/{shared['id']}")
+    assert flow["collected_by"] == [hidden["id"]], flow
+    status, source = await news.send("GET", f"/sources/{shared['source_id']}")
+    assert source["collected_by"] == [hidden["source_id"]], source
+    found = await news.all(f"/flows?collected_by_ids={hidden['id']}")
+    assert [f["id"] for f in found] == [shared["id"]]
 
 
 async def test_deliveries_follow_the_owners_permission_at_event_time(

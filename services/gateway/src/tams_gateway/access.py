@@ -13,9 +13,9 @@ resource (un)classified): nobody can hand out, or take away, more than they hold
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -30,7 +30,10 @@ from tams_schema.auth import (
     auth_classes_of,
     auth_classes_problem,
 )
-from tams_store import TagFilter
+from tams_store import FlowQuery, Page, SourceQuery, TagFilter
+
+# The listings whose items collections collect.
+Q = TypeVar("Q", FlowQuery, SourceQuery)
 
 Tags = Mapping[str, Any] | None
 
@@ -67,6 +70,45 @@ class Access:
     def listing(self, tags: TagFilter, permission: Permission = "read") -> TagFilter:
         """The caller's tag filter ANDed with what they may see."""
         return replace(tags, access=self.policy.listing_filter(self.principal, permission))
+
+    # --- collections -----------------------------------------------------------------------
+
+    def readable_ids(self, ids: Iterable[str], get: Callable[[str], Any]) -> set[str]:
+        """Those of `ids` naming a resource (`get`: the store's read of one) the caller may
+        read; all of them when the caller is not restricted."""
+        ids = set(ids)
+        if not self.restricted:
+            return ids
+        return {i for i in ids if (doc := get(i)) is not None and self.may(doc.get("tags"), "read")}
+
+    def collected_page(
+        self, query: Q, listing: Callable[[Q], Page], get: Callable[[str], Any]
+    ) -> Page:
+        """A flow or source listing page whose `collected_by_ids` filter, and whose items'
+        `collected_by`, name only collections the caller may read (a collection the caller
+        may not read is asked about as if it did not exist)."""
+        if query.collected_by_ids and self.restricted:
+            readable = self.readable_ids(query.collected_by_ids, get)
+            if not readable:
+                return Page(items=[], limit=query.limit)
+            query = replace(query, collected_by_ids=sorted(readable))
+        page = listing(query)
+        self.hide_collectors(page.items, get)
+        return page
+
+    def hide_collectors(self, docs: Iterable[dict[str, Any]], get: Callable[[str], Any]) -> None:
+        """`collected_by` of flows or sources names only collections the caller may read (a
+        hidden collection's id would disclose that it exists, and what it collects)."""
+        if not self.restricted:
+            return
+        docs = [d for d in docs if d.get("collected_by")]
+        readable = self.readable_ids((i for d in docs for i in d["collected_by"]), get)
+        for doc in docs:
+            kept = [i for i in doc["collected_by"] if i in readable]
+            if kept:
+                doc["collected_by"] = kept
+            else:
+                del doc["collected_by"]
 
     # --- storage backends (deploy-time tags, ADR 0055) -----------------------------------
 

@@ -67,7 +67,10 @@ async def list_flows(request: web.Request) -> web.Response:
         page=request.query.get("page"),
         limit=page_limit(request, gw.settings),
     )
-    page: Page = await gw.read_page(lambda tx: tx.list_flows(query))
+    access = Access.of(request)
+    page: Page = await gw.read_page(
+        lambda tx: access.collected_page(query, tx.list_flows, tx.get_flow)
+    )
     return page_response(request, gw.settings, page, reverse_order=reverse)
 
 
@@ -107,8 +110,12 @@ async def get_flow(request: web.Request) -> web.Response:
     include = bool(query_bool(request, "include_timerange", False))
     within = query_timerange(request)
 
+    access = Access.of(request)
+
     def read(tx: Any) -> tuple[Doc | None, TimeRange | None]:
         flow = tx.get_flow(flow_id)
+        if flow is not None:
+            access.hide_collectors([flow], tx.get_flow)
         if flow is None or not include:
             return flow, None
         return flow, tx.flow_timerange(flow_id, within)
@@ -116,7 +123,7 @@ async def get_flow(request: web.Request) -> web.Response:
     flow, timerange = await gw.store.read(read)
     if flow is None:
         raise flow_missing(flow_id)
-    Access.of(request).require(flow.get("tags"), "read", f"flow {flow_id}", flow_missing(flow_id))
+    access.require(flow.get("tags"), "read", f"flow {flow_id}", flow_missing(flow_id))
     if timerange is not None:
         flow["timerange"] = str(timerange)
     return web.json_response(flow)

@@ -37,7 +37,10 @@ async def list_sources(request: web.Request) -> web.Response:
         page=request.query.get("page"),
         limit=page_limit(request, gw.settings),
     )
-    page: Page = await gw.read_page(lambda tx: tx.list_sources(query))
+    access = Access.of(request)
+    page: Page = await gw.read_page(
+        lambda tx: access.collected_page(query, tx.list_sources, tx.get_source)
+    )
     return page_response(request, gw.settings, page, reverse_order=reverse)
 
 
@@ -74,7 +77,12 @@ async def authorise_source(request: web.Request) -> Doc | None:
 
 @routes.get("/sources/{source_id}")
 async def get_source(request: web.Request) -> web.Response:
-    return web.json_response(await load_source(request))
+    gw: Gateway = request.app[GATEWAY]
+    source = await load_source(request)
+    access = Access.of(request)
+    if access.restricted and source.get("collected_by"):
+        await gw.store.read(lambda tx: access.hide_collectors([source], tx.get_source))
+    return web.json_response(source)
 
 
 @routes.get("/sources/{source_id}/tags")
