@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from tams_stack.stack import Stack
 from tams_stack.testing import SpecValidator
 
 from .helpers import list_all, new_id, video_flow
@@ -224,3 +225,23 @@ async def test_bad_registrations_are_400_and_create_nothing(
     spec.validate(error, "error.json")
     assert named in error["summary"]
     assert await list_all(http, "/service/webhooks?limit=1000") == before
+
+
+async def test_the_local_stack_s_own_servers_are_no_receivers(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    """Loopback receivers are allowed on the local stack, but not its broker's or S3
+    server's ports: weed's master API has no authentication, and a webhook there could
+    delete every object (a security audit did)."""
+    if tams_stack.object_store is None or tams_stack.broker is None:
+        pytest.skip("the broker and S3 server are not this stack's own")
+    master = tams_stack.object_store.ports[0]
+    for url in (
+        f"http://127.0.0.1:{master}/col/delete?collection=tams-media",
+        f"{tams_stack.object_store.endpoint}/tams-media",
+        f"http://127.0.0.1:{tams_stack.broker.port}/",
+    ):
+        body = {"url": url, "events": ["flows/created"]}
+        async with http.post("/service/webhooks", json=body) as resp:
+            assert resp.status == 400
+            assert "own servers" in (await resp.json())["summary"]

@@ -7,7 +7,13 @@ import socket
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from tams_runtime.egress import DestinationRefused, EgressPolicy, GuardedResolver, parse_networks
+from tams_runtime.egress import (
+    DestinationRefused,
+    EgressPolicy,
+    GuardedResolver,
+    parse_networks,
+    parse_ports,
+)
 
 STRICT = EgressPolicy()
 LOOPBACK_ALLOWED = EgressPolicy(parse_networks("127.0.0.0/8, ::1/128"))
@@ -116,3 +122,22 @@ async def test_the_resolver_refuses_names_that_resolve_inside() -> None:
         await rebound.resolve("hooks.example.com", 443)
     with pytest.raises(DestinationRefused, match="metadata"):
         await public.resolve("metadata.google.internal", 80)
+
+
+async def test_denied_ports_are_refused_inside_the_allowed_networks() -> None:
+    """The local stack allows loopback receivers, but not its broker's or S3 server's ports:
+    weed's master and filer APIs have no authentication (a webhook there could delete every
+    object)."""
+    local = EgressPolicy(parse_networks("127.0.0.0/8"), parse_ports("9333, 8888"))
+    local.check_url("http://127.0.0.1:8080/hook")
+    for url in ("http://127.0.0.1:9333/col/delete?collection=x", "http://127.0.0.2:8888/"):
+        with pytest.raises(DestinationRefused, match="TAMS_WEBHOOKS_DENIED_PORTS"):
+            local.check_url(url)
+    # A name that points at one is refused when it is resolved, port and all.
+    with pytest.raises(DestinationRefused, match="own servers"):
+        await GuardedResolver(local, FixedAnswers("127.0.0.1")).resolve("sneaky.example", 9333)
+    assert await GuardedResolver(local, FixedAnswers("127.0.0.1")).resolve("ok.example", 8080)
+    # The same port on a public address is another machine's.
+    EgressPolicy((), parse_ports("9333")).check_address("93.184.215.14", 9333)
+    with pytest.raises(ValueError, match="not a port"):
+        parse_ports("9333,http")

@@ -5,7 +5,8 @@ its own internal network: the cloud metadata service, the broker, the database, 
 The rule: http or https, no user info in the URL, and every address the host name resolves
 to must be a public (globally routable) unicast address, unless it lies in a network the
 operator allow-lists (`TAMS_WEBHOOKS_ALLOWED_NETWORKS`, e.g. loopback for local receivers).
-Cloud metadata addresses are refused even then.
+Cloud metadata addresses are refused even then, and so are the ports the operator denies in
+those networks (`TAMS_WEBHOOKS_DENIED_PORTS`: the deployment's own servers there).
 
 The address check runs on the address actually connected to: `GuardedResolver` is the
 resolver of the delivery HTTP client, so a name that resolves to a public address when the
@@ -52,6 +53,17 @@ def parse_networks(raw: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def parse_ports(raw: str) -> frozenset[int]:
+    ports = set()
+    for item in raw.split(","):
+        item = item.strip()
+        if item:
+            if not item.isdigit() or not 0 < int(item) < 65536:
+                raise ValueError(f"TAMS_WEBHOOKS_DENIED_PORTS: {item!r} is not a port")
+            ports.add(int(item))
+    return frozenset(ports)
+
+
 def _literal_ip(host: str) -> Address | None:
     try:
         return ipaddress.ip_address(host.strip("[]"))
@@ -62,19 +74,27 @@ def _literal_ip(host: str) -> Address | None:
 @dataclass(frozen=True)
 class EgressPolicy:
     allowed_networks: tuple[Network, ...] = ()
+    denied_ports: frozenset[int] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: WebhookSettings | None = None) -> EgressPolicy:
-        return cls(parse_networks((settings or WebhookSettings()).allowed_networks))
+        settings = settings or WebhookSettings()
+        return cls(parse_networks(settings.allowed_networks), parse_ports(settings.denied_ports))
 
-    def check_address(self, address: str | Address) -> None:
-        """Raise `DestinationRefused` naming the reason unless `address` may be sent to."""
+    def check_address(self, address: str | Address, port: int | None = None) -> None:
+        """Raise `DestinationRefused` naming the reason unless `address` (and `port`, when
+        known) may be sent to."""
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         if ip in METADATA_ADDRESSES:
             raise DestinationRefused(f"{ip} is a cloud metadata address")
         if any(ip in network for network in self.allowed_networks):
+            if port in self.denied_ports:
+                raise DestinationRefused(
+                    f"port {port} of {ip} is one of this deployment's own servers "
+                    "(TAMS_WEBHOOKS_DENIED_PORTS)"
+                )
             return
         if ip.is_multicast:
             raise DestinationRefused(f"{ip} is a multicast address")
@@ -110,7 +130,7 @@ class EgressPolicy:
             raise DestinationRefused(f"{host} is a cloud metadata host")
         literal = _literal_ip(host)
         if literal is not None:
-            self.check_address(literal)
+            self.check_address(literal, url.port)
         return url
 
 
@@ -130,7 +150,7 @@ class GuardedResolver(AbstractResolver):
         results = await self.resolver.resolve(host, port, family)
         for result in results:
             try:
-                self.policy.check_address(result["host"])
+                self.policy.check_address(result["host"], result["port"] or port)
             except DestinationRefused as exc:
                 raise DestinationRefused(f"{host} resolves to {exc}") from None
         return results
