@@ -22,6 +22,7 @@ import jwt
 import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import rsa
+from multidict import CIMultiDict
 
 from tams_stack.testing import ARCHIVE_BACKEND
 
@@ -235,6 +236,18 @@ async def test_bad_credentials_are_401(
         assert (await resp.json())["type"] == "Unauthorized"
         # Nothing of what was sent comes back.
         assert headers["Authorization"].split(maxsplit=1)[1] not in text
+
+
+async def test_two_authorization_headers_are_refused(client: aiohttp.ClientSession) -> None:
+    """Which one counts would depend on who reads them: a proxy checking the last one while
+    this server took the first let one user act as another (a security audit)."""
+    news, sport = basic(IDENTITIES["news"]), basic(IDENTITIES["sport"])
+    both = [("Authorization", news["Authorization"]), ("Authorization", sport["Authorization"])]
+    async with client.get("/service", headers=CIMultiDict(both)) as resp:
+        assert resp.status == 401
+        assert "more than one Authorization header" in (await resp.json())["summary"]
+    async with client.get("/service", headers=news) as resp:
+        assert resp.status == 200
 
 
 async def test_an_unknown_user_is_refused_like_a_wrong_password(

@@ -612,6 +612,20 @@ async def test_link_keeps_the_query_as_sent(http: aiohttp.ClientSession) -> None
     assert sorted(f["id"] for f in listed) == sorted(f["id"] for f in flows)
 
 
+async def test_a_query_cannot_add_a_link_of_its_own(http: aiohttp.ClientSession) -> None:
+    """A raw `>` in the query used to end the next page's `<...>` early, and what followed
+    made a second link (`rel="next"` pointing wherever the query said)."""
+    for _ in range(2):
+        await put_flow(http, video_flow())
+    raw = 'x=a>;rel="x",<http://evil.example/&limit=1'
+    async with http.get(URL(f"/flows?{raw}", encoded=True)) as resp:
+        assert resp.status == 200, await resp.text()
+        link = resp.headers["Link"]
+    target, _, params = link.partition(">")
+    assert target.startswith("<") and params == '; rel="next"'
+    assert "evil.example" in target and not any(c in target[1:] for c in '<>" ')
+
+
 async def test_sources_listing_and_properties(
     http: aiohttp.ClientSession, spec: SpecValidator
 ) -> None:

@@ -6,6 +6,7 @@ carried in `access_token`) keeps its filters on the next page. Headers are the s
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, unquote_plus
 
 from aiohttp import web
@@ -33,17 +34,27 @@ def public_base(request: web.Request, settings: GatewaySettings) -> str:
     return settings.public_url.rstrip("/") if settings.public_url else str(request.url.origin())
 
 
+# What may not stand in a `Link` target: it would end the `<...>` early, or the header.
+_LINK_UNSAFE = re.compile(r'[<>"\s\x00-\x1f\x7f]')
+
+
+def _link_safe(text: str) -> str:
+    return _LINK_UNSAFE.sub(lambda found: quote(found.group(0), safe=""), text)
+
+
 def next_page_url(request: web.Request, settings: GatewaySettings, next_key: str) -> str:
     """The request's URL with `page` set to `next_key`. The query string is kept as it was
     sent: decoded and encoded again, an encoded comma (`tag.x=a%2Cb`, one value holding a
-    comma) would come back as a separator (two values)."""
+    comma) would come back as a separator (two values). Only what cannot stand inside the
+    `Link` header's `<...>` is encoded (a raw `>` would let a query end the link and add
+    one of its own)."""
     kept = [
-        part
+        _link_safe(part)
         for part in request.rel_url.raw_query_string.split("&")
         if part and unquote_plus(part.split("=", 1)[0]) != "page"
     ]
     query = "&".join([*kept, f"page={quote(next_key, safe='')}"])
-    return f"{public_base(request, settings)}{request.rel_url.raw_path}?{query}"
+    return f"{public_base(request, settings)}{_link_safe(request.rel_url.raw_path)}?{query}"
 
 
 def paging_headers(

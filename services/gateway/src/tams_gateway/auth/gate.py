@@ -98,7 +98,12 @@ class Gate:
         return ApiError(401, "Unauthorized", summary, self.challenges(bearer_error))
 
     async def authenticate(self, request: web.Request) -> Principal:
-        header = request.headers.get("Authorization")
+        headers = request.headers.getall("Authorization", [])
+        if len(headers) > 1:
+            # A proxy in front that checks another one of them than this would disagree
+            # with this server about who is asking.
+            raise self.unauthorized("more than one Authorization header")
+        header = headers[0] if headers else None
         if header is not None:
             scheme, _, credentials = header.strip().partition(" ")
             if scheme.lower() == "basic":
