@@ -223,6 +223,43 @@ async def test_objects_show_only_readable_flows_and_backends(
         assert (ARCHIVE in urls) == sees_archive, who
 
 
+async def test_client_chosen_ids_of_another_group_are_taken_not_already_there(
+    http: aiohttp.ClientSession, client: aiohttp.ClientSession
+) -> None:
+    """An id another group allocated (or registered) first is refused as taken: "already
+    exist" tells a client (the AWS TAMS tools) that it uploaded the object itself before, and
+    it would go on to register a segment of what the other group put there."""
+    news_flow = await classed_flow(http, ["news"])
+    sport_flow = await classed_flow(http, ["sport"])
+    news, sport = As(client, "news"), As(client, "sport")
+    squatted, own = f"news/interview-{new_id()}.ts", f"news/{new_id()}.ts"
+    allocation = {"object_ids": [squatted]}
+    status, _ = await sport.send("POST", f"/flows/{sport_flow['id']}/storage", allocation)
+    assert status == 201
+    status, error = await news.send("POST", f"/flows/{news_flow['id']}/storage", allocation)
+    assert status == 400
+    assert "taken" in error["summary"] and "already exist" not in error["summary"]
+    # Once registered by sport, still taken for news.
+    (uploaded,) = await allocate_and_upload(http, sport_flow["id"], [b"sport"])
+    status, _ = await sport.send(
+        "POST",
+        f"/flows/{sport_flow['id']}/segments",
+        {"object_id": uploaded, "timerange": "[0:0_1:0)"},
+    )
+    assert status == 201
+    status, error = await news.send(
+        "POST", f"/flows/{news_flow['id']}/storage", {"object_ids": [uploaded]}
+    )
+    assert status == 400 and "taken" in error["summary"]
+    # The caller's own id asked for again: the spec's answer, as before.
+    for expected in (201, 400):
+        status, answer = await news.send(
+            "POST", f"/flows/{news_flow['id']}/storage", {"object_ids": [own]}
+        )
+        assert status == expected, answer
+    assert "already exist" in answer["summary"]
+
+
 async def test_an_owner_writes_a_deleted_segment_again_within_the_release_grace(
     http: aiohttp.ClientSession, client: aiohttp.ClientSession
 ) -> None:

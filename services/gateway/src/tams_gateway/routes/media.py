@@ -58,6 +58,8 @@ async def allocate_storage(request: web.Request) -> web.Response:
     if backend is not None:
         # ADR 0055: allocating in a backend needs write on it as well as on the flow.
         Access.of(request).require_backend(backend, "write")
+    if storage.get("object_ids"):
+        await refuse_taken_ids(request, storage["object_ids"])
     return await send(
         request,
         gw.topics.segments_commands,
@@ -102,6 +104,35 @@ def _validated_segments(items: list[Any], single: bool) -> list[FlowSegmentPost]
             raise
         # One segment was sent, not a list: its errors are the object's, not item 0's.
         raise bad_request(describe_validation_error(exc, drop_index=True)) from exc
+
+
+async def refuse_taken_ids(request: web.Request, object_ids: list[str]) -> None:
+    """Under a fine-grained policy, client-chosen ids that name another's media are refused
+    as taken, not with the owning service's "already exist": clients (the AWS TAMS tools)
+    read that as "uploaded before" and go on to register a segment of the id, which would
+    then play whatever another group put there (an id squatted in advance). An id is the
+    caller's when a flow they may write allocated it or uses it."""
+    gw: Gateway = request.app[GATEWAY]
+    access = Access.of(request)
+    if access.policy.listing_filter(access.principal, "write") is None:
+        return
+
+    def mine(tx: ReadTx, obj: ObjectRecord) -> bool:
+        if obj.registered:
+            return _may_use(tx, access, obj, "write")
+        flow = tx.get_flow(obj.allocated_flow_id) if obj.allocated_flow_id else None
+        return flow is not None and access.may(flow.get("tags"), "write")
+
+    def taken(tx: ReadTx) -> list[str]:
+        found = tx.get_objects(sorted(set(object_ids)))
+        return [i for i, obj in sorted(found.items()) if not mine(tx, obj)]
+
+    others = await gw.store.read(taken)
+    if others:
+        raise bad_request(
+            f"object_ids taken by media you may not write: {', '.join(others[:10])}; choose "
+            "other ids"
+        )
 
 
 async def authorise_objects(request: web.Request, segments: list[dict[str, Any]]) -> None:
