@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import multiprocessing
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -71,20 +72,26 @@ async def test_init_objects_stored_before_step_5_are_registered_not_collected(
         await store.close()
 
 
-def _open_and_close(path: Path, start: Any) -> str:
-    """In a process of its own: open the store at `path` as soon as all have started."""
+# One process opening the store at argv[1] as soon as argv[2] exists, after saying it is
+# ready (argv[3]): a fresh interpreter, as each service is. Forked from the test process,
+# it also inherited whatever locks the threads of earlier tests held at the fork, and hung.
+OPEN_AND_CLOSE = """
+import asyncio, pathlib, sys, time
+from tams_store.sqlite import SqliteStore
 
-    async def open_and_close() -> None:
-        store = SqliteStore(path)
-        await store.open()
-        await store.close()
+path, go, ready = (pathlib.Path(a) for a in sys.argv[1:4])
 
-    start.wait()
-    try:
-        asyncio.run(open_and_close())
-    except Exception as exc:
-        return repr(exc)
-    return ""
+async def open_and_close():
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+
+ready.touch()
+deadline = time.monotonic() + 60
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.001)
+asyncio.run(open_and_close())
+"""
 
 
 def test_processes_opening_a_new_database_at_once_all_open_it(tmp_path: Path) -> None:
@@ -92,15 +99,25 @@ def test_processes_opening_a_new_database_at_once_all_open_it(tmp_path: Path) ->
     # new file to WAL takes an exclusive lock, and SQLite refuses a contending switch with
     # "database is locked" at once instead of waiting out the busy timeout.
     processes = 5
-    with multiprocessing.Manager() as manager, multiprocessing.Pool(processes) as pool:
-        for attempt in range(15):
-            path = tmp_path / f"tams-{attempt}.db"
-            start = manager.Barrier(processes)
-            errors = pool.starmap(_open_and_close, [(path, start)] * processes)
-            assert errors == [""] * processes, f"attempt {attempt}: {errors}"
-            with sqlite3.connect(path) as conn:
-                assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-                assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    for attempt in range(15):
+        path, go = tmp_path / f"tams-{attempt}.db", tmp_path / f"go-{attempt}"
+        ready = [tmp_path / f"ready-{attempt}-{n}" for n in range(processes)]
+        started = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPEN_AND_CLOSE, str(path), str(go), str(mark)],
+                stderr=subprocess.PIPE,
+            )
+            for mark in ready
+        ]
+        deadline = time.monotonic() + 60
+        while not all(mark.exists() for mark in ready) and time.monotonic() < deadline:
+            time.sleep(0.005)  # a deadline on a condition: each says it is ready
+        go.touch()
+        errors = [p.communicate(timeout=60)[1].decode() for p in started]
+        assert [p.returncode for p in started] == [0] * processes, f"attempt {attempt}: {errors}"
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
 async def test_put_flow_keeps_segment_owned_columns(tmp_path: Path) -> None:
