@@ -138,6 +138,28 @@ async def test_a_flow_created_while_its_source_loses_its_last_flow_keeps_the_sou
     await catalog_2.close()
 
 
+async def test_flows_of_one_source_replaced_at_once_do_not_conflict() -> None:
+    """Only a flow new to its source races the source's deletion; replacing flows (a label,
+    tags) leaves the source's row alone, so ingest changing a source's flows at once does
+    not retry every transaction but one."""
+    cluster = FakeVastCluster()
+    catalog_1, catalog_2 = await opened(cluster), await opened(cluster)
+    for n, flow_id in enumerate((FLOW_A, FLOW_B), start=1):
+        put = command(n, "flows.put", flow_id, {"flow": flow_body(flow_id)})
+        assert (await catalog(catalog_1, put)).status == 201
+
+    relabel_a = command(3, "flows.put", FLOW_A, {"flow": flow_body(FLOW_A, label="a")})
+    handler = CATALOG[relabel_a.name]
+    relabelling = Paused(catalog_1, "put_flow", lambda tx: handler(tx, relabel_a))
+    relabel_b = command(4, "flows.put", FLOW_B, {"flow": flow_body(FLOW_B, label="b")})
+    relabelled = await relabelling.around(lambda: catalog(catalog_2, relabel_b))
+
+    assert relabelled.status == 204
+    assert relabelling.attempts == 1
+    await catalog_1.close()
+    await catalog_2.close()
+
+
 async def test_a_flow_deleted_while_a_collection_takes_it_in_leaves_no_dangling_member() -> None:
     """Replacing a flow's `flow_collection` reads that its new member exists and writes the
     collector's row and a link; deleting the member removes the links it sees (none yet)

@@ -231,14 +231,15 @@ async def test_the_local_stack_s_own_servers_are_no_receivers(
     http: aiohttp.ClientSession, tams_stack: Stack
 ) -> None:
     """Loopback receivers are allowed on the local stack, but not its broker's or S3
-    server's ports: weed's master API has no authentication, and a webhook there could
-    delete every object (a security audit did)."""
+    server's other ports: weed's master API has no authentication, and a webhook there could
+    delete every object (a security audit did). The S3 API checks signatures, and copies
+    read presigned URLs of it (test_instances)."""
     if tams_stack.object_store is None or tams_stack.broker is None:
         pytest.skip("the broker and S3 server are not this stack's own")
-    master = tams_stack.object_store.ports[0]
+    master, filer = tams_stack.object_store.ports[0], tams_stack.object_store.ports[4]
     for url in (
         f"http://127.0.0.1:{master}/col/delete?collection=tams-media",
-        f"{tams_stack.object_store.endpoint}/tams-media",
+        f"http://127.0.0.1:{filer}/buckets/tams-media/",
         f"http://127.0.0.1:{tams_stack.broker.port}/",
     ):
         body = {"url": url, "events": ["flows/created"]}

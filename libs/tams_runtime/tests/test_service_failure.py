@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from tams_runtime import service
 from tams_runtime.bus import ensure_topics
 from tams_runtime.group_consumer import Fetch, GroupConsumer, Publish
-from tams_runtime.settings import HttpSettings
+from tams_runtime.settings import HttpSettings, KafkaSettings
 from tams_stack.stack import Stack
 
 from .test_command_bus import unique_settings
@@ -63,3 +63,33 @@ async def test_a_consume_loop_that_dies_stops_the_service_with_its_error(
 
 def test_fail_outside_a_running_service_does_nothing() -> None:
     service.fail(RuntimeError("nobody serves"))
+
+
+class Client:
+    """The Kafka client of a consume loop: records whether it was stopped (left the group)."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_a_loop_that_died_still_lets_its_client_leave_the_group() -> None:
+    """Stopping after the loop died by an error stops the Kafka client too: the service's
+    stop raised the loop's error again before, and the member never left the group, so its
+    partitions waited out the session timeout before the restarted service got them."""
+
+    async def unused(fetch: Fetch) -> Publish | None:
+        return None
+
+    async def broken() -> None:
+        raise RuntimeError("a fault the loop does not expect")
+
+    consumer = GroupConsumer(KafkaSettings(), "topic", "group", unused, client_id="test")
+    client = Client()
+    consumer._consumer = client
+    consumer._task = asyncio.create_task(broken())
+    await asyncio.sleep(0)
+    await consumer.stop()
+    assert client.stopped

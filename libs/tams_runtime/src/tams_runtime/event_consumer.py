@@ -40,18 +40,30 @@ class ReceivedEvent:
 EventHandler = Callable[[Sequence[ReceivedEvent]], Awaitable[None]]
 
 
-def _event_type(headers: Sequence[tuple[str, bytes]]) -> str | None:
+def _header_text(raw: bytes | None) -> str | None:
+    """A header's value as text; None for a null or undecodable one. Kafka allows both, and
+    a record this loop cannot read must be skipped, not end the loop: its service would stop,
+    start again at the same record, and stop again (tams_runtime.service.fail)."""
+    if raw is None:
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _event_type(headers: Sequence[tuple[str, bytes | None]]) -> str | None:
     for name, raw in headers:
         if name == "event_type":
-            return raw.decode()
+            return _header_text(raw)
     return None
 
 
 def parse_record(
-    key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
+    key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes | None]]
 ) -> ReceivedEvent:
     """Raises ValueError for a record that is not a TAMS event of this server."""
-    names = {name: raw.decode() for name, raw in headers}
+    names = {name: text for name, raw in headers if (text := _header_text(raw)) is not None}
     payload = from_json(value)
     if not isinstance(payload, dict) or "event_id" not in names:
         raise ValueError("not a TAMS event (no event_id header, or not a JSON object)")

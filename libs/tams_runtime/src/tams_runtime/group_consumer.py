@@ -169,7 +169,10 @@ class GroupConsumer:
         for task in (self._lag_task, self._task, self._planning):
             if task:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                # A loop that ended by an error has reported it (`_ended`); raised again
+                # here, it stopped the stop before the client left the group, and the
+                # restarted service waited out the session timeout for its partitions.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         if self._consumer:
             await self._consumer.stop()

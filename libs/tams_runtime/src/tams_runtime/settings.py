@@ -204,9 +204,10 @@ class WebhookSettings(BaseSettings):
     # addresses: e.g. `127.0.0.0/8,::1/128` for receivers on this machine. Cloud metadata
     # addresses are refused even when listed (tams_runtime.egress).
     allowed_networks: str = ""
-    # Ports (comma-separated) refused even in those networks: the deployment's own servers
-    # there (`tams up` lists its broker's and S3 server's, whose admin APIs have no
-    # authentication).
+    # Ports (comma-separated) refused even in those networks, to webhooks and to copies from
+    # uncontrolled instances: the deployment's unauthenticated servers there (`tams up` lists
+    # its broker's and its S3 server's admin ports, not the S3 API, whose presigned URLs
+    # copies read).
     denied_ports: str = ""
     # One delivery attempt: time to connect, and time for the whole request and response.
     connect_timeout_s: float = Field(default=3.0, gt=0)

@@ -334,6 +334,13 @@ class TimeRange:
         end = MAX_NS if hi is None else max(min(hi + 1, MAX_NS), start + 1)
         return start, end
 
+    def overlap_bounds(self) -> tuple[int, int]:
+        """`half_open()` of a range that is not empty, for overlap tests: a range of only
+        MAX_NS, which no store holds, is `(MAX_NS, MAX_NS)`, which overlaps nothing stored
+        (not None, which callers read as the empty range `()`)."""
+        assert not self.is_empty
+        return self.half_open() or (MAX_NS, MAX_NS)
+
     @property
     def holds_last_ns(self) -> bool:
         """Whether the range holds MAX_NS, which `half_open` cannot store."""

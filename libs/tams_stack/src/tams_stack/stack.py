@@ -158,12 +158,13 @@ class Stack:
             env["TAMS_S3_ACCESS_KEY"] = self.object_store.access_key
             env["TAMS_S3_SECRET_KEY"] = self.object_store.secret_key
             # On one machine, webhook receivers are usually on this machine too; but never
-            # the broker or the S3 server (weed's master and filer APIs have no authentication:
-            # a webhook there could delete every object).
+            # the broker or the S3 server's other ports (weed's master and filer APIs have no
+            # authentication: a webhook there could delete every object). The S3 API itself
+            # checks signatures, and copies read presigned URLs of it (an object registered
+            # with only an uncontrolled instance there is copied in from it).
             env.setdefault("TAMS_WEBHOOKS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
-            env["TAMS_WEBHOOKS_DENIED_PORTS"] = ",".join(
-                str(p) for p in sorted({self.broker.port, *self.object_store.ports})
-            )
+            internal = {self.broker.port, *self.object_store.ports} - {self.object_store.port}
+            env["TAMS_WEBHOOKS_DENIED_PORTS"] = ",".join(str(p) for p in sorted(internal))
         self.admin = local_auth_env(env, self.data_dir)
         self.env = env
 

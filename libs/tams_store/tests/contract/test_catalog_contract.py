@@ -144,6 +144,9 @@ async def test_flow_filters(store: Store) -> None:
     empty = TimeRange.never()
     assert set(await flow_ids(store, FlowQuery(timerange=empty))) == {a["id"], b["id"], still["id"]}
     assert await flow_ids(store, FlowQuery(timerange=TimeRange.eternity())) == []
+    # The last nanosecond, which no segment may hold, is not an empty range: no flow covers it.
+    last_ns = TimeRange.parse("[9223372036:854775807]")
+    assert await flow_ids(store, FlowQuery(timerange=last_ns)) == []
 
 
 @pytest.mark.parametrize("sort_by", ["created", "metadata_updated", "label"])

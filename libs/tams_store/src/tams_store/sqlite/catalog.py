@@ -438,12 +438,12 @@ def list_flows(conn: sqlite3.Connection, query: FlowQuery) -> Page:
                 "NOT EXISTS (SELECT 1 FROM flow_collections c WHERE c.member_id = flows.id)"
             )
     if query.timerange is not None:
-        bounds = query.timerange.half_open()
-        if bounds is None:
+        if query.timerange.is_empty:
             where.append("flows.seg_start IS NULL")
         else:
+            start, end = query.timerange.overlap_bounds()
             where.append("flows.seg_start < ? AND flows.seg_end > ?")
-            params.extend([bounds[1], bounds[0]])
+            params.extend([end, start])
     rows, next_key = _page(
         conn,
         "flows",

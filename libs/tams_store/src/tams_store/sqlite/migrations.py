@@ -2,7 +2,8 @@
 
 `PRAGMA user_version` records how many steps were applied. Steps add tables, columns and
 indexes, and fill or correct rows (steps 5, 7, 11 and 14) in ways an older version still reads;
-they never drop anything. A released step is never edited, a change is a new step.
+they never drop a table, a column or data (step 14 replaces triggers, which count the same
+rows). A released step is never edited, a change is a new step.
 """
 
 from __future__ import annotations

@@ -313,22 +313,23 @@ def put_flow(tables: Tables, flow: Doc) -> None:
         },
         # Segment-owned columns are written only by the segments service (add_segments).
         insert_only={"max_seg_dur": 0, **Figures().flow_columns()},
-        read=("format", "codec", *FLOW_FIGURE_COLUMNS),
+        read=("format", "codec", "source_id", *FLOW_FIGURE_COLUMNS),
     )
     _count_flow_rows(tables, previous, group_of(flow))
     _replace_tags(tables, "flow_tags", "flow_id", flow["id"], flow)
     links = tables["flow_collections"]
-    linked = {r["member_id"] for r in links.rows(["member_id"], _.collector_id == flow["id"])}
+    members = [m["id"] for m in flow.get("flow_collection") or []]
     # The rows this flow was read to depend on are changed too, so a concurrent deletion of
     # one (the source's last flow deleting the source; a new member deleted or hidden, whose
     # deletion cannot see this uncommitted link) conflicts with this transaction instead of
-    # both committing (write skew under snapshot isolation; docs/vast.md, section 7).
-    _touch(tables, "sources", [flow["source_id"]])
-    _touch(
-        tables,
-        "flows",
-        [m["id"] for m in flow.get("flow_collection") or [] if m["id"] not in linked],
-    )
+    # both committing (write skew under snapshot isolation; docs/vast.md, section 7). Only
+    # a flow new to its source can race its source's deletion (a deletion sees the others):
+    # a replace leaves the source's row alone, so the flows of one source can change at once.
+    if not previous or previous[0]["source_id"] != flow["source_id"]:
+        _touch(tables, "sources", [flow["source_id"]])
+    if members:
+        linked = {r["member_id"] for r in links.rows(["member_id"], _.collector_id == flow["id"])}
+        _touch(tables, "flows", [m for m in members if m not in linked])
     links.delete_where(_.collector_id == flow["id"])
     links.insert(
         [
@@ -438,11 +439,11 @@ def _flow_where(query: FlowQuery) -> list[Predicate | None]:
     elif query.init_segments is False:
         where.append(_.init_segments.isnull() | (_.init_segments == False))  # noqa: E712
     if query.timerange is not None:
-        bounds = query.timerange.half_open()
-        if bounds is None:
+        if query.timerange.is_empty:
             where.append(_.seg_start.isnull())
         else:
-            where += [_.seg_start < bounds[1], _.seg_end > bounds[0]]
+            start, end = query.timerange.overlap_bounds()
+            where += [_.seg_start < end, _.seg_end > start]
     return where
 
 

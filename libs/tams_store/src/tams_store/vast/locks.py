@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from tams_store.vast.tables import Tables
 
-SLOTS = 4096
+SLOTS = 65536
 
 
 def slot_of(namespace: str, key: str) -> int:
