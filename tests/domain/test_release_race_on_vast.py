@@ -14,24 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from tams_runtime import deletion
 from tams_runtime.applier import CommandApplier
 from tams_runtime.settings import MediaSettings, S3Settings
 from tams_runtime.storage import BackendClients, StorageBackends
-from tams_schema.envelopes import CommandEnvelope
 from tams_segments.deletion import SegmentDeletion
 from tams_segments.registration import ObjectChecker, Registrar
 from tams_store import StoreUnavailable
 from tams_store.port import WriteTx
-from tams_store.vast import VastSettings, VastStore
 from tams_store.vast.double import FakeVastCluster
+
+from .test_write_skew_on_vast import START, command, opened
 
 FLOW = "00000000-0000-4000-8000-000000000001"
 SOURCE = "10000000-0000-4000-8000-000000000001"
-START = datetime(2026, 3, 1, tzinfo=UTC)
 MEDIA = MediaSettings(release_grace_s=60)
 
 
@@ -42,25 +41,6 @@ def segment(start: int, end: int) -> dict[str, Any]:
         "ts_offset": f"{start}:0",
         "get_urls": [{"url": "https://cdn.example/o1", "label": "cdn"}],
     }
-
-
-def command(n: int, name: str, payload: dict[str, Any]) -> CommandEnvelope:
-    return CommandEnvelope(
-        command_id=f"c{n}",
-        name=name,
-        key=FLOW,
-        issued_at=START + timedelta(seconds=n),
-        payload=payload,
-    )
-
-
-async def opened(cluster: FakeVastCluster) -> VastStore:
-    settings = VastSettings(
-        endpoint="http://vast.invalid", access_key="a", secret_key="s", bucket="tams"
-    )
-    store = VastStore(settings, connect=cluster.connect, sleep=lambda _: None)
-    await store.open()
-    return store
 
 
 async def test_a_reuse_and_the_forget_of_its_object_cannot_both_commit() -> None:
@@ -91,9 +71,9 @@ async def test_a_reuse_and_the_forget_of_its_object_cannot_both_commit() -> None
         )
 
     await segments_service.write(put_flow)
-    added = await applier([command(1, "segments.add", add(0, 2))])
+    added = await applier([command(1, "segments.add", FLOW, add(0, 2))])
     assert added[0].status == 201
-    deleted = await applier([command(2, "segments.delete", {"flow_id": FLOW})])
+    deleted = await applier([command(2, "segments.delete", FLOW, {"flow_id": FLOW})])
     assert deleted[0].status == 204  # o1 now waits out its release grace
 
     # The worker, after the grace: it finds o1 unreferenced, then waits before deleting it
@@ -127,7 +107,7 @@ async def test_a_reuse_and_the_forget_of_its_object_cannot_both_commit() -> None
 
     forgetting = asyncio.create_task(worker.write(release))
     assert await asyncio.to_thread(read_done.wait, 10)
-    reused = await applier([command(3, "segments.add", add(2, 4))])
+    reused = await applier([command(3, "segments.add", FLOW, add(2, 4))])
     assert reused[0].status == 201
     go_on.set()
     forgotten = await forgetting
