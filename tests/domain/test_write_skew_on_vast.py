@@ -59,6 +59,15 @@ def command(n: int, name: str, key: str, payload: dict[str, Any]) -> CommandEnve
     )
 
 
+async def two_stores_with_flows_a_and_b(cluster: FakeVastCluster) -> tuple[VastStore, VastStore]:
+    """Two writers on one cluster (two replicas), after flows A and B were created."""
+    first, second = await opened(cluster), await opened(cluster)
+    for n, flow_id in enumerate((FLOW_A, FLOW_B), start=1):
+        put = command(n, "flows.put", flow_id, {"flow": flow_body(flow_id)})
+        assert (await catalog(first, put)).status == 201
+    return first, second
+
+
 def flow_body(flow_id: str, **extra: Any) -> dict[str, Any]:
     return {
         "id": flow_id,
@@ -143,10 +152,7 @@ async def test_flows_of_one_source_replaced_at_once_do_not_conflict() -> None:
     tags) leaves the source's row alone, so ingest changing a source's flows at once does
     not retry every transaction but one."""
     cluster = FakeVastCluster()
-    catalog_1, catalog_2 = await opened(cluster), await opened(cluster)
-    for n, flow_id in enumerate((FLOW_A, FLOW_B), start=1):
-        put = command(n, "flows.put", flow_id, {"flow": flow_body(flow_id)})
-        assert (await catalog(catalog_1, put)).status == 201
+    catalog_1, catalog_2 = await two_stores_with_flows_a_and_b(cluster)
 
     relabel_a = command(3, "flows.put", FLOW_A, {"flow": flow_body(FLOW_A, label="a")})
     handler = CATALOG[relabel_a.name]
@@ -165,10 +171,7 @@ async def test_a_flow_deleted_while_a_collection_takes_it_in_leaves_no_dangling_
     collector's row and a link; deleting the member removes the links it sees (none yet)
     and its own row. Without a common row the collection names a deleted flow."""
     cluster = FakeVastCluster()
-    catalog_1, catalog_2 = await opened(cluster), await opened(cluster)
-    for n, flow_id in enumerate((FLOW_A, FLOW_B), start=1):
-        put = command(n, "flows.put", flow_id, {"flow": flow_body(flow_id)})
-        assert (await catalog(catalog_1, put)).status == 201
+    catalog_1, catalog_2 = await two_stores_with_flows_a_and_b(cluster)
 
     collect = command(
         3, "flows.put", FLOW_A, {"flow": flow_body(FLOW_A, flow_collection=[{"id": FLOW_B}])}
@@ -192,10 +195,7 @@ async def test_one_client_chosen_object_id_is_not_allocated_to_two_flows() -> No
     both flows use) each read that the id is free and insert it: two `objects` rows, two
     put_urls for one key, and the first registration then finds either flow's allocation."""
     cluster = FakeVastCluster()
-    segments_1, segments_2 = await opened(cluster), await opened(cluster)
-    for n, flow_id in enumerate((FLOW_A, FLOW_B), start=1):
-        put = command(n, "flows.put", flow_id, {"flow": flow_body(flow_id)})
-        assert (await catalog(segments_1, put)).status == 201
+    segments_1, segments_2 = await two_stores_with_flows_a_and_b(cluster)
     allocator = Allocator(BACKENDS)
 
     def allocate(n: int, flow_id: str) -> CommandEnvelope:
@@ -224,10 +224,7 @@ async def test_an_external_object_first_registered_by_two_flows_has_one_record()
     read that it is unknown and insert its record: two `objects` rows whose frozen
     properties (object timerange) and first referencing flow differ, read back arbitrarily."""
     cluster = FakeVastCluster()
-    segments_1, segments_2 = await opened(cluster), await opened(cluster)
-    for n, flow_id in enumerate((FLOW_A, FLOW_B), start=1):
-        put = command(n, "flows.put", flow_id, {"flow": flow_body(flow_id)})
-        assert (await catalog(segments_1, put)).status == 201
+    segments_1, segments_2 = await two_stores_with_flows_a_and_b(cluster)
 
     def register(n: int, flow_id: str, object_range: str) -> CommandEnvelope:
         segment = {
