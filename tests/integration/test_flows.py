@@ -351,6 +351,56 @@ async def test_a_collection_change_updates_the_sources_it_changes(
         )
 
 
+async def test_a_source_created_or_moved_to_announces_its_derived_collections(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    # A source's collections are derived from its flows', so they change when a flow moves
+    # to another source as much as when a collection changes, and a source born of a flow
+    # that collects others is born with its `source_collection`: the events say so.
+    member = video_flow()
+    await put_flow(http, member)
+    collector = multi_flow([member["id"]])
+
+    def of(evs: list[Event], kind: str, source_id: str) -> list[Event]:
+        return [
+            e["event"]["source"]
+            for e in evs
+            if e["event_type"] == f"sources/{kind}" and e["key"] == source_id
+        ]
+
+    async with EventReader(tams_stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]) as reader:
+        await put_flow(http, collector)
+        seen = await reader.until(lambda evs: of(evs, "created", collector["source_id"]))
+        (born,) = of(seen, "created", collector["source_id"])
+        assert [s["id"] for s in born["source_collection"]] == [member["source_id"]]
+
+        # The member moves: the collector's source now collects the member's new source.
+        member_source = new_id()
+        await put_flow(http, {**member, "source_id": member_source})
+        seen = await reader.until(
+            lambda evs: (
+                of(evs, "created", member_source) and of(evs, "updated", collector["source_id"])
+            )
+        )
+        (moved_to,) = of(seen, "created", member_source)
+        assert moved_to["collected_by"] == [collector["source_id"]]
+        (changed,) = of(seen, "updated", collector["source_id"])
+        assert [s["id"] for s in changed["source_collection"]] == [member_source]
+        assert changed == await get_json(http, f"/sources/{collector['source_id']}")
+
+        # The collector moves: the member's source is collected by the collector's new one.
+        collector_source = new_id()
+        await put_flow(http, {**collector, "source_id": collector_source})
+        seen = await reader.until(
+            lambda evs: of(evs, "created", collector_source) and of(evs, "updated", member_source)
+        )
+        (moved_to,) = of(seen, "created", collector_source)
+        assert [s["id"] for s in moved_to["source_collection"]] == [member_source]
+        (changed,) = of(seen, "updated", member_source)
+        assert changed["collected_by"] == [collector_source]
+        assert changed == await get_json(http, f"/sources/{member_source}")
+
+
 async def test_collections_and_collected_by(http: aiohttp.ClientSession) -> None:
     video, audio = video_flow(), audio_flow()
     await put_flow(http, video)

@@ -312,6 +312,51 @@ async def test_events_of_a_soft_delete_and_a_restore(
         assert created["event"]["flow"]["id"] == flow_id
 
 
+async def test_a_hidden_and_restored_collector_announces_what_it_changes(
+    client: aiohttp.ClientSession, soft: Stack
+) -> None:
+    """A flow that collects others changes its members' sources' `collected_by` when it is
+    hidden and when it is restored (each a `sources/updated`), and its source comes back with
+    its `source_collection` (in `sources/created`), as the sources read afterwards."""
+    member = video_flow()
+    await put_flow(client, member)
+    collector = multi_flow([member["id"]])
+    topic = f"{soft.env['TAMS_KAFKA_TOPIC_PREFIX']}.events"
+
+    def of(events: list[dict[str, Any]], kind: str, source_id: str) -> list[dict[str, Any]]:
+        return [
+            e["event"]["source"]
+            for e in events
+            if e["event_type"] == f"sources/{kind}" and e["key"] == source_id
+        ]
+
+    # (each source's events are in order: they are keyed by its id)
+    async with EventReader(soft.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"], topic) as reader:
+        await put_flow(client, collector)
+        assert (await send_json(client, "DELETE", f"/flows/{collector['id']}"))[0] == 204
+        seen = await reader.until(
+            lambda events: len(of(events, "updated", member["source_id"])) == 2
+        )
+        hidden = of(seen, "updated", member["source_id"])[-1]
+        assert "collected_by" not in hidden
+        assert hidden == await get_json(client, f"/sources/{member['source_id']}")
+
+        path = f"/deleted-flows/{collector['id']}/restore"
+        assert (await send_json(client, "POST", path))[0] == 200
+        seen = await reader.until(
+            lambda events: (
+                len(of(events, "created", collector["source_id"])) == 2
+                and len(of(events, "updated", member["source_id"])) == 3
+            )
+        )
+    born = of(seen, "created", collector["source_id"])[-1]
+    assert [s["id"] for s in born["source_collection"]] == [member["source_id"]]
+    assert born == await get_json(client, f"/sources/{collector['source_id']}")
+    changed = of(seen, "updated", member["source_id"])[-1]
+    assert changed["collected_by"] == [collector["source_id"]]
+    assert changed == await get_json(client, f"/sources/{member['source_id']}")
+
+
 async def test_an_object_only_hidden_flows_use_is_nobody_elses(
     soft: Stack, client: aiohttp.ClientSession
 ) -> None:

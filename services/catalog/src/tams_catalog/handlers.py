@@ -102,12 +102,14 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     sources = sources_touched(tx, existing or {"source_id": flow["source_id"]}, flow)
     source = tx.get_source(flow["source_id"])
     if source is None:
-        source = domain.new_source(flow, now, command.principal)
-        tx.put_source(source)
-        changes.append(source_event("created", source, now))
+        tx.put_source(domain.new_source(flow, now, command.principal))
     else:
         domain.check_source_format(flow, source)
     tx.put_flow(flow)
+    if source is None:
+        # As it is with the flow in it: its derived collections (`source_collection` of a
+        # flow that collects others, `collected_by` of a flow others collect) included.
+        changes.append(source_event("created", require_source(tx, flow["source_id"]), now))
     if existing is not None and existing["source_id"] != flow["source_id"]:
         changes.extend(_drop_source_if_orphaned(tx, existing["source_id"], now))
     stored_flow = require_flow(tx, flow_id)

@@ -42,17 +42,25 @@ def leave_collections(tx: WriteTx, flow: Doc, now: datetime) -> list[TamsEvent]:
 
 def sources_touched(tx: WriteTx, old: Doc, new: Doc) -> dict[str, Doc]:
     """The sources whose derived collections a flow's change from `old` to `new` may change,
-    as they are now (before it): its own (`source_collection`) and its members', old and
-    new (`collected_by`). None when its `flow_collection` stays the same."""
+    as they are now (before it): its own, old and new (`source_collection`), its members',
+    old and new (`collected_by`), and, when it moves to another source, those of the flows
+    that collect it (`source_collection`). None when neither its `flow_collection` nor its
+    `source_id` changes."""
     old_members = old.get("flow_collection") or []
     new_members = new.get("flow_collection") or []
-    if old_members == new_members:
+    moved = old["source_id"] != new["source_id"]
+    if old_members == new_members and not moved:
         return {}
-    ids = {new["source_id"]}
+    ids = {old["source_id"], new["source_id"]}
     for item in old_members + new_members:
         member = tx.get_flow(item["id"])
         if member is not None:
             ids.add(member["source_id"])
+    if moved:
+        for collector_id in old.get("collected_by") or []:
+            collector = tx.get_flow(collector_id)
+            if collector is not None:
+                ids.add(collector["source_id"])
     views = {source_id: tx.get_source(source_id) for source_id in sorted(ids)}
     return {source_id: view for source_id, view in views.items() if view is not None}
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from tams_catalog import domain
 from tams_catalog.domain import CatalogError, Doc
-from tams_catalog.membership import leave_collections
+from tams_catalog.membership import leave_collections, source_updates, sources_touched
 from tams_runtime import deletion, events
 from tams_runtime.settings import MediaSettings
 from tams_schema.envelopes import CommandEnvelope, Outcome, TamsEvent
@@ -63,6 +63,8 @@ def hide(
     source = tx.get_source(source_id) if tx.count_flows_of_source(source_id) == 1 else None
     purge_after = now + timedelta(seconds=retention_s)
     collectors_changed = leave_collections(tx, flow, now)
+    # Its members' sources are collected by its source no more.
+    members_sources = sources_touched(tx, flow, {**flow, "flow_collection": []})
     tx.hide_flow(
         DeletedFlowRecord(
             flow={k: v for k, v in flow.items() if k not in COMPUTED_KEYS},
@@ -91,6 +93,7 @@ def hide(
                 "deleted", {"source_id": source_id}, events.source_context(source), now
             )
         )
+    changes.extend(source_updates(tx, members_sources, now))  # (a source deleted: none)
     return changes
 
 
@@ -111,20 +114,7 @@ def restore(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     flow = dict(hidden.flow)
     changes: list[TamsEvent] = []
     source = tx.get_source(flow["source_id"])
-    if source is None:
-        created = (
-            hidden.source
-            or saved_source(tx, flow["source_id"])
-            or domain.new_source(flow, now, command.principal)
-        )
-        tx.put_source(created)
-        stored_source = tx.get_source(created["id"]) or created
-        changes.append(
-            events.source_event(
-                "created", {"source": stored_source}, events.source_context(stored_source), now
-            )
-        )
-    elif source["format"] != flow["format"]:
+    if source is not None and source["format"] != flow["format"]:
         raise conflict(
             f"source {source['id']} now has format {source['format']}, not the flow's "
             f"{flow['format']}"
@@ -137,12 +127,29 @@ def restore(tx: WriteTx, command: CommandEnvelope) -> Outcome:
             flow = domain.touch_flow({**flow, "flow_collection": kept}, now)
             if not kept:
                 del flow["flow_collection"]
+    # A restored collector changes its members' sources' `collected_by`, and its own
+    # source's `source_collection` when that source stayed.
+    sources = sources_touched(tx, {"source_id": flow["source_id"]}, flow)
+    if source is None:
+        tx.put_source(
+            hidden.source
+            or saved_source(tx, flow["source_id"])
+            or domain.new_source(flow, now, command.principal)
+        )
     tx.restore_flow(flow)
+    if source is None:
+        # Read back with the flow in it, so the event has its derived collections.
+        created = tx.get_source(flow["source_id"])
+        assert created is not None
+        changes.append(
+            events.source_event("created", {"source": created}, events.source_context(created), now)
+        )
     restored = tx.get_flow(flow_id)
     assert restored is not None
     changes.append(
         events.flow_event("created", {"flow": restored}, events.flow_context(tx, restored), now)
     )
+    changes.extend(source_updates(tx, sources, now))
     return Outcome(status=200, body=restored, events=changes)
 
 
