@@ -408,6 +408,11 @@ MIGRATIONS: list[Step] = [
     # 14: storage figures count an object in every backend holding a controlled copy of it,
     # not only where it was allocated (docs/analytics.md): objects with instances move.
     (Fill("storage by copies"),),
+    # 15: objects whose last segment went before step 5 (a flow deleted with no object
+    # collection yet) stayed registered, used by nothing and waiting for nothing: never
+    # forgotten, their bytes never deleted. Each gets the `release` job a segment deletion
+    # queues since, due now (as SQLite's step 15).
+    (Fill("release objects left unused before step 5"),),
 ]
 
 

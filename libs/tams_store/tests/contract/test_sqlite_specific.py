@@ -72,6 +72,86 @@ async def test_init_objects_stored_before_step_5_are_registered_not_collected(
         await store.close()
 
 
+def _old_store(path: Path, steps: int) -> sqlite3.Connection:
+    """A database as the first `steps` migration steps left it."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:steps]:
+        for statement in step:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={steps}")
+    return conn
+
+
+def _insert_object(
+    conn: sqlite3.Connection, object_id: str, registered: int, storage_id: str | None, doc: str
+) -> None:
+    conn.execute(
+        "INSERT INTO objects (id, allocated_flow_id, storage_id, allocated_ns, registered, "
+        "first_referenced_by_flow, doc) VALUES (?, 'flow-a', ?, 1, ?, ?, ?)",
+        (object_id, storage_id, registered, "flow-a" if registered else None, doc),
+    )
+
+
+async def test_objects_left_unused_before_step_6_are_released(tmp_path: Path) -> None:
+    """Before step 6 a flow's deletion took its segments and left their objects registered,
+    used by nothing and waiting for no collection: kept for ever, bytes and all. The upgrade
+    gives each the release job a segment deletion queues since; objects in use stay."""
+    path = tmp_path / "tams.db"
+    with contextlib.closing(_old_store(path, 3)) as conn:
+        conn.execute(
+            "INSERT INTO flows (id, source_id, format, created_ns, metadata_updated_ns, doc) "
+            "VALUES ('flow-a', 'source-a', 'urn:x-nmos:format:video', 1, 1, '{}')"
+        )
+        conn.execute(
+            "INSERT INTO segments (flow_id, seg_start, seg_end, object_id, timerange, doc, "
+            "created_ns) VALUES ('flow-a', 0, ?, 'used', '[0:0_1:0)', '{}', 1)",
+            (SECOND,),
+        )
+        _insert_object(conn, "used", 1, "b", "{}")
+        _insert_object(conn, "left", 1, "b", "{}")  # its flow was deleted
+        _insert_object(conn, "left-external", 1, None, "{}")
+        _insert_object(conn, "left-media", 1, "b", '{"init_object_id": "its-init"}')
+        _insert_object(conn, "its-init", 0, "b", "{}")
+        _insert_object(conn, "never-registered", 0, "b", "{}")
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        jobs = await store.write(
+            lambda tx: tx.claim_media_jobs("release", "test", time.time_ns(), SECOND, 100)
+        )
+        released = sorted(job.object_id for job in jobs)
+        assert released == ["left", "left-external", "left-media"]
+        # The collector forgets what is still unused when the job is due: all of them here,
+        # then the init object once its media object is gone.
+        unused = await store.read(lambda tx: tx.unreferenced_objects(released))
+        assert unused == released
+        expired = await store.write(lambda tx: tx.expired_allocations(10**18, 10))
+        assert [o.object_id for o in expired] == ["never-registered"]
+    finally:
+        await store.close()
+
+
+async def test_an_object_in_its_release_grace_keeps_its_job_through_step_15(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tams.db"
+    due_ns = time.time_ns() + 3600 * SECOND
+    with contextlib.closing(_old_store(path, 14)) as conn:
+        _insert_object(conn, "waiting", 1, "b", "{}")
+        conn.execute(
+            "INSERT INTO media_jobs (kind, object_id, storage_id, created_ns, lease_until_ns) "
+            "VALUES ('release', 'waiting', '', 1, ?)",
+            (due_ns,),
+        )
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        jobs = await store.read(lambda tx: tx.media_jobs_of(["waiting"]))
+        assert [(j.kind, j.lease_until_ns) for j in jobs] == [("release", due_ns)]
+    finally:
+        await store.close()
+
+
 # One process opening the store at argv[1] as soon as argv[2] exists, after saying it is
 # ready (argv[3]): a fresh interpreter, as each service is. Forked from the test process,
 # it also inherited whatever locks the threads of earlier tests held at the fork, and hung.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -601,3 +602,65 @@ async def test_init_objects_stored_before_step_5_are_registered_not_collected() 
     usage = {u.storage_id: u for u in await new.read(lambda tx: tx.storage_usage())}
     assert (usage["b"].objects, usage["b"].allocated_unregistered) == (3, 1)
     await new.close()
+
+
+async def test_objects_left_unused_before_step_5_are_released() -> None:
+    """Before step 5 a flow's deletion took its segments and left their objects registered,
+    used by nothing and waiting for no collection (as on SQLite before its step 6): kept
+    for ever, bytes and all. The upgrade gives each the release job a segment deletion
+    queues since; objects in use, or named as an init object, stay."""
+    cluster = FakeVastCluster()
+    old = await opened(cluster, steps=MIGRATIONS[:3])
+    docs = [flow()]
+    store_old_rows(
+        old,
+        "flows",
+        [
+            {"id": d["id"], "source_id": d["source_id"], "format": d["format"]}
+            | {"doc": json.dumps(d), "seg_start": 0, "seg_end": SECOND}
+            | {"max_seg_dur": SECOND, "seg_count": 1}
+            for d in docs
+        ],
+    )
+    store_old_rows(
+        old,
+        "objects",
+        [
+            {"id": object_id, "allocated_flow_id": docs[0]["id"], "storage_id": storage}
+            | {"allocated_ns": n, "registered": registered, "first_referenced_by_flow": None}
+            | {"doc": text}
+            for n, (object_id, registered, storage, text) in enumerate(
+                [
+                    ("used", True, "b", "{}"),
+                    ("left", True, "b", "{}"),
+                    ("left-external", True, None, "{}"),
+                    ("left-media", True, "b", '{"init_object_id": "its-init"}'),
+                    ("its-init", False, "b", "{}"),
+                    ("never-registered", False, "b", "{}"),
+                ]
+            )
+        ],
+    )
+    store_old_rows(
+        old,
+        "segments",
+        [
+            {"flow_id": docs[0]["id"], "seg_start": 0, "seg_end": SECOND, "object_id": "used"}
+            | {"timerange": "[0:0_1:0)", "doc": "{}", "created_ns": 1}
+        ],
+    )
+    await old.close()
+    new = await opened(cluster)
+    jobs = await new.write(
+        lambda tx: tx.claim_media_jobs("release", "test", time.time_ns(), SECOND, 100)
+    )
+    released = sorted(job.object_id for job in jobs)
+    assert released == ["left", "left-external", "left-media"]
+    assert await new.read(lambda tx: tx.unreferenced_objects(released)) == released
+    expired = await new.write(lambda tx: tx.expired_allocations(10**18, 10))
+    assert [o.object_id for o in expired] == ["never-registered"]
+    await new.close()
+    again = await opened(cluster)  # applied once: a second start queues no job again
+    jobs = await again.read(lambda tx: tx.media_jobs_of(released))
+    assert [(j.object_id, j.attempts) for j in jobs] == [(i, 1) for i in released]
+    await again.close()

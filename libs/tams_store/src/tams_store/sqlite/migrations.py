@@ -1,7 +1,7 @@
 """Versioned, additive schema migrations for the SQLite store.
 
 `PRAGMA user_version` records how many steps were applied. Steps add tables, columns and
-indexes, and fill or correct rows (steps 5, 7, 11 and 14) in ways an older version still reads;
+indexes, and fill or correct rows (steps 5, 7, 11, 14 and 15) in ways an older version still reads;
 they never drop a table, a column or data (step 14 replaces triggers, which count the same
 rows). A released step is never edited, a change is a new step.
 """
@@ -240,6 +240,23 @@ MIGRATIONS: list[list[str]] = [
     # 14: storage figures count an object in every backend holding a controlled copy of it,
     # not only where it was allocated (docs/analytics.md).
     STORAGE_BY_COPIES_STEP,
+    # 15: objects whose last segment went before step 6 (a flow deleted by a release that
+    # had no object collection) stayed registered, used by no segment and waiting for
+    # nothing: never forgotten, their bytes never deleted, counted in the storage figures
+    # for ever. Each gets the `release` job a segment deletion has queued since, due now:
+    # the collector forgets it, and its init object, only if nothing uses them by then. An
+    # object already waiting out its release grace keeps its job.
+    [
+        """INSERT INTO media_jobs (kind, object_id, storage_id, created_ns, lease_until_ns)
+        SELECT 'release', o.id, '', now.ns, now.ns
+        FROM objects AS o,
+            (SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) * 1000000
+                AS ns) AS now
+        WHERE o.registered = 1
+            AND NOT EXISTS (SELECT 1 FROM segments AS s WHERE s.object_id = o.id)
+            AND NOT EXISTS (SELECT 1 FROM objects AS m WHERE m.init_object_id = o.id)
+        ON CONFLICT (kind, object_id, storage_id) DO NOTHING""",
+    ],
 ]
 
 

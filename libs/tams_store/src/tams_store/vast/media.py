@@ -32,6 +32,7 @@ Every write here also keeps the analytics counters (`counters`): the flow's figu
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -41,13 +42,14 @@ from ibis import _
 
 from tams_store import cursor, segment_tags
 from tams_store.port import (
+    MediaJob,
     ObjectAllocation,
     ObjectRecord,
     SegmentPage,
     SegmentRecord,
     TagFilter,
 )
-from tams_store.vast import counters, locks
+from tams_store.vast import counters, lifecycle, locks
 from tams_store.vast.catalog import OwnerFilter, apply_tag_filter, flow_extent, forget_flow
 from tams_store.vast.counters import FLOW_FIGURE_COLUMNS, Figures, SegmentUse, group_of
 from tams_store.vast.ordered import first_distinct, first_rows
@@ -776,6 +778,20 @@ def fill_init_objects(tables: Tables) -> None:
     )
     counters.objects_changed(tables, before, [{**r, "registered": True} for r in before])
     counters.flush(tables)
+
+
+def fill_release_unused(tables: Tables) -> None:
+    """The `Fill` of the step that queues a `release` job (due now) for each registered
+    object no segment uses and no object names as its init object: before step 5 a flow's
+    deletion took its segments and left their objects so, waiting for no collection (as on
+    SQLite before its step 6). The collector forgets them only if still unused when due; an
+    object already waiting out its release grace keeps its job."""
+    registered = tables["objects"].rows(["id"], _.registered == True, scan=True)  # noqa: E712
+    unused = unreferenced_objects(tables, sorted({r["id"] for r in registered}))
+    now_ns = time.time_ns()
+    lifecycle.queue_media_jobs(
+        tables, [MediaJob("release", i, "", now_ns, lease_until_ns=now_ns) for i in unused]
+    )
 
 
 def object_flows(

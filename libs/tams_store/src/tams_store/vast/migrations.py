@@ -140,6 +140,7 @@ FILLS: dict[str, Callable[[Tables], None]] = {
     "init objects named before step 5": media.fill_init_objects,
     "key locks": locks.fill_key_locks,
     "storage by copies": counters.fill_copies,
+    "release objects left unused before step 5": media.fill_release_unused,
 }
 
 
