@@ -58,8 +58,8 @@ async def ensure_topics(settings: KafkaSettings) -> None:
     if settings.command_epoch_s == 0:
         wanted.update({name: settings.command_partitions for name in topics.command_topics()})
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
     try:
+        await admin.start()
         await create_topics(admin, wanted)
     except TopicCreationFailed as exc:
         raise BusUnavailable(str(exc)) from exc

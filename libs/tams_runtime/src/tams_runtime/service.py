@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
 from tams_runtime.http import (
@@ -80,19 +81,21 @@ async def serve(
     runner: web.AppRunner | None = None
     try:
         for component in components:
-            await component.start()
+            if not await _start(component, failure, KafkaSettings().start_wait_s):
+                break  # stopped while waiting for the broker
             started.append(component)
-        runner = await start_site(
-            app, http.host, http.port, keepalive_timeout_s=http.keepalive_timeout_s
-        )
-        # Everything alive now (modules, settings, clients) lives as long as the process:
-        # moved out of the collector's reach, the full collections that request garbage
-        # triggers no longer rescan it (they were 30-60 ms stalls in the latency tails).
-        gc.collect()
-        gc.freeze()
-        log.info("service started", extra={"host": http.host, "port": http.port})
-        # A signal, or `fail`: its error is raised once everything has stopped.
-        await asyncio.wait([failure])
+        else:
+            runner = await start_site(
+                app, http.host, http.port, keepalive_timeout_s=http.keepalive_timeout_s
+            )
+            # Everything alive now (modules, settings, clients) lives as long as the process:
+            # moved out of the collector's reach, the full collections that request garbage
+            # triggers no longer rescan it (they were 30-60 ms stalls in the latency tails).
+            gc.collect()
+            gc.freeze()
+            log.info("service started", extra={"host": http.host, "port": http.port})
+            # A signal, or `fail`: its error is raised once everything has stopped.
+            await asyncio.wait([failure])
     finally:
         log.info("service stopping")
         _failure = None
@@ -102,6 +105,33 @@ async def serve(
             with contextlib.suppress(Exception):
                 await component.stop()
     failure.result()
+
+
+async def _start(component: Component, failure: asyncio.Future[None], wait_s: float) -> bool:
+    """Start a component; while the broker cannot be reached, try again (logging each
+    attempt) for up to `wait_s`, so a service started during a broker outage comes up as
+    soon as the broker is back instead of exiting into its supervisor's restart back-off.
+    False: the service was told to stop meanwhile."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    delay = 0.5
+    while True:
+        try:
+            await component.start()
+            return True
+        except KafkaConnectionError as exc:
+            if loop.time() + delay > deadline:
+                raise
+            log.warning(
+                "the broker cannot be reached; waiting for it",
+                extra={"component": type(component).__name__, "error": str(exc)},
+            )
+        with contextlib.suppress(Exception):
+            await component.stop()  # whatever it had started before the broker failed it
+        await asyncio.wait([failure], timeout=delay)
+        if failure.done():
+            return False
+        delay = min(delay * 2, 5.0)
 
 
 def run(name: str, main: object) -> None:

@@ -53,6 +53,10 @@ class KafkaSettings(BaseSettings):
     quiet_poll_ms: int = Field(default=100, ge=1)
     # How long the gateway waits for a command's reply before answering 504.
     reply_timeout_s: float = Field(default=10.0, gt=0)
+    # How long a service starting while the broker cannot be reached keeps trying before it
+    # exits: under the chart's start-up probe (3 minutes), so an orchestrator's restart
+    # back-off does not keep it down after the broker is back.
+    start_wait_s: float = Field(default=120.0, ge=0)
     # On a graceful stop, a consumer first reads on until it has caught up (an empty fetch,
     # nothing left to commit), for at most this long (0: stop at once). For the local tansu,
     # which keeps its topics in memory: stopped in order (the gateway, the catalog, the
