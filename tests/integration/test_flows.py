@@ -804,3 +804,53 @@ async def test_events_carry_the_source_and_collectors_of_their_flow(
     assert source_updated["headers"]["tams-source-id"] == member["source_id"]
     assert source_updated["headers"]["tams-source-collected-by"] == collector["source_id"]
     assert "tams-flow-id" not in source_updated["headers"]
+
+
+async def test_concurrent_writers_never_move_metadata_times_back(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    """Requests accepted at once reach the catalog in any order, each stamped with the time
+    its gateway accepted it: a change applied after another must not carry an earlier
+    `metadata_updated` (or source `updated`), and none may come before `created`."""
+    flow = video_flow()
+    flow_id, source_id = flow["id"], flow["source_id"]
+    writes = [("PUT", f"/flows/{flow_id}", {**flow, "label": f"put {i}"}) for i in range(20)]
+    writes += [("PUT", f"/flows/{flow_id}/tags/t{i % 3}", str(i)) for i in range(20)]
+    writes += [("PUT", f"/sources/{source_id}/label", f"source {i}") for i in range(20)]
+
+    async def write(method: str, path: str, body: Any) -> int:
+        async with http.request(method, path, json=body) as resp:
+            return resp.status
+
+    async with EventReader(tams_stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]) as reader:
+        # The flow's creations race each other first, then everything races everything.
+        statuses = await asyncio.gather(*(write(*w) for w in writes[:20]))
+        assert sorted(statuses) == [201] + [204] * 19
+        statuses = await asyncio.gather(*(write(*w) for w in writes[20:]))
+        assert statuses == [204] * 40
+
+        def mine(events: list[Event], key: str, kinds: tuple[str, ...]) -> list[Event]:
+            return [e for e in events if e["key"] == key and e["event_type"] in kinds]
+
+        flow_kinds, source_kinds = (
+            ("flows/created", "flows/updated"),
+            ("sources/created", "sources/updated"),
+        )
+        events = await reader.until(
+            lambda evs: (
+                len(mine(evs, flow_id, flow_kinds)) >= 40
+                and len(mine(evs, source_id, source_kinds)) >= 21
+            )
+        )
+    # Events of a key come in the order their changes were applied.
+    flows = [e["event"]["flow"] for e in mine(events, flow_id, flow_kinds)]
+    sources = [e["event"]["source"] for e in mine(events, source_id, source_kinds)]
+    flow_times = [f["metadata_updated"] for f in flows]
+    source_times = [s["updated"] for s in sources]
+    assert flow_times == sorted(flow_times)
+    assert source_times == sorted(source_times)
+    assert all(f["metadata_updated"] >= f["created"] for f in flows)
+    assert all(s["updated"] >= s["created"] for s in sources)
+    stored = await get_json(http, f"/flows/{flow_id}")
+    assert stored["metadata_updated"] == flow_times[-1]
+    assert (await get_json(http, f"/sources/{source_id}"))["updated"] == source_times[-1]

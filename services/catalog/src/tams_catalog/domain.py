@@ -88,6 +88,23 @@ def timestamp(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def change_stamp(now: datetime, *earlier: str | None) -> str:
+    """The time stamp of a change applied after the changes stamped `earlier`: the command's
+    time, or the latest of those if that is later. Commands of one flow or source are applied
+    in order but not always issued in that order (concurrent requests, several gateways), and
+    `created`, `metadata_updated` and `updated` must never go back."""
+    latest = now.astimezone(UTC)
+    for stamp in earlier:
+        if not stamp:
+            continue
+        try:
+            parsed = datetime.fromisoformat(stamp)
+        except ValueError:
+            continue  # a stamp this server did not write cannot stop the change
+        latest = max(latest, parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+    return timestamp(latest)
+
+
 def new_version() -> str:
     return str(uuid.uuid4())
 
@@ -170,9 +187,13 @@ def prepare_flow(body: Doc, existing: Doc | None, profile: Doc | None, now: date
     flow = {k: v for k, v in body.items() if k not in SERVER_FLOW_FIELDS}
     flow = apply_profile(flow, profile)
     flow.setdefault("tags", {})
-    stamp = timestamp(now)
-    flow["created"] = existing["created"] if existing else stamp
-    flow["metadata_updated"] = stamp
+    if existing is None:
+        flow["created"] = flow["metadata_updated"] = timestamp(now)
+    else:
+        flow["created"] = existing["created"]
+        flow["metadata_updated"] = change_stamp(
+            now, existing["created"], existing.get("metadata_updated")
+        )
     client_version = body.get("metadata_version")
     if existing is None:
         flow["metadata_version"] = client_version or new_version()
@@ -229,7 +250,8 @@ def check_source_format(flow: Doc, source: Doc) -> None:
 
 def touch_flow(flow: Doc, now: datetime) -> Doc:
     """A metadata change: bump `metadata_updated` and `metadata_version`."""
-    return {**flow, "metadata_updated": timestamp(now), "metadata_version": new_version()}
+    stamp = change_stamp(now, flow.get("created"), flow.get("metadata_updated"))
+    return {**flow, "metadata_updated": stamp, "metadata_version": new_version()}
 
 
 def set_flow_property(flow: Doc, name: str, value: Any, now: datetime) -> Doc:
@@ -271,4 +293,4 @@ def delete_tag(doc: Doc, name: str, kind: str) -> Doc:
 
 
 def touch_source(source: Doc, now: datetime) -> Doc:
-    return {**source, "updated": timestamp(now)}
+    return {**source, "updated": change_stamp(now, source.get("created"), source.get("updated"))}
