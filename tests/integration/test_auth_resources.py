@@ -449,6 +449,44 @@ async def test_collected_by_names_only_collections_the_caller_may_read(
     assert [f["id"] for f in found] == [shared["id"]]
 
 
+async def test_top_level_listings_count_only_collections_the_caller_may_read(
+    http: aiohttp.ClientSession, client: aiohttp.ClientSession
+) -> None:
+    """`collected_by_ids=` (empty: top-level flows/sources) agrees with `collected_by` as the
+    caller sees it: an item collected only by a collection the caller may not read is listed
+    (it shows no `collected_by`), one also collected by a readable collection is not."""
+    marker = new_id()
+    shared = await classed_flow(http, ["news", "public"], marker=marker)
+    both = await classed_flow(http, ["news", "public"], marker=marker)
+    hidden = multi_flow(
+        [shared["id"], both["id"]], tags={"auth_classes": ["sport"], "marker": marker}
+    )
+    visible = multi_flow([both["id"]], tags={"auth_classes": ["news"], "marker": marker})
+    await put_flow(http, hidden)
+    await put_flow(http, visible)
+    flows = (shared, both, hidden, visible)
+    for flow in flows:
+        await ok(http, "PUT", f"/sources/{flow['source_id']}/tags/marker", marker, 204)
+    expected = {
+        "news": (shared, visible),
+        "sport": (hidden,),
+        "boss": (hidden, visible),  # unrestricted: collected by nothing at all
+    }
+    for who, tops in expected.items():
+        caller = As(client, who)
+        listed = await caller.all(f"/flows?tag.marker={marker}&collected_by_ids=&limit=1")
+        assert {f["id"] for f in listed} == {f["id"] for f in tops}, who
+        assert all("collected_by" not in f for f in listed), listed
+        listed = await caller.all(f"/sources?tag.marker={marker}&collected_by_ids=&limit=1")
+        assert {s["id"] for s in listed} == {f["source_id"] for f in tops}, who
+        assert all("collected_by" not in s for s in listed), listed
+    news = As(client, "news")
+    status, flow = await news.send("GET", f"/flows/{shared['id']}")
+    assert status == 200 and "collected_by" not in flow, flow
+    status, source = await news.send("GET", f"/sources/{shared['source_id']}")
+    assert status == 200 and "collected_by" not in source, source
+
+
 async def test_deliveries_follow_the_owners_permission_at_event_time(
     http: aiohttp.ClientSession, client: aiohttp.ClientSession
 ) -> None:

@@ -57,7 +57,9 @@ class Page:
 class AccessFilter:
     """Fine-grained authorisation of a listing (AppNote 0016): keep a resource whose tag
     `name` lists one of `classes`, or, with `unclassified`, one whose tag has no value (absent,
-    or an empty list). Applied in the query, so pages are filtered, not thinned afterwards."""
+    or an empty list). Applied in the query, so pages are filtered, not thinned afterwards.
+    An empty `collected_by_ids` filter (FlowQuery, SourceQuery) is relative to it too: what
+    no collection the caller may read collects."""
 
     classes: tuple[str, ...] = ()
     unclassified: bool = False
@@ -88,7 +90,10 @@ class SourceQuery:
     label: str | None = None
     format: str | None = None
     tags: TagFilter = field(default_factory=TagFilter)
-    # None: no filter. []: only sources collected by nothing. Otherwise: collected by any.
+    # None: no filter. []: only sources collected by nothing, or, with `tags.access`, by no
+    # source the caller may read (the access filter applied to the collector sources' own
+    # tags, as `collected_by` shows them: a collection the caller may not read collects
+    # nothing for them). Otherwise: collected by any.
     collected_by_ids: list[str] | None = None
     sort_by: SourceSort = "created"
     reverse_order: bool = False
@@ -109,6 +114,9 @@ class FlowQuery:
     frame_height: int | None = None
     init_segments: bool | None = None
     tags: TagFilter = field(default_factory=TagFilter)
+    # None: no filter. []: only flows collected by no flow, or, with `tags.access`, by no flow
+    # the caller may read (the access filter applied to the collector flows' own tags, as
+    # `collected_by` shows them). Otherwise: collected by any.
     collected_by_ids: list[str] | None = None
     # None: no filter. Empty range `()`: only flows without segments. Otherwise: flows whose
     # covering timerange overlaps it.

@@ -326,3 +326,125 @@ async def test_access_filter_is_anded_with_the_callers_tag_filters(store: Store)
         )
     )
     assert [s["id"] for s in page.items] == [classified["id"]]
+
+
+async def source_ids(store: Store, query: SourceQuery) -> list[str]:
+    """Every page of a source listing, in order."""
+    found: list[str] = []
+    page: str | None = None
+    while True:
+        current = SourceQuery(**{**query.__dict__, "page": page})
+        result = await store.read(lambda tx, q=current: tx.list_sources(q))
+        found += [s["id"] for s in result.items]
+        if result.next_key is None:
+            return found
+        page = result.next_key
+
+
+async def test_empty_collected_by_filter_is_relative_to_the_access_filter(store: Store) -> None:
+    """Under fine-grained authorisation `collected_by` names only collections the caller may
+    read, so `collected_by_ids=[]` (top-level items) means: collected by nothing the caller
+    may read. An item collected only by a hidden collection is listed; one also collected by
+    a readable collection is not. Filtered in the query: pages of one stay full."""
+    marker = new_id()
+    news_only = AccessFilter(classes=("news",))
+    with_unclassified = AccessFilter(classes=("news",), unclassified=True)
+
+    def tagged(classes: Any, **extra: Any) -> dict[str, Any]:
+        tags: dict[str, Any] = {"m": marker}
+        if classes is not None:
+            tags["auth_classes"] = classes
+        return flow(tags=tags, **extra)
+
+    hidden_only, also_open, open_only, loose_member, plain = (tagged(["news"]) for _ in range(5))
+    open_col = tagged(["news"], flow_collection=[{"id": also_open["id"]}, {"id": open_only["id"]}])
+    hidden_col = tagged(
+        ["sport"], flow_collection=[{"id": hidden_only["id"]}, {"id": also_open["id"]}]
+    )
+    loose_col = tagged(None, flow_collection=[{"id": loose_member["id"]}])
+    await put_all(store, hidden_only, also_open, open_only, loose_member, plain)
+    await put_all(store, open_col, hidden_col, loose_col)
+
+    async def top_flows(access: AccessFilter | None) -> set[str]:
+        tags = TagFilter(values={"m": [marker]}, access=access)
+        return set(await flow_ids(store, FlowQuery(tags=tags, collected_by_ids=[], limit=1)))
+
+    assert await top_flows(None) == {open_col["id"], hidden_col["id"], loose_col["id"], plain["id"]}
+    assert await top_flows(news_only) == {
+        open_col["id"],
+        hidden_only["id"],
+        loose_member["id"],
+        plain["id"],
+    }
+    assert await top_flows(with_unclassified) == {
+        open_col["id"],
+        hidden_only["id"],
+        loose_col["id"],
+        plain["id"],
+    }
+
+    # Sources: a collector is readable by its source's own tags (not its flow's).
+    def classified(classes: Any) -> dict[str, Any]:
+        tags: dict[str, Any] = {"m": marker}
+        if classes is not None:
+            tags["auth_classes"] = classes
+        return source(tags=tags)
+
+    s_hidden_only, s_also_open, s_open_only, s_loose_member, s_plain = (
+        classified(["news"]) for _ in range(5)
+    )
+    s_open, s_hidden, s_loose = classified(["news"]), classified(["sport"]), classified(None)
+    await put_all(
+        store, s_hidden_only, s_also_open, s_open_only, s_loose_member, s_plain, s_open, s_hidden
+    )
+    await put_all(store, s_loose)
+    members = {
+        name: flow(source_id=s["id"])
+        for name, s in (
+            ("hidden_only", s_hidden_only),
+            ("also_open", s_also_open),
+            ("open_only", s_open_only),
+            ("loose_member", s_loose_member),
+            ("plain", s_plain),
+        )
+    }
+    await put_all(store, *members.values())
+    await put_all(
+        store,
+        # Flow tags contrary to their sources' classes: they must not matter here.
+        flow(
+            source_id=s_open["id"],
+            tags={"auth_classes": ["sport"]},
+            flow_collection=[
+                {"id": members["also_open"]["id"]},
+                {"id": members["open_only"]["id"]},
+            ],
+        ),
+        flow(
+            source_id=s_hidden["id"],
+            tags={"auth_classes": ["news"]},
+            flow_collection=[
+                {"id": members["hidden_only"]["id"]},
+                {"id": members["also_open"]["id"]},
+            ],
+        ),
+        flow(source_id=s_loose["id"], flow_collection=[{"id": members["loose_member"]["id"]}]),
+    )
+
+    async def top_sources(access: AccessFilter | None) -> set[str]:
+        tags = TagFilter(values={"m": [marker]}, access=access)
+        return set(await source_ids(store, SourceQuery(tags=tags, collected_by_ids=[], limit=1)))
+
+    assert await top_sources(None) == {s_open["id"], s_hidden["id"], s_loose["id"], s_plain["id"]}
+    assert await top_sources(news_only) == {
+        s_open["id"],
+        s_hidden_only["id"],
+        s_loose_member["id"],
+        s_plain["id"],
+    }
+    assert await top_sources(with_unclassified) == {
+        s_open["id"],
+        s_hidden_only["id"],
+        s_loose["id"],
+        s_plain["id"],
+    }

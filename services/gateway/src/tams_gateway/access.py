@@ -86,7 +86,8 @@ class Access:
     ) -> Page:
         """A flow or source listing page whose `collected_by_ids` filter, and whose items'
         `collected_by`, name only collections the caller may read (a collection the caller
-        may not read is asked about as if it did not exist)."""
+        may not read is asked about as if it did not exist). The empty filter (top-level
+        items) the store applies relative to the caller's access filter (`FlowQuery`)."""
         if query.collected_by_ids and self.restricted:
             readable = self.readable_ids(query.collected_by_ids, get)
             if not readable:

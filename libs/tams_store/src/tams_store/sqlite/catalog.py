@@ -264,8 +264,20 @@ def list_sources(conn: sqlite3.Connection, query: SourceQuery) -> Page:
                 f"({_placeholders(query.collected_by_ids)}))"
             )
             params.extend(query.collected_by_ids)
-        else:
+        elif query.tags.access is None:
             where.append(f"NOT EXISTS ({collectors})")
+        else:
+            # Not collected by any source the caller may read (SourceQuery).
+            readable, readable_params = tag_clauses(
+                TagFilter(access=query.tags.access), "cs", "source_id", "source_tags"
+            )
+            where.append(
+                "NOT EXISTS (SELECT 1 FROM flows g "
+                "JOIN flow_collections c ON c.member_id = g.id "
+                "JOIN flows f ON f.id = c.collector_id JOIN sources cs ON cs.id = f.source_id "
+                f"WHERE g.source_id = sources.id AND {' AND '.join(readable)})"
+            )
+            params.extend(readable_params)
     rows, next_key = _page(
         conn,
         "sources",
@@ -433,10 +445,21 @@ def list_flows(conn: sqlite3.Connection, query: FlowQuery) -> Page:
                 f"AND c.collector_id IN ({_placeholders(query.collected_by_ids)}))"
             )
             params.extend(query.collected_by_ids)
-        else:
+        elif query.tags.access is None:
             where.append(
                 "NOT EXISTS (SELECT 1 FROM flow_collections c WHERE c.member_id = flows.id)"
             )
+        else:
+            # Not collected by any flow the caller may read (FlowQuery).
+            readable, readable_params = tag_clauses(
+                TagFilter(access=query.tags.access), "f", "flow_id", "flow_tags"
+            )
+            where.append(
+                "NOT EXISTS (SELECT 1 FROM flow_collections c JOIN flows f "
+                "ON f.id = c.collector_id WHERE c.member_id = flows.id "
+                f"AND {' AND '.join(readable)})"
+            )
+            params.extend(readable_params)
     if query.timerange is not None:
         if query.timerange.is_empty:
             where.append("flows.seg_start IS NULL")

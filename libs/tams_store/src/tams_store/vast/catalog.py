@@ -59,11 +59,20 @@ class OwnerFilter:
     def admits(self, owner: str) -> bool:
         return (self.include is None or owner in self.include) and owner not in self.exclude
 
+    def narrow(self, other: OwnerFilter) -> None:
+        """Keep only what `other` admits too."""
+        if other.include is not None:
+            self.require(other.include)
+        self.forbid(other.exclude)
+
 
 def apply_tag_filter(
     tables: Tables, tag_table: str, owner: str, tags: TagFilter, into: OwnerFilter
-) -> None:
-    """`tag.{name}=v1,v2` (any value equal to one listed) and `tag_exists.{name}`."""
+) -> OwnerFilter | None:
+    """`tag.{name}=v1,v2` (any value equal to one listed), `tag_exists.{name}` and the
+    caller's permissions (`tags.access`). Returns the permissions' part alone (None: no
+    restriction), so a listing can ask what else the caller may read (its collectors)
+    without reading the tags again."""
     table = tables[tag_table]
     for name, values in tags.values.items():
         owners = (
@@ -79,16 +88,20 @@ def apply_tag_filter(
         else:
             into.forbid(owners)
     access = tags.access
-    if access is not None:
-        rows = table.rows([owner, "value"], _.name == access.name, scan=True)
-        classified = {r[owner] for r in rows if r["value"] is not None}
-        wanted = set(access.classes)
-        allowed = {r[owner] for r in rows if r["value"] in wanted}
-        if access.unclassified:
-            # Anything without a class, or with one of the allowed classes.
-            into.forbid(classified - allowed)
-        else:
-            into.require(allowed)
+    if access is None:
+        return None
+    readable = OwnerFilter()
+    rows = table.rows([owner, "value"], _.name == access.name, scan=True)
+    classified = {r[owner] for r in rows if r["value"] is not None}
+    wanted = set(access.classes)
+    allowed = {r[owner] for r in rows if r["value"] in wanted}
+    if access.unclassified:
+        # Anything without a class, or with one of the allowed classes.
+        readable.forbid(classified - allowed)
+    else:
+        readable.require(allowed)
+    into.narrow(readable)
+    return readable
 
 
 def _replace_tags(tables: Tables, tag_table: str, owner: str, owner_id: str, doc: Doc) -> None:
@@ -210,9 +223,24 @@ def delete_source(tables: Tables, source_id: str) -> None:
     counters.sources_changed(tables, [], found["format"].to_pylist())
 
 
-def _sources_collected_by(tables: Tables, collector_sources: Sequence[str] | None) -> set[str]:
-    """Sources with a flow collected by a flow of one of `collector_sources` (any if None)."""
+def _sources_collected_by(
+    tables: Tables, collector_sources: Sequence[str] | None, readable: OwnerFilter | None = None
+) -> set[str]:
+    """Sources with a flow collected by a flow of one of `collector_sources` (any if None;
+    then, with `readable`, only by a flow of a source it admits)."""
     links = tables["flow_collections"]
+    if collector_sources is None and readable is not None:
+        found = links.rows(["collector_id", "member_id"], scan=True)
+        sources_of = _flow_sources(
+            tables, {r["collector_id"] for r in found} | {r["member_id"] for r in found}
+        )
+        return {
+            sources_of[r["member_id"]]
+            for r in found
+            if r["member_id"] in sources_of
+            and r["collector_id"] in sources_of
+            and readable.admits(sources_of[r["collector_id"]])
+        }
     if collector_sources is None:
         members = {r["member_id"] for r in links.rows(["member_id"], scan=True)}
     else:
@@ -227,12 +255,13 @@ def _sources_collected_by(tables: Tables, collector_sources: Sequence[str] | Non
 
 def list_sources(tables: Tables, query: SourceQuery) -> Page:
     owners = OwnerFilter()
-    apply_tag_filter(tables, "source_tags", "source_id", query.tags, owners)
+    readable = apply_tag_filter(tables, "source_tags", "source_id", query.tags, owners)
     if query.collected_by_ids is not None:
         if query.collected_by_ids:
             owners.require(_sources_collected_by(tables, query.collected_by_ids))
         else:
-            owners.forbid(_sources_collected_by(tables, None))
+            # Not collected by any source the caller may read (SourceQuery).
+            owners.forbid(_sources_collected_by(tables, None, readable))
     if owners.impossible:
         return Page(items=[], limit=query.limit)
     ordering = SOURCE_ORDERS[query.sort_by]
@@ -449,14 +478,18 @@ def _flow_where(query: FlowQuery) -> list[Predicate | None]:
 
 def list_flows(tables: Tables, query: FlowQuery) -> Page:
     owners = OwnerFilter()
-    apply_tag_filter(tables, "flow_tags", "flow_id", query.tags, owners)
+    readable = apply_tag_filter(tables, "flow_tags", "flow_id", query.tags, owners)
     if query.collected_by_ids is not None:
         links = tables["flow_collections"]
         if query.collected_by_ids:
             members = links.rows_in(["member_id"], "collector_id", query.collected_by_ids)
             owners.require(r["member_id"] for r in members)
-        else:
+        elif readable is None:
             owners.forbid(r["member_id"] for r in links.rows(["member_id"], scan=True))
+        else:
+            # Not collected by any flow the caller may read (FlowQuery).
+            found = links.rows(["collector_id", "member_id"], scan=True)
+            owners.forbid(r["member_id"] for r in found if readable.admits(r["collector_id"]))
     if owners.impossible:
         return Page(items=[], limit=query.limit)
     ordering = FLOW_ORDERS[query.sort_by]
