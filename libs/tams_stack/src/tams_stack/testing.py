@@ -72,6 +72,10 @@ def _start_containers(stack: Stack) -> list[object]:
     stack.external = True
     stack.extra_env.update(
         {
+            # Apache Kafka refuses group sessions under its `group.min.session.timeout.ms`
+            # (6 s): the short sessions the tests give tansu would fail every group join.
+            "TAMS_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "TAMS_KAFKA_HEARTBEAT_INTERVAL_MS": "2000",
             "TAMS_KAFKA_BOOTSTRAP_SERVERS": kafka.get_bootstrap_server(),
             "TAMS_S3_ENDPOINT_URL": f"http://{cfg['endpoint']}",
             "TAMS_S3_ACCESS_KEY": cfg["access_key"],
