@@ -69,7 +69,9 @@ class Receiver:
             await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.Response:
-        self.arrived += 1
+        async with self._changed:
+            self.arrived += 1
+            self._changed.notify_all()
         raw = await request.read()
         body = json.loads(raw)
         if self.hang:

@@ -444,3 +444,52 @@ async def test_one_registration_many_webhooks_same_url(
     await ok(http.put(f"/flows/{flow['id']}/label", json="x"))
     await receiver.wait_until(lambda: len(receiver.requests) >= 3)
     assert len({r.event_id for r in receiver.requests}) == 1
+
+
+async def test_a_new_url_is_used_by_a_retry_waiting_for_a_send_slot(
+    tams_stack: Stack, admin_headers: dict[str, str]
+) -> None:
+    """A delivery waiting for a send slot (all taken) is not on the wire: a PUT that moves the
+    webhook, answered meanwhile, sends it to the new URL, never to the old one."""
+    from .standalone import standalone
+
+    env = {
+        # One slot for first attempts and one for retries; a retry holds its slot until the
+        # receiver lets go (the timeout is far off), so another waits as long as the test
+        # needs; retries start at once.
+        "TAMS_WEBHOOKS_MAX_CONCURRENT_DELIVERIES": "1",
+        "TAMS_WEBHOOKS_TIMEOUT_S": "120",
+        "TAMS_WEBHOOKS_RETRY_BASE_S": "0.001",
+        "TAMS_WEBHOOKS_RETRY_MAX_S": "0.001",
+    }
+    services = ("catalog", "segments", "webhooks", "gateway")
+    async with (
+        standalone(tams_stack, services, env) as stack,
+        aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
+        receiving() as holder,
+        receiving() as old,
+        receiving() as new,
+    ):
+        hooks = Webhooks(http)
+        busy_flow, flow = video_flow(), video_flow()
+        await put_flow(http, busy_flow)
+        await put_flow(http, flow)
+        holding = await hooks.register(holder.url, ["flows/updated"], flow_ids=[busy_flow["id"]])
+        webhook = await hooks.register(old.url, ["flows/updated"], flow_ids=[flow["id"]])
+        for created in (holding, webhook):
+            await hooks.wait_status(created["id"], "started")
+        # The holder fails its first attempt, then holds the retries' one slot.
+        holder.fail_next = 1
+        await ok(http.put(f"/flows/{busy_flow['id']}/label", json="busy"))
+        await holder.wait_until(lambda: len(holder.requests) == 1)
+        holder.hang = True
+        await holder.wait_until(lambda: holder.arrived == 2)
+        # The old receiver fails its first attempt: the retry waits for that slot.
+        old.fail_next = 1
+        await ok(http.put(f"/flows/{flow['id']}/label", json="moved"))
+        await old.wait_until(lambda: len(old.requests) == 1)
+        assert (await hooks.put(webhook, url=new.url)).status == 201
+        await holder.stop()  # lets go of the slot
+        (got,) = await new.wait_for(1)
+        assert got.event["flow"]["label"] == "moved"
+        assert [r.status for r in old.requests] == [500]

@@ -277,6 +277,11 @@ class Worker:
             record = self.record  # the latest configuration (a PUT may change it meanwhile)
             started = time.perf_counter()
             result = await self._attempt(record, item.event, attempt)
+            if result.superseded:
+                # Replaced while it waited for a send slot (a new URL, key or secret): not
+                # sent, so not an attempt; made again with the new configuration.
+                attempt -= 1
+                continue
             outcome = "delivered" if result.ok else "rejected" if result.permanent else "failed"
             WEBHOOK_DELIVERY_SECONDS.labels(outcome).observe(time.perf_counter() - started)
             if result.ok:
@@ -320,9 +325,17 @@ class Worker:
                 "tams.delivery_attempt": attempt,
             },
         ) as span:
+            # Checked once a slot is free: a PUT answered while this attempt waited for one
+            # (all in use) must not see its old URL, key or secret used after its 201.
             result = await d.sender.post(
-                record.url, body, {**inject_trace_context(), **headers}, retry=attempt > 1
+                record.url,
+                body,
+                {**inject_trace_context(), **headers},
+                retry=attempt > 1,
+                current=lambda: self.record is record,
             )
+            if result.superseded:
+                return result
             if not result.ok:
                 span.set_status(StatusCode.ERROR, result.summary)
                 # Under the attempt's span: the log line carries the trace of the change.

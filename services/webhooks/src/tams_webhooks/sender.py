@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from yarl import URL
@@ -42,6 +43,8 @@ class Attempt:
     summary: str
     # True when trying again cannot help (the destination is refused by policy).
     permanent: bool = False
+    # Not sent: the webhook's configuration changed while the attempt waited for a slot.
+    superseded: bool = False
 
 
 class Sender:
@@ -75,15 +78,25 @@ class Sender:
             await self._client.close()
 
     async def post(
-        self, url: str, body: bytes, headers: dict[str, str], *, retry: bool = False
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        retry: bool = False,
+        current: Callable[[], bool] | None = None,
     ) -> Attempt:
-        """One attempt; `retry` when an earlier attempt of the same delivery failed."""
+        """One attempt; `retry` when an earlier attempt of the same delivery failed. With
+        `current`, checked once a slot is free: False means the request was made for a
+        configuration that has been replaced meanwhile, and it is not sent (superseded)."""
         checked = self._check(url)
         if isinstance(checked, DestinationRefused):
             return Attempt(False, f"destination refused: {checked}", permanent=True)
         destination = (checked.scheme, checked.host, checked.port)
         failing = retry or destination in self._failing
         async with self.failing_limit if failing else self.limit:
+            if current is not None and not current():
+                return Attempt(False, "superseded by a new configuration", superseded=True)
             result = await self._post(checked, body, headers)
         if result.ok:
             self._failing.discard(destination)
