@@ -40,13 +40,17 @@ class Request:
 
 
 class Receiver:
-    """Answers 200 unless told otherwise: `fail_next` requests get 500, `hang` never answers,
+    """Answers 200 unless told otherwise: `fail_next` requests get `fail_status` (500) with
+    `fail_headers`, `hang` never answers,
     `delay_s` slows every answer down."""
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.arrived = 0  # POSTs received, answered or not
         self.fail_next = 0
+        # How a failure answers: its status and headers.
+        self.fail_status = 500
+        self.fail_headers: dict[str, str] = {}
         self.hang = False
         self.delay_s = 0.0
         self.url = ""
@@ -78,14 +82,14 @@ class Receiver:
             await asyncio.Event().wait()  # never answers; the sender gives up on its timeout
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        status = 200
+        status, headers = 200, {}
         if self.fail_next > 0:
             self.fail_next -= 1
-            status = 500
+            status, headers = self.fail_status, self.fail_headers
         async with self._changed:
             self.requests.append(Request(dict(request.headers), body, status, raw=raw))
             self._changed.notify_all()
-        return web.Response(status=status)
+        return web.Response(status=status, headers=headers)
 
     def delivered(self, keep: Callable[[Request], bool] = lambda r: True) -> list[Request]:
         """Successful deliveries, first receipt of each event only, in order of receipt."""

@@ -493,3 +493,32 @@ async def test_a_new_url_is_used_by_a_retry_waiting_for_a_send_slot(
         (got,) = await new.wait_for(1)
         assert got.event["flow"]["label"] == "moved"
         assert [r.status for r in old.requests] == [500]
+
+
+async def test_a_retry_waits_as_long_as_the_receiver_asks(
+    tams_stack: Stack, admin_headers: dict[str, str]
+) -> None:
+    """A 429 with `Retry-After: 1` is tried again no sooner than a second later, though the
+    backoff alone would retry within milliseconds."""
+    from .standalone import standalone
+
+    env = {"TAMS_WEBHOOKS_RETRY_BASE_S": "0.001", "TAMS_WEBHOOKS_RETRY_MAX_S": "5"}
+    services = ("catalog", "segments", "webhooks", "gateway")
+    async with (
+        standalone(tams_stack, services, env) as stack,
+        aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
+        receiving() as receiver,
+    ):
+        hooks = Webhooks(http)
+        flow = video_flow()
+        await put_flow(http, flow)
+        webhook = await hooks.register(receiver.url, ["flows/updated"], flow_ids=[flow["id"]])
+        await hooks.wait_status(webhook["id"], "started")
+        receiver.fail_next = 1
+        receiver.fail_status, receiver.fail_headers = 429, {"Retry-After": "1"}
+        await ok(http.put(f"/flows/{flow['id']}/label", json="later"))
+        (got,) = await receiver.wait_for(1)
+        refused, delivered = receiver.requests
+        assert (refused.status, delivered.status) == (429, 200)
+        assert delivered.received_at - refused.received_at >= 1.0
+        assert got.event["flow"]["label"] == "later"

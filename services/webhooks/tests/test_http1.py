@@ -15,7 +15,7 @@ import pytest_asyncio
 from yarl import URL
 
 from tams_runtime.egress import EgressPolicy, GuardedResolver, parse_networks
-from tams_webhooks.http1 import Http1Client, ProtocolError
+from tams_webhooks.http1 import Http1Client, ProtocolError, retry_after_seconds
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 LOOPBACK = EgressPolicy(parse_networks("127.0.0.0/8"))
@@ -95,7 +95,7 @@ async def test_request_shape_and_keep_alive(client: Http1Client, raw_server: Sta
     server = await raw_server(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
     url = server.url
     for _ in range(3):
-        assert await client.post(URL(url), b'{"a":1}', {"X-Key": "v"}) == 200
+        assert (await client.post(URL(url), b'{"a":1}', {"X-Key": "v"})).status == 200
     assert server.connections == 1
     head, _, body = server.requests[0].partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
@@ -118,16 +118,42 @@ async def test_framings_keep_the_connection(
     client: Http1Client, raw_server: Start, raw: bytes
 ) -> None:
     server = await raw_server(answer(raw))
-    first = await client.post(URL(server.url), b"{}", {})
+    first = (await client.post(URL(server.url), b"{}", {})).status
     assert first in (200, 201, 204)
-    assert await client.post(URL(server.url), b"{}", {}) == first
+    assert (await client.post(URL(server.url), b"{}", {})).status == first
     assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "expected"),
+    [
+        (429, "Retry-After: 7", 7.0),
+        (503, "Retry-After: 0", 0.0),
+        (429, "Retry-After: soon", None),
+        (500, "Retry-After: 7", None),  # only a 429 or 503 asks to wait
+        (429, "X-Other: 1", None),
+    ],
+)
+async def test_a_retry_after_is_read_from_a_429_or_503(
+    client: Http1Client, raw_server: Start, status: int, header: str, expected: float | None
+) -> None:
+    raw = f"HTTP/1.1 {status} No\r\n{header}\r\nContent-Length: 0\r\n\r\n".encode()
+    server = await raw_server(answer(raw))
+    got = await client.post(URL(server.url), b"{}", {})
+    assert (got.status, got.retry_after_s) == (status, expected)
+
+
+def test_a_retry_after_date_is_seconds_from_now() -> None:
+    now = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC).timestamp()
+    assert retry_after_seconds("Thu, 26 Nov 2026 12:00:30 GMT", now) == 30.0
+    assert retry_after_seconds("Thu, 26 Nov 2026 11:59:00 GMT", now) == 0.0  # past: at once
+    assert retry_after_seconds("26 Nov 2026", now) is None
 
 
 async def test_an_answer_ended_by_closing(client: Http1Client, raw_server: Start) -> None:
     server = await raw_server(answer(b"HTTP/1.0 500 Oops\r\n\r\nsomething broke", close=True))
-    assert await client.post(URL(server.url), b"{}", {}) == 500
-    assert await client.post(URL(server.url), b"{}", {}) == 500
+    assert (await client.post(URL(server.url), b"{}", {})).status == 500
+    assert (await client.post(URL(server.url), b"{}", {})).status == 500
     assert server.connections == 2
 
 
@@ -137,7 +163,7 @@ async def test_a_connection_closed_while_idle_is_replaced(
     # Answers keep-alive, then closes anyway (as a receiver's idle timeout would).
     server = await raw_server(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", close=True))
     for _ in range(3):
-        assert await client.post(URL(server.url), b"{}", {}) == 200
+        assert (await client.post(URL(server.url), b"{}", {})).status == 200
     assert len(server.requests) == 3 and server.connections == 3
 
 
@@ -146,8 +172,8 @@ async def test_big_answers_are_cut_off_and_not_reused(
 ) -> None:
     body = b"x" * 100_000
     server = await raw_server(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + body))
-    assert await client.post(URL(server.url), b"{}", {}) == 200
-    assert await client.post(URL(server.url), b"{}", {}) == 200
+    assert (await client.post(URL(server.url), b"{}", {})).status == 200
+    assert (await client.post(URL(server.url), b"{}", {})).status == 200
     assert server.connections == 2
 
 
@@ -207,7 +233,7 @@ async def test_https_verifies_the_certificate(raw_server: Start, tmp_path: Path)
     )
     default = Http1Client(GuardedResolver(LOOPBACK), connect_timeout_s=1, max_body=1024)
     try:
-        assert await trusted.post(URL(url), b"{}", {}) == 200
+        assert (await trusted.post(URL(url), b"{}", {})).status == 200
         assert server.requests[0].startswith(b"POST /hook?x=1 HTTP/1.1")
         with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
             await default.post(URL(url), b"{}", {})

@@ -83,6 +83,16 @@ def full_jitter(attempt: int, base_s: float, max_s: float) -> float:
     return random.uniform(0, min(max_s, base_s * 2 ** (attempt - 1)))
 
 
+def retry_wait(attempt: int, failed: Attempt, settings: WebhookSettings) -> float:
+    """The wait before retry `attempt`: the backoff, or longer when the receiver asked for it
+    (`Retry-After` on a 429 or 503), up to `retry_max_s`, so a receiver cannot hold its
+    queue for longer than the longest wait the operator allows between attempts."""
+    wait = full_jitter(attempt, settings.retry_base_s, settings.retry_max_s)
+    if failed.retry_after_s is not None:
+        wait = max(wait, min(failed.retry_after_s, settings.retry_max_s))
+    return wait
+
+
 @dataclass(frozen=True)
 class QueuedItem:
     seq: int
@@ -294,9 +304,7 @@ class Worker:
                     return False
                 attempt = 0  # the registration was replaced meanwhile: start over with it
                 continue
-            await asyncio.sleep(
-                full_jitter(attempt, d.settings.retry_base_s, d.settings.retry_max_s)
-            )
+            await asyncio.sleep(retry_wait(attempt, result, d.settings))
 
     async def _attempt(self, record: WebhookRecord, event: EventBody, attempt: int) -> Attempt:
         d = self.dispatcher

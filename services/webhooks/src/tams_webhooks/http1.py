@@ -24,6 +24,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import cast
 
 from aiohttp.abc import AbstractResolver
@@ -49,6 +50,22 @@ class StaleConnection(ConnectionError):
 class Answer:
     status: int
     reusable: bool
+    # A 429 or 503's `Retry-After`, in seconds from now (None: none, or not understood).
+    retry_after_s: float | None = None
+
+
+def retry_after_seconds(value: str, now: float | None = None) -> float | None:
+    """RFC 9110 `Retry-After`: delay-seconds or an HTTP-date; None if it is neither."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None  # an HTTP-date is always GMT; one without a zone is not one
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class _Exchange(asyncio.Protocol):
@@ -64,6 +81,7 @@ class _Exchange(asyncio.Protocol):
         self._received_any = False
         self._state = "head"
         self._status = 0
+        self._retry_after_s: float | None = None
         self._keep_alive = False
         self._remaining = 0  # bytes left of a fixed-length body or of the current chunk
         self._body_bytes = 0
@@ -140,7 +158,7 @@ class _Exchange(asyncio.Protocol):
     def _finish(self, reusable: bool) -> None:
         reusable = reusable and self._keep_alive and not self._buffer and not self.closed
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(Answer(self._status, reusable))
+            self._waiter.set_result(Answer(self._status, reusable, self._retry_after_s))
         if not reusable:
             self._close()
 
@@ -203,6 +221,8 @@ class _Exchange(asyncio.Protocol):
         if 100 <= status < 200:
             return True  # an interim answer (100 Continue, 103...): the real one follows
         self._status = status
+        retry_after = headers.get("retry-after") if status in (429, 503) else None
+        self._retry_after_s = None if retry_after is None else retry_after_seconds(retry_after)
         connection = {t.strip().lower() for t in headers.get("connection", "").split(",")}
         self._keep_alive = parts[0] == "HTTP/1.1" and "close" not in connection
         if status in (204, 304):
@@ -300,9 +320,9 @@ class Http1Client:
         self._idle.clear()
         await self.resolver.close()
 
-    async def post(self, url: URL, body: bytes, headers: Mapping[str, str]) -> int:
-        """The answer's status. Raises ConnectFailed, OSError, ProtocolError (the caller
-        bounds the whole call with its own timeout)."""
+    async def post(self, url: URL, body: bytes, headers: Mapping[str, str]) -> Answer:
+        """The answer (its status, and a 429 or 503's `Retry-After`). Raises ConnectFailed,
+        OSError, ProtocolError (the caller bounds the whole call with its own timeout)."""
         host = url.raw_host or ""
         port = url.port or (443 if url.scheme == "https" else 80)
         key = (url.scheme, host, port)
@@ -326,7 +346,7 @@ class Http1Client:
             raise
         if answer.reusable:
             self._put_idle(key, connection)
-        return answer.status
+        return answer
 
     def _take_idle(self, key: tuple[str, str, int]) -> _Exchange | None:
         pool = self._idle.get(key)

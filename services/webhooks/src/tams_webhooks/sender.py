@@ -45,6 +45,8 @@ class Attempt:
     permanent: bool = False
     # Not sent: the webhook's configuration changed while the attempt waited for a slot.
     superseded: bool = False
+    # The receiver's `Retry-After` (a 429 or 503), in seconds.
+    retry_after_s: float | None = None
 
 
 class Sender:
@@ -111,7 +113,7 @@ class Sender:
         all_headers = {"User-Agent": USER_AGENT, **headers}
         try:
             async with asyncio.timeout(self.settings.timeout_s):
-                status = await self._client.post(checked, body, all_headers)
+                answer = await self._client.post(checked, body, all_headers)
         except TimeoutError:
             return Attempt(
                 False, f"no complete answer within {self.settings.timeout_s:g} s (timeout)"
@@ -126,9 +128,16 @@ class Sender:
             return Attempt(False, f"the receiver's answer is not valid HTTP: {exc}")
         except OSError as exc:
             return Attempt(False, f"request failed: {type(exc).__name__}: {exc}")
-        if 200 <= status < 300:
-            return Attempt(True, f"HTTP {status}")
-        return Attempt(False, f"the receiver answered HTTP {status}")
+        if 200 <= answer.status < 300:
+            return Attempt(True, f"HTTP {answer.status}")
+        if answer.retry_after_s is not None:
+            return Attempt(
+                False,
+                f"the receiver answered HTTP {answer.status}, "
+                f"Retry-After {answer.retry_after_s:g} s",
+                retry_after_s=answer.retry_after_s,
+            )
+        return Attempt(False, f"the receiver answered HTTP {answer.status}")
 
     def _check(self, url: str) -> URL | DestinationRefused:
         """The URL parsed and checked against the policy (host names: at connect time)."""
