@@ -69,6 +69,15 @@ RESERVED_HEADERS = frozenset(
 # A signing secret as Standard Webhooks writes one: `whsec_`, then the base64 of 24 to 64
 # random bytes.
 SIGNING_SECRET_PREFIX = "whsec_"
+# A registration that sets or removes a signing secret goes by a command name of its own: a
+# webhooks service older than signed deliveries knows only `webhooks.create` and
+# `webhooks.replace`, and would apply them without the secret it does not know (a 201, and
+# deliveries never signed, for good); an unknown name it refuses, changing nothing, and the
+# gateway answers 503 (tams_gateway.commands).
+SIGNING_COMMANDS = {
+    "webhooks.create": "webhooks.create_signed",
+    "webhooks.replace": "webhooks.replace_signed",
+}
 SIGNING_SECRET_BYTES = (24, 64)
 
 
@@ -82,6 +91,10 @@ class WebhookBody:
     sealed_key_value: str | None
     # Sealed; "" to stop signing; None when not given (a PUT then keeps the stored one).
     signing_secret: str | None = None
+
+    def command_name(self, name: str) -> str:
+        """`webhooks.create` or `webhooks.replace`, or their signing variant."""
+        return SIGNING_COMMANDS[name] if self.signing_secret is not None else name
 
     def payload(self, webhook_id: str) -> dict[str, Any]:
         payload: dict[str, Any] = {"webhook_id": webhook_id, "webhook": self.doc}

@@ -180,4 +180,8 @@ HANDLERS: dict[str, Handler] = {
     "webhooks.create": create_webhook,
     "webhooks.replace": replace_webhook,
     "webhooks.delete": delete_webhook,
+    # The same, with a `signing_secret` set or removed: names an older service does not know,
+    # so it refuses them rather than drop the secret (tams_gateway.webhook_bodies).
+    "webhooks.create_signed": create_webhook,
+    "webhooks.replace_signed": replace_webhook,
 }

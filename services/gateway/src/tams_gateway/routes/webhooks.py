@@ -112,7 +112,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     return await send(
         request,
         gw.topics.webhooks_commands,
-        "webhooks.create",
+        body.command_name("webhooks.create"),
         webhook_id,
         {**body.payload(webhook_id), "owner": owner_of(request)},
     )
@@ -149,7 +149,7 @@ async def put_webhook(request: web.Request) -> web.Response:
     return await send(
         request,
         gw.topics.webhooks_commands,
-        "webhooks.replace",
+        body.command_name("webhooks.replace"),
         webhook_id,
         {**body.payload(webhook_id), "owner": owner_of(request)},
     )
