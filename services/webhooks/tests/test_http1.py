@@ -130,6 +130,8 @@ async def test_framings_keep_the_connection(
         (429, "Retry-After: 7", 7.0),
         (503, "Retry-After: 0", 0.0),
         (429, "Retry-After: soon", None),
+        (429, "Retry-After: \u00b2", None),  # a digit to str.isdigit, not to float()
+        (503, "Retry-After: -5", None),
         (500, "Retry-After: 7", None),  # only a 429 or 503 asks to wait
         (429, "X-Other: 1", None),
     ],
@@ -137,7 +139,7 @@ async def test_framings_keep_the_connection(
 async def test_a_retry_after_is_read_from_a_429_or_503(
     client: Http1Client, raw_server: Start, status: int, header: str, expected: float | None
 ) -> None:
-    raw = f"HTTP/1.1 {status} No\r\n{header}\r\nContent-Length: 0\r\n\r\n".encode()
+    raw = f"HTTP/1.1 {status} No\r\n{header}\r\nContent-Length: 0\r\n\r\n".encode("latin-1")
     server = await raw_server(answer(raw))
     got = await client.post(URL(server.url), b"{}", {})
     assert (got.status, got.retry_after_s) == (status, expected)
@@ -180,6 +182,24 @@ async def test_big_answers_are_cut_off_and_not_reused(
 async def test_garbage_is_a_protocol_error(client: Http1Client, raw_server: Start) -> None:
     server = await raw_server(answer(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"))
     with pytest.raises(ProtocolError, match="status line"):
+        await client.post(URL(server.url), b"{}", {})
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        # Digits to `str.isdigit` (the head is read as Latin-1) that `int` refuses: a
+        # ValueError escaping the parser left the sender's caller (the webhook worker)
+        # restarting the delivery for ever, never counting an attempt.
+        ("HTTP/1.1 \u00b200 OK\r\nContent-Length: 0\r\n\r\n", "status line"),
+        ("HTTP/1.1 200 OK\r\nContent-Length: \u00b9\r\n\r\n", "Content-Length"),
+    ],
+)
+async def test_non_ascii_digits_are_a_protocol_error(
+    client: Http1Client, raw_server: Start, raw: str, match: str
+) -> None:
+    server = await raw_server(answer(raw.encode("latin-1")))
+    with pytest.raises(ProtocolError, match=match):
         await client.post(URL(server.url), b"{}", {})
 
 

@@ -50,7 +50,18 @@ class Together:
         self.components = components
 
     async def start(self) -> None:
-        await asyncio.gather(*(c.start() for c in self.components))
+        starts = [asyncio.ensure_future(c.start()) for c in self.components]
+        try:
+            await asyncio.gather(*starts)
+        except BaseException:
+            # One failed (the broker cannot be reached, say): the others are ended before
+            # this raises, so the stop that follows (and a start again: `serve` waits for
+            # the broker) never races a start still under way, which would finish after it
+            # and leave a second consumer running.
+            for start in starts:
+                start.cancel()
+            await asyncio.gather(*starts, return_exceptions=True)
+            raise
 
     async def stop(self) -> None:
         for component in reversed(self.components):

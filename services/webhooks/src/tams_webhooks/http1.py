@@ -54,10 +54,16 @@ class Answer:
     retry_after_s: float | None = None
 
 
+def _digits(value: str) -> bool:
+    """ASCII digits only: `str.isdigit` also takes `²` or `¹`, which `int` and `float`
+    refuse (a ValueError out of `data_received`, not a ProtocolError)."""
+    return value.isascii() and value.isdigit()
+
+
 def retry_after_seconds(value: str, now: float | None = None) -> float | None:
     """RFC 9110 `Retry-After`: delay-seconds or an HTTP-date; None if it is neither."""
     value = value.strip()
-    if value.isdigit():
+    if _digits(value):
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -207,7 +213,7 @@ class _Exchange(asyncio.Protocol):
         del self._buffer[: end + 4]
         status_line, *header_lines = head.split("\r\n")
         parts = status_line.split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not _digits(parts[1]):
             raise ProtocolError(f"not an HTTP/1.x status line: {status_line[:100]!r}")
         status = int(parts[1])
         headers: dict[str, str] = {}
@@ -233,7 +239,7 @@ class _Exchange(asyncio.Protocol):
             self._state = "chunk_size"
         elif "content-length" in headers:
             length = headers["content-length"].split(",")[0].strip()
-            if not length.isdigit():
+            if not _digits(length):
                 raise ProtocolError(f"invalid Content-Length {length[:40]!r}")
             self._remaining = int(length)
             self._state = "fixed"
