@@ -101,15 +101,20 @@ def put_flow(tx: WriteTx, command: CommandEnvelope) -> Outcome:
     changes: list[TamsEvent] = []
     sources = sources_touched(tx, existing or {"source_id": flow["source_id"]}, flow)
     source = tx.get_source(flow["source_id"])
+    born = None
     if source is None:
-        tx.put_source(domain.new_source(flow, now, command.principal))
+        born = domain.new_source(flow, now, command.principal)
+        tx.put_source(born)
     else:
         domain.check_source_format(flow, source)
     tx.put_flow(flow)
-    if source is None:
-        # As it is with the flow in it: its derived collections (`source_collection` of a
-        # flow that collects others, `collected_by` of a flow others collect) included.
-        changes.append(source_event("created", require_source(tx, flow["source_id"]), now))
+    if born is not None:
+        if flow.get("flow_collection") or (existing and existing.get("collected_by")):
+            # As it is with the flow in it: its derived collections (`source_collection` of
+            # a flow that collects others, `collected_by` of a flow others collect). Else it
+            # has none, and is as written (a read saved on every plain flow's new source).
+            born = require_source(tx, flow["source_id"])
+        changes.append(source_event("created", born, now))
     if existing is not None and existing["source_id"] != flow["source_id"]:
         changes.extend(_drop_source_if_orphaned(tx, existing["source_id"], now))
     stored_flow = require_flow(tx, flow_id)
@@ -313,8 +318,9 @@ class FlowDeletion:
             )
         changes.append(events.flow_event("deleted", {"flow_id": flow_id}, context, changed_at))
         changes.extend(collectors_changed)
-        changes.extend(source_updates(tx, members_sources, now))
+        # Its own source first: deleted if orphaned, it is not announced as updated before.
         changes.extend(_drop_source_if_orphaned(tx, flow["source_id"], now))
+        changes.extend(source_updates(tx, members_sources, now))
         return changes
 
 
