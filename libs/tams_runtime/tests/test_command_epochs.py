@@ -4,6 +4,7 @@ The epochs here last one second, so a test sees several of them come and go."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tams_runtime.applier import CommandApplier
@@ -289,4 +291,30 @@ async def test_a_producer_remembers_only_recent_epoch_topics(tams_infra: Stack) 
         # This epoch's, the previous one's and the next one's, at most.
         assert len(topics._created) <= 3
     finally:
+        await topics.stop()
+
+
+async def test_a_restart_in_place_forgets_the_stopped_producer(tams_infra: Stack) -> None:
+    """A component stopped and started again (a start retried while the broker was away)
+    tracks its new producer only: the next epoch's topic is handed out at once."""
+    settings = epoch_settings(tams_infra)
+    now = [time.time()]
+    topics = CommandTopics(settings, clock=lambda: now[0])
+    base = settings.topics.catalog_commands
+    stopped, started = (
+        AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers) for _ in range(2)
+    )
+    try:
+        await stopped.start()
+        topics.track(stopped)
+        await topics.topic(base)
+        await stopped.stop()
+        await topics.stop()
+        await started.start()
+        topics.track(started)
+        now[0] += PERIOD_S
+        async with asyncio.timeout(10):
+            assert epoch_of(base, await topics.topic(base)) == topics.epoch()
+    finally:
+        await started.stop()
         await topics.stop()

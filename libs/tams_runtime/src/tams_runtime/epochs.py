@@ -191,6 +191,10 @@ class CommandTopics:
         if self._admin is not None:
             await self._admin.close()
             self._admin = None
+        # Their owner stops them too. Kept, a stopped producer's client would be asked to
+        # track the next epoch's topics and never answer (its metadata task is gone), and
+        # every command after a restart in place (`serve` retrying a start) would wait on it.
+        self._producers.clear()
 
     def forget(self, names: Iterable[str]) -> None:
         for name in names:
