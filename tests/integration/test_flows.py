@@ -181,6 +181,39 @@ async def test_a_flow_too_large_for_its_events_is_refused_and_the_catalog_goes_o
     assert (await get_json(http, f"/flows/{flow['id']}"))["label"] == "fine"
 
 
+async def test_a_change_whose_events_would_not_fit_a_message_changes_nothing(
+    http: aiohttp.ClientSession, tams_stack: Stack
+) -> None:
+    """A source's events carry its `source_collection`, the union of its flows'
+    collections, which no document's own size limit bounds. A flow adding a third 400 KB role
+    to it was created (201) while the events of the change, too large for a Kafka message,
+    were dropped: subscribers never heard of the flow. It is refused whole now."""
+    source_id = new_id()
+    members = [video_flow() for _ in range(3)]
+    collectors = [
+        video_flow(source_id=source_id, flow_collection=[{"id": m["id"], "role": r * 400_000}])
+        for m, r in zip(members, "abc", strict=True)
+    ]
+    for flow in [*members, *collectors[:2]]:
+        await put_flow(http, flow)
+    async with http.put(f"/flows/{collectors[2]['id']}", json=collectors[2]) as resp:
+        assert resp.status == 400, (await resp.text())[:300]
+        assert "nothing was changed" in (await resp.json())["summary"]
+    await get_json(http, f"/flows/{collectors[2]['id']}", status=404)
+    source = await get_json(http, f"/sources/{source_id}")
+    assert len(source["source_collection"]) == 2
+    # Smaller, it is made, and its events are published.
+    smaller = {**collectors[2], "flow_collection": [{"id": members[2]["id"], "role": "c"}]}
+
+    def published(evs: list[Event]) -> bool:
+        keys = {(e["event_type"], e["key"]) for e in evs}
+        return {("flows/created", smaller["id"]), ("sources/updated", source_id)} <= keys
+
+    async with EventReader(tams_stack.env["TAMS_KAFKA_BOOTSTRAP_SERVERS"]) as reader:
+        await put_flow(http, smaller)
+        await reader.until(published)
+
+
 async def test_unknown_ids_are_404(http: aiohttp.ClientSession) -> None:
     missing = new_id()
     for path in (

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from tams_schema.models.common import MAX_URL_LENGTH
 from tams_stack.stack import Stack
 from tams_stack.testing import ARCHIVE_BACKEND, SpecValidator
 
@@ -246,3 +247,38 @@ async def test_instances_resource_has_no_get(http: aiohttp.ClientSession) -> Non
     status, body = await post(http, flow["id"], {"object_id": named, "timerange": "[0:0_1:0)"})
     assert status == 201, body
     assert (await get_json(http, f"/objects/{named}"))["id"] == named
+
+
+async def test_an_objects_uncontrolled_urls_are_bounded(http: aiohttp.ClientSession) -> None:
+    """Every listing shows each segment with all its object's URLs, so one object's URLs are
+    multiplied by the segments reusing it: five 200 KB URLs made a 1,000-segment page 1 GB.
+    A URL takes at most 8,192 characters, a label 256, an object 16 uncontrolled URLs; past
+    them a 400, nothing added."""
+    flow, object_id = await registered_object(http, b"bounded")
+    url = "http://example.com/" + "a" * (MAX_URL_LENGTH - len("http://example.com/"))
+    for body, fault in (
+        ({"url": url + "a", "label": "long"}, str(MAX_URL_LENGTH)),
+        ({"url": "http://example.com/x", "label": "l" * 257}, "label"),
+    ):
+        status, error, _ = await send_json(http, "POST", f"/objects/{object_id}/instances", body)
+        assert status == 400 and fault in error["summary"], error
+    for n in range(16):  # the controlled instance is not one of them
+        body = {"url": f"{url[:-3]}{n:03}", "label": f"{n:03}" + "l" * 253}
+        status, error, _ = await send_json(http, "POST", f"/objects/{object_id}/instances", body)
+        assert status == 201, error
+    status, error, _ = await send_json(
+        http, "POST", f"/objects/{object_id}/instances", {"url": url, "label": "17th"}
+    )
+    assert status == 400 and "more than 16" in error["summary"], error
+    # Nor may a segment reusing the object add one.
+    reuse = {
+        "object_id": object_id,
+        "timerange": "[1:0_2:0)",
+        "ts_offset": "-1:0",
+        "get_urls": [{"url": "http://example.com/y", "label": "17th"}],
+    }
+    status, error = await post(http, flow["id"], reuse)
+    assert status == 400 and "more than 16" in error["summary"], error
+    urls = (await get_json(http, f"/objects/{object_id}"))["get_urls"]
+    assert len([u for u in urls if not u["presigned"]]) == 16
+    assert len(await get_json(http, f"/flows/{flow['id']}/segments")) == 1

@@ -199,3 +199,25 @@ async def test_segment_tag_routes_need_write_on_the_flow(
     assert len(await sport.all(f"/flows/{shared['id']}/segments?tag.a=x")) == 1
     # Filtering never reveals segments of a flow the caller may not read.
     assert await sport.all(f"/flows/{news_flow['id']}/segments?tag_exists.a=false") == []
+
+
+async def test_a_segments_tags_are_bounded_in_size(http: aiohttp.ClientSession) -> None:
+    """A tag is written into every selected segment and every listing of them carries it:
+    unbounded, a 100 KB value on 1,000 segments wrote 100 MB in one transaction (4 s holding
+    every other write; 1 MB would be a gigabyte) and listings of as much. A segment's tags
+    take at most 16 KiB of JSON, and a request that would take one past it is refused
+    whole."""
+    flow, _objects, _used = await flow_with_segments(http, 4, objects=1)
+    flow_id = flow["id"]
+    fits = "v" * (16 * 1024 - len('{"big":""}'))  # exactly the limit
+    status, body, _ = await send_json(http, "PUT", tags_path(flow_id, "big"), fits + "v")
+    assert status == 400 and "16384" in body["summary"], body
+    status, body, _ = await send_json(http, "PUT", tags_path(flow_id, "big"), fits)
+    assert status == 204, body
+    # With another tag, the first two segments would go past it: none is changed.
+    status, body, _ = await send_json(
+        http, "PUT", tags_path(flow_id, "more", timerange="[0:0_2:0)"), "x"
+    )
+    assert status == 400 and "nothing was changed" in body["summary"], body
+    assert await tagged(http, flow_id, "&tag_exists.more=true") == []
+    assert await tagged(http, flow_id, "&tag_exists.big=true") == [0, 1, 2, 3]

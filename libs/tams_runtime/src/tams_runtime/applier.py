@@ -11,6 +11,12 @@ command has committed, never for a replayed outcome: the place to count what was
 A handler whose `prepare` skipped work it turns out to need (a cached answer gone stale)
 raises `PrepareAgain` inside the transaction: nothing is written, and the batch is prepared
 and applied again.
+
+An outcome whose events or follow-up commands would not fit a Kafka message (a change that
+makes a document, with what its events carry besides, too large) is refused whole: the
+transaction is rolled back, the batch's other commands are applied again one by one, and
+the command is answered 400 with nothing written. Published, such an event would only be
+dropped (`consumer.EventPublisher`): subscribers would miss a change that was made.
 """
 
 from __future__ import annotations
@@ -20,8 +26,16 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from pydantic_core import to_json
+
 from tams_runtime.tracing import command_scope
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
+
+# The most bytes one Kafka message may hold (the producers' `max_request_size`, aiokafka's
+# default, and the broker's default `message.max.bytes`), less room for the record's own
+# framing and the trace headers added when it is sent.
+MAX_MESSAGE_BYTES = 1024 * 1024
+MESSAGE_OVERHEAD_BYTES = 4096
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +49,33 @@ class OutcomeLog(Protocol):
 class PrepareAgain(Exception):
     """Roll the batch back and run `prepare` again: what it skipped is needed after all.
     The handler must not skip the same thing twice, so this ends."""
+
+
+class CommandRefused(Exception):
+    """Raised inside the transaction: roll back what the command wrote, and answer it with
+    `outcome` (recorded like any other)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.body)
+        self.outcome = outcome
+
+
+def unpublishable(outcome: Outcome) -> str | None:
+    """Why an outcome's events or follow-up commands cannot be sent (one would not fit a
+    Kafka message), or None when they can."""
+    limit = MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD_BYTES
+    for event in outcome.events:
+        size = len(event.key) + len(to_json(event.payload()))
+        size += sum(len(name) + len(value) for name, value in event.context.headers())
+        if size > limit:
+            return f"its {event.event_type} event would be {size} bytes"
+    for follow_up in outcome.commands:
+        command = follow_up.command
+        size = len(command.key) + len(command.model_dump_json())
+        if size > limit:
+            # The catalog's events travel in `events.relay` commands (events.relay_events).
+            return f"its {command.name} command would be {size} bytes"
+    return None
 
 
 class CommandApplier:
@@ -72,6 +113,15 @@ class CommandApplier:
                 outcome = Outcome.error(400, "UnknownCommand", summary)
             else:
                 outcome = handler(tx, command)
+                problem = unpublishable(outcome)
+                if problem is not None:
+                    summary = (
+                        f"{command.name} was refused and nothing was changed: {problem}, more "
+                        f"than a Kafka message holds (at most {MAX_MESSAGE_BYTES} bytes with "
+                        "its headers); make the documents, tags, collections or auth_classes "
+                        "it touches smaller, or send less at once"
+                    )
+                    raise CommandRefused(Outcome.error(400, "BadRequest", summary))
             tx.record_outcome(command.command_id, outcome)
             fresh.append((command, outcome))
             return outcome
@@ -113,6 +163,9 @@ class CommandApplier:
     async def __call__(self, commands: Sequence[CommandEnvelope]) -> list[Outcome]:
         try:
             return await self._prepare_and_write(commands)
+        except CommandRefused:
+            # Rolled back with the refused command: the others are applied again.
+            pass
         except Exception as exc:
             if self.is_retryable(exc):
                 raise
@@ -121,6 +174,16 @@ class CommandApplier:
         for command in commands:
             try:
                 outcomes += await self._prepare_and_write([command])
+            except CommandRefused as exc:
+                with command_scope(command.command_id, command.correlation_id):
+                    log.info(
+                        "command refused: its events would not fit a Kafka message",
+                        extra={"command": command.name},
+                    )
+                await self.store.write(
+                    lambda tx, c=command, o=exc.outcome: tx.record_outcome(c.command_id, o)
+                )
+                outcomes.append(exc.outcome)
             except Exception as exc:
                 if self.is_retryable(exc):
                     raise

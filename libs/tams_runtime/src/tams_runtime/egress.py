@@ -29,7 +29,8 @@ from tams_runtime.settings import WebhookSettings
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-MAX_URL_LENGTH = 2048
+# As `tams_schema.models.common.MAX_URL_LENGTH`: presigned URLs with a session token are long.
+MAX_URL_LENGTH = 8192
 # Instance metadata endpoints (AWS/GCP/Azure/OpenStack, AWS IPv6, Alibaba): never reachable.
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")

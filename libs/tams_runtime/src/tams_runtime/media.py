@@ -13,6 +13,7 @@ absent or empty = no filter; `presigned` true/false/absent; `storage_backend_tag
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,16 @@ from tams_store.port import ObjectRecord, SegmentRecord, TagFilter
 BRIEF_KEYS = ("url", "presigned", "label")
 # Segment fields recorded per registration (the rest belong to the object).
 SEGMENT_FIELDS = ("ts_offset", "last_duration", "sample_offset", "sample_count")
+
+# The most bytes of JSON a segment's tags (docs/ext-segment-tags.md) may take, all names and
+# values together: one tag request writes them into up to TAMS_MEDIA_SEGMENT_TAG_LIMIT
+# segments, and every listing of those segments carries them.
+MAX_SEGMENT_TAGS_BYTES = 16 * 1024
+
+
+def tags_size(tags: Mapping[str, Any]) -> int:
+    """The bytes of a tag set as compact JSON, what `MAX_SEGMENT_TAGS_BYTES` counts."""
+    return len(json.dumps(tags, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def tags_match(tags: Mapping[str, Any], wanted: TagFilter) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 from tams_runtime.storage import StorageBackends
 from tams_schema.envelopes import CommandEnvelope, Outcome
+from tams_schema.models.media import MAX_UNCONTROLLED_URLS
 from tams_store import WriteTx
 from tams_store.port import MediaJob, ObjectRecord
 
@@ -42,6 +43,13 @@ def with_instances(
 ) -> ObjectRecord:
     return replace(
         obj, doc={**obj.doc, "controlled_storage_ids": controlled, "get_urls": uncontrolled}
+    )
+
+
+def too_many_urls(object_id: str) -> str:
+    return (
+        f"object {object_id} would have more than {MAX_UNCONTROLLED_URLS} uncontrolled "
+        "instances; remove one first"
     )
 
 
@@ -112,6 +120,8 @@ class AddInstance(InstanceHandler):
         conflict = instance_conflict(obj, url, label)
         if conflict is not None:
             raise InstanceError(400, conflict)
+        if len(uncontrolled) >= MAX_UNCONTROLLED_URLS:
+            raise InstanceError(400, too_many_urls(obj.object_id))
         uncontrolled.append({"url": url, "label": label, "presigned": False, "controlled": False})
         tx.update_objects([with_instances(obj, obj.controlled_storage_ids, uncontrolled)])
         return Outcome(status=201)

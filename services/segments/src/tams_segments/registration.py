@@ -36,8 +36,9 @@ from tams_runtime.s3 import abandon_request, object_key
 from tams_runtime.storage import BackendClients
 from tams_runtime.web import RETRY_AFTER_S
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
+from tams_schema.models.media import MAX_UNCONTROLLED_URLS
 from tams_schema.timerange import TimeRange, TimeRangeError, Timestamp
-from tams_segments.instances import instance_conflict, with_instances
+from tams_segments.instances import instance_conflict, too_many_urls, with_instances
 from tams_store import Store, WriteTx
 from tams_store.port import ObjectRecord, SegmentRecord
 
@@ -439,6 +440,8 @@ class Registrar:
             added = _new_urls(obj, external_urls)
             if added:
                 uncontrolled = [*obj.doc.get("get_urls", []), *added]
+                if len(uncontrolled) > MAX_UNCONTROLLED_URLS:
+                    raise Rejected(too_many_urls(object_id))
                 updated = with_instances(obj, obj.controlled_storage_ids, uncontrolled)
         if object_range is not None:
             _check_within_object(context, object_id, item, timerange, object_range)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tams_runtime import deletion
+from tams_runtime.media import MAX_SEGMENT_TAGS_BYTES, tags_size
 from tams_runtime.settings import MediaSettings
 from tams_schema.envelopes import CommandEnvelope, Outcome
 from tams_schema.timerange import TimeRange
@@ -57,6 +58,14 @@ class SegmentTagging:
             else:
                 tags[name] = value
             if tags != segment.tags:
+                if value is not None and (size := tags_size(tags)) > MAX_SEGMENT_TAGS_BYTES:
+                    return Outcome.error(
+                        400,
+                        "BadRequest",
+                        f"segment {segment.timerange} of flow {flow_id} would have {size} "
+                        f"bytes of tags (JSON); at most {MAX_SEGMENT_TAGS_BYTES}: nothing was "
+                        "changed",
+                    )
                 changed[segment.start] = tags
         if changed:
             # What a segment listing shows changed: `segments_updated` says so.

@@ -63,9 +63,18 @@ PositiveInt = Annotated[int, Field(gt=0, le=INT64_MAX)]
 Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
+# The longest URL a client may give for others to fetch (the segments service copies from
+# none longer either, `tams_runtime.egress.MAX_URL_LENGTH`): it is shown in every listing of
+# every segment of its object. 8 KiB, a server's usual request-line limit: presigned URLs
+# that carry a session token (an AWS Lambda's, say) run past 2,000 characters.
+MAX_URL_LENGTH = 8192
+
+
 def _absolute_http_url(value: str) -> str:
     # A URL a client gives for others to fetch (an uncontrolled instance). Whitespace or a
     # control character in it would break the lines of an HLS playlist it is written into.
+    if len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"url is {len(value)} characters long; at most {MAX_URL_LENGTH}")
     if any(char.isspace() or not char.isprintable() for char in value):
         raise ValueError(f"url {value!r} contains whitespace or control characters")
     parts = urlsplit(value)

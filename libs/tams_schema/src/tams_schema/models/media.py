@@ -28,6 +28,13 @@ from tams_schema.timerange import TimeRangeField, Timestamp, TimestampField
 
 # An empty id names no object: a 400 that says so, not "object  is unknown".
 ObjectId = Annotated[str, StringConstraints(min_length=1)]
+# An uncontrolled instance's label, and how many such instances an object may have: every
+# listing shows each segment with all of its object's URLs, so what one object carries is
+# multiplied by the segments that reuse it (an audit made a 1 GB page of 1,000 segments
+# from five 200 KB URLs).
+MAX_LABEL_LENGTH = 256
+MAX_UNCONTROLLED_URLS = 16
+Label = Annotated[str, StringConstraints(max_length=MAX_LABEL_LENGTH)]
 
 
 class SegmentInitObject(TamsModel):
@@ -52,7 +59,7 @@ class FlowSegment(TamsModel):
 
 class ExternalUrl(TamsModel):
     url: AbsoluteHttpUrl
-    label: str
+    label: Label
 
 
 class FlowSegmentPost(TamsModel):
@@ -67,7 +74,7 @@ class FlowSegmentPost(TamsModel):
     sample_offset: Count | None = None
     sample_count: Count | None = None
     key_frame_count: Count | None = None
-    get_urls: list[ExternalUrl] | None = None
+    get_urls: list[ExternalUrl] | None = Field(default=None, max_length=MAX_UNCONTROLLED_URLS)
 
     @field_validator("last_duration")
     @classmethod
@@ -171,7 +178,7 @@ class ControlledInstanceRequest(TamsModel):
 
 class UncontrolledInstanceRequest(TamsModel):
     url: AbsoluteHttpUrl
-    label: str
+    label: Label
 
 
 InstanceRequest = ControlledInstanceRequest | UncontrolledInstanceRequest

@@ -26,7 +26,7 @@ from tams_gateway.routes.flows import authorise_flow
 from tams_gateway.urls import url_filter
 from tams_gateway.values import tag_value
 from tams_runtime.deletion import released_classes
-from tams_runtime.media import objects_of, segment_view
+from tams_runtime.media import MAX_SEGMENT_TAGS_BYTES, objects_of, segment_view, tags_size
 from tams_schema.auth import AUTH_CLASSES_TAG, PERMISSIONS, Permission
 from tams_schema.models import (
     ControlledInstanceRequest,
@@ -317,7 +317,12 @@ async def _segment_tag_command(
     timerange = query_timerange(request)
     name = request.match_info["name"]
     if "/" in name:  # sent as %2F: a name is one path segment (docs/ext-segment-tags.md)
-        raise bad_request(f"segment tag name {name!r} contains '/'")
+        raise bad_request(f"segment tag name {name[:80]!r} contains '/'")
+    if "value" in value and (size := tags_size({name: value["value"]})) > MAX_SEGMENT_TAGS_BYTES:
+        raise bad_request(
+            f"segment tag {name[:80]!r} would be {size} bytes of JSON; a segment's tags take "
+            f"at most {MAX_SEGMENT_TAGS_BYTES} (each is written into every segment selected)"
+        )
     payload: dict[str, Any] = {
         "flow_id": flow_id,
         "name": name,
