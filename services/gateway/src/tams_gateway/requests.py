@@ -29,27 +29,30 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 
-async def json_body(request: web.Request, *, if_empty: Any = None) -> Any:
-    """The request's JSON body; an empty body is a 400 unless the operation's body is
-    optional (`if_empty`, what an empty body stands for)."""
-    timeout = request.app[GATEWAY].settings.body_timeout_s
-    limit = request.app[GATEWAY].settings.max_body_bytes
-    too_large = ApiError(
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
         413,
         "RequestEntityTooLarge",
         f"the request body is larger than {limit} bytes (TAMS_GATEWAY_MAX_BODY_BYTES; "
         "decoded, when it has a Content-Encoding)",
     )
+
+
+async def json_body(request: web.Request, *, if_empty: Any = None) -> Any:
+    """The request's JSON body; an empty body is a 400 unless the operation's body is
+    optional (`if_empty`, what an empty body stands for)."""
+    timeout = request.app[GATEWAY].settings.body_timeout_s
+    limit = request.app[GATEWAY].settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         # Refused from its header, before the client is told to send it.
-        raise too_large
+        raise _too_large(limit)
     await send_continue(request)
     try:
         async with asyncio.timeout(timeout):
             raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         # Read past the limit (a chunked body, or one that decodes to more).
-        raise too_large from exc
+        raise _too_large(limit) from exc
     except TimeoutError as exc:
         raise ApiError(
             408, "RequestTimeout", f"the body did not arrive within {timeout:g} s"
