@@ -23,7 +23,7 @@ from tams_schema.timerange import TimeRange
 from tams_store import cursor, documents
 from tams_store.documents import stored_doc as _stored_doc
 from tams_store.documents import tag_rows, to_ns
-from tams_store.port import Doc, FlowQuery, Page, SourceQuery, TagFilter
+from tams_store.port import AccessFilter, Doc, FlowQuery, Page, SourceQuery, TagFilter
 from tams_store.sqlite.overlap import overlap_clause
 
 
@@ -103,6 +103,15 @@ def _page(
 def _page_columns(table: str) -> str:
     extra = ", flows.segments_updated AS segments_updated" if table == "flows" else ""
     return f"{table}.doc AS doc, {table}.id AS id{extra}"
+
+
+def _readable(
+    access: AccessFilter, table: str, owner: str, tag_table: str
+) -> tuple[str, list[Any]]:
+    """The caller's permissions (`access`) on the rows of `table` (an alias), as one SQL
+    condition and its parameters."""
+    clauses, params = tag_clauses(TagFilter(access=access), table, owner, tag_table)
+    return " AND ".join(clauses), params
 
 
 def tag_clauses(
@@ -268,14 +277,14 @@ def list_sources(conn: sqlite3.Connection, query: SourceQuery) -> Page:
             where.append(f"NOT EXISTS ({collectors})")
         else:
             # Not collected by any source the caller may read (SourceQuery).
-            readable, readable_params = tag_clauses(
-                TagFilter(access=query.tags.access), "cs", "source_id", "source_tags"
+            readable, readable_params = _readable(
+                query.tags.access, "cs", "source_id", "source_tags"
             )
             where.append(
                 "NOT EXISTS (SELECT 1 FROM flows g "
                 "JOIN flow_collections c ON c.member_id = g.id "
                 "JOIN flows f ON f.id = c.collector_id JOIN sources cs ON cs.id = f.source_id "
-                f"WHERE g.source_id = sources.id AND {' AND '.join(readable)})"
+                f"WHERE g.source_id = sources.id AND {readable})"
             )
             params.extend(readable_params)
     rows, next_key = _page(
@@ -451,13 +460,10 @@ def list_flows(conn: sqlite3.Connection, query: FlowQuery) -> Page:
             )
         else:
             # Not collected by any flow the caller may read (FlowQuery).
-            readable, readable_params = tag_clauses(
-                TagFilter(access=query.tags.access), "f", "flow_id", "flow_tags"
-            )
+            readable, readable_params = _readable(query.tags.access, "f", "flow_id", "flow_tags")
             where.append(
                 "NOT EXISTS (SELECT 1 FROM flow_collections c JOIN flows f "
-                "ON f.id = c.collector_id WHERE c.member_id = flows.id "
-                f"AND {' AND '.join(readable)})"
+                f"ON f.id = c.collector_id WHERE c.member_id = flows.id AND {readable})"
             )
             params.extend(readable_params)
     if query.timerange is not None:
