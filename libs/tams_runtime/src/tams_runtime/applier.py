@@ -33,9 +33,10 @@ from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
 
 # The most bytes one Kafka message may hold (the producers' `max_request_size`, aiokafka's
 # default, and the broker's default `message.max.bytes`), less room for the record's own
-# framing and the trace headers added when it is sent.
+# framing, its fixed headers and the trace headers added when it is sent: a client's
+# `tracestate` is carried on, and OpenTelemetry takes one of up to 8,192 characters.
 MAX_MESSAGE_BYTES = 1024 * 1024
-MESSAGE_OVERHEAD_BYTES = 4096
+MESSAGE_OVERHEAD_BYTES = 16 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,14 @@ def unpublishable(outcome: Outcome) -> str | None:
     Kafka message), or None when they can."""
     limit = MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD_BYTES
     for event in outcome.events:
-        size = len(event.key) + len(to_json(event.payload()))
+        size = len(event.key.encode()) + len(to_json(event.payload()))
         size += sum(len(name) + len(value) for name, value in event.context.headers())
         if size > limit:
             return f"its {event.event_type} event would be {size} bytes"
     for follow_up in outcome.commands:
         command = follow_up.command
-        size = len(command.key) + len(command.model_dump_json())
+        # Bytes, as sent (`.encode()`): a character of a document's text may take up to 4.
+        size = len(command.key.encode()) + len(command.model_dump_json().encode())
         if size > limit:
             # The catalog's events travel in `events.relay` commands (events.relay_events).
             return f"its {command.name} command would be {size} bytes"
