@@ -4,6 +4,9 @@ tams up                  start tansu, SeaweedFS and the five services; Ctrl-C st
                          a service that exits is started again, the broker or S3 server
                          exiting stops all
 tams up --external       use the broker, S3 and store given by TAMS_* variables
+tams backup --data-dir DIR --to DEST
+                         copy a running stack's store, then the object bytes it references,
+                         into a new data directory; `tams up --data-dir DEST` starts on it
 tams asyncapi            print the AsyncAPI document of the public event stream
 tams hash-password       print the scrypt hash of a password, for TAMS_AUTH_USERS
 """
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 from tams_runtime.passwords import hash_password
+from tams_stack.backup import BackupFailed, backup
 from tams_stack.credentials import TRUE
 from tams_stack.stack import Stack, ensure_gateway_port_free
 
@@ -109,6 +113,33 @@ def _up(args: argparse.Namespace) -> int:
         print("stopped.", flush=True)
 
 
+def _backup(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    dest = Path(args.to)
+    was_there = dest.exists()
+    try:
+        report = backup(Path(args.data_dir), Path(args.to))
+    except BackupFailed as exc:
+        print(f"tams backup failed: {exc}", file=sys.stderr)
+        if not was_there and dest.exists():
+            print(f"{args.to} is incomplete (it has no tams.db): delete it", file=sys.stderr)
+        return 1
+    elapsed = time.monotonic() - started
+    print(
+        f"backed up {Path(args.data_dir).resolve()} to {Path(args.to).resolve()} in "
+        f"{elapsed:.1f}s: the store, then {report.objects} objects ({report.bytes} bytes) "
+        f"it references ({report.rounds} snapshot{'s' if report.rounds > 1 else ''})",
+        flush=True,
+    )
+    if report.elsewhere:
+        print(
+            "not copied: objects on storage backends with an S3 server of their own "
+            f"({', '.join(sorted(report.elsewhere))}); back those up there",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _print_login(stack: Stack) -> None:
     if stack.admin is not None:
         print(
@@ -150,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="use TAMS_KAFKA_BOOTSTRAP_SERVERS, TAMS_S3_* and TAMS_STORE from the environment",
     )
+    copy = commands.add_parser(
+        "backup", help="back up a running local stack into a new data directory"
+    )
+    copy.add_argument(
+        "--data-dir", default=".tams-data", help="the stack's data directory (default %(default)s)"
+    )
+    copy.add_argument("--to", required=True, help="the backup: a new, or empty, directory")
     commands.add_parser("asyncapi", help="print the AsyncAPI document of the event stream")
     commands.add_parser(
         "hash-password",
@@ -158,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "up":
         return _up(args)
+    if args.command == "backup":
+        return _backup(args)
     if args.command == "hash-password":
         return _hash_password()
     if args.command == "asyncapi":
