@@ -40,8 +40,8 @@ class Request:
 
 
 class Receiver:
-    """Answers 200 unless told otherwise: `fail_next` requests get `fail_status` (500) with
-    `fail_headers`, `hang` never answers,
+    """Answers 200 unless told otherwise: the `fail_next` next requests get `fail_status`
+    (500) with `fail_headers`, then, with `hang`, none is answered;
     `delay_s` slows every answer down."""
 
     def __init__(self) -> None:
@@ -78,14 +78,16 @@ class Receiver:
             self._changed.notify_all()
         raw = await request.read()
         body = json.loads(raw)
-        if self.hang:
+        # Failures first, so that `fail_next` then `hang` fails the next requests and holds
+        # the ones after them, with nothing for the test to switch in between.
+        failing = self.fail_next > 0
+        if failing:
+            self.fail_next -= 1
+        elif self.hang:
             await asyncio.Event().wait()  # never answers; the sender gives up on its timeout
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        status, headers = 200, {}
-        if self.fail_next > 0:
-            self.fail_next -= 1
-            status, headers = self.fail_status, self.fail_headers
+        status, headers = (self.fail_status, self.fail_headers) if failing else (200, {})
         async with self._changed:
             self.requests.append(Request(dict(request.headers), body, status, raw=raw))
             self._changed.notify_all()

@@ -21,7 +21,7 @@ import pytest_asyncio
 from tams_stack.stack import Stack
 from tams_stack.testing import SpecValidator
 
-from .helpers import multi_flow, new_id, put_flow, video_flow
+from .helpers import eventually, multi_flow, new_id, put_flow, video_flow
 from .receivers import Receiver, Request, Webhooks, receiving
 from .test_segments import allocate_and_upload
 
@@ -253,14 +253,18 @@ async def test_a_failing_receiver_gets_the_event_again_in_order(
     assert (await hooks.get(webhook["id"]))["status"] == "started"
 
 
-async def events_dropped(stack: Stack) -> float:
+async def webhooks_metric(stack: Stack, name: str) -> float:
     async with (
         aiohttp.ClientSession() as client,
         client.get(f"{stack.services['webhooks'].url}/metrics") as resp,
     ):
         text = await resp.text()
-    (line,) = [x for x in text.splitlines() if x.startswith("tams_webhook_events_dropped_total ")]
+    (line,) = [x for x in text.splitlines() if x.startswith(f"{name} ")]
     return float(line.split()[1])
+
+
+async def events_dropped(stack: Stack) -> float:
+    return await webhooks_metric(stack, "tams_webhook_events_dropped_total")
 
 
 async def test_a_receiver_that_never_answers_goes_to_error_and_can_be_re_enabled(
@@ -479,10 +483,8 @@ async def test_a_new_url_is_used_by_a_retry_waiting_for_a_send_slot(
         for created in (holding, webhook):
             await hooks.wait_status(created["id"], "started")
         # The holder fails its first attempt, then holds the retries' one slot.
-        holder.fail_next = 1
+        holder.fail_next, holder.hang = 1, True
         await ok(http.put(f"/flows/{busy_flow['id']}/label", json="busy"))
-        await holder.wait_until(lambda: len(holder.requests) == 1)
-        holder.hang = True
         await holder.wait_until(lambda: holder.arrived == 2)
         # The old receiver fails its first attempt: the retry waits for that slot.
         old.fail_next = 1
@@ -522,3 +524,32 @@ async def test_a_retry_waits_as_long_as_the_receiver_asks(
         assert (refused.status, delivered.status) == (429, 200)
         assert delivered.received_at - refused.received_at >= 1.0
         assert got.event["flow"]["label"] == "later"
+
+
+async def test_a_slow_receivers_backlog_shows_in_the_metrics(
+    http: aiohttp.ClientSession, hooks: Webhooks, receiver: Receiver, tams_stack: Stack
+) -> None:
+    """A receiver that answers 2xx, too slowly, keeps its webhook `started` while events
+    pile up: the backlog gauges show it, and go back down once it keeps up."""
+    flow = video_flow()
+    await put_flow(http, flow)
+    webhook = await hooks.register(receiver.url, ["flows/updated"], flow_ids=[flow["id"]])
+    await hooks.wait_status(webhook["id"], "started")
+    before = await webhooks_metric(tams_stack, "tams_webhook_backlog_max_events")
+    receiver.delay_s = 0.3
+    for n in range(8):
+        await ok(http.put(f"/flows/{flow['id']}/label", json=f"label {n}"))
+
+    async def piled_up() -> bool:
+        return await webhooks_metric(tams_stack, "tams_webhook_backlog_max_events") >= 5
+
+    await eventually(piled_up, "the backlog to show")
+    assert await webhooks_metric(tams_stack, "tams_webhook_backlog_events") >= 5
+    assert (await hooks.get(webhook["id"]))["status"] == "started"
+    receiver.delay_s = 0
+    await receiver.wait_for(8)
+
+    async def caught_up() -> bool:
+        return await webhooks_metric(tams_stack, "tams_webhook_backlog_max_events") <= before
+
+    await eventually(caught_up, "the backlog to go")

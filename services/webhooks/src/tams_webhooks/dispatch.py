@@ -67,6 +67,14 @@ ATTEMPT_FAILED = WEBHOOK_DELIVERIES.labels("failed")
 ATTEMPT_REJECTED = WEBHOOK_DELIVERIES.labels("rejected")
 DELIVERY_DROPPED = WEBHOOK_DELIVERIES.labels("dropped")
 WEBHOOKS_BY_STATUS = Gauge("tams_webhooks", "Registered webhooks by status", ["status"])
+# Per webhook would be a label per registration (unbounded): the worst one, and the sum, show
+# a receiver that keeps up too slowly while answering 2xx (its status stays `started`).
+BACKLOG_MAX = Gauge(
+    "tams_webhook_backlog_max_events", "Events queued and not yet delivered, most for one webhook"
+)
+BACKLOG_TOTAL = Gauge(
+    "tams_webhook_backlog_events", "Events queued and not yet delivered, over all webhooks"
+)
 WEBHOOKS_FAILED = Counter(
     "tams_webhooks_failed_total", "Webhooks put into the error state after failed deliveries"
 )
@@ -168,6 +176,8 @@ class Worker:
         self.generation = record.generation
         self.queue = queue
         self.record = record
+        # The position of the next event to deliver, once known (None: not serving yet).
+        self.cursor: int | None = None
         # In a context of its own: not the one of whatever made the worker (a registration's
         # command), whose correlation and trace ids would otherwise mark every delivery log.
         self.task = asyncio.create_task(
@@ -225,6 +235,11 @@ class Worker:
     def _ids(self) -> dict[str, str]:
         return {"webhook_id": self.webhook_id}
 
+    @property
+    def backlog(self) -> int:
+        """Events queued for this webhook and not delivered yet."""
+        return 0 if self.cursor is None else max(self.queue.next_seq - self.cursor, 0)
+
     async def _serve(self) -> None:
         d = self.dispatcher
         await self._mark_started()
@@ -237,6 +252,7 @@ class Worker:
         )
         if bounds is not None:
             cursor = bounds[0]
+        self.cursor = cursor
         while True:
             self.queue.wake.clear()
             batch = self.queue.take_from(cursor)
@@ -249,7 +265,7 @@ class Worker:
             for item in batch:
                 if not await self._deliver(item):
                     return
-                cursor = item.seq + 1
+                cursor = self.cursor = item.seq + 1
                 d.completions.add(
                     Delivery(webhook_id, item.seq, item.event.event_id, item.event.payload)
                 )
@@ -389,6 +405,9 @@ class Dispatcher:
         self.match_lock = asyncio.Lock()
         self._background: list[asyncio.Task[None]] = []
         self._stopping: set[asyncio.Task[None]] = set()
+        # Worked out when scraped, from the workers' positions: nothing on the hot path.
+        BACKLOG_MAX.set_function(lambda: max((w.backlog for w in self.workers.values()), default=0))
+        BACKLOG_TOTAL.set_function(lambda: sum(w.backlog for w in self.workers.values()))
 
     # --- lifecycle ---------------------------------------------------------------------
 
