@@ -22,6 +22,8 @@ class Request:
     body: dict[str, Any]
     status: int
     received_at: float = field(default_factory=time.monotonic)
+    # When the POST arrived (`received_at` is when it was answered).
+    arrived_at: float = 0.0
     # The body's bytes as they came (what a signature covers).
     raw: bytes = b""
 
@@ -42,7 +44,7 @@ class Request:
 class Receiver:
     """Answers 200 unless told otherwise: the `fail_next` next requests get `fail_status`
     (500) with `fail_headers`, then, with `hang`, none is answered;
-    `delay_s` slows every answer down."""
+    `delay_s` slows every answer down, and `hold` leaves the requests it picks unanswered."""
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
@@ -53,6 +55,11 @@ class Receiver:
         self.fail_headers: dict[str, str] = {}
         self.hang = False
         self.delay_s = 0.0
+        # Given the body: True to leave that request unanswered, as `hang` does all of them.
+        self.hold: Callable[[dict[str, Any]], bool] = lambda body: False
+        # Requests being answered now, and the most there were at once.
+        self.in_flight = 0
+        self.most_at_once = 0
         self.url = ""
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -75,7 +82,16 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.Response:
         async with self._changed:
             self.arrived += 1
+            self.in_flight += 1
+            self.most_at_once = max(self.most_at_once, self.in_flight)
             self._changed.notify_all()
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        arrived_at = time.monotonic()
         raw = await request.read()
         body = json.loads(raw)
         # Failures first, so that `fail_next` then `hang` fails the next requests and holds
@@ -83,13 +99,15 @@ class Receiver:
         failing = self.fail_next > 0
         if failing:
             self.fail_next -= 1
-        elif self.hang:
+        elif self.hang or self.hold(body):
             await asyncio.Event().wait()  # never answers; the sender gives up on its timeout
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         status, headers = (self.fail_status, self.fail_headers) if failing else (200, {})
         async with self._changed:
-            self.requests.append(Request(dict(request.headers), body, status, raw=raw))
+            self.requests.append(
+                Request(dict(request.headers), body, status, raw=raw, arrived_at=arrived_at)
+            )
             self._changed.notify_all()
         return web.Response(status=status, headers=headers)
 

@@ -223,9 +223,17 @@ class WebhookSettings(BaseSettings):
     max_attempts: int = Field(default=10, ge=1)
     retry_base_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
-    # First attempts in flight at once over all webhooks (each webhook has one at a time);
-    # retries and attempts to receivers that failed last have a second pool this size.
+    # First attempts in flight at once over all webhooks; retries and attempts to receivers
+    # that failed last have a second pool this size.
     max_concurrent_deliveries: int = Field(default=128, ge=1)
+    # Deliveries in flight at once to one webhook, each about a different flow or source (the
+    # events of one flow, or of one source, still go one at a time, in order). 1: one event at
+    # a time, in queue order.
+    max_in_flight_per_webhook: int = Field(default=16, ge=1)
+    # Events queued for one webhook and not yet delivered before it goes to `error`: a
+    # receiver that answers 2xx, but slower than events come, would otherwise grow its queue
+    # in the store without bound.
+    max_backlog_events: int = Field(default=1_000_000, ge=1)
     # Fernet keys (comma-separated, newest first) sealing `api_key_value` in commands and at
     # rest; unset: stored as given. Generate one with
     # `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`.

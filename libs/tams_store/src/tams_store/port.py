@@ -460,8 +460,10 @@ class ReadTx(Protocol):
     # --- webhooks: delivery queues (the outbox) -------------------------------------------
 
     def pending_deliveries(self, webhook_id: str, from_seq: int, limit: int) -> list[Delivery]:
-        """At most `limit` queued deliveries of one webhook with `seq >= from_seq`, in `seq`
-        order (positions are consecutive, so this is the range [from_seq, from_seq + limit))."""
+        """The queued deliveries of one webhook in the position range
+        [from_seq, from_seq + limit), in `seq` order. Positions are handed out consecutively,
+        but deliveries finished out of order leave gaps: an empty range does not mean that
+        nothing is queued after it."""
         ...
 
     def delivery_queues(self, webhook_id: str | None = None) -> dict[str, tuple[int, int]]:

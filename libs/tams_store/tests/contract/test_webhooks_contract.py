@@ -181,6 +181,20 @@ async def test_finishing_and_dropping_deliveries(store: Store) -> None:
     ]
 
 
+async def test_deliveries_finished_out_of_order_leave_gaps(store: Store) -> None:
+    """A webhook delivers different flows' events at once, so they finish out of order: a
+    range is read as a range, gaps and all."""
+    a = new_id()
+    events = [event({a: i}) for i in range(6)]
+    await store.write(lambda tx: [tx.queue_event(e, 100) for e in events])
+    queued = await store.read(lambda tx: tx.pending_deliveries(a, 0, 6))
+    await store.write(lambda tx: tx.finish_deliveries([queued[i] for i in (1, 2, 3)]))
+    assert [d.seq for d in await store.read(lambda tx: tx.pending_deliveries(a, 0, 3))] == [0]
+    assert await store.read(lambda tx: tx.pending_deliveries(a, 1, 3)) == []
+    assert [d.seq for d in await store.read(lambda tx: tx.pending_deliveries(a, 2, 10))] == [4, 5]
+    assert await store.read(lambda tx: tx.delivery_queues(a)) == {a: (0, 5)}
+
+
 async def test_deleting_a_webhook_empties_its_queue(store: Store) -> None:
     record = webhook("https://a.example/")
     other = new_id()

@@ -6,13 +6,21 @@ webhook has a `WebhookQueue`: the next position to hand out, and the deliveries 
 recently (the hot path: a worker takes them from memory and never waits on a store read or a
 polling interval; it reads the store only after a restart, or when it has fallen behind).
 
-A worker POSTs one delivery at a time (FIFO per webhook). A failure is retried with
-exponential backoff and full jitter; after `max_attempts` the webhook goes to `error`, with an
-`error` object saying why, and its queue is emptied (re-enabling starts with new events:
-the receiver must resynchronise from the API anyway, since events that happened while the
-webhook was in error were never queued for it). A slow or dead receiver only holds up its own
-webhook. Finished deliveries are removed from the store in batches; a crash before that
-removal redelivers them (at-least-once; receivers deduplicate on the `Tams-Event-Id` header).
+A worker takes its webhook's queue in order and delivers the events of one flow (or one
+source) one at a time, in that order, and the events of different flows at the same time, up
+to `max_in_flight_per_webhook`: one webhook watching every flow of a busy plant is not held
+to one receiver round trip per event. Taken and unfinished events are kept in a lane per
+flow or source; at most `window` of them, so a flow whose receiver keeps failing holds up
+the others only once the window is full of its events.
+
+A failure is retried with exponential backoff and full jitter; after `max_attempts` the
+webhook goes to `error`, with an `error` object saying why, and its queue is emptied
+(re-enabling starts with new events: the receiver must resynchronise from the API anyway,
+since events that happened while the webhook was in error were never queued for it). So does
+a webhook whose receiver answers, but more slowly than events come, once more than
+`max_backlog_events` wait for it. A slow or dead receiver only holds up its own webhook.
+Finished deliveries are removed from the store in batches; a crash before that removal
+redelivers them (at-least-once; receivers deduplicate on the `Tams-Event-Id` header).
 """
 
 from __future__ import annotations
@@ -124,12 +132,13 @@ class WebhookQueue:
         self.hot.append(item)
         self.wake.set()
 
-    def take_from(self, cursor: int) -> list[QueuedItem]:
-        """The queued items from position `cursor` on, if memory has them without a gap."""
+    def take_from(self, cursor: int, limit: int = HOT_LIMIT) -> list[QueuedItem]:
+        """Up to `limit` queued items from position `cursor` on, if memory has them without
+        a gap."""
         while self.hot and self.hot[0].seq < cursor:
             self.hot.popleft()
         taken: list[QueuedItem] = []
-        while self.hot and self.hot[0].seq == cursor + len(taken):
+        while self.hot and len(taken) < limit and self.hot[0].seq == cursor + len(taken):
             taken.append(self.hot.popleft())
         return taken
 
@@ -169,15 +178,28 @@ class CompletionLog:
 
 
 class Worker:
-    """Delivers one webhook's queue, in order, until stopped or the webhook fails."""
+    """Delivers one webhook's queue until stopped or the webhook fails: in order per flow or
+    source, different ones at the same time (the module's docstring)."""
 
     def __init__(self, dispatcher: Dispatcher, record: WebhookRecord, queue: WebhookQueue) -> None:
         self.dispatcher = dispatcher
         self.generation = record.generation
         self.queue = queue
         self.record = record
-        # The position of the next event to deliver, once known (None: not serving yet).
-        self.cursor: int | None = None
+        in_flight = dispatcher.settings.max_in_flight_per_webhook
+        self.slots = asyncio.Semaphore(in_flight)
+        # One at a time: every event in one lane, so in queue order exactly.
+        self.in_queue_order = in_flight == 1
+        self.window = max(READ_BATCH, 8 * in_flight)
+        # The position of the next event to take from the queue (None: not serving yet).
+        self.next_to_take: int | None = None
+        # Taken and not finished, by order key; the first of each lane is being delivered.
+        self.lanes: dict[str, deque[QueuedItem]] = {}
+        self.taken = 0
+        self.lane_tasks: set[asyncio.Task[None]] = set()
+        # Set once the webhook is in error (by one lane; the others stop).
+        self.failed = False
+        self._failing = asyncio.Lock()
         # In a context of its own: not the one of whatever made the worker (a registration's
         # command), whose correlation and trace ids would otherwise mark every delivery log.
         self.task = asyncio.create_task(
@@ -238,39 +260,105 @@ class Worker:
     @property
     def backlog(self) -> int:
         """Events queued for this webhook and not delivered yet."""
-        return 0 if self.cursor is None else max(self.queue.next_seq - self.cursor, 0)
+        if self.next_to_take is None:
+            return 0
+        return max(self.queue.next_seq - self.next_to_take, 0) + self.taken
 
     async def _serve(self) -> None:
         d = self.dispatcher
         await self._mark_started()
         # Snapshot the next position before reading the store: anything queued after the read
         # got a position at or after it.
-        cursor = self.queue.next_seq
+        position = self.queue.next_seq
         webhook_id = self.webhook_id
         bounds = await d.patiently(
             lambda: d.store.read(lambda tx: tx.delivery_queues(webhook_id).get(webhook_id))
         )
         if bounds is not None:
-            cursor = bounds[0]
-        self.cursor = cursor
-        while True:
-            self.queue.wake.clear()
-            batch = self.queue.take_from(cursor)
-            if not batch and cursor < self.queue.next_seq:
-                # Queued, but not in memory (after a restart, or fallen behind): read it.
-                batch = await self._read_from(cursor)
-            if not batch:
-                await self.queue.wake.wait()
-                continue
-            for item in batch:
+            position = bounds[0]
+        self.next_to_take, self.lanes, self.taken, self.failed = position, {}, 0, False
+        try:
+            async with asyncio.TaskGroup() as lanes:
+                while not self.failed:
+                    self.queue.wake.clear()  # set again by a new event or a finished one
+                    if self.backlog > d.settings.max_backlog_events:
+                        await self._fail_behind()
+                        continue
+                    batch = await self._take(self.window - self.taken)
+                    if not batch:
+                        await self.queue.wake.wait()
+                        continue
+                    self.taken += len(batch)
+                    for item in batch:
+                        key = "" if self.in_queue_order else item.event.order_key
+                        lane = self.lanes.get(key)
+                        if lane is not None:
+                            lane.append(item)  # its task delivers it after those before it
+                        else:
+                            self.lanes[key] = deque([item])
+                            task = lanes.create_task(self._drain(key))
+                            self.lane_tasks.add(task)
+                            task.add_done_callback(self.lane_tasks.discard)
+                # In error: what is still being delivered was dropped from the queue.
+                for task in self.lane_tasks:
+                    task.cancel()
+        finally:
+            self.next_to_take = None
+
+    async def _take(self, room: int) -> list[QueuedItem]:
+        """Up to `room` events from the queue's next position on, from memory, or (after a
+        restart, or fallen behind) from the store; moves the next position past them."""
+        assert self.next_to_take is not None
+        position = self.next_to_take
+        batch = self.queue.take_from(position, room) if room > 0 else []
+        if batch:
+            self.next_to_take = batch[-1].seq + 1
+            return batch
+        # From the store only with room for a good part of a read, not a few events a time.
+        span = min(room, READ_BATCH)
+        while span >= READ_BATCH // 2 and position < self.queue.next_seq:
+            batch = await self._read_from(position, span)
+            # The whole range is read: what is not in it was delivered (out of order).
+            position = self.next_to_take = min(position + span, self.queue.next_seq)
+            if batch:
+                return batch
+        return []
+
+    async def _drain(self, key: str) -> None:
+        """Deliver one lane's events in order, each once a slot is free, until it is empty."""
+        d, lane = self.dispatcher, self.lanes[key]
+        while lane and not self.failed:
+            item = lane[0]
+            async with self.slots:
                 if not await self._deliver(item):
                     return
-                cursor = self.cursor = item.seq + 1
-                d.completions.add(
-                    Delivery(webhook_id, item.seq, item.event.event_id, item.event.payload)
-                )
-                if item.queued_at is not None:
-                    QUEUE_TO_DELIVERY_SECONDS.observe(time.monotonic() - item.queued_at)
+            lane.popleft()
+            self.taken -= 1
+            event = item.event
+            d.completions.add(Delivery(self.webhook_id, item.seq, event.event_id, event.payload))
+            if item.queued_at is not None:
+                QUEUE_TO_DELIVERY_SECONDS.observe(time.monotonic() - item.queued_at)
+            self.queue.wake.set()  # room to take more
+        if self.lanes.get(key) is lane:
+            del self.lanes[key]
+
+    async def _give_up(self, record: WebhookRecord, error_type: str, reason: str) -> bool:
+        """Put the webhook in `error`, once however many lanes ask; False if it was replaced
+        since `record` was read (its new worker carries on)."""
+        async with self._failing:
+            if not self.failed and await self.dispatcher.fail(record, error_type, reason):
+                self.failed = True
+                self.queue.wake.set()
+            return self.failed
+
+    async def _fail_behind(self) -> None:
+        limit = self.dispatcher.settings.max_backlog_events
+        reason = (
+            f"{self.backlog} events were waiting for the receiver, more than the {limit} "
+            "allowed: it answers more slowly than events come"
+        )
+        if not await self._give_up(self.record, "BacklogExceeded", reason):
+            await self.queue.wake.wait()
 
     async def _mark_started(self) -> None:
         record = self.record
@@ -287,10 +375,10 @@ class Worker:
         if changed:
             d.status_changed(replace(record, status="started", error=None))
 
-    async def _read_from(self, cursor: int) -> list[QueuedItem]:
+    async def _read_from(self, position: int, limit: int) -> list[QueuedItem]:
         d, webhook_id = self.dispatcher, self.webhook_id
         deliveries = await d.patiently(
-            lambda: d.store.read(lambda tx: tx.pending_deliveries(webhook_id, cursor, READ_BATCH))
+            lambda: d.store.read(lambda tx: tx.pending_deliveries(webhook_id, position, limit))
         )
         return [QueuedItem(x.seq, EventBody(x.event_id, x.payload)) for x in deliveries]
 
@@ -315,7 +403,12 @@ class Worker:
                 return True
             (ATTEMPT_REJECTED if result.permanent else ATTEMPT_FAILED).inc()
             if result.permanent or attempt >= d.settings.max_attempts:
-                if await d.fail(record, item.event, attempt, result):
+                event = item.event
+                reason = (
+                    f"gave up delivering event {event.event_id} ({event.event_type}) after "
+                    f"{attempt} attempt(s): {result.summary}"
+                )
+                if await self._give_up(record, "DeliveryFailed", reason):
                     DELIVERY_DROPPED.inc()
                     return False
                 attempt = 0  # the registration was replaced meanwhile: start over with it
@@ -541,11 +634,9 @@ class Dispatcher:
                 worker.record = record
             self._count_statuses()
 
-    async def fail(
-        self, record: WebhookRecord, event: EventBody, attempts: int, result: Attempt
-    ) -> bool:
-        """Put the webhook in `error` and empty its queue, unless it was replaced since
-        `record` was read; True if it is in error now."""
+    async def fail(self, record: WebhookRecord, error_type: str, reason: str) -> bool:
+        """Put the webhook in `error` (`reason`: why, for its `error` object) and empty its
+        queue, unless it was replaced since `record` was read; True if it is in error now."""
 
         def work(tx: WriteTx) -> tuple[int, WebhookRecord | None] | None:
             current = tx.get_webhook(record.id)
@@ -553,12 +644,10 @@ class Dispatcher:
                 return None
             dropped = tx.drop_deliveries(record.id)
             error = ErrorBody(
-                type="DeliveryFailed",
+                type=error_type,
                 summary=(
-                    f"gave up delivering event {event.event_id} ({event.event_type}) after "
-                    f"{attempts} attempt(s): {result.summary}. The webhook stopped; "
-                    f"{dropped} queued event(s) were dropped. Set its status to created to "
-                    "receive new events."
+                    f"{reason}. The webhook stopped; {dropped} queued event(s) were dropped. "
+                    "Set its status to created to receive new events."
                 ),
             ).as_json()
             tx.set_webhook_status(record.id, "error", error, generation=record.generation)
@@ -576,8 +665,8 @@ class Dispatcher:
         WEBHOOKS_FAILED.inc()
         EVENTS_DROPPED.inc(dropped)
         log.warning(
-            "webhook put in error after failed deliveries",
-            extra={"webhook_id": record.id, "attempts": attempts, "dropped": dropped},
+            "webhook put in error",
+            extra={"webhook_id": record.id, "reason": reason, "dropped": dropped},
         )
         queue = self.queues.get(record.id)
         if queue is not None:

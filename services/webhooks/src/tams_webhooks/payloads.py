@@ -51,6 +51,20 @@ class EventBody:
     def event_type(self) -> str:
         return str(self.payload.get("event_type"))
 
+    @property
+    def order_key(self) -> str:
+        """What its receiver gets in order: the events of one flow, or of one source (their
+        key on Kafka too). Events of different keys may be delivered at the same time."""
+        event = self.payload.get("event")
+        if isinstance(event, dict):
+            for kind in ("flow", "source"):
+                subject = event.get(kind)
+                subject_id = subject.get("id") if isinstance(subject, dict) else None
+                subject_id = subject_id or event.get(f"{kind}_id")
+                if isinstance(subject_id, str):
+                    return f"{kind}:{subject_id}"
+        return ""  # not about one flow or source: in order with the others like it
+
     def object_ids(self) -> list[str]:
         if self.event_type != SEGMENTS_ADDED:
             return []
