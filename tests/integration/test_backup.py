@@ -3,25 +3,52 @@
 The backup is taken while a client keeps registering segments. Started on the backup, with
 the original gone, a stack lists every segment acknowledged before the backup began, serves
 the bytes of every segment it lists, and takes new writes.
+
+Other tests change the stack between the steps of the backup's rounds (`backup(on_step=)`):
+bytes a snapshot references are deleted before they are copied, or an object id is
+allocated again with new bytes. The stack started on the backup then lists what the last
+snapshot had, with its bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
 
 from tams_runtime.s3 import object_key, s3_client
+from tams_stack.backup import MANIFEST_FILE, Step, StepHook, backup
 from tams_stack.stack import Stack
 
-from .helpers import allocate_and_upload, list_all, post, put_flow, s3_settings, video_flow
+from .helpers import (
+    allocate_and_upload,
+    eventually,
+    list_all,
+    post,
+    put_flow,
+    s3_settings,
+    stack_collector,
+    stack_media_settings,
+    stored_bytes,
+    video_flow,
+)
 
 BACKUP_DEADLINE_S = 120.0
+NS = 1_000_000_000
+SERVICES = ("catalog", "segments", "gateway")
+# Objects are forgotten, and their bytes deleted, as soon as their last segment goes.
+PROMPT_RELEASE = {"TAMS_MEDIA_RELEASE_GRACE_S": "0", "TAMS_MEDIA_WORKER_INTERVAL_S": "0.2"}
 
 
 async def run_tams_backup(data_dir: Path, dest: Path, *, succeeds: bool = True) -> str:
@@ -143,3 +170,173 @@ async def test_a_store_that_references_missing_bytes_is_not_backed_up(tmp_path: 
     finally:
         stack.stop()
     assert "referenced objects were deleted" in output
+
+
+@asynccontextmanager
+async def api(stack: Stack) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(stack.gateway_url, headers=stack.client_headers()) as http:
+        yield http
+
+
+async def segments_and_bytes(
+    http: aiohttp.ClientSession, flow_id: str
+) -> dict[str, tuple[str, str]]:
+    """Timerange → (object id, sha256 of the bytes its get_url serves) of every segment."""
+    found: dict[str, tuple[str, str]] = {}
+    async with aiohttp.ClientSession() as anonymous:
+        for segment in await list_all(http, f"/flows/{flow_id}/segments"):
+            [url] = segment["get_urls"]
+            async with anonymous.get(url["url"]) as resp:
+                assert resp.status == 200, f"{segment['object_id']}: {resp.status}"
+                checksum = hashlib.sha256(await resp.read()).hexdigest()
+            found[segment["timerange"]] = (segment["object_id"], checksum)
+    return found
+
+
+async def backed_up(live_dir: Path, backup_dir: Path, on_step: StepHook) -> dict[str, Any]:
+    """The backup, run with `on_step`; returns its manifest."""
+    async with asyncio.timeout(BACKUP_DEADLINE_S):
+        await asyncio.to_thread(backup, live_dir, backup_dir, on_step=on_step)
+    manifest: dict[str, Any] = json.loads((backup_dir / MANIFEST_FILE).read_text())
+    return manifest
+
+
+async def restored(live_dir: Path, backup_dir: Path, flow_id: str) -> dict[str, tuple[str, str]]:
+    """What a stack started on the backup, with the original gone, lists of the flow."""
+    shutil.rmtree(live_dir)
+    stack = Stack(backup_dir, remember_ports=True)
+    try:
+        stack.start_infrastructure()
+        await stack.start_services(SERVICES)
+        async with api(stack) as http:
+            return await segments_and_bytes(http, flow_id)
+    finally:
+        stack.stop()
+
+
+async def forget(
+    stack: Stack, http: aiohttp.ClientSession, flow_id: str, tr: str, object_id: str
+) -> None:
+    """Delete the segment at `tr`, the only one of its object; returns once the object is
+    forgotten and its bytes are gone."""
+    async with http.delete(f"/flows/{flow_id}/segments", params={"timerange": tr}) as resp:
+        assert resp.status == 204, await resp.text()
+
+    async def gone() -> bool:
+        async with http.get(f"/objects/{object_id}") as resp:
+            if resp.status != 404:
+                return False
+        return await stored_bytes(stack, object_id) is None
+
+    await eventually(gone, f"{object_id} forgotten and its bytes deleted")
+
+
+async def allocate_again(
+    stack: Stack, http: aiohttp.ClientSession, flow_id: str, object_id: str, payload: bytes, tr: str
+) -> None:
+    """Allocate a forgotten object id again (as a client choosing its ids may), upload
+    `payload` to it and register it at `tr`."""
+    media = await stack_media_settings(http)
+    async with stack_collector(stack, media) as collector:
+        # The id is free once no put_url handed out for it can upload: the collector runs
+        # with its clock past that, instead of the test waiting 20 minutes.
+        await collector.delete_bytes(time.time_ns() + (media.upload_window_s + 1) * NS)
+
+    put_urls: list[dict[str, str]] = []
+
+    async def allocated() -> bool:
+        async with http.post(f"/flows/{flow_id}/storage", json={"object_ids": [object_id]}) as r:
+            if r.status != 201:
+                return False
+            put_urls.append((await r.json())["media_objects"][0]["put_url"])
+            return True
+
+    await eventually(allocated, f"{object_id} free to allocate again")
+    headers = {"Content-Type": put_urls[0]["content-type"]}
+    async with (
+        aiohttp.ClientSession() as anonymous,
+        anonymous.put(put_urls[0]["url"], data=payload, headers=headers) as resp,
+    ):
+        assert resp.status == 200
+    status, body = await post(http, flow_id, {"object_id": object_id, "timerange": tr})
+    assert status == 201, body
+
+
+async def test_bytes_deleted_before_their_copy_are_left_out_by_a_second_snapshot(
+    tmp_path: Path,
+) -> None:
+    live_dir, backup_dir = tmp_path / "live", tmp_path / "backup"
+    flow = video_flow()
+    stack = Stack(live_dir, remember_ports=True, extra_env=PROMPT_RELEASE)
+    try:
+        stack.start_infrastructure()
+        await stack.start_services(SERVICES)
+        async with api(stack) as http:
+            await put_flow(http, flow)
+            client = Client(http, flow["id"])
+            for _ in range(5):
+                await client.register()
+        doomed = client.acknowledged[2]
+
+        async def on_step(step: Step, round_: int) -> None:
+            if (step, round_) == ("snapshot", 1):
+                async with api(stack) as http:
+                    await forget(stack, http, flow["id"], "[2:0_3:0)", doomed)
+
+        manifest = await backed_up(live_dir, backup_dir, on_step)
+        # Nothing changed after the last snapshot: the stack lists what that snapshot has.
+        async with api(stack) as http:
+            last = await segments_and_bytes(http, flow["id"])
+    finally:
+        stack.stop()
+    assert manifest["snapshots"] == 2
+    assert sorted(oid for oid, _ in last.values()) == sorted(set(client.acknowledged) - {doomed})
+    # The last snapshot: every segment but the one deleted, each with its bytes.
+    assert await restored(live_dir, backup_dir, flow["id"]) == last
+    assert {oid: checksum for oid, checksum in last.values()} == {
+        oid: client.checksums[oid] for oid, _ in last.values()
+    }
+
+
+@pytest.mark.parametrize(
+    "when",
+    [("snapshot", 1), ("copy", 1)],
+    ids=["between-a-snapshot-and-its-copy", "between-a-copy-and-the-next-snapshot"],
+)
+async def test_an_object_id_allocated_again_during_the_backup_is_backed_up_with_its_new_bytes(
+    tmp_path: Path, when: tuple[Step, int]
+) -> None:
+    live_dir, backup_dir = tmp_path / "live", tmp_path / "backup"
+    flow = video_flow()
+    stack = Stack(live_dir, remember_ports=True, extra_env=PROMPT_RELEASE)
+    new_bytes = os.urandom(64 * 1024)
+    try:
+        stack.start_infrastructure()
+        await stack.start_services(SERVICES)
+        async with api(stack) as http:
+            await put_flow(http, flow)
+            client = Client(http, flow["id"])
+            for _ in range(5):
+                await client.register()
+        reused = client.acknowledged[1]
+
+        async def on_step(step: Step, round_: int) -> None:
+            async with api(stack) as http:
+                if when == ("copy", 1) and (step, round_) == ("snapshot", 1):
+                    # Bytes missing from the first copy: the backup takes a second snapshot.
+                    await forget(stack, http, flow["id"], "[3:0_4:0)", client.acknowledged[3])
+                if (step, round_) == when:
+                    await forget(stack, http, flow["id"], "[1:0_2:0)", reused)
+                    await allocate_again(stack, http, flow["id"], reused, new_bytes, "[9:0_10:0)")
+
+        manifest = await backed_up(live_dir, backup_dir, on_step)
+        # Nothing changed after the last snapshot: the stack lists what that snapshot has.
+        async with api(stack) as http:
+            last = await segments_and_bytes(http, flow["id"])
+    finally:
+        stack.stop()
+    assert manifest["snapshots"] == 2
+    assert "[1:0_2:0)" not in last
+    assert last["[9:0_10:0)"] == (reused, hashlib.sha256(new_bytes).hexdigest())
+    # The last snapshot's segments, the reused id's with its new bytes, not the old ones.
+    assert await restored(live_dir, backup_dir, flow["id"]) == last

@@ -17,6 +17,23 @@ then missing: another snapshot is taken, which no longer references them, and wh
 references that is not copied yet is copied. Bytes copied for objects the last snapshot no
 longer references are deleted from the destination.
 
+An object id can also be forgotten and allocated again during the copy, with new bytes: ids
+are random, but a client may choose them (`object_ids`, as replication does), and an id is
+free again as soon as its old bytes are deleted, if its allocation is older than the upload
+window (`min_object_timeout` plus the collector's grace and 15 minutes). So each copy is
+tied to the allocation (`allocated_ns`) of the snapshot it was made for, and counts only:
+
+* if the bytes were uploaded before that snapshot (the second of their S3 `LastModified`
+  ended before it), when that allocation was the id's: an id is allocated again only after
+  the bytes of its previous allocation are deleted and no put_url of it can upload any more;
+* or if, read back after the copy, the live store still has that allocation: it had it
+  all along, from the snapshot to after the copy.
+
+Otherwise the copy does not count: for a registered object another snapshot is taken, and
+an unregistered object's bytes are left out. An object that a later snapshot has with
+another allocation than the one its bytes were copied for is copied again. This relies on
+the S3 server and the backup sharing a clock, as in a local stack.
+
 The destination is a data directory: `tams up --data-dir DEST` starts on it, with the same
 admin password and the ports the stack had (free ones where those are taken).
 """
@@ -29,10 +46,10 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tams_runtime.s3 import object_key, s3_client
 from tams_runtime.settings import S3Settings
@@ -49,9 +66,17 @@ KEPT_FILES = (PORTS_FILE, PASSWORD_FILE, USERS_FILE)
 # Snapshots taken before giving up, when referenced bytes keep going during the copy.
 MAX_ROUNDS = 5
 COPIES_AT_ONCE = 16
+# S3 gives `LastModified` to the second: bytes count as uploaded before a snapshot only if
+# the second after their `LastModified` began before it.
+MODIFIED_RESOLUTION_S = 1.0
+# Ids per query of the live store (below SQLite's limit on parameters).
+IDS_PER_QUERY = 500
 
 # (bucket, key)
 Location = tuple[str, str]
+# A round's steps, after which `backup(on_step=...)` is awaited.
+Step = Literal["snapshot", "copy"]
+StepHook = Callable[[Step, int], Awaitable[None]]
 
 
 class BackupFailed(RuntimeError):
@@ -68,6 +93,8 @@ class Wanted:
     optional: set[Location] = field(default_factory=set)
     # Backends on an S3 server of their own, not copied (their ids).
     elsewhere: set[str] = field(default_factory=set)
+    # Object id and allocation (`allocated_ns`) of each location: which bytes belong there.
+    allocations: dict[Location, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def all(self) -> set[Location]:
@@ -107,8 +134,8 @@ def referenced(snapshot: Path, buckets: dict[str, str]) -> Wanted:
     wanted = Wanted()
     conn = sqlite3.connect(f"file:{snapshot}?mode=ro", uri=True)
     try:
-        for object_id, storage_id, registered, doc in conn.execute(
-            "SELECT id, storage_id, registered, doc FROM objects"
+        for object_id, storage_id, registered, allocated_ns, doc in conn.execute(
+            "SELECT id, storage_id, registered, allocated_ns, doc FROM objects"
         ):
             copies = json.loads(doc).get("controlled_storage_ids")
             storage_ids: Iterable[str] = copies if copies is not None else [storage_id or ""]
@@ -118,11 +145,30 @@ def referenced(snapshot: Path, buckets: dict[str, str]) -> Wanted:
                 if sid not in buckets:
                     wanted.elsewhere.add(sid)
                     continue
-                target = wanted.required if registered else wanted.optional
-                target.add((buckets[sid], object_key(object_id)))
+                location = (buckets[sid], object_key(object_id))
+                (wanted.required if registered else wanted.optional).add(location)
+                wanted.allocations[location] = (object_id, allocated_ns)
     finally:
         conn.close()
     return wanted
+
+
+def live_allocations(store: Path, object_ids: set[str]) -> dict[str, int]:
+    """The allocation (`allocated_ns`) the live store has now for each of these ids that it
+    knows."""
+    found: dict[str, int] = {}
+    ids = sorted(object_ids)
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10.0)
+    try:
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start : start + IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                conn.execute(f"SELECT id, allocated_ns FROM objects WHERE id IN ({marks})", chunk)
+            )
+    finally:
+        conn.close()
+    return found
 
 
 def local_s3(data_dir: Path) -> S3Settings:
@@ -150,17 +196,24 @@ def local_backend_buckets(settings: S3Settings) -> dict[str, str]:
     return {b.id: b.bucket for b in backends.all if b.endpoint_url == settings.endpoint_url}
 
 
+@dataclass(frozen=True)
+class Copy:
+    """Bytes copied to the destination."""
+
+    size: int
+    # When the source's bytes were last written (S3 `LastModified`, whole seconds).
+    modified: float
+
+
 async def _copy(
     source: Any, dest: Any, locations: set[Location]
-) -> tuple[set[Location], set[Location], int]:
-    """Copy these objects; returns those copied, those missing in the source, and bytes."""
-    copied: set[Location] = set()
+) -> tuple[dict[Location, Copy], set[Location]]:
+    """Copy these objects; returns those copied, and those missing in the source."""
+    copied: dict[Location, Copy] = {}
     missing: set[Location] = set()
-    size = 0
     limit = asyncio.Semaphore(COPIES_AT_ONCE)
 
     async def one(location: Location) -> None:
-        nonlocal size
         bucket, key = location
         async with limit:
             try:
@@ -171,15 +224,23 @@ async def _copy(
             body: bytes = await got["Body"].read()
             extra = {"ContentType": got["ContentType"]} if got.get("ContentType") else {}
             await dest.put_object(Bucket=bucket, Key=key, Body=body, **extra)
-            copied.add(location)
-            size += len(body)
+            copied[location] = Copy(len(body), got["LastModified"].timestamp())
 
     await asyncio.gather(*(one(location) for location in sorted(locations)))
-    return copied, missing, size
+    return copied, missing
 
 
-def backup(data_dir: Path, dest: Path, env: dict[str, str] | None = None) -> BackupReport:
-    """Back up the local stack running on `data_dir` into `dest` (new or empty)."""
+def backup(
+    data_dir: Path,
+    dest: Path,
+    env: dict[str, str] | None = None,
+    *,
+    on_step: StepHook | None = None,
+) -> BackupReport:
+    """Back up the local stack running on `data_dir` into `dest` (new or empty).
+
+    `on_step` (for tests) is awaited after each round's snapshot and after its copy, with
+    the step and the round, so that the stack can be changed at those moments."""
     env = dict(os.environ if env is None else env)
     data_dir, dest = data_dir.resolve(), dest.resolve()
     if dest.exists() and any(dest.iterdir()):
@@ -202,7 +263,7 @@ def backup(data_dir: Path, dest: Path, env: dict[str, str] | None = None) -> Bac
                 "secret_key": target.secret_key,
             }
         )
-        report = asyncio.run(_rounds(store, partial, buckets, source_s3, dest_s3))
+        report = asyncio.run(_rounds(store, partial, buckets, source_s3, dest_s3, on_step))
     finally:
         target.stop()
     partial.rename(dest / STORE_FILE)
@@ -254,23 +315,70 @@ async def _rounds(
     buckets: dict[str, str],
     source_s3: S3Settings,
     dest_s3: S3Settings,
+    on_step: StepHook | None = None,
 ) -> BackupReport:
-    """Snapshot, copy what it references; again while referenced bytes went meanwhile."""
-    copied: set[Location] = set()
-    size = 0
+    """Snapshot, copy what it references; again while referenced bytes went or may have been
+    replaced meanwhile."""
+    # Bytes in the destination that count, by the allocation they were copied for.
+    copied: dict[Location, int] = {}
+    sizes: dict[Location, int] = {}
+    written: set[Location] = set()  # everything put in the destination
     async with s3_client(source_s3) as source, s3_client(dest_s3) as copy_to:
         await _wait_for_buckets(copy_to, set(buckets.values()))
         for rounds in range(1, MAX_ROUNDS + 1):
+            # Taken before the snapshot's read transaction starts: no later than its moment.
+            snapshot_at = time.time()
             await asyncio.to_thread(snapshot_store, store, partial)
             wanted = await asyncio.to_thread(referenced, partial, buckets)
-            done, missing, added = await _copy(source, copy_to, wanted.all - copied)
-            copied |= done
-            size += added
-            if not missing & wanted.required:
-                stale = copied - wanted.all
-                for bucket, key in sorted(stale):
+            if on_step is not None:
+                await on_step("snapshot", rounds)
+            # Bytes copied for another allocation of an id are not this snapshot's.
+            todo = {
+                location
+                for location in wanted.all
+                if copied.get(location) != wanted.allocations[location][1]
+            }
+            done, missing = await _copy(source, copy_to, todo)
+            written |= done.keys()
+            # Bytes that may have been written after the snapshot may be another
+            # allocation's, unless the live store still has the snapshot's allocation.
+            unsure = {
+                location
+                for location, made in done.items()
+                if made.modified + MODIFIED_RESOLUTION_S > snapshot_at
+            }
+            if unsure:
+                ids = {wanted.allocations[location][0] for location in unsure}
+                now = await asyncio.to_thread(live_allocations, store, ids)
+                unsure = {
+                    location
+                    for location in unsure
+                    if now.get(wanted.allocations[location][0]) != wanted.allocations[location][1]
+                }
+            for location, made in done.items():
+                if location in unsure:
+                    copied.pop(location, None)
+                else:
+                    copied[location] = wanted.allocations[location][1]
+                    sizes[location] = made.size
+            if on_step is not None:
+                await on_step("copy", rounds)
+            if not (missing | unsure) & wanted.required:
+                kept = {
+                    location
+                    for location in wanted.all
+                    if copied.get(location) == wanted.allocations[location][1]
+                }
+                # Objects no longer referenced, and unregistered ones whose bytes may not be
+                # their allocation's (they may go: their upload is not in the snapshot).
+                for bucket, key in sorted(written - kept):
                     await copy_to.delete_object(Bucket=bucket, Key=key)
-                return BackupReport(rounds, len(copied - stale), size, frozenset(wanted.elsewhere))
+                return BackupReport(
+                    rounds,
+                    len(kept),
+                    sum(sizes[location] for location in kept),
+                    frozenset(wanted.elsewhere),
+                )
     raise BackupFailed(
-        f"referenced objects were deleted during each of {MAX_ROUNDS} copies; try again"
+        f"referenced objects were deleted or replaced during each of {MAX_ROUNDS} copies; try again"
     )
