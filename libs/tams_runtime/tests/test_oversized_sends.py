@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tams_runtime.applier import MAX_MESSAGE_BYTES, MESSAGE_OVERHEAD_BYTES, CommandApplier
+from tams_runtime.applier import CommandApplier
 from tams_runtime.bus import ensure_topics
 from tams_runtime.consumer import EventPublisher
+from tams_runtime.message_size import MAX_MESSAGE_BYTES, MESSAGE_OVERHEAD_BYTES
 from tams_schema.envelopes import CommandEnvelope, Outcome, TamsEvent
 from tams_stack.stack import Stack
 from tams_store import StoreUnavailable

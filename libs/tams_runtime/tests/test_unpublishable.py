@@ -11,8 +11,9 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.span import TraceState
 from pydantic_core import to_json
 
-from tams_runtime.applier import MAX_MESSAGE_BYTES, MESSAGE_OVERHEAD_BYTES, unpublishable
+from tams_runtime.applier import unpublishable
 from tams_runtime.events import relayed
+from tams_runtime.message_size import MAX_MESSAGE_BYTES, MESSAGE_OVERHEAD_BYTES
 from tams_runtime.tracing import kafka_trace_headers
 from tams_schema.envelopes import EventContext, Outcome, TamsEvent
 

@@ -16,7 +16,9 @@ An outcome whose events or follow-up commands would not fit a Kafka message (a c
 makes a document, with what its events carry besides, too large) is refused whole: the
 transaction is rolled back, the batch's other commands are applied again one by one, and
 the command is answered 400 with nothing written. Published, such an event would only be
-dropped (`consumer.EventPublisher`): subscribers would miss a change that was made.
+dropped (`consumer.EventPublisher`): subscribers would miss a change that was made. The limit
+is the service's `MessageLimit`: the producer's, or less where the broker or a topic says so
+(tams_runtime.message_size).
 """
 
 from __future__ import annotations
@@ -28,15 +30,9 @@ from typing import Any, Protocol
 
 from pydantic_core import to_json
 
+from tams_runtime.message_size import MessageLimit
 from tams_runtime.tracing import command_scope
 from tams_schema.envelopes import CommandEnvelope, ErrorBody, Outcome
-
-# The most bytes one Kafka message may hold (the producers' `max_request_size`, aiokafka's
-# default, and the broker's default `message.max.bytes`), less room for the record's own
-# framing, its fixed headers and the trace headers added when it is sent: a client's
-# `tracestate` is carried on, and OpenTelemetry takes one of up to 8,192 characters.
-MAX_MESSAGE_BYTES = 1024 * 1024
-MESSAGE_OVERHEAD_BYTES = 16 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +57,20 @@ class CommandRefused(Exception):
         self.outcome = outcome
 
 
-def unpublishable(outcome: Outcome) -> str | None:
+def unpublishable(outcome: Outcome, limit: MessageLimit | None = None) -> str | None:
     """Why an outcome's events or follow-up commands cannot be sent (one would not fit a
-    Kafka message), or None when they can."""
-    limit = MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD_BYTES
+    Kafka message of `limit`, the producer's by default), or None when they can."""
+    content_bytes = (limit or MessageLimit()).content_bytes
     for event in outcome.events:
         size = len(event.key.encode()) + len(to_json(event.payload()))
         size += sum(len(name) + len(value) for name, value in event.context.headers())
-        if size > limit:
+        if size > content_bytes:
             return f"its {event.event_type} event would be {size} bytes"
     for follow_up in outcome.commands:
         command = follow_up.command
         # Bytes, as sent (`.encode()`): a character of a document's text may take up to 4.
         size = len(command.key.encode()) + len(command.model_dump_json().encode())
-        if size > limit:
+        if size > content_bytes:
             # The catalog's events travel in `events.relay` commands (events.relay_events).
             return f"its {command.name} command would be {size} bytes"
     return None
@@ -89,10 +85,13 @@ class CommandApplier:
         handlers: Mapping[str, Callable[[Any, CommandEnvelope], Outcome]],
         *,
         is_retryable: Callable[[BaseException], bool],
+        limit: MessageLimit | None = None,
     ) -> None:
         self.store = store
         self.handlers = handlers
         self.is_retryable = is_retryable
+        # Shared with the command consumer, which lowers it at start to what the broker takes.
+        self.limit = limit or MessageLimit()
 
     def _apply_one(
         self,
@@ -115,11 +114,11 @@ class CommandApplier:
                 outcome = Outcome.error(400, "UnknownCommand", summary)
             else:
                 outcome = handler(tx, command)
-                problem = unpublishable(outcome)
+                problem = unpublishable(outcome, self.limit)
                 if problem is not None:
                     summary = (
                         f"{command.name} was refused and nothing was changed: {problem}, more "
-                        f"than a Kafka message holds (at most {MAX_MESSAGE_BYTES} bytes with "
+                        f"than a Kafka message holds (at most {self.limit.bytes} bytes with "
                         "its headers); make the documents, tags, collections or auth_classes "
                         "it touches smaller, or send less at once"
                     )

@@ -13,6 +13,12 @@ acknowledges this one's sends; its own sends follow once those are in (`GroupCon
 crash anywhere before the commit redelivers the commands; the handler finds their recorded
 outcomes and the consumer re-sends the same replies, events (same event ids) and follow-up
 commands (same command ids), so every command is applied once and answered with the same result.
+
+An event or follow-up command refused as too large for a Kafka message, by the producer or by
+the broker, is dropped with an error log and `tams_messages_too_large_total`, not sent again:
+it would be refused again, and the partition would be held for ever. Its change is committed
+and answered, so subscribers miss that event. The applier refuses up front what would not fit
+the limit read at start (tams_runtime.message_size); this is for a limit lowered since.
 """
 
 from __future__ import annotations
@@ -31,15 +37,17 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic_core import to_json
 
 from tams_runtime.bus import broker_answers, ensure_topics
-from tams_runtime.epochs import CommandTopics, EpochAssignment
+from tams_runtime.epochs import CommandTopics, EpochAssignment, topic_family
 from tams_runtime.group_consumer import GroupConsumer, Publish, Rest
 from tams_runtime.logs import correlated
+from tams_runtime.message_size import BATCH_BYTES, MessageLimit, read_message_limit
 from tams_runtime.metrics import (
     COMMAND_BATCH_SIZE,
     COMMAND_QUEUE_SECONDS,
     COMMAND_RETRIES,
     COMMAND_STAGE_SECONDS,
     COMMANDS_APPLIED,
+    MESSAGES_TOO_LARGE,
 )
 from tams_runtime.partitioner import KeyPartitioner
 from tams_runtime.replies import ReplySender
@@ -75,12 +83,17 @@ class EventPublisher:
             await asyncio.gather(*sends)
 
     async def send(
-        self, events: Sequence[TamsEvent], extra_headers: Sequence[tuple[str, bytes]] = ()
+        self,
+        events: Sequence[TamsEvent],
+        extra_headers: Sequence[tuple[str, bytes]] = (),
+        *,
+        command_id: str | None = None,
     ) -> list[asyncio.Future[Any]]:
-        """Queue the events; the returned futures complete when the broker has them.
+        """Queue the events; the returned futures complete when the broker has them, or has
+        refused one as too large (dropped, see `too_large`).
 
         `extra_headers` go on every event (the trace context of the command that caused
-        them; the current one by default)."""
+        them, `command_id`; the current one by default)."""
         sends: list[asyncio.Future[Any]] = []
         trace_headers = list(extra_headers) or kafka_trace_headers()
         for event in events:
@@ -91,24 +104,66 @@ class EventPublisher:
                 *event.context.headers(),
                 *trace_headers,
             ]
+            # Sending it again cannot help, and retrying would hold every later change of the
+            # partition: dropped, loudly. (The applier refuses what would not fit; this is
+            # the last line.)
+            dropped = functools.partial(self._too_large, event, command_id)
             try:
-                sends.append(
-                    await self.producer.send(
-                        self.topic,
-                        _json_bytes(event.payload()),
-                        key=event.key.encode(),
-                        headers=headers,
-                    )
+                sent = await self.producer.send(
+                    self.topic,
+                    _json_bytes(event.payload()),
+                    key=event.key.encode(),
+                    headers=headers,
                 )
-            except MessageSizeTooLargeError:
-                # Sending it again cannot help, and retrying would hold every later change
-                # of the partition: dropped, loudly. (The catalog refuses documents that
-                # large, domain.MAX_DOCUMENT_BYTES; this is the last line.)
-                log.error(
-                    "event too large for a Kafka message; not published",
-                    extra={"event_id": event.event_id, "event_type": event.event_type},
-                )
+            except MessageSizeTooLargeError as exc:
+                dropped(exc)
+            else:
+                sends.append(_unless_too_large(sent, dropped))
         return sends
+
+    def _too_large(
+        self, event: TamsEvent, command_id: str | None, error: MessageSizeTooLargeError
+    ) -> None:
+        too_large(
+            "event too large for a Kafka message; not published",
+            self.topic,
+            {"command_id": command_id, "event_id": event.event_id, "event_type": event.event_type},
+            error,
+        )
+
+
+def too_large(
+    message: str, topic: str, extra: dict[str, str | None], error: MessageSizeTooLargeError
+) -> None:
+    """Report a message dropped as too large, by the producer's check or by the broker."""
+    log.error(message, extra={**extra, "topic": topic, "error": str(error)})
+    MESSAGES_TOO_LARGE.labels(topic_family(topic)).inc()
+
+
+def _unless_too_large(
+    sent: asyncio.Future[Any], dropped: Callable[[MessageSizeTooLargeError], None]
+) -> asyncio.Future[Any]:
+    """`sent`, except that the broker refusing the message as too large (MESSAGE_TOO_LARGE,
+    which aiokafka does not retry) completes it, with None, once `dropped` has reported it."""
+    settled: asyncio.Future[Any] = sent.get_loop().create_future()
+
+    def done(sent: asyncio.Future[Any]) -> None:
+        if settled.done():
+            return
+        if sent.cancelled():
+            settled.cancel()
+            return
+        error = sent.exception()
+        if isinstance(error, MessageSizeTooLargeError):
+            dropped(error)
+            settled.set_result(None)
+        elif error is not None:
+            settled.set_exception(error)
+        else:
+            settled.set_result(sent.result())
+
+    sent.add_done_callback(done)
+    return settled
 
 
 def _json_bytes(value: object) -> bytes:
@@ -131,8 +186,11 @@ class CommandConsumer:
         commit_interval_s: float = 0.05,
         lag_interval_s: float = 5.0,
         commands_per_transaction: int = 0,
+        limit: MessageLimit | None = None,
     ) -> None:
         self.settings = settings
+        # The applier's too (`CommandApplier(limit=...)`): set at start to what the broker takes.
+        self.limit = limit or MessageLimit()
         self.topic = topic
         self.group_id = group_id
         self.handler = handler
@@ -174,6 +232,8 @@ class CommandConsumer:
             for status_class in (2, 4, 5)
         }
         self._retries = COMMAND_RETRIES.labels(topic)
+        for destination in (settings.topics.events, *settings.topics.command_topics()):
+            MESSAGES_TOO_LARGE.labels(destination)
         # While resting, the consumer listens for its gateways' wake-ups on the connections
         # its replies take to them.
         self.replies = (
@@ -181,12 +241,19 @@ class CommandConsumer:
         )
 
     async def start(self) -> None:
+        topics = self.settings.topics
+        self.limit.bytes = await read_message_limit(
+            self.settings.bootstrap_servers, [topics.events, *topics.command_topics()]
+        )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.bootstrap_servers,
             acks="all",
             linger_ms=0,
             partitioner=KeyPartitioner(),
             client_id=f"{self.group_id}-producer",
+            # The producer refuses, before sending, what the broker would refuse.
+            max_request_size=self.limit.bytes,
+            max_batch_size=min(BATCH_BYTES, self.limit.bytes),
         )
         await self.producer.start()
         self._topics.track(self.producer, [self.settings.topics.events])
@@ -404,13 +471,15 @@ class CommandConsumer:
         the command that caused them."""
         assert self.producer is not None and self.events is not None
         sends: list[asyncio.Future[Any]] = []
-        for outcome, span in zip(outcomes, spans, strict=True):
+        for cause, outcome, span in zip(commands, outcomes, spans, strict=True):
             if outcome.events:
                 trace_headers = kafka_trace_headers(trace.set_span_in_context(span))
-                sends += await self.events.send(outcome.events, trace_headers)
+                sends += await self.events.send(
+                    outcome.events, trace_headers, command_id=cause.command_id
+                )
         follow_ups = [
-            (follow_up, span)
-            for outcome, span in zip(outcomes, spans, strict=True)
+            (cause, follow_up, span)
+            for cause, outcome, span in zip(commands, outcomes, spans, strict=True)
             for follow_up in outcome.commands
         ]
         if follow_ups and sends:
@@ -420,24 +489,32 @@ class CommandConsumer:
             await asyncio.gather(*sends)
             sends = []
         topics = self.settings.topics
-        for follow_up, span in follow_ups:
+        for cause, follow_up, span in follow_ups:
             command = follow_up.command
+            topic = await self._topics.topic(topics.commands_of(follow_up.service))
+            # As for events (EventPublisher.send): never block the partition on it.
+            dropped = functools.partial(
+                too_large,
+                "follow-up command too large for a Kafka message; not sent",
+                topic,
+                {
+                    "command_id": cause.command_id,
+                    "follow_up": command.name,
+                    "follow_up_id": command.command_id,
+                },
+            )
             try:
-                sends.append(
-                    await self.producer.send(
-                        await self._topics.topic(topics.commands_of(follow_up.service)),
-                        command.model_dump_json().encode(),
-                        key=command.key.encode(),
-                        headers=[
-                            ("command", command.name.encode()),
-                            *kafka_trace_headers(trace.set_span_in_context(span)),
-                        ],
-                    )
+                sent = await self.producer.send(
+                    topic,
+                    command.model_dump_json().encode(),
+                    key=command.key.encode(),
+                    headers=[
+                        ("command", command.name.encode()),
+                        *kafka_trace_headers(trace.set_span_in_context(span)),
+                    ],
                 )
-            except MessageSizeTooLargeError:
-                # As for events (EventPublisher.send): never block the partition on it.
-                log.error(
-                    "follow-up command too large for a Kafka message; not sent",
-                    extra={"command": command.name, "command_id": command.command_id},
-                )
+            except MessageSizeTooLargeError as exc:
+                dropped(exc)
+            else:
+                sends.append(_unless_too_large(sent, dropped))
         return sends

@@ -33,6 +33,13 @@ COMMANDS_APPLIED = Counter(
 COMMAND_RETRIES = Counter(
     "tams_command_batch_retries_total", "Command batches retried after a failure", ["topic"]
 )
+# `topic`: where the message was to go (an epoch topic counts under its command topic).
+MESSAGES_TOO_LARGE = Counter(
+    "tams_messages_too_large_total",
+    "Events and follow-up commands not sent, the producer or the broker refusing them as too "
+    "large for a Kafka message, after their change was committed",
+    ["topic"],
+)
 COMMAND_ROUND_TRIP_SECONDS = Histogram(
     "tams_command_round_trip_seconds",
     "Gateway: from publishing a command to receiving its reply",

@@ -189,6 +189,7 @@ async def serve_command_service(
     from tams_runtime.applier import CommandApplier
     from tams_runtime.components import StoreComponent
     from tams_runtime.consumer import CommandConsumer
+    from tams_runtime.message_size import MessageLimit
     from tams_runtime.outcomes import OutcomePruner
     from tams_runtime.settings import OutcomeSettings
     from tams_runtime.store import open_store
@@ -197,8 +198,13 @@ async def serve_command_service(
 
     kafka = KafkaSettings()
     store = open_store()
+    # The consumer sets it at start (what the broker takes); the applier checks against it.
+    limit = MessageLimit()
     applier = CommandApplier(
-        store, handlers_for(store), is_retryable=lambda exc: isinstance(exc, StoreUnavailable)
+        store,
+        handlers_for(store),
+        is_retryable=lambda exc: isinstance(exc, StoreUnavailable),
+        limit=limit,
     )
     consumer = CommandConsumer(
         kafka,
@@ -206,6 +212,7 @@ async def serve_command_service(
         group_id=kafka.group_id(name),
         handler=applier,
         commands_per_transaction=StoreSettings().commands_per_transaction,
+        limit=limit,
     )
     workers = list(workers_for(store, kafka)) if workers_for else []
     await serve(

@@ -23,6 +23,7 @@ from tams_runtime.consumer import CommandConsumer
 from tams_runtime.egress import EgressPolicy
 from tams_runtime.event_consumer import EventConsumer
 from tams_runtime.media import UrlBuilder
+from tams_runtime.message_size import MessageLimit
 from tams_runtime.outcomes import OutcomePruner
 from tams_runtime.secret_box import SecretBox
 from tams_runtime.service import Component, run, serve
@@ -84,8 +85,10 @@ async def main() -> None:
         settings,
         AccessPolicy.from_settings(),
     )
+    # The consumer sets it at start (what the broker takes); the applier checks against it.
+    limit = MessageLimit()
     applier = CommandApplier(
-        store, HANDLERS, is_retryable=lambda exc: isinstance(exc, StoreUnavailable)
+        store, HANDLERS, is_retryable=lambda exc: isinstance(exc, StoreUnavailable), limit=limit
     )
 
     async def apply_registrations(commands: Sequence[CommandEnvelope]) -> list[Outcome]:
@@ -102,6 +105,7 @@ async def main() -> None:
         kafka.topics.webhooks_commands,
         group_id=kafka.group_id(SERVICE),
         handler=apply_registrations,
+        limit=limit,
     )
     events = EventConsumer(
         quiet,

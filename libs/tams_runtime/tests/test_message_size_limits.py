@@ -1,0 +1,194 @@
+"""A Kafka message size limit below the producer's, over the real broker: read at start, it
+refuses up front the commands whose events would not fit; not read (tansu reports no broker
+limit, and enforces none), a send the broker refuses as too large is dropped, counted and
+logged, and the partition moves on instead of sending it again for ever."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import ClusterAuthorizationFailedError, MessageSizeTooLargeError
+from prometheus_client import REGISTRY
+
+from tams_runtime.applier import CommandApplier
+from tams_runtime.bus import CommandBus, ensure_topics
+from tams_runtime.consumer import CommandConsumer
+from tams_runtime.message_size import (
+    MAX_MESSAGE_BYTES,
+    MessageLimit,
+    broker_limits,
+    read_message_limit,
+)
+from tams_schema.envelopes import CommandEnvelope, FollowUp, Outcome, TamsEvent
+from tams_stack.stack import Stack
+from tams_store import StoreUnavailable
+from tams_store.sqlite import SqliteStore
+
+from .test_command_bus import read_records, unique_settings
+from .waiting import until
+
+TOPIC_LIMIT = 100_000
+
+
+class Publisher:
+    """Publishes the command's `value` in an event, and in a follow-up command if asked."""
+
+    def __call__(self, tx: Any, command: CommandEnvelope) -> Outcome:
+        value = command.payload["value"]
+        event = TamsEvent(key=command.key, event_type="flows/updated", event={"v": value})
+        follow_ups = []
+        if command.payload.get("follow_up"):
+            step = CommandEnvelope(name="next", key=command.key, payload={"v": value})
+            follow_ups.append(FollowUp(service="segments", command=step))
+        return Outcome(status=204, events=[event], commands=follow_ups)
+
+
+async def start_consumer(
+    settings: Any, store: SqliteStore, limit: MessageLimit
+) -> tuple[CommandConsumer, CommandBus]:
+    applier = CommandApplier(
+        store,
+        {"publish": Publisher()},
+        is_retryable=lambda e: isinstance(e, StoreUnavailable),
+        limit=limit,
+    )
+    consumer = CommandConsumer(
+        settings, settings.topics.catalog_commands, "test-catalog", applier, limit=limit
+    )
+    await consumer.start()
+    bus = CommandBus(settings)
+    await bus.start()
+    return consumer, bus
+
+
+async def test_a_topic_limit_read_at_start_refuses_what_would_not_fit_up_front(
+    tams_infra: Stack, store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = unique_settings(tams_infra)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        # tansu reports a topic's configs given at creation (and no broker limit).
+        await admin.create_topics(
+            [
+                NewTopic(
+                    settings.topics.events,
+                    2,
+                    1,
+                    topic_configs={"max.message.bytes": str(TOPIC_LIMIT)},
+                )
+            ]
+        )
+        assert await broker_limits(admin, [settings.topics.events]) == {
+            settings.topics.events: TOPIC_LIMIT
+        }
+    finally:
+        await admin.close()
+    await ensure_topics(settings)
+    limit = MessageLimit()
+    with caplog.at_level(logging.INFO, logger="tams_runtime.message_size"):
+        consumer, bus = await start_consumer(settings, store, limit)
+    try:
+        assert limit.bytes == TOPIC_LIMIT
+        read = [r for r in caplog.records if r.getMessage() == "Kafka message size limit"]
+        assert len(read) == 1
+        assert read[0].__dict__["broker_limits"] == {settings.topics.events: TOPIC_LIMIT}
+        topic = settings.topics.catalog_commands
+        large = await bus.request(topic, "publish", "f", {"value": "y" * TOPIC_LIMIT})
+        assert large.status == 400
+        assert f"at most {TOPIC_LIMIT} bytes" in large.body["summary"]
+        small = await bus.request(topic, "publish", "f", {"value": "small"})
+        assert small.status == 204
+        [record] = await read_records(settings, settings.topics.events, 1)
+        assert b"small" in record.value
+    finally:
+        await bus.stop()
+        await consumer.stop()
+
+
+async def test_a_send_the_broker_refuses_as_too_large_is_dropped_and_the_partition_moves_on(
+    tams_infra: Stack,
+    store: SqliteStore,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    limit = MessageLimit()
+    consumer, bus = await start_consumer(settings, store, limit)
+    # tansu reports no broker limit: the producer's stands.
+    assert limit.bytes == MAX_MESSAGE_BYTES
+    assert consumer.producer is not None
+    send = consumer.producer.send
+
+    async def smaller_broker(topic: str, value: bytes, **kwargs: Any) -> asyncio.Future[Any]:
+        """A broker whose limit is below the one read at start (lowered since; tansu
+        enforces none): what it refuses fails as aiokafka fails a send for the broker's
+        MESSAGE_TOO_LARGE (error 10), which it does not retry."""
+        if len(value) <= TOPIC_LIMIT:
+            return await send(topic, value, **kwargs)
+        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        refused.set_exception(MessageSizeTooLargeError())
+        return refused
+
+    monkeypatch.setattr(consumer.producer, "send", smaller_broker)
+
+    def dropped_to() -> tuple[float | None, ...]:
+        return tuple(
+            REGISTRY.get_sample_value("tams_messages_too_large_total", {"topic": topic})
+            for topic in (settings.topics.events, settings.topics.segments_commands)
+        )
+
+    # Both series exist from the start, at 0.
+    assert dropped_to() == (0, 0)
+    topic = settings.topics.catalog_commands
+    try:
+        with caplog.at_level(logging.ERROR, logger="tams_runtime.consumer"):
+            payload = {"value": "y" * TOPIC_LIMIT, "follow_up": True}
+            large = await bus.request(topic, "publish", "f", payload)
+            # Applied and answered before its sends: the change is in the store.
+            assert large.status == 204
+            # A later fetch's sends wait for the earlier's: they go only if it moved on.
+            later = await bus.request(topic, "publish", "f", {"value": "later"})
+            assert later.status == 204
+            [record] = await read_records(settings, settings.topics.events, 1)
+            assert b"later" in record.value
+        assert dropped_to() == (1, 1)
+        dropped = {
+            (r.getMessage(), getattr(r, "command_id", None), getattr(r, "event_type", None))
+            for r in caplog.records
+            if "too large" in r.getMessage()
+        }
+        assert dropped == {
+            (
+                "event too large for a Kafka message; not published",
+                large.command_id,
+                "flows/updated",
+            ),
+            ("follow-up command too large for a Kafka message; not sent", large.command_id, None),
+        }
+        # Not sending anything again: ready, with nothing held back from the commit.
+        await until(consumer.applying)
+    finally:
+        await bus.stop()
+        await consumer.stop()
+
+
+async def test_a_broker_that_will_not_say_leaves_the_producers_limit(
+    tams_infra: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DescribeConfigs refused (an ACL): the service starts, with a warning."""
+
+    async def refused(*args: Any, **kwargs: Any) -> None:
+        raise ClusterAuthorizationFailedError()
+
+    monkeypatch.setattr(AIOKafkaAdminClient, "describe_configs", refused)
+    settings = unique_settings(tams_infra)
+    with caplog.at_level(logging.WARNING, logger="tams_runtime.message_size"):
+        limit = await read_message_limit(settings.bootstrap_servers, [settings.topics.events])
+    assert limit == MAX_MESSAGE_BYTES
+    assert any("did not report" in r.getMessage() for r in caplog.records)
