@@ -62,6 +62,8 @@ PROGRESS = {"created": 0, "disabled": 0, "started": 1, "error": 2}
 # behind reads them back from the store instead.
 HOT_LIMIT = 1000
 READ_BATCH = 100
+# The room a worker needs to take events: one from memory, half a batch from the store.
+ROOM_TO_TAKE = (1, READ_BATCH // 2)
 
 QUEUE_TO_DELIVERY_SECONDS = Histogram(
     "tams_webhook_queue_to_delivery_seconds",
@@ -125,8 +127,13 @@ class WebhookQueue:
         self.next_seq = next_seq
         self.hot: deque[QueuedItem] = deque()
         self.wake = asyncio.Event()
+        # Set by a worker that has taken everything queued before: takes an item at once
+        # (True), without a wake-up of its taking loop, or leaves it here (False).
+        self.taker: Callable[[QueuedItem], bool] | None = None
 
     def push(self, item: QueuedItem) -> None:
+        if self.taker is not None and self.taker(item):
+            return
         if len(self.hot) >= HOT_LIMIT:
             self.hot.clear()  # the worker is far behind: it will read these from the store
         self.hot.append(item)
@@ -186,17 +193,22 @@ class Worker:
         self.generation = record.generation
         self.queue = queue
         self.record = record
-        in_flight = dispatcher.settings.max_in_flight_per_webhook
-        self.slots = asyncio.Semaphore(in_flight)
+        self.in_flight = dispatcher.settings.max_in_flight_per_webhook
         # One at a time: every event in one lane, so in queue order exactly.
-        self.in_queue_order = in_flight == 1
-        self.window = max(READ_BATCH, 8 * in_flight)
+        self.in_queue_order = self.in_flight == 1
+        self.window = max(READ_BATCH, 8 * self.in_flight)
         # The position of the next event to take from the queue (None: not serving yet).
         self.next_to_take: int | None = None
-        # Taken and not finished, by order key; the first of each lane is being delivered.
+        # Taken and not finished, by order key: each lane's first event is being delivered
+        # or waits in `ready` for a sender.
         self.lanes: dict[str, deque[QueuedItem]] = {}
+        self.ready: asyncio.Queue[str] = asyncio.Queue()
         self.taken = 0
-        self.lane_tasks: set[asyncio.Task[None]] = set()
+        # Senders (at most `in_flight`, made as needed, kept while the worker serves): each
+        # delivers a ready lane's first event, then puts the lane back if it has more.
+        self.senders: set[asyncio.Task[None]] = set()
+        self.idle_senders = 0
+        self._senders: asyncio.TaskGroup | None = None
         # Set once the webhook is in error (by one lane; the others stop).
         self.failed = False
         self._failing = asyncio.Lock()
@@ -277,8 +289,11 @@ class Worker:
         if bounds is not None:
             position = bounds[0]
         self.next_to_take, self.lanes, self.taken, self.failed = position, {}, 0, False
+        self.ready = asyncio.Queue()
         try:
-            async with asyncio.TaskGroup() as lanes:
+            async with asyncio.TaskGroup() as senders:
+                self._senders = senders
+                self.queue.taker = self._take_pushed
                 while not self.failed:
                     self.queue.wake.clear()  # set again by a new event or a finished one
                     if self.backlog > d.settings.max_backlog_events:
@@ -288,22 +303,46 @@ class Worker:
                     if not batch:
                         await self.queue.wake.wait()
                         continue
-                    self.taken += len(batch)
                     for item in batch:
-                        key = "" if self.in_queue_order else item.event.order_key
-                        lane = self.lanes.get(key)
-                        if lane is not None:
-                            lane.append(item)  # its task delivers it after those before it
-                        else:
-                            self.lanes[key] = deque([item])
-                            task = lanes.create_task(self._drain(key))
-                            self.lane_tasks.add(task)
-                            task.add_done_callback(self.lane_tasks.discard)
+                        self._place(item)
                 # In error: what is still being delivered was dropped from the queue.
-                for task in self.lane_tasks:
-                    task.cancel()
+                for sender in self.senders:
+                    sender.cancel()
         finally:
+            if self.queue.taker == self._take_pushed:
+                self.queue.taker = None
             self.next_to_take = None
+            self.senders.clear()
+            self.idle_senders = 0
+
+    def _take_pushed(self, item: QueuedItem) -> bool:
+        """The hot path: an event just queued, taken at once if it is the next to take and
+        there is room (otherwise the taking loop takes it, and checks the backlog)."""
+        if (
+            self.next_to_take is None
+            or item.seq != self.next_to_take
+            or self.taken >= self.window
+            or self.failed
+            or self.backlog >= self.dispatcher.settings.max_backlog_events
+        ):
+            return False
+        self.next_to_take += 1
+        self._place(item)
+        return True
+
+    def _place(self, item: QueuedItem) -> None:
+        """Put a taken event in its lane; a new lane is ready for a sender."""
+        self.taken += 1
+        key = "" if self.in_queue_order else item.event.order_key
+        lane = self.lanes.get(key)
+        if lane is not None:
+            lane.append(item)  # sent after those before it
+            return
+        self.lanes[key] = deque([item])
+        self.ready.put_nowait(key)
+        if self.ready.qsize() > self.idle_senders and len(self.senders) < self.in_flight:
+            assert self._senders is not None
+            self.senders.add(self._senders.create_task(self._send_lanes()))
 
     async def _take(self, room: int) -> list[QueuedItem]:
         """Up to `room` events from the queue's next position on, from memory, or (after a
@@ -316,7 +355,7 @@ class Worker:
             return batch
         # From the store only with room for a good part of a read, not a few events a time.
         span = min(room, READ_BATCH)
-        while span >= READ_BATCH // 2 and position < self.queue.next_seq:
+        while span >= ROOM_TO_TAKE[1] and position < self.queue.next_seq:
             batch = await self._read_from(position, span)
             # The whole range is read: what is not in it was delivered (out of order).
             position = self.next_to_take = min(position + span, self.queue.next_seq)
@@ -324,23 +363,32 @@ class Worker:
                 return batch
         return []
 
-    async def _drain(self, key: str) -> None:
-        """Deliver one lane's events in order, each once a slot is free, until it is empty."""
-        d, lane = self.dispatcher, self.lanes[key]
-        while lane and not self.failed:
+    async def _send_lanes(self) -> None:
+        """A sender: deliver the first event of each ready lane in turn, a lane with more
+        going back behind the others (so busy flows take turns), until the webhook fails."""
+        d = self.dispatcher
+        while not self.failed:
+            self.idle_senders += 1
+            try:
+                key = await self.ready.get()
+            finally:
+                self.idle_senders -= 1
+            lane = self.lanes[key]
             item = lane[0]
-            async with self.slots:
-                if not await self._deliver(item):
-                    return
+            if not await self._deliver(item):
+                return
             lane.popleft()
-            self.taken -= 1
+            if lane:
+                self.ready.put_nowait(key)
+            else:
+                del self.lanes[key]
             event = item.event
             d.completions.add(Delivery(self.webhook_id, item.seq, event.event_id, event.payload))
             if item.queued_at is not None:
                 QUEUE_TO_DELIVERY_SECONDS.observe(time.monotonic() - item.queued_at)
-            self.queue.wake.set()  # room to take more
-        if self.lanes.get(key) is lane:
-            del self.lanes[key]
+            self.taken -= 1
+            if self.window - self.taken in ROOM_TO_TAKE:
+                self.queue.wake.set()  # the taking loop may be waiting for this much room
 
     async def _give_up(self, record: WebhookRecord, error_type: str, reason: str) -> bool:
         """Put the webhook in `error`, once however many lanes ask; False if it was replaced
