@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import ClusterAuthorizationFailedError, MessageSizeTooLargeError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaConnectionError,
+    MessageSizeTooLargeError,
+)
 from prometheus_client import REGISTRY
 
 from tams_runtime.applier import CommandApplier
@@ -192,3 +197,14 @@ async def test_a_broker_that_will_not_say_leaves_the_producers_limit(
         limit = await read_message_limit(settings.bootstrap_servers, [settings.topics.events])
     assert limit == MAX_MESSAGE_BYTES
     assert any("did not report" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_unreachable_broker_fails_the_read_as_it_fails_a_producers_start() -> None:
+    """`service._start` waits for the broker (TAMS_KAFKA_START_WAIT_S) only on
+    KafkaConnectionError: the read must not turn an unreachable broker into another error,
+    nor into the producer's limit."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(KafkaConnectionError):
+        await read_message_limit(f"127.0.0.1:{port}", ["t.events"])

@@ -31,7 +31,10 @@ tied to the allocation (`allocated_ns`) of the snapshot it was made for, and cou
 
 Otherwise the copy does not count: for a registered object another snapshot is taken, and
 an unregistered object's bytes are left out. An object that a later snapshot has with
-another allocation than the one its bytes were copied for is copied again. This relies on
+another allocation than the one its bytes were copied for is copied again. An object
+registered without an allocation (its get_urls given, then a controlled instance added) has
+`allocated_ns` 0, as has any object registered again with its id after it: only the time of
+its bytes counts, and it is copied again for each snapshot. This relies on
 the S3 server and the backup sharing a clock, as in a local stack.
 
 The destination is a data directory: `tams up --data-dir DEST` starts on it, with the same
@@ -50,6 +53,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import aiohttp
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tams_runtime.s3 import object_key, s3_client
 from tams_runtime.settings import S3Settings
@@ -71,6 +77,9 @@ COPIES_AT_ONCE = 16
 MODIFIED_RESOLUTION_S = 1.0
 # Ids per query of the live store (below SQLite's limit on parameters).
 IDS_PER_QUERY = 500
+# `allocated_ns` of an object registered without an allocation (its get_urls given): every
+# such object has it, so it tells nothing about which bytes belong to the id.
+NO_ALLOCATION = 0
 
 # (bucket, key)
 Location = tuple[str, str]
@@ -211,23 +220,46 @@ async def _copy(
     """Copy these objects; returns those copied, and those missing in the source."""
     copied: dict[Location, Copy] = {}
     missing: set[Location] = set()
-    limit = asyncio.Semaphore(COPIES_AT_ONCE)
+    # A few workers, not a task per object: a store may hold millions.
+    pending = iter(sorted(locations))
 
     async def one(location: Location) -> None:
         bucket, key = location
-        async with limit:
+        try:
+            got = await source.get_object(Bucket=bucket, Key=key)
             try:
-                got = await source.get_object(Bucket=bucket, Key=key)
-            except source.exceptions.NoSuchKey:
+                body: bytes = await got["Body"].read()
+            except (BotoCoreError, aiohttp.ClientError):
+                # Deleted while it was read: missing, as if the GET had come a little later.
+                if not await _gone(source, bucket, key):
+                    raise
                 missing.add(location)
                 return
-            body: bytes = await got["Body"].read()
             extra = {"ContentType": got["ContentType"]} if got.get("ContentType") else {}
             await dest.put_object(Bucket=bucket, Key=key, Body=body, **extra)
-            copied[location] = Copy(len(body), got["LastModified"].timestamp())
+        except source.exceptions.NoSuchKey:
+            missing.add(location)
+            return
+        except (BotoCoreError, ClientError, aiohttp.ClientError) as exc:
+            raise BackupFailed(f"could not copy {bucket}/{key}: {exc}") from exc
+        copied[location] = Copy(len(body), got["LastModified"].timestamp())
 
-    await asyncio.gather(*(one(location) for location in sorted(locations)))
+    async def worker() -> None:
+        for location in pending:
+            await one(location)
+
+    await asyncio.gather(*(worker() for _ in range(min(COPIES_AT_ONCE, len(locations)))))
     return copied, missing
+
+
+async def _gone(source: Any, bucket: str, key: str) -> bool:
+    try:
+        await source.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return True
+        raise
+    return False
 
 
 def backup(
@@ -332,11 +364,13 @@ async def _rounds(
             wanted = await asyncio.to_thread(referenced, partial, buckets)
             if on_step is not None:
                 await on_step("snapshot", rounds)
-            # Bytes copied for another allocation of an id are not this snapshot's.
+            # Bytes copied for another allocation of an id are not this snapshot's, nor
+            # bytes copied for an earlier snapshot of an object without an allocation.
             todo = {
                 location
                 for location in wanted.all
                 if copied.get(location) != wanted.allocations[location][1]
+                or wanted.allocations[location][1] == NO_ALLOCATION
             }
             done, missing = await _copy(source, copy_to, todo)
             written |= done.keys()
@@ -347,13 +381,17 @@ async def _rounds(
                 for location, made in done.items()
                 if made.modified + MODIFIED_RESOLUTION_S > snapshot_at
             }
+            latest = max((done[location].modified for location in unsure), default=0.0)
             if unsure:
                 ids = {wanted.allocations[location][0] for location in unsure}
                 now = await asyncio.to_thread(live_allocations, store, ids)
+                # An object without an allocation has the same `allocated_ns` in the store
+                # before and after it is forgotten and registered again: no proof.
                 unsure = {
                     location
                     for location in unsure
                     if now.get(wanted.allocations[location][0]) != wanted.allocations[location][1]
+                    or wanted.allocations[location][1] == NO_ALLOCATION
                 }
             for location, made in done.items():
                 if location in unsure:
@@ -375,10 +413,16 @@ async def _rounds(
                     await copy_to.delete_object(Bucket=bucket, Key=key)
                 return BackupReport(
                     rounds,
-                    len(kept),
+                    # Objects, not copies: one with instances on two local backends counts once.
+                    len({wanted.allocations[location][0] for location in kept}),
                     sum(sizes[location] for location in kept),
                     frozenset(wanted.elsewhere),
                 )
+            if unsure & wanted.required:
+                # The next snapshot is taken after the second those bytes were written in, so
+                # their time alone says whether it has them.
+                wait_s = latest + MODIFIED_RESOLUTION_S - time.time()
+                await asyncio.sleep(max(0.0, wait_s + 0.01))
     raise BackupFailed(
         f"referenced objects were deleted or replaced during each of {MAX_ROUNDS} copies; try again"
     )
