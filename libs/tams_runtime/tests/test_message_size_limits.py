@@ -15,7 +15,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     KafkaConnectionError,
+    KafkaError,
     MessageSizeTooLargeError,
+    RecordListTooLargeError,
 )
 from prometheus_client import REGISTRY
 
@@ -115,11 +117,13 @@ async def test_a_topic_limit_read_at_start_refuses_what_would_not_fit_up_front(
         await consumer.stop()
 
 
+@pytest.mark.parametrize("refusal", [MessageSizeTooLargeError, RecordListTooLargeError])
 async def test_a_send_the_broker_refuses_as_too_large_is_dropped_and_the_partition_moves_on(
     tams_infra: Stack,
     store: SqliteStore,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    refusal: type[KafkaError],
 ) -> None:
     settings = unique_settings(tams_infra)
     await ensure_topics(settings)
@@ -133,11 +137,11 @@ async def test_a_send_the_broker_refuses_as_too_large_is_dropped_and_the_partiti
     async def smaller_broker(topic: str, value: bytes, **kwargs: Any) -> asyncio.Future[Any]:
         """A broker whose limit is below the one read at start (lowered since; tansu
         enforces none): what it refuses fails as aiokafka fails a send for the broker's
-        MESSAGE_TOO_LARGE (error 10), which it does not retry."""
+        MESSAGE_TOO_LARGE (error 10) or RECORD_LIST_TOO_LARGE (18), neither retried."""
         if len(value) <= TOPIC_LIMIT:
             return await send(topic, value, **kwargs)
         refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        refused.set_exception(MessageSizeTooLargeError())
+        refused.set_exception(refusal())
         return refused
 
     monkeypatch.setattr(consumer.producer, "send", smaller_broker)

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic_core import to_json
@@ -64,6 +64,9 @@ from tams_runtime.tracing import (
 from tams_schema.envelopes import EVENT_SCHEMA_VERSION, CommandEnvelope, Outcome, TamsEvent
 
 log = logging.getLogger(__name__)
+# What no retry can help: the producer's or the broker's refusal of a message too large
+# (MESSAGE_TOO_LARGE), or of a batch larger than the topic's segments (RECORD_LIST_TOO_LARGE).
+TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 T = TypeVar("T")
 
@@ -115,15 +118,13 @@ class EventPublisher:
                     key=event.key.encode(),
                     headers=headers,
                 )
-            except MessageSizeTooLargeError as exc:
+            except TOO_LARGE as exc:
                 dropped(exc)
             else:
                 sends.append(_unless_too_large(sent, dropped))
         return sends
 
-    def _too_large(
-        self, event: TamsEvent, command_id: str | None, error: MessageSizeTooLargeError
-    ) -> None:
+    def _too_large(self, event: TamsEvent, command_id: str | None, error: KafkaError) -> None:
         too_large(
             "event too large for a Kafka message; not published",
             self.topic,
@@ -132,16 +133,14 @@ class EventPublisher:
         )
 
 
-def too_large(
-    message: str, topic: str, extra: dict[str, str | None], error: MessageSizeTooLargeError
-) -> None:
+def too_large(message: str, topic: str, extra: dict[str, str | None], error: KafkaError) -> None:
     """Report a message dropped as too large, by the producer's check or by the broker."""
     log.error(message, extra={**extra, "topic": topic, "error": str(error)})
     MESSAGES_TOO_LARGE.labels(topic_family(topic)).inc()
 
 
 def _unless_too_large(
-    sent: asyncio.Future[Any], dropped: Callable[[MessageSizeTooLargeError], None]
+    sent: asyncio.Future[Any], dropped: Callable[[KafkaError], None]
 ) -> asyncio.Future[Any]:
     """`sent`, except that the broker refusing the message as too large (MESSAGE_TOO_LARGE,
     which aiokafka does not retry) completes it, with None, once `dropped` has reported it."""
@@ -154,7 +153,7 @@ def _unless_too_large(
             settled.cancel()
             return
         error = sent.exception()
-        if isinstance(error, MessageSizeTooLargeError):
+        if isinstance(error, TOO_LARGE):
             dropped(error)
             settled.set_result(None)
         elif error is not None:
@@ -513,7 +512,7 @@ class CommandConsumer:
                         *kafka_trace_headers(trace.set_span_in_context(span)),
                     ],
                 )
-            except MessageSizeTooLargeError as exc:
+            except TOO_LARGE as exc:
                 dropped(exc)
             else:
                 sends.append(_unless_too_large(sent, dropped))
