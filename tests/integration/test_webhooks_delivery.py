@@ -706,3 +706,27 @@ async def test_a_restart_resumes_queues_finished_out_of_order(
     got = await receiver.wait_for(len(busy_labels) + 2, timeout=30)
     assert held == ["stuck 0"]
     assert labels_by_flow(got) == {stuck["id"]: ["stuck 0", "stuck 1"], busy["id"]: busy_labels}
+
+
+async def test_a_receiver_not_known_to_answer_gets_one_delivery_at_a_time(
+    http: aiohttp.ClientSession, hooks: Webhooks, receiver: Receiver
+) -> None:
+    """Until a delivery to its receiver succeeds, and again after a failed attempt, a
+    webhook's deliveries go one at a time: a receiver that hangs holds one send slot of the
+    shared pool, not one per flow. Once it answers, the flows go at the same time again."""
+    flows = [video_flow() for _ in range(4)]
+    for flow in flows:
+        await put_flow(http, flow)
+    ids = [flow["id"] for flow in flows]
+    webhook = await hooks.register(receiver.url, ["flows/updated"], flow_ids=ids)
+    await hooks.wait_status(webhook["id"], "started")
+    receiver.fail_next, receiver.delay_s = 1, 0.2
+    for flow_id in ids:
+        await ok(http.put(f"/flows/{flow_id}/label", json="one at a time"))
+    await receiver.wait_for(len(ids))
+    failed, retried, *others = receiver.requests
+    assert (failed.status, retried.status) == (500, 200)
+    assert retried.event_id == failed.event_id
+    # Nothing else went while the receiver was failing, nor until it answered again.
+    assert all(r.arrived_at >= retried.received_at for r in others)
+    assert receiver.most_at_once > 1

@@ -199,6 +199,10 @@ class Worker:
         self.window = max(READ_BATCH, 8 * self.in_flight)
         # The position of the next event to take from the queue (None: not serving yet).
         self.next_to_take: int | None = None
+        # The queue's end when the worker (re)started: the store's positions before it may
+        # have been delivered out of order already (gaps), so they are not counted as waiting
+        # against `max_backlog_events` until read.
+        self.read_back_until = 0
         # Taken and not finished, by order key: each lane's first event is being delivered
         # or waits in `ready` for a sender.
         self.lanes: dict[str, deque[QueuedItem]] = {}
@@ -212,6 +216,9 @@ class Worker:
         # Set once the webhook is in error (by one lane; the others stop).
         self.failed = False
         self._failing = asyncio.Lock()
+        # Whether the last attempt succeeded: if not, deliveries go one at a time.
+        self.answering = False
+        self._probation = asyncio.Lock()
         # In a context of its own: not the one of whatever made the worker (a registration's
         # command), whose correlation and trace ids would otherwise mark every delivery log.
         self.task = asyncio.create_task(
@@ -276,6 +283,13 @@ class Worker:
             return 0
         return max(self.queue.next_seq - self.next_to_take, 0) + self.taken
 
+    def _behind(self) -> int:
+        """Events that wait for certain (the limit's measure): the backlog, less the positions
+        left from before a (re)start not read yet, which may be gaps."""
+        assert self.next_to_take is not None
+        unread = max(self.queue.next_seq - max(self.next_to_take, self.read_back_until), 0)
+        return unread + self.taken
+
     async def _serve(self) -> None:
         d = self.dispatcher
         await self._mark_started()
@@ -286,6 +300,7 @@ class Worker:
         bounds = await d.patiently(
             lambda: d.store.read(lambda tx: tx.delivery_queues(webhook_id).get(webhook_id))
         )
+        self.read_back_until = position
         if bounds is not None:
             position = bounds[0]
         self.next_to_take, self.lanes, self.taken, self.failed = position, {}, 0, False
@@ -296,7 +311,7 @@ class Worker:
                 self.queue.taker = self._take_pushed
                 while not self.failed:
                     self.queue.wake.clear()  # set again by a new event or a finished one
-                    if self.backlog > d.settings.max_backlog_events:
+                    if self._behind() > d.settings.max_backlog_events:
                         await self._fail_behind()
                         continue
                     batch = await self._take(self.window - self.taken)
@@ -309,11 +324,15 @@ class Worker:
                 for sender in self.senders:
                     sender.cancel()
         finally:
-            if self.queue.taker == self._take_pushed:
-                self.queue.taker = None
+            self.stop_taking()
             self.next_to_take = None
             self.senders.clear()
             self.idle_senders = 0
+
+    def stop_taking(self) -> None:
+        """Leave events pushed from now on in the queue's memory, for the next worker."""
+        if self.queue.taker == self._take_pushed:
+            self.queue.taker = None
 
     def _take_pushed(self, item: QueuedItem) -> bool:
         """The hot path: an event just queued, taken at once if it is the next to take and
@@ -323,7 +342,7 @@ class Worker:
             or item.seq != self.next_to_take
             or self.taken >= self.window
             or self.failed
-            or self.backlog >= self.dispatcher.settings.max_backlog_events
+            or self._behind() >= self.dispatcher.settings.max_backlog_events
         ):
             return False
         self.next_to_take += 1
@@ -356,9 +375,13 @@ class Worker:
         # From the store only with room for a good part of a read, not a few events a time.
         span = min(room, READ_BATCH)
         while span >= ROOM_TO_TAKE[1] and position < self.queue.next_seq:
-            batch = await self._read_from(position, span)
+            # Up to the end of the queue as it is now (committed): what the router queues
+            # while the read runs goes to memory, unread and untaken, and is taken from
+            # there; a range reaching past it would skip it, or take it twice.
+            end = min(position + span, self.queue.next_seq)
+            batch = await self._read_from(position, end - position)
             # The whole range is read: what is not in it was delivered (out of order).
-            position = self.next_to_take = min(position + span, self.queue.next_seq)
+            position = self.next_to_take = end
             if batch:
                 return batch
         return []
@@ -375,7 +398,7 @@ class Worker:
                 self.idle_senders -= 1
             lane = self.lanes[key]
             item = lane[0]
-            if not await self._deliver(item):
+            if not await self._deliver_in_turn(item):
                 return
             lane.popleft()
             if lane:
@@ -390,6 +413,16 @@ class Worker:
             if self.window - self.taken in ROOM_TO_TAKE:
                 self.queue.wake.set()  # the taking loop may be waiting for this much room
 
+    async def _deliver_in_turn(self, item: QueuedItem) -> bool:
+        """`_deliver`, one at a time while the receiver is not known to answer: until a
+        delivery to it succeeds, and again from a failed attempt to the next success. A
+        receiver that hangs then holds one send slot of the shared pool, not one per flow."""
+        if not self.answering:
+            async with self._probation:
+                if not self.answering:
+                    return await self._deliver(item)
+        return await self._deliver(item)
+
     async def _give_up(self, record: WebhookRecord, error_type: str, reason: str) -> bool:
         """Put the webhook in `error`, once however many lanes ask; False if it was replaced
         since `record` was read (its new worker carries on)."""
@@ -402,7 +435,7 @@ class Worker:
     async def _fail_behind(self) -> None:
         limit = self.dispatcher.settings.max_backlog_events
         reason = (
-            f"{self.backlog} events were waiting for the receiver, more than the {limit} "
+            f"{self._behind()} events were waiting for the receiver, more than the {limit} "
             "allowed: it answers more slowly than events come"
         )
         if not await self._give_up(self.record, "BacklogExceeded", reason):
@@ -444,6 +477,7 @@ class Worker:
                 # sent, so not an attempt; made again with the new configuration.
                 attempt -= 1
                 continue
+            self.answering = result.ok
             outcome = "delivered" if result.ok else "rejected" if result.permanent else "failed"
             WEBHOOK_DELIVERY_SECONDS.labels(outcome).observe(time.perf_counter() - started)
             if result.ok:
@@ -653,6 +687,7 @@ class Dispatcher:
     def _stop_worker(self, worker: Worker) -> None:
         if self.workers.get(worker.webhook_id) is worker:
             del self.workers[worker.webhook_id]
+        worker.stop_taking()  # nothing more for a worker being cancelled
         task = worker.stop()
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)

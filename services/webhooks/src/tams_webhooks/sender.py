@@ -9,7 +9,8 @@ to every webhook makes CPU per request the latency that matters).
   redirect could point anywhere); the response body is read up to a size cap and the
   connection dropped beyond it.
 * At most `max_concurrent_deliveries` requests in flight over all webhooks, so thousands of
-  webhooks cannot exhaust sockets; each webhook has at most one (its queue is FIFO). Retries,
+  webhooks cannot exhaust sockets; each webhook has at most `max_in_flight_per_webhook`
+  (each about another flow or source: one flow's events go one at a time). Retries,
   and first attempts to a destination (scheme, host, port) whose last attempt failed, take
   their slot from a second pool of the same size: receivers that hang or fail hold up one
   another, never the healthy ones. Else 128 webhooks pointing at receivers that never answer
