@@ -1,19 +1,21 @@
-"""Delivery workers on a real SQLite store, with a recording stand-in for the HTTP sender:
-the races between a worker taking its queue, the router queueing events, and its senders."""
+"""Delivery workers on a real SQLite store, with the real HTTP sender and a real receiver on
+loopback: the races between a worker taking its queue, the router queueing events, and its
+senders, made to order by holding the store's reads and writes at chosen points."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import pytest_asyncio
+from aiohttp import web
 
+from tams_runtime.egress import EgressPolicy
 from tams_runtime.event_consumer import ReceivedEvent
 from tams_runtime.media import UrlBuilder
 from tams_runtime.secret_box import SecretBox
@@ -26,7 +28,7 @@ from tams_webhooks.dispatch import Dispatcher
 from tams_webhooks.payloads import Payloads
 from tams_webhooks.registrations import HANDLERS
 from tams_webhooks.router import EventRouter
-from tams_webhooks.sender import Attempt, Sender
+from tams_webhooks.sender import Sender
 
 T = TypeVar("T")
 DEADLINE_S = 10.0
@@ -81,33 +83,35 @@ class Store(SqliteStore):
 
 
 class Receiver:
-    """Stands in for `Sender`: records what each webhook would have been sent."""
+    """A real receiver on loopback: records each delivered `flows/updated` event's flow id
+    and label, in order of receipt."""
 
     def __init__(self) -> None:
-        self.delivered: list[tuple[str, str]] = []  # (flow id, label) in order of delivery
-        self.fail: Callable[[dict[str, Any]], bool] = lambda body: False
+        self.delivered: list[tuple[str, str]] = []
         self.changed = asyncio.Condition()
+        self.url = ""
+        self._runner: web.AppRunner | None = None
 
-    async def post(
-        self,
-        url: str,
-        body: bytes,
-        headers: dict[str, str],
-        *,
-        retry: bool = False,
-        current: Callable[[], bool] | None = None,
-    ) -> Attempt:
-        await asyncio.sleep(0)  # a request takes a turn of the loop at least
-        if current is not None and not current():
-            return Attempt(False, "superseded", superseded=True)
-        doc = json.loads(body)
-        if self.fail(doc):
-            return Attempt(False, "HTTP 500")
-        flow = doc["event"]["flow"]
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/hook"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        flow = (await request.json())["event"]["flow"]
         async with self.changed:
             self.delivered.append((flow["id"], flow["label"]))
             self.changed.notify_all()
-        return Attempt(True, "HTTP 200")
+        return web.Response()
 
     async def wait_until(self, check: Callable[[], bool]) -> None:
         try:
@@ -128,12 +132,17 @@ def updated(flow_id: str, label: str) -> ReceivedEvent:
 
 
 class Harness:
+    """The dispatcher and router of the webhooks service, with its real HTTP sender, on the
+    store; a real receiver on loopback."""
+
     def __init__(self, store: Store, settings: WebhookSettings) -> None:
         self.store = store
         self.receiver = Receiver()
+        settings = settings.model_copy(update={"allowed_networks": "127.0.0.0/8"})
+        self.sender = Sender(settings, EgressPolicy.from_settings(settings))
         self.dispatcher = Dispatcher(
             store,
-            cast(Sender, self.receiver),
+            self.sender,
             Payloads(UrlBuilder(StorageBackends([], S3Settings()))),
             SecretBox([]),
             settings,
@@ -148,6 +157,15 @@ class Harness:
             self.finished.set()
 
         self.dispatcher.completions.add = finished  # type: ignore[method-assign]
+
+    async def start(self) -> None:
+        await self.receiver.start()
+        await self.sender.start()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        await self.sender.stop()
+        await self.receiver.stop()
 
     async def settled(self, webhook_id: str) -> None:
         """Until everything its worker has taken is delivered."""
@@ -166,7 +184,7 @@ class Harness:
             key=webhook_id,
             payload={
                 "webhook_id": webhook_id,
-                "webhook": {"url": "https://a.example/", "events": ["flows/updated"]},
+                "webhook": {"url": self.receiver.url, "events": ["flows/updated"]},
                 "status": "created",
             },
         )
@@ -196,8 +214,9 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 @pytest_asyncio.fixture
 async def harness(store: Store) -> AsyncIterator[Harness]:
     setup = Harness(store, WebhookSettings(retry_base_s=0.001, retry_max_s=0.001))
+    await setup.start()
     yield setup
-    await setup.dispatcher.stop()
+    await setup.stop()
 
 
 async def test_events_queued_while_the_worker_reads_the_store_are_not_skipped(
@@ -257,6 +276,7 @@ async def test_a_restart_with_gaps_in_the_queue_is_not_taken_for_a_backlog(store
     spans many positions but holds two events. After a restart those two are what waits,
     not the span: the webhook is not put in error for `max_backlog_events`."""
     harness = Harness(store, WebhookSettings(max_backlog_events=10))
+    await harness.start()
     webhook_id = await harness.register()
     stuck, busy = str(uuid.uuid4()), str(uuid.uuid4())
     events = [updated(busy, f"busy {n}") for n in range(40)]
@@ -270,4 +290,4 @@ async def test_a_restart_with_gaps_in_the_queue_is_not_taken_for_a_backlog(store
         assert sorted(receiver.delivered) == sorted([(stuck, "stuck 0"), (busy, "busy 0")])
         assert harness.dispatcher.records[webhook_id].status == "started"
     finally:
-        await harness.dispatcher.stop()
+        await harness.stop()
