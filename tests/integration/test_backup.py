@@ -36,6 +36,7 @@ from tams_runtime.s3 import object_key, s3_client
 from tams_runtime.settings import S3Settings
 from tams_stack import backup as backup_module
 from tams_stack.backup import COPIES_AT_ONCE, MANIFEST_FILE, BackupFailed, Step, StepHook, backup
+from tams_stack.stack import SERVICES as ALL_SERVICES
 from tams_stack.stack import Stack
 from tams_stack.testing import ARCHIVE_BACKEND
 
@@ -117,24 +118,18 @@ async def test_a_backup_taken_during_writes_restores_every_acknowledged_segment(
     live_dir, backup_dir = tmp_path / "live", tmp_path / "backup"
     flow = video_flow()
 
-    stack = Stack(live_dir, remember_ports=True)
-    try:
-        stack.start_infrastructure()
-        await stack.start_services()
-        async with aiohttp.ClientSession(stack.gateway_url, headers=stack.client_headers()) as http:
-            await put_flow(http, flow)
-            client = Client(http, flow["id"])
-            for _ in range(20):
-                await client.register()
-            before = list(client.acknowledged)
+    async with live_stack(live_dir, ALL_SERVICES) as stack, api(stack) as http:
+        await put_flow(http, flow)
+        client = Client(http, flow["id"])
+        for _ in range(20):
+            await client.register()
+        before = list(client.acknowledged)
 
-            backing_up = asyncio.create_task(run_tams_backup(live_dir, backup_dir))
-            while not backing_up.done():
-                await client.register()
-            output = backing_up.result()
-            written_during = len(client.acknowledged) - len(before)
-    finally:
-        stack.stop()
+        backing_up = asyncio.create_task(run_tams_backup(live_dir, backup_dir))
+        while not backing_up.done():
+            await client.register()
+        output = backing_up.result()
+        written_during = len(client.acknowledged) - len(before)
     assert "backed up" in output
     assert written_during > 0, "no write was made while the backup ran"
     # The backup stands alone.
@@ -167,10 +162,7 @@ async def test_a_store_that_references_missing_bytes_is_not_backed_up(tmp_path: 
     bytes."""
     live_dir, backup_dir = tmp_path / "live", tmp_path / "backup"
     flow = video_flow()
-    stack = Stack(live_dir, remember_ports=True)
-    try:
-        stack.start_infrastructure()
-        await stack.start_services(("catalog", "segments", "gateway"))
+    async with live_stack(live_dir) as stack:
         async with aiohttp.ClientSession(stack.gateway_url, headers=stack.client_headers()) as http:
             await put_flow(http, flow)
             lost = await Client(http, flow["id"]).register()
@@ -178,9 +170,22 @@ async def test_a_store_that_references_missing_bytes_is_not_backed_up(tmp_path: 
         async with s3_client(settings) as s3:
             await s3.delete_object(Bucket=settings.bucket, Key=object_key(lost))
         output = await run_tams_backup(live_dir, backup_dir, succeeds=False)
+    assert "referenced objects were deleted" in output
+
+
+@asynccontextmanager
+async def live_stack(
+    data_dir: Path, services: tuple[str, ...] = SERVICES, env: dict[str, str] | None = None
+) -> AsyncIterator[Stack]:
+    """The stack to back up, stopped afterwards; it keeps its ports in its data directory,
+    as `tams up` does, so a stack started on the backup takes them."""
+    stack = Stack(data_dir, remember_ports=True, extra_env=env or {})
+    try:
+        stack.start_infrastructure()
+        await stack.start_services(services)
+        yield stack
     finally:
         stack.stop()
-    assert "referenced objects were deleted" in output
 
 
 @asynccontextmanager
@@ -282,10 +287,7 @@ async def test_bytes_deleted_before_their_copy_are_left_out_by_a_second_snapshot
 ) -> None:
     live_dir, backup_dir = tmp_path / "live", tmp_path / "backup"
     flow = video_flow()
-    stack = Stack(live_dir, remember_ports=True, extra_env=PROMPT_RELEASE)
-    try:
-        stack.start_infrastructure()
-        await stack.start_services(SERVICES)
+    async with live_stack(live_dir, env=PROMPT_RELEASE) as stack:
         async with api(stack) as http:
             await put_flow(http, flow)
             client = Client(http, flow["id"])
@@ -302,8 +304,6 @@ async def test_bytes_deleted_before_their_copy_are_left_out_by_a_second_snapshot
         # Nothing changed after the last snapshot: the stack lists what that snapshot has.
         async with api(stack) as http:
             last = await segments_and_bytes(http, flow["id"])
-    finally:
-        stack.stop()
     assert manifest["snapshots"] == 2
     assert sorted(oid for oid, _ in last.values()) == sorted(set(client.acknowledged) - {doomed})
     # The last snapshot: every segment but the one deleted, each with its bytes.
@@ -323,11 +323,8 @@ async def test_an_object_id_allocated_again_during_the_backup_is_backed_up_with_
 ) -> None:
     live_dir, backup_dir = tmp_path / "live", tmp_path / "backup"
     flow = video_flow()
-    stack = Stack(live_dir, remember_ports=True, extra_env=PROMPT_RELEASE)
     new_bytes = os.urandom(64 * 1024)
-    try:
-        stack.start_infrastructure()
-        await stack.start_services(SERVICES)
+    async with live_stack(live_dir, env=PROMPT_RELEASE) as stack:
         async with api(stack) as http:
             await put_flow(http, flow)
             client = Client(http, flow["id"])
@@ -348,8 +345,6 @@ async def test_an_object_id_allocated_again_during_the_backup_is_backed_up_with_
         # Nothing changed after the last snapshot: the stack lists what that snapshot has.
         async with api(stack) as http:
             last = await segments_and_bytes(http, flow["id"])
-    finally:
-        stack.stop()
     assert manifest["snapshots"] == 2
     assert "[1:0_2:0)" not in last
     assert last["[9:0_10:0)"] == (reused, hashlib.sha256(new_bytes).hexdigest())
@@ -405,11 +400,8 @@ async def test_an_object_without_an_allocation_registered_again_is_backed_up_wit
     bytes, it has none again, so the store alone cannot tell the two apart."""
     live_dir, backup_dir = tmp_path / "live", tmp_path / "backup"
     flow = video_flow()
-    stack = Stack(live_dir, remember_ports=True, extra_env=PROMPT_RELEASE)
     external = f"external-{new_id()}"
-    try:
-        stack.start_infrastructure()
-        await stack.start_services(SERVICES)
+    async with live_stack(live_dir, env=PROMPT_RELEASE) as stack:
         async with api(stack) as http:
             await put_flow(http, flow)
             client = Client(http, flow["id"])
@@ -433,8 +425,6 @@ async def test_an_object_without_an_allocation_registered_again_is_backed_up_wit
         manifest = await backed_up(live_dir, backup_dir, on_step)
         async with api(stack) as http:
             last = await segments_and_bytes(http, flow["id"], accept=LOCAL)
-    finally:
-        stack.stop()
     assert manifest["snapshots"] >= 2
     assert "[5:0_6:0)" not in last
     assert last["[9:0_10:0)"] == (external, client.checksums[new])
@@ -520,10 +510,7 @@ async def test_bytes_deleted_while_they_are_read_are_left_out_by_a_second_snapsh
     forgets the object and the S3 server deletes its bytes, and the body is cut short."""
     live_dir, backup_dir = tmp_path / "live", tmp_path / "backup"
     flow = video_flow()
-    stack = Stack(live_dir, remember_ports=True, extra_env=PROMPT_RELEASE)
-    try:
-        stack.start_infrastructure()
-        await stack.start_services(SERVICES)
+    async with live_stack(live_dir, env=PROMPT_RELEASE) as stack:
         async with api(stack) as http:
             await put_flow(http, flow)
             client = Client(http, flow["id"])
@@ -543,8 +530,6 @@ async def test_bytes_deleted_while_they_are_read_are_left_out_by_a_second_snapsh
         manifest = await backed_up(live_dir, backup_dir, on_step=_nothing)
         async with api(stack) as http:
             last = await segments_and_bytes(http, flow["id"])
-    finally:
-        stack.stop()
     assert cut, "the doomed object's bytes were never read"
     assert manifest["snapshots"] == 2
     assert (manifest["objects"], manifest["bytes"]) == (2, 2 * 64 * 1024)
@@ -561,10 +546,7 @@ async def test_an_s3_error_during_the_copy_fails_the_backup(tmp_path: Path) -> N
     "no such key": no such bucket), and the backup fails as such, leaving no store."""
     live_dir, backup_dir = tmp_path / "live", tmp_path / "backup"
     flow = video_flow()
-    stack = Stack(live_dir, remember_ports=True)
-    try:
-        stack.start_infrastructure()
-        await stack.start_services(SERVICES)
+    async with live_stack(live_dir) as stack:
         async with api(stack) as http:
             await put_flow(http, flow)
             await Client(http, flow["id"]).register()
@@ -581,8 +563,6 @@ async def test_an_s3_error_during_the_copy_fails_the_backup(tmp_path: Path) -> N
 
         with pytest.raises(BackupFailed, match=f"could not copy {bucket}/.*NoSuchBucket"):
             await backed_up(live_dir, backup_dir, on_step)
-    finally:
-        stack.stop()
     assert not (backup_dir / "tams.db").exists()
 
 
@@ -597,10 +577,7 @@ async def test_a_large_store_is_copied_by_a_few_tasks(
     live_dir, backup_dir = tmp_path / "live", tmp_path / "backup"
     flow = video_flow()
     count = 20 * COPIES_AT_ONCE
-    stack = Stack(live_dir, remember_ports=True)
-    try:
-        stack.start_infrastructure()
-        await stack.start_services(SERVICES)
+    async with live_stack(live_dir) as stack:
         async with api(stack) as http:
             await put_flow(http, flow)
             # Allocated and uploaded, not registered: copied all the same.
@@ -608,8 +585,6 @@ async def test_a_large_store_is_copied_by_a_few_tasks(
                 await allocate_and_upload(http, flow["id"], [b"x%d" % n for n in range(80)])
         watched = watch_source(stack, None)
         output_manifest = await backed_up(live_dir, backup_dir, on_step=_nothing)
-    finally:
-        stack.stop()
     assert output_manifest["objects"] == count
     # The check that the stack runs has a client of its own, the copy another.
     assert sum(source.gets for source in watched) >= count
@@ -626,10 +601,7 @@ async def test_an_object_with_copies_on_two_local_backends_counts_once(
     monkeypatch.setenv("TAMS_S3_EXTRA_BACKENDS", extra["TAMS_S3_EXTRA_BACKENDS"])
     live_dir, backup_dir = tmp_path / "live", tmp_path / "backup"
     flow = video_flow()
-    stack = Stack(live_dir, remember_ports=True, extra_env=extra)
-    try:
-        stack.start_infrastructure()
-        await stack.start_services(SERVICES)
+    async with live_stack(live_dir, env=extra) as stack:
         async with api(stack) as http:
             await put_flow(http, flow)
             client = Client(http, flow["id"])
@@ -648,6 +620,4 @@ async def test_an_object_with_copies_on_two_local_backends_counts_once(
 
             await eventually(archived, "the copy on the archive backend")
         output = await run_tams_backup(live_dir, backup_dir)
-    finally:
-        stack.stop()
     assert f"then 2 objects ({3 * 64 * 1024} bytes)" in output
