@@ -11,7 +11,9 @@ source) one at a time, in that order, and the events of different flows at the s
 to `max_in_flight_per_webhook`: one webhook watching every flow of a busy plant is not held
 to one receiver round trip per event. Taken and unfinished events are kept in a lane per
 flow or source; at most `window` of them, so a flow whose receiver keeps failing holds up
-the others only once the window is full of its events.
+the others only once the window is full of its events. Until a delivery to the receiver
+succeeds, and again from a failed attempt to the next success, events go one at a time: a
+receiver that hangs holds one slot of the sender's shared pool, not one per flow.
 
 A failure is retried with exponential backoff and full jitter; after `max_attempts` the
 webhook goes to `error`, with an `error` object saying why, and its queue is emptied
