@@ -161,6 +161,12 @@ class Webhooks:
         self.ids.append(created["id"])
         return created
 
+    async def register_started(self, url: str, events: list[str], **fields: Any) -> dict[str, Any]:
+        """Register a webhook and wait until its worker runs (`started`)."""
+        created = await self.register(url, events, **fields)
+        await self.wait_status(created["id"], "started")
+        return created
+
     async def get(self, webhook_id: str) -> dict[str, Any]:
         async with self.http.get(f"/service/webhooks/{webhook_id}") as resp:
             assert resp.status == 200, await resp.text()

@@ -87,6 +87,17 @@ class Client:
         self.checksums: dict[str, str] = {}  # object id → sha256 of its bytes
         self.acknowledged: list[str] = []  # object ids, in order
 
+    @classmethod
+    async def on_new_flow(
+        cls, http: aiohttp.ClientSession, flow: dict[str, Any], segments: int
+    ) -> Client:
+        """A client of `flow`, created, with its first `segments` registered."""
+        await put_flow(http, flow)
+        client = cls(http, flow["id"])
+        for _ in range(segments):
+            await client.register()
+        return client
+
     async def register(self) -> str:
         payload = os.urandom(64 * 1024)
         [object_id] = await allocate_and_upload(self.http, self.flow_id, [payload])
@@ -119,10 +130,7 @@ async def test_a_backup_taken_during_writes_restores_every_acknowledged_segment(
     flow = video_flow()
 
     async with live_stack(live_dir, ALL_SERVICES) as stack, api(stack) as http:
-        await put_flow(http, flow)
-        client = Client(http, flow["id"])
-        for _ in range(20):
-            await client.register()
+        client = await Client.on_new_flow(http, flow, 20)
         before = list(client.acknowledged)
 
         backing_up = asyncio.create_task(run_tams_backup(live_dir, backup_dir))
@@ -164,8 +172,7 @@ async def test_a_store_that_references_missing_bytes_is_not_backed_up(tmp_path: 
     flow = video_flow()
     async with live_stack(live_dir) as stack:
         async with aiohttp.ClientSession(stack.gateway_url, headers=stack.client_headers()) as http:
-            await put_flow(http, flow)
-            lost = await Client(http, flow["id"]).register()
+            [lost] = (await Client.on_new_flow(http, flow, 1)).acknowledged
         settings = s3_settings(stack)
         async with s3_client(settings) as s3:
             await s3.delete_object(Bucket=settings.bucket, Key=object_key(lost))
@@ -289,10 +296,7 @@ async def test_bytes_deleted_before_their_copy_are_left_out_by_a_second_snapshot
     flow = video_flow()
     async with live_stack(live_dir, env=PROMPT_RELEASE) as stack:
         async with api(stack) as http:
-            await put_flow(http, flow)
-            client = Client(http, flow["id"])
-            for _ in range(5):
-                await client.register()
+            client = await Client.on_new_flow(http, flow, 5)
         doomed = client.acknowledged[2]
 
         async def on_step(step: Step, round_: int) -> None:
@@ -326,10 +330,7 @@ async def test_an_object_id_allocated_again_during_the_backup_is_backed_up_with_
     new_bytes = os.urandom(64 * 1024)
     async with live_stack(live_dir, env=PROMPT_RELEASE) as stack:
         async with api(stack) as http:
-            await put_flow(http, flow)
-            client = Client(http, flow["id"])
-            for _ in range(5):
-                await client.register()
+            client = await Client.on_new_flow(http, flow, 5)
         reused = client.acknowledged[1]
 
         async def on_step(step: Step, round_: int) -> None:
@@ -403,10 +404,7 @@ async def test_an_object_without_an_allocation_registered_again_is_backed_up_wit
     external = f"external-{new_id()}"
     async with live_stack(live_dir, env=PROMPT_RELEASE) as stack:
         async with api(stack) as http:
-            await put_flow(http, flow)
-            client = Client(http, flow["id"])
-            for _ in range(3):
-                await client.register()
+            client = await Client.on_new_flow(http, flow, 3)
             old, new, other = client.acknowledged
             await register_external(
                 stack, http, flow["id"], external, await presigned_url(http, old), "[5:0_6:0)"
@@ -512,10 +510,7 @@ async def test_bytes_deleted_while_they_are_read_are_left_out_by_a_second_snapsh
     flow = video_flow()
     async with live_stack(live_dir, env=PROMPT_RELEASE) as stack:
         async with api(stack) as http:
-            await put_flow(http, flow)
-            client = Client(http, flow["id"])
-            for _ in range(3):
-                await client.register()
+            client = await Client.on_new_flow(http, flow, 3)
         doomed = client.acknowledged[1]
         cut: list[str] = []
 
@@ -548,8 +543,7 @@ async def test_an_s3_error_during_the_copy_fails_the_backup(tmp_path: Path) -> N
     flow = video_flow()
     async with live_stack(live_dir) as stack:
         async with api(stack) as http:
-            await put_flow(http, flow)
-            await Client(http, flow["id"]).register()
+            await Client.on_new_flow(http, flow, 1)
         settings = s3_settings(stack)
         bucket = settings.bucket
 
@@ -603,9 +597,8 @@ async def test_an_object_with_copies_on_two_local_backends_counts_once(
     flow = video_flow()
     async with live_stack(live_dir, env=extra) as stack:
         async with api(stack) as http:
-            await put_flow(http, flow)
-            client = Client(http, flow["id"])
-            twice, _ = await client.register(), await client.register()
+            client = await Client.on_new_flow(http, flow, 2)
+            twice = client.acknowledged[0]
             status, body, _ = await send_json(
                 http, "POST", f"/objects/{twice}/instances", {"storage_id": ARCHIVE_BACKEND["id"]}
             )

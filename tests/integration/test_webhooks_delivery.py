@@ -51,6 +51,22 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield found
 
 
+@contextlib.asynccontextmanager
+async def own_services(
+    session: Stack, admin_headers: dict[str, str], env: dict[str, str]
+) -> AsyncIterator[tuple[Stack, aiohttp.ClientSession]]:
+    """The services that make and deliver events, with settings of their own, beside the
+    session stack; and an admin client of their gateway."""
+    from .standalone import standalone
+
+    services = ("catalog", "segments", "webhooks", "gateway")
+    async with (
+        standalone(session, services, env) as stack,
+        aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
+    ):
+        yield stack, http
+
+
 async def ok(resp_cm: Any, status: int = 204) -> None:
     async with resp_cm as resp:
         assert resp.status == status, await resp.text()
@@ -456,8 +472,6 @@ async def test_a_new_url_is_used_by_a_retry_waiting_for_a_send_slot(
 ) -> None:
     """A delivery waiting for a send slot (all taken) is not on the wire: a PUT that moves the
     webhook, answered meanwhile, sends it to the new URL, never to the old one."""
-    from .standalone import standalone
-
     env = {
         # One slot for first attempts and one for retries; a retry holds its slot until the
         # receiver lets go (the timeout is far off), so another waits as long as the test
@@ -467,10 +481,8 @@ async def test_a_new_url_is_used_by_a_retry_waiting_for_a_send_slot(
         "TAMS_WEBHOOKS_RETRY_BASE_S": "0.001",
         "TAMS_WEBHOOKS_RETRY_MAX_S": "0.001",
     }
-    services = ("catalog", "segments", "webhooks", "gateway")
     async with (
-        standalone(tams_stack, services, env) as stack,
-        aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
+        own_services(tams_stack, admin_headers, env) as (_stack, http),
         receiving() as holder,
         receiving() as old,
         receiving() as new,
@@ -503,20 +515,15 @@ async def test_a_retry_waits_as_long_as_the_receiver_asks(
 ) -> None:
     """A 429 with `Retry-After: 1` is tried again no sooner than a second later, though the
     backoff alone would retry within milliseconds."""
-    from .standalone import standalone
-
     env = {"TAMS_WEBHOOKS_RETRY_BASE_S": "0.001", "TAMS_WEBHOOKS_RETRY_MAX_S": "5"}
-    services = ("catalog", "segments", "webhooks", "gateway")
     async with (
-        standalone(tams_stack, services, env) as stack,
-        aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
+        own_services(tams_stack, admin_headers, env) as (_stack, http),
         receiving() as receiver,
     ):
         hooks = Webhooks(http)
         flow = video_flow()
         await put_flow(http, flow)
-        webhook = await hooks.register(receiver.url, ["flows/updated"], flow_ids=[flow["id"]])
-        await hooks.wait_status(webhook["id"], "started")
+        await hooks.register_started(receiver.url, ["flows/updated"], flow_ids=[flow["id"]])
         receiver.fail_next = 1
         receiver.fail_status, receiver.fail_headers = 429, {"Retry-After": "1"}
         await ok(http.put(f"/flows/{flow['id']}/label", json="later"))
@@ -534,8 +541,7 @@ async def test_a_slow_receivers_backlog_shows_in_the_metrics(
     pile up: the backlog gauges show it, and go back down once it keeps up."""
     flow = video_flow()
     await put_flow(http, flow)
-    webhook = await hooks.register(receiver.url, ["flows/updated"], flow_ids=[flow["id"]])
-    await hooks.wait_status(webhook["id"], "started")
+    webhook = await hooks.register_started(receiver.url, ["flows/updated"], flow_ids=[flow["id"]])
     before = await webhooks_metric(tams_stack, "tams_webhook_backlog_max_events")
     receiver.delay_s = 0.3
     for n in range(8):
@@ -574,8 +580,7 @@ async def test_flows_are_delivered_at_the_same_time_each_in_order(
     for flow in flows:
         await put_flow(http, flow)
     ids = [flow["id"] for flow in flows]
-    webhook = await hooks.register(receiver.url, ["flows/updated"], flow_ids=ids)
-    await hooks.wait_status(webhook["id"], "started")
+    await hooks.register_started(receiver.url, ["flows/updated"], flow_ids=ids)
     receiver.delay_s = 0.2
     labels = [f"label {n}" for n in range(4)]
     for label in labels:
@@ -595,12 +600,9 @@ async def test_one_delivery_at_a_time_keeps_the_queue_order(
 ) -> None:
     """`TAMS_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK=1`: one event at a time, whatever flow it is
     about, in the order it was queued."""
-    from .standalone import standalone
-
     env = {"TAMS_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK": "1"}
     async with (
-        standalone(tams_stack, ("catalog", "segments", "webhooks", "gateway"), env) as stack,
-        aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
+        own_services(tams_stack, admin_headers, env) as (_stack, http),
         receiving() as receiver,
     ):
         hooks = Webhooks(http)
@@ -608,8 +610,7 @@ async def test_one_delivery_at_a_time_keeps_the_queue_order(
         for flow in flows:
             await put_flow(http, flow)
         ids = [flow["id"] for flow in flows]
-        webhook = await hooks.register(receiver.url, ["flows/updated"], flow_ids=ids)
-        await hooks.wait_status(webhook["id"], "started")
+        await hooks.register_started(receiver.url, ["flows/updated"], flow_ids=ids)
         receiver.delay_s = 0.05
         sent = [(flow_id, f"label {n}") for n in range(3) for flow_id in ids]
         for flow_id, label in sent:
@@ -626,19 +627,17 @@ async def test_a_receiver_that_falls_too_far_behind_goes_to_error(
     """A receiver that answers 2xx, but more slowly than its events come, would grow its queue
     in the store without bound: past `TAMS_WEBHOOKS_MAX_BACKLOG_EVENTS` its webhook goes to
     `error`, saying why, and re-enabling it brings new events again."""
-    from .standalone import standalone
-
     env = {"TAMS_WEBHOOKS_MAX_BACKLOG_EVENTS": "5"}
     async with (
-        standalone(tams_stack, ("catalog", "segments", "webhooks", "gateway"), env) as stack,
-        aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
+        own_services(tams_stack, admin_headers, env) as (stack, http),
         receiving() as receiver,
     ):
         hooks = Webhooks(http)
         flow = video_flow()
         await put_flow(http, flow)
-        webhook = await hooks.register(receiver.url, ["flows/updated"], flow_ids=[flow["id"]])
-        await hooks.wait_status(webhook["id"], "started")
+        webhook = await hooks.register_started(
+            receiver.url, ["flows/updated"], flow_ids=[flow["id"]]
+        )
         receiver.delay_s = 0.5
         for n in range(12):
             await ok(http.put(f"/flows/{flow['id']}/label", json=f"label {n}"))
@@ -718,8 +717,7 @@ async def test_a_receiver_not_known_to_answer_gets_one_delivery_at_a_time(
     for flow in flows:
         await put_flow(http, flow)
     ids = [flow["id"] for flow in flows]
-    webhook = await hooks.register(receiver.url, ["flows/updated"], flow_ids=ids)
-    await hooks.wait_status(webhook["id"], "started")
+    await hooks.register_started(receiver.url, ["flows/updated"], flow_ids=ids)
     receiver.fail_next, receiver.delay_s = 1, 0.2
     for flow_id in ids:
         await ok(http.put(f"/flows/{flow_id}/label", json="one at a time"))
