@@ -173,7 +173,7 @@ def operations(
     async def finish_page() -> Any:
         start = finished[0]
         finished[0] += PAGE
-        page = await store.read(lambda tx: tx.pending_deliveries(HOOK, start, PAGE))
+        page = await store.read(lambda tx: tx.pending_deliveries(HOOK, start, start + PAGE, PAGE))
         done = [Delivery(HOOK, d.seq, d.event_id, d.payload) for d in page]
         await store.write(lambda tx: tx.finish_deliveries(done))
 
@@ -202,7 +202,7 @@ def operations(
         "flows listing page": lambda: store.read(lambda tx: tx.list_flows(FlowQuery(limit=PAGE))),
         "queue 1 event for 10 webhooks": queue_one,
         "read 100 deliveries": lambda: store.read(
-            lambda tx: tx.pending_deliveries(HOOK, QUEUED // 2, PAGE)
+            lambda tx: tx.pending_deliveries(HOOK, QUEUED // 2, QUEUED, PAGE)
         ),
         "read + finish 100 deliveries": finish_page,
         "bounds of a queue": lambda: store.read(lambda tx: tx.delivery_queues(HOOK)),

@@ -49,21 +49,24 @@ class Store(SqliteStore):
         # Held after the next write committed, before its caller goes on (one write only).
         self.hold_next_write: asyncio.Event | None = None
         self.write_held = asyncio.Event()
+        # Reads of a delivery queue (`pending_deliveries`) so far.
+        self.queue_reads = 0
 
     async def read(self, work: Callable[[ReadTx], T]) -> T:
         loop = asyncio.get_running_loop()
         gate = self.hold_read_sql
 
         def held(tx: ReadTx) -> T:
-            if gate is not None:
-                real = tx.pending_deliveries
+            real = tx.pending_deliveries
 
-                def pending(webhook_id: str, from_seq: int, limit: int) -> Any:
+            def pending(webhook_id: str, from_seq: int, until_seq: int, limit: int) -> Any:
+                self.queue_reads += 1
+                if gate is not None:
                     loop.call_soon_threadsafe(self.read_sql_held.set)
                     gate.wait(DEADLINE_S)
-                    return real(webhook_id, from_seq, limit)
+                return real(webhook_id, from_seq, until_seq, limit)
 
-                tx.pending_deliveries = pending  # type: ignore[method-assign]
+            tx.pending_deliveries = pending  # type: ignore[method-assign]
             return work(tx)
 
         result = await super().read(held)
@@ -281,7 +284,7 @@ async def test_a_restart_with_gaps_in_the_queue_is_not_taken_for_a_backlog(store
     stuck, busy = str(uuid.uuid4()), str(uuid.uuid4())
     events = [updated(busy, f"busy {n}") for n in range(40)]
     await harness.queue_in_store(webhook_id, [updated(stuck, "stuck 0"), *events[1:], events[0]])
-    queued = await store.read(lambda tx: tx.pending_deliveries(webhook_id, 0, 41))
+    queued = await store.read(lambda tx: tx.pending_deliveries(webhook_id, 0, 41, 41))
     await store.write(lambda tx: tx.finish_deliveries(queued[1:-1]))  # delivered, then a crash
     await harness.dispatcher.start()
     try:
@@ -289,5 +292,30 @@ async def test_a_restart_with_gaps_in_the_queue_is_not_taken_for_a_backlog(store
         await receiver.wait_until(lambda: len(receiver.delivered) >= 2)
         assert sorted(receiver.delivered) == sorted([(stuck, "stuck 0"), (busy, "busy 0")])
         assert harness.dispatcher.records[webhook_id].status == "started"
+    finally:
+        await harness.stop()
+
+
+async def test_a_restart_finds_events_left_far_apart_in_one_read(store: Store) -> None:
+    """Deliveries finished out of order, then a crash: three events left over 5,000
+    positions. The restarted worker reads them from the store at once, not a hundred
+    positions a read."""
+    harness = Harness(store, WebhookSettings())
+    await harness.start()
+    webhook_id = await harness.register()
+    flow = str(uuid.uuid4())
+    events = [updated(flow, f"label {n}") for n in range(5000)]
+    await harness.queue_in_store(webhook_id, events)
+    queued = await store.read(lambda tx: tx.pending_deliveries(webhook_id, 0, 5000, 5000))
+    left = {0, 2500, 4999}
+    await store.write(lambda tx: tx.finish_deliveries([d for d in queued if d.seq not in left]))
+    reads_before = store.queue_reads
+    await harness.dispatcher.start()
+    try:
+        receiver = harness.receiver
+        await receiver.wait_until(lambda: len(receiver.delivered) >= 3)
+        await harness.settled(webhook_id)
+        assert receiver.delivered == [(flow, f"label {n}") for n in sorted(left)]
+        assert store.queue_reads - reads_before <= 2  # the events, then the range's end
     finally:
         await harness.stop()

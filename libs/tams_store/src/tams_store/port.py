@@ -459,11 +459,13 @@ class ReadTx(Protocol):
 
     # --- webhooks: delivery queues (the outbox) -------------------------------------------
 
-    def pending_deliveries(self, webhook_id: str, from_seq: int, limit: int) -> list[Delivery]:
-        """The queued deliveries of one webhook in the position range
-        [from_seq, from_seq + limit), in `seq` order. Positions are handed out consecutively,
-        but deliveries finished out of order leave gaps: an empty range does not mean that
-        nothing is queued after it."""
+    def pending_deliveries(
+        self, webhook_id: str, from_seq: int, until_seq: int, limit: int
+    ) -> list[Delivery]:
+        """The first `limit` queued deliveries of one webhook at positions in
+        [from_seq, until_seq), in `seq` order. Positions are handed out consecutively, but
+        deliveries finished out of order leave gaps; a read passes them at no cost, so a
+        queue of a few deliveries scattered over a long range takes one read."""
         ...
 
     def delivery_queues(self, webhook_id: str | None = None) -> dict[str, tuple[int, int]]:

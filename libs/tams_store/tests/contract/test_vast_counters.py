@@ -400,7 +400,7 @@ async def test_webhook_queue_paths_are_bounded_whatever_the_queue_length() -> No
     assert (one["select"], one["insert"]) == (1, 2)  # dedup check; the event and its delivery
 
     before = Counter(cluster.requests)
-    page = await store.read(lambda tx: tx.pending_deliveries(hook, 1500, 100))
+    page = await store.read(lambda tx: tx.pending_deliveries(hook, 1500, 3001, 100))
     assert [(d.seq, d.payload) for d in page] == [(i, {"n": i}) for i in range(1500, 1600)]
     read = delta(cluster, before)
     assert read["select"] == 2 and read["rows_returned"] == 200
@@ -433,7 +433,7 @@ async def test_queueing_an_event_whose_commit_landed_but_seemed_to_fail_answers_
     )
     second = QueuedEvent(new_id(), {"n": 2}, {hook: 1})
     assert await store.write(lambda tx: tx.queue_event(second, 3))
-    pending = await store.read(lambda tx: tx.pending_deliveries(hook, 0, 10))
+    pending = await store.read(lambda tx: tx.pending_deliveries(hook, 0, 2, 10))
     assert [(d.seq, d.payload) for d in pending] == [(0, {"n": 1}), (1, {"n": 2})]
     await store.close()
 

@@ -375,18 +375,17 @@ class Worker:
             self.next_to_take = batch[-1].seq + 1
             return batch
         # From the store only with room for a good part of a read, not a few events a time.
-        span = min(room, READ_BATCH)
-        while span >= ROOM_TO_TAKE[1] and position < self.queue.next_seq:
-            # Up to the end of the queue as it is now (committed): what the router queues
-            # while the read runs goes to memory, unread and untaken, and is taken from
-            # there; a range reaching past it would skip it, or take it twice.
-            end = min(position + span, self.queue.next_seq)
-            batch = await self._read_from(position, end - position)
-            # The whole range is read: what is not in it was delivered (out of order).
-            position = self.next_to_take = end
-            if batch:
-                return batch
-        return []
+        if room < ROOM_TO_TAKE[1] or position >= self.queue.next_seq:
+            return []
+        # Up to the end of the queue as it is now (committed): what the router queues while
+        # the read runs goes to memory, unread and untaken, and is taken from there; a read
+        # reaching past it would skip it, or take it twice.
+        end = self.queue.next_seq
+        batch = await self._read_from(position, end, min(room, READ_BATCH))
+        # Read up to the last one found; found none, the range is done (what is not in it
+        # was delivered, out of order).
+        self.next_to_take = batch[-1].seq + 1 if batch else end
+        return batch
 
     async def _send_lanes(self) -> None:
         """A sender: deliver the first event of each ready lane in turn, a lane with more
@@ -458,10 +457,10 @@ class Worker:
         if changed:
             d.status_changed(replace(record, status="started", error=None))
 
-    async def _read_from(self, position: int, limit: int) -> list[QueuedItem]:
+    async def _read_from(self, position: int, end: int, limit: int) -> list[QueuedItem]:
         d, webhook_id = self.dispatcher, self.webhook_id
         deliveries = await d.patiently(
-            lambda: d.store.read(lambda tx: tx.pending_deliveries(webhook_id, position, limit))
+            lambda: d.store.read(lambda tx: tx.pending_deliveries(webhook_id, position, end, limit))
         )
         return [QueuedItem(x.seq, EventBody(x.event_id, x.payload)) for x in deliveries]
 

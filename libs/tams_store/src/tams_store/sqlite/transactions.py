@@ -138,8 +138,10 @@ class SqliteReadTx:
     def all_webhooks(self) -> list[WebhookRecord]:
         return webhooks.all_webhooks(self.conn)
 
-    def pending_deliveries(self, webhook_id: str, from_seq: int, limit: int) -> list[Delivery]:
-        return webhooks.pending_deliveries(self.conn, webhook_id, from_seq, limit)
+    def pending_deliveries(
+        self, webhook_id: str, from_seq: int, until_seq: int, limit: int
+    ) -> list[Delivery]:
+        return webhooks.pending_deliveries(self.conn, webhook_id, from_seq, until_seq, limit)
 
     def delivery_queues(self, webhook_id: str | None = None) -> dict[str, tuple[int, int]]:
         return webhooks.delivery_queues(self.conn, webhook_id)

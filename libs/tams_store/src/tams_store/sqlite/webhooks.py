@@ -137,13 +137,13 @@ def queue_event(conn: sqlite3.Connection, event: QueuedEvent, queued_ns: int) ->
 
 
 def pending_deliveries(
-    conn: sqlite3.Connection, webhook_id: str, from_seq: int, limit: int
+    conn: sqlite3.Connection, webhook_id: str, from_seq: int, until_seq: int, limit: int
 ) -> list[Delivery]:
     rows = conn.execute(
         "SELECT d.seq AS seq, d.event_id AS event_id, e.payload AS payload "
         "FROM webhook_deliveries d JOIN webhook_events e ON e.event_id = d.event_id "
-        "WHERE d.webhook_id = ? AND d.seq >= ? AND d.seq < ? ORDER BY d.seq",
-        (webhook_id, from_seq, from_seq + limit),
+        "WHERE d.webhook_id = ? AND d.seq >= ? AND d.seq < ? ORDER BY d.seq LIMIT ?",
+        (webhook_id, from_seq, until_seq, limit),
     )
     return [
         Delivery(webhook_id, row["seq"], row["event_id"], json.loads(row["payload"]))

@@ -161,8 +161,10 @@ class VastReadTx:
     def all_webhooks(self) -> list[WebhookRecord]:
         return webhooks.all_webhooks(self.tables)
 
-    def pending_deliveries(self, webhook_id: str, from_seq: int, limit: int) -> list[Delivery]:
-        return webhooks.pending_deliveries(self.tables, webhook_id, from_seq, limit)
+    def pending_deliveries(
+        self, webhook_id: str, from_seq: int, until_seq: int, limit: int
+    ) -> list[Delivery]:
+        return webhooks.pending_deliveries(self.tables, webhook_id, from_seq, until_seq, limit)
 
     def delivery_queues(self, webhook_id: str | None = None) -> dict[str, tuple[int, int]]:
         return webhooks.delivery_queues(self.tables, webhook_id)

@@ -7,7 +7,9 @@ when racing inserts left two rows of one id.
 
 A queue is rows of (webhook, seq, event) in a table sorted on (webhook_id, seq). Positions
 are handed out consecutively per webhook by the webhooks service, so the next deliveries
-are the range [from_seq, from_seq + limit): one pruned select, whatever the queue's length.
+are the range [from_seq, from_seq + limit): one pruned select, whatever the queue's length;
+where deliveries finished out of order left gaps, bounded selects (`ordered.first_rows`)
+find the next ones, however far apart.
 The payload is stored once per event, however many webhooks it goes to, cut into cells of
 `PART_CHARS` (the first in `webhook_events`, any further ones in `webhook_event_parts`);
 `remaining` counts the queues still holding the event, and the row stays without its
@@ -38,7 +40,7 @@ from tams_store.port import (
 from tams_store.vast.catalog import OwnerFilter, apply_tag_filter
 from tams_store.vast.listing import Ordering, newest_per_id, page_of
 from tams_store.vast.ordered import first_distinct, first_rows
-from tams_store.vast.tables import Row, Tables, all_of, take, text_parts
+from tams_store.vast.tables import Predicate, Row, Tables, all_of, take, text_parts
 
 _COLUMNS = [
     "id",
@@ -227,12 +229,20 @@ def _payloads(tables: Tables, event_ids: Sequence[str]) -> dict[str, Doc]:
 
 
 def pending_deliveries(
-    tables: Tables, webhook_id: str, from_seq: int, limit: int
+    tables: Tables, webhook_id: str, from_seq: int, until_seq: int, limit: int
 ) -> list[Delivery]:
-    rows = tables["webhook_deliveries"].rows(
-        ["seq", "event_id"],
-        (_.webhook_id == webhook_id) & (_.seq >= from_seq) & (_.seq < from_seq + limit),
-    )
+    deliveries = tables["webhook_deliveries"]
+
+    def within(end: int) -> Predicate:
+        return (_.webhook_id == webhook_id) & (_.seq >= from_seq) & (_.seq < end)
+
+    # Without gaps the next `limit` positions hold them: one pruned select.
+    rows = deliveries.rows(["seq", "event_id"], within(min(until_seq, from_seq + limit)))
+    if len({r["seq"] for r in rows}) < limit and from_seq + limit < until_seq:
+        # Gaps (deliveries finished out of order): the first `limit` further on.
+        found = first_rows(deliveries, ["event_id"], within(until_seq), "seq", limit)
+        rows = found.select(["seq", "event_id"]).to_pylist()
+    # A position written twice (a retried insert) is one delivery.
     rows = sorted({r["seq"]: r for r in rows}.values(), key=lambda r: r["seq"])[:limit]
     payloads = _payloads(tables, [r["event_id"] for r in rows])
     return [
