@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import pytest_asyncio
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from tams_runtime.egress import EgressPolicy
 from tams_runtime.event_consumer import ReceivedEvent
@@ -317,5 +318,57 @@ async def test_a_restart_finds_events_left_far_apart_in_one_read(store: Store) -
         await harness.settled(webhook_id)
         assert receiver.delivered == [(flow, f"label {n}") for n in sorted(left)]
         assert store.queue_reads - reads_before <= 2  # the events, then the range's end
+    finally:
+        await harness.stop()
+
+
+class FailingTogether(Receiver):
+    """Answers until `failing` is set; then holds requests until `together` have arrived,
+    and answers them all 500: a receiver that dies with many deliveries in flight."""
+
+    def __init__(self, together: int) -> None:
+        super().__init__()
+        self.together = together
+        self.failing = False
+        self.held = 0
+        self.all_in = asyncio.Event()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if not self.failing:
+            return await super()._handle(request)
+        self.held += 1
+        if self.held >= self.together:
+            self.all_in.set()
+        await self.all_in.wait()
+        return web.Response(status=500)
+
+
+def dropped() -> float:
+    value = REGISTRY.get_sample_value("tams_webhook_deliveries_total", {"outcome": "dropped"})
+    return value or 0.0
+
+
+async def test_a_webhook_given_up_by_many_lanes_at_once_counts_once(store: Store) -> None:
+    """The receiver fails with eight flows' deliveries in flight, each on its last attempt:
+    the webhook goes to `error` once, and the dropped deliveries metric counts it once."""
+    harness = Harness(store, WebhookSettings(max_attempts=1))
+    harness.receiver = receiver = FailingTogether(together=8)
+    await harness.start()
+    try:
+        webhook_id = await harness.register()
+        await harness.dispatcher.start()
+        warm = str(uuid.uuid4())
+        await harness.router([updated(warm, "first")])
+        await receiver.wait_until(lambda: len(receiver.delivered) == 1)  # known to answer
+        await harness.settled(webhook_id)
+        receiver.failing = True
+        before = dropped()
+        await harness.router([updated(str(uuid.uuid4()), "lost") for _ in range(8)])
+        worker = harness.dispatcher.workers[webhook_id]
+        async with asyncio.timeout(DEADLINE_S):
+            await receiver.all_in.wait()
+            await worker.task  # ends when the webhook is in error
+        assert harness.dispatcher.records[webhook_id].status == "error"
+        assert dropped() - before == 1
     finally:
         await harness.stop()

@@ -425,13 +425,15 @@ class Worker:
         return await self._deliver(item)
 
     async def _give_up(self, record: WebhookRecord, error_type: str, reason: str) -> bool:
-        """Put the webhook in `error`, once however many lanes ask; False if it was replaced
-        since `record` was read (its new worker carries on)."""
+        """Put the webhook in `error`, once however many lanes ask: True for the one that
+        did. False for the others, and if it was replaced since `record` was read (its new
+        worker carries on); `failed` tells these apart."""
         async with self._failing:
-            if not self.failed and await self.dispatcher.fail(record, error_type, reason):
-                self.failed = True
-                self.queue.wake.set()
-            return self.failed
+            if self.failed or not await self.dispatcher.fail(record, error_type, reason):
+                return False
+            self.failed = True
+            self.queue.wake.set()
+            return True
 
     async def _fail_behind(self) -> None:
         limit = self.dispatcher.settings.max_backlog_events
@@ -439,7 +441,7 @@ class Worker:
             f"{self._behind()} events were waiting for the receiver, more than the {limit} "
             "allowed: it answers more slowly than events come"
         )
-        if not await self._give_up(self.record, "BacklogExceeded", reason):
+        if not await self._give_up(self.record, "BacklogExceeded", reason) and not self.failed:
             await self.queue.wake.wait()
 
     async def _mark_started(self) -> None:
@@ -492,7 +494,8 @@ class Worker:
                     f"{attempt} attempt(s): {result.summary}"
                 )
                 if await self._give_up(record, "DeliveryFailed", reason):
-                    DELIVERY_DROPPED.inc()
+                    DELIVERY_DROPPED.inc()  # once per webhook given up, however many lanes
+                if self.failed:
                     return False
                 attempt = 0  # the registration was replaced meanwhile: start over with it
                 continue
