@@ -187,6 +187,82 @@ async def test_a_send_the_broker_refuses_as_too_large_is_dropped_and_the_partiti
         await consumer.stop()
 
 
+async def test_a_limit_lowered_while_running_is_read_again_at_the_first_refusal(
+    tams_infra: Stack,
+    store: SqliteStore,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The events topic's limit falls below the one read at start: the first event the
+    broker refuses is dropped, and has the limits read again, so the next command whose
+    event would not fit is refused up front (400, nothing written), not dropped."""
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    limit = MessageLimit()
+    consumer, bus = await start_consumer(settings, store, limit)
+    assert limit.bytes == MAX_MESSAGE_BYTES
+    assert consumer.producer is not None
+    send = consumer.producer.send
+
+    async def smaller_broker(topic: str, value: bytes, **kwargs: Any) -> asyncio.Future[Any]:
+        """tansu enforces no limit: what is above the new one fails as the broker's
+        MESSAGE_TOO_LARGE fails a send."""
+        if len(value) <= TOPIC_LIMIT:
+            return await send(topic, value, **kwargs)
+        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        refused.set_exception(MessageSizeTooLargeError())
+        return refused
+
+    monkeypatch.setattr(consumer.producer, "send", smaller_broker)
+    # The limit lowered, as the broker reports it: tansu reports a topic's configs given at
+    # its creation, so the topic is made again with it.
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics([settings.topics.events])
+        await admin.create_topics(
+            [
+                NewTopic(
+                    settings.topics.events,
+                    2,
+                    1,
+                    topic_configs={"max.message.bytes": str(TOPIC_LIMIT)},
+                )
+            ]
+        )
+    finally:
+        await admin.close()
+
+    def dropped() -> float | None:
+        labels = {"topic": settings.topics.events}
+        return REGISTRY.get_sample_value("tams_messages_too_large_total", labels)
+
+    topic = settings.topics.catalog_commands
+    try:
+        with caplog.at_level(logging.WARNING, logger="tams_runtime.message_size"):
+            first = await bus.request(topic, "publish", "f", {"value": "y" * TOPIC_LIMIT})
+            assert first.status == 204  # applied, its event dropped
+
+            async def read_again() -> bool:
+                return limit.bytes == TOPIC_LIMIT
+
+            await until(read_again)
+        assert dropped() == 1
+        changed = [r for r in caplog.records if "limit changed" in r.getMessage()]
+        assert [r.__dict__["max_message_bytes"] for r in changed] == [TOPIC_LIMIT]
+        second = await bus.request(topic, "publish", "f", {"value": "z" * TOPIC_LIMIT})
+        assert second.status == 400
+        assert f"at most {TOPIC_LIMIT} bytes" in second.body["summary"]
+        assert dropped() == 1
+        small = await bus.request(topic, "publish", "f", {"value": "small"})
+        assert small.status == 204
+        [record] = await read_records(settings, settings.topics.events, 1)
+        assert b"small" in record.value
+    finally:
+        await bus.stop()
+        await consumer.stop()
+
+
 async def test_a_broker_that_will_not_say_leaves_the_producers_limit(
     tams_infra: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

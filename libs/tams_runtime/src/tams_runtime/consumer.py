@@ -18,7 +18,8 @@ An event or follow-up command refused as too large for a Kafka message, by the p
 the broker, is dropped with an error log and `tams_messages_too_large_total`, not sent again:
 it would be refused again, and the partition would be held for ever. Its change is committed
 and answered, so subscribers miss that event. The applier refuses up front what would not fit
-the limit read at start (tams_runtime.message_size); this is for a limit lowered since.
+the limit read at start (tams_runtime.message_size); this is for a limit lowered since, and a
+refusal by the broker has the limit read again.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from tams_runtime.bus import broker_answers, ensure_topics
 from tams_runtime.epochs import CommandTopics, EpochAssignment, topic_family
 from tams_runtime.group_consumer import GroupConsumer, Publish, Rest
 from tams_runtime.logs import correlated
-from tams_runtime.message_size import BATCH_BYTES, MessageLimit, read_message_limit
+from tams_runtime.message_size import BATCH_BYTES, LimitReader, MessageLimit
 from tams_runtime.metrics import (
     COMMAND_BATCH_SIZE,
     COMMAND_QUEUE_SECONDS,
@@ -76,9 +77,16 @@ CommandHandler = Callable[[Sequence[CommandEnvelope]], Awaitable[list[Outcome]]]
 class EventPublisher:
     """Publishes TAMS events to the public events topic, keyed by flow (or source) id."""
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        on_broker_refusal: Callable[[], None] | None = None,
+    ) -> None:
         self.producer = producer
         self.topic = topic
+        # Called when the broker refuses an event as too large (not the producer's check).
+        self.on_broker_refusal = on_broker_refusal
 
     async def publish(self, events: Sequence[TamsEvent]) -> None:
         sends = await self.send(events)
@@ -121,7 +129,7 @@ class EventPublisher:
             except TOO_LARGE as exc:
                 dropped(exc)
             else:
-                sends.append(_unless_too_large(sent, dropped))
+                sends.append(_unless_too_large(sent, dropped, self.on_broker_refusal))
         return sends
 
     def _too_large(self, event: TamsEvent, command_id: str | None, error: KafkaError) -> None:
@@ -140,10 +148,13 @@ def too_large(message: str, topic: str, extra: dict[str, str | None], error: Kaf
 
 
 def _unless_too_large(
-    sent: asyncio.Future[Any], dropped: Callable[[KafkaError], None]
+    sent: asyncio.Future[Any],
+    dropped: Callable[[KafkaError], None],
+    refused: Callable[[], None] | None = None,
 ) -> asyncio.Future[Any]:
     """`sent`, except that the broker refusing the message as too large (MESSAGE_TOO_LARGE,
-    which aiokafka does not retry) completes it, with None, once `dropped` has reported it."""
+    which aiokafka does not retry) completes it, with None, once `dropped` has reported it
+    (and `refused` has been told)."""
     settled: asyncio.Future[Any] = sent.get_loop().create_future()
 
     def done(sent: asyncio.Future[Any]) -> None:
@@ -155,6 +166,8 @@ def _unless_too_large(
         error = sent.exception()
         if isinstance(error, TOO_LARGE):
             dropped(error)
+            if refused is not None:
+                refused()
             settled.set_result(None)
         elif error is not None:
             settled.set_exception(error)
@@ -188,8 +201,14 @@ class CommandConsumer:
         limit: MessageLimit | None = None,
     ) -> None:
         self.settings = settings
-        # The applier's too (`CommandApplier(limit=...)`): set at start to what the broker takes.
+        # The applier's too (`CommandApplier(limit=...)`): set at start to what the broker
+        # takes, and again when the broker refuses a message as too large.
         self.limit = limit or MessageLimit()
+        self._limits = LimitReader(
+            self.limit,
+            settings.bootstrap_servers,
+            [settings.topics.events, *settings.topics.command_topics()],
+        )
         self.topic = topic
         self.group_id = group_id
         self.handler = handler
@@ -240,10 +259,9 @@ class CommandConsumer:
         )
 
     async def start(self) -> None:
-        topics = self.settings.topics
-        self.limit.bytes = await read_message_limit(
-            self.settings.bootstrap_servers, [topics.events, *topics.command_topics()]
-        )
+        await self._limits.read()
+        # Read again later, the limit may fall, not rise above the producer's own.
+        self._limits.producer_bytes = self.limit.bytes
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.bootstrap_servers,
             acks="all",
@@ -256,7 +274,9 @@ class CommandConsumer:
         )
         await self.producer.start()
         self._topics.track(self.producer, [self.settings.topics.events])
-        self.events = EventPublisher(self.producer, self.settings.topics.events)
+        self.events = EventPublisher(
+            self.producer, self.settings.topics.events, self._limits.refused
+        )
         await self._loop.start()
 
     @property
@@ -266,6 +286,7 @@ class CommandConsumer:
 
     async def stop(self) -> None:
         await self._loop.stop()
+        await self._limits.stop()
         await self.replies.stop()
         if self.producer:
             await self.producer.stop()
@@ -515,5 +536,5 @@ class CommandConsumer:
             except TOO_LARGE as exc:
                 dropped(exc)
             else:
-                sends.append(_unless_too_large(sent, dropped))
+                sends.append(_unless_too_large(sent, dropped, self._limits.refused))
         return sends

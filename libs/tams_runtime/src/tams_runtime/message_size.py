@@ -1,13 +1,15 @@
 """How large a Kafka message a service may send: the smaller of the producer's limit and what
 the broker reports, for itself (`message.max.bytes`) and for the topics the service sends to
-(`max.message.bytes`), read once when its command consumer starts.
+(`max.message.bytes`), read when its command consumer starts, and again when the broker
+refuses a message as too large all the same (`LimitReader`).
 
 The applier refuses a command whose events or follow-up commands would not fit (400, nothing
 written), and the producer refuses, before sending, a message above it. A broker or topic
 set below the producer's 1 MiB would otherwise refuse, broker-side, a message the applier let
 through, after its change was committed and answered. The consumer drops such a message all
 the same, with an error and a count (`consumer.EventPublisher`), instead of sending it again
-for ever; this makes that the rare case of a limit lowered while the service runs.
+for ever; this makes that the rare case of a limit lowered while the service runs, and
+such a refusal has the limits read again, so from then on the applier refuses up front.
 
 What the broker does not report leaves the producer's limit in force. tansu 0.6 reports no
 `message.max.bytes` for itself and, for a topic, only the configs it was created with; it
@@ -16,7 +18,9 @@ enforces neither (docs/decisions.md, "Sources and flows").
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -105,3 +109,65 @@ async def read_message_limit(
         },
     )
     return limit
+
+
+class LimitReader:
+    """Reads the limits into `limit`: at start, and again when the broker refuses a message
+    the limit let through (it was lowered since), so that the next ones are refused up front
+    (400, nothing written) instead of dropped after their change is committed. At most one
+    read again every `interval_s` (a broker that refuses without saying why would otherwise
+    be asked on every refusal)."""
+
+    def __init__(
+        self,
+        limit: MessageLimit,
+        bootstrap_servers: str,
+        topics: Sequence[str],
+        *,
+        producer_bytes: int = MAX_MESSAGE_BYTES,
+        interval_s: float = 30.0,
+    ) -> None:
+        self.limit = limit
+        self.bootstrap_servers = bootstrap_servers
+        self.topics = list(topics)
+        self.producer_bytes = producer_bytes
+        self.interval_s = interval_s
+        self._last_read = -interval_s
+        self._reading: asyncio.Task[None] | None = None
+
+    async def read(self) -> int:
+        """Read the limits now (at start: an unreachable broker fails it)."""
+        self.limit.bytes = await read_message_limit(
+            self.bootstrap_servers, self.topics, self.producer_bytes
+        )
+        return self.limit.bytes
+
+    def refused(self) -> None:
+        """The broker refused a message as too large: read the limits again, in the
+        background."""
+        now = time.monotonic()
+        if now - self._last_read < self.interval_s:
+            return
+        self._last_read = now
+        self._reading = asyncio.get_running_loop().create_task(self._read_again())
+
+    async def _read_again(self) -> None:
+        before = self.limit.bytes
+        try:
+            after = await self.read()
+        except Exception as exc:
+            log.warning(
+                "could not read the Kafka message size limits again",
+                extra={"max_message_bytes": before, "error": repr(exc)},
+            )
+            return
+        if after != before:
+            log.warning(
+                "the Kafka message size limit changed",
+                extra={"max_message_bytes": after, "before": before},
+            )
+
+    async def stop(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+            await asyncio.gather(self._reading, return_exceptions=True)
