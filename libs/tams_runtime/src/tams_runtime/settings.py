@@ -295,6 +295,10 @@ class MediaSettings(BaseSettings):
     worker_interval_s: float = Field(default=1.0, gt=0)
     # A worker holds a claimed byte deletion or copy this long before another may retry it.
     job_lease_s: float = Field(default=120.0, gt=0)
+    # One S3 DeleteObjects call may take this long (a healthy server answers in well under a
+    # second); a backend that never answers otherwise holds the deletions on every backend
+    # for the S3 client's retries (minutes). Its jobs are tried again when their lease ends.
+    delete_timeout_s: float = Field(default=20.0, gt=0)
     # Copies between endpoints are streamed in parts of this size (S3's minimum is 5 MiB).
     copy_part_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
     # A copy that failed this many times is dropped (logged); deletions retry forever.

@@ -1,6 +1,9 @@
 """Background work of the segments service, outside any command.
 
-Every `worker_interval_s` (and at start-up) the worker:
+Every `worker_interval_s` (and at start-up) the worker does the following, in three loops
+that wait for nothing of each other's: the store's bookkeeping, byte deletions on S3, and
+copies. A backend that stops answering, or a copy that streams for minutes, then holds up
+only its own loop, not the releases, the deletion requests or the other backends' bytes.
 
 * collects objects allocated by /storage but never registered, once `min_object_timeout`
   plus a grace period has passed: in one transaction it takes those still unregistered,
@@ -31,6 +34,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
@@ -176,10 +180,13 @@ class ObjectCollector:
             return []
         keys = {object_key(job.object_id): job for job in jobs}
         try:
-            response = await self.clients.client(storage_id).delete_objects(
-                Bucket=backend.bucket,
-                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
-            )
+            # A backend that never answers holds the other backends' deletions this long at
+            # most (`MediaSettings.delete_timeout_s`); its jobs wait for their lease to end.
+            async with asyncio.timeout(self.media.delete_timeout_s):
+                response = await self.clients.client(storage_id).delete_objects(
+                    Bucket=backend.bucket,
+                    Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
+                )
         except Exception:
             log.warning("object deletion failed; will retry", exc_info=True)
             return []
@@ -329,7 +336,7 @@ class MediaWorker:
         self.collector = ObjectCollector(store, backends, clients, media, self.owner)
         self.resumer = DeletionResumer(store, publisher, media)
         self._http: aiohttp.ClientSession | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.publisher.start()
@@ -342,39 +349,56 @@ class MediaWorker:
         )
         copier = Copier(self.backends, self.clients, self._http, self.media.copy_part_bytes, egress)
         self.copies = CopyRunner(self.store, copier, self.media, self.owner)
-        self._task = asyncio.create_task(self._run(), name="media-worker")
+        self._tasks = [
+            asyncio.create_task(self._run(self.run_once), name="media-worker"),
+            asyncio.create_task(self._run(self.delete_bytes), name="media-deletions"),
+            asyncio.create_task(self._run(self.run_copies), name="media-copies"),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         if self._http is not None:
             await self._http.close()
         await self.publisher.stop()
 
-    async def _run(self) -> None:
+    async def _run(self, round_: Callable[..., Awaitable[None]]) -> None:
         startup = True
         while True:
-            await self.run_once(time.time_ns(), startup=startup)
+            await round_(time.time_ns(), startup=startup)
             startup = False
             await asyncio.sleep(self.media.worker_interval_s)
 
+    async def delete_bytes(self, now_ns: int, *, startup: bool = False) -> None:
+        """One round of byte deletions (and sweeps), on every backend."""
+        await self._step("deletions", lambda: self.collector.delete_bytes(now_ns))
+
+    async def run_copies(self, now_ns: int, *, startup: bool = False) -> None:
+        """One round of copies: one can stream for minutes, or wait out the timeouts of a
+        backend that does not answer."""
+        await self._step("copies", lambda: self.copies.run(now_ns))
+
     async def run_once(self, now_ns: int, *, startup: bool = False) -> None:
-        """One round; each part's failure is logged and does not stop the others."""
+        """One round of the store's bookkeeping; each part's failure is logged and does not
+        stop the others."""
         parts = (
             ("allocations", lambda: self.collector.collect_expired_allocations(now_ns)),
             ("releases", lambda: self.collector.release_due(now_ns)),
-            ("deletions", lambda: self.collector.delete_bytes(now_ns)),
-            ("copies", lambda: self.copies.run(now_ns)),
             ("resume", lambda: self.resumer.resume(now_ns, everything=startup)),
             ("purge", lambda: self.resumer.purge(now_ns)),
             ("expired soft deletes", lambda: self.resumer.purge_expired_flows(now_ns)),
         )
         for name, part in parts:
-            try:
-                await part()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("media worker step failed", extra={"step": name})
+            await self._step(name, part)
+
+    @staticmethod
+    async def _step(name: str, part: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await part()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("media worker step failed", extra={"step": name})

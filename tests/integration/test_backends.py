@@ -1,0 +1,228 @@
+"""Several storage backends, one of them on an S3 server of its own (other endpoint, other
+credentials: copies to it are streamed): a backend that stops answering must not hold up the
+work of the others."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+
+from tams_runtime.s3 import object_key, s3_client
+from tams_runtime.settings import S3Settings
+from tams_stack.objectstore import ObjectStore, start_object_store
+from tams_stack.stack import Stack
+
+from .helpers import (
+    allocate_and_upload,
+    eventually,
+    get_json,
+    post,
+    put_flow,
+    s3_settings,
+    send_json,
+    stack_store,
+    video_flow,
+)
+from .standalone import standalone
+
+REMOTE_BACKEND = {
+    "id": "9b2e1c3d-4f5a-4b6c-8d7e-0f1a2b3c4d5e",
+    "label": "remote",
+    "bucket": "tams-remote",
+    "access_key": "remote-key",
+    "secret_key": "remote-secret-key",
+}
+
+
+@contextlib.contextmanager
+def remote_object_store() -> Iterator[ObjectStore]:
+    """A second SeaweedFS, with credentials of its own."""
+    data_dir = Path(tempfile.mkdtemp(prefix="tams-remote-s3-"))
+    store = start_object_store(
+        data_dir,
+        [REMOTE_BACKEND["bucket"]],
+        access_key=REMOTE_BACKEND["access_key"],
+        secret_key=REMOTE_BACKEND["secret_key"],
+    )
+    try:
+        yield store
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(store.process.pid, signal.SIGCONT)
+        store.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def frozen(store: ObjectStore) -> Iterator[None]:
+    """The S3 server takes connections and never answers (SIGSTOP), as a hung remote site."""
+    os.kill(store.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(store.process.pid, signal.SIGCONT)
+
+
+async def in_default_bucket(stack: Stack, object_id: str) -> bool:
+    settings = s3_settings(stack)
+    async with s3_client(settings) as s3:
+        try:
+            await s3.head_object(Bucket=settings.bucket, Key=object_key(object_id))
+        except s3.exceptions.ClientError:
+            return False
+        return True
+
+
+async def test_a_hung_backend_does_not_hold_up_deletions_on_the_others(
+    tams_stack: Stack, admin_headers: dict[str, str]
+) -> None:
+    with remote_object_store() as remote:
+        env = {
+            "TAMS_S3_EXTRA_BACKENDS": json.dumps(
+                [{**REMOTE_BACKEND, "endpoint_url": remote.endpoint}]
+            )
+        }
+        async with (
+            standalone(tams_stack, ("catalog", "segments", "gateway"), env) as stack,
+            aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
+        ):
+            labels = {b["label"] for b in await get_json(http, "/service/storage-backends")}
+            assert labels == {"local-s3", "remote"}
+            flow = video_flow()
+            await put_flow(http, flow)
+            copied, dropped = await allocate_and_upload(
+                http, flow["id"], [b"copied" * 1000, b"dropped" * 1000]
+            )
+            for start, object_id in enumerate((copied, dropped)):
+                segment = {"object_id": object_id, "timerange": f"[{start}:0_{start + 1}:0)"}
+                status, body = await post(http, flow["id"], segment)
+                assert status == 201, body
+
+            with frozen(remote):
+                status, body, _ = await send_json(
+                    http,
+                    "POST",
+                    f"/objects/{copied}/instances",
+                    {"storage_id": REMOTE_BACKEND["id"]},
+                )
+                assert status == 201, body
+
+                async with stack_store(stack) as store:
+
+                    async def copy_claimed() -> bool:
+                        jobs = await store.read(lambda tx: tx.media_jobs_of([copied]))
+                        return any(j.kind == "copy" and j.lease_owner for j in jobs)
+
+                    await eventually(copy_claimed, "the copy to the hung backend started")
+
+                # The other object's last segment goes: once the release grace (2 s) is over
+                # its bytes leave the default backend, whatever the remote site does.
+                status, _, _ = await send_json(
+                    http, "DELETE", f"/flows/{flow['id']}/segments?timerange=[1:0_2:0)"
+                )
+                assert status == 204
+
+                async def bytes_gone() -> bool:
+                    return not await in_default_bucket(stack, dropped)
+
+                await eventually(bytes_gone, "the deleted object's bytes gone", timeout=20)
+
+
+async def in_remote_bucket(remote: ObjectStore, object_id: str) -> bool:
+    settings = S3Settings(
+        endpoint_url=remote.endpoint,
+        bucket=REMOTE_BACKEND["bucket"],
+        access_key=REMOTE_BACKEND["access_key"],
+        secret_key=REMOTE_BACKEND["secret_key"],
+    )
+    async with s3_client(settings) as s3:
+        try:
+            await s3.head_object(Bucket=settings.bucket, Key=object_key(object_id))
+        except s3.exceptions.ClientError:
+            return False
+        return True
+
+
+async def test_byte_deletions_on_a_hung_backend_hold_up_the_others_only_briefly(
+    tams_stack: Stack, admin_headers: dict[str, str]
+) -> None:
+    """An object with a copy on a backend that has stopped answering goes: its deletion
+    there waits (and is retried once the backend answers), and another object deleted
+    meanwhile leaves the default backend all the same."""
+    with remote_object_store() as remote:
+        env = {
+            "TAMS_S3_EXTRA_BACKENDS": json.dumps(
+                [{**REMOTE_BACKEND, "endpoint_url": remote.endpoint}]
+            ),
+            "TAMS_MEDIA_DELETE_TIMEOUT_S": "2",
+            "TAMS_MEDIA_JOB_LEASE_S": "4",
+        }
+        async with (
+            standalone(tams_stack, ("catalog", "segments", "gateway"), env) as stack,
+            aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
+        ):
+            flow = video_flow()
+            await put_flow(http, flow)
+            shared, local_only = await allocate_and_upload(
+                http, flow["id"], [b"shared" * 1000, b"local" * 1000]
+            )
+            for start, object_id in enumerate((shared, local_only)):
+                segment = {"object_id": object_id, "timerange": f"[{start}:0_{start + 1}:0)"}
+                status, body = await post(http, flow["id"], segment)
+                assert status == 201, body
+            status, body, _ = await send_json(
+                http, "POST", f"/objects/{shared}/instances", {"storage_id": REMOTE_BACKEND["id"]}
+            )
+            assert status == 201, body
+
+            async def copied() -> bool:
+                return await in_remote_bucket(remote, shared)
+
+            await eventually(copied, "the copy on the remote backend")
+
+            with frozen(remote):
+                status, _, _ = await send_json(
+                    http, "DELETE", f"/flows/{flow['id']}/segments?timerange=[0:0_1:0)"
+                )
+                assert status == 204
+                async with stack_store(stack) as store:
+
+                    async def remote_deletion_claimed() -> bool:
+                        jobs = await store.read(lambda tx: tx.media_jobs_of([shared]))
+                        return any(
+                            j.kind == "delete"
+                            and j.storage_id == REMOTE_BACKEND["id"]
+                            and j.lease_owner
+                            for j in jobs
+                        )
+
+                    await eventually(remote_deletion_claimed, "the deletion on the hung backend")
+
+                status, _, _ = await send_json(
+                    http, "DELETE", f"/flows/{flow['id']}/segments?timerange=[1:0_2:0)"
+                )
+                assert status == 204
+
+                async def local_bytes_gone() -> bool:
+                    return not any(
+                        [
+                            await in_default_bucket(stack, local_only),
+                            await in_default_bucket(stack, shared),
+                        ]
+                    )
+
+                await eventually(local_bytes_gone, "the default backend's bytes gone", timeout=15)
+
+            # Answering again, the backend gets its deletion when the lease has run out.
+            async def remote_bytes_gone() -> bool:
+                return not await in_remote_bucket(remote, shared)
+
+            await eventually(remote_bytes_gone, "the remote copy's bytes gone", timeout=30)
