@@ -133,8 +133,10 @@ def _backup(args: argparse.Namespace) -> int:
     )
     if report.elsewhere:
         print(
-            "not copied: objects on storage backends with an S3 server of their own "
-            f"({', '.join(sorted(report.elsewhere))}); back those up there",
+            "not copied: objects on storage backends that are not buckets of this stack's "
+            f"S3 server ({', '.join(sorted(report.elsewhere))}): backends on an S3 server of "
+            "their own (back those up there), or not configured where `tams backup` runs "
+            "(set TAMS_S3_EXTRA_BACKENDS as the stack has it)",
             file=sys.stderr,
         )
     return 0
