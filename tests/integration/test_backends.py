@@ -71,8 +71,7 @@ def frozen(store: ObjectStore) -> Iterator[None]:
         os.kill(store.process.pid, signal.SIGCONT)
 
 
-async def in_default_bucket(stack: Stack, object_id: str) -> bool:
-    settings = s3_settings(stack)
+async def in_bucket(settings: S3Settings, object_id: str) -> bool:
     async with s3_client(settings) as s3:
         try:
             await s3.head_object(Bucket=settings.bucket, Key=object_key(object_id))
@@ -81,30 +80,53 @@ async def in_default_bucket(stack: Stack, object_id: str) -> bool:
         return True
 
 
+async def in_default_bucket(stack: Stack, object_id: str) -> bool:
+    return await in_bucket(s3_settings(stack), object_id)
+
+
+async def in_remote_bucket(remote: ObjectStore, object_id: str) -> bool:
+    settings = S3Settings(
+        endpoint_url=remote.endpoint,
+        bucket=REMOTE_BACKEND["bucket"],
+        access_key=REMOTE_BACKEND["access_key"],
+        secret_key=REMOTE_BACKEND["secret_key"],
+    )
+    return await in_bucket(settings, object_id)
+
+
+def with_remote(remote: ObjectStore, **settings: str) -> dict[str, str]:
+    """The services' environment: the remote server as backend `remote`, and `settings`."""
+    extra = [{**REMOTE_BACKEND, "endpoint_url": remote.endpoint}]
+    return {"TAMS_S3_EXTRA_BACKENDS": json.dumps(extra), **settings}
+
+
+async def two_segments(
+    http: aiohttp.ClientSession, first: bytes, second: bytes
+) -> tuple[str, str, str]:
+    """A new flow with a segment of each object, [0:0_1:0) and [1:0_2:0); its id and the
+    objects'."""
+    flow = video_flow()
+    await put_flow(http, flow)
+    object_ids = await allocate_and_upload(http, flow["id"], [first, second])
+    for start, object_id in enumerate(object_ids):
+        segment = {"object_id": object_id, "timerange": f"[{start}:0_{start + 1}:0)"}
+        status, body = await post(http, flow["id"], segment)
+        assert status == 201, body
+    return flow["id"], object_ids[0], object_ids[1]
+
+
 async def test_a_hung_backend_does_not_hold_up_deletions_on_the_others(
     tams_stack: Stack, admin_headers: dict[str, str]
 ) -> None:
     with remote_object_store() as remote:
-        env = {
-            "TAMS_S3_EXTRA_BACKENDS": json.dumps(
-                [{**REMOTE_BACKEND, "endpoint_url": remote.endpoint}]
-            )
-        }
+        env = with_remote(remote)
         async with (
             standalone(tams_stack, ("catalog", "segments", "gateway"), env) as stack,
             aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
         ):
             labels = {b["label"] for b in await get_json(http, "/service/storage-backends")}
             assert labels == {"local-s3", "remote"}
-            flow = video_flow()
-            await put_flow(http, flow)
-            copied, dropped = await allocate_and_upload(
-                http, flow["id"], [b"copied" * 1000, b"dropped" * 1000]
-            )
-            for start, object_id in enumerate((copied, dropped)):
-                segment = {"object_id": object_id, "timerange": f"[{start}:0_{start + 1}:0)"}
-                status, body = await post(http, flow["id"], segment)
-                assert status == 201, body
+            flow_id, copied, dropped = await two_segments(http, b"copied" * 1000, b"dropped" * 1000)
 
             with frozen(remote):
                 status, body, _ = await send_json(
@@ -126,7 +148,7 @@ async def test_a_hung_backend_does_not_hold_up_deletions_on_the_others(
                 # The other object's last segment goes: once the release grace (2 s) is over
                 # its bytes leave the default backend, whatever the remote site does.
                 status, _, _ = await send_json(
-                    http, "DELETE", f"/flows/{flow['id']}/segments?timerange=[1:0_2:0)"
+                    http, "DELETE", f"/flows/{flow_id}/segments?timerange=[1:0_2:0)"
                 )
                 assert status == 204
 
@@ -136,21 +158,6 @@ async def test_a_hung_backend_does_not_hold_up_deletions_on_the_others(
                 await eventually(bytes_gone, "the deleted object's bytes gone", timeout=20)
 
 
-async def in_remote_bucket(remote: ObjectStore, object_id: str) -> bool:
-    settings = S3Settings(
-        endpoint_url=remote.endpoint,
-        bucket=REMOTE_BACKEND["bucket"],
-        access_key=REMOTE_BACKEND["access_key"],
-        secret_key=REMOTE_BACKEND["secret_key"],
-    )
-    async with s3_client(settings) as s3:
-        try:
-            await s3.head_object(Bucket=settings.bucket, Key=object_key(object_id))
-        except s3.exceptions.ClientError:
-            return False
-        return True
-
-
 async def test_byte_deletions_on_a_hung_backend_hold_up_the_others_only_briefly(
     tams_stack: Stack, admin_headers: dict[str, str]
 ) -> None:
@@ -158,26 +165,14 @@ async def test_byte_deletions_on_a_hung_backend_hold_up_the_others_only_briefly(
     there waits (and is retried once the backend answers), and another object deleted
     meanwhile leaves the default backend all the same."""
     with remote_object_store() as remote:
-        env = {
-            "TAMS_S3_EXTRA_BACKENDS": json.dumps(
-                [{**REMOTE_BACKEND, "endpoint_url": remote.endpoint}]
-            ),
-            "TAMS_MEDIA_DELETE_TIMEOUT_S": "2",
-            "TAMS_MEDIA_JOB_LEASE_S": "4",
-        }
+        env = with_remote(remote, TAMS_MEDIA_DELETE_TIMEOUT_S="2", TAMS_MEDIA_JOB_LEASE_S="4")
         async with (
             standalone(tams_stack, ("catalog", "segments", "gateway"), env) as stack,
             aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
         ):
-            flow = video_flow()
-            await put_flow(http, flow)
-            shared, local_only = await allocate_and_upload(
-                http, flow["id"], [b"shared" * 1000, b"local" * 1000]
+            flow_id, shared, local_only = await two_segments(
+                http, b"shared" * 1000, b"local" * 1000
             )
-            for start, object_id in enumerate((shared, local_only)):
-                segment = {"object_id": object_id, "timerange": f"[{start}:0_{start + 1}:0)"}
-                status, body = await post(http, flow["id"], segment)
-                assert status == 201, body
             status, body, _ = await send_json(
                 http, "POST", f"/objects/{shared}/instances", {"storage_id": REMOTE_BACKEND["id"]}
             )
@@ -190,7 +185,7 @@ async def test_byte_deletions_on_a_hung_backend_hold_up_the_others_only_briefly(
 
             with frozen(remote):
                 status, _, _ = await send_json(
-                    http, "DELETE", f"/flows/{flow['id']}/segments?timerange=[0:0_1:0)"
+                    http, "DELETE", f"/flows/{flow_id}/segments?timerange=[0:0_1:0)"
                 )
                 assert status == 204
                 async with stack_store(stack) as store:
@@ -207,7 +202,7 @@ async def test_byte_deletions_on_a_hung_backend_hold_up_the_others_only_briefly(
                     await eventually(remote_deletion_claimed, "the deletion on the hung backend")
 
                 status, _, _ = await send_json(
-                    http, "DELETE", f"/flows/{flow['id']}/segments?timerange=[1:0_2:0)"
+                    http, "DELETE", f"/flows/{flow_id}/segments?timerange=[1:0_2:0)"
                 )
                 assert status == 204
 

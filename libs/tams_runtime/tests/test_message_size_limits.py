@@ -72,6 +72,25 @@ async def start_consumer(
     return consumer, bus
 
 
+def refusing_above(
+    consumer: CommandConsumer, monkeypatch: pytest.MonkeyPatch, refusal: type[KafkaError]
+) -> None:
+    """A broker whose limit is below the one read at start (lowered since; tansu enforces
+    none): what is above `TOPIC_LIMIT` fails as aiokafka fails a send for the broker's
+    MESSAGE_TOO_LARGE (error 10) or RECORD_LIST_TOO_LARGE (18), neither retried."""
+    assert consumer.producer is not None
+    send = consumer.producer.send
+
+    async def smaller_broker(topic: str, value: bytes, **kwargs: Any) -> asyncio.Future[Any]:
+        if len(value) <= TOPIC_LIMIT:
+            return await send(topic, value, **kwargs)
+        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        refused.set_exception(refusal())
+        return refused
+
+    monkeypatch.setattr(consumer.producer, "send", smaller_broker)
+
+
 async def test_a_topic_limit_read_at_start_refuses_what_would_not_fit_up_front(
     tams_infra: Stack, store: SqliteStore, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -131,20 +150,7 @@ async def test_a_send_the_broker_refuses_as_too_large_is_dropped_and_the_partiti
     consumer, bus = await start_consumer(settings, store, limit)
     # tansu reports no broker limit: the producer's stands.
     assert limit.bytes == MAX_MESSAGE_BYTES
-    assert consumer.producer is not None
-    send = consumer.producer.send
-
-    async def smaller_broker(topic: str, value: bytes, **kwargs: Any) -> asyncio.Future[Any]:
-        """A broker whose limit is below the one read at start (lowered since; tansu
-        enforces none): what it refuses fails as aiokafka fails a send for the broker's
-        MESSAGE_TOO_LARGE (error 10) or RECORD_LIST_TOO_LARGE (18), neither retried."""
-        if len(value) <= TOPIC_LIMIT:
-            return await send(topic, value, **kwargs)
-        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        refused.set_exception(refusal())
-        return refused
-
-    monkeypatch.setattr(consumer.producer, "send", smaller_broker)
+    refusing_above(consumer, monkeypatch, refusal)
 
     def dropped_to() -> tuple[float | None, ...]:
         return tuple(
@@ -201,19 +207,7 @@ async def test_a_limit_lowered_while_running_is_read_again_at_the_first_refusal(
     limit = MessageLimit()
     consumer, bus = await start_consumer(settings, store, limit)
     assert limit.bytes == MAX_MESSAGE_BYTES
-    assert consumer.producer is not None
-    send = consumer.producer.send
-
-    async def smaller_broker(topic: str, value: bytes, **kwargs: Any) -> asyncio.Future[Any]:
-        """tansu enforces no limit: what is above the new one fails as the broker's
-        MESSAGE_TOO_LARGE fails a send."""
-        if len(value) <= TOPIC_LIMIT:
-            return await send(topic, value, **kwargs)
-        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        refused.set_exception(MessageSizeTooLargeError())
-        return refused
-
-    monkeypatch.setattr(consumer.producer, "send", smaller_broker)
+    refusing_above(consumer, monkeypatch, MessageSizeTooLargeError)
     # The limit lowered, as the broker reports it: tansu reports a topic's configs given at
     # its creation, so the topic is made again with it.
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
