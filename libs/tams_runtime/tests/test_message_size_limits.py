@@ -72,6 +72,19 @@ async def start_consumer(
     return consumer, bus
 
 
+async def refused_up_front(bus: CommandBus, settings: Any, value: str) -> None:
+    """A command whose event would not fit gets 400, and publishes nothing; the next, small
+    one is applied and its event published."""
+    topic = settings.topics.catalog_commands
+    large = await bus.request(topic, "publish", "f", {"value": value})
+    assert large.status == 400
+    assert f"at most {TOPIC_LIMIT} bytes" in large.body["summary"]
+    small = await bus.request(topic, "publish", "f", {"value": "small"})
+    assert small.status == 204
+    [record] = await read_records(settings, settings.topics.events, 1)
+    assert b"small" in record.value
+
+
 def refusing_above(
     consumer: CommandConsumer, monkeypatch: pytest.MonkeyPatch, refusal: type[KafkaError]
 ) -> None:
@@ -123,14 +136,7 @@ async def test_a_topic_limit_read_at_start_refuses_what_would_not_fit_up_front(
         read = [r for r in caplog.records if r.getMessage() == "Kafka message size limit"]
         assert len(read) == 1
         assert read[0].__dict__["broker_limits"] == {settings.topics.events: TOPIC_LIMIT}
-        topic = settings.topics.catalog_commands
-        large = await bus.request(topic, "publish", "f", {"value": "y" * TOPIC_LIMIT})
-        assert large.status == 400
-        assert f"at most {TOPIC_LIMIT} bytes" in large.body["summary"]
-        small = await bus.request(topic, "publish", "f", {"value": "small"})
-        assert small.status == 204
-        [record] = await read_records(settings, settings.topics.events, 1)
-        assert b"small" in record.value
+        await refused_up_front(bus, settings, "y" * TOPIC_LIMIT)
     finally:
         await bus.stop()
         await consumer.stop()
@@ -244,14 +250,8 @@ async def test_a_limit_lowered_while_running_is_read_again_at_the_first_refusal(
         assert dropped() == 1
         changed = [r for r in caplog.records if "limit changed" in r.getMessage()]
         assert [r.__dict__["max_message_bytes"] for r in changed] == [TOPIC_LIMIT]
-        second = await bus.request(topic, "publish", "f", {"value": "z" * TOPIC_LIMIT})
-        assert second.status == 400
-        assert f"at most {TOPIC_LIMIT} bytes" in second.body["summary"]
+        await refused_up_front(bus, settings, "z" * TOPIC_LIMIT)
         assert dropped() == 1
-        small = await bus.request(topic, "publish", "f", {"value": "small"})
-        assert small.status == 204
-        [record] = await read_records(settings, settings.topics.events, 1)
-        assert b"small" in record.value
     finally:
         await bus.stop()
         await consumer.stop()
