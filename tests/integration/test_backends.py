@@ -19,6 +19,7 @@ from tams_runtime.s3 import object_key, s3_client
 from tams_runtime.settings import S3Settings
 from tams_stack.objectstore import ObjectStore, start_object_store
 from tams_stack.stack import Stack
+from tams_store.port import MediaJob
 
 from .helpers import (
     allocate_and_upload,
@@ -221,3 +222,45 @@ async def test_byte_deletions_on_a_hung_backend_hold_up_the_others_only_briefly(
                 return not await in_remote_bucket(remote, shared)
 
             await eventually(remote_bytes_gone, "the remote copy's bytes gone", timeout=30)
+
+
+async def test_a_copy_longer_than_its_lease_keeps_it(
+    tams_stack: Stack, admin_headers: dict[str, str]
+) -> None:
+    """A copy to a backend that does not answer runs past its 2-second lease: the lease is
+    renewed while it runs, so another instance would not claim it, run it twice and count
+    a failed attempt."""
+    with remote_object_store() as remote:
+        env = with_remote(remote, TAMS_MEDIA_JOB_LEASE_S="2")
+        async with (
+            standalone(tams_stack, ("catalog", "segments", "gateway"), env) as stack,
+            aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
+            stack_store(stack) as store,
+        ):
+            _, copied, _ = await two_segments(http, b"copied" * 1000, b"other" * 1000)
+            with frozen(remote):
+                status, body, _ = await send_json(
+                    http,
+                    "POST",
+                    f"/objects/{copied}/instances",
+                    {"storage_id": REMOTE_BACKEND["id"]},
+                )
+                assert status == 201, body
+
+                async def copy_job() -> MediaJob | None:
+                    jobs = await store.read(lambda tx: tx.media_jobs_of([copied]))
+                    return next((j for j in jobs if j.kind == "copy" and j.lease_owner), None)
+
+                claimed = await eventually(copy_job, "the copy to the hung backend started")
+                assert claimed is not None
+
+                async def renewed_twice() -> MediaJob | None:
+                    job = await copy_job()
+                    lease_ns = 2 * 10**9
+                    if job is not None and job.lease_until_ns >= claimed.lease_until_ns + lease_ns:
+                        return job
+                    return None
+
+                job = await eventually(renewed_twice, "the lease renewed while the copy runs")
+                assert job is not None
+                assert (job.lease_owner, job.attempts) == (claimed.lease_owner, 1)

@@ -683,6 +683,11 @@ class WriteTx(ReadTx, Protocol):
         to `owner` until `now_ns + lease_ns`, counting the attempt; oldest lease first."""
         ...
 
+    def renew_media_jobs(self, jobs: list[MediaJob], owner: str, until_ns: int) -> int:
+        """Hold these jobs until `until_ns`, those `owner` still holds (a long copy keeps
+        its claim); returns how many."""
+        ...
+
     def finish_media_jobs(self, jobs: list[MediaJob]) -> None:
         """Drop done jobs from the queue."""
         ...

@@ -193,6 +193,23 @@ async def test_media_jobs_are_leased(store: Store) -> None:
     assert [j.storage_id for j in left] == [mine[1].storage_id]
 
 
+async def test_a_held_job_is_renewed_only_by_its_holder(store: Store) -> None:
+    """A long copy extends its lease, so nobody else claims it meanwhile; a worker whose
+    lease ran out and was taken over renews nothing."""
+    object_id = new_id()
+    await store.write(lambda tx: tx.queue_media_jobs([MediaJob("copy", object_id, "a", 1)]))
+    [held] = await store.write(lambda tx: tx.claim_media_jobs("copy", "w1", 1000, 50, 10))
+    assert held.lease_until_ns == 1050
+    assert await store.write(lambda tx: tx.renew_media_jobs([held], "w2", 9000)) == 0
+    assert await store.write(lambda tx: tx.renew_media_jobs([held], "w1", 2000)) == 1
+    assert await store.write(lambda tx: tx.claim_media_jobs("copy", "w2", 1999, 50, 10)) == []
+    [taken] = await store.write(lambda tx: tx.claim_media_jobs("copy", "w2", 2000, 50, 10))
+    assert (taken.lease_owner, taken.attempts) == ("w2", 2)
+    assert await store.write(lambda tx: tx.renew_media_jobs([held], "w1", 9000)) == 0
+    [job] = await store.read(lambda tx: tx.media_jobs_of([object_id]))
+    assert (job.lease_owner, job.lease_until_ns) == ("w2", 2050)
+
+
 async def test_a_job_queued_for_later_is_claimed_only_then(store: Store) -> None:
     object_id = new_id()
     sweep = MediaJob("sweep", object_id, "a", 1, lease_until_ns=5000)

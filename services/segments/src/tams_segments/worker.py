@@ -34,7 +34,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
@@ -63,6 +63,10 @@ NS = 1_000_000_000
 
 def _finish(jobs: list[MediaJob], tx: WriteTx) -> None:
     tx.finish_media_jobs(jobs)
+
+
+def _renew(jobs: list[MediaJob], owner: str, until_ns: int, tx: WriteTx) -> int:
+    return tx.renew_media_jobs(jobs, owner, until_ns)
 
 
 def moment(now_ns: int) -> datetime:
@@ -217,7 +221,8 @@ class CopyRunner:
         obj = (await self.store.read(lambda tx: tx.get_objects([job.object_id]))).get(job.object_id)
         if obj is not None and obj.registered and job.storage_id not in obj.controlled_storage_ids:
             try:
-                await self.copier.copy(obj, job.storage_id)
+                async with self._held(job):
+                    await self.copier.copy(obj, job.storage_id)
             except Exception as exc:
                 if job.attempts < self.media.copy_max_attempts:
                     log.warning("copy failed; will retry", extra={"error": str(exc)})
@@ -227,6 +232,28 @@ class CopyRunner:
                 return False
         await self.store.write(lambda tx: self._complete(tx, job))
         return True
+
+    @contextlib.asynccontextmanager
+    async def _held(self, job: MediaJob) -> AsyncIterator[None]:
+        """Keep the job's lease while its copy runs, renewed every third of it: a copy
+        longer than the lease (a large object between sites) is not claimed by another
+        instance meanwhile, run twice at once and counted as a failed attempt."""
+        lease_s = self.media.job_lease_s
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(lease_s / 3)
+                until = time.time_ns() + int(lease_s * NS)
+                with contextlib.suppress(Exception):  # the next renewal tries again
+                    await self.store.write(partial(_renew, [job], self.owner, until))
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
 
     @staticmethod
     def _complete(tx: WriteTx, job: MediaJob) -> None:

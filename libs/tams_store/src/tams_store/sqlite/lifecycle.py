@@ -146,6 +146,19 @@ def media_jobs_of(conn: sqlite3.Connection, object_ids: list[str]) -> list[Media
     return found
 
 
+def renew_media_jobs(
+    conn: sqlite3.Connection, jobs: list[MediaJob], owner: str, until_ns: int
+) -> int:
+    renewed = 0
+    for job in jobs:
+        renewed += conn.execute(
+            "UPDATE media_jobs SET lease_until_ns = ? "
+            "WHERE kind = ? AND object_id = ? AND storage_id = ? AND lease_owner = ?",
+            (until_ns, job.kind, job.object_id, job.storage_id, owner),
+        ).rowcount
+    return renewed
+
+
 def claim_media_jobs(
     conn: sqlite3.Connection,
     kind: MediaJobKind,

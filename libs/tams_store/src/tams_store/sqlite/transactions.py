@@ -358,6 +358,9 @@ class SqliteWriteTx(SqliteReadTx):
     ) -> list[MediaJob]:
         return lifecycle.claim_media_jobs(self.conn, kind, owner, now_ns, lease_ns, limit)
 
+    def renew_media_jobs(self, jobs: list[MediaJob], owner: str, until_ns: int) -> int:
+        return lifecycle.renew_media_jobs(self.conn, jobs, owner, until_ns)
+
     def finish_media_jobs(self, jobs: list[MediaJob]) -> None:
         lifecycle.finish_media_jobs(self.conn, jobs)
 

@@ -239,6 +239,23 @@ def claim_media_jobs(
     return list(claimed.values())
 
 
+def renew_media_jobs(tables: Tables, jobs: Sequence[MediaJob], owner: str, until_ns: int) -> int:
+    """Extend the lease of these jobs' rows that `owner` holds (duplicate rows of a job
+    too); returns how many jobs."""
+    if not jobs:
+        return 0
+    wanted = {_key(j) for j in jobs}
+    table = tables["media_jobs"]
+    columns = ["kind", "object_id", "storage_id"]
+    found = table.select_in(
+        columns, "object_id", [j.object_id for j in jobs], _.lease_owner == owner, row_ids=True
+    )
+    keys = [_key(r) for r in found.select(columns).to_pylist()]
+    mine = take(found, [i for i, key in enumerate(keys) if key in wanted])
+    table.update_each(mine, [{"lease_until_ns": until_ns}] * mine.num_rows)
+    return len({key for key in keys if key in wanted})
+
+
 def finish_media_jobs(tables: Tables, jobs: Sequence[MediaJob]) -> None:
     """Drop done jobs (and any duplicate rows of them)."""
     if not jobs:

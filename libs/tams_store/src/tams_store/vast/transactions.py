@@ -338,6 +338,9 @@ class VastWriteTx(VastReadTx):
     ) -> list[MediaJob]:
         return lifecycle.claim_media_jobs(self.tables, kind, owner, now_ns, lease_ns, limit)
 
+    def renew_media_jobs(self, jobs: list[MediaJob], owner: str, until_ns: int) -> int:
+        return lifecycle.renew_media_jobs(self.tables, jobs, owner, until_ns)
+
     def finish_media_jobs(self, jobs: list[MediaJob]) -> None:
         lifecycle.finish_media_jobs(self.tables, jobs)
 
