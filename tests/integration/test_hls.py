@@ -8,11 +8,12 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 import aiohttp
 import imageio_ffmpeg
 
+from tams_stack.stack import Stack
 from tams_stack.testing import TEST_PLAYLIST_MAX_SEGMENTS
 
 from .helpers import allocate_and_upload, new_id, post, put_flow, video_flow
@@ -34,13 +35,15 @@ class Playlist:
     entries: list[Entry] = field(default_factory=list)
 
 
-def parse(text: str) -> Playlist:
-    """A media playlist: its header tags, and each segment with the tags before it."""
+def parse(text: str, *, ended: bool = True) -> Playlist:
+    """A media playlist: its header tags, and each segment with the tags before it; `ended`
+    (VOD) with `#EXT-X-ENDLIST`, else (live) without."""
     lines = text.splitlines()
-    assert lines[0] == "#EXTM3U" and lines[-1] == "#EXT-X-ENDLIST", text
+    assert lines[0] == "#EXTM3U", text
+    assert (lines[-1] == "#EXT-X-ENDLIST") == ended, text
     playlist = Playlist({})
     duration, discontinuity, map_uri = None, False, None
-    for line in lines[1:-1]:
+    for line in lines[1:-1] if ended else lines[1:]:
         if line.startswith("#EXTINF:"):
             duration = line.removeprefix("#EXTINF:").removesuffix(",")
         elif line == "#EXT-X-DISCONTINUITY":
@@ -58,14 +61,19 @@ def parse(text: str) -> Playlist:
 
 
 async def get_playlist(
-    http: aiohttp.ClientSession, flow_id: str, query: str = "", status: int = 200
+    http: aiohttp.ClientSession,
+    flow_id: str,
+    query: str = "",
+    status: int = 200,
+    *,
+    ended: bool = True,
 ) -> Any:
     async with http.get(f"/flows/{flow_id}/playlist.m3u8{query}") as resp:
         assert resp.status == status, await resp.text()
         if status != 200:
             return await resp.json()
         assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
-        return parse(await resp.text())
+        return parse(await resp.text(), ended=ended)
 
 
 async def fetch(url: str) -> bytes:
@@ -303,6 +311,81 @@ async def test_ffmpeg_plays_an_mpeg_ts_flow_frame_for_frame(
     # A timerange plays the segments it overlaps: here the middle one alone.
     middle = await played(http, flow["id"], tmp_path, "?timerange=[2:0_4:0)")
     assert middle == source_frames[50:100]
+
+
+async def test_ffmpeg_follows_a_live_playlist_as_segments_are_registered(
+    http: aiohttp.ClientSession, tams_stack: Stack, tmp_path: Path
+) -> None:
+    """A flow being recorded: ffmpeg opens its live playlist from the gateway, plays the
+    three segments there, and goes on to those registered after it started, reloading the
+    playlist as a player does, frame for frame. (Its decoder holds the last few frames it
+    has until more media comes, as a live stream never ends: it is asked for the first 12
+    seconds of 14.)"""
+    await ffmpeg(
+        *TEST_VIDEO[:-1], "14", *H264, "-f", "segment", "-segment_time", "2",
+        "-segment_format", "mpegts", "segment%d.ts",
+        cwd=tmp_path,
+    )  # fmt: skip
+    payloads = [(tmp_path / f"segment{i}.ts").read_bytes() for i in range(7)]
+    (tmp_path / "whole.ts").write_bytes(b"".join(payloads))
+    source_frames = await decoded_frames("whole.ts", tmp_path)
+    assert len(source_frames) == 350
+
+    flow = video_flow()
+    await put_flow(http, flow)
+    objects = await allocate_and_upload(http, flow["id"], payloads)
+    segments = [
+        {"object_id": o, "timerange": f"[{2 * i}:0_{2 * i + 2}:0)"} for i, o in enumerate(objects)
+    ]
+    await register(http, flow["id"], segments[:3])
+    live = await get_playlist(http, flow["id"], "?live=true", ended=False)
+    assert live.headers["#EXT-X-PLAYLIST-TYPE"] == "EVENT"
+    assert len(live.entries) == 3
+
+    # The player signs in with Basic credentials in the URL, as VLC does (docs/ext-hls.md);
+    # they go to the gateway only, not with the presigned segment URLs.
+    assert tams_stack.admin is not None
+    signed_in = urlsplit(tams_stack.gateway_url)._replace(
+        netloc=f"{quote(tams_stack.admin.user, safe='')}:"
+        f"{quote(tams_stack.admin.password, safe='')}@{urlsplit(tams_stack.gateway_url).netloc}"
+    )
+    url = f"{urlunsplit(signed_in)}/flows/{flow['id']}/playlist.m3u8?live=true"
+    player = await asyncio.create_subprocess_exec(
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner", "-nostdin", "-loglevel", "verbose", *HLS_CLIENT,
+        "-live_start_index", "0", "-i", url,
+        "-map", "0:v", "-frames:v", "300", "-f", "framemd5", "-",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert player.stdout is not None and player.stderr is not None
+    log: list[str] = []
+    opened_third = asyncio.Event()
+
+    async def read_log() -> None:
+        assert player.stderr is not None
+        async for line in player.stderr:
+            log.append(line.decode(errors="replace"))
+            if objects[2] in log[-1]:
+                opened_third.set()
+
+    logging = asyncio.create_task(read_log())
+    try:
+        async with asyncio.timeout(60):
+            # It has played the playlist of three: the rest are registered while it plays.
+            await opened_third.wait()
+            await register(http, flow["id"], segments[3:])
+            out = await player.stdout.read()
+            await player.wait()
+            await logging
+    finally:
+        if player.returncode is None:
+            player.kill()
+            await player.wait()
+    assert player.returncode == 0, log[-20:]
+    frames = [row.rsplit(",", 1)[1].strip() for row in out.decode().splitlines() if row[:1] != "#"]
+    assert frames == source_frames[:300]
 
 
 async def test_ffmpeg_plays_a_fragmented_mp4_flow_with_its_init_segment(

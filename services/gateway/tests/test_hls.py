@@ -37,6 +37,22 @@ def test_a_ts_playlist_with_a_gap() -> None:
     )
 
 
+def test_a_live_playlist_is_an_event_playlist_without_an_end() -> None:
+    """A player reloads an EVENT playlist and plays what was added at its end; the segments
+    it had keep their place (media sequence 0, nothing removed)."""
+    first = [PlaylistSegment(0, 2 * S, "http://s3/a")]
+    grown = [*first, PlaylistSegment(2 * S, 4 * S, "http://s3/b")]
+    assert render_playlist(first, live=True) == (
+        "#EXTM3U\n"
+        "#EXT-X-VERSION:3\n"
+        "#EXT-X-TARGETDURATION:2\n"
+        "#EXT-X-MEDIA-SEQUENCE:0\n"
+        "#EXT-X-PLAYLIST-TYPE:EVENT\n"
+        "#EXTINF:2.0,\nhttp://s3/a\n"
+    )
+    assert render_playlist(grown, live=True).startswith(render_playlist(first, live=True))
+
+
 def test_init_segments_get_a_map_at_first_and_at_every_change() -> None:
     text = render_playlist(
         [

@@ -1,9 +1,10 @@
 """HLS media playlists (RFC 8216) of a flow's segments: the HLS extension (docs/ext-hls.md).
 
 Pure functions: the route (`routes/hls.py`) reads the segments and their URLs, and
-`render_playlist` writes the playlist text. A VOD playlist only: HLS media sequence numbers
-must grow by one per segment, which a timerange window over TAMS segments cannot give cheaply
-and stably (see the doc).
+`render_playlist` writes the playlist text: a VOD playlist, or a live EVENT playlist that
+grows as segments are registered. No sliding window: HLS media sequence numbers must grow
+by one per segment leaving it, which a timerange window over TAMS segments cannot give
+cheaply and stably (see the doc); an EVENT playlist keeps its first segment.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ def target_duration(segments: Sequence[PlaylistSegment]) -> int:
     return max(1, -(-longest // NS_PER_S))
 
 
-def render_playlist(segments: Sequence[PlaylistSegment]) -> str:
-    """A VOD media playlist of `segments` (in time order).
+def render_playlist(segments: Sequence[PlaylistSegment], *, live: bool = False) -> str:
+    """A VOD media playlist of `segments` (in time order); with `live`, an EVENT playlist
+    (RFC 8216 §4.3.3.5): no `#EXT-X-ENDLIST`, so a player reloads it and plays the segments
+    added at its end.
 
     `#EXT-X-DISCONTINUITY` before a segment that does not start where the previous one ended
     (a gap, or an overlap), before a change of `ts_offset` (its media timestamps then jump
@@ -87,7 +90,7 @@ def render_playlist(segments: Sequence[PlaylistSegment]) -> str:
         f"#EXT-X-VERSION:{6 if uses_map else 3}",
         f"#EXT-X-TARGETDURATION:{target_duration(segments)}",
         "#EXT-X-MEDIA-SEQUENCE:0",
-        "#EXT-X-PLAYLIST-TYPE:VOD",
+        f"#EXT-X-PLAYLIST-TYPE:{'EVENT' if live else 'VOD'}",
     ]
     previous: PlaylistSegment | None = None
     for segment in segments:
@@ -101,7 +104,8 @@ def render_playlist(segments: Sequence[PlaylistSegment]) -> str:
         lines.append(f"#EXTINF:{seconds(segment.end - segment.start)},")
         lines.append(segment.url)
         previous = segment
-    lines.append("#EXT-X-ENDLIST")
+    if not live:
+        lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
 
 

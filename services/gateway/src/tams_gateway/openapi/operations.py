@@ -230,8 +230,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/flows/{flow_id}/playlist.m3u8"): Operation(
         "The flow's segments as an HLS media playlist (extension, docs/ext-hls.md)",
-        returns={"type": "string", "description": "An RFC 8216 VOD media playlist"},
-        query=("timerange", *GET_URL_FILTERS),
+        returns={
+            "type": "string",
+            "description": "An RFC 8216 media playlist: VOD, or EVENT with `live=true`",
+        },
+        query=(
+            "timerange",
+            Query(
+                "live",
+                {"type": "boolean"},
+                "An EVENT playlist without `#EXT-X-ENDLIST`: a player reloads it and plays "
+                "the segments registered since (default false: VOD).",
+            ),
+            *GET_URL_FILTERS,
+        ),
         media_type="application/vnd.apple.mpegurl",
     ),
     ("POST", "/flows/{flow_id}/segments"): Operation(

@@ -1,4 +1,5 @@
-"""The HLS extension (docs/ext-hls.md): a flow's segments as an HLS VOD media playlist."""
+"""The HLS extension (docs/ext-hls.md): a flow's segments as an HLS media playlist, VOD, or
+live (an EVENT playlist that grows as segments are registered)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tams_gateway.hls import (
     render_playlist,
     usable_url,
 )
-from tams_gateway.requests import query_timerange
+from tams_gateway.requests import query_bool, query_timerange
 from tams_gateway.routes.flows import flow_missing
 from tams_gateway.urls import url_filter
 from tams_runtime.media import UrlBuilder, UrlFilter, objects_of
@@ -37,11 +38,13 @@ _building = asyncio.Semaphore(PLAYLISTS_AT_ONCE)
 
 @routes.get("/flows/{flow_id}/playlist.m3u8")
 async def get_playlist(request: web.Request) -> web.Response:
-    """An HLS media playlist (VOD) of the flow's segments overlapping `timerange` (default
-    `_`), each with the first of its `get_urls` the segment listing would show."""
+    """An HLS media playlist of the flow's segments overlapping `timerange` (default `_`),
+    each with the first of its `get_urls` the segment listing would show: VOD, or with
+    `live=true` an EVENT playlist, which a player reloads to follow a flow being recorded."""
     gw: Gateway = request.app[GATEWAY]
     flow_id = request.match_info["flow_id"]
     timerange = query_timerange(request)
+    live = bool(query_bool(request, "live", False))
     filters = url_filter(request)
     access = Access.of(request)
     cap = gw.settings.playlist_max_segments
@@ -91,7 +94,7 @@ async def get_playlist(request: web.Request) -> web.Response:
         records, objects = selection
         urls = gw.playlist_urls
         segments = [s for s in (playlist_segment(r, objects, urls, filters) for r in records) if s]
-        return render_playlist(segments).encode()
+        return render_playlist(segments, live=live).encode()
 
     async with _building:
         selection = await gw.store.read(read)
@@ -100,7 +103,10 @@ async def get_playlist(request: web.Request) -> web.Response:
         # Off the event loop: signing and writing 10,000 URLs held it for 400-500 ms, and
         # every other request of the gateway with it (a scale audit).
         body = await asyncio.to_thread(build, selection)
-    return web.Response(body=body, content_type=MEDIA_TYPE)
+    # A live playlist changes with every registration: players reload it, caches must not
+    # keep it.
+    headers = {"Cache-Control": "no-cache"} if live else None
+    return web.Response(body=body, content_type=MEDIA_TYPE, headers=headers)
 
 
 def playlist_segment(
