@@ -26,6 +26,7 @@ from tams_runtime.bus import CommandBus, ensure_topics
 from tams_runtime.consumer import CommandConsumer
 from tams_runtime.message_size import (
     MAX_MESSAGE_BYTES,
+    LimitReader,
     MessageLimit,
     broker_limits,
     read_message_limit,
@@ -70,6 +71,19 @@ async def start_consumer(
     bus = CommandBus(settings)
     await bus.start()
     return consumer, bus
+
+
+async def events_topic_limited(settings: Any, max_bytes: int | None) -> None:
+    """The events topic made again, with `max.message.bytes` (None: without), as tansu then
+    reports it."""
+    configs = {} if max_bytes is None else {"max.message.bytes": str(max_bytes)}
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics([settings.topics.events])
+        await admin.create_topics([NewTopic(settings.topics.events, 2, 1, topic_configs=configs)])
+    finally:
+        await admin.close()
 
 
 async def refused_up_front(bus: CommandBus, settings: Any, value: str) -> None:
@@ -207,31 +221,18 @@ async def test_a_limit_lowered_while_running_is_read_again_at_the_first_refusal(
 ) -> None:
     """The events topic's limit falls below the one read at start: the first event the
     broker refuses is dropped, and has the limits read again, so the next command whose
-    event would not fit is refused up front (400, nothing written), not dropped."""
+    event would not fit is refused up front (400, nothing written), not dropped. Raised
+    back, the limit is read again without a restart."""
     settings = unique_settings(tams_infra)
     await ensure_topics(settings)
     limit = MessageLimit()
     consumer, bus = await start_consumer(settings, store, limit)
     assert limit.bytes == MAX_MESSAGE_BYTES
+    consumer.limits.interval_s = 0.2  # rather than every 30 s
     refusing_above(consumer, monkeypatch, MessageSizeTooLargeError)
     # The limit lowered, as the broker reports it: tansu reports a topic's configs given at
     # its creation, so the topic is made again with it.
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.delete_topics([settings.topics.events])
-        await admin.create_topics(
-            [
-                NewTopic(
-                    settings.topics.events,
-                    2,
-                    1,
-                    topic_configs={"max.message.bytes": str(TOPIC_LIMIT)},
-                )
-            ]
-        )
-    finally:
-        await admin.close()
+    await events_topic_limited(settings, TOPIC_LIMIT)
 
     def dropped() -> float | None:
         labels = {"topic": settings.topics.events}
@@ -252,6 +253,19 @@ async def test_a_limit_lowered_while_running_is_read_again_at_the_first_refusal(
         assert [r.__dict__["max_message_bytes"] for r in changed] == [TOPIC_LIMIT]
         await refused_up_front(bus, settings, "z" * TOPIC_LIMIT)
         assert dropped() == 1
+
+        # The limit raised back (the broker accepts large messages again).
+        await events_topic_limited(settings, None)
+        monkeypatch.undo()
+
+        async def raised() -> bool:
+            return limit.bytes == MAX_MESSAGE_BYTES
+
+        await until(raised)
+        large = await bus.request(topic, "publish", "f", {"value": "w" * TOPIC_LIMIT})
+        assert large.status == 204
+        [record] = await read_records(settings, settings.topics.events, 1)
+        assert b"wwww" in record.value
     finally:
         await bus.stop()
         await consumer.stop()
@@ -282,3 +296,39 @@ async def test_an_unreachable_broker_fails_the_read_as_it_fails_a_producers_star
         port = closed.getsockname()[1]
     with pytest.raises(KafkaConnectionError):
         await read_message_limit(f"127.0.0.1:{port}", ["t.events"])
+
+
+async def test_the_stop_leaves_no_read_again_running() -> None:
+    """A broker that takes connections and never answers: a refusal while the last read
+    again still waits starts no second one, and one after the stop (a send the producer
+    flushes as it stops) starts none; the stop leaves no read running past the service."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    def reads_again() -> set[asyncio.Task[Any]]:
+        return {
+            t
+            for t in asyncio.all_tasks()
+            if t.get_coro().__qualname__ == "LimitReader._read_again"  # type: ignore[union-attr]
+        }
+
+    reader = LimitReader(MessageLimit(), f"127.0.0.1:{port}", ["t.events"], interval_s=0)
+    try:
+        reader.refused()
+        reader.refused()
+        started = reads_again()
+        assert len(started) == 1
+        await reader.stop()
+        assert all(t.done() for t in started)
+        reader.refused()
+        assert reads_again() == set()
+    finally:
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -204,7 +204,8 @@ class CommandConsumer:
         # The applier's too (`CommandApplier(limit=...)`): set at start to what the broker
         # takes, and again when the broker refuses a message as too large.
         self.limit = limit or MessageLimit()
-        self._limits = LimitReader(
+        # Reads `limit` at start and again after a refusal (tams_runtime.message_size).
+        self.limits = LimitReader(
             self.limit,
             settings.bootstrap_servers,
             [settings.topics.events, *settings.topics.command_topics()],
@@ -259,9 +260,9 @@ class CommandConsumer:
         )
 
     async def start(self) -> None:
-        await self._limits.read()
+        await self.limits.read()
         # Read again later, the limit may fall, not rise above the producer's own.
-        self._limits.producer_bytes = self.limit.bytes
+        self.limits.producer_bytes = self.limit.bytes
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.bootstrap_servers,
             acks="all",
@@ -275,7 +276,7 @@ class CommandConsumer:
         await self.producer.start()
         self._topics.track(self.producer, [self.settings.topics.events])
         self.events = EventPublisher(
-            self.producer, self.settings.topics.events, self._limits.refused
+            self.producer, self.settings.topics.events, self.limits.refused
         )
         await self._loop.start()
 
@@ -286,7 +287,7 @@ class CommandConsumer:
 
     async def stop(self) -> None:
         await self._loop.stop()
-        await self._limits.stop()
+        await self.limits.stop()
         await self.replies.stop()
         if self.producer:
             await self.producer.stop()
@@ -536,5 +537,5 @@ class CommandConsumer:
             except TOO_LARGE as exc:
                 dropped(exc)
             else:
-                sends.append(_unless_too_large(sent, dropped, self._limits.refused))
+                sends.append(_unless_too_large(sent, dropped, self.limits.refused))
         return sends

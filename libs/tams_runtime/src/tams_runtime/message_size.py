@@ -80,17 +80,24 @@ async def broker_limits(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> di
 
 
 async def read_message_limit(
-    bootstrap_servers: str, topics: Sequence[str], producer_bytes: int = MAX_MESSAGE_BYTES
+    bootstrap_servers: str,
+    topics: Sequence[str],
+    producer_bytes: int = MAX_MESSAGE_BYTES,
+    *,
+    refusal_leaves_producers: bool = True,
 ) -> int:
     """The smaller of `producer_bytes` and the broker's limits for itself and `topics`,
     logged. A broker that cannot be reached fails this as it would the producer's start; one
-    that will not say (an ACL, an older broker) leaves `producer_bytes`."""
+    that will not say (an ACL, an older broker) leaves `producer_bytes`, or fails it too
+    without `refusal_leaves_producers`."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     try:
         await admin.start()
         try:
             found = await broker_limits(admin, topics)
         except Exception as exc:
+            if not refusal_leaves_producers:
+                raise
             log.warning(
                 "the broker did not report its message size limits; using the producer's",
                 extra={"max_message_bytes": producer_bytes, "error": repr(exc)},
@@ -116,7 +123,9 @@ class LimitReader:
     the limit let through (it was lowered since), so that the next ones are refused up front
     (400, nothing written) instead of dropped after their change is committed. At most one
     read again every `interval_s` (a broker that refuses without saying why would otherwise
-    be asked on every refusal)."""
+    be asked on every refusal); and, while the limit read again stays below the producer's,
+    again every `interval_s`, so that a limit raised back is seen without a restart (nothing
+    the broker refuses would have it read then: the applier refuses first)."""
 
     def __init__(
         self,
@@ -134,6 +143,7 @@ class LimitReader:
         self.interval_s = interval_s
         self._last_read = -interval_s
         self._reading: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def read(self) -> int:
         """Read the limits now (at start: an unreachable broker fails it)."""
@@ -144,30 +154,46 @@ class LimitReader:
 
     def refused(self) -> None:
         """The broker refused a message as too large: read the limits again, in the
-        background."""
+        background. Not while a read again still runs (a broker slow to answer may take
+        longer than `interval_s`: one left behind would outlive `stop`), nor once stopped
+        (the producer's last sends are refused after the reader stops)."""
         now = time.monotonic()
-        if now - self._last_read < self.interval_s:
+        if self._stopped or now - self._last_read < self.interval_s:
+            return
+        if self._reading is not None and not self._reading.done():
             return
         self._last_read = now
         self._reading = asyncio.get_running_loop().create_task(self._read_again())
 
     async def _read_again(self) -> None:
-        before = self.limit.bytes
-        try:
-            after = await self.read()
-        except Exception as exc:
-            log.warning(
-                "could not read the Kafka message size limits again",
-                extra={"max_message_bytes": before, "error": repr(exc)},
-            )
-            return
-        if after != before:
-            log.warning(
-                "the Kafka message size limit changed",
-                extra={"max_message_bytes": after, "before": before},
-            )
+        while True:
+            before = self.limit.bytes
+            try:
+                # A broker that will not say now keeps the limit it said before.
+                after = await read_message_limit(
+                    self.bootstrap_servers,
+                    self.topics,
+                    self.producer_bytes,
+                    refusal_leaves_producers=False,
+                )
+            except Exception as exc:
+                log.warning(
+                    "could not read the Kafka message size limits again; keeping them",
+                    extra={"max_message_bytes": before, "error": repr(exc)},
+                )
+            else:
+                self.limit.bytes = after
+                if after != before:
+                    log.warning(
+                        "the Kafka message size limit changed",
+                        extra={"max_message_bytes": after, "before": before},
+                    )
+            if self.limit.bytes >= self.producer_bytes:
+                return
+            await asyncio.sleep(self.interval_s)
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._reading is not None:
             self._reading.cancel()
             await asyncio.gather(self._reading, return_exceptions=True)

@@ -462,10 +462,12 @@ class ReadTx(Protocol):
     def pending_deliveries(
         self, webhook_id: str, from_seq: int, until_seq: int, limit: int
     ) -> list[Delivery]:
-        """The first `limit` queued deliveries of one webhook at positions in
-        [from_seq, until_seq), in `seq` order. Positions are handed out consecutively, but
-        deliveries finished out of order leave gaps; a read passes them at no cost, so a
-        queue of a few deliveries scattered over a long range takes one read."""
+        """The first queued deliveries of one webhook at positions in [from_seq, until_seq),
+        in `seq` order: `limit` of them, or fewer (VAST counts a position written twice
+        against the limit, so a short read does not mean the range is done; continue after
+        the last one). Positions are handed out consecutively, but deliveries finished out
+        of order leave gaps; a read passes them at no cost, so a queue of a few deliveries
+        scattered over a long range takes one read."""
         ...
 
     def delivery_queues(self, webhook_id: str | None = None) -> dict[str, tuple[int, int]]:
