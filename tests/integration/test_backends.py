@@ -19,6 +19,7 @@ from tams_runtime.s3 import object_key, s3_client
 from tams_runtime.settings import S3Settings
 from tams_stack.objectstore import ObjectStore, start_object_store
 from tams_stack.stack import Stack
+from tams_stack.testing import ARCHIVE_BACKEND
 from tams_store.port import MediaJob
 
 from .helpers import (
@@ -96,8 +97,9 @@ async def in_remote_bucket(remote: ObjectStore, object_id: str) -> bool:
 
 
 def with_remote(remote: ObjectStore, **settings: str) -> dict[str, str]:
-    """The services' environment: the remote server as backend `remote`, and `settings`."""
-    extra = [{**REMOTE_BACKEND, "endpoint_url": remote.endpoint}]
+    """The services' environment: backend `archive` (another bucket of the local server), the
+    remote server as backend `remote`, and `settings`."""
+    extra = [ARCHIVE_BACKEND, {**REMOTE_BACKEND, "endpoint_url": remote.endpoint}]
     return {"TAMS_S3_EXTRA_BACKENDS": json.dumps(extra), **settings}
 
 
@@ -126,7 +128,7 @@ async def test_a_hung_backend_does_not_hold_up_deletions_on_the_others(
             aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
         ):
             labels = {b["label"] for b in await get_json(http, "/service/storage-backends")}
-            assert labels == {"local-s3", "remote"}
+            assert labels == {"local-s3", "archive", "remote"}
             flow_id, copied, dropped = await two_segments(http, b"copied" * 1000, b"dropped" * 1000)
 
             with frozen(remote):
@@ -264,3 +266,42 @@ async def test_a_copy_longer_than_its_lease_keeps_it(
                 job = await eventually(renewed_twice, "the lease renewed while the copy runs")
                 assert job is not None
                 assert (job.lease_owner, job.attempts) == (claimed.lease_owner, 1)
+
+
+async def test_a_copy_to_a_hung_backend_does_not_hold_up_copies_to_others(
+    tams_stack: Stack, admin_headers: dict[str, str]
+) -> None:
+    """Replication to two sites, one of them down: copies to the other go on."""
+    with remote_object_store() as remote:
+        async with (
+            standalone(
+                tams_stack, ("catalog", "segments", "gateway"), with_remote(remote)
+            ) as stack,
+            aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
+            stack_store(stack) as store,
+        ):
+            _, stuck, other = await two_segments(http, b"stuck" * 1000, b"other" * 1000)
+
+            async def copy(object_id: str, backend: dict[str, str]) -> None:
+                body = {"storage_id": backend["id"]}
+                status, answer, _ = await send_json(
+                    http, "POST", f"/objects/{object_id}/instances", body
+                )
+                assert status == 201, answer
+
+            with frozen(remote):
+                await copy(stuck, REMOTE_BACKEND)
+
+                async def copy_claimed() -> bool:
+                    jobs = await store.read(lambda tx: tx.media_jobs_of([stuck]))
+                    return any(j.kind == "copy" and j.lease_owner for j in jobs)
+
+                await eventually(copy_claimed, "the copy to the hung backend started")
+                await copy(other, ARCHIVE_BACKEND)
+
+                async def archived() -> bool:
+                    obj = await get_json(http, f"/objects/{other}?verbose_storage=true")
+                    ids = {i.get("storage_id") for i in obj["get_urls"]}
+                    return ARCHIVE_BACKEND["id"] in ids
+
+                await eventually(archived, "the copy to the archive backend done")

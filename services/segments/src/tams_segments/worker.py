@@ -201,21 +201,49 @@ class ObjectCollector:
 
 
 class CopyRunner:
-    """Runs queued controlled-instance copies."""
+    """Runs queued controlled-instance copies, each on its own, at most `BATCH` at once: one
+    that streams for minutes, or waits out the timeouts of a backend that does not answer,
+    holds up only its own slot, not the copies to other backends."""
 
     def __init__(self, store: Store, copier: Copier, media: MediaSettings, owner: str) -> None:
         self.store = store
         self.copier = copier
         self.media = media
         self.owner = owner
+        self._running: set[asyncio.Task[bool]] = set()
 
     async def run(self, now_ns: int) -> int:
+        """Claim as many queued copies as there are free slots and start them; returns how
+        many started."""
+        room = BATCH - len(self._running)
+        if room <= 0:
+            return 0
         lease_ns = int(self.media.job_lease_s * NS)
         jobs = await self.store.write(
-            lambda tx: tx.claim_media_jobs("copy", self.owner, now_ns, lease_ns, BATCH)
+            lambda tx: tx.claim_media_jobs("copy", self.owner, now_ns, lease_ns, room)
         )
-        results = await asyncio.gather(*(self._copy(job) for job in jobs))
-        return sum(results)
+        for job in jobs:
+            task = asyncio.create_task(self._copy_logged(job), name="media-copy")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        return len(jobs)
+
+    async def stop(self) -> None:
+        """Cancel the copies under way (their jobs are claimed again when the lease ends)."""
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    async def _copy_logged(self, job: MediaJob) -> bool:
+        try:
+            return await self._copy(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The store failed around the copy: claimed again when the lease ends.
+            log.exception("copy step failed; will retry", extra={"object_id": job.object_id})
+            return False
 
     async def _copy(self, job: MediaJob) -> bool:
         obj = (await self.store.read(lambda tx: tx.get_objects([job.object_id]))).get(job.object_id)
@@ -388,6 +416,8 @@ class MediaWorker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._tasks:
+            await self.copies.stop()
         if self._http is not None:
             await self._http.close()
         await self.publisher.stop()
@@ -404,8 +434,7 @@ class MediaWorker:
         await self._step("deletions", lambda: self.collector.delete_bytes(now_ns))
 
     async def run_copies(self, now_ns: int, *, startup: bool = False) -> None:
-        """One round of copies: one can stream for minutes, or wait out the timeouts of a
-        backend that does not answer."""
+        """Start the queued copies there is room for (`CopyRunner`)."""
         await self._step("copies", lambda: self.copies.run(now_ns))
 
     async def run_once(self, now_ns: int, *, startup: bool = False) -> None:
