@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tams_schema.timerange import TimeRange
-from tams_store import TagFilter, cursor, open_store_from_env
+from tams_store import StoreUnavailable, TagFilter, cursor, open_store_from_env
 from tams_store.port import ObjectRecord, SegmentRecord
 from tams_store.sqlite import SqliteStore, catalog, database, media
 from tams_store.sqlite.migrations import MIGRATIONS
@@ -521,3 +521,40 @@ async def test_the_flows_using_an_object_cost_one_step_per_flow(tmp_path: Path) 
             steps.close()
 
     assert await slate_steps(20_000) <= await slate_steps(10) + 2
+
+
+async def test_a_full_store_says_it_is_full_and_writes_again_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    """A statement that finds the disk full makes SQLite roll the transaction back itself:
+    the write must fail as `StoreUnavailable` saying the disk is full (not "cannot rollback -
+    no transaction is active"), leave nothing of itself, and the next write must work once
+    there is room. `max_page_count` stands in for a full disk: SQLite answers it with the
+    same SQLITE_FULL."""
+    store = SqliteStore(tmp_path / "tams.db")
+    await store.open()
+    try:
+
+        def sql(statement: str) -> Any:
+            return lambda tx: tx.conn.execute(statement).fetchall()
+
+        await store.write(sql("CREATE TABLE filler (x)"))
+        writer = store._writer_conn
+        assert writer is not None
+        pages = writer.execute("PRAGMA page_count").fetchone()[0]
+        writer.execute(f"PRAGMA max_page_count={pages + 2}")
+
+        def fill(tx: Any) -> None:
+            for _ in range(50):
+                tx.conn.execute("INSERT INTO filler VALUES (?)", ("x" * 4000,))
+
+        with pytest.raises(StoreUnavailable, match="database or disk is full"):
+            await store.write(fill)
+        assert not writer.in_transaction
+
+        writer.execute("PRAGMA max_page_count=1073741823")  # room again
+        await store.write(sql("INSERT INTO filler VALUES ('after')"))
+        rows = await store.read(sql("SELECT x FROM filler"))
+        assert [row[0] for row in rows] == ["after"]
+    finally:
+        await store.close()

@@ -41,6 +41,7 @@ threads, so the gateway's reads run beside each other.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 import time
@@ -53,6 +54,8 @@ from tams_store.executor import ThreadBoundExecutor
 from tams_store.port import ReadTx, WriteTx
 from tams_store.sqlite.migrations import migrate
 from tams_store.sqlite.transactions import SqliteReadTx, SqliteWriteTx
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -114,13 +117,28 @@ class SqliteStore:
 
     def _checkpoint_loop(self) -> None:
         conn = self._connect()
+        failing: str | None = None  # the error the last checkpoint failed with
         try:
             while not self._stop_checkpoints.wait(1.0):
-                # Busy or locked: the next round will do it.
-                with contextlib.suppress(sqlite3.Error):
+                try:
                     row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if row[1] >= WAL_RESTART_FRAMES:
-                        self._wal_restart_due.set()
+                except sqlite3.Error as exc:
+                    # Busy or locked: the next round will do it. Anything else (a full disk,
+                    # an I/O error) leaves the WAL growing until it is fixed: said once.
+                    problem = str(exc)
+                    if problem != failing and not any(w in problem for w in ("busy", "locked")):
+                        log.warning(
+                            "the SQLite WAL cannot be copied back into the database; it grows "
+                            "until this is fixed",
+                            extra={"error": problem, "path": str(self.path)},
+                        )
+                    failing = problem
+                    continue
+                if failing is not None:
+                    log.info("the SQLite WAL is copied back again", extra={"path": str(self.path)})
+                    failing = None
+                if row[1] >= WAL_RESTART_FRAMES:
+                    self._wal_restart_due.set()
         finally:
             conn.close()
 
@@ -251,7 +269,10 @@ def _finish(conn: sqlite3.Connection, work: Callable[[WriteTx], T]) -> T:
     try:
         result = work(SqliteWriteTx(conn))
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite rolls the transaction back itself after some errors (a full disk, an I/O
+        # error): a ROLLBACK then fails, "no transaction is active", and hid the real error.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
     return result

@@ -275,7 +275,8 @@ def migrate(conn: sqlite3.Connection) -> int:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version={number}")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # not after a full disk, which rolled it back already
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
