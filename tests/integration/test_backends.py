@@ -34,6 +34,7 @@ from .helpers import (
     video_flow,
 )
 from .standalone import standalone
+from .test_observability import scrape, total
 
 REMOTE_BACKEND = {
     "id": "9b2e1c3d-4f5a-4b6c-8d7e-0f1a2b3c4d5e",
@@ -218,12 +219,24 @@ async def test_byte_deletions_on_a_hung_backend_hold_up_the_others_only_briefly(
                     )
 
                 await eventually(local_bytes_gone, "the default backend's bytes gone", timeout=15)
+                segments_url = stack.services["segments"].url
+
+                async def failures_counted() -> bool:
+                    samples = (await scrape(segments_url))[1]
+                    return (
+                        total(samples, "tams_media_jobs_total", kind="delete", outcome="failed") > 0
+                    )
+
+                # What TamsMediaJobsFailing watches.
+                await eventually(failures_counted, "the failed deletions counted")
 
             # Answering again, the backend gets its deletion when the lease has run out.
             async def remote_bytes_gone() -> bool:
                 return not await in_remote_bucket(remote, shared)
 
             await eventually(remote_bytes_gone, "the remote copy's bytes gone", timeout=30)
+            done = total((await scrape(segments_url))[1], "tams_media_jobs_total", outcome="done")
+            assert done >= 3  # the two local deletions and the remote one
 
 
 async def test_a_copy_longer_than_its_lease_keeps_it(

@@ -75,6 +75,15 @@ S3_SECONDS = Histogram(
     ["operation", "outcome"],
     buckets=LATENCY_BUCKETS,
 )
+# Fed by the segments service's worker. `kind`: delete (an object's bytes on one backend),
+# sweep (the same, again once no put_url can upload), copy (a controlled copy to another
+# backend); `outcome`: done, failed (tried again when its lease ends), dropped (a copy given
+# up after its last attempt).
+MEDIA_JOBS = Counter(
+    "tams_media_jobs_total",
+    "Byte deletions and copies on S3, by kind and outcome",
+    ["kind", "outcome"],
+)
 SEGMENTS_REGISTERED = Counter(
     "tams_segments_registered_total", "Segments registered (committed), by the segments service"
 )

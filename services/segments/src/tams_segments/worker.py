@@ -44,6 +44,7 @@ import aiohttp
 from tams_runtime import deletion
 from tams_runtime.bus import CommandPublisher
 from tams_runtime.egress import EgressPolicy, GuardedResolver
+from tams_runtime.metrics import MEDIA_JOBS
 from tams_runtime.s3 import object_key
 from tams_runtime.settings import MediaSettings
 from tams_runtime.storage import BackendClients, StorageBackends
@@ -53,6 +54,17 @@ from tams_store import Store, WriteTx
 from tams_store.port import MediaJob, MediaJobKind
 
 log = logging.getLogger(__name__)
+
+# Every series from the start, at 0 (an alert's `rate()` cannot see a series' first sample).
+JOBS = {
+    (kind, outcome): MEDIA_JOBS.labels(kind, outcome)
+    for kind, outcomes in (
+        ("delete", ("done", "failed")),
+        ("sweep", ("done", "failed")),
+        ("copy", ("done", "failed", "dropped")),
+    )
+    for outcome in outcomes
+}
 
 BATCH = 100
 # DeleteObjects takes at most 1,000 keys.
@@ -167,6 +179,8 @@ class ObjectCollector:
             done = [job for group in results for job in group]
             if done:
                 await self.store.write(partial(_finish, done))
+            JOBS[kind, "done"].inc(len(done))
+            JOBS[kind, "failed"].inc(len(jobs) - len(done))
             done_total += len(done)
             if len(jobs) < DELETE_BATCH or len(done) < len(jobs):
                 break  # the rest waits for its lease to run out
@@ -254,11 +268,14 @@ class CopyRunner:
             except Exception as exc:
                 if job.attempts < self.media.copy_max_attempts:
                     log.warning("copy failed; will retry", extra={"error": str(exc)})
+                    JOBS["copy", "failed"].inc()
                     return False
                 log.error("copy failed for good; dropped", extra={"error": str(exc)})
                 await self.store.write(lambda tx: tx.finish_media_jobs([job]))
+                JOBS["copy", "dropped"].inc()
                 return False
         await self.store.write(lambda tx: self._complete(tx, job))
+        JOBS["copy", "done"].inc()
         return True
 
     @contextlib.asynccontextmanager
