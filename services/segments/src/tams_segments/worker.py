@@ -206,11 +206,18 @@ class ObjectCollector:
                     Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
                 )
         except Exception:
-            log.warning("object deletion failed; will retry", exc_info=True)
+            log.warning(
+                "object deletion failed; will retry",
+                exc_info=True,
+                extra={"storage_id": storage_id, "count": len(keys)},
+            )
             return []
         failed = {error.get("Key") for error in response.get("Errors", [])}
         if failed:
-            log.warning("some object deletions failed; will retry", extra={"count": len(failed)})
+            log.warning(
+                "some object deletions failed; will retry",
+                extra={"storage_id": storage_id, "count": len(failed)},
+            )
         return [job for key, job in keys.items() if key not in failed]
 
 
@@ -266,11 +273,17 @@ class CopyRunner:
                 async with self._held(job):
                     await self.copier.copy(obj, job.storage_id)
             except Exception as exc:
+                about = {
+                    "object_id": job.object_id,
+                    "storage_id": job.storage_id,
+                    "attempts": job.attempts,
+                    "error": str(exc),
+                }
                 if job.attempts < self.media.copy_max_attempts:
-                    log.warning("copy failed; will retry", extra={"error": str(exc)})
+                    log.warning("copy failed; will retry", extra=about)
                     JOBS["copy", "failed"].inc()
                     return False
-                log.error("copy failed for good; dropped", extra={"error": str(exc)})
+                log.error("copy failed for good; dropped", extra=about)
                 await self.store.write(lambda tx: tx.finish_media_jobs([job]))
                 JOBS["copy", "dropped"].inc()
                 return False
