@@ -175,6 +175,31 @@ async def test_redelivered_command_is_applied_once_with_the_same_answer(
         await consumer.stop()
 
 
+async def test_a_command_from_a_newer_release_is_applied(
+    tams_infra: Stack, store: SqliteStore
+) -> None:
+    """A newer gateway's command with an envelope field this release does not know (a
+    rolling upgrade): applied, not skipped as malformed."""
+    settings = unique_settings(tams_infra)
+    await ensure_topics(settings)
+    counter = Counter()
+    consumer = await start_consumer(settings, store, counter)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        command = CommandEnvelope(name="count", key="flow-1")
+        newer = {**json.loads(command.model_dump_json()), "priority": "high"}
+        await producer.send_and_wait(
+            settings.topics.catalog_commands, json.dumps(newer).encode(), key=b"flow-1"
+        )
+        [event] = await read_events(settings, 1)
+        assert event["value"]["event"]["n"] == 1
+        assert counter.applied == [command.command_id]
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
 async def test_crash_after_the_write_before_the_commit_applies_once(
     tams_infra: Stack, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,6 +5,11 @@ the flow (or source) it touches, so one partition, and so one consumer, applies 
 for that flow in order. Its reply carries the HTTP outcome the owning service decided, so the
 gateway stays a thin edge. Events are the TAMS webhook payloads, each with an id so that
 consumers can drop a redelivered copy.
+
+Every envelope ignores fields it does not know (a tolerant reader), as does a recorded
+outcome read back: during a rolling upgrade, or after a rollback, older and newer services
+read each other's messages, and a field a newer release adds must not make an older one
+skip a command or fail to read a reply (docs/operations.md, "Upgrades").
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ class CommandEnvelope(BaseModel):
     request; `reply_to` is the address of the requesting gateway's reply listener.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     command_id: str = Field(default_factory=new_id)
     correlation_id: str = Field(default_factory=new_id)
@@ -55,7 +60,7 @@ class CommandEnvelope(BaseModel):
 class ErrorBody(BaseModel):
     """The TAMS error object (`schemas/error.json`), used for every 4xx/5xx body."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     type: str
     summary: str
@@ -81,7 +86,7 @@ def with_message(body: object) -> object:
 class Reply(BaseModel):
     """The owning service's answer: an HTTP status, optional headers and a JSON body."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     command_id: str
     correlation_id: str
@@ -98,7 +103,7 @@ class EventContext(BaseModel):
     `flows/segments_*` events whose payload names only the flow. They travel as headers.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     flow_id: str | None = None
     source_id: str | None = None
@@ -166,7 +171,7 @@ class TamsEvent(BaseModel):
     `context` travel in headers so the value stays the spec's shape.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     event_id: str = Field(default_factory=new_id)
     key: str
@@ -196,7 +201,7 @@ class FollowUp(BaseModel):
     then answered from its own recorded outcome rather than applied twice.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     service: OwningService
     command: CommandEnvelope
@@ -211,7 +216,7 @@ class Outcome(BaseModel):
     twice.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     status: int
     headers: dict[str, str] = Field(default_factory=dict)
