@@ -388,6 +388,29 @@ async def test_ffmpeg_follows_a_live_playlist_as_segments_are_registered(
     assert frames == source_frames[:300]
 
 
+async def test_a_live_playlist_waits_for_a_gap_at_its_edge_to_fill(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Segment 2 registered after segment 3 (uploads finishing out of order): the live
+    playlist ends before the gap until it fills, so a player never sees segment 3 at
+    position 2 (hls.js stops on that); the VOD playlist shows what is there."""
+    flow = video_flow()
+    await put_flow(http, flow)
+    objects = await allocate_and_upload(http, flow["id"], [b"ts %d" % i * 50 for i in range(4)])
+    segments = [
+        {"object_id": o, "timerange": f"[{2 * i}:0_{2 * i + 2}:0)"} for i, o in enumerate(objects)
+    ]
+    await register(http, flow["id"], [segments[0], segments[1], segments[3]])
+    live = await get_playlist(http, flow["id"], "?live=true", ended=False)
+    assert [e.discontinuity for e in live.entries] == [False, False]
+    vod = await get_playlist(http, flow["id"])
+    assert [e.discontinuity for e in vod.entries] == [False, False, True]
+    await register(http, flow["id"], [segments[2]])
+    live = await get_playlist(http, flow["id"], "?live=true", ended=False)
+    assert [await fetch(e.url) for e in live.entries] == [b"ts %d" % i * 50 for i in range(4)]
+    assert not any(e.discontinuity for e in live.entries)
+
+
 async def test_ffmpeg_plays_a_fragmented_mp4_flow_with_its_init_segment(
     http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:

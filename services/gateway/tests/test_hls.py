@@ -10,6 +10,7 @@ from tams_gateway.hls import (
     plays_whole_object,
     render_playlist,
     seconds,
+    settled,
 )
 
 S = 1_000_000_000
@@ -51,6 +52,36 @@ def test_a_live_playlist_is_an_event_playlist_without_an_end() -> None:
         "#EXTINF:2.0,\nhttp://s3/a\n"
     )
     assert render_playlist(grown, live=True).startswith(render_playlist(first, live=True))
+
+
+def test_a_live_playlist_waits_for_a_gap_at_its_edge_to_fill() -> None:
+    """An ingest registers segment 3 before segment 2 (its uploads finished out of order).
+    Listing the gap would put segment 3 at position 2, and segment 2 there on the next
+    reload, which hls.js 1.7.4 takes as a fatal "media sequence mismatch": the live playlist
+    ends before the gap until three target durations of media follow it, so a gap that
+    fills soon is never seen, and one that lasts is listed then (a recording resumed after
+    a pause)."""
+
+    def seg(i: int) -> PlaylistSegment:
+        return PlaylistSegment(2 * i * S, 2 * (i + 1) * S, f"http://s3/{i}")
+
+    registered = [seg(0), seg(1), seg(3)]
+    assert settled(registered) == registered[:2]
+    filled = [seg(0), seg(1), seg(2), seg(3)]
+    assert settled(filled) == filled
+    # Each playlist a player reloads starts with the one before: an EVENT playlist only grows.
+    before = render_playlist(settled(registered), live=True)
+    assert render_playlist(settled(filled), live=True).startswith(before)
+    # Segment 2 never comes: with 6 s (three target durations) after the gap it is listed.
+    assert settled([seg(0), seg(1), seg(3), seg(4)]) == [seg(0), seg(1)]
+    lasting = [seg(0), seg(1), seg(3), seg(4), seg(5)]
+    assert settled(lasting) == lasting
+    assert "#EXT-X-DISCONTINUITY" in render_playlist(settled(lasting), live=True)
+    # Only a gap holds the playlist back: not a change of ts_offset or init object, nor an
+    # old gap with enough media after it, nor a VOD playlist (the route asks only for live).
+    offset = [seg(0), PlaylistSegment(2 * S, 4 * S, "http://s3/x", ts_offset=S)]
+    assert settled(offset) == offset
+    assert settled([]) == []
 
 
 def test_init_segments_get_a_map_at_first_and_at_every_change() -> None:

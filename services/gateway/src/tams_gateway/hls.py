@@ -71,6 +71,31 @@ def target_duration(segments: Sequence[PlaylistSegment]) -> int:
     return max(1, -(-longest // NS_PER_S))
 
 
+# A live playlist lists the segments after a gap once they hold this many target durations
+# of media (below): hls.js plays three target durations behind the live edge by default,
+# so at that distance the wait is not seen.
+GAP_WAIT_TARGET_DURATIONS = 3
+
+
+def settled(segments: Sequence[PlaylistSegment]) -> list[PlaylistSegment]:
+    """The segments a live playlist lists: all of them but those after a gap followed by
+    less than `GAP_WAIT_TARGET_DURATIONS` target durations of media, where the playlist ends
+    for now. An ingest whose uploads finish out of order registers segment n+1 before
+    segment n; a player that saw the playlist with that gap (and the discontinuity after it)
+    finds a different segment at position n on its next reload, which hls.js takes as a
+    fatal error ("media sequence mismatch"). Waiting keeps a gap out of the playlist while
+    it is likely to fill; a lasting gap (a recording paused, a segment lost) is listed once
+    that much media follows it."""
+    if not segments:
+        return []
+    wait_ns = GAP_WAIT_TARGET_DURATIONS * target_duration(segments) * NS_PER_S
+    end = segments[-1].end
+    for i in range(1, len(segments)):
+        if segments[i].start > segments[i - 1].end and end - segments[i].start < wait_ns:
+            return list(segments[:i])
+    return list(segments)
+
+
 def render_playlist(segments: Sequence[PlaylistSegment], *, live: bool = False) -> str:
     """A VOD media playlist of `segments` (in time order); with `live`, an EVENT playlist
     (RFC 8216 §4.3.3.5): no `#EXT-X-ENDLIST`, so a player reloads it and plays the segments

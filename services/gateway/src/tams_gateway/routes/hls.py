@@ -16,6 +16,7 @@ from tams_gateway.hls import (
     playable,
     plays_whole_object,
     render_playlist,
+    settled,
     usable_url,
 )
 from tams_gateway.requests import query_bool, query_timerange
@@ -94,6 +95,9 @@ async def get_playlist(request: web.Request) -> web.Response:
         records, objects = selection
         urls = gw.playlist_urls
         segments = [s for s in (playlist_segment(r, objects, urls, filters) for r in records) if s]
+        if live:
+            # A gap at the live edge may be a segment registered out of order: wait for it.
+            segments = settled(segments)
         return render_playlist(segments, live=live).encode()
 
     async with _building:
