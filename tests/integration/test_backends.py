@@ -119,6 +119,26 @@ async def two_segments(
     return flow["id"], object_ids[0], object_ids[1]
 
 
+async def post_copy(http: aiohttp.ClientSession, object_id: str, backend: dict[str, str]) -> None:
+    """Ask for a controlled copy of the object on `backend` (it runs in the background)."""
+    body = {"storage_id": backend["id"]}
+    status, answer, _ = await send_json(http, "POST", f"/objects/{object_id}/instances", body)
+    assert status == 201, answer
+
+
+async def claimed_copy(stack: Stack, object_id: str) -> MediaJob:
+    """The object's copy job once a worker has claimed it (its copy has started)."""
+    async with stack_store(stack) as store:
+
+        async def claimed() -> MediaJob | None:
+            jobs = await store.read(lambda tx: tx.media_jobs_of([object_id]))
+            return next((j for j in jobs if j.kind == "copy" and j.lease_owner), None)
+
+        job = await eventually(claimed, "the copy started")
+        assert job is not None
+        return job
+
+
 async def test_a_hung_backend_does_not_hold_up_deletions_on_the_others(
     tams_stack: Stack, admin_headers: dict[str, str]
 ) -> None:
@@ -133,21 +153,8 @@ async def test_a_hung_backend_does_not_hold_up_deletions_on_the_others(
             flow_id, copied, dropped = await two_segments(http, b"copied" * 1000, b"dropped" * 1000)
 
             with frozen(remote):
-                status, body, _ = await send_json(
-                    http,
-                    "POST",
-                    f"/objects/{copied}/instances",
-                    {"storage_id": REMOTE_BACKEND["id"]},
-                )
-                assert status == 201, body
-
-                async with stack_store(stack) as store:
-
-                    async def copy_claimed() -> bool:
-                        jobs = await store.read(lambda tx: tx.media_jobs_of([copied]))
-                        return any(j.kind == "copy" and j.lease_owner for j in jobs)
-
-                    await eventually(copy_claimed, "the copy to the hung backend started")
+                await post_copy(http, copied, REMOTE_BACKEND)
+                await claimed_copy(stack, copied)
 
                 # The other object's last segment goes: once the release grace (2 s) is over
                 # its bytes leave the default backend, whatever the remote site does.
@@ -177,10 +184,7 @@ async def test_byte_deletions_on_a_hung_backend_hold_up_the_others_only_briefly(
             flow_id, shared, local_only = await two_segments(
                 http, b"shared" * 1000, b"local" * 1000
             )
-            status, body, _ = await send_json(
-                http, "POST", f"/objects/{shared}/instances", {"storage_id": REMOTE_BACKEND["id"]}
-            )
-            assert status == 201, body
+            await post_copy(http, shared, REMOTE_BACKEND)
 
             async def copied() -> bool:
                 return await in_remote_bucket(remote, shared)
@@ -254,23 +258,12 @@ async def test_a_copy_longer_than_its_lease_keeps_it(
         ):
             _, copied, _ = await two_segments(http, b"copied" * 1000, b"other" * 1000)
             with frozen(remote):
-                status, body, _ = await send_json(
-                    http,
-                    "POST",
-                    f"/objects/{copied}/instances",
-                    {"storage_id": REMOTE_BACKEND["id"]},
-                )
-                assert status == 201, body
-
-                async def copy_job() -> MediaJob | None:
-                    jobs = await store.read(lambda tx: tx.media_jobs_of([copied]))
-                    return next((j for j in jobs if j.kind == "copy" and j.lease_owner), None)
-
-                claimed = await eventually(copy_job, "the copy to the hung backend started")
-                assert claimed is not None
+                await post_copy(http, copied, REMOTE_BACKEND)
+                claimed = await claimed_copy(stack, copied)
 
                 async def renewed_twice() -> MediaJob | None:
-                    job = await copy_job()
+                    jobs = await store.read(lambda tx: tx.media_jobs_of([copied]))
+                    job = next((j for j in jobs if j.kind == "copy"), None)
                     lease_ns = 2 * 10**9
                     if job is not None and job.lease_until_ns >= claimed.lease_until_ns + lease_ns:
                         return job
@@ -291,26 +284,13 @@ async def test_a_copy_to_a_hung_backend_does_not_hold_up_copies_to_others(
                 tams_stack, ("catalog", "segments", "gateway"), with_remote(remote)
             ) as stack,
             aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
-            stack_store(stack) as store,
         ):
             _, stuck, other = await two_segments(http, b"stuck" * 1000, b"other" * 1000)
 
-            async def copy(object_id: str, backend: dict[str, str]) -> None:
-                body = {"storage_id": backend["id"]}
-                status, answer, _ = await send_json(
-                    http, "POST", f"/objects/{object_id}/instances", body
-                )
-                assert status == 201, answer
-
             with frozen(remote):
-                await copy(stuck, REMOTE_BACKEND)
-
-                async def copy_claimed() -> bool:
-                    jobs = await store.read(lambda tx: tx.media_jobs_of([stuck]))
-                    return any(j.kind == "copy" and j.lease_owner for j in jobs)
-
-                await eventually(copy_claimed, "the copy to the hung backend started")
-                await copy(other, ARCHIVE_BACKEND)
+                await post_copy(http, stuck, REMOTE_BACKEND)
+                await claimed_copy(stack, stuck)
+                await post_copy(http, other, ARCHIVE_BACKEND)
 
                 async def archived() -> bool:
                     obj = await get_json(http, f"/objects/{other}?verbose_storage=true")
