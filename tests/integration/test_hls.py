@@ -281,19 +281,25 @@ async def played(
     return await decoded_frames("flow.m3u8", cwd, *HLS_CLIENT)
 
 
+async def mpeg_ts_segments(cwd: Path, seconds: int) -> tuple[list[bytes], list[str]]:
+    """`seconds` of H.264 in MPEG-TS, cut into 2 s segments at key frames: their bytes, and
+    the frames (MD5s) of the whole."""
+    await ffmpeg(
+        *TEST_VIDEO[:-1], str(seconds), *H264, "-f", "segment", "-segment_time", "2",
+        "-segment_format", "mpegts", "segment%d.ts",
+        cwd=cwd,
+    )  # fmt: skip
+    payloads = [(cwd / f"segment{i}.ts").read_bytes() for i in range(seconds // 2)]
+    (cwd / "whole.ts").write_bytes(b"".join(payloads))
+    source_frames = await decoded_frames("whole.ts", cwd)
+    assert len(source_frames) == 25 * seconds
+    return payloads, source_frames
+
+
 async def test_ffmpeg_plays_an_mpeg_ts_flow_frame_for_frame(
     http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    # Six seconds of H.264 in MPEG-TS, cut into three 2 s segments at key frames.
-    await ffmpeg(
-        *TEST_VIDEO, *H264, "-f", "segment", "-segment_time", "2", "-segment_format", "mpegts",
-        "segment%d.ts",
-        cwd=tmp_path,
-    )  # fmt: skip
-    payloads = [(tmp_path / f"segment{i}.ts").read_bytes() for i in range(3)]
-    (tmp_path / "whole.ts").write_bytes(b"".join(payloads))
-    source_frames = await decoded_frames("whole.ts", tmp_path)
-    assert len(source_frames) == 150
+    payloads, source_frames = await mpeg_ts_segments(tmp_path, 6)
 
     flow = video_flow()
     await put_flow(http, flow)
@@ -321,15 +327,7 @@ async def test_ffmpeg_follows_a_live_playlist_as_segments_are_registered(
     playlist as a player does, frame for frame. (Its decoder holds the last few frames it
     has until more media comes, as a live stream never ends: it is asked for the first 12
     seconds of 14.)"""
-    await ffmpeg(
-        *TEST_VIDEO[:-1], "14", *H264, "-f", "segment", "-segment_time", "2",
-        "-segment_format", "mpegts", "segment%d.ts",
-        cwd=tmp_path,
-    )  # fmt: skip
-    payloads = [(tmp_path / f"segment{i}.ts").read_bytes() for i in range(7)]
-    (tmp_path / "whole.ts").write_bytes(b"".join(payloads))
-    source_frames = await decoded_frames("whole.ts", tmp_path)
-    assert len(source_frames) == 350
+    payloads, source_frames = await mpeg_ts_segments(tmp_path, 14)
 
     flow = video_flow()
     await put_flow(http, flow)
