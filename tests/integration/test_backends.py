@@ -87,14 +87,17 @@ async def in_default_bucket(stack: Stack, object_id: str) -> bool:
     return await in_bucket(s3_settings(stack), object_id)
 
 
-async def in_remote_bucket(remote: ObjectStore, object_id: str) -> bool:
-    settings = S3Settings(
+def remote_settings(remote: ObjectStore) -> S3Settings:
+    return S3Settings(
         endpoint_url=remote.endpoint,
         bucket=REMOTE_BACKEND["bucket"],
         access_key=REMOTE_BACKEND["access_key"],
         secret_key=REMOTE_BACKEND["secret_key"],
     )
-    return await in_bucket(settings, object_id)
+
+
+async def in_remote_bucket(remote: ObjectStore, object_id: str) -> bool:
+    return await in_bucket(remote_settings(remote), object_id)
 
 
 def with_remote(remote: ObjectStore, **settings: str) -> dict[str, str]:
@@ -298,3 +301,47 @@ async def test_a_copy_to_a_hung_backend_does_not_hold_up_copies_to_others(
                     return ARCHIVE_BACKEND["id"] in ids
 
                 await eventually(archived, "the copy to the archive backend done")
+
+
+async def test_a_copy_tried_again_aborts_the_upload_a_killed_attempt_left_open(
+    tams_stack: Stack, admin_headers: dict[str, str]
+) -> None:
+    """A copy whose process was killed in its multipart upload leaves the upload open on the
+    target, its parts taking space there, unlisted, for ever. The next attempt (once the
+    killed one's lease ended) aborts it first, then copies."""
+    with remote_object_store() as remote:
+        env = with_remote(remote, TAMS_MEDIA_JOB_LEASE_S="3")
+        async with (
+            standalone(tams_stack, ("catalog", "segments", "gateway"), env) as stack,
+            aiohttp.ClientSession(base_url=stack.gateway_url, headers=admin_headers) as http,
+        ):
+            _, copied, _ = await two_segments(http, b"copied" * 1000, b"other" * 1000)
+            # What a killed attempt leaves: an upload of the object's key, with a part. (Made
+            # here: killing the service inside the upload's few milliseconds is a race.)
+            settings = remote_settings(remote)
+            key = object_key(copied)
+            async with s3_client(settings) as s3:
+                started = await s3.create_multipart_upload(Bucket=settings.bucket, Key=key)
+                await s3.upload_part(
+                    Bucket=settings.bucket,
+                    Key=key,
+                    UploadId=started["UploadId"],
+                    PartNumber=1,
+                    Body=b"left over" * 100,
+                )
+            with frozen(remote):
+                await post_copy(http, copied, REMOTE_BACKEND)
+                await claimed_copy(stack, copied)
+                os.kill(stack.services["segments"].process.pid, signal.SIGKILL)
+            await stack.restart_service("segments")
+
+            async def copied_again() -> bool:
+                return await in_remote_bucket(remote, copied)
+
+            await eventually(copied_again, "the copy done by the next attempt", timeout=30)
+            async with s3_client(settings) as s3:
+                listed = await s3.list_multipart_uploads(Bucket=settings.bucket)
+                stored = await s3.get_object(Bucket=settings.bucket, Key=key)
+                async with stored["Body"] as body:
+                    assert await body.read() == b"copied" * 1000
+            assert listed.get("Uploads", []) == []

@@ -95,6 +95,27 @@ class Copier:
                 failures.append(f"from {instance.get('label')!r}: {exc}")
         raise CopyFailed("; ".join(failures) or "the object has no instance to copy from")
 
+    async def abort_open_uploads(self, target_id: str, object_id: str) -> int:
+        """Abort the multipart uploads left open on `target_id` for this object's key by an
+        earlier attempt at its copy that never ended (its process was killed): S3 keeps their
+        parts, unlisted and unreferenced, until they are aborted. Called by the holder of the
+        copy's lease before it tries again; returns how many were aborted."""
+        target = self.backends.get(target_id)
+        if target is None:
+            return 0
+        key = object_key(object_id)
+        client = self.clients.client(target_id)
+        listed = await client.list_multipart_uploads(Bucket=target.bucket, Prefix=key)
+        stale = [u for u in listed.get("Uploads", []) if u.get("Key") == key]
+        for upload in stale:
+            await self._abort(client, target.bucket, key, upload["UploadId"])
+        if stale:
+            log.info(
+                "aborted multipart uploads left by an earlier copy",
+                extra={"object_id": object_id, "storage_id": target_id, "count": len(stale)},
+            )
+        return len(stale)
+
     async def _from_backend(
         self, obj: ObjectRecord, source: StorageBackend, target: StorageBackend
     ) -> None:

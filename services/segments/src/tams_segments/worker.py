@@ -77,6 +77,12 @@ def _finish(jobs: list[MediaJob], tx: WriteTx) -> None:
     tx.finish_media_jobs(jobs)
 
 
+def _claim(
+    kind: MediaJobKind, owner: str, now_ns: int, lease_ns: int, limit: int, tx: WriteTx
+) -> list[MediaJob]:
+    return tx.claim_media_jobs(kind, owner, now_ns, lease_ns, limit)
+
+
 def _renew(jobs: list[MediaJob], owner: str, until_ns: int, tx: WriteTx) -> int:
     return tx.renew_media_jobs(jobs, owner, until_ns)
 
@@ -164,9 +170,13 @@ class ObjectCollector:
     async def _delete_jobs(self, kind: MediaJobKind, now_ns: int) -> int:
         lease_ns = int(self.media.job_lease_s * NS)
         done_total = 0
+        started = time.monotonic_ns()
         for _ in range(MAX_BATCHES):
+            # Leased from the time of each claim: a round longer than a lease would otherwise
+            # claim its last batches with a lease already over, for another instance to take.
+            claimed_ns = now_ns + time.monotonic_ns() - started
             jobs = await self.store.write(
-                lambda tx: tx.claim_media_jobs(kind, self.owner, now_ns, lease_ns, DELETE_BATCH)
+                partial(_claim, kind, self.owner, claimed_ns, lease_ns, DELETE_BATCH)
             )
             if not jobs:
                 break
@@ -267,6 +277,19 @@ class CopyRunner:
             return False
 
     async def _copy(self, job: MediaJob) -> bool:
+        if job.attempts > 1:
+            # An earlier attempt may have been killed mid-way, its multipart upload left open.
+            try:
+                await self.copier.abort_open_uploads(job.storage_id, job.object_id)
+            except Exception as exc:
+                log.warning(
+                    "could not list multipart uploads left by an earlier copy",
+                    extra={
+                        "object_id": job.object_id,
+                        "storage_id": job.storage_id,
+                        "error": str(exc),
+                    },
+                )
         obj = (await self.store.read(lambda tx: tx.get_objects([job.object_id]))).get(job.object_id)
         if obj is not None and obj.registered and job.storage_id not in obj.controlled_storage_ids:
             try:
