@@ -275,3 +275,51 @@ def test_every_operation_that_takes_query_parameters_can_answer_400(
                 assert "400" in operation["responses"], (method, path)
     deleted = document["paths"]["/deleted-flows"]["get"]
     assert {p["name"] for p in deleted["parameters"]} == {"limit", "page"}
+
+
+# Query parameters the gateway documents beyond the official ones (docs/ext-*.md).
+EXTRA_QUERY = {("GET", "/service/webhooks"): {"url"}}
+PATTERNED = ("tag", "flow_tag", "storage_backend_tag")  # `tag.{name}`, `tag_exists.{name}`...
+
+
+def test_official_operations_document_exactly_the_official_query_parameters(
+    document: dict[str, Any],
+) -> None:
+    """A fuzzer (or a client generator) reading `/openapi.json` sends what it declares: a
+    parameter the handler ignores (`reverse_order` on `/service/profiles` once) is accepted
+    whatever its value, and one left out (`codec`, `label`, `sort_by`) is never tried."""
+    spec = yaml.safe_load(OFFICIAL.read_text())
+
+    def resolve(parameter: dict[str, Any]) -> dict[str, Any]:
+        if "$ref" in parameter:
+            return cast(
+                dict[str, Any], spec["components"]["parameters"][parameter["$ref"].split("/")[-1]]
+            )
+        return parameter
+
+    ours = {
+        (method.upper(), shape(operation.get("x-gateway-route", path))): {
+            p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"
+        }
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    wrong = {}
+    for path, item in spec["paths"].items():
+        for method in ("get", "put", "post", "delete"):
+            if method not in item:
+                continue
+            parameters = [resolve(p) for p in item[method].get("parameters", [])]
+            official = {
+                p["name"]
+                for p in parameters
+                if p["in"] == "query" and not (p["name"].startswith(PATTERNED) and "{" in p["name"])
+            }
+            key = (method.upper(), shape(path))
+            documented_names = ours[key] - EXTRA_QUERY.get(key, set())
+            if documented_names != official:
+                wrong[key] = (
+                    sorted(documented_names - official),
+                    sorted(official - documented_names),
+                )
+    assert wrong == {}, f"(extra, missing) query parameters: {wrong}"

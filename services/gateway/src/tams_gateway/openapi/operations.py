@@ -59,6 +59,11 @@ QUERIES = {
         Query("timerange", STRING, "A TAMS timerange, e.g. `[0:0_10:0)`."),
         Query("sort_by", STRING, "Sort key."),
         Query("include_timerange", {"type": "boolean"}, "Include the flow's timerange."),
+        Query(
+            "include_object_timerange",
+            {"type": "boolean"},
+            "Give each segment its object's `object_timerange`.",
+        ),
         Query("object_id", STRING, "Only segments of this media object."),
         Query("presigned", {"type": "boolean"}, "Only presigned (or only other) get_urls."),
         Query("accept_get_urls", STRING, "Labels of the get_urls to include (comma-separated)."),
@@ -137,7 +142,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/service/profiles"): Operation(
         "The flow profiles",
         returns=array(ref("Profile")),
-        query=(*LISTING, "format"),
+        # No `reverse_order`: the spec gives profiles no order to reverse.
+        query=("limit", "page", "format", "codec", "label"),
         paged=True,
     ),
     ("GET", "/service/profiles/{profile_id}"): Operation("One profile", returns=ref("Profile")),
@@ -161,7 +167,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/sources"): Operation(
         "List sources",
         returns=array(ref("Source")),
-        query=(*LISTING, "label", "format", *TAG_FILTERS),
+        query=(*LISTING, "label", "format", "collected_by_ids", "sort_by", *TAG_FILTERS),
         paged=True,
     ),
     ("GET", "/sources/{source_id}"): Operation("One source", returns=ref("Source")),
@@ -214,7 +220,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/flows/{flow_id}/segments"): Operation(
         "List a flow's segments",
         returns=array(ref("FlowSegment")),
-        query=(*LISTING, "timerange", "object_id", *GET_URL_FILTERS, *TAG_FILTERS),
+        query=(
+            *LISTING,
+            "timerange",
+            "object_id",
+            "include_object_timerange",
+            *GET_URL_FILTERS,
+            *TAG_FILTERS,
+        ),
         paged=True,
     ),
     ("PUT", "/flows/{flow_id}/segments/tags/{name}"): Operation(
@@ -267,7 +280,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/objects/{object_id}"): Operation(
         "A media object, its instances and the flows that use it",
         returns=ref("MediaObjectRecord"),
-        query=(*LISTING, *GET_URL_FILTERS),
+        # Its `referenced_by_flows` are paged, in one order only.
+        query=("limit", "page", *GET_URL_FILTERS),
         paged=True,
     ),
     ("POST", "/objects/{object_id}/instances"): Operation(
