@@ -213,7 +213,11 @@ def s3_settings(stack: Stack, bucket: str | None = None) -> S3Settings:
 
 async def stored_bytes(stack: Stack, object_id: str, bucket: str | None = None) -> bytes | None:
     """An object's bytes as S3 holds them in a bucket (the default one unless named), or None."""
-    settings = s3_settings(stack, bucket)
+    return await bytes_in(s3_settings(stack, bucket), object_id)
+
+
+async def bytes_in(settings: S3Settings, object_id: str) -> bytes | None:
+    """An object's bytes in the bucket of `settings` (any S3 server), or None."""
     async with s3_client(settings) as s3:
         try:
             stored = await s3.get_object(Bucket=settings.bucket, Key=object_key(object_id))

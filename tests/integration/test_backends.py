@@ -24,13 +24,14 @@ from tams_store.port import MediaJob
 
 from .helpers import (
     allocate_and_upload,
+    bytes_in,
     eventually,
     get_json,
     post,
     put_flow,
-    s3_settings,
     send_json,
     stack_store,
+    stored_bytes,
     video_flow,
 )
 from .standalone import standalone
@@ -74,17 +75,8 @@ def frozen(store: ObjectStore) -> Iterator[None]:
         os.kill(store.process.pid, signal.SIGCONT)
 
 
-async def in_bucket(settings: S3Settings, object_id: str) -> bool:
-    async with s3_client(settings) as s3:
-        try:
-            await s3.head_object(Bucket=settings.bucket, Key=object_key(object_id))
-        except s3.exceptions.ClientError:
-            return False
-        return True
-
-
 async def in_default_bucket(stack: Stack, object_id: str) -> bool:
-    return await in_bucket(s3_settings(stack), object_id)
+    return await stored_bytes(stack, object_id) is not None
 
 
 def remote_settings(remote: ObjectStore) -> S3Settings:
@@ -97,7 +89,7 @@ def remote_settings(remote: ObjectStore) -> S3Settings:
 
 
 async def in_remote_bucket(remote: ObjectStore, object_id: str) -> bool:
-    return await in_bucket(remote_settings(remote), object_id)
+    return await bytes_in(remote_settings(remote), object_id) is not None
 
 
 def with_remote(remote: ObjectStore, **settings: str) -> dict[str, str]:
@@ -339,9 +331,7 @@ async def test_a_copy_tried_again_aborts_the_upload_a_killed_attempt_left_open(
                 return await in_remote_bucket(remote, copied)
 
             await eventually(copied_again, "the copy done by the next attempt", timeout=30)
+            assert await bytes_in(settings, copied) == b"copied" * 1000
             async with s3_client(settings) as s3:
                 listed = await s3.list_multipart_uploads(Bucket=settings.bucket)
-                stored = await s3.get_object(Bucket=settings.bucket, Key=key)
-                async with stored["Body"] as body:
-                    assert await body.read() == b"copied" * 1000
             assert listed.get("Uploads", []) == []
